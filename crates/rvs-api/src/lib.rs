@@ -1,1 +1,16 @@
-//! rvs-api
+//! rvs-api: the control API's wire types, version 1. Requests carry text as users write it
+//! (addresses, scheduler names); conversion into core commands names the field at fault.
+//! Responses are views of the service table. No I/O here: rvsd serves, rvsadm calls.
+
+#![forbid(unsafe_code)]
+
+mod convert;
+mod error;
+mod types;
+
+pub use convert::{command_to_api, service_key, table_to_commands, view_service};
+pub use error::{ApiError, ErrorBody};
+pub use types::*;
+
+/// The path prefix of this version of the API.
+pub const PREFIX: &str = "/v1";

@@ -1,1 +1,69 @@
-//! rvs-config
+//! rvs-config: the rvsd configuration file. TOML is read into raw structs that refuse unknown
+//! fields, then validated into a [`Config`] whose service part is a core [`TableModel`]; every
+//! error names the file, line, column and field. Reload is `TableModel::diff` of two of these.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rvs_core::TableModel;
+
+pub use error::ConfigError;
+
+/// Where and how the control API listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// The unix socket (always on).
+    pub socket: PathBuf,
+    /// An optional loopback TCP address; requires `token`.
+    pub listen: Option<SocketAddr>,
+    /// The bearer token the TCP listener requires.
+    pub token: Option<String>,
+}
+
+/// Knobs of the director itself (not of one service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectorConfig {
+    pub connect_timeout: Duration,
+    pub connect_retries: u32,
+    /// How long SIGTERM waits for connections to finish before closing them.
+    pub drain_timeout: Duration,
+}
+
+impl Default for DirectorConfig {
+    fn default() -> Self {
+        Self { connect_timeout: Duration::from_secs(3), connect_retries: 2, drain_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub director: DirectorConfig,
+    /// Virtual services, real servers, timeouts and switches.
+    pub table: TableModel,
+}
+
+/// The default unix socket of the control API.
+pub const DEFAULT_SOCKET: &str = "/run/rvsd.sock";
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates `text`; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::toml(path, text, &e))?;
+        validate::validate(raw).map_err(|e| e.located(path, text))
+    }
+}

@@ -1,1 +1,12 @@
-//! rvs-proxy
+//! rvs-proxy: the userspace data plane. A full-NAT Layer-4 TCP proxy: one listener per
+//! virtual service, scheduling through rvs-core, a splice(2) relay, PROXY protocol towards
+//! real servers. It is not the control plane: it only reads published snapshots.
+
+pub mod clock;
+pub mod conn_table;
+pub mod engine;
+pub mod proxy_protocol;
+mod relay;
+
+pub use clock::Clock;
+pub use engine::{ConnInfo, Engine, EngineConfig, ListenError};

@@ -1,0 +1,272 @@
+//! Wire types ↔ core: requests into validated core commands (errors name the field), the
+//! service table into views, and core commands back into wire commands for `save`.
+
+use std::net::SocketAddr;
+
+use rvs_core::addr::parse_endpoint;
+use rvs_core::persistence::DEFAULT_PERSISTENCE_SECS;
+use rvs_core::sched::MH_DEFAULT_TABLE_SIZE;
+use rvs_core::stats::{CounterValues, Rates};
+use rvs_core::{
+    Command, DirectorOptions, Netmask, Persistence, Protocol, RealServerSettings, ServiceKey, ServiceSettings,
+    TableModel, Timeouts, VirtualService,
+};
+
+use crate::error::ApiError;
+use crate::types::*;
+
+fn parse_addr(text: &str, default_port: Option<u16>, field: &str) -> Result<SocketAddr, ApiError> {
+    parse_endpoint(text, default_port).map_err(|e| ApiError::field(field, e))
+}
+
+/// The core key of a service id; `field` prefixes error fields.
+pub fn service_key(id: &ServiceId, field: &str) -> Result<ServiceKey, ApiError> {
+    let protocol: Protocol = id.protocol.parse().map_err(|e| ApiError::field(format!("{field}.protocol"), e))?;
+    let addr = parse_addr(&id.address, None, &format!("{field}.address"))?;
+    Ok(ServiceKey { protocol, addr })
+}
+
+impl ServiceSpec {
+    pub fn id(&self) -> ServiceId {
+        ServiceId { protocol: self.protocol.clone(), address: self.address.clone() }
+    }
+
+    /// The key and validated settings; `field` prefixes error fields.
+    pub fn to_core(&self, field: &str) -> Result<(ServiceKey, ServiceSettings), ApiError> {
+        let key = service_key(&self.id(), field)?;
+        let f = |name: &str| format!("{field}.{name}");
+        let mut s = ServiceSettings::default();
+        if let Some(name) = &self.scheduler {
+            s.scheduler = name.parse().map_err(|e| ApiError::field(f("scheduler"), e))?;
+        }
+        for flag in &self.sched_flags {
+            s.flags.set(flag).map_err(|e| ApiError::field(f("sched_flags"), e))?;
+        }
+        s.flags.check_for(s.scheduler).map_err(|e| ApiError::field(f("sched_flags"), e))?;
+        s.mh_table_size = self.mh_table_size.unwrap_or(MH_DEFAULT_TABLE_SIZE);
+        if self.persistent.is_some() || self.netmask.is_some() {
+            let netmask = match &self.netmask {
+                Some(m) => m.parse::<Netmask>().map_err(|e| ApiError::field(f("netmask"), e))?,
+                None => Netmask::host(key.addr.ip()),
+            };
+            s.persistence = Some(Persistence::new(self.persistent.unwrap_or(DEFAULT_PERSISTENCE_SECS), netmask));
+        }
+        s.validate(&key).map_err(|e| {
+            use rvs_core::service::ServiceError as E;
+            let name = match e {
+                E::NetmaskFamily { .. } => "netmask",
+                E::ZeroPersistence => "persistent",
+                E::Sched(_) => "mh_table_size",
+                _ => "address",
+            };
+            ApiError::field(f(name), e)
+        })?;
+        Ok((key, s))
+    }
+}
+
+impl RealServerSpec {
+    /// Validated settings for a real server of `service`. Absent fields come from `base`
+    /// (the current settings, on edit) or the defaults.
+    pub fn to_core(
+        &self,
+        service: &ServiceKey,
+        base: Option<RealServerSettings>,
+        field: &str,
+    ) -> Result<RealServerSettings, ApiError> {
+        let f = |name: &str| format!("{field}.{name}");
+        let addr = parse_addr(&self.address, Some(service.addr.port()), &f("address"))?;
+        let mut s = base.unwrap_or_else(|| RealServerSettings::new(addr));
+        s.addr = addr;
+        if let Some(w) = self.weight {
+            s.weight = w;
+        }
+        if let Some(m) = &self.method {
+            s.method = m.parse().map_err(|e: String| ApiError::field(f("method"), e))?;
+        }
+        if let Some(u) = self.u_threshold {
+            s.u_threshold = u;
+        }
+        if let Some(l) = self.l_threshold {
+            s.l_threshold = l;
+        }
+        if let Some(p) = &self.proxy_protocol {
+            s.proxy_protocol = p.parse().map_err(|e: String| ApiError::field(f("proxy_protocol"), e))?;
+        }
+        s.validate().map_err(|e| {
+            use rvs_core::real_server::RealServerError as E;
+            let name = match e {
+                E::Weight(_) => "weight",
+                E::Thresholds { .. } => "l_threshold",
+                E::Method(_) => "method",
+                _ => "address",
+            };
+            ApiError::field(f(name), e)
+        })?;
+        if s.addr.is_ipv4() != service.addr.is_ipv4() {
+            return Err(ApiError::field(
+                f("address"),
+                format!(
+                    "real server {} and virtual service {} are of different address families",
+                    s.addr, service.addr
+                ),
+            ));
+        }
+        Ok(s)
+    }
+
+    pub fn from_core(s: &RealServerSettings) -> Self {
+        Self {
+            address: s.addr.to_string(),
+            weight: Some(s.weight),
+            method: Some(s.method.name().into()),
+            u_threshold: Some(s.u_threshold),
+            l_threshold: Some(s.l_threshold),
+            proxy_protocol: Some(s.proxy_protocol.name().into()),
+        }
+    }
+}
+
+fn spec_from_core(key: &ServiceKey, s: &ServiceSettings) -> ServiceSpec {
+    ServiceSpec {
+        protocol: key.protocol.name().into(),
+        address: key.addr.to_string(),
+        scheduler: Some(s.scheduler.name().into()),
+        persistent: s.persistence.map(|p| p.timeout_secs),
+        netmask: s.persistence.map(|p| p.netmask.to_string()),
+        sched_flags: s.flags.names().into_iter().map(String::from).collect(),
+        mh_table_size: (s.mh_table_size != MH_DEFAULT_TABLE_SIZE).then_some(s.mh_table_size),
+    }
+}
+
+fn id_from_core(key: &ServiceKey) -> ServiceId {
+    ServiceId { protocol: key.protocol.name().into(), address: key.addr.to_string() }
+}
+
+impl ApiCommand {
+    /// The core command; `model` supplies current settings for partial edits.
+    pub fn to_core(&self, model: &TableModel) -> Result<Command, ApiError> {
+        Ok(match self {
+            ApiCommand::AddService { service } => {
+                let (key, settings) = service.to_core("service")?;
+                Command::AddService { key, settings }
+            }
+            ApiCommand::EditService { service } => {
+                let (key, settings) = service.to_core("service")?;
+                Command::EditService { key, settings }
+            }
+            ApiCommand::DeleteService { service } => Command::DeleteService { key: service_key(service, "service")? },
+            ApiCommand::Clear => Command::Clear,
+            ApiCommand::AddServer { service, server } => {
+                let key = service_key(service, "service")?;
+                Command::AddServer { service: key, server: server.to_core(&key, None, "server")? }
+            }
+            ApiCommand::EditServer { service, server } => {
+                let key = service_key(service, "service")?;
+                let addr = parse_addr(&server.address, Some(key.addr.port()), "server.address")?;
+                let base = model.services.get(&key).and_then(|s| s.servers.iter().find(|r| r.addr == addr)).copied();
+                Command::EditServer { service: key, server: server.to_core(&key, base, "server")? }
+            }
+            ApiCommand::DeleteServer { service, address } => {
+                let key = service_key(service, "service")?;
+                Command::DeleteServer { service: key, addr: parse_addr(address, Some(key.addr.port()), "address")? }
+            }
+            ApiCommand::SetTimeouts { timeouts: t } => {
+                Command::SetTimeouts(model.timeouts.merged(t.tcp, t.tcpfin, t.udp))
+            }
+            ApiCommand::SetOptions { options: o } => Command::SetOptions(DirectorOptions {
+                expire_nodest_conn: o.expire_nodest_conn,
+                expire_quiescent_template: o.expire_quiescent_template,
+            }),
+            ApiCommand::Zero { service } => {
+                Command::Zero { service: service.as_ref().map(|s| service_key(s, "service")).transpose()? }
+            }
+        })
+    }
+}
+
+/// The wire form of a core command.
+pub fn command_to_api(cmd: &Command) -> ApiCommand {
+    match cmd {
+        Command::AddService { key, settings } => ApiCommand::AddService { service: spec_from_core(key, settings) },
+        Command::EditService { key, settings } => ApiCommand::EditService { service: spec_from_core(key, settings) },
+        Command::DeleteService { key } => ApiCommand::DeleteService { service: id_from_core(key) },
+        Command::Clear => ApiCommand::Clear,
+        Command::AddServer { service, server } => {
+            ApiCommand::AddServer { service: id_from_core(service), server: RealServerSpec::from_core(server) }
+        }
+        Command::EditServer { service, server } => {
+            ApiCommand::EditServer { service: id_from_core(service), server: RealServerSpec::from_core(server) }
+        }
+        Command::DeleteServer { service, addr } => {
+            ApiCommand::DeleteServer { service: id_from_core(service), address: addr.to_string() }
+        }
+        Command::SetTimeouts(t) => ApiCommand::SetTimeouts { timeouts: timeouts_view(t) },
+        Command::SetOptions(o) => ApiCommand::SetOptions {
+            options: OptionsView {
+                expire_nodest_conn: o.expire_nodest_conn,
+                expire_quiescent_template: o.expire_quiescent_template,
+            },
+        },
+        Command::Zero { service } => ApiCommand::Zero { service: service.as_ref().map(id_from_core) },
+    }
+}
+
+/// What `save` returns: the commands that rebuild `model` from an empty table.
+pub fn table_to_commands(model: &TableModel) -> Vec<ApiCommand> {
+    let mut cmds = vec![ApiCommand::SetTimeouts { timeouts: timeouts_view(&model.timeouts) }];
+    cmds.extend(model.commands().iter().filter(|c| !matches!(c, Command::SetTimeouts(_))).map(command_to_api));
+    cmds
+}
+
+pub fn timeouts_view(t: &Timeouts) -> TimeoutsView {
+    TimeoutsView { tcp: t.tcp_secs, tcpfin: t.tcpfin_secs, udp: t.udp_secs }
+}
+
+fn stats_view(c: CounterValues) -> StatsView {
+    StatsView { conns: c.conns, inpkts: c.inpkts, outpkts: c.outpkts, inbytes: c.inbytes, outbytes: c.outbytes }
+}
+
+fn rates_view(r: Rates) -> RatesView {
+    RatesView { cps: r.cps, inpps: r.inpps, outpps: r.outpps, inbps: r.inbps, outbps: r.outbps }
+}
+
+/// The view of one virtual service with its real servers, counters and rates.
+pub fn view_service(svc: &VirtualService, now_ms: u64) -> ServiceView {
+    let s = svc.settings();
+    let templates = svc.templates(now_ms);
+    let real_servers = svc
+        .dests()
+        .iter()
+        .map(|d| {
+            let rs = d.settings();
+            RealServerView {
+                address: d.addr.to_string(),
+                weight: rs.weight,
+                method: rs.method.name().into(),
+                u_threshold: rs.u_threshold,
+                l_threshold: rs.l_threshold,
+                proxy_protocol: rs.proxy_protocol.name().into(),
+                active: d.active(),
+                inactive: d.inactive(),
+                overloaded: d.overloaded(),
+                connect_failures: d.connect_failures(),
+                persistent_conns: templates.iter().filter(|(t, _)| t.dest == d.addr).count() as u32,
+                stats: stats_view(d.stats.counters.read()),
+                rates: rates_view(d.stats.rates()),
+            }
+        })
+        .collect();
+    ServiceView {
+        protocol: svc.key.protocol.name().into(),
+        address: svc.key.addr.to_string(),
+        scheduler: s.scheduler.name().into(),
+        persistent: s.persistence.map(|p| p.timeout_secs),
+        netmask: s.persistence.map(|p| p.netmask.to_string()),
+        sched_flags: s.flags.names().into_iter().map(String::from).collect(),
+        mh_table_size: s.mh_table_size,
+        stats: stats_view(svc.stats.counters.read()),
+        rates: rates_view(svc.stats.rates()),
+        real_servers,
+    }
+}

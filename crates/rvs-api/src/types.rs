@@ -1,0 +1,237 @@
+//! Request and response bodies of the v1 API.
+
+use serde::{Deserialize, Serialize};
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Identifies a virtual service: `{"protocol": "tcp", "address": "10.0.0.1:80"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceId {
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    pub address: String,
+}
+
+fn default_protocol() -> String {
+    "tcp".into()
+}
+
+/// A virtual service to add or the new settings of one (edit).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
+    /// Persistence timeout in seconds; absent means no persistence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent: Option<u32>,
+    /// Persistence netmask (IPv4) or prefix length (IPv6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netmask: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sched_flags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mh_table_size: Option<u32>,
+}
+
+/// A real server to add, or its new settings (edit). Absent fields take defaults on add
+/// and keep their value on edit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RealServerSpec {
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub u_threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l_threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<String>,
+}
+
+/// Counters, as ipvsadm --stats shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StatsView {
+    pub conns: u64,
+    pub inpkts: u64,
+    pub outpkts: u64,
+    pub inbytes: u64,
+    pub outbytes: u64,
+}
+
+/// Rates per second from the 2-second estimator, as ipvsadm --rate shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RatesView {
+    pub cps: u64,
+    pub inpps: u64,
+    pub outpps: u64,
+    pub inbps: u64,
+    pub outbps: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealServerView {
+    pub address: String,
+    pub weight: u32,
+    pub method: String,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+    pub proxy_protocol: String,
+    pub active: u32,
+    pub inactive: u32,
+    pub overloaded: bool,
+    pub connect_failures: u64,
+    pub persistent_conns: u32,
+    pub stats: StatsView,
+    pub rates: RatesView,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub protocol: String,
+    pub address: String,
+    pub scheduler: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub persistent: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub netmask: Option<String>,
+    pub sched_flags: Vec<String>,
+    pub mh_table_size: u32,
+    pub stats: StatsView,
+    pub rates: RatesView,
+    pub real_servers: Vec<RealServerView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceList {
+    pub services: Vec<ServiceView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionView {
+    pub protocol: String,
+    pub client: String,
+    pub virtual_address: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub real_server: Option<String>,
+    /// The IPVS state name (SYN_SENT, ESTABLISHED, FIN_WAIT).
+    pub state: String,
+    pub expires_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionList {
+    pub connections: Vec<ConnectionView>,
+}
+
+/// A persistence template (`ipvsadm -L -c --persistent-conn`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateView {
+    pub protocol: String,
+    pub client_net: String,
+    pub virtual_address: String,
+    pub real_server: String,
+    pub expires_ms: u64,
+    pub connections: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateList {
+    pub templates: Vec<TemplateView>,
+}
+
+/// Timeouts in seconds; on PUT, 0 (or absent) leaves one unchanged, as `ipvsadm --set`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsView {
+    #[serde(default)]
+    pub tcp: u32,
+    #[serde(default)]
+    pub tcpfin: u32,
+    #[serde(default)]
+    pub udp: u32,
+}
+
+/// Director-wide switches (IPVS sysctls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OptionsView {
+    #[serde(default)]
+    pub expire_nodest_conn: bool,
+    #[serde(default)]
+    pub expire_quiescent_template: bool,
+}
+
+/// One change, as `save` prints and `restore` takes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ApiCommand {
+    AddService {
+        service: ServiceSpec,
+    },
+    EditService {
+        service: ServiceSpec,
+    },
+    DeleteService {
+        service: ServiceId,
+    },
+    Clear,
+    AddServer {
+        service: ServiceId,
+        server: RealServerSpec,
+    },
+    EditServer {
+        service: ServiceId,
+        server: RealServerSpec,
+    },
+    DeleteServer {
+        service: ServiceId,
+        address: String,
+    },
+    SetTimeouts {
+        timeouts: TimeoutsView,
+    },
+    SetOptions {
+        options: OptionsView,
+    },
+    Zero {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<ServiceId>,
+    },
+}
+
+/// A batch of commands applied all-or-nothing (`POST /v1/commands`; restore is a batch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandBatch {
+    pub commands: Vec<ApiCommand>,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    pub changes: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub notes: Vec<String>,
+}
+
+/// `GET /v1/info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InfoView {
+    pub version: String,
+    pub connections: usize,
+    pub services: usize,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub config_file: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub draining: bool,
+}

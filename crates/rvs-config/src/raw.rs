@@ -1,0 +1,77 @@
+//! The file as written: serde structs that refuse unknown fields. Values that can be wrong
+//! keep their span so validation can point at them.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub api: RawApi,
+    #[serde(default)]
+    pub director: RawDirector,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    #[serde(default, rename = "service")]
+    pub services: Vec<Spanned<RawService>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    pub socket: Option<PathBuf>,
+    pub listen: Option<Spanned<String>>,
+    pub token: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDirector {
+    pub connect_timeout_ms: Option<Spanned<u64>>,
+    pub connect_retries: Option<u32>,
+    pub drain_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub expire_nodest_conn: bool,
+    #[serde(default)]
+    pub expire_quiescent_template: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub tcp: Option<Spanned<u32>>,
+    pub tcpfin: Option<Spanned<u32>>,
+    pub udp: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    pub protocol: Option<Spanned<String>>,
+    pub address: Spanned<String>,
+    pub scheduler: Option<Spanned<String>>,
+    /// Persistence timeout in seconds (`ipvsadm -p`).
+    pub persistent: Option<Spanned<u32>>,
+    /// Persistence netmask (IPv4 dotted) or prefix length (IPv6) (`ipvsadm -M`).
+    pub netmask: Option<Spanned<String>>,
+    #[serde(default)]
+    pub sched_flags: Vec<Spanned<String>>,
+    pub mh_table_size: Option<Spanned<u32>>,
+    #[serde(default, rename = "real_server")]
+    pub real_servers: Vec<Spanned<RawRealServer>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRealServer {
+    pub address: Spanned<String>,
+    pub weight: Option<Spanned<u32>>,
+    pub method: Option<Spanned<String>>,
+    pub u_threshold: Option<Spanned<u32>>,
+    pub l_threshold: Option<Spanned<u32>>,
+    pub proxy_protocol: Option<Spanned<String>>,
+}

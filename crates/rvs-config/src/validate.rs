@@ -1,0 +1,217 @@
+//! Raw file → validated [`Config`]: each value parsed into its core type where it stands,
+//! then the services built through the same command checks the API uses.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use rvs_core::addr::parse_endpoint;
+use rvs_core::persistence::DEFAULT_PERSISTENCE_SECS;
+use rvs_core::sched::MH_DEFAULT_TABLE_SIZE;
+use rvs_core::{
+    Command, CommandError, DirectorOptions, ForwardingMethod, Netmask, Persistence, Protocol, ProxyProtocol,
+    RealServerSettings, SchedulerKind, ServiceKey, ServiceSettings, TableModel, Timeouts,
+};
+use toml::Spanned;
+
+use crate::error::Unplaced;
+use crate::raw::{RawConfig, RawRealServer, RawService};
+use crate::{ApiConfig, Config, DirectorConfig, DEFAULT_SOCKET};
+
+type Result<T> = std::result::Result<T, Unplaced>;
+
+fn span<T>(s: &Spanned<T>) -> Option<Range<usize>> {
+    Some(s.span())
+}
+
+/// Parses a spanned string with `FromStr`, placing the error at the value.
+fn parse<T: FromStr>(v: &Spanned<String>, field: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    v.get_ref().parse::<T>().map_err(|e| Unplaced::new(span(v), field, e))
+}
+
+pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
+    let api = api(&raw)?;
+    let d = &raw.director;
+    let mut director = DirectorConfig::default();
+    if let Some(ms) = &d.connect_timeout_ms {
+        if *ms.get_ref() == 0 {
+            return Err(Unplaced::new(span(ms), "director.connect_timeout_ms", "must be above 0"));
+        }
+        director.connect_timeout = Duration::from_millis(*ms.get_ref());
+    }
+    if let Some(r) = d.connect_retries {
+        director.connect_retries = r;
+    }
+    if let Some(s) = d.drain_timeout_secs {
+        director.drain_timeout = Duration::from_secs(s);
+    }
+    let mut table = TableModel {
+        options: DirectorOptions {
+            expire_nodest_conn: d.expire_nodest_conn,
+            expire_quiescent_template: d.expire_quiescent_template,
+        },
+        ..TableModel::default()
+    };
+    let t = &raw.timeouts;
+    let mut timeouts = Timeouts::default();
+    for (v, slot, name) in [
+        (&t.tcp, &mut timeouts.tcp_secs, "timeouts.tcp"),
+        (&t.tcpfin, &mut timeouts.tcpfin_secs, "timeouts.tcpfin"),
+        (&t.udp, &mut timeouts.udp_secs, "timeouts.udp"),
+    ] {
+        if let Some(v) = v {
+            *slot = *v.get_ref();
+            table
+                .apply(&Command::SetTimeouts(Timeouts { tcp_secs: *slot, tcpfin_secs: *slot, udp_secs: *slot }))
+                .map_err(|e| Unplaced::new(span(v), name, e))?;
+        }
+    }
+    table.timeouts = timeouts;
+
+    for (i, svc) in raw.services.iter().enumerate() {
+        service(&mut table, i, svc)?;
+    }
+    Ok(Config { api, director, table })
+}
+
+fn api(raw: &RawConfig) -> Result<ApiConfig> {
+    let a = &raw.api;
+    let socket = a.socket.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let listen = match &a.listen {
+        None => None,
+        Some(l) => {
+            let addr: SocketAddr =
+                parse_endpoint(l.get_ref(), None).map_err(|e| Unplaced::new(span(l), "api.listen", e))?;
+            if !addr.ip().is_loopback() {
+                return Err(Unplaced::new(
+                    span(l),
+                    "api.listen",
+                    format!("{addr} is not a loopback address; the TCP API listens on loopback only"),
+                ));
+            }
+            Some(addr)
+        }
+    };
+    let token = match (&a.token, &a.token_file) {
+        (Some(_), Some(f)) => {
+            return Err(Unplaced::new(span(f), "api.token_file", "give either api.token or api.token_file, not both"))
+        }
+        (Some(t), None) => Some(t.get_ref().clone()),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f.get_ref())
+                .map_err(|e| {
+                    Unplaced::new(span(f), "api.token_file", format!("cannot read {}: {e}", f.get_ref().display()))
+                })?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    if let Some(t) = &token {
+        if t.len() < 16 {
+            let at = a.token.as_ref().map(span).or_else(|| a.token_file.as_ref().map(span)).flatten();
+            return Err(Unplaced::new(at, "api.token", "the token must be at least 16 characters"));
+        }
+    }
+    if listen.is_some() && token.is_none() {
+        return Err(Unplaced::new(
+            a.listen.as_ref().and_then(span),
+            "api.listen",
+            "the TCP API requires a bearer token: set api.token or api.token_file",
+        ));
+    }
+    Ok(ApiConfig { socket, listen, token })
+}
+
+fn service(table: &mut TableModel, i: usize, svc: &Spanned<RawService>) -> Result<()> {
+    let at = format!("service[{i}]");
+    let field = |f: &str| format!("{at}.{f}");
+    let s = svc.get_ref();
+    let protocol = match &s.protocol {
+        Some(p) => parse::<Protocol>(p, &field("protocol"))?,
+        None => Protocol::Tcp,
+    };
+    let addr =
+        parse_endpoint(s.address.get_ref(), None).map_err(|e| Unplaced::new(span(&s.address), field("address"), e))?;
+    let key = ServiceKey { protocol, addr };
+    let mut settings = ServiceSettings::default();
+    if let Some(sch) = &s.scheduler {
+        settings.scheduler = parse::<SchedulerKind>(sch, &field("scheduler"))?;
+    }
+    for f in &s.sched_flags {
+        settings.flags.set(f.get_ref()).map_err(|e| Unplaced::new(span(f), field("sched_flags"), e))?;
+    }
+    if let Err(e) = settings.flags.check_for(settings.scheduler) {
+        let at = s.sched_flags.first().and_then(span);
+        return Err(Unplaced::new(at, field("sched_flags"), e));
+    }
+    settings.mh_table_size = s.mh_table_size.as_ref().map_or(MH_DEFAULT_TABLE_SIZE, |v| *v.get_ref());
+    if s.persistent.is_some() || s.netmask.is_some() {
+        let timeout = s.persistent.as_ref().map_or(DEFAULT_PERSISTENCE_SECS, |v| *v.get_ref());
+        let netmask = match &s.netmask {
+            Some(m) => parse::<Netmask>(m, &field("netmask"))?,
+            None => Netmask::host(addr.ip()),
+        };
+        settings.persistence = Some(Persistence::new(timeout, netmask));
+    }
+    let place = |e: CommandError| {
+        let (sp, f) = match &e {
+            CommandError::Service { source: rvs_core::service::ServiceError::NetmaskFamily { .. }, .. } => {
+                (s.netmask.as_ref().and_then(span), field("netmask"))
+            }
+            CommandError::Service { source: rvs_core::service::ServiceError::ZeroPersistence, .. } => {
+                (s.persistent.as_ref().and_then(span), field("persistent"))
+            }
+            CommandError::Service { source: rvs_core::service::ServiceError::Sched(_), .. } => {
+                (s.mh_table_size.as_ref().and_then(span).or_else(|| span(svc)), field("mh_table_size"))
+            }
+            _ => (span(&s.address), field("address")),
+        };
+        Unplaced::new(sp, f, e)
+    };
+    table.apply(&Command::AddService { key, settings }).map_err(place)?;
+    for (j, rs) in s.real_servers.iter().enumerate() {
+        real_server(table, key, &format!("{at}.real_server[{j}]"), rs)?;
+    }
+    Ok(())
+}
+
+fn real_server(table: &mut TableModel, service: ServiceKey, at: &str, rs: &Spanned<RawRealServer>) -> Result<()> {
+    let field = |f: &str| format!("{at}.{f}");
+    let r = rs.get_ref();
+    let addr = parse_endpoint(r.address.get_ref(), Some(service.addr.port()))
+        .map_err(|e| Unplaced::new(span(&r.address), field("address"), e))?;
+    let mut server = RealServerSettings::new(addr);
+    if let Some(w) = &r.weight {
+        server.weight = *w.get_ref();
+    }
+    if let Some(m) = &r.method {
+        server.method = parse::<ForwardingMethod>(m, &field("method"))?;
+    }
+    if let Some(u) = &r.u_threshold {
+        server.u_threshold = *u.get_ref();
+    }
+    if let Some(l) = &r.l_threshold {
+        server.l_threshold = *l.get_ref();
+    }
+    if let Some(p) = &r.proxy_protocol {
+        server.proxy_protocol = parse::<ProxyProtocol>(p, &field("proxy_protocol"))?;
+    }
+    table.apply(&Command::AddServer { service, server }).map_err(|e| {
+        use rvs_core::real_server::RealServerError as E;
+        let (sp, f) = match &e {
+            CommandError::Server { source: E::Weight(_), .. } => (r.weight.as_ref().and_then(span), field("weight")),
+            CommandError::Server { source: E::Thresholds { .. }, .. } => {
+                (r.l_threshold.as_ref().and_then(span), field("l_threshold"))
+            }
+            CommandError::Server { source: E::Method(_), .. } => (r.method.as_ref().and_then(span), field("method")),
+            _ => (span(&r.address), field("address")),
+        };
+        Unplaced::new(sp.or_else(|| span(rs)), f, e)
+    })
+}

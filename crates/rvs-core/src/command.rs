@@ -1,0 +1,82 @@
+//! Commands: every change to the service table, whatever its source (config file, reload,
+//! API, rvsadm, health checks), and the typed errors a command can be refused with.
+
+use std::net::SocketAddr;
+
+use crate::real_server::{RealServerError, RealServerSettings};
+use crate::service::{ServiceError, ServiceKey, ServiceSettings};
+use crate::timeouts::Timeouts;
+
+/// Director-wide switches, named after the IPVS sysctls they mirror.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DirectorOptions {
+    /// Close the connections of a deleted real server instead of letting them drain.
+    pub expire_nodest_conn: bool,
+    /// Expire persistence templates of a real server quiesced to weight 0.
+    pub expire_quiescent_template: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    AddService {
+        key: ServiceKey,
+        settings: ServiceSettings,
+    },
+    EditService {
+        key: ServiceKey,
+        settings: ServiceSettings,
+    },
+    DeleteService {
+        key: ServiceKey,
+    },
+    /// Deletes every virtual service (`ipvsadm -C`).
+    Clear,
+    AddServer {
+        service: ServiceKey,
+        server: RealServerSettings,
+    },
+    EditServer {
+        service: ServiceKey,
+        server: RealServerSettings,
+    },
+    DeleteServer {
+        service: ServiceKey,
+        addr: SocketAddr,
+    },
+    SetTimeouts(Timeouts),
+    SetOptions(DirectorOptions),
+    /// Zeroes the counters of one service (and its real servers), or of all.
+    Zero {
+        service: Option<ServiceKey>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("virtual service {0} already exists")]
+    ServiceExists(ServiceKey),
+    #[error("no such virtual service {0}")]
+    NoService(ServiceKey),
+    #[error("real server {addr} already exists in virtual service {service}")]
+    ServerExists { service: ServiceKey, addr: SocketAddr },
+    #[error("no such real server {addr} in virtual service {service}")]
+    NoServer { service: ServiceKey, addr: SocketAddr },
+    #[error("real server {addr} and virtual service {service} are of different address families")]
+    MixedFamily { service: ServiceKey, addr: SocketAddr },
+    #[error("virtual service {key}: {source}")]
+    Service { key: ServiceKey, source: ServiceError },
+    #[error("real server {addr}: {source}")]
+    Server { addr: SocketAddr, source: RealServerError },
+    #[error("timeouts must be at most 31536000 seconds (one year)")]
+    Timeout,
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// A refused command inside a batch: which one, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("command {index}: {error}")]
+pub struct BatchError {
+    pub index: usize,
+    pub error: CommandError,
+}

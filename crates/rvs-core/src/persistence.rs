@@ -1,0 +1,257 @@
+//! Persistence: the templates that send a client (its address under a netmask) back to the
+//! same real server for a timeout, expiring as IPVS expires them when their real server is
+//! deleted or quiesced. Time is monotonic milliseconds passed in.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::service::ServiceError;
+
+/// The default persistence timeout, as ipvsadm's `-p` without a value.
+pub const DEFAULT_PERSISTENCE_SECS: u32 = 300;
+
+/// A persistence netmask: a dotted IPv4 mask or an IPv6 prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Netmask {
+    V4(Ipv4Addr),
+    V6Prefix(u8),
+}
+
+impl Default for Netmask {
+    fn default() -> Self {
+        Netmask::V4(Ipv4Addr::BROADCAST)
+    }
+}
+
+impl Netmask {
+    /// The mask that keeps the whole address for `ip`'s family.
+    pub fn host(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(_) => Netmask::V4(Ipv4Addr::BROADCAST),
+            IpAddr::V6(_) => Netmask::V6Prefix(128),
+        }
+    }
+
+    /// `ip` under this mask. A mask of the other family leaves the address whole.
+    pub fn apply(&self, ip: IpAddr) -> IpAddr {
+        match (self, ip) {
+            (Netmask::V4(m), IpAddr::V4(a)) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & u32::from(*m))),
+            (Netmask::V6Prefix(p), IpAddr::V6(a)) => {
+                let bits = u128::from(a);
+                let mask = if *p == 0 { 0 } else { u128::MAX << (128 - u32::from(*p)) };
+                IpAddr::V6(Ipv6Addr::from(bits & mask))
+            }
+            _ => ip,
+        }
+    }
+}
+
+impl fmt::Display for Netmask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Netmask::V4(m) => write!(f, "{m}"),
+            Netmask::V6Prefix(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+impl FromStr for Netmask {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(m) = s.parse::<Ipv4Addr>() {
+            let bits = u32::from(m);
+            if bits.leading_ones() + bits.trailing_zeros() != 32 {
+                return Err(format!("netmask {s} is not contiguous"));
+            }
+            return Ok(Netmask::V4(m));
+        }
+        let p = s.trim_start_matches('/');
+        match p.parse::<u8>() {
+            Ok(n) if n <= 128 => Ok(Netmask::V6Prefix(n)),
+            _ => Err(format!("`{s}` is neither an IPv4 netmask nor an IPv6 prefix length 0..=128")),
+        }
+    }
+}
+
+/// Persistence settings of a virtual service (`ipvsadm -p TIMEOUT -M NETMASK`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Persistence {
+    pub timeout_secs: u32,
+    pub netmask: Netmask,
+}
+
+impl Persistence {
+    pub fn new(timeout_secs: u32, netmask: Netmask) -> Self {
+        Self { timeout_secs, netmask }
+    }
+
+    pub(crate) fn validate_for(&self, ip: IpAddr) -> Result<(), ServiceError> {
+        if self.timeout_secs == 0 {
+            return Err(ServiceError::ZeroPersistence);
+        }
+        let fits =
+            matches!((self.netmask, ip), (Netmask::V4(_), IpAddr::V4(_)) | (Netmask::V6Prefix(_), IpAddr::V6(_)));
+        if fits {
+            Ok(())
+        } else {
+            Err(ServiceError::NetmaskFamily { mask: self.netmask.to_string(), addr: ip })
+        }
+    }
+}
+
+/// One persistence template: a client network bound to a real server.
+#[derive(Debug)]
+pub struct Template {
+    pub client_net: IpAddr,
+    pub dest: SocketAddr,
+    expires_ms: AtomicU64,
+    controlled: AtomicU32,
+}
+
+impl Template {
+    /// Milliseconds until expiry at `now_ms` (0 when expired or held by connections).
+    pub fn expires_in_ms(&self, now_ms: u64) -> u64 {
+        self.expires_ms.load(Ordering::Relaxed).saturating_sub(now_ms)
+    }
+
+    /// Connections currently created under this template.
+    pub fn controlled(&self) -> u32 {
+        self.controlled.load(Ordering::Relaxed)
+    }
+
+    fn alive(&self, now_ms: u64) -> bool {
+        self.controlled() > 0 || self.expires_ms.load(Ordering::Relaxed) > now_ms
+    }
+
+    /// A connection under this template ended at `now_ms`: the timeout restarts from here.
+    pub fn release(&self, now_ms: u64, timeout_ms: u64) {
+        self.expires_ms.store(now_ms + timeout_ms, Ordering::Relaxed);
+        self.controlled.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The templates of one virtual service, keyed by client network.
+#[derive(Debug, Default)]
+pub struct PersistenceTable {
+    templates: HashMap<IpAddr, Arc<Template>>,
+}
+
+impl PersistenceTable {
+    /// The live template for `client_net`, if any. Stale entries are dropped.
+    pub fn lookup(&mut self, client_net: IpAddr, now_ms: u64) -> Option<Arc<Template>> {
+        match self.templates.get(&client_net) {
+            Some(t) if t.alive(now_ms) => Some(t.clone()),
+            Some(_) => {
+                self.templates.remove(&client_net);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Takes a template for a new connection: refreshes its timer and counts the connection.
+    pub fn bind(&mut self, client_net: IpAddr, dest: SocketAddr, now_ms: u64, timeout_ms: u64) -> Arc<Template> {
+        let t = self
+            .templates
+            .entry(client_net)
+            .and_modify(|t| {
+                if t.dest != dest {
+                    *t = Arc::new(Template::new(client_net, dest));
+                }
+            })
+            .or_insert_with(|| Arc::new(Template::new(client_net, dest)))
+            .clone();
+        t.expires_ms.store(now_ms + timeout_ms, Ordering::Relaxed);
+        t.controlled.fetch_add(1, Ordering::Relaxed);
+        t
+    }
+
+    /// Drops the template of `client_net` (its real server can no longer be used).
+    pub fn expire(&mut self, client_net: IpAddr) {
+        self.templates.remove(&client_net);
+    }
+
+    /// Drops every template pointing at `dest`.
+    pub fn expire_dest(&mut self, dest: SocketAddr) {
+        self.templates.retain(|_, t| t.dest != dest);
+    }
+
+    /// Drops expired templates; returns how many went.
+    pub fn purge(&mut self, now_ms: u64) -> usize {
+        let before = self.templates.len();
+        self.templates.retain(|_, t| t.alive(now_ms));
+        before - self.templates.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.templates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.templates.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Template>> {
+        self.templates.values()
+    }
+
+    pub fn clear(&mut self) {
+        self.templates.clear();
+    }
+}
+
+impl Template {
+    fn new(client_net: IpAddr, dest: SocketAddr) -> Self {
+        Self { client_net, dest, expires_ms: AtomicU64::new(0), controlled: AtomicU32::new(0) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn netmask_applies_per_family() {
+        let m: Netmask = "255.255.255.0".parse().unwrap();
+        assert_eq!(m.apply(ip("10.1.2.3")), ip("10.1.2.0"));
+        let m6: Netmask = "64".parse().unwrap();
+        assert_eq!(m6.apply(ip("2001:db8::1:2:3:4")), ip("2001:db8::"));
+        assert!("255.0.255.0".parse::<Netmask>().is_err());
+        assert!("129".parse::<Netmask>().is_err());
+    }
+
+    #[test]
+    fn template_lives_while_controlled_then_for_timeout() {
+        let mut t = PersistenceTable::default();
+        let d: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let tpl = t.bind(ip("1.2.3.0"), d, 1_000, 300_000);
+        // held by a connection: alive past the timeout
+        assert!(t.lookup(ip("1.2.3.0"), 1_000_000).is_some());
+        tpl.release(1_000_000, 300_000);
+        assert!(t.lookup(ip("1.2.3.0"), 1_299_999).is_some());
+        assert!(t.lookup(ip("1.2.3.0"), 1_300_001).is_none());
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn purge_and_expire_dest() {
+        let mut t = PersistenceTable::default();
+        let a: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:80".parse().unwrap();
+        t.bind(ip("1.0.0.0"), a, 0, 10).release(0, 10);
+        t.bind(ip("2.0.0.0"), b, 0, 10).release(0, 10);
+        t.bind(ip("3.0.0.0"), b, 0, 1000).release(0, 1000);
+        t.expire_dest(a);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.purge(100), 1);
+        assert_eq!(t.len(), 1);
+    }
+}

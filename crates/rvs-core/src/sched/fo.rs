@@ -1,0 +1,56 @@
+//! fo, weighted failover: every connection goes to the available server with the highest
+//! weight; ties go to the earliest server. Load is not looked at.
+
+use super::{DestView, SchedRequest, Scheduler};
+
+#[derive(Debug, Default)]
+pub struct WeightedFailover;
+
+impl Scheduler for WeightedFailover {
+    fn schedule(&mut self, dests: &[DestView], _req: &SchedRequest) -> Option<usize> {
+        let mut highest: Option<(usize, u32)> = None;
+        for (i, d) in dests.iter().enumerate() {
+            if !d.available() {
+                continue;
+            }
+            match highest {
+                Some((_, hw)) if d.weight <= hw => {}
+                _ => highest = Some((i, d.weight)),
+            }
+        }
+        highest.map(|(i, _)| i)
+    }
+
+    fn update(&mut self, _dests: &[DestView]) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(weight: u32, active: u32) -> DestView {
+        DestView { addr: "10.0.0.1:80".parse().unwrap(), weight, active, inactive: 0, overloaded: false }
+    }
+
+    fn req() -> SchedRequest {
+        let a = "192.0.2.1:1000".parse().unwrap();
+        SchedRequest { client: a, destination: a, now_ms: 0 }
+    }
+
+    #[test]
+    fn highest_weight_wins_regardless_of_load() {
+        let dests = [d(5, 0), d(10, 1000), d(10, 0), d(1, 0)];
+        assert_eq!(WeightedFailover.schedule(&dests, &req()), Some(1));
+    }
+
+    #[test]
+    fn fails_over_to_the_next_highest() {
+        let mut dests = [d(5, 0), d(10, 0), d(7, 0)];
+        dests[1].overloaded = true;
+        assert_eq!(WeightedFailover.schedule(&dests, &req()), Some(2));
+        dests[2].weight = 0;
+        assert_eq!(WeightedFailover.schedule(&dests, &req()), Some(0));
+        dests[0].overloaded = true;
+        assert_eq!(WeightedFailover.schedule(&dests, &req()), None);
+    }
+}

@@ -1,0 +1,65 @@
+//! lc, least-connection: the server with the least load (active·256 + inactive), weights only
+//! deciding availability; ties go to the earliest server.
+
+use super::{DestView, SchedRequest, Scheduler};
+
+#[derive(Debug, Default)]
+pub struct LeastConnection;
+
+impl Scheduler for LeastConnection {
+    fn schedule(&mut self, dests: &[DestView], _req: &SchedRequest) -> Option<usize> {
+        let mut least: Option<(usize, u64)> = None;
+        for (i, d) in dests.iter().enumerate() {
+            if !d.available() {
+                continue;
+            }
+            let doh = d.load();
+            match least {
+                Some((_, loh)) if doh >= loh => {}
+                _ => least = Some((i, doh)),
+            }
+        }
+        least.map(|(i, _)| i)
+    }
+
+    fn update(&mut self, _dests: &[DestView]) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(weight: u32, active: u32, inactive: u32) -> DestView {
+        DestView { addr: "10.0.0.1:80".parse().unwrap(), weight, active, inactive, overloaded: false }
+    }
+
+    fn req() -> SchedRequest {
+        let a = "192.0.2.1:1000".parse().unwrap();
+        SchedRequest { client: a, destination: a, now_ms: 0 }
+    }
+
+    #[test]
+    fn picks_least_load_ignoring_weight() {
+        // Load 2·256+0 = 512 against 1·256+300 = 556 against 0·256+600 = 600.
+        let dests = [d(1, 2, 0), d(100, 1, 300), d(5, 0, 600)];
+        assert_eq!(LeastConnection.schedule(&dests, &req()), Some(0));
+        let dests = [d(1, 3, 0), d(100, 1, 0), d(5, 2, 0)];
+        assert_eq!(LeastConnection.schedule(&dests, &req()), Some(1));
+    }
+
+    #[test]
+    fn ties_go_to_the_earliest() {
+        let dests = [d(1, 4, 0), d(1, 2, 1), d(9, 2, 1)];
+        assert_eq!(LeastConnection.schedule(&dests, &req()), Some(1));
+    }
+
+    #[test]
+    fn skips_quiesced_and_overloaded() {
+        let mut dests = [d(0, 0, 0), d(1, 0, 0), d(1, 5, 0)];
+        dests[1].overloaded = true;
+        assert_eq!(LeastConnection.schedule(&dests, &req()), Some(2));
+        dests[2].weight = 0;
+        assert_eq!(LeastConnection.schedule(&dests, &req()), None);
+        assert_eq!(LeastConnection.schedule(&[], &req()), None);
+    }
+}

@@ -1,0 +1,66 @@
+//! nq, never queue: the first idle server (no active connections) in order takes the
+//! connection; when none is idle, shortest expected delay ((active + 1) / weight) decides.
+
+use super::{DestView, SchedRequest, Scheduler};
+
+#[derive(Debug, Default)]
+pub struct NeverQueue;
+
+impl Scheduler for NeverQueue {
+    fn schedule(&mut self, dests: &[DestView], _req: &SchedRequest) -> Option<usize> {
+        let mut least: Option<(usize, u64, u64)> = None;
+        for (i, d) in dests.iter().enumerate() {
+            if !d.available() {
+                continue;
+            }
+            if d.active == 0 {
+                return Some(i);
+            }
+            let (doh, dwt) = (u64::from(d.active) + 1, u64::from(d.weight));
+            match least {
+                Some((_, loh, lwt)) if loh * dwt <= doh * lwt => {}
+                _ => least = Some((i, doh, dwt)),
+            }
+        }
+        least.map(|(i, _, _)| i)
+    }
+
+    fn update(&mut self, _dests: &[DestView]) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(weight: u32, active: u32) -> DestView {
+        DestView { addr: "10.0.0.1:80".parse().unwrap(), weight, active, inactive: 0, overloaded: false }
+    }
+
+    fn req() -> SchedRequest {
+        let a = "192.0.2.1:1000".parse().unwrap();
+        SchedRequest { client: a, destination: a, now_ms: 0 }
+    }
+
+    #[test]
+    fn an_idle_server_wins_even_with_a_low_weight() {
+        // sed would pick index 0 ((1+1)/100); nq takes the first idle one.
+        let mut dests = [d(100, 1), d(1, 0), d(1, 0)];
+        dests[1].inactive = 50;
+        assert_eq!(NeverQueue.schedule(&dests, &req()), Some(1));
+    }
+
+    #[test]
+    fn otherwise_shortest_expected_delay() {
+        let dests = [d(1, 1), d(4, 2), d(10, 4), d(10, 4)];
+        assert_eq!(NeverQueue.schedule(&dests, &req()), Some(2));
+    }
+
+    #[test]
+    fn idle_but_unavailable_servers_are_skipped() {
+        let mut dests = [d(0, 0), d(3, 0), d(1, 2)];
+        dests[1].overloaded = true;
+        assert_eq!(NeverQueue.schedule(&dests, &req()), Some(2));
+        dests[2].weight = 0;
+        assert_eq!(NeverQueue.schedule(&dests, &req()), None);
+    }
+}

@@ -1,0 +1,122 @@
+//! Virtual services as the user declares them: the key (protocol, address, port) and the
+//! settings (scheduler, persistence, scheduler flags). Plain validated data, no runtime state.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+use crate::persistence::Persistence;
+use crate::sched::{SchedConfig, SchedError, SchedFlags, SchedulerKind, MH_DEFAULT_TABLE_SIZE, MH_TABLE_SIZES};
+
+/// Transport protocol of a virtual service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = ServiceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Protocol::Tcp),
+            "udp" => Ok(Protocol::Udp),
+            _ => Err(ServiceError::UnknownProtocol(s.to_string())),
+        }
+    }
+}
+
+/// What identifies a virtual service: protocol, address and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    pub protocol: Protocol,
+    pub addr: SocketAddr,
+}
+
+impl ServiceKey {
+    pub fn tcp(addr: SocketAddr) -> Self {
+        Self { protocol: Protocol::Tcp, addr }
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.protocol, self.addr)
+    }
+}
+
+/// The settings of a virtual service, validated: flags fit the scheduler, the persistence
+/// netmask fits the address family, the mh table size is a supported prime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSettings {
+    pub scheduler: SchedulerKind,
+    pub flags: SchedFlags,
+    pub persistence: Option<Persistence>,
+    pub mh_table_size: u32,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        Self {
+            scheduler: SchedulerKind::Wlc,
+            flags: SchedFlags::default(),
+            persistence: None,
+            mh_table_size: MH_DEFAULT_TABLE_SIZE,
+        }
+    }
+}
+
+impl ServiceSettings {
+    /// Checks these settings for a service at `key`.
+    pub fn validate(&self, key: &ServiceKey) -> Result<(), ServiceError> {
+        self.flags.check_for(self.scheduler)?;
+        if !MH_TABLE_SIZES.contains(&self.mh_table_size) {
+            return Err(SchedError::BadMhTableSize(self.mh_table_size).into());
+        }
+        if key.addr.port() == 0 && self.persistence.is_none() {
+            return Err(ServiceError::PortZeroNeedsPersistence);
+        }
+        if let Some(p) = &self.persistence {
+            p.validate_for(key.addr.ip())?;
+        }
+        if key.addr.ip().is_unspecified() {
+            return Err(ServiceError::UnspecifiedAddress);
+        }
+        Ok(())
+    }
+
+    pub fn sched_config(&self, seed: u64) -> SchedConfig {
+        SchedConfig { kind: self.scheduler, flags: self.flags, mh_table_size: self.mh_table_size, seed }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    #[error("unknown protocol `{0}` (expected tcp or udp)")]
+    UnknownProtocol(String),
+    #[error(transparent)]
+    Sched(#[from] SchedError),
+    #[error("port 0 is only allowed with persistence")]
+    PortZeroNeedsPersistence,
+    #[error("the virtual address must be a specific address, not 0.0.0.0 or ::")]
+    UnspecifiedAddress,
+    #[error("persistence netmask {mask} does not fit the address family of {addr}")]
+    NetmaskFamily { mask: String, addr: IpAddr },
+    #[error("persistence timeout must be at least 1 second")]
+    ZeroPersistence,
+}

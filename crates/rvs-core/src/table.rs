@@ -1,0 +1,321 @@
+//! The service table: the director's one authoritative state. A plain-data model (what
+//! `save` prints and what a reload diffs against) checks every command before the runtime
+//! objects the data planes share are touched; batches are all-or-nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::command::{BatchError, Command, CommandError, DirectorOptions};
+use crate::real_server::{RealServer, RealServerSettings};
+use crate::service::{Protocol, ServiceKey, ServiceSettings};
+use crate::timeouts::Timeouts;
+use crate::virtual_service::VirtualService;
+
+/// One virtual service in the model: settings and real servers in the order added.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceModel {
+    pub settings: ServiceSettings,
+    pub servers: Vec<RealServerSettings>,
+}
+
+/// The whole configuration as plain data.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TableModel {
+    pub services: BTreeMap<ServiceKey, ServiceModel>,
+    pub timeouts: Timeouts,
+    pub options: DirectorOptions,
+}
+
+const MAX_TIMEOUT_SECS: u32 = 31_536_000;
+
+impl TableModel {
+    /// Checks and applies one command to the model.
+    pub fn apply(&mut self, cmd: &Command) -> Result<(), CommandError> {
+        match cmd {
+            Command::AddService { key, settings } => {
+                if self.services.contains_key(key) {
+                    return Err(CommandError::ServiceExists(*key));
+                }
+                check_service(key, settings)?;
+                self.services.insert(*key, ServiceModel { settings: settings.clone(), servers: vec![] });
+            }
+            Command::EditService { key, settings } => {
+                check_service(key, settings)?;
+                self.service_mut(key)?.settings = settings.clone();
+            }
+            Command::DeleteService { key } => {
+                self.services.remove(key).ok_or(CommandError::NoService(*key))?;
+            }
+            Command::Clear => self.services.clear(),
+            Command::AddServer { service, server } => {
+                check_server(service, server)?;
+                let svc = self.service_mut(service)?;
+                if svc.servers.iter().any(|s| s.addr == server.addr) {
+                    return Err(CommandError::ServerExists { service: *service, addr: server.addr });
+                }
+                svc.servers.push(*server);
+            }
+            Command::EditServer { service, server } => {
+                check_server(service, server)?;
+                let svc = self.service_mut(service)?;
+                let slot = svc
+                    .servers
+                    .iter_mut()
+                    .find(|s| s.addr == server.addr)
+                    .ok_or(CommandError::NoServer { service: *service, addr: server.addr })?;
+                *slot = *server;
+            }
+            Command::DeleteServer { service, addr } => {
+                let svc = self.service_mut(service)?;
+                let before = svc.servers.len();
+                svc.servers.retain(|s| s.addr != *addr);
+                if svc.servers.len() == before {
+                    return Err(CommandError::NoServer { service: *service, addr: *addr });
+                }
+            }
+            Command::SetTimeouts(t) => {
+                if [t.tcp_secs, t.tcpfin_secs, t.udp_secs].iter().any(|v| *v > MAX_TIMEOUT_SECS || *v == 0) {
+                    return Err(CommandError::Timeout);
+                }
+                self.timeouts = *t;
+            }
+            Command::SetOptions(o) => self.options = *o,
+            Command::Zero { service } => {
+                if let Some(k) = service {
+                    self.service_mut(k)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn service_mut(&mut self, key: &ServiceKey) -> Result<&mut ServiceModel, CommandError> {
+        self.services.get_mut(key).ok_or(CommandError::NoService(*key))
+    }
+
+    /// The commands that turn `self` into `new`, fewest first: deletions, then additions and
+    /// edits. Unchanged services and real servers produce nothing, so their connections and
+    /// counters are untouched by a reload.
+    pub fn diff(&self, new: &TableModel) -> Vec<Command> {
+        let mut cmds = Vec::new();
+        if self.timeouts != new.timeouts {
+            cmds.push(Command::SetTimeouts(new.timeouts));
+        }
+        if self.options != new.options {
+            cmds.push(Command::SetOptions(new.options));
+        }
+        for key in self.services.keys().filter(|k| !new.services.contains_key(k)) {
+            cmds.push(Command::DeleteService { key: *key });
+        }
+        for (key, nsvc) in &new.services {
+            match self.services.get(key) {
+                None => {
+                    cmds.push(Command::AddService { key: *key, settings: nsvc.settings.clone() });
+                    cmds.extend(nsvc.servers.iter().map(|s| Command::AddServer { service: *key, server: *s }));
+                }
+                Some(osvc) => {
+                    if osvc.settings != nsvc.settings {
+                        cmds.push(Command::EditService { key: *key, settings: nsvc.settings.clone() });
+                    }
+                    for o in &osvc.servers {
+                        if !nsvc.servers.iter().any(|n| n.addr == o.addr) {
+                            cmds.push(Command::DeleteServer { service: *key, addr: o.addr });
+                        }
+                    }
+                    for n in &nsvc.servers {
+                        match osvc.servers.iter().find(|o| o.addr == n.addr) {
+                            None => cmds.push(Command::AddServer { service: *key, server: *n }),
+                            Some(o) if o != n => cmds.push(Command::EditServer { service: *key, server: *n }),
+                            Some(_) => {}
+                        }
+                    }
+                }
+            }
+        }
+        cmds
+    }
+
+    /// The commands that build this model from an empty table (what `save` prints).
+    pub fn commands(&self) -> Vec<Command> {
+        TableModel { timeouts: self.timeouts, options: self.options, ..Default::default() }.diff(self)
+    }
+}
+
+fn check_service(key: &ServiceKey, settings: &ServiceSettings) -> Result<(), CommandError> {
+    settings.validate(key).map_err(|source| CommandError::Service { key: *key, source })?;
+    if key.protocol == Protocol::Udp {
+        return Err(CommandError::Unsupported(format!(
+            "virtual service {key}: UDP services need the UDP proxy or the packet engine, which rvs does not have yet"
+        )));
+    }
+    if key.addr.port() == 0 {
+        return Err(CommandError::Unsupported(format!(
+            "virtual service {key}: all-port (port 0) services need the packet engine, which rvs does not have yet"
+        )));
+    }
+    Ok(())
+}
+
+fn check_server(service: &ServiceKey, server: &RealServerSettings) -> Result<(), CommandError> {
+    server.validate().map_err(|source| CommandError::Server { addr: server.addr, source })?;
+    if server.addr.is_ipv4() != service.addr.is_ipv4() {
+        return Err(CommandError::MixedFamily { service: *service, addr: server.addr });
+    }
+    Ok(())
+}
+
+/// What the data planes read: the services by key, the timeouts and switches. Immutable;
+/// the control side publishes a new one on every change.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub services: HashMap<ServiceKey, Arc<VirtualService>>,
+    pub timeouts: Timeouts,
+    pub options: DirectorOptions,
+}
+
+/// What applying a batch did that the data planes must act on.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Real servers that left their service (their connections drain, or are closed when
+    /// `expire_nodest_conn` is set).
+    pub removed_servers: Vec<Arc<RealServer>>,
+    /// Services deleted (their listeners close; their connections drain).
+    pub removed_services: Vec<ServiceKey>,
+}
+
+/// The model plus the runtime objects shared with the data planes.
+#[derive(Debug, Default)]
+pub struct ServiceTable {
+    model: TableModel,
+    runtime: BTreeMap<ServiceKey, Arc<VirtualService>>,
+    seed: u64,
+}
+
+impl ServiceTable {
+    /// An empty table; `seed` makes hashing schedulers differ per director.
+    pub fn new(seed: u64) -> Self {
+        Self { seed, ..Default::default() }
+    }
+
+    pub fn model(&self) -> &TableModel {
+        &self.model
+    }
+
+    pub fn service(&self, key: &ServiceKey) -> Option<&Arc<VirtualService>> {
+        self.runtime.get(key)
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Arc<VirtualService>> {
+        self.runtime.values()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            services: self.runtime.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            timeouts: self.model.timeouts,
+            options: self.model.options,
+        }
+    }
+
+    /// Applies a batch all-or-nothing: every command is checked against a copy of the model
+    /// first; only when all pass does the runtime change.
+    pub fn apply_batch(&mut self, cmds: &[Command]) -> Result<Applied, BatchError> {
+        let mut model = self.model.clone();
+        for (index, cmd) in cmds.iter().enumerate() {
+            model.apply(cmd).map_err(|error| BatchError { index, error })?;
+        }
+        let mut applied = Applied::default();
+        for cmd in cmds {
+            self.apply_runtime(cmd, &mut applied);
+        }
+        self.model = model;
+        Ok(applied)
+    }
+
+    /// Applies one command.
+    pub fn apply(&mut self, cmd: Command) -> Result<Applied, CommandError> {
+        self.apply_batch(std::slice::from_ref(&cmd)).map_err(|e| e.error)
+    }
+
+    fn apply_runtime(&mut self, cmd: &Command, applied: &mut Applied) {
+        match cmd {
+            Command::AddService { key, settings } => {
+                self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let svc = Arc::new(VirtualService::new(*key, settings.clone(), self.seed));
+                self.runtime.insert(*key, svc);
+            }
+            Command::EditService { key, settings } => {
+                if let Some(svc) = self.runtime.get(key) {
+                    svc.set_settings(settings.clone());
+                }
+            }
+            Command::DeleteService { key } => {
+                if let Some(svc) = self.runtime.remove(key) {
+                    retire_service(&svc, applied);
+                }
+            }
+            Command::Clear => {
+                for (_, svc) in std::mem::take(&mut self.runtime) {
+                    retire_service(&svc, applied);
+                }
+            }
+            Command::AddServer { service, server } => {
+                if let Some(svc) = self.runtime.get(service) {
+                    let mut dests = (*svc.dests()).clone();
+                    dests.push(Arc::new(RealServer::new(*server)));
+                    svc.set_dests(dests);
+                }
+            }
+            Command::EditServer { service, server } => {
+                if let Some(svc) = self.runtime.get(service) {
+                    if let Some(d) = svc.dest(server.addr) {
+                        d.update(*server);
+                        if server.weight == 0 && self.model.options.expire_quiescent_template {
+                            svc.expire_templates_of(server.addr);
+                        }
+                        svc.refresh_scheduler();
+                    }
+                }
+            }
+            Command::DeleteServer { service, addr } => {
+                if let Some(svc) = self.runtime.get(service) {
+                    let mut dests = (*svc.dests()).clone();
+                    if let Some(pos) = dests.iter().position(|d| d.addr == *addr) {
+                        let gone = dests.remove(pos);
+                        gone.set_in_service(false);
+                        svc.set_dests(dests);
+                        svc.expire_templates_of(*addr);
+                        applied.removed_servers.push(gone);
+                    }
+                }
+            }
+            Command::SetTimeouts(_) | Command::SetOptions(_) => {}
+            Command::Zero { service } => {
+                let zero = |svc: &Arc<VirtualService>| {
+                    svc.stats.zero();
+                    svc.dests().iter().for_each(|d| d.stats.zero());
+                };
+                match service {
+                    Some(k) => self.runtime.get(k).into_iter().for_each(zero),
+                    None => self.runtime.values().for_each(zero),
+                }
+            }
+        }
+    }
+
+    /// Samples every rate estimator (call every 2 s) and purges expired templates.
+    pub fn tick(&self, now_ms: u64) {
+        for svc in self.runtime.values() {
+            svc.stats.sample();
+            svc.dests().iter().for_each(|d| d.stats.sample());
+            svc.purge_templates(now_ms);
+        }
+    }
+}
+
+fn retire_service(svc: &Arc<VirtualService>, applied: &mut Applied) {
+    applied.removed_services.push(svc.key);
+    for d in svc.dests().iter() {
+        d.set_in_service(false);
+    }
+}

@@ -1,0 +1,151 @@
+//! A virtual service as the data plane uses it: its current settings and real servers
+//! (swapped atomically by the control side), its scheduler and persistence templates, its
+//! counters. `schedule` is the IPVS decision for one new connection.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
+
+use crate::conn::Binding;
+use crate::persistence::{PersistenceTable, Template};
+use crate::real_server::RealServer;
+use crate::sched::{self, DestView, SchedRequest, Scheduler};
+use crate::service::{ServiceKey, ServiceSettings};
+use crate::stats::Stats;
+
+#[derive(Debug)]
+pub struct VirtualService {
+    pub key: ServiceKey,
+    settings: ArcSwap<ServiceSettings>,
+    dests: ArcSwap<Vec<Arc<RealServer>>>,
+    scheduler: Mutex<Box<dyn Scheduler>>,
+    templates: Mutex<PersistenceTable>,
+    seed: u64,
+    pub stats: Stats,
+}
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl VirtualService {
+    pub fn new(key: ServiceKey, settings: ServiceSettings, seed: u64) -> Self {
+        let scheduler = sched::build(&settings.sched_config(seed), &[]);
+        Self {
+            key,
+            settings: ArcSwap::from_pointee(settings),
+            dests: ArcSwap::from_pointee(Vec::new()),
+            scheduler: Mutex::new(scheduler),
+            templates: Mutex::new(PersistenceTable::default()),
+            seed,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn settings(&self) -> Arc<ServiceSettings> {
+        self.settings.load_full()
+    }
+
+    /// The real servers in service, in the order they were added.
+    pub fn dests(&self) -> Arc<Vec<Arc<RealServer>>> {
+        self.dests.load_full()
+    }
+
+    pub fn dest(&self, addr: SocketAddr) -> Option<Arc<RealServer>> {
+        self.dests.load().iter().find(|d| d.addr == addr).cloned()
+    }
+
+    fn views(dests: &[Arc<RealServer>]) -> Vec<DestView> {
+        dests.iter().map(|d| d.view()).collect()
+    }
+
+    /// New settings: a new scheduler when the method or its parameters changed; persistence
+    /// templates dropped when persistence changed.
+    pub(crate) fn set_settings(&self, new: ServiceSettings) {
+        let old = self.settings.load_full();
+        if old.sched_config(self.seed) != new.sched_config(self.seed) {
+            let views = Self::views(&self.dests.load());
+            *lock(&self.scheduler) = sched::build(&new.sched_config(self.seed), &views);
+        }
+        if old.persistence != new.persistence {
+            lock(&self.templates).clear();
+        }
+        self.settings.store(Arc::new(new));
+    }
+
+    /// A new list of real servers (added, removed, reordered or reweighted).
+    pub(crate) fn set_dests(&self, dests: Vec<Arc<RealServer>>) {
+        let views = Self::views(&dests);
+        self.dests.store(Arc::new(dests));
+        lock(&self.scheduler).update(&views);
+    }
+
+    /// The scheduler must see new weights or thresholds.
+    pub(crate) fn refresh_scheduler(&self) {
+        let views = Self::views(&self.dests.load());
+        lock(&self.scheduler).update(&views);
+    }
+
+    /// Persistence templates pointing at `dest` go (it was deleted, or quiesced with
+    /// `expire_quiescent_template`).
+    pub fn expire_templates_of(&self, dest: SocketAddr) {
+        lock(&self.templates).expire_dest(dest);
+    }
+
+    /// Drops expired templates.
+    pub fn purge_templates(&self, now_ms: u64) -> usize {
+        lock(&self.templates).purge(now_ms)
+    }
+
+    /// A copy of the live persistence templates: (client network, real server, ms left, conns).
+    pub fn templates(&self, now_ms: u64) -> Vec<(Arc<Template>, u64)> {
+        lock(&self.templates).iter().map(|t| (t.clone(), t.expires_in_ms(now_ms))).collect()
+    }
+
+    /// Schedules one new connection, as IPVS does: a live persistence template wins when its
+    /// real server is still in service (and not quiesced, with `expire_quiescent_template`);
+    /// otherwise the scheduler picks among the real servers not in `exclude` (those a connect
+    /// already failed to). Returns the binding that accounts the connection.
+    pub fn schedule(
+        self: &Arc<Self>,
+        req: &SchedRequest,
+        exclude: &[SocketAddr],
+        expire_quiescent_template: bool,
+    ) -> Option<Binding> {
+        let settings = self.settings.load();
+        let dests = self.dests.load();
+        if let Some(p) = settings.persistence {
+            let client_net = p.netmask.apply(req.client.ip());
+            let timeout_ms = u64::from(p.timeout_secs) * 1000;
+            let mut templates = lock(&self.templates);
+            if let Some(t) = templates.lookup(client_net, req.now_ms) {
+                let usable = dests
+                    .iter()
+                    .find(|d| d.addr == t.dest)
+                    .filter(|d| !exclude.contains(&d.addr) && !(expire_quiescent_template && d.weight() == 0));
+                match usable {
+                    Some(d) => {
+                        let tpl = templates.bind(client_net, d.addr, req.now_ms, timeout_ms);
+                        return Some(Binding::new(self.clone(), d.clone(), Some((tpl, timeout_ms)), req.now_ms));
+                    }
+                    None => templates.expire(client_net),
+                }
+            }
+            let d = self.pick(&dests, req, exclude)?;
+            let tpl = templates.bind(client_net, d.addr, req.now_ms, timeout_ms);
+            return Some(Binding::new(self.clone(), d, Some((tpl, timeout_ms)), req.now_ms));
+        }
+        let d = self.pick(&dests, req, exclude)?;
+        Some(Binding::new(self.clone(), d, None, req.now_ms))
+    }
+
+    fn pick(&self, dests: &[Arc<RealServer>], req: &SchedRequest, exclude: &[SocketAddr]) -> Option<Arc<RealServer>> {
+        let mut views = Self::views(dests);
+        for v in views.iter_mut().filter(|v| exclude.contains(&v.addr)) {
+            v.weight = 0;
+        }
+        let i = lock(&self.scheduler).schedule(&views, req)?;
+        dests.get(i).cloned()
+    }
+}

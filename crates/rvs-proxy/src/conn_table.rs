@@ -1,0 +1,134 @@
+//! The connection table: every proxied connection, for `ipvsadm -L -c`, for closing the
+//! connections of a deleted real server and for draining on shutdown. Sharded, so the data
+//! plane touches one small lock twice per connection (insert, remove) and atomics otherwise.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rvs_core::{ConnState, Protocol, RealServer};
+use tokio_util::sync::CancellationToken;
+
+const SHARDS: usize = 64;
+
+/// One connection as the table sees it.
+#[derive(Debug)]
+pub struct ConnEntry {
+    pub id: u64,
+    pub protocol: Protocol,
+    pub client: SocketAddr,
+    pub virtual_addr: SocketAddr,
+    dest: Mutex<Option<Arc<RealServer>>>,
+    state: AtomicU8,
+    last_activity_ms: AtomicU64,
+    pub cancel: CancellationToken,
+}
+
+impl ConnEntry {
+    pub fn set_dest(&self, d: Option<Arc<RealServer>>) {
+        *lock(&self.dest) = d;
+    }
+    pub fn dest(&self) -> Option<Arc<RealServer>> {
+        lock(&self.dest).clone()
+    }
+    pub fn set_state(&self, s: ConnState) {
+        self.state.store(s as u8, Ordering::Relaxed);
+    }
+    pub fn state(&self) -> ConnState {
+        ConnState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+    pub fn touch(&self, now_ms: u64) {
+        self.last_activity_ms.store(now_ms, Ordering::Relaxed);
+    }
+    pub fn last_activity_ms(&self) -> u64 {
+        self.last_activity_ms.load(Ordering::Relaxed)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Debug)]
+pub struct ConnTable {
+    shards: Vec<Mutex<HashMap<u64, Arc<ConnEntry>>>>,
+    next_id: AtomicU64,
+}
+
+impl Default for ConnTable {
+    fn default() -> Self {
+        Self { shards: (0..SHARDS).map(|_| Mutex::default()).collect(), next_id: AtomicU64::new(1) }
+    }
+}
+
+/// Removes its entry from the table when the connection ends.
+#[derive(Debug)]
+pub struct ConnGuard<'a> {
+    table: &'a ConnTable,
+    pub entry: Arc<ConnEntry>,
+}
+
+impl Drop for ConnGuard<'_> {
+    fn drop(&mut self) {
+        lock(self.table.shard(self.entry.id)).remove(&self.entry.id);
+    }
+}
+
+impl ConnTable {
+    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, Arc<ConnEntry>>> {
+        &self.shards[(id as usize) % SHARDS]
+    }
+
+    pub fn insert(
+        &self,
+        protocol: Protocol,
+        client: SocketAddr,
+        virtual_addr: SocketAddr,
+        cancel: CancellationToken,
+        now_ms: u64,
+    ) -> ConnGuard<'_> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let entry = Arc::new(ConnEntry {
+            id,
+            protocol,
+            client,
+            virtual_addr,
+            dest: Mutex::new(None),
+            state: AtomicU8::new(ConnState::Opening as u8),
+            last_activity_ms: AtomicU64::new(now_ms),
+            cancel,
+        });
+        lock(self.shard(id)).insert(id, entry.clone());
+        ConnGuard { table: self, entry }
+    }
+
+    /// Every connection, in no particular order.
+    pub fn entries(&self) -> Vec<Arc<ConnEntry>> {
+        self.shards.iter().flat_map(|s| lock(s).values().cloned().collect::<Vec<_>>()).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Closes every connection to `dest` (`expire_nodest_conn`). Returns how many.
+    pub fn close_dest(&self, dest: &Arc<RealServer>) -> usize {
+        let mut n = 0;
+        for e in self.entries() {
+            if e.dest().is_some_and(|d| Arc::ptr_eq(&d, dest)) {
+                e.cancel.cancel();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    pub fn close_all(&self) {
+        self.entries().iter().for_each(|e| e.cancel.cancel());
+    }
+}

@@ -1,0 +1,315 @@
+//! The proxy engine: one listener per virtual service, the per-connection path (schedule,
+//! connect with timeout and retries, PROXY header, relay), the idle-timeout sweeper and the
+//! drain on shutdown. It reads the service table only through the published [`Snapshot`].
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rvs_core::sched::SchedRequest;
+use rvs_core::{Applied, ConnState, Protocol, ServiceKey, Snapshot};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::clock::Clock;
+use crate::conn_table::{ConnEntry, ConnTable};
+use crate::proxy_protocol;
+use crate::relay::{write_all, Relay};
+
+/// Knobs of the proxy engine.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// How long a connect to a real server may take before another is tried.
+    pub connect_timeout: Duration,
+    /// How many other real servers to try after the first refuses or times out.
+    pub connect_retries: u32,
+    /// Listen backlog of each virtual service.
+    pub backlog: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { connect_timeout: Duration::from_secs(3), connect_retries: 2, backlog: 4096 }
+    }
+}
+
+/// A listener refused: the virtual service's address could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {key}: {source}")]
+pub struct ListenError {
+    pub key: ServiceKey,
+    #[source]
+    pub source: io::Error,
+}
+
+/// One connection as listed by `ipvsadm -L -c`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub protocol: Protocol,
+    pub client: SocketAddr,
+    pub virtual_addr: SocketAddr,
+    pub dest: Option<SocketAddr>,
+    pub state: ConnState,
+    /// Milliseconds until the idle timeout closes it.
+    pub expires_ms: u64,
+}
+
+#[derive(Debug)]
+struct ListenerSlot {
+    stop: CancellationToken,
+    /// Bound but not yet accepting (between `bind_new` and `publish`).
+    pending: Option<TcpListener>,
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    snapshot: ArcSwap<Snapshot>,
+    listeners: Mutex<HashMap<ServiceKey, ListenerSlot>>,
+    conns: ConnTable,
+    clock: Clock,
+    /// Cancelled when the engine stops accepting (shutdown).
+    stopping: CancellationToken,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig, clock: Clock) -> Arc<Self> {
+        let engine = Arc::new(Self {
+            cfg,
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            listeners: Mutex::default(),
+            conns: ConnTable::default(),
+            clock,
+            stopping: CancellationToken::new(),
+        });
+        tokio::spawn(sweep_idle(Arc::downgrade(&engine)));
+        engine
+    }
+
+    /// Binds listeners for the services in `keys` that have none yet, so that a change whose
+    /// address cannot be bound is refused before it is applied. All or nothing.
+    pub fn bind_new(&self, keys: impl IntoIterator<Item = ServiceKey>) -> Result<(), ListenError> {
+        let mut slots = lock(&self.listeners);
+        let mut fresh = Vec::new();
+        for key in keys {
+            if slots.contains_key(&key) || fresh.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            match bind(key.addr, self.cfg.backlog) {
+                Ok(l) => fresh.push((key, l)),
+                Err(source) => return Err(ListenError { key, source }),
+            }
+        }
+        for (key, l) in fresh {
+            slots.insert(key, ListenerSlot { stop: CancellationToken::new(), pending: Some(l) });
+        }
+        Ok(())
+    }
+
+    /// Publishes a new snapshot: starts accepting on the services it adds (bound before with
+    /// [`Engine::bind_new`], or bound now), closes the listeners of services it no longer has
+    /// (their connections drain), and closes connections of removed real servers when
+    /// `expire_nodest_conn` is set.
+    pub fn publish(self: &Arc<Self>, snapshot: Snapshot, applied: &Applied) -> Result<(), ListenError> {
+        let keys: Vec<ServiceKey> = snapshot.services.keys().copied().collect();
+        let expire_nodest = snapshot.options.expire_nodest_conn;
+        self.snapshot.store(Arc::new(snapshot));
+        let bound = self.bind_new(keys.iter().copied());
+        let mut slots = lock(&self.listeners);
+        slots.retain(|key, slot| {
+            let keep = keys.contains(key);
+            if !keep {
+                info!(service = %key, "virtual service removed: listener closed, connections drain");
+                slot.stop.cancel();
+            }
+            keep
+        });
+        for (key, slot) in slots.iter_mut() {
+            if let Some(listener) = slot.pending.take() {
+                info!(service = %key, "accepting");
+                tokio::spawn(accept_loop(self.clone(), *key, listener, slot.stop.clone()));
+            }
+        }
+        drop(slots);
+        if expire_nodest {
+            for dest in &applied.removed_servers {
+                let n = self.conns.close_dest(dest);
+                if n > 0 {
+                    info!(dest = %dest.addr, closed = n, "expire_nodest_conn: closed connections of a deleted real server");
+                }
+            }
+        }
+        bound
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The address a service's listener is bound to (useful when it was port 0 in tests).
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Every proxied connection now.
+    pub fn connections(&self) -> Vec<ConnInfo> {
+        let now = self.clock.now_ms();
+        let t = self.snapshot.load().timeouts;
+        self.conns
+            .entries()
+            .into_iter()
+            .map(|e| {
+                let state = e.state();
+                let timeout_ms = timeout_ms(state, &t, self.cfg.connect_timeout);
+                ConnInfo {
+                    protocol: e.protocol,
+                    client: e.client,
+                    virtual_addr: e.virtual_addr,
+                    dest: e.dest().map(|d| d.addr),
+                    state,
+                    expires_ms: (e.last_activity_ms() + timeout_ms).saturating_sub(now),
+                }
+            })
+            .collect()
+    }
+
+    /// Stops accepting on every service, waits up to `deadline` for connections to finish,
+    /// then closes what is left. Returns how many were closed at the deadline.
+    pub async fn shutdown(&self, deadline: Duration) -> usize {
+        self.stopping.cancel();
+        for slot in lock(&self.listeners).values() {
+            slot.stop.cancel();
+        }
+        let until = tokio::time::Instant::now() + deadline;
+        while !self.conns.is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = self.conns.len();
+        self.conns.close_all();
+        left
+    }
+}
+
+fn timeout_ms(state: ConnState, t: &rvs_core::Timeouts, connect: Duration) -> u64 {
+    match state {
+        ConnState::Opening => connect.as_millis() as u64,
+        ConnState::Established => u64::from(t.tcp_secs) * 1000,
+        ConnState::Closing => u64::from(t.tcpfin_secs) * 1000,
+    }
+}
+
+fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+async fn accept_loop(engine: Arc<Engine>, key: ServiceKey, listener: TcpListener, stop: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                tokio::spawn(serve(engine.clone(), key, stream, peer));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(service = %key, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// One client connection, from accept to close.
+async fn serve(engine: Arc<Engine>, key: ServiceKey, client: TcpStream, peer: SocketAddr) {
+    let Some(service) = engine.snapshot.load().services.get(&key).cloned() else { return };
+    let local = client.local_addr().unwrap_or(key.addr);
+    let _ = client.set_nodelay(true);
+    let cancel = engine.stopping.child_token();
+    let guard = engine.conns.insert(key.protocol, peer, local, cancel.clone(), engine.clock.now_ms());
+    let entry = &guard.entry;
+
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    let connected = loop {
+        let req = SchedRequest { client: peer, destination: local, now_ms: engine.clock.now_ms() };
+        let eqt = engine.snapshot.load().options.expire_quiescent_template;
+        let Some(binding) = service.schedule(&req, &tried, eqt) else {
+            debug!(service = %key, client = %peer, "no real server available");
+            break None;
+        };
+        entry.set_dest(Some(binding.dest.clone()));
+        let addr = binding.dest.addr;
+        let attempt = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = tokio::time::timeout(engine.cfg.connect_timeout, TcpStream::connect(addr)) => r,
+        };
+        match attempt {
+            Ok(Ok(server)) => break Some((binding, server)),
+            Ok(Err(e)) => debug!(service = %key, dest = %addr, error = %e, "connect to real server failed"),
+            Err(_) => debug!(service = %key, dest = %addr, "connect to real server timed out"),
+        }
+        binding.connect_failed(engine.clock.now_ms());
+        tried.push(addr);
+        if tried.len() > engine.cfg.connect_retries as usize {
+            break None;
+        }
+    };
+    let Some((binding, server)) = connected else { return };
+    binding.established();
+    entry.set_state(ConnState::Established);
+    entry.touch(engine.clock.now_ms());
+    let _ = server.set_nodelay(true);
+
+    let result = async {
+        let pp = binding.dest.settings().proxy_protocol;
+        if let Some(h) = proxy_protocol::header(pp, peer, local) {
+            write_all(&server, &h).await?;
+        }
+        Relay { binding: &binding, entry, clock: engine.clock }.run(&client, &server).await
+    };
+    tokio::select! {
+        r = result => if let Err(e) = r {
+            debug!(service = %key, client = %peer, error = %e, "connection ended with an error");
+        },
+        _ = cancel.cancelled() => debug!(service = %key, client = %peer, "connection closed by the director"),
+    }
+    binding.finish(engine.clock.now_ms());
+    drop(guard);
+}
+
+/// Closes connections idle for longer than their state's timeout, once a second, with the
+/// timeouts of the current snapshot (so `--set` applies to existing connections at once).
+async fn sweep_idle(engine: std::sync::Weak<Engine>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(engine) = engine.upgrade() else { return };
+        let now = engine.clock.now_ms();
+        let t = engine.snapshot.load().timeouts;
+        for e in engine.conns.entries() {
+            if e.state() == ConnState::Opening {
+                continue; // the connect timeout covers it
+            }
+            if now.saturating_sub(e.last_activity_ms()) >= timeout_ms(e.state(), &t, engine.cfg.connect_timeout) {
+                idle_close(&e);
+            }
+        }
+    }
+}
+
+fn idle_close(e: &ConnEntry) {
+    debug!(client = %e.client, "idle timeout");
+    e.cancel.cancel();
+}
