@@ -8,7 +8,7 @@ mod convert;
 mod error;
 mod types;
 
-pub use convert::{command_to_api, service_key, table_to_commands, view_service};
+pub use convert::{command_to_api, service_key, table_to_commands, timeouts_view, view_service};
 pub use error::{ApiError, ErrorBody};
 pub use types::*;
 

@@ -1,6 +1,7 @@
 //! Commands: every change to the service table, whatever its source (config file, reload,
 //! API, rvsadm, health checks), and the typed errors a command can be refused with.
 
+use std::fmt;
 use std::net::SocketAddr;
 
 use crate::real_server::{RealServerError, RealServerSettings};
@@ -79,4 +80,49 @@ pub enum CommandError {
 pub struct BatchError {
     pub index: usize,
     pub error: CommandError,
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let server = |s: &RealServerSettings| {
+            format!(
+                "{} weight {} {} thresholds {}/{} proxy-protocol {}",
+                s.addr,
+                s.weight,
+                s.method,
+                s.u_threshold,
+                s.l_threshold,
+                s.proxy_protocol.name()
+            )
+        };
+        let service = |s: &ServiceSettings| {
+            let mut t = format!("scheduler {}", s.scheduler);
+            if let Some(p) = s.persistence {
+                t += &format!(" persistent {} mask {}", p.timeout_secs, p.netmask);
+            }
+            if !s.flags.is_empty() {
+                t += &format!(" flags {}", s.flags.names().join(","));
+            }
+            t
+        };
+        match self {
+            Command::AddService { key, settings } => write!(f, "add virtual service {key}: {}", service(settings)),
+            Command::EditService { key, settings } => write!(f, "edit virtual service {key}: {}", service(settings)),
+            Command::DeleteService { key } => write!(f, "delete virtual service {key}"),
+            Command::Clear => write!(f, "delete every virtual service"),
+            Command::AddServer { service, server: s } => write!(f, "add real server to {service}: {}", server(s)),
+            Command::EditServer { service, server: s } => write!(f, "edit real server of {service}: {}", server(s)),
+            Command::DeleteServer { service, addr } => write!(f, "delete real server {addr} from {service}"),
+            Command::SetTimeouts(t) => {
+                write!(f, "set timeouts tcp {} tcpfin {} udp {}", t.tcp_secs, t.tcpfin_secs, t.udp_secs)
+            }
+            Command::SetOptions(o) => write!(
+                f,
+                "set expire_nodest_conn {} expire_quiescent_template {}",
+                o.expire_nodest_conn, o.expire_quiescent_template
+            ),
+            Command::Zero { service: Some(k) } => write!(f, "zero counters of {k}"),
+            Command::Zero { service: None } => write!(f, "zero all counters"),
+        }
+    }
 }

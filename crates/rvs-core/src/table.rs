@@ -220,16 +220,22 @@ impl ServiceTable {
     /// Applies a batch all-or-nothing: every command is checked against a copy of the model
     /// first; only when all pass does the runtime change.
     pub fn apply_batch(&mut self, cmds: &[Command]) -> Result<Applied, BatchError> {
-        let mut model = self.model.clone();
-        for (index, cmd) in cmds.iter().enumerate() {
-            model.apply(cmd).map_err(|error| BatchError { index, error })?;
-        }
+        let model = self.check_batch(cmds)?;
         let mut applied = Applied::default();
         for cmd in cmds {
             self.apply_runtime(cmd, &mut applied);
         }
         self.model = model;
         Ok(applied)
+    }
+
+    /// The model as it would be after `cmds`, or the first command refused. Changes nothing.
+    pub fn check_batch(&self, cmds: &[Command]) -> Result<TableModel, BatchError> {
+        let mut model = self.model.clone();
+        for (index, cmd) in cmds.iter().enumerate() {
+            model.apply(cmd).map_err(|error| BatchError { index, error })?;
+        }
+        Ok(model)
     }
 
     /// Applies one command.

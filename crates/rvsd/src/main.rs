@@ -1,1 +1,194 @@
-fn main() {}
+//! rvsd, the rvs director daemon: reads the configuration, owns the service table, runs the
+//! proxy engine, serves the control API and metrics, reloads on SIGHUP, drains on SIGTERM.
+
+mod api;
+mod demo;
+mod director;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rvs_config::Config;
+use rvs_proxy::{Clock, Engine, EngineConfig};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+use crate::director::Director;
+
+#[derive(Debug, Parser)]
+#[command(name = "rvsd", version, about = "rvs, the Rust Virtual Server: the director daemon")]
+struct Cli {
+    /// The configuration file (TOML).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Validate the configuration file and exit.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
+    /// Override the API unix socket of the configuration.
+    #[arg(long, value_name = "PATH")]
+    api_socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run a demo: three HTTP real servers on loopback behind a virtual service.
+    Demo {
+        /// The virtual service address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// The API unix socket.
+        #[arg(long, default_value = "/tmp/rvsd-demo.sock")]
+        api_socket: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RVSD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Some(path) = &cli.check_config {
+        return match Config::load(path) {
+            Ok(c) => {
+                let servers: usize = c.table.services.values().map(|s| s.servers.len()).sum();
+                println!(
+                    "{}: configuration OK: {} virtual services, {} real servers",
+                    path.display(),
+                    c.table.services.len(),
+                    servers
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rvsd: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rvsd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Lifts the open-files limit to its hard maximum: each proxied connection takes two sockets
+/// and up to four pipe ends.
+fn raise_nofile_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current != lim.maximum {
+        lim.current = lim.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, lim) {
+            warn!(error = %e, "cannot raise the open-files limit");
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    raise_nofile_limit();
+    let (config, demo) = match (&cli.command, &cli.config) {
+        (Some(Cmd::Demo { listen, api_socket }), _) => (demo::start(*listen, api_socket.clone()).await?, true),
+        (None, Some(path)) => (Config::load(path)?, false),
+        (None, None) => anyhow::bail!("give --config FILE (or `rvsd demo`); see rvsd --help"),
+    };
+    let mut config = config;
+    if let Some(s) = cli.api_socket {
+        config.api.socket = s;
+    }
+    let clock = Clock::default();
+    let engine = Engine::new(
+        EngineConfig {
+            connect_timeout: config.director.connect_timeout,
+            connect_retries: config.director.connect_retries,
+            ..EngineConfig::default()
+        },
+        clock,
+    );
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let director = Arc::new(Director::new(engine.clone(), clock, if demo { None } else { cli.config.clone() }, seed));
+    let api = config.api.clone();
+    let drain = config.director.drain_timeout;
+    director.load(config).context("applying the configuration")?;
+    let _unix = api::serve_unix(&api.socket, director.clone())
+        .with_context(|| format!("control API socket {}", api.socket.display()))?;
+    if let (Some(addr), Some(token)) = (api.listen, api.token.clone()) {
+        api::serve_tcp(addr, token, director.clone()).await.with_context(|| format!("control API on {addr}"))?;
+        info!(%addr, "control API listening on TCP (bearer token required)");
+    }
+    info!(socket = %api.socket.display(), "control API listening");
+    if demo {
+        print_demo_help(&director, &api.socket);
+    }
+    let ticker = {
+        let d = director.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(Duration::from_millis(rvs_core::stats::Estimator::PERIOD_MS));
+            loop {
+                t.tick().await;
+                d.tick();
+            }
+        })
+    };
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    println!("rvsd ready");
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match director.reload() {
+                Ok((cmds, notes)) => {
+                    info!(changes = cmds.len(), "configuration reloaded");
+                    for n in notes { warn!("{n}"); }
+                }
+                Err(e) => error!("reload refused, the running configuration is unchanged: {e}"),
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    info!(deadline_secs = drain.as_secs(), connections = engine.connection_count(), "stopping: no new connections, draining");
+    let closed = engine.shutdown(drain).await;
+    if closed > 0 {
+        warn!(closed, "drain deadline reached: closed the remaining connections");
+    }
+    ticker.abort();
+    let _ = std::fs::remove_file(&api.socket);
+    info!("stopped");
+    Ok(())
+}
+
+fn print_demo_help(director: &Director, socket: &std::path::Path) {
+    let table = director.table();
+    for svc in table.services() {
+        println!("rvs demo: virtual service {} ({}) in front of:", svc.key, svc.settings().scheduler);
+        for d in svc.dests().iter() {
+            println!("  -> {} weight {}", d.addr, d.weight());
+        }
+        println!("try:");
+        println!("  curl http://{}/            # repeat it: each answer names its real server", svc.key.addr);
+        println!("  curl -s --unix-socket {} http://rvsd/v1/services", socket.display());
+        println!("  rvsadm --api {} -L -n --stats", socket.display());
+        println!("  ctrl-c stops the demo");
+    }
+}

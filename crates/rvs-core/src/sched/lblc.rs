@@ -60,7 +60,8 @@ impl<V> LocalityTable<V> {
         hash_32(addr_fold(addr), TAB_BITS) as usize
     }
 
-    pub(super) fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries
     }
 

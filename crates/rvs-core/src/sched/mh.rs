@@ -52,11 +52,6 @@ impl MaglevHashing {
         }
     }
 
-    /// The table size in use.
-    pub fn table_size(&self) -> u32 {
-        self.size
-    }
-
     /// The kernel's `ip_vs_mh_hashkey`: hsiphash of offset + port + folded address.
     fn hashkey(ip: IpAddr, port: u16, key: [u64; 2], offset: u32) -> u32 {
         hsiphash_u32(offset.wrapping_add(u32::from(port)).wrapping_add(addr_fold(ip)), key)
@@ -201,8 +196,8 @@ mod tests {
 
     #[test]
     fn bad_table_size_falls_back_to_default() {
-        assert_eq!(MaglevHashing::new(SchedFlags::default(), 1000, 0).table_size(), 4093);
-        assert_eq!(MaglevHashing::new(SchedFlags::default(), 251, 0).table_size(), 251);
+        assert_eq!(MaglevHashing::new(SchedFlags::default(), 1000, 0).size, 4093);
+        assert_eq!(MaglevHashing::new(SchedFlags::default(), 251, 0).size, 251);
     }
 
     #[test]

@@ -26,3 +26,42 @@ impl Scheduler for WeightedLeastConnection {
 
     fn update(&mut self, _dests: &[DestView]) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(weight: u32, active: u32, inactive: u32) -> DestView {
+        DestView { addr: "10.0.0.1:80".parse().unwrap(), weight, active, inactive, overloaded: false }
+    }
+
+    fn req() -> SchedRequest {
+        let a = "192.0.2.1:1000".parse().unwrap();
+        SchedRequest { client: a, destination: a, now_ms: 0 }
+    }
+
+    #[test]
+    fn picks_least_load_per_weight() {
+        // 512/1 against 768/4 = 192 against 1280/5 = 256.
+        let dests = [d(1, 2, 0), d(4, 3, 0), d(5, 5, 0)];
+        assert_eq!(WeightedLeastConnection.schedule(&dests, &req()), Some(1));
+        // Inactive connections count 1/256 of an active one.
+        let dests = [d(1, 1, 10), d(1, 1, 9)];
+        assert_eq!(WeightedLeastConnection.schedule(&dests, &req()), Some(1));
+    }
+
+    #[test]
+    fn ties_go_to_the_earliest() {
+        let dests = [d(1, 3, 0), d(2, 2, 0), d(4, 4, 0)];
+        assert_eq!(WeightedLeastConnection.schedule(&dests, &req()), Some(1));
+    }
+
+    #[test]
+    fn skips_quiesced_and_overloaded() {
+        let mut dests = [d(0, 0, 0), d(5, 0, 0), d(1, 9, 0)];
+        dests[1].overloaded = true;
+        assert_eq!(WeightedLeastConnection.schedule(&dests, &req()), Some(2));
+        dests[2].overloaded = true;
+        assert_eq!(WeightedLeastConnection.schedule(&dests, &req()), None);
+    }
+}

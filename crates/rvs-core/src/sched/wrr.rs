@@ -37,8 +37,7 @@ impl Scheduler for WeightedRoundRobin {
         let (mut last_pass, mut restarted) = (false, false);
         // Stop only after every server was checked for weight >= 1 (the last pass).
         loop {
-            for i in pos.map_or(0, |p| p + 1)..n {
-                let d = &dests[i];
+            for (i, d) in dests.iter().enumerate().skip(pos.map_or(0, |p| p + 1)) {
                 if !d.overloaded && i64::from(d.weight) >= self.cw {
                     self.cl = Some(i);
                     return Some(i);

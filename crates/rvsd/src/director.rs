@@ -1,0 +1,114 @@
+//! The director: the one place commands are applied. It owns the service table, checks each
+//! batch against the model, binds new listeners before anything changes, applies, and
+//! publishes the new snapshot to the proxy engine. Config load, reload, API and demo all
+//! come through here.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rvs_config::Config;
+use rvs_core::{Applied, BatchError, Command, CommandError, ServiceTable};
+use rvs_proxy::{Clock, Engine, ListenError};
+
+/// Why a batch was refused; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Command(#[from] BatchError),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+}
+
+/// Why a reload was refused; the running configuration is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("no configuration file to reload (rvsd was started without --config)")]
+    NoFile,
+    #[error(transparent)]
+    Config(#[from] rvs_config::ConfigError),
+    #[error("{path}: {source}")]
+    Apply { path: String, source: ApplyError },
+}
+
+pub struct Director {
+    table: Mutex<ServiceTable>,
+    pub engine: Arc<Engine>,
+    pub clock: Clock,
+    config_path: Option<PathBuf>,
+    /// The config as last loaded (for reload notes on settings that need a restart).
+    loaded: Mutex<Option<Config>>,
+}
+
+impl Director {
+    pub fn new(engine: Arc<Engine>, clock: Clock, config_path: Option<PathBuf>, seed: u64) -> Self {
+        Self { table: Mutex::new(ServiceTable::new(seed)), engine, clock, config_path, loaded: Mutex::new(None) }
+    }
+
+    pub fn config_path(&self) -> Option<&PathBuf> {
+        self.config_path.as_ref()
+    }
+
+    pub fn table(&self) -> MutexGuard<'_, ServiceTable> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies a batch all-or-nothing and publishes it to the data plane.
+    pub fn apply(&self, cmds: &[Command]) -> Result<Applied, ApplyError> {
+        let mut table = self.table();
+        let model = table.check_batch(cmds)?;
+        self.engine.bind_new(model.services.keys().copied())?;
+        let applied = table.apply_batch(cmds)?;
+        // Listeners for every service were bound above, so publishing cannot fail to bind.
+        self.engine.publish(table.snapshot(), &applied)?;
+        for c in cmds {
+            tracing::info!("{c}");
+        }
+        Ok(applied)
+    }
+
+    /// Applies a freshly loaded configuration: what differs from the running table.
+    pub fn load(&self, config: Config) -> Result<Vec<Command>, ApplyError> {
+        let cmds = self.table().model().diff(&config.table);
+        self.apply(&cmds)?;
+        *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = Some(config);
+        Ok(cmds)
+    }
+
+    /// Re-reads the configuration file and applies the difference. Changes made at run time
+    /// through the API are replaced by what the file says.
+    pub fn reload(&self) -> Result<(Vec<Command>, Vec<String>), ReloadError> {
+        let path = self.config_path.as_ref().ok_or(ReloadError::NoFile)?;
+        let config = Config::load(path)?;
+        let mut notes = Vec::new();
+        if let Some(old) = &*self.loaded.lock().unwrap_or_else(|e| e.into_inner()) {
+            if old.api != config.api {
+                notes.push("[api] changed: API listeners change at restart only".to_string());
+            }
+            if old.director != config.director {
+                notes.push(
+                    "[director] connect_timeout_ms, connect_retries, drain_timeout_secs change at restart only"
+                        .to_string(),
+                );
+            }
+        }
+        let cmds = self
+            .load(config)
+            .map_err(|source| ReloadError::Apply { path: path.display().to_string(), source })?;
+        Ok((cmds, notes))
+    }
+
+    /// Samples rates and purges templates; called every 2 seconds.
+    pub fn tick(&self) {
+        self.table().tick(self.clock.now_ms());
+    }
+}
+
+impl ApplyError {
+    /// The command error inside, when the refusal came from the model.
+    pub fn command_error(&self) -> Option<&CommandError> {
+        match self {
+            ApplyError::Command(b) => Some(&b.error),
+            ApplyError::Listen(_) => None,
+        }
+    }
+}
