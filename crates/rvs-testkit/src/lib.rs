@@ -1,1 +1,11 @@
-//! rvs-testkit
+//! rvs-testkit, dev-only: what the integration tests share. Start a real `rvsd` process on a
+//! temporary configuration and talk to its API over the unix socket; loopback real servers
+//! that announce their name and echo; free ports. Plain threads and std sockets, no runtime.
+
+#![forbid(unsafe_code)]
+
+mod backend;
+mod rvsd;
+
+pub use backend::{closed_port, connect_name, free_port, Backend};
+pub use rvsd::{Rvsd, RvsdBuilder};

@@ -163,7 +163,8 @@ fn path_key(proto: &str, addr: &str) -> Result<ServiceKey, Resp> {
 
 async fn handle(director: &Director, token: Option<&str>, req: Request<Incoming>) -> Resp {
     if let Some(t) = token {
-        let given = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let given =
+            req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), t.as_bytes())) {
             return error(StatusCode::UNAUTHORIZED, ApiError::message("missing or wrong bearer token"));
         }
@@ -244,12 +245,16 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
                 Method::DELETE => apply(&[Command::DeleteServer { service: key, addr: raddr }]),
                 Method::PUT => {
                     let spec: RealServerSpec = body(req).await?;
-                    let base = model().services.get(&key).and_then(|s| s.servers.iter().find(|r| r.addr == raddr)).copied();
+                    let base =
+                        model().services.get(&key).and_then(|s| s.servers.iter().find(|r| r.addr == raddr)).copied();
                     let server = spec.to_core(&key, base, "server").map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
                     if server.addr != raddr {
                         return Err(error(
                             StatusCode::BAD_REQUEST,
-                            ApiError::field("server.address", format!("{} does not match the path's {raddr}", server.addr)),
+                            ApiError::field(
+                                "server.address",
+                                format!("{} does not match the path's {raddr}", server.addr),
+                            ),
                         ));
                     }
                     apply(&[Command::EditServer { service: key, server }])
@@ -263,7 +268,13 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
             let mut cmds = Vec::with_capacity(batch.commands.len());
             for (i, c) in batch.commands.iter().enumerate() {
                 let cmd = c.to_core(&model).map_err(|e| {
-                    error(StatusCode::BAD_REQUEST, ApiError { field: Some(format!("commands[{i}].{}", e.field.unwrap_or_default())), message: e.message })
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        ApiError {
+                            field: Some(format!("commands[{i}].{}", e.field.unwrap_or_default())),
+                            message: e.message,
+                        },
+                    )
                 })?;
                 // Later commands of the batch see the earlier ones (edits fill from them).
                 let _ = model.apply(&cmd);
@@ -335,19 +346,21 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
         }
         (&Method::PUT, ["v1", "options"]) => {
             let o: OptionsView = body(req).await?;
-            let cmd = ApiCommand::SetOptions { options: o }.to_core(&model()).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+            let cmd = ApiCommand::SetOptions { options: o }
+                .to_core(&model())
+                .map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
             apply(&[cmd])
         }
         (&Method::POST, ["v1", "zero"]) => {
             let id: Option<ServiceId> = body(req).await?;
-            let cmd = ApiCommand::Zero { service: id }.to_core(&model()).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+            let cmd =
+                ApiCommand::Zero { service: id }.to_core(&model()).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
             apply(&[cmd])
         }
         (&Method::POST, ["v1", "reload"]) => match director.reload() {
-            Ok((cmds, notes)) => Ok(json(
-                StatusCode::OK,
-                &ReloadReport { changes: cmds.iter().map(|c| c.to_string()).collect(), notes },
-            )),
+            Ok((cmds, notes)) => {
+                Ok(json(StatusCode::OK, &ReloadReport { changes: cmds.iter().map(|c| c.to_string()).collect(), notes }))
+            }
             Err(e @ ReloadError::NoFile) => Err(error(StatusCode::CONFLICT, ApiError::message(e))),
             Err(e) => Err(error(StatusCode::BAD_REQUEST, ApiError::message(e))),
         },

@@ -91,9 +91,8 @@ impl Director {
                 );
             }
         }
-        let cmds = self
-            .load(config)
-            .map_err(|source| ReloadError::Apply { path: path.display().to_string(), source })?;
+        let cmds =
+            self.load(config).map_err(|source| ReloadError::Apply { path: path.display().to_string(), source })?;
         Ok((cmds, notes))
     }
 

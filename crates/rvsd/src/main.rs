@@ -167,7 +167,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             _ = int.recv() => break,
         }
     }
-    info!(deadline_secs = drain.as_secs(), connections = engine.connection_count(), "stopping: no new connections, draining");
+    info!(
+        deadline_secs = drain.as_secs(),
+        connections = engine.connection_count(),
+        "stopping: no new connections, draining"
+    );
     let closed = engine.shutdown(drain).await;
     if closed > 0 {
         warn!(closed, "drain deadline reached: closed the remaining connections");

@@ -1,0 +1,203 @@
+//! A real rvsd process on a temporary configuration, with a blocking API client over its
+//! unix socket. Dropping it stops the process.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The rvsd binary: `RVSD_BIN`, or `rvsd` beside the test executable's `deps/` folder.
+fn rvsd_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("RVSD_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    dir.join("rvsd")
+}
+
+pub struct RvsdBuilder {
+    body: String,
+    api_extra: String,
+}
+
+impl RvsdBuilder {
+    /// Extra lines for the `[api]` table (the socket is set by the kit).
+    pub fn api(mut self, lines: &str) -> Self {
+        self.api_extra = lines.to_string();
+        self
+    }
+
+    pub fn start(self) -> Rvsd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("api.sock");
+        let config = dir.path().join("rvsd.toml");
+        let rvsd = Rvsd { dir, socket, config, child: None, api_extra: self.api_extra };
+        rvsd.write_config(&self.body);
+        rvsd.spawn()
+    }
+}
+
+pub struct Rvsd {
+    dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    child: Option<Child>,
+    api_extra: String,
+}
+
+impl Rvsd {
+    /// A builder for rvsd with `body` as the configuration (without an `[api]` table).
+    pub fn builder(body: &str) -> RvsdBuilder {
+        RvsdBuilder { body: body.to_string(), api_extra: String::new() }
+    }
+
+    /// Starts rvsd with `body` as its configuration and waits until its API answers.
+    pub fn start(body: &str) -> Rvsd {
+        Self::builder(body).start()
+    }
+
+    /// Replaces the configuration file (the `[api]` table is kept).
+    pub fn write_config(&self, body: &str) {
+        let text = format!("[api]\nsocket = {:?}\n{}\n\n{body}\n", self.socket.display().to_string(), self.api_extra);
+        std::fs::write(&self.config, text).expect("write config");
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("rvsd.log")
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn spawn(mut self) -> Rvsd {
+        let log = std::fs::File::create(self.log_path()).expect("log file");
+        let child = Command::new(rvsd_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .env("RVSD_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", rvsd_bin().display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("rvsd exited with {status} while starting; log:\n{}", self.log());
+            }
+            if self.try_api("GET", "/v1/info", None).is_ok() {
+                return self;
+            }
+            assert!(Instant::now() < deadline, "rvsd did not answer within 15 s; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, ...) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().map(|s| s.success());
+        assert!(matches!(ok, Ok(true)), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Some(s) = child.try_wait().ok().flatten() {
+                return s.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// An API call: `(status, JSON body)`. Panics when the daemon does not answer.
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        self.try_api(method, path, body).unwrap_or_else(|e| panic!("API {method} {path}: {e}; log:\n{}", self.log()))
+    }
+
+    /// An API call that may fail to connect.
+    pub fn try_api(&self, method: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, Value)> {
+        let mut s = UnixStream::connect(&self.socket)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let body = body.unwrap_or("");
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: rvsd\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+        let (status, text) = read_response(&mut s)?;
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, value))
+    }
+
+    /// Services as the API lists them.
+    pub fn services(&self) -> Value {
+        let (st, v) = self.api("GET", "/v1/services", None);
+        assert_eq!(st, 200, "{v}");
+        v
+    }
+}
+
+fn read_response(s: &mut UnixStream) -> std::io::Result<(u16, String)> {
+    let mut r = BufReader::new(s);
+    let mut status_line = String::new();
+    r.read_line(&mut status_line)?;
+    let status = status_line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let mut len = None;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line)?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse::<usize>().ok();
+            }
+        }
+    }
+    let mut body = Vec::new();
+    match len {
+        Some(n) => {
+            body.resize(n, 0);
+            r.read_exact(&mut body)?;
+        }
+        None => {
+            r.read_to_end(&mut body)?;
+        }
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+impl Drop for Rvsd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if c.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
