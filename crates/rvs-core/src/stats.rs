@@ -150,16 +150,21 @@ mod tests {
         let r = e.rates();
         assert_eq!(r.cps, 100);
         assert_eq!(r.inpps, 1000);
-        assert_eq!(r.inbps, 1_000_000);
+        // The fixed-point average settles a few units under the true rate, as in the kernel.
+        assert!((999_990..=1_000_000).contains(&r.inbps), "{}", r.inbps);
         assert_eq!(r.outpps, 0);
     }
 
     #[test]
     fn zero_resets_counters_and_rates() {
         let s = Stats::default();
-        s.counters.add_conn();
-        s.counters.add_in(100);
-        s.sample();
+        for _ in 0..10 {
+            for _ in 0..100 {
+                s.counters.add_conn();
+            }
+            s.counters.add_in(100);
+            s.sample();
+        }
         assert!(s.rates().cps > 0);
         s.zero();
         assert_eq!(s.counters.read(), CounterValues::default());

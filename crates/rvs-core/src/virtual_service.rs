@@ -120,10 +120,10 @@ impl VirtualService {
             let timeout_ms = u64::from(p.timeout_secs) * 1000;
             let mut templates = lock(&self.templates);
             if let Some(t) = templates.lookup(client_net, req.now_ms) {
-                let usable = dests
-                    .iter()
-                    .find(|d| d.addr == t.dest)
-                    .filter(|d| !exclude.contains(&d.addr) && !(expire_quiescent_template && d.weight() == 0));
+                let usable = dests.iter().find(|d| d.addr == t.dest).filter(|d| {
+                    let quiesced_expired = expire_quiescent_template && d.weight() == 0;
+                    !exclude.contains(&d.addr) && !quiesced_expired
+                });
                 match usable {
                     Some(d) => {
                         let tpl = templates.bind(client_net, d.addr, req.now_ms, timeout_ms);

@@ -154,7 +154,7 @@ impl Engine {
         self.snapshot.load_full()
     }
 
-    /// The address a service's listener is bound to (useful when it was port 0 in tests).
+    /// How many connections the engine holds now.
     pub fn connection_count(&self) -> usize {
         self.conns.len()
     }
