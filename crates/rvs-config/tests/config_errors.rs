@@ -1,0 +1,125 @@
+//! The configuration file: what it accepts, and errors that name file, line, column and field.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+use rvs_config::Config;
+use rvs_core::{ForwardingMethod, ProxyProtocol, SchedulerKind};
+
+fn parse(text: &str) -> Result<Config, rvs_config::ConfigError> {
+    Config::parse(text, Path::new("rvsd.toml"))
+}
+
+fn err(text: &str) -> String {
+    parse(text).expect_err("must be refused").to_string()
+}
+
+#[test]
+fn the_example_file_is_valid() {
+    let c = Config::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/rvsd.example.toml"))).unwrap();
+    let (key, svc) = c.table.services.iter().next().unwrap();
+    assert_eq!(key.addr.to_string(), "127.0.0.1:8080");
+    assert_eq!(svc.settings.scheduler, SchedulerKind::Wlc);
+    assert_eq!(svc.servers.len(), 2);
+    assert_eq!(svc.servers[1].weight, 2);
+    assert_eq!(c.table.timeouts.tcpfin_secs, 120);
+}
+
+#[test]
+fn full_service_is_read() {
+    let c = parse(
+        r#"
+[timeouts]
+tcp = 60
+[[service]]
+address = "[2001:db8::1]:443"
+scheduler = "mh"
+sched_flags = ["mh-port", "mh-fallback"]
+mh_table_size = 251
+persistent = 600
+netmask = "64"
+  [[service.real_server]]
+  address = "2001:db8::10"
+  weight = 0
+  proxy_protocol = "v2"
+  u_threshold = 10
+  l_threshold = 5
+"#,
+    )
+    .unwrap();
+    let (key, svc) = c.table.services.iter().next().unwrap();
+    assert_eq!(key.addr.port(), 443);
+    let p = svc.settings.persistence.unwrap();
+    assert_eq!((p.timeout_secs, p.netmask.to_string()), (600, "64".to_string()));
+    assert!(svc.settings.flags.mh_port && svc.settings.flags.mh_fallback);
+    let rs = svc.servers[0];
+    assert_eq!(rs.addr.to_string(), "[2001:db8::10]:443", "a real server without a port takes the service's");
+    assert_eq!((rs.weight, rs.proxy_protocol, rs.method), (0, ProxyProtocol::V2, ForwardingMethod::FullNat));
+    assert_eq!(c.table.timeouts.tcp_secs, 60);
+    assert_eq!(c.table.timeouts.udp_secs, 300);
+}
+
+#[test]
+fn errors_name_line_and_field() {
+    let e = err("[[service]]\naddress = \"127.0.0.1:80\"\n[[service.real_server]]\naddress = \"127.0.0.1:81\"\nweight = 70000\n");
+    assert!(e.starts_with("rvsd.toml:5:10: service[0].real_server[0].weight:"), "{e}");
+    assert!(e.contains("70000 is out of range"), "{e}");
+
+    let e = err("[[service]]\naddress = \"127.0.0.1:80\"\nschedular = \"rr\"\n");
+    assert!(e.starts_with("rvsd.toml:3:1:"), "{e}");
+    assert!(e.contains("unknown field `schedular`"), "{e}");
+
+    let e = err("[[service]]\naddress = \"127.0.0.1:80\"\nscheduler = \"fastest\"\n");
+    assert!(e.contains("service[0].scheduler: unknown scheduler `fastest`"), "{e}");
+
+    let e = err("[[service]]\naddress = \"127.0.0.1:80\"\nscheduler = \"rr\"\nsched_flags = [\"sh-port\"]\n");
+    assert!(e.contains("service[0].sched_flags") && e.contains("needs the sh scheduler"), "{e}");
+
+    let e = err("[[service]]\naddress = \"127.0.0.1:80\"\n[[service.real_server]]\naddress = \"127.0.0.1:81\"\nmethod = \"gate\"\n");
+    assert!(e.contains("rvsd.toml:5:10: service[0].real_server[0].method") && e.contains("packet engine"), "{e}");
+
+    let e = err("[[service]]\naddress = \"127.0.0.1:80\"\n[[service.real_server]]\naddress = \"[::1]:81\"\n");
+    assert!(e.contains("different address families"), "{e}");
+
+    let e = err("[[service]]\naddress = \"127.0.0.1:80\"\n[[service]]\naddress = \"127.0.0.1:80\"\n");
+    assert!(e.contains("rvsd.toml:4:11: service[1].address") && e.contains("already exists"), "{e}");
+
+    let e = err("[[service]]\naddress = \"127.0.0.1:80\"\npersistent = 300\nnetmask = \"64\"\n");
+    assert!(e.contains("service[0].netmask") && e.contains("address family"), "{e}");
+
+    let e = err("[[service]]\naddress = \"127.0.0.1\"\n");
+    assert!(e.contains("needs a port"), "{e}");
+
+    let e = err("[[service]]\nprotocol = \"udp\"\naddress = \"127.0.0.1:53\"\n");
+    assert!(e.contains("UDP"), "{e}");
+
+    let e = err("[api]\nlisten = \"127.0.0.1:9000\"\n");
+    assert!(e.contains("api.listen") && e.contains("token"), "{e}");
+
+    let e = err("[api]\nlisten = \"198.18.0.1:9000\"\ntoken = \"0123456789abcdef\"\n");
+    assert!(e.contains("not a loopback"), "{e}");
+
+    let e = err("[timeouts]\ntcp = 0\n");
+    assert!(e.contains("timeouts.tcp"), "{e}");
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let e = Config::load(Path::new("/nonexistent/rvsd.toml")).unwrap_err().to_string();
+    assert!(e.starts_with("/nonexistent/rvsd.toml: cannot read"), "{e}");
+}
+
+proptest! {
+    /// Whatever the bytes, parsing returns a config or an error; it never panics.
+    #[test]
+    fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+        let _ = parse(&text);
+    }
+
+    /// Near-valid files with one value mangled never panic either.
+    #[test]
+    fn mangled_values_never_panic(field in "(address|weight|scheduler|netmask|persistent|u_threshold|method)", value in "\\PC{0,20}") {
+        let text = format!("[[service]]\naddress = \"127.0.0.1:80\"\n[[service.real_server]]\n{field} = \"{value}\"\n");
+        let _ = parse(&text);
+    }
+}

@@ -1,0 +1,219 @@
+//! The service table: all-or-nothing batches, reload diffs, and the IPVS decisions of
+//! `VirtualService::schedule` (persistence templates, quiesced and deleted real servers).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rvs_core::sched::SchedRequest;
+use rvs_core::*;
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn vip() -> ServiceKey {
+    ServiceKey::tcp(sa("10.0.0.1:80"))
+}
+
+fn add_service(settings: ServiceSettings) -> Command {
+    Command::AddService { key: vip(), settings }
+}
+
+fn add_server(addr: &str, weight: u32) -> Command {
+    let mut s = RealServerSettings::new(sa(addr));
+    s.weight = weight;
+    Command::AddServer { service: vip(), server: s }
+}
+
+fn req(client: &str, now_ms: u64) -> SchedRequest {
+    SchedRequest { client: sa(client), destination: vip().addr, now_ms }
+}
+
+fn rr_table(servers: &[&str]) -> ServiceTable {
+    let mut t = ServiceTable::new(1);
+    let mut cmds = vec![add_service(ServiceSettings { scheduler: SchedulerKind::Rr, ..Default::default() })];
+    cmds.extend(servers.iter().map(|s| add_server(s, 1)));
+    t.apply_batch(&cmds).unwrap();
+    t
+}
+
+#[test]
+fn a_batch_with_one_bad_command_changes_nothing() {
+    let mut t = rr_table(&["10.0.1.1:80"]);
+    let before = t.model().clone();
+    let err = t.apply_batch(&[add_server("10.0.1.2:80", 1), add_server("10.0.1.3:80", 70_000)]).unwrap_err();
+    assert_eq!(err.index, 1);
+    assert!(err.to_string().contains("weight 70000"), "{err}");
+    assert_eq!(t.model(), &before);
+    assert_eq!(t.service(&vip()).unwrap().dests().len(), 1, "the runtime did not change either");
+}
+
+#[test]
+fn diff_touches_only_what_changed() {
+    let t = rr_table(&["10.0.1.1:80", "10.0.1.2:80"]);
+    let old = t.model().clone();
+    let mut new = old.clone();
+    let svc = new.services.get_mut(&vip()).unwrap();
+    svc.servers[1].weight = 5;
+    svc.servers.remove(0);
+    svc.servers.push(RealServerSettings::new(sa("10.0.1.3:80")));
+    let cmds = old.diff(&new);
+    assert_eq!(cmds.len(), 3, "{cmds:?}");
+    assert!(matches!(cmds[0], Command::DeleteServer { addr, .. } if addr == sa("10.0.1.1:80")));
+    assert!(matches!(cmds[1], Command::EditServer { server, .. } if server.weight == 5));
+    assert!(matches!(cmds[2], Command::AddServer { server, .. } if server.addr == sa("10.0.1.3:80")));
+    assert!(old.diff(&old).is_empty());
+    // Applying the diff gives the new model; the unchanged server keeps its runtime object.
+    let mut t = t;
+    let kept = t.service(&vip()).unwrap().dest(sa("10.0.1.2:80")).unwrap();
+    t.apply_batch(&cmds).unwrap();
+    assert_eq!(t.model(), &new);
+    assert!(Arc::ptr_eq(&kept, &t.service(&vip()).unwrap().dest(sa("10.0.1.2:80")).unwrap()));
+    // And `commands` rebuilds the table from nothing.
+    let mut fresh = ServiceTable::new(2);
+    fresh.apply_batch(&new.commands()).unwrap();
+    assert_eq!(fresh.model(), &new);
+}
+
+#[test]
+fn errors_are_ipvs_like() {
+    let mut t = rr_table(&["10.0.1.1:80"]);
+    let e = t.apply(add_service(ServiceSettings::default())).unwrap_err();
+    assert_eq!(e, CommandError::ServiceExists(vip()));
+    let e = t.apply(add_server("10.0.1.1:80", 1)).unwrap_err();
+    assert!(matches!(e, CommandError::ServerExists { .. }));
+    let e = t.apply(Command::DeleteServer { service: vip(), addr: sa("10.9.9.9:80") }).unwrap_err();
+    assert!(matches!(e, CommandError::NoServer { .. }));
+    let other = ServiceKey::tcp(sa("10.0.0.2:80"));
+    assert_eq!(t.apply(Command::DeleteService { key: other }).unwrap_err(), CommandError::NoService(other));
+    let e = t.apply(add_server("[2001:db8::1]:80", 1)).unwrap_err();
+    assert!(matches!(e, CommandError::MixedFamily { .. }));
+}
+
+#[test]
+fn weight_zero_takes_no_new_connections_and_accounting_follows_states() {
+    let t = rr_table(&["10.0.1.1:80", "10.0.1.2:80"]);
+    let mut t = t;
+    let mut quiesced = RealServerSettings::new(sa("10.0.1.1:80"));
+    quiesced.weight = 0;
+    t.apply(Command::EditServer { service: vip(), server: quiesced }).unwrap();
+    let svc = t.service(&vip()).unwrap().clone();
+    for i in 0..4 {
+        let b = svc.schedule(&req(&format!("192.0.2.{i}:1000"), 0), &[], false).unwrap();
+        assert_eq!(b.dest.addr, sa("10.0.1.2:80"));
+    }
+    let b = svc.schedule(&req("192.0.2.1:1000", 0), &[], false).unwrap();
+    let d = b.dest.clone();
+    assert_eq!((d.active(), d.inactive()), (0, 1));
+    b.established();
+    assert_eq!((d.active(), d.inactive()), (1, 0));
+    b.closing(5);
+    assert_eq!((d.active(), d.inactive()), (0, 1));
+    b.finish(6);
+    assert_eq!((d.active(), d.inactive()), (0, 0));
+    assert_eq!(d.stats.counters.read().conns, 5);
+}
+
+#[test]
+fn persistence_template_sends_a_client_network_back_and_expires() {
+    let mut t = ServiceTable::new(1);
+    let settings = ServiceSettings {
+        scheduler: SchedulerKind::Rr,
+        persistence: Some(Persistence::new(10, "255.255.255.0".parse().unwrap())),
+        ..Default::default()
+    };
+    t.apply_batch(&[add_service(settings), add_server("10.0.1.1:80", 1), add_server("10.0.1.2:80", 1)]).unwrap();
+    let svc = t.service(&vip()).unwrap().clone();
+    let first = svc.schedule(&req("192.0.2.1:1000", 0), &[], false).unwrap();
+    let d = first.dest.addr;
+    first.finish(1_000);
+    // Same /24, different host and port: same real server, while the template lives.
+    for i in 2..6 {
+        let b = svc.schedule(&req(&format!("192.0.2.{i}:2000"), 2_000), &[], false).unwrap();
+        assert_eq!(b.dest.addr, d);
+    }
+    // A connect failure excludes the template's server: a new one is chosen and remembered.
+    let b = svc.schedule(&req("192.0.2.9:1", 3_000), &[d], false).unwrap();
+    let other = b.dest.addr;
+    assert_ne!(other, d);
+    drop(b);
+    assert_eq!(svc.schedule(&req("192.0.2.7:1", 3_000), &[], false).unwrap().dest.addr, other);
+    assert_eq!(svc.templates(3_000).len(), 1);
+    // Ten seconds after the last connection ended, the template is gone.
+    assert_eq!(svc.purge_templates(3_000 + 10_001), 1);
+}
+
+#[test]
+fn quiesced_server_keeps_templates_unless_expire_quiescent_template() {
+    for expire in [false, true] {
+        let mut t = ServiceTable::new(1);
+        let settings = ServiceSettings {
+            scheduler: SchedulerKind::Rr,
+            persistence: Some(Persistence::new(300, Netmask::V4("255.255.255.255".parse().unwrap()))),
+            ..Default::default()
+        };
+        t.apply_batch(&[
+            Command::SetOptions(DirectorOptions { expire_quiescent_template: expire, ..Default::default() }),
+            add_service(settings),
+            add_server("10.0.1.1:80", 1),
+            add_server("10.0.1.2:80", 1),
+        ])
+        .unwrap();
+        let svc = t.service(&vip()).unwrap().clone();
+        let d = svc.schedule(&req("192.0.2.1:1", 0), &[], expire).unwrap().dest.addr;
+        let mut q = RealServerSettings::new(d);
+        q.weight = 0;
+        t.apply(Command::EditServer { service: vip(), server: q }).unwrap();
+        let again = svc.schedule(&req("192.0.2.1:2", 10), &[], expire).unwrap().dest.addr;
+        assert_eq!(again == d, !expire, "expire_quiescent_template = {expire}");
+    }
+}
+
+#[test]
+fn deleting_a_real_server_expires_its_templates_and_reports_it() {
+    let mut t = ServiceTable::new(1);
+    let settings = ServiceSettings {
+        persistence: Some(Persistence::new(300, Netmask::V4("255.255.255.255".parse().unwrap()))),
+        ..Default::default()
+    };
+    t.apply_batch(&[add_service(settings), add_server("10.0.1.1:80", 1), add_server("10.0.1.2:80", 1)]).unwrap();
+    let svc = t.service(&vip()).unwrap().clone();
+    let b = svc.schedule(&req("192.0.2.1:1", 0), &[], false).unwrap();
+    let d = b.dest.clone();
+    let applied = t.apply(Command::DeleteServer { service: vip(), addr: d.addr }).unwrap();
+    assert_eq!(applied.removed_servers.len(), 1);
+    assert!(!d.in_service());
+    // The connection still counts on the deleted server while it drains.
+    assert_eq!(d.inactive(), 1);
+    drop(b);
+    assert_eq!(d.inactive(), 0);
+    let next = svc.schedule(&req("192.0.2.1:2", 1), &[], false).unwrap();
+    assert_ne!(next.dest.addr, d.addr);
+}
+
+#[test]
+fn overload_takes_a_server_out_until_it_falls_below_the_lower_threshold() {
+    let mut t = ServiceTable::new(1);
+    let mut a = RealServerSettings::new(sa("10.0.1.1:80"));
+    a.weight = 100;
+    a.u_threshold = 2;
+    a.l_threshold = 1;
+    let b = RealServerSettings::new(sa("10.0.1.2:80"));
+    t.apply_batch(&[
+        add_service(ServiceSettings { scheduler: SchedulerKind::Fo, ..Default::default() }),
+        Command::AddServer { service: vip(), server: a },
+        Command::AddServer { service: vip(), server: b },
+    ])
+    .unwrap();
+    let svc = t.service(&vip()).unwrap().clone();
+    let c1 = svc.schedule(&req("192.0.2.1:1", 0), &[], false).unwrap();
+    let c2 = svc.schedule(&req("192.0.2.1:2", 0), &[], false).unwrap();
+    assert_eq!((c1.dest.addr, c2.dest.addr), (a.addr, a.addr));
+    assert!(c1.dest.overloaded());
+    let c3 = svc.schedule(&req("192.0.2.1:3", 0), &[], false).unwrap();
+    assert_eq!(c3.dest.addr, b.addr, "fo skips the overloaded server");
+    drop(c1);
+    assert!(c2.dest.overloaded(), "1 connection is not below the lower threshold 1");
+    drop(c2);
+    assert_eq!(svc.schedule(&req("192.0.2.1:4", 0), &[], false).unwrap().dest.addr, a.addr);
+}
