@@ -44,6 +44,9 @@ impl ServiceSpec {
         }
         s.flags.check_for(s.scheduler).map_err(|e| ApiError::field(f("sched_flags"), e))?;
         s.mh_table_size = self.mh_table_size.unwrap_or(MH_DEFAULT_TABLE_SIZE);
+        if let Some(sorry) = &self.sorry_server {
+            s.sorry_server = Some(parse_addr(sorry, Some(key.addr.port()), &f("sorry_server"))?);
+        }
         if self.persistent.is_some() || self.netmask.is_some() {
             let netmask = match &self.netmask {
                 Some(m) => m.parse::<Netmask>().map_err(|e| ApiError::field(f("netmask"), e))?,
@@ -57,6 +60,7 @@ impl ServiceSpec {
                 E::NetmaskFamily { .. } => "netmask",
                 E::ZeroPersistence => "persistent",
                 E::Sched(_) => "mh_table_size",
+                E::SorryServer(_) => "sorry_server",
                 _ => "address",
             };
             ApiError::field(f(name), e)
@@ -136,6 +140,7 @@ fn spec_from_core(key: &ServiceKey, s: &ServiceSettings) -> ServiceSpec {
         netmask: s.persistence.map(|p| p.netmask.to_string()),
         sched_flags: s.flags.names().into_iter().map(String::from).collect(),
         mh_table_size: (s.mh_table_size != MH_DEFAULT_TABLE_SIZE).then_some(s.mh_table_size),
+        sorry_server: s.sorry_server.map(|a| a.to_string()),
     }
 }
 
@@ -181,6 +186,18 @@ impl ApiCommand {
             ApiCommand::Zero { service } => {
                 Command::Zero { service: service.as_ref().map(|s| service_key(s, "service")).transpose()? }
             }
+            ApiCommand::SetHealth { service, address, health, weight } => {
+                let key = service_key(service, "service")?;
+                Command::SetHealth {
+                    service: key,
+                    addr: parse_addr(address, Some(key.addr.port()), "address")?,
+                    health: health.parse().map_err(|e: String| ApiError::field("health", e))?,
+                    weight: *weight,
+                }
+            }
+            ApiCommand::SetQuorum { service, lost } => {
+                Command::SetQuorum { service: service_key(service, "service")?, lost: *lost }
+            }
         })
     }
 }
@@ -209,6 +226,13 @@ pub fn command_to_api(cmd: &Command) -> ApiCommand {
             },
         },
         Command::Zero { service } => ApiCommand::Zero { service: service.as_ref().map(id_from_core) },
+        Command::SetHealth { service, addr, health, weight } => ApiCommand::SetHealth {
+            service: id_from_core(service),
+            address: addr.to_string(),
+            health: health.name().into(),
+            weight: *weight,
+        },
+        Command::SetQuorum { service, lost } => ApiCommand::SetQuorum { service: id_from_core(service), lost: *lost },
     }
 }
 
@@ -242,7 +266,9 @@ pub fn view_service(svc: &VirtualService, now_ms: u64) -> ServiceView {
             let rs = d.settings();
             RealServerView {
                 address: d.addr.to_string(),
-                weight: rs.weight,
+                weight: d.weight(),
+                configured_weight: rs.weight,
+                health: d.health().name().into(),
                 method: rs.method.name().into(),
                 u_threshold: rs.u_threshold,
                 l_threshold: rs.l_threshold,
@@ -265,6 +291,8 @@ pub fn view_service(svc: &VirtualService, now_ms: u64) -> ServiceView {
         netmask: s.persistence.map(|p| p.netmask.to_string()),
         sched_flags: s.flags.names().into_iter().map(String::from).collect(),
         mh_table_size: s.mh_table_size,
+        sorry_server: s.sorry_server.map(|a| a.to_string()),
+        quorum_lost: svc.quorum_lost(),
         stats: stats_view(svc.stats.counters.read()),
         rates: rates_view(svc.stats.rates()),
         real_servers,

@@ -38,6 +38,9 @@ pub struct ServiceSpec {
     pub sched_flags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mh_table_size: Option<u32>,
+    /// Takes new connections while the service has lost its health-check quorum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_server: Option<String>,
 }
 
 /// A real server to add, or its new settings (edit). Absent fields take defaults on add
@@ -81,7 +84,12 @@ pub struct RatesView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RealServerView {
     pub address: String,
+    /// The weight scheduling uses now (0 while down; a dynamic checker's weight when set).
     pub weight: u32,
+    /// The weight from the configuration or the last edit.
+    pub configured_weight: u32,
+    /// The health checkers' verdict: up, down or drain.
+    pub health: String,
     pub method: String,
     pub u_threshold: u32,
     pub l_threshold: u32,
@@ -106,6 +114,11 @@ pub struct ServiceView {
     pub netmask: Option<String>,
     pub sched_flags: Vec<String>,
     pub mh_table_size: u32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sorry_server: Option<String>,
+    /// True while the health-check quorum is lost and the sorry server takes new connections.
+    #[serde(default)]
+    pub quorum_lost: bool,
     pub stats: StatsView,
     pub rates: RatesView,
     pub real_servers: Vec<RealServerView>,
@@ -206,6 +219,19 @@ pub enum ApiCommand {
     Zero {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         service: Option<ServiceId>,
+    },
+    /// Forces a real server's health (maintenance); checkers may change it again.
+    SetHealth {
+        service: ServiceId,
+        address: String,
+        /// up, down or drain.
+        health: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        weight: Option<u32>,
+    },
+    SetQuorum {
+        service: ServiceId,
+        lost: bool,
     },
 }
 

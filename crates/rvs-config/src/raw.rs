@@ -61,6 +61,7 @@ pub struct RawService {
     #[serde(default)]
     pub sched_flags: Vec<Spanned<String>>,
     pub mh_table_size: Option<Spanned<u32>>,
+    pub sorry_server: Option<Spanned<String>>,
     #[serde(default, rename = "real_server")]
     pub real_servers: Vec<Spanned<RawRealServer>>,
 }

@@ -151,6 +151,12 @@ fn service(table: &mut TableModel, i: usize, svc: &Spanned<RawService>) -> Resul
         return Err(Unplaced::new(at, field("sched_flags"), e));
     }
     settings.mh_table_size = s.mh_table_size.as_ref().map_or(MH_DEFAULT_TABLE_SIZE, |v| *v.get_ref());
+    if let Some(sorry) = &s.sorry_server {
+        settings.sorry_server = Some(
+            parse_endpoint(sorry.get_ref(), Some(addr.port()))
+                .map_err(|e| Unplaced::new(span(sorry), field("sorry_server"), e))?,
+        );
+    }
     if s.persistent.is_some() || s.netmask.is_some() {
         let timeout = s.persistent.as_ref().map_or(DEFAULT_PERSISTENCE_SECS, |v| *v.get_ref());
         let netmask = match &s.netmask {
@@ -166,6 +172,9 @@ fn service(table: &mut TableModel, i: usize, svc: &Spanned<RawService>) -> Resul
             }
             CommandError::Service { source: rvs_core::service::ServiceError::ZeroPersistence, .. } => {
                 (s.persistent.as_ref().and_then(span), field("persistent"))
+            }
+            CommandError::Service { source: rvs_core::service::ServiceError::SorryServer(_), .. } => {
+                (s.sorry_server.as_ref().and_then(span), field("sorry_server"))
             }
             CommandError::Service { source: rvs_core::service::ServiceError::Sched(_), .. } => {
                 (s.mh_table_size.as_ref().and_then(span).or_else(|| span(svc)), field("mh_table_size"))

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use crate::health::Health;
 use crate::real_server::{RealServerError, RealServerSettings};
 use crate::service::{ServiceError, ServiceKey, ServiceSettings};
 use crate::timeouts::Timeouts;
@@ -49,6 +50,19 @@ pub enum Command {
     /// Zeroes the counters of one service (and its real servers), or of all.
     Zero {
         service: Option<ServiceKey>,
+    },
+    /// The health checkers' verdict on a real server, with the weight a dynamic checker
+    /// reports. Run-time state: the configured settings (and `save`) do not change.
+    SetHealth {
+        service: ServiceKey,
+        addr: SocketAddr,
+        health: Health,
+        weight: Option<u32>,
+    },
+    /// Quorum of a service lost (the sorry server takes new connections) or regained.
+    SetQuorum {
+        service: ServiceKey,
+        lost: bool,
     },
 }
 
@@ -123,6 +137,15 @@ impl fmt::Display for Command {
             ),
             Command::Zero { service: Some(k) } => write!(f, "zero counters of {k}"),
             Command::Zero { service: None } => write!(f, "zero all counters"),
+            Command::SetHealth { service, addr, health, weight } => {
+                write!(f, "real server {addr} of {service} is {health}")?;
+                match weight {
+                    Some(w) => write!(f, " (weight {w})"),
+                    None => Ok(()),
+                }
+            }
+            Command::SetQuorum { service, lost: true } => write!(f, "{service} lost its quorum: sorry server on"),
+            Command::SetQuorum { service, lost: false } => write!(f, "{service} regained its quorum: sorry server off"),
         }
     }
 }

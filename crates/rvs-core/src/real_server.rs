@@ -3,10 +3,11 @@
 //! with the kernel's threshold rule, counters), shared by every snapshot that holds them.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use crate::forwarding::{ForwardingMethod, ProxyProtocol};
+use crate::health::Health;
 use crate::sched::DestView;
 use crate::stats::Stats;
 
@@ -85,8 +86,13 @@ pub struct RealServer {
     /// False once deleted from its service.
     in_service: AtomicBool,
     connect_failures: AtomicU64,
+    health: AtomicU8,
+    /// A weight reported by a dynamic checker or agent; [`NO_OVERRIDE`] when none.
+    weight_override: AtomicU32,
     pub stats: Stats,
 }
+
+const NO_OVERRIDE: u32 = u32::MAX;
 
 impl RealServer {
     pub fn new(settings: RealServerSettings) -> Self {
@@ -101,6 +107,8 @@ impl RealServer {
             overloaded: AtomicBool::new(false),
             in_service: AtomicBool::new(true),
             connect_failures: AtomicU64::new(0),
+            health: AtomicU8::new(Health::Up as u8),
+            weight_override: AtomicU32::new(NO_OVERRIDE),
             stats: Stats::default(),
         }
     }
@@ -119,8 +127,39 @@ impl RealServer {
         self.recheck_overload();
     }
 
+    /// The weight scheduling uses: 0 while down or draining, else the checker's weight when
+    /// one reports it, else the configured weight.
     pub fn weight(&self) -> u32 {
+        match self.health() {
+            Health::Down | Health::Drain => 0,
+            Health::Up => match self.weight_override.load(Ordering::Relaxed) {
+                NO_OVERRIDE => self.configured_weight(),
+                w => w,
+            },
+        }
+    }
+
+    /// The weight from the configuration (or the last API edit).
+    pub fn configured_weight(&self) -> u32 {
         self.weight.load(Ordering::Relaxed)
+    }
+
+    pub fn health(&self) -> Health {
+        Health::from_u8(self.health.load(Ordering::Relaxed))
+    }
+
+    /// The weight a dynamic checker reported, if any.
+    pub fn weight_override(&self) -> Option<u32> {
+        match self.weight_override.load(Ordering::Relaxed) {
+            NO_OVERRIDE => None,
+            w => Some(w),
+        }
+    }
+
+    /// Sets the checkers' verdict and, for dynamic checks, the weight they report.
+    pub(crate) fn set_health(&self, health: Health, weight: Option<u32>) {
+        self.health.store(health as u8, Ordering::Relaxed);
+        self.weight_override.store(weight.map_or(NO_OVERRIDE, |w| w.min(MAX_WEIGHT)), Ordering::Relaxed);
     }
     pub fn active(&self) -> u32 {
         self.active.load(Ordering::Relaxed)

@@ -68,6 +68,9 @@ pub struct ServiceSettings {
     pub flags: SchedFlags,
     pub persistence: Option<Persistence>,
     pub mh_table_size: u32,
+    /// Takes new connections while the service has lost its quorum (keepalived's
+    /// `sorry_server`).
+    pub sorry_server: Option<SocketAddr>,
 }
 
 impl Default for ServiceSettings {
@@ -77,6 +80,7 @@ impl Default for ServiceSettings {
             flags: SchedFlags::default(),
             persistence: None,
             mh_table_size: MH_DEFAULT_TABLE_SIZE,
+            sorry_server: None,
         }
     }
 }
@@ -96,6 +100,11 @@ impl ServiceSettings {
         }
         if key.addr.ip().is_unspecified() {
             return Err(ServiceError::UnspecifiedAddress);
+        }
+        if let Some(s) = self.sorry_server {
+            if s.is_ipv4() != key.addr.is_ipv4() || s.port() == 0 || s.ip().is_unspecified() {
+                return Err(ServiceError::SorryServer(s));
+            }
         }
         Ok(())
     }
@@ -119,4 +128,6 @@ pub enum ServiceError {
     NetmaskFamily { mask: String, addr: IpAddr },
     #[error("persistence timeout must be at least 1 second")]
     ZeroPersistence,
+    #[error("sorry server {0} needs a specific address and port of the service's address family")]
+    SorryServer(SocketAddr),
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::command::{BatchError, Command, CommandError, DirectorOptions};
+use crate::health::Health;
 use crate::real_server::{RealServer, RealServerSettings};
 use crate::service::{Protocol, ServiceKey, ServiceSettings};
 use crate::timeouts::Timeouts;
@@ -84,6 +85,14 @@ impl TableModel {
                 if let Some(k) = service {
                     self.service_mut(k)?;
                 }
+            }
+            Command::SetHealth { service, addr, .. } => {
+                if !self.service_mut(service)?.servers.iter().any(|s| s.addr == *addr) {
+                    return Err(CommandError::NoServer { service: *service, addr: *addr });
+                }
+            }
+            Command::SetQuorum { service, .. } => {
+                self.service_mut(service)?;
             }
         }
         Ok(())
@@ -296,6 +305,22 @@ impl ServiceTable {
                 }
             }
             Command::SetTimeouts(_) | Command::SetOptions(_) => {}
+            Command::SetHealth { service, addr, health, weight } => {
+                if let Some(svc) = self.runtime.get(service) {
+                    if let Some(d) = svc.dest(*addr) {
+                        d.set_health(*health, *weight);
+                        if *health != Health::Up {
+                            svc.expire_templates_of(*addr);
+                        }
+                        svc.refresh_scheduler();
+                    }
+                }
+            }
+            Command::SetQuorum { service, lost } => {
+                if let Some(svc) = self.runtime.get(service) {
+                    svc.set_quorum_lost(*lost);
+                }
+            }
             Command::Zero { service } => {
                 let zero = |svc: &Arc<VirtualService>| {
                     svc.stats.zero();

@@ -3,13 +3,14 @@
 //! counters. `schedule` is the IPVS decision for one new connection.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::conn::Binding;
 use crate::persistence::{PersistenceTable, Template};
-use crate::real_server::RealServer;
+use crate::real_server::{RealServer, RealServerSettings};
 use crate::sched::{self, DestView, SchedRequest, Scheduler};
 use crate::service::{ServiceKey, ServiceSettings};
 use crate::stats::Stats;
@@ -22,6 +23,9 @@ pub struct VirtualService {
     scheduler: Mutex<Box<dyn Scheduler>>,
     templates: Mutex<PersistenceTable>,
     seed: u64,
+    /// The sorry server, when the settings name one.
+    sorry: ArcSwapOption<RealServer>,
+    quorum_lost: AtomicBool,
     pub stats: Stats,
 }
 
@@ -32,6 +36,7 @@ fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl VirtualService {
     pub fn new(key: ServiceKey, settings: ServiceSettings, seed: u64) -> Self {
         let scheduler = sched::build(&settings.sched_config(seed), &[]);
+        let sorry = sorry_server(&settings, None);
         Self {
             key,
             settings: ArcSwap::from_pointee(settings),
@@ -39,6 +44,8 @@ impl VirtualService {
             scheduler: Mutex::new(scheduler),
             templates: Mutex::new(PersistenceTable::default()),
             seed,
+            sorry: ArcSwapOption::from(sorry),
+            quorum_lost: AtomicBool::new(false),
             stats: Stats::default(),
         }
     }
@@ -71,6 +78,7 @@ impl VirtualService {
         if old.persistence != new.persistence {
             lock(&self.templates).clear();
         }
+        self.sorry.store(sorry_server(&new, self.sorry.load_full()));
         self.settings.store(Arc::new(new));
     }
 
@@ -85,6 +93,19 @@ impl VirtualService {
     pub(crate) fn refresh_scheduler(&self) {
         let views = Self::views(&self.dests.load());
         lock(&self.scheduler).update(&views);
+    }
+
+    /// The sorry server, if the service has one.
+    pub fn sorry_server(&self) -> Option<Arc<RealServer>> {
+        self.sorry.load_full()
+    }
+
+    pub fn quorum_lost(&self) -> bool {
+        self.quorum_lost.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_quorum_lost(&self, lost: bool) {
+        self.quorum_lost.store(lost, Ordering::Relaxed);
     }
 
     /// Persistence templates pointing at `dest` go (it was deleted, or quiesced with
@@ -115,6 +136,11 @@ impl VirtualService {
     ) -> Option<Binding> {
         let settings = self.settings.load();
         let dests = self.dests.load();
+        if self.quorum_lost() {
+            if let Some(sorry) = self.sorry.load_full().filter(|s| !exclude.contains(&s.addr)) {
+                return Some(Binding::new(self.clone(), sorry, None, req.now_ms));
+            }
+        }
         if let Some(p) = settings.persistence {
             let client_net = p.netmask.apply(req.client.ip());
             let timeout_ms = u64::from(p.timeout_secs) * 1000;
@@ -147,5 +173,15 @@ impl VirtualService {
         }
         let i = lock(&self.scheduler).schedule(&views, req)?;
         dests.get(i).cloned()
+    }
+}
+
+/// The sorry server's runtime object: the current one when its address is unchanged (its
+/// counters stay), a new one when it changed, none when the settings drop it.
+fn sorry_server(settings: &ServiceSettings, current: Option<Arc<RealServer>>) -> Option<Arc<RealServer>> {
+    let addr = settings.sorry_server?;
+    match current {
+        Some(c) if c.addr == addr => Some(c),
+        _ => Some(Arc::new(RealServer::new(RealServerSettings::new(addr)))),
     }
 }
