@@ -217,3 +217,39 @@ fn overload_takes_a_server_out_until_it_falls_below_the_lower_threshold() {
     drop(c2);
     assert_eq!(svc.schedule(&req("192.0.2.1:4", 0), &[], false).unwrap().dest.addr, a.addr);
 }
+
+#[test]
+fn health_verdicts_change_scheduling_not_the_configuration() {
+    let mut t = rr_table(&["10.0.1.1:80", "10.0.1.2:80"]);
+    let saved = t.model().clone();
+    let svc = t.service(&vip()).unwrap().clone();
+    let down = Command::SetHealth { service: vip(), addr: sa("10.0.1.1:80"), health: Health::Down, weight: None };
+    t.apply(down).unwrap();
+    assert_eq!(t.model(), &saved, "health is run-time state; save and reload diffs ignore it");
+    let d = svc.dest(sa("10.0.1.1:80")).unwrap();
+    assert_eq!((d.weight(), d.configured_weight()), (0, 1));
+    for i in 0..4 {
+        assert_eq!(svc.schedule(&req(&format!("192.0.2.{i}:1"), 0), &[], false).unwrap().dest.addr, sa("10.0.1.2:80"));
+    }
+    // Back up with a dynamic weight, as a MISC_CHECK in dynamic mode or an agent reports.
+    let up = Command::SetHealth { service: vip(), addr: sa("10.0.1.1:80"), health: Health::Up, weight: Some(7) };
+    t.apply(up).unwrap();
+    assert_eq!(d.weight(), 7);
+    let missing = Command::SetHealth { service: vip(), addr: sa("10.9.9.9:80"), health: Health::Up, weight: None };
+    assert!(matches!(t.apply(missing), Err(CommandError::NoServer { .. })));
+}
+
+#[test]
+fn sorry_server_takes_new_connections_while_quorum_is_lost() {
+    let mut t = ServiceTable::new(1);
+    let settings = ServiceSettings { sorry_server: Some(sa("10.0.9.9:80")), ..Default::default() };
+    t.apply_batch(&[add_service(settings), add_server("10.0.1.1:80", 1)]).unwrap();
+    let svc = t.service(&vip()).unwrap().clone();
+    t.apply(Command::SetQuorum { service: vip(), lost: true }).unwrap();
+    let b = svc.schedule(&req("192.0.2.1:1", 0), &[], false).unwrap();
+    assert_eq!(b.dest.addr, sa("10.0.9.9:80"));
+    // When the sorry server refuses, the real servers are still tried.
+    assert_eq!(svc.schedule(&req("192.0.2.1:2", 0), &[sa("10.0.9.9:80")], false).unwrap().dest.addr, sa("10.0.1.1:80"));
+    t.apply(Command::SetQuorum { service: vip(), lost: false }).unwrap();
+    assert_eq!(svc.schedule(&req("192.0.2.1:3", 0), &[], false).unwrap().dest.addr, sa("10.0.1.1:80"));
+}
