@@ -82,7 +82,7 @@ pub enum CommandError {
     Service { key: ServiceKey, source: ServiceError },
     #[error("real server {addr}: {source}")]
     Server { addr: SocketAddr, source: RealServerError },
-    #[error("timeouts must be at most 31536000 seconds (one year)")]
+    #[error("timeouts must be from 1 to 31536000 seconds (one year)")]
     Timeout,
     #[error("{0}")]
     Unsupported(String),

@@ -9,7 +9,7 @@ use crate::command::{BatchError, Command, CommandError, DirectorOptions};
 use crate::health::Health;
 use crate::real_server::{RealServer, RealServerSettings};
 use crate::service::{Protocol, ServiceKey, ServiceSettings};
-use crate::timeouts::Timeouts;
+use crate::timeouts::{Timeouts, MAX_TIMEOUT_SECS};
 use crate::virtual_service::VirtualService;
 
 /// One virtual service in the model: settings and real servers in the order added.
@@ -26,8 +26,6 @@ pub struct TableModel {
     pub timeouts: Timeouts,
     pub options: DirectorOptions,
 }
-
-const MAX_TIMEOUT_SECS: u32 = 31_536_000;
 
 impl TableModel {
     /// Checks and applies one command to the model.

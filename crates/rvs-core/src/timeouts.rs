@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+/// The longest timeout accepted: one year, as ipvsadm.
+pub const MAX_TIMEOUT_SECS: u32 = 31_536_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub tcp_secs: u32,

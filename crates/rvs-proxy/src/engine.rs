@@ -72,8 +72,10 @@ pub struct Engine {
     listeners: Mutex<HashMap<ServiceKey, ListenerSlot>>,
     conns: ConnTable,
     clock: Clock,
-    /// Cancelled when the engine stops accepting (shutdown).
+    /// Cancelled at the drain deadline of a shutdown: closes what is left.
     stopping: CancellationToken,
+    /// Set when a shutdown has begun.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -89,6 +91,7 @@ impl Engine {
             conns: ConnTable::default(),
             clock,
             stopping: CancellationToken::new(),
+            draining: Default::default(),
         });
         tokio::spawn(sweep_idle(Arc::downgrade(&engine)));
         engine
@@ -154,6 +157,11 @@ impl Engine {
         self.snapshot.load_full()
     }
 
+    /// Whether a shutdown is draining the connections.
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// How many connections the engine holds now.
     pub fn connection_count(&self) -> usize {
         self.conns.len()
@@ -184,7 +192,9 @@ impl Engine {
     /// Stops accepting on every service, waits up to `deadline` for connections to finish,
     /// then closes what is left. Returns how many were closed at the deadline.
     pub async fn shutdown(&self, deadline: Duration) -> usize {
-        self.stopping.cancel();
+        self.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Only the listeners stop now: every connection's token is a child of `stopping`, so
+        // cancelling it here would cut the connections that are meant to drain.
         for slot in lock(&self.listeners).values() {
             slot.stop.cancel();
         }
@@ -193,6 +203,7 @@ impl Engine {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let left = self.conns.len();
+        self.stopping.cancel();
         self.conns.close_all();
         left
     }

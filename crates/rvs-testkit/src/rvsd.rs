@@ -116,6 +116,8 @@ impl Rvsd {
         let child = self.child.as_mut()?;
         loop {
             if let Some(s) = child.try_wait().ok().flatten() {
+                // Reaped: nothing is left for Drop to signal.
+                self.child = None;
                 return s.code();
             }
             if Instant::now() > deadline {

@@ -19,6 +19,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rvs_api::*;
+use rvs_core::timeouts::MAX_TIMEOUT_SECS;
 use rvs_core::{Command, CommandError, ServiceKey};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -124,7 +125,11 @@ fn apply_error(e: ApplyError) -> Resp {
         Some(_) => StatusCode::BAD_REQUEST,
         None => StatusCode::CONFLICT,
     };
-    error(status, ApiError::message(e))
+    // One command per request here: its own message, without the batch's "command 0: ".
+    match e {
+        ApplyError::Command(b) => error(status, ApiError::message(b.error)),
+        other => error(status, ApiError::message(other)),
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -195,7 +200,7 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
                 connections: director.engine.connection_count(),
                 services: director.table().services().count(),
                 config_file: director.config_path().map(|p| p.display().to_string()),
-                draining: false,
+                draining: director.engine.draining(),
             },
         )),
         (&Method::GET, ["v1", "services"]) => {
@@ -336,6 +341,17 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
         (&Method::GET, ["v1", "timeouts"]) => Ok(json(StatusCode::OK, &timeouts_view(&model().timeouts))),
         (&Method::PUT, ["v1", "timeouts"]) => {
             let t: TimeoutsView = body(req).await?;
+            for (name, v) in [("tcp", t.tcp), ("tcpfin", t.tcpfin), ("udp", t.udp)] {
+                if v > MAX_TIMEOUT_SECS {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        ApiError::field(
+                            name,
+                            format!("{v} is out of range: at most {MAX_TIMEOUT_SECS} seconds (0 leaves it unchanged)"),
+                        ),
+                    ));
+                }
+            }
             apply(&[Command::SetTimeouts(model().timeouts.merged(t.tcp, t.tcpfin, t.udp))])
         }
         (&Method::GET, ["v1", "options"]) => {
