@@ -1,8 +1,9 @@
 //! The relay: moves bytes both ways between the client and real server sockets. Each
-//! direction splices socket → pipe → socket with splice(2), so payload stays in the kernel;
-//! where splice cannot serve a socket it falls back to a buffered copy. A FIN on one side is
-//! passed on as a half-close; either direction's error ends the connection.
+//! direction copies small messages through a per-thread buffer and, once a read fills it (a
+//! bulk flow), splices socket → pipe → socket with splice(2) so payload stays in the kernel.
+//! A FIN on one side is passed on as a half-close; either direction's error ends the connection.
 
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::OwnedFd;
 
@@ -10,6 +11,7 @@ use rustix::net::Shutdown;
 use rustix::pipe::{pipe_with, splice, PipeFlags, SpliceFlags};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+use tracing::debug;
 
 use rvs_core::Binding;
 
@@ -18,7 +20,7 @@ use crate::conn_table::ConnEntry;
 
 /// Bytes moved per splice call: the default pipe capacity.
 const CHUNK: usize = 64 * 1024;
-/// Buffer size of the copy fallback.
+/// Size of the copy path's scratch buffer; a read that fills it switches to splice.
 const COPY_BUF: usize = 16 * 1024;
 
 /// Which way a direction carries bytes, for the counters.
@@ -53,16 +55,34 @@ impl Relay<'_> {
     }
 
     async fn pump(&self, from: &TcpStream, to: &TcpStream, way: Way) -> io::Result<()> {
+        // Copy until a read fills the scratch buffer (a bulk flow), then splice. Small
+        // request/response traffic never pays for a pipe; idle connections hold none.
         let mut pipe: Option<(OwnedFd, OwnedFd)> = None;
-        let mut buf: Vec<u8> = Vec::new();
+        let mut splice_ok = true;
         loop {
             from.readable().await?;
-            let moved = if buf.is_empty() {
-                let (r, w) = match &pipe {
-                    Some(p) => p,
-                    None => pipe.insert(pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?),
-                };
-                match splice_in(from, w) {
+            let moved = match &pipe {
+                None => match copy_step(from, to)? {
+                    Step::NotReady => continue,
+                    Step::Eof => 0,
+                    Step::Moved { n, full, rest } => {
+                        self.count(way, n);
+                        if let Some(rest) = rest {
+                            write_all(to, &rest).await?;
+                        }
+                        if full && splice_ok {
+                            match pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC) {
+                                Ok(p) => pipe = Some(p),
+                                Err(e) => {
+                                    debug!(error = %e, "no pipe for splice: copying");
+                                    splice_ok = false;
+                                }
+                            }
+                        }
+                        n
+                    }
+                },
+                Some((r, w)) => match splice_in(from, w) {
                     Ok(Some(n)) => {
                         if n > 0 {
                             self.count(way, n);
@@ -72,25 +92,13 @@ impl Relay<'_> {
                     }
                     Ok(None) => continue,
                     Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-                        // This socket cannot be spliced: copy through a buffer from now on.
+                        // This socket cannot be spliced: copy through the buffer from now on.
                         pipe = None;
-                        buf = vec![0; COPY_BUF];
+                        splice_ok = false;
                         continue;
                     }
                     Err(e) => return Err(e),
-                }
-            } else {
-                match from.try_read(&mut buf) {
-                    Ok(n) => {
-                        if n > 0 {
-                            self.count(way, n);
-                            write_all(to, &buf[..n]).await?;
-                        }
-                        n
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(e),
-                }
+                },
             };
             if moved == 0 {
                 // EOF from `from`: pass the half-close on.
@@ -104,6 +112,58 @@ impl Relay<'_> {
             }
         }
     }
+}
+
+thread_local! {
+    /// Each worker thread's scratch buffer for the copy path: no per-connection buffer.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; COPY_BUF].into_boxed_slice());
+}
+
+/// What one copy step did.
+enum Step {
+    NotReady,
+    Eof,
+    /// `n` bytes read (`full`: the read filled the buffer); `rest` is what the destination
+    /// did not take at once.
+    Moved {
+        n: usize,
+        full: bool,
+        rest: Option<Vec<u8>>,
+    },
+}
+
+/// Reads once from `from` into the thread's scratch buffer and writes what `to` takes now.
+/// A short read means the socket is drained, so its readiness is cleared at once (as tokio's
+/// own `poll_read` does), saving the read that would only say EAGAIN.
+fn copy_step(from: &TcpStream, to: &TcpStream) -> io::Result<Step> {
+    SCRATCH.with(|scratch| {
+        let mut buf = scratch.borrow_mut();
+        let len = buf.len();
+        let mut short = 0;
+        let read = from.try_io(Interest::READABLE, || {
+            let n = rustix::io::read(from, &mut buf[..])?;
+            if n > 0 && n < len {
+                short = n;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        let n = match read {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => short,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::NotReady),
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(Step::Eof);
+        }
+        let written = match to.try_write(&buf[..n]) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        Ok(Step::Moved { n, full: n == len, rest: (written < n).then(|| buf[written..n].to_vec()) })
+    })
 }
 
 /// One splice from the socket into the pipe: `Some(0)` at EOF, `None` when not ready.

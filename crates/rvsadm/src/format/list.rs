@@ -1,0 +1,191 @@
+//! `-L`: the table in ipvsadm's layouts (default, `--stats`, `--rate`, `--thresholds`,
+//! `--persistent-conn`, `--tun-info`), `--timeout` and `--daemon`.
+
+use std::fmt::Write;
+
+use rvs_api::{ServiceList, ServiceView, TimeoutsView};
+
+use super::{is_v6, largenum, name, protocol_name, sorted, truncate, TABLE_SIZE};
+use crate::addr::Resolver;
+use crate::parse::ListFormat;
+
+/// ipvsadm's `print_title`.
+pub fn title(fmt: &ListFormat) -> String {
+    if fmt.stats {
+        // "%-33s %8s %8s %8s %8s %8s\n  -> RemoteAddress:Port\n"
+        format!(
+            "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port\n",
+            "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
+        )
+    } else if fmt.rate {
+        format!(
+            "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port\n",
+            "Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"
+        )
+    } else if fmt.thresholds {
+        // "%-33s %-10s %-10s %-10s %-10s\n  -> RemoteAddress:Port\n"
+        format!(
+            "{:<33} {:<10} {:<10} {:<10} {:<10}\n  -> RemoteAddress:Port\n",
+            "Prot LocalAddress:Port", "Uthreshold", "Lthreshold", "ActiveConn", "InActConn"
+        )
+    } else if fmt.persistent_conn {
+        // "%-33s %-9s %-11s %-10s %-10s\n  -> RemoteAddress:Port\n"
+        format!(
+            "{:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port\n",
+            "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
+        )
+    } else if fmt.tun_info {
+        "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n"
+            .to_string()
+    } else {
+        "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+            .to_string()
+    }
+}
+
+/// The word of the Forward column (ipvsadm's `fwd_name`, and rvs's full NAT).
+fn fwd_name(method: &str) -> &str {
+    match method {
+        "masq" => "Masq",
+        "gate" => "Route",
+        "tunnel" => "Tunnel",
+        "fullnat" => "FullNat",
+        "local" => "Local",
+        other => other,
+    }
+}
+
+/// `persistent T [mask M]` as the default view prints it.
+fn persistence_text(svc: &ServiceView) -> String {
+    let mut out = String::new();
+    if let Some(t) = svc.persistent {
+        let _ = write!(out, " persistent {t}");
+        match svc.netmask.as_deref() {
+            Some(m) if is_v6(&svc.address) && m != "128" => {
+                let _ = write!(out, " mask {m}");
+            }
+            Some(m) if !is_v6(&svc.address) && m != "255.255.255.255" => {
+                let _ = write!(out, " mask {m}");
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// ipvsadm's `print_service_entry` for the listings.
+fn service_entry(out: &mut String, svc: &ServiceView, fmt: &ListFormat, res: &dyn Resolver) {
+    let proto = svc.protocol.as_str();
+    let vname = name(&svc.address, proto, res);
+    // "%-4s %s", cut to 33 characters for IPv4
+    let mut svc_name = format!("{:<4} {}", protocol_name(proto), vname);
+    if !is_v6(&svc.address) {
+        svc_name = truncate(svc_name, 33);
+    }
+    let exact = fmt.exact;
+    if fmt.stats {
+        let s = &svc.stats;
+        let _ = write!(out, "{svc_name:<33}");
+        for v in [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes] {
+            out.push_str(&largenum(v, exact));
+        }
+    } else if fmt.rate {
+        let r = &svc.rates;
+        let _ = write!(out, "{svc_name:<33}");
+        for v in [r.cps, r.inpps, r.outpps, r.inbps, r.outbps] {
+            out.push_str(&largenum(v, exact));
+        }
+    } else {
+        let _ = write!(out, "{svc_name} {}", svc.scheduler);
+        if !svc.sched_flags.is_empty() {
+            let _ = write!(out, " ({})", svc.sched_flags.join(","));
+        }
+        out.push_str(&persistence_text(svc));
+    }
+    out.push('\n');
+
+    for rs in &svc.real_servers {
+        let mut dname = name(&rs.address, proto, res);
+        if !is_v6(&rs.address) {
+            dname = truncate(dname, 28);
+        }
+        if fmt.stats {
+            let s = &rs.stats;
+            let _ = write!(out, "  -> {dname:<28}");
+            for v in [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes] {
+                out.push_str(&largenum(v, exact));
+            }
+            out.push('\n');
+        } else if fmt.rate {
+            let r = &rs.rates;
+            // "  -> %-28s %8llu %8llu %8llu" then two largenums
+            let _ = write!(out, "  -> {dname:<28} {:>8} {:>8} {:>8}", r.cps, r.inpps, r.outpps);
+            out.push_str(&largenum(r.inbps, exact));
+            out.push_str(&largenum(r.outbps, exact));
+            out.push('\n');
+        } else if fmt.thresholds {
+            // "  -> %-28s %-10u %-10u %-10u %-10u\n"
+            let _ = writeln!(
+                out,
+                "  -> {dname:<28} {:<10} {:<10} {:<10} {:<10}",
+                rs.u_threshold, rs.l_threshold, rs.active, rs.inactive
+            );
+        } else if fmt.persistent_conn {
+            // "  -> %-28s %-9u %-11u %-10u %-10u\n"
+            let _ = writeln!(
+                out,
+                "  -> {dname:<28} {:<9} {:<11} {:<10} {:<10}",
+                rs.weight, rs.persistent_conns, rs.active, rs.inactive
+            );
+        } else if fmt.tun_info {
+            // "  -> %-28s %-7s %-13s %-6d %-10u %-10u\n"; rvs has no tunnels: n/a
+            let _ = writeln!(
+                out,
+                "  -> {dname:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
+                fwd_name(&rs.method),
+                "n/a",
+                rs.weight,
+                rs.active,
+                rs.inactive
+            );
+        } else {
+            // "  -> %-28s %-7s %-6d %-10u %-10u\n"
+            let _ = writeln!(
+                out,
+                "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}",
+                fwd_name(&rs.method),
+                rs.weight,
+                rs.active,
+                rs.inactive
+            );
+        }
+    }
+}
+
+/// `-L` of the whole table: the version line, the title, every service.
+pub fn list_all(version: &str, list: &ServiceList, fmt: &ListFormat, res: &dyn Resolver) -> String {
+    let mut out = format!("Rust Virtual Server version {version} (size={TABLE_SIZE})\n");
+    out.push_str(&title(fmt));
+    for svc in sorted(&list.services, fmt.nosort) {
+        service_entry(&mut out, &svc, fmt, res);
+    }
+    out
+}
+
+/// `-L` of one service: the title and the service (no version line).
+pub fn list_service(svc: &ServiceView, fmt: &ListFormat, res: &dyn Resolver) -> String {
+    let mut out = title(fmt);
+    let svc = sorted(std::slice::from_ref(svc), fmt.nosort).remove(0);
+    service_entry(&mut out, &svc, fmt, res);
+    out
+}
+
+/// `-L --timeout`.
+pub fn timeout(t: &TimeoutsView) -> String {
+    format!("Timeout (tcp tcpfin udp): {} {} {}\n", t.tcp, t.tcpfin, t.udp)
+}
+
+/// `-L --daemon`: one line per running sync daemon; rvsd has none.
+pub fn daemon() -> String {
+    String::new()
+}

@@ -1,0 +1,247 @@
+//! Carries out a parsed command against rvsd and returns the exit status, as ipvsadm's:
+//! 0 done; 2 a command line ipvsadm refuses, or no daemon to talk to; 255 (ipvsadm's -1) a
+//! change the daemon refused or an option popt refuses; 1 a listing that failed.
+
+use std::io::{IsTerminal, Read, Write};
+use std::time::Duration;
+
+use rvs_api::{
+    ApiCommand, CommandBatch, ConnectionList, InfoView, ServiceList, ServiceView, TemplateList, TimeoutsView,
+};
+use serde_json::Value;
+
+use crate::addr::{Numeric, Resolver, SystemResolver};
+use crate::client::{encode_segment, Client, ClientError, Endpoint};
+use crate::parse::{self, Command, ListArgs, ListView, ServiceRef};
+use crate::{format, help, request, restore};
+
+/// Why a command failed: what to print on stderr and the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub code: i32,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>, code: i32) -> Self {
+        Self { message: message.into(), code }
+    }
+
+    /// A failed call; `code` is the status for an answer that refused it.
+    fn client(e: ClientError, code: i32) -> Self {
+        match e {
+            ClientError::Connect(m) => Failure::new(
+                format!("{m}\nAre you sure that rvsd is running (and --api or RVSADM_API names its socket)?"),
+                2,
+            ),
+            ClientError::Api { status: 401, error } => Failure::new(format!("rvsd: {}", error.message), 2),
+            ClientError::Api { error, .. } => Failure::new(error.message, code),
+            ClientError::Protocol(m) => Failure::new(m, 1),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, Failure>;
+
+/// Runs `rvsadm` with `argv` (program name first); the exit status.
+pub fn main_with(argv: &[String]) -> i32 {
+    let program = argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|s| s.to_str())
+        .unwrap_or("rvsadm")
+        .to_string();
+    let inv = match parse::parse(argv) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("{}", e.message);
+            return e.code;
+        }
+    };
+    let out = match &inv.command {
+        Command::Help => Ok(help::usage(&program)),
+        Command::Version => Ok(help::version()),
+        Command::Completions(shell) => Ok(help::completions(shell).unwrap_or_default()),
+        cmd => {
+            let client = Client::new(Endpoint::resolve(inv.api.as_deref()));
+            run(&client, cmd)
+        }
+    };
+    match out {
+        Ok(text) => {
+            emit(&text);
+            0
+        }
+        Err(f) => {
+            if !f.message.is_empty() {
+                eprintln!("{}", f.message);
+            }
+            f.code
+        }
+    }
+}
+
+fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (rvsadm -L | head) is not an error.
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+fn json(v: &impl serde::Serialize) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// Runs one command; the text for stdout.
+pub fn run(client: &Client, cmd: &Command) -> Result<String> {
+    match cmd {
+        Command::List(args) if args.watch.is_some() => watch(client, args),
+        Command::List(args) => list(client, args),
+        Command::Save { numeric, json: as_json } => save(client, *numeric, *as_json),
+        Command::Restore { fullnat } => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).map_err(|e| Failure::new(format!("reading stdin: {e}"), 1))?;
+            restore_text(client, &text, *fullnat).map(|_| String::new())
+        }
+        other => {
+            let api = request::to_api(other, false).expect("every other command changes the table");
+            apply(client, &[api]).map_err(|(_, f)| f).map(|_| String::new())
+        }
+    }
+}
+
+/// Applies `cmds` as one batch. On refusal: the index of the command at fault (when rvsd
+/// names one) and the failure, in ipvsadm's words where it has some.
+fn apply(client: &Client, cmds: &[ApiCommand]) -> std::result::Result<(), (Option<usize>, Failure)> {
+    let batch = CommandBatch { commands: cmds.to_vec() };
+    match client.send::<_, Value>("POST", "/v1/commands", &batch) {
+        Ok(_) => Ok(()),
+        Err(ClientError::Api { status, error }) if status != 401 => {
+            let index = error
+                .field
+                .as_deref()
+                .and_then(|f| f.strip_prefix("commands["))
+                .and_then(|f| f.split(']').next())
+                .and_then(|i| i.parse::<usize>().ok());
+            let cmd = index.and_then(|i| cmds.get(i)).or(if cmds.len() == 1 { cmds.first() } else { None });
+            let message = cmd
+                .and_then(|c| request::ipvs_strerror(c, status, &error.message))
+                .map(str::to_string)
+                .unwrap_or(error.message);
+            Err((index, Failure::new(message, 255)))
+        }
+        Err(e) => Err((None, Failure::client(e, 255))),
+    }
+}
+
+/// `-R` of `text`: every line or none.
+pub fn restore_text(client: &Client, text: &str, fullnat: bool) -> Result<()> {
+    let cmds = restore::parse_rules(text, fullnat).map_err(|e| Failure::new(e.to_string(), e.code))?;
+    if cmds.is_empty() {
+        return Ok(());
+    }
+    let api: Vec<ApiCommand> = cmds.iter().map(|(_, c)| c.clone()).collect();
+    apply(client, &api).map_err(|(index, f)| match index.and_then(|i| cmds.get(i)) {
+        Some((line, _)) if f.code == 255 => Failure::new(format!("line {line}: {}", f.message), f.code),
+        _ => f,
+    })
+}
+
+fn resolver(numeric: bool) -> Box<dyn Resolver> {
+    if numeric {
+        Box::new(Numeric)
+    } else {
+        Box::new(SystemResolver::new())
+    }
+}
+
+fn service_path(s: &ServiceRef) -> String {
+    format!("/v1/services/{}/{}", s.protocol, encode_segment(&s.addr.to_string()))
+}
+
+fn save(client: &Client, numeric: bool, as_json: bool) -> Result<String> {
+    if as_json {
+        let v: CommandBatch = client.get("/v1/save").map_err(|e| Failure::client(e, 1))?;
+        return Ok(json(&v));
+    }
+    let list: ServiceList = client.get("/v1/services").map_err(|e| Failure::client(e, 1))?;
+    Ok(format::save(&list, resolver(numeric).as_ref()))
+}
+
+/// One listing.
+pub fn list(client: &Client, args: &ListArgs) -> Result<String> {
+    let res = resolver(args.format.numeric);
+    let fail = |e| Failure::client(e, 1);
+    Ok(match &args.view {
+        ListView::All => {
+            let services: ServiceList = client.get("/v1/services").map_err(fail)?;
+            if args.json {
+                json(&services)
+            } else {
+                let info: InfoView = client.get("/v1/info").map_err(fail)?;
+                format::list_all(&info.version, &services, &args.format, res.as_ref())
+            }
+        }
+        ListView::Service(s) => {
+            let svc: ServiceView = client.get(&service_path(s)).map_err(|e| match e {
+                ClientError::Api { status: 404, .. } => Failure::new("No such service", 1),
+                e => fail(e),
+            })?;
+            if args.json {
+                json(&svc)
+            } else {
+                format::list_service(&svc, &args.format, res.as_ref())
+            }
+        }
+        ListView::Connections => {
+            let conns: ConnectionList = client.get("/v1/connections").map_err(fail)?;
+            let templates: TemplateList = client.get("/v1/templates").map_err(fail)?;
+            if args.json {
+                json(&serde_json::json!({"connections": conns.connections, "templates": templates.templates}))
+            } else {
+                format::connections(&conns, &templates, args.format.persistent_conn, res.as_ref())
+            }
+        }
+        ListView::Timeout => {
+            let t: TimeoutsView = client.get("/v1/timeouts").map_err(fail)?;
+            if args.json {
+                json(&t)
+            } else {
+                format::timeout(&t)
+            }
+        }
+        ListView::Daemon => {
+            let _: InfoView = client.get("/v1/info").map_err(fail)?;
+            if args.json {
+                json(&serde_json::json!({"daemons": []}))
+            } else {
+                format::daemon()
+            }
+        }
+    })
+}
+
+/// `--watch`: the listing again every interval, `count` times or until interrupted.
+fn watch(client: &Client, args: &ListArgs) -> Result<String> {
+    let interval = Duration::from_secs_f64(args.watch.unwrap_or(2.0));
+    let tty = std::io::stdout().is_terminal();
+    let mut shown = 0u64;
+    loop {
+        let frame = list(client, args)?;
+        let mut text = String::new();
+        if tty {
+            text.push_str("\x1b[H\x1b[2J");
+        } else if shown > 0 {
+            text.push('\n');
+        }
+        text.push_str(&frame);
+        emit(&text);
+        shown += 1;
+        if args.count.is_some_and(|c| shown >= c) {
+            return Ok(String::new());
+        }
+        std::thread::sleep(interval);
+    }
+}
