@@ -9,14 +9,22 @@ pub struct ApiError {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub field: Option<String>,
     pub message: String,
+    /// What kind of refusal, for programs: `no_service`, `no_server`, `service_exists`,
+    /// `server_exists`, `unsupported`, `listen` (an address that cannot be bound), `invalid`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub code: Option<String>,
 }
 
 impl ApiError {
     pub fn field(field: impl Into<String>, message: impl std::fmt::Display) -> Self {
-        Self { field: Some(field.into()), message: message.to_string() }
+        Self { field: Some(field.into()), message: message.to_string(), code: None }
+    }
+    pub fn with_code(mut self, code: &str) -> Self {
+        self.code = Some(code.to_string());
+        self
     }
     pub fn message(message: impl std::fmt::Display) -> Self {
-        Self { field: None, message: message.to_string() }
+        Self { field: None, message: message.to_string(), code: None }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-/// The longest timeout accepted: one year, as ipvsadm.
+/// The longest timeout accepted: one year (ipvsadm itself stops at 31 days).
 pub const MAX_TIMEOUT_SECS: u32 = 31_536_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -149,7 +149,7 @@ impl Client {
         if !(200..300).contains(&status) {
             let error = serde_json::from_str::<ErrorBody>(&text)
                 .map(|b| b.error)
-                .unwrap_or_else(|_| ApiError { field: None, message: format!("HTTP {status}: {}", text.trim()) });
+                .unwrap_or_else(|_| ApiError::message(format!("HTTP {status}: {}", text.trim())));
             return Err(ClientError::Api { status, error });
         }
         serde_json::from_str(&text)

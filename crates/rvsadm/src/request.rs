@@ -60,9 +60,9 @@ pub fn to_api(cmd: &Command, fullnat: bool) -> Option<ApiCommand> {
 }
 
 /// ipvsadm's words (libipvs's `ipvs_strerror`) for "not found" and "exists" answers, by
-/// command; `detail` is rvsd's message, which tells a missing service from a missing server.
-pub fn ipvs_strerror(cmd: &ApiCommand, status: u16, detail: &str) -> Option<&'static str> {
-    let no_server = detail.contains("no such real server");
+/// command; `code` is rvsd's error code, which tells a missing service from a missing server.
+pub fn ipvs_strerror(cmd: &ApiCommand, status: u16, code: Option<&str>) -> Option<&'static str> {
+    let no_server = code == Some("no_server");
     Some(match (cmd, status) {
         (ApiCommand::AddService { .. }, 409) => "Service already exists",
         (ApiCommand::EditService { .. } | ApiCommand::DeleteService { .. } | ApiCommand::Zero { .. }, 404) => {

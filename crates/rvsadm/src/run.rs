@@ -127,7 +127,7 @@ fn apply(client: &Client, cmds: &[ApiCommand]) -> std::result::Result<(), (Optio
                 .and_then(|i| i.parse::<usize>().ok());
             let cmd = index.and_then(|i| cmds.get(i)).or(if cmds.len() == 1 { cmds.first() } else { None });
             let message = cmd
-                .and_then(|c| request::ipvs_strerror(c, status, &error.message))
+                .and_then(|c| request::ipvs_strerror(c, status, error.code.as_deref()))
                 .map(str::to_string)
                 .unwrap_or(error.message);
             Err((index, Failure::new(message, 255)))

@@ -117,18 +117,35 @@ fn ok() -> Resp {
     json(StatusCode::OK, &serde_json::json!({"ok": true}))
 }
 
-/// Status for a refused command: 404 for what is missing, 409 for what exists, else 400.
-fn apply_error(e: ApplyError) -> Resp {
-    let status = match e.command_error() {
-        Some(CommandError::NoService(_) | CommandError::NoServer { .. }) => StatusCode::NOT_FOUND,
-        Some(CommandError::ServiceExists(_) | CommandError::ServerExists { .. }) => StatusCode::CONFLICT,
-        Some(_) => StatusCode::BAD_REQUEST,
-        None => StatusCode::CONFLICT,
-    };
-    // One command per request here: its own message, without the batch's "command 0: ".
+/// The status and code of a refused command: 404 for what is missing, 409 for what exists.
+fn classify(e: &CommandError) -> (StatusCode, &'static str) {
     match e {
-        ApplyError::Command(b) => error(status, ApiError::message(b.error)),
-        other => error(status, ApiError::message(other)),
+        CommandError::NoService(_) => (StatusCode::NOT_FOUND, "no_service"),
+        CommandError::NoServer { .. } => (StatusCode::NOT_FOUND, "no_server"),
+        CommandError::ServiceExists(_) => (StatusCode::CONFLICT, "service_exists"),
+        CommandError::ServerExists { .. } => (StatusCode::CONFLICT, "server_exists"),
+        CommandError::Unsupported(_) => (StatusCode::BAD_REQUEST, "unsupported"),
+        _ => (StatusCode::BAD_REQUEST, "invalid"),
+    }
+}
+
+/// The response to a refused batch. In a `/v1/commands` batch (`batch`) the field names the
+/// command at fault; a single-command endpoint gives the command's own message.
+fn apply_error(e: ApplyError, cmds: &[Command], batch: bool) -> Resp {
+    match e {
+        ApplyError::Command(b) => {
+            let (status, code) = classify(&b.error);
+            let field = batch.then(|| format!("commands[{}]", b.index));
+            error(status, ApiError { field, message: b.error.to_string(), code: Some(code.into()) })
+        }
+        ApplyError::Listen(l) => {
+            let index = cmds.iter().position(|c| matches!(c, Command::AddService { key, .. } if *key == l.key));
+            let field = match (batch, index) {
+                (true, Some(i)) => format!("commands[{i}].service.address"),
+                _ => "service.address".to_string(),
+            };
+            error(StatusCode::CONFLICT, ApiError::field(field, l).with_code("listen"))
+        }
     }
 }
 
@@ -189,7 +206,7 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let method = req.method().clone();
     let now = director.clock.now_ms();
-    let apply = |cmds: &[Command]| director.apply(cmds).map(|_| ok()).map_err(apply_error);
+    let apply = |cmds: &[Command]| director.apply(cmds).map(|_| ok()).map_err(|e| apply_error(e, cmds, false));
     let model = || director.table().model().clone();
     match (&method, segs.as_slice()) {
         (&Method::GET, ["metrics"]) => Ok(metrics::render(director)),
@@ -279,27 +296,15 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
                 let cmd = c.to_core(&model).map_err(|e| {
                     error(
                         StatusCode::BAD_REQUEST,
-                        ApiError {
-                            field: Some(format!("commands[{i}].{}", e.field.unwrap_or_default())),
-                            message: e.message,
-                        },
+                        ApiError::field(format!("commands[{i}].{}", e.field.unwrap_or_default()), e.message)
+                            .with_code("invalid"),
                     )
                 })?;
                 // Later commands of the batch see the earlier ones (edits fill from them).
                 let _ = model.apply(&cmd);
                 cmds.push(cmd);
             }
-            director.apply(&cmds).map_err(|e| match e {
-                ApplyError::Command(b) => error(
-                    match b.error {
-                        CommandError::NoService(_) | CommandError::NoServer { .. } => StatusCode::NOT_FOUND,
-                        CommandError::ServiceExists(_) | CommandError::ServerExists { .. } => StatusCode::CONFLICT,
-                        _ => StatusCode::BAD_REQUEST,
-                    },
-                    ApiError::field(format!("commands[{}]", b.index), b.error),
-                ),
-                other => apply_error(other),
-            })?;
+            director.apply(&cmds).map_err(|e| apply_error(e, &cmds, true))?;
             Ok(json(StatusCode::OK, &serde_json::json!({"ok": true, "applied": cmds.len()})))
         }
         (&Method::GET, ["v1", "save"]) => {

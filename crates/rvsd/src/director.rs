@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rvs_config::Config;
-use rvs_core::{Applied, BatchError, Command, CommandError, ServiceTable};
+use rvs_core::{Applied, BatchError, Command, ServiceTable};
 use rvs_proxy::{Clock, Engine, ListenError};
 
 /// Why a batch was refused; nothing changed.
@@ -99,15 +99,5 @@ impl Director {
     /// Samples rates and purges templates; called every 2 seconds.
     pub fn tick(&self) {
         self.table().tick(self.clock.now_ms());
-    }
-}
-
-impl ApplyError {
-    /// The command error inside, when the refusal came from the model.
-    pub fn command_error(&self) -> Option<&CommandError> {
-        match self {
-            ApplyError::Command(b) => Some(&b.error),
-            ApplyError::Listen(_) => None,
-        }
     }
 }
