@@ -192,7 +192,7 @@ fn print_demo_help(director: &Director, socket: &std::path::Path) {
         println!("try:");
         println!("  curl http://{}/            # repeat it: each answer names its real server", svc.key.addr);
         println!("  curl -s --unix-socket {} http://rvsd/v1/services", socket.display());
-        println!("  rvsadm --api {} -L -n --stats", socket.display());
+        println!("  cargo run -p rvsadm -- --api {} -L -n --stats   # ipvsadm -L, from rvs", socket.display());
         println!("  ctrl-c stops the demo");
     }
 }
