@@ -26,6 +26,11 @@ impl Health {
         }
     }
 
+    /// Up or draining: the server answers. A check result that is alive counts toward `rise`.
+    pub fn is_alive(self) -> bool {
+        !matches!(self, Health::Down)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Health::Up => "up",

@@ -1,0 +1,46 @@
+//! The send/expect check (ldirectord's `negotiate`, the nanny's send/expect): connect, send a
+//! string if one is set, and read until what was received matches the expected regex.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{connect, io_reason, Deadline, Failure, Success, Verdict};
+use crate::escape::excerpt;
+use crate::pattern::Pattern;
+
+/// Most bytes read while waiting for a match.
+const MAX_READ: usize = 64 * 1024;
+
+pub(crate) async fn check(send: Option<&[u8]>, expect: &Pattern, addr: SocketAddr, dl: &Deadline) -> Verdict {
+    let mut stream = connect(addr, dl).await?;
+    if let Some(data) = send {
+        dl.io("sending", stream.write_all(data)).await?;
+    }
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout_at(dl.at, stream.read(&mut chunk)).await;
+        let n = match read {
+            Err(_) => {
+                let what = format!("waiting for {expect} (got \"{}\")", excerpt(&got, 60));
+                return Err(dl.expired(&what));
+            }
+            Ok(Err(e)) => return Err(Failure(format!("{} before {expect} matched", io_reason(&e)))),
+            Ok(Ok(n)) => n,
+        };
+        if n == 0 {
+            return Err(Failure(format!(
+                "connection closed; response does not match {expect} (got \"{}\")",
+                excerpt(&got, 60)
+            )));
+        }
+        got.extend_from_slice(&chunk[..n]);
+        if expect.is_match(&got) {
+            return Ok(Success::up(format!("response matches {expect}")));
+        }
+        if got.len() >= MAX_READ {
+            return Err(Failure(format!("no match for {expect} in the first 64 KiB")));
+        }
+    }
+}
