@@ -280,6 +280,7 @@ pub fn view_service(svc: &VirtualService, now_ms: u64) -> ServiceView {
                 persistent_conns: templates.iter().filter(|(t, _)| t.dest == d.addr).count() as u32,
                 stats: stats_view(d.stats.counters.read()),
                 rates: rates_view(d.stats.rates()),
+                check: None,
             }
         })
         .collect();

@@ -101,6 +101,53 @@ pub struct RealServerView {
     pub persistent_conns: u32,
     pub stats: StatsView,
     pub rates: RatesView,
+    /// The health check's state, when the real server has a check.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub check: Option<CheckView>,
+}
+
+/// A real server's health check as the checker sees it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckView {
+    /// What is checked, e.g. `HTTP GET /health`.
+    pub check: String,
+    /// up, down or drain.
+    pub health: String,
+    /// Milliseconds since the health last changed.
+    pub since_ms: u64,
+    /// The last check's outcome (up, down, drain), absent before the first check.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub last_result: Option<String>,
+    pub last_reason: String,
+    pub consecutive_successes: u32,
+    pub consecutive_failures: u32,
+}
+
+/// One health transition (`GET /v1/events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventView {
+    pub seq: u64,
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// `real_server` or `quorum`.
+    pub kind: String,
+    pub service: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub real_server: Option<String>,
+    pub from: String,
+    pub to: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub weight: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventList {
+    pub events: Vec<EventView>,
+    /// Events that fell out of the bounded log.
+    pub dropped: u64,
+    /// Pass as `?since=` to get only newer events.
+    pub next_seq: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod health;
 mod raw;
 mod validate;
 
@@ -12,9 +13,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rvs_core::TableModel;
+use std::collections::BTreeMap;
+
+use rvs_core::{ServiceKey, TableModel};
 
 pub use error::ConfigError;
+pub use health::{CheckSpec, ServiceHealth};
 
 /// Where and how the control API listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,12 +47,14 @@ impl Default for DirectorConfig {
 }
 
 /// A validated configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub api: ApiConfig,
     pub director: DirectorConfig,
     /// Virtual services, real servers, timeouts and switches.
     pub table: TableModel,
+    /// Health checks, quorum and failure actions, per virtual service that has any.
+    pub health: BTreeMap<ServiceKey, ServiceHealth>,
 }
 
 /// The default unix socket of the control API.

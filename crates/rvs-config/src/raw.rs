@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+use crate::health::RawCheck;
 use toml::Spanned;
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +64,15 @@ pub struct RawService {
     pub sched_flags: Vec<Spanned<String>>,
     pub mh_table_size: Option<Spanned<u32>>,
     pub sorry_server: Option<Spanned<String>>,
+    /// The health check of every real server that has none of its own.
+    pub check: Option<Spanned<RawCheck>>,
+    /// `quiesce` (keepalived's inhibit_on_failure) or `remove`.
+    pub on_failure: Option<Spanned<String>>,
+    /// Live weight below which the sorry server takes over.
+    pub quorum: Option<Spanned<u64>>,
+    pub hysteresis: Option<u64>,
+    pub quorum_up: Option<Spanned<String>>,
+    pub quorum_down: Option<Spanned<String>>,
     #[serde(default, rename = "real_server")]
     pub real_servers: Vec<Spanned<RawRealServer>>,
 }
@@ -75,4 +86,5 @@ pub struct RawRealServer {
     pub u_threshold: Option<Spanned<u32>>,
     pub l_threshold: Option<Spanned<u32>>,
     pub proxy_protocol: Option<Spanned<String>>,
+    pub check: Option<Spanned<RawCheck>>,
 }

@@ -17,6 +17,7 @@ use rvs_core::{
 use toml::Spanned;
 
 use crate::error::Unplaced;
+use crate::health::{command, ServiceHealth};
 use crate::raw::{RawConfig, RawRealServer, RawService};
 use crate::{ApiConfig, Config, DirectorConfig, DEFAULT_SOCKET};
 
@@ -73,10 +74,14 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
     }
     table.timeouts = timeouts;
 
+    let mut health = std::collections::BTreeMap::new();
     for (i, svc) in raw.services.iter().enumerate() {
-        service(&mut table, i, svc)?;
+        let (key, h) = service(&mut table, i, svc)?;
+        if let Some(h) = h {
+            health.insert(key, h);
+        }
     }
-    Ok(Config { api, director, table })
+    Ok(Config { api, director, table, health })
 }
 
 fn api(raw: &RawConfig) -> Result<ApiConfig> {
@@ -128,7 +133,7 @@ fn api(raw: &RawConfig) -> Result<ApiConfig> {
     Ok(ApiConfig { socket, listen, token })
 }
 
-fn service(table: &mut TableModel, i: usize, svc: &Spanned<RawService>) -> Result<()> {
+fn service(table: &mut TableModel, i: usize, svc: &Spanned<RawService>) -> Result<(ServiceKey, Option<ServiceHealth>)> {
     let at = format!("service[{i}]");
     let field = |f: &str| format!("{at}.{f}");
     let s = svc.get_ref();
@@ -184,13 +189,41 @@ fn service(table: &mut TableModel, i: usize, svc: &Spanned<RawService>) -> Resul
         Unplaced::new(sp, f, e)
     };
     table.apply(&Command::AddService { key, settings }).map_err(place)?;
-    for (j, rs) in s.real_servers.iter().enumerate() {
-        real_server(table, key, &format!("{at}.real_server[{j}]"), rs)?;
+    let mut health = ServiceHealth {
+        default_check: s.check.as_ref().map(|c| c.get_ref().validate(&field("check"), c.span())).transpose()?,
+        quorum_up: command(&s.quorum_up, &field("quorum_up"))?,
+        quorum_down: command(&s.quorum_down, &field("quorum_down"))?,
+        ..ServiceHealth::default()
+    };
+    if let Some(a) = &s.on_failure {
+        health.on_failure = parse(a, &field("on_failure"))?;
     }
-    Ok(())
+    if let Some(q) = &s.quorum {
+        health.quorum = Some(
+            rvs_health::Quorum::new(*q.get_ref(), s.hysteresis.unwrap_or(0))
+                .map_err(|e| Unplaced::new(span(q), field("quorum"), e))?,
+        );
+    } else if s.hysteresis.is_some() || s.quorum_up.is_some() || s.quorum_down.is_some() {
+        let at = s.quorum_up.as_ref().or(s.quorum_down.as_ref()).map_or_else(|| span(svc), span);
+        return Err(Unplaced::new(at, field("quorum"), "hysteresis, quorum_up and quorum_down need a quorum"));
+    }
+    for (j, rs) in s.real_servers.iter().enumerate() {
+        let at = format!("{at}.real_server[{j}]");
+        let addr = real_server(table, key, &at, rs)?;
+        if let Some(c) = &rs.get_ref().check {
+            health.server_checks.insert(addr, c.get_ref().validate(&format!("{at}.check"), c.span())?);
+        }
+    }
+    let any = health.default_check.is_some() || !health.server_checks.is_empty() || health.quorum.is_some();
+    Ok((key, any.then_some(health)))
 }
 
-fn real_server(table: &mut TableModel, service: ServiceKey, at: &str, rs: &Spanned<RawRealServer>) -> Result<()> {
+fn real_server(
+    table: &mut TableModel,
+    service: ServiceKey,
+    at: &str,
+    rs: &Spanned<RawRealServer>,
+) -> Result<SocketAddr> {
     let field = |f: &str| format!("{at}.{f}");
     let r = rs.get_ref();
     let addr = parse_endpoint(r.address.get_ref(), Some(service.addr.port()))
@@ -222,5 +255,6 @@ fn real_server(table: &mut TableModel, service: ServiceKey, at: &str, rs: &Spann
             _ => (span(&r.address), field("address")),
         };
         Unplaced::new(sp.or_else(|| span(rs)), f, e)
-    })
+    })?;
+    Ok(addr)
 }

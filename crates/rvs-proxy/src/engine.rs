@@ -65,7 +65,6 @@ struct ListenerSlot {
     pending: Option<TcpListener>,
 }
 
-#[derive(Debug)]
 pub struct Engine {
     cfg: EngineConfig,
     snapshot: ArcSwap<Snapshot>,
@@ -76,6 +75,17 @@ pub struct Engine {
     stopping: CancellationToken,
     /// Set when a shutdown has begun.
     draining: std::sync::atomic::AtomicBool,
+    /// Told of every failed connect to a real server (passive health checking).
+    on_connect_failure: std::sync::OnceLock<ConnectFailureObserver>,
+}
+
+/// Receives `(service, real server, reason)` for each failed connect to a real server.
+pub type ConnectFailureObserver = Box<dyn Fn(ServiceKey, SocketAddr, &str) + Send + Sync>;
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("cfg", &self.cfg).field("connections", &self.conns.len()).finish()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -92,6 +102,7 @@ impl Engine {
             clock,
             stopping: CancellationToken::new(),
             draining: Default::default(),
+            on_connect_failure: std::sync::OnceLock::new(),
         });
         tokio::spawn(sweep_idle(Arc::downgrade(&engine)));
         engine
@@ -144,7 +155,7 @@ impl Engine {
         drop(slots);
         if expire_nodest {
             for dest in &applied.removed_servers {
-                let n = self.conns.close_dest(dest);
+                let n = self.close_connections_to(dest);
                 if n > 0 {
                     info!(dest = %dest.addr, closed = n, "expire_nodest_conn: closed connections of a deleted real server");
                 }
@@ -155,6 +166,16 @@ impl Engine {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// Sets the observer of failed connects (once; later calls are ignored).
+    pub fn observe_connect_failures(&self, observer: ConnectFailureObserver) {
+        let _ = self.on_connect_failure.set(observer);
+    }
+
+    /// Closes every connection to `dest` now. Returns how many.
+    pub fn close_connections_to(&self, dest: &Arc<rvs_core::RealServer>) -> usize {
+        self.conns.close_dest(dest)
     }
 
     /// Whether a shutdown is draining the connections.
@@ -266,10 +287,14 @@ async fn serve(engine: Arc<Engine>, key: ServiceKey, client: TcpStream, peer: So
             _ = cancel.cancelled() => return,
             r = tokio::time::timeout(engine.cfg.connect_timeout, TcpStream::connect(addr)) => r,
         };
-        match attempt {
+        let reason = match attempt {
             Ok(Ok(server)) => break Some((binding, server)),
-            Ok(Err(e)) => debug!(service = %key, dest = %addr, error = %e, "connect to real server failed"),
-            Err(_) => debug!(service = %key, dest = %addr, "connect to real server timed out"),
+            Ok(Err(e)) => format!("connect failed: {e}"),
+            Err(_) => format!("connect timed out after {:?}", engine.cfg.connect_timeout),
+        };
+        debug!(service = %key, dest = %addr, "{reason}");
+        if let Some(observe) = engine.on_connect_failure.get() {
+            observe(key, addr, &reason);
         }
         binding.connect_failed(engine.clock.now_ms());
         tried.push(addr);

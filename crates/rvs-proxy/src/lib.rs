@@ -9,4 +9,4 @@ pub mod proxy_protocol;
 mod relay;
 
 pub use clock::Clock;
-pub use engine::{ConnInfo, Engine, EngineConfig, ListenError};
+pub use engine::{ConnInfo, ConnectFailureObserver, Engine, EngineConfig, ListenError};

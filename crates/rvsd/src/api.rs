@@ -6,6 +6,7 @@
 // error side is a whole HTTP response by design.
 #![allow(clippy::result_large_err)]
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -27,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 
 use crate::director::{ApplyError, Director, ReloadError};
+use crate::health::HealthKey;
 use crate::metrics;
 
 /// Largest request body accepted.
@@ -221,8 +223,20 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
             },
         )),
         (&Method::GET, ["v1", "services"]) => {
-            let services = director.table().services().map(|s| view_service(s, now)).collect();
+            let checks = director.health.check_views();
+            let services = director.table().services().map(|s| with_checks(view_service(s, now), &checks)).collect();
             Ok(json(StatusCode::OK, &ServiceList { services }))
+        }
+        (&Method::GET, ["v1", "events"]) => {
+            let since = req
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("since=")))
+                .map(|v| v.parse::<u64>())
+                .transpose()
+                .map_err(|e| error(StatusCode::BAD_REQUEST, ApiError::field("since", e)))?
+                .unwrap_or(0);
+            Ok(json(StatusCode::OK, &director.health.events(since)))
         }
         (&Method::POST, ["v1", "services"]) => {
             let spec: ServiceSpec = body(req).await?;
@@ -234,9 +248,10 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
             let key = path_key(proto, addr)?;
             match *m {
                 Method::GET => {
+                    let checks = director.health.check_views();
                     let table = director.table();
                     let svc = table.service(&key).ok_or_else(|| no_service(key))?;
-                    Ok(json(StatusCode::OK, &view_service(svc, now)))
+                    Ok(json(StatusCode::OK, &with_checks(view_service(svc, now), &checks)))
                 }
                 Method::PUT => {
                     let spec: ServiceSpec = body(req).await?;
@@ -391,6 +406,20 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
         },
         _ => Err(error(StatusCode::NOT_FOUND, ApiError::message(format!("no such endpoint: {method} {path}")))),
     }
+}
+
+/// Fills in each real server's health-check state.
+fn with_checks(mut view: ServiceView, checks: &HashMap<HealthKey, CheckView>) -> ServiceView {
+    let Ok(service) = service_key(&ServiceId { protocol: view.protocol.clone(), address: view.address.clone() }, "")
+    else {
+        return view;
+    };
+    for rs in &mut view.real_servers {
+        if let Ok(server) = rs.address.parse() {
+            rs.check = checks.get(&HealthKey { service, server }).cloned();
+        }
+    }
+    view
 }
 
 fn no_service(key: ServiceKey) -> Resp {

@@ -23,7 +23,12 @@ pub async fn start(vip: SocketAddr, socket: std::path::PathBuf) -> std::io::Resu
         ServiceKey::tcp(vip),
         ServiceModel { settings: ServiceSettings { scheduler: SchedulerKind::Rr, ..Default::default() }, servers },
     );
-    Ok(Config { api: ApiConfig { socket, listen: None, token: None }, director: DirectorConfig::default(), table })
+    Ok(Config {
+        api: ApiConfig { socket, listen: None, token: None },
+        director: DirectorConfig::default(),
+        table,
+        health: Default::default(),
+    })
 }
 
 async fn serve_http(listener: TcpListener, name: String) {

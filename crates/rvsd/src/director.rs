@@ -10,6 +10,8 @@ use rvs_config::Config;
 use rvs_core::{Applied, BatchError, Command, ServiceTable};
 use rvs_proxy::{Clock, Engine, ListenError};
 
+use crate::health::HealthPlane;
+
 /// Why a batch was refused; nothing changed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -33,6 +35,7 @@ pub enum ReloadError {
 pub struct Director {
     table: Mutex<ServiceTable>,
     pub engine: Arc<Engine>,
+    pub health: Arc<HealthPlane>,
     pub clock: Clock,
     config_path: Option<PathBuf>,
     /// The config as last loaded (for reload notes on settings that need a restart).
@@ -40,8 +43,21 @@ pub struct Director {
 }
 
 impl Director {
-    pub fn new(engine: Arc<Engine>, clock: Clock, config_path: Option<PathBuf>, seed: u64) -> Self {
-        Self { table: Mutex::new(ServiceTable::new(seed)), engine, clock, config_path, loaded: Mutex::new(None) }
+    pub fn new(
+        engine: Arc<Engine>,
+        health: Arc<HealthPlane>,
+        clock: Clock,
+        config_path: Option<PathBuf>,
+        seed: u64,
+    ) -> Self {
+        Self {
+            table: Mutex::new(ServiceTable::new(seed)),
+            engine,
+            health,
+            clock,
+            config_path,
+            loaded: Mutex::new(None),
+        }
     }
 
     pub fn config_path(&self) -> Option<&PathBuf> {
@@ -60,6 +76,7 @@ impl Director {
         let applied = table.apply_batch(cmds)?;
         // Listeners for every service were bound above, so publishing cannot fail to bind.
         self.engine.publish(table.snapshot(), &applied)?;
+        self.health.sync(&table);
         for c in cmds {
             tracing::info!("{c}");
         }
@@ -69,7 +86,12 @@ impl Director {
     /// Applies a freshly loaded configuration: what differs from the running table.
     pub fn load(&self, config: Config) -> Result<Vec<Command>, ApplyError> {
         let cmds = self.table().model().diff(&config.table);
-        self.apply(&cmds)?;
+        let previous = self.health.config();
+        self.health.set_config(config.health.clone());
+        if let Err(e) = self.apply(&cmds) {
+            self.health.set_config(previous);
+            return Err(e);
+        }
         *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = Some(config);
         Ok(cmds)
     }

@@ -4,6 +4,7 @@
 mod api;
 mod demo;
 mod director;
+mod health;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -126,7 +127,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         clock,
     );
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let director = Arc::new(Director::new(engine.clone(), clock, if demo { None } else { cli.config.clone() }, seed));
+    let (health, health_events) = health::HealthPlane::start();
+    let director = Arc::new(Director::new(
+        engine.clone(),
+        health.clone(),
+        clock,
+        if demo { None } else { cli.config.clone() },
+        seed,
+    ));
+    tokio::spawn(health::run(Arc::downgrade(&director), health.clone(), health_events));
+    {
+        let health = health.clone();
+        engine.observe_connect_failures(Box::new(move |service, server, reason| {
+            health.passive_failure(service, server, reason)
+        }));
+    }
     let api = config.api.clone();
     let drain = config.director.drain_timeout;
     director.load(config).context("applying the configuration")?;
@@ -177,6 +192,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         warn!(closed, "drain deadline reached: closed the remaining connections");
     }
     ticker.abort();
+    health.shutdown();
     let _ = std::fs::remove_file(&api.socket);
     info!("stopped");
     Ok(())

@@ -1,0 +1,227 @@
+//! The health-check part of the file: a `check` table per virtual service (the default for
+//! its real servers) or per real server, the service's quorum, sorry-server commands and
+//! failure action, validated into rvs-health's checks and timings.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rvs_core::FailureAction;
+use rvs_health::{
+    AgentCheck, Check, CheckKind, ConnectTo, DnsCheck, ExecCheck, ExpectCheck, HttpCheck, NotifyCommand, Pattern,
+    Quorum, SmtpCheck, StatusRange, Timing, Tls, UdpCheck,
+};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::Unplaced;
+
+/// One real server's check: what to run, when, and what to tell on transitions.
+#[derive(Debug, Clone)]
+pub struct CheckSpec {
+    pub check: Check,
+    pub timing: Timing,
+    pub notify_up: Option<NotifyCommand>,
+    pub notify_down: Option<NotifyCommand>,
+}
+
+/// A virtual service's health settings.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceHealth {
+    /// What a failed real server's entry does.
+    pub on_failure: FailureAction,
+    /// The check every real server gets unless it has its own.
+    pub default_check: Option<CheckSpec>,
+    /// Real servers with their own check.
+    pub server_checks: BTreeMap<SocketAddr, CheckSpec>,
+    pub quorum: Option<Quorum>,
+    pub quorum_up: Option<NotifyCommand>,
+    pub quorum_down: Option<NotifyCommand>,
+}
+
+impl ServiceHealth {
+    /// The check of real server `addr`: its own, else the service's default.
+    pub fn check_for(&self, addr: SocketAddr) -> Option<&CheckSpec> {
+        self.server_checks.get(&addr).or(self.default_check.as_ref())
+    }
+}
+
+/// A `check` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCheck {
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    interval: Option<Spanned<f64>>,
+    timeout: Option<Spanned<f64>>,
+    fall: Option<u32>,
+    rise: Option<u32>,
+    retry_delay: Option<Spanned<f64>>,
+    warmup: Option<Spanned<f64>>,
+    #[serde(default)]
+    alpha: bool,
+    passive_fall: Option<u32>,
+    connect_ip: Option<Spanned<String>>,
+    connect_port: Option<u16>,
+    // http, https
+    path: Option<String>,
+    method: Option<String>,
+    expect_status: Option<Spanned<String>>,
+    body_regex: Option<Spanned<String>>,
+    body_digest: Option<String>,
+    host: Option<String>,
+    sni: Option<String>,
+    #[serde(default)]
+    verify: bool,
+    ca_file: Option<PathBuf>,
+    // expect, udp, agent
+    send: Option<String>,
+    expect: Option<Spanned<String>>,
+    // smtp
+    helo_name: Option<String>,
+    // dns
+    query_name: Option<String>,
+    query_type: Option<Spanned<String>>,
+    // udp
+    payload: Option<String>,
+    #[serde(default)]
+    reply_required: bool,
+    // exec
+    command: Option<Spanned<String>>,
+    #[serde(default)]
+    dynamic: bool,
+    // agent
+    agent_port: Option<u16>,
+    notify_up: Option<Spanned<String>>,
+    notify_down: Option<Spanned<String>>,
+}
+
+fn secs(v: &Option<Spanned<f64>>, field: &str) -> Result<Option<Duration>, Unplaced> {
+    match v {
+        None => Ok(None),
+        Some(s) => {
+            let x = *s.get_ref();
+            if !(x.is_finite() && x > 0.0 && x <= 86_400.0) {
+                return Err(Unplaced::new(
+                    Some(s.span()),
+                    field,
+                    format!("{x} is not a duration from 0 to 86400 seconds"),
+                ));
+            }
+            Ok(Some(Duration::from_secs_f64(x)))
+        }
+    }
+}
+
+pub(crate) fn command(v: &Option<Spanned<String>>, field: &str) -> Result<Option<NotifyCommand>, Unplaced> {
+    v.as_ref()
+        .map(|c| NotifyCommand::parse(c.get_ref()).map_err(|e| Unplaced::new(Some(c.span()), field, e)))
+        .transpose()
+}
+
+fn pattern(v: &Option<Spanned<String>>, field: &str) -> Result<Option<Pattern>, Unplaced> {
+    v.as_ref().map(|p| Pattern::new(p.get_ref()).map_err(|e| Unplaced::new(Some(p.span()), field, e))).transpose()
+}
+
+impl RawCheck {
+    /// Validates this table; `at` is its field path (`service[0].check`), `span` its place.
+    pub(crate) fn validate(&self, at: &str, span: std::ops::Range<usize>) -> Result<CheckSpec, Unplaced> {
+        let f = |name: &str| format!("{at}.{name}");
+        let whole = |e: &dyn std::fmt::Display| Unplaced::new(Some(span.clone()), at, e);
+        let mut timing = Timing { alpha: self.alpha, ..Timing::default() };
+        if let Some(d) = secs(&self.interval, &f("interval"))? {
+            timing.interval = d;
+        }
+        if let Some(d) = secs(&self.timeout, &f("timeout"))? {
+            timing.timeout = d;
+        }
+        timing.retry_delay = secs(&self.retry_delay, &f("retry_delay"))?;
+        timing.warmup = secs(&self.warmup, &f("warmup"))?;
+        if let Some(n) = self.fall {
+            timing.fall = n;
+        }
+        if let Some(n) = self.rise {
+            timing.rise = n;
+        }
+        if let Some(n) = self.passive_fall {
+            timing.passive_fall = n;
+        }
+        timing.validate().map_err(|e| whole(&e))?;
+
+        let ty = self.kind.get_ref().as_str();
+        let kind = match ty {
+            "tcp" => CheckKind::Tcp,
+            "http" | "https" => {
+                let mut h = HttpCheck::default();
+                if let Some(p) = &self.path {
+                    h.path = p.clone();
+                }
+                if let Some(m) = &self.method {
+                    h.method = m.clone();
+                }
+                if let Some(s) = &self.expect_status {
+                    h.expect_status = StatusRange::parse_list(s.get_ref())
+                        .map_err(|e| Unplaced::new(Some(s.span()), f("expect_status"), e))?;
+                }
+                h.body_regex = pattern(&self.body_regex, &f("body_regex"))?;
+                h.body_digest = self.body_digest.clone();
+                h.host = self.host.clone();
+                if ty == "https" {
+                    h.tls = Some(Tls { sni: self.sni.clone(), verify: self.verify, ca_file: self.ca_file.clone() });
+                }
+                CheckKind::Http(h)
+            }
+            "expect" => {
+                let expect = pattern(&self.expect, &f("expect"))?
+                    .ok_or_else(|| whole(&"an expect check needs `expect` (a regex the reply must match)"))?;
+                CheckKind::Expect(ExpectCheck { send: self.send.clone(), expect })
+            }
+            "smtp" => CheckKind::Smtp(SmtpCheck { helo_name: self.helo_name.clone() }),
+            "dns" => {
+                let name = self.query_name.clone().ok_or_else(|| whole(&"a dns check needs `query_name`"))?;
+                let qtype = match &self.query_type {
+                    Some(t) => t.get_ref().parse().map_err(|e| Unplaced::new(Some(t.span()), f("query_type"), e))?,
+                    None => "A".parse().map_err(|e| whole(&e))?,
+                };
+                CheckKind::Dns(DnsCheck { name, qtype })
+            }
+            "udp" => CheckKind::Udp(UdpCheck {
+                payload: self.payload.clone().unwrap_or_default(),
+                expect: pattern(&self.expect, &f("expect"))?,
+                reply_required: self.reply_required,
+            }),
+            "exec" => {
+                let c = command(&self.command, &f("command"))?
+                    .ok_or_else(|| whole(&"an exec check needs `command` (program and arguments)"))?;
+                CheckKind::Exec(ExecCheck { program: c.program, args: c.args, dynamic: self.dynamic })
+            }
+            "agent" => {
+                let port = self.agent_port.ok_or_else(|| whole(&"an agent check needs `agent_port`"))?;
+                CheckKind::Agent(AgentCheck { port, send: self.send.clone() })
+            }
+            other => return Err(Unplaced::new(
+                Some(self.kind.span()),
+                f("type"),
+                format!(
+                    "unknown check type `{other}` (expected tcp, http, https, expect, smtp, dns, udp, exec or agent)"
+                ),
+            )),
+        };
+        let connect_ip =
+            match &self.connect_ip {
+                Some(ip) => Some(ip.get_ref().parse::<IpAddr>().map_err(|e| {
+                    Unplaced::new(Some(ip.span()), f("connect_ip"), format!("`{}`: {e}", ip.get_ref()))
+                })?),
+                None => None,
+            };
+        let to = ConnectTo { ip: connect_ip, port: self.connect_port };
+        let check = Check::with_connect_to(kind, to).map_err(|e| whole(&e))?;
+        Ok(CheckSpec {
+            check,
+            timing,
+            notify_up: command(&self.notify_up, &f("notify_up"))?,
+            notify_down: command(&self.notify_down, &f("notify_down"))?,
+        })
+    }
+}

@@ -1,0 +1,248 @@
+//! The health plane of the director: runs the configured checks on every real server that
+//! has one, turns their transitions into `SetHealth` / `SetQuorum` commands through the one
+//! apply path, logs them as events, runs notify commands in order, and counts the data
+//! plane's connect failures as passive checks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use rvs_api::{CheckView, EventList, EventView};
+use rvs_config::ServiceHealth;
+use rvs_core::{Command, FailureAction, Health, ServiceKey, ServiceTable};
+use rvs_health::{
+    live_weight, Event, EventLog, HealthEvent, HealthSupervisor, Notification, Notifier, NotifyKind, QuorumState,
+    QuorumTracker, Target, DEFAULT_EVENT_CAPACITY, DEFAULT_NOTIFY_TIMEOUT,
+};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::director::Director;
+
+/// A checked real server: its service and address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HealthKey {
+    pub service: ServiceKey,
+    pub server: SocketAddr,
+}
+
+pub struct HealthPlane {
+    supervisor: HealthSupervisor<HealthKey>,
+    config: Mutex<BTreeMap<ServiceKey, ServiceHealth>>,
+    events: Mutex<EventLog>,
+    notifier: Notifier,
+    quorum: Mutex<HashMap<ServiceKey, QuorumTracker>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl HealthPlane {
+    /// Starts an empty plane; the events come on the receiver, for [`run`].
+    pub fn start() -> (Arc<Self>, mpsc::Receiver<HealthEvent<HealthKey>>) {
+        let (supervisor, rx) = HealthSupervisor::spawn(Vec::new());
+        let plane = Arc::new(Self {
+            supervisor,
+            config: Mutex::default(),
+            events: Mutex::new(EventLog::new(DEFAULT_EVENT_CAPACITY)),
+            notifier: Notifier::spawn(DEFAULT_NOTIFY_TIMEOUT),
+            quorum: Mutex::default(),
+        });
+        (plane, rx)
+    }
+
+    /// New health settings (config load or reload). Call [`Self::sync`] after.
+    pub fn set_config(&self, config: BTreeMap<ServiceKey, ServiceHealth>) {
+        *lock(&self.config) = config;
+    }
+
+    /// The health settings in force.
+    pub fn config(&self) -> BTreeMap<ServiceKey, ServiceHealth> {
+        lock(&self.config).clone()
+    }
+
+    /// Makes the running checks match the table and the settings: a check per real server
+    /// that has one; unchanged checks keep running with their state (no flapping on reload).
+    pub fn sync(&self, table: &ServiceTable) {
+        let config = lock(&self.config);
+        let mut targets = Vec::new();
+        for svc in table.services() {
+            let Some(h) = config.get(&svc.key) else { continue };
+            for d in svc.dests().iter() {
+                if let Some(spec) = h.check_for(d.addr) {
+                    let key = HealthKey { service: svc.key, server: d.addr };
+                    match Target::new(key, d.addr, spec.check.clone(), spec.timing) {
+                        Ok(t) => targets.push(t),
+                        Err(e) => warn!(service = %svc.key, server = %d.addr, "health check not started: {e}"),
+                    }
+                }
+            }
+        }
+        let done = self.supervisor.reconcile(targets);
+        if !done.added.is_empty() || !done.removed.is_empty() || !done.restarted.is_empty() {
+            info!(
+                added = done.added.len(),
+                restarted = done.restarted.len(),
+                removed = done.removed.len(),
+                kept = done.kept,
+                "health checks updated"
+            );
+        }
+        let mut quorum = lock(&self.quorum);
+        quorum.retain(|k, _| config.get(k).is_some_and(|h| h.quorum.is_some()));
+        for (key, h) in config.iter() {
+            let (Some(q), Some(svc)) = (h.quorum, table.service(key)) else { continue };
+            quorum.entry(*key).or_insert_with(|| {
+                let live = live_weight(svc.dests().iter().map(|d| d.weight()));
+                QuorumTracker::new(q, q.initial(live), live)
+            });
+        }
+    }
+
+    /// A connect failure the data plane saw (counts toward taking the server down).
+    pub fn passive_failure(&self, service: ServiceKey, server: SocketAddr, reason: &str) {
+        self.supervisor.passive_failure(&HealthKey { service, server }, reason);
+    }
+
+    /// The check state of every checked real server, for listings.
+    pub fn check_views(&self) -> HashMap<HealthKey, CheckView> {
+        let now = Instant::now();
+        self.supervisor
+            .snapshot()
+            .into_iter()
+            .map(|t| {
+                let s = &t.state;
+                let view = CheckView {
+                    check: t.check.to_string(),
+                    health: s.health().name().into(),
+                    since_ms: now.saturating_duration_since(s.since()).as_millis() as u64,
+                    last_result: s.last_result().map(|r| r.outcome.name().to_string()),
+                    last_reason: s.last_reason().to_string(),
+                    consecutive_successes: s.consecutive_successes(),
+                    consecutive_failures: s.consecutive_failures(),
+                };
+                (t.id, view)
+            })
+            .collect()
+    }
+
+    /// Events after `since` (all kept ones when 0).
+    pub fn events(&self, since: u64) -> EventList {
+        let log = lock(&self.events);
+        let events = log
+            .since(since)
+            .map(|r| {
+                let at_unix_ms = r.at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as u64;
+                match &r.event {
+                    Event::RealServer { service, server, from, to, weight, reason } => EventView {
+                        seq: r.seq,
+                        at_unix_ms,
+                        kind: "real_server".into(),
+                        service: service.clone(),
+                        real_server: Some(server.to_string()),
+                        from: from.name().into(),
+                        to: to.name().into(),
+                        weight: weight.map(|w| w.to_string()),
+                        reason: reason.clone(),
+                    },
+                    Event::Quorum { service, from, to, live_weight } => EventView {
+                        seq: r.seq,
+                        at_unix_ms,
+                        kind: "quorum".into(),
+                        service: service.clone(),
+                        real_server: None,
+                        from: from.as_str().into(),
+                        to: to.as_str().into(),
+                        weight: None,
+                        reason: format!("live weight {live_weight}"),
+                    },
+                }
+            })
+            .collect();
+        EventList { events, dropped: log.dropped(), next_seq: log.next_seq() }
+    }
+
+    pub fn shutdown(&self) {
+        self.supervisor.shutdown();
+    }
+}
+
+/// Applies the checkers' transitions until the plane stops.
+pub async fn run(director: Weak<Director>, plane: Arc<HealthPlane>, mut rx: mpsc::Receiver<HealthEvent<HealthKey>>) {
+    while let Some(ev) = rx.recv().await {
+        let Some(director) = director.upgrade() else { return };
+        on_event(&director, &plane, ev);
+    }
+}
+
+fn on_event(director: &Director, plane: &HealthPlane, ev: HealthEvent<HealthKey>) {
+    let HealthKey { service, server } = ev.id;
+    let t = &ev.transition;
+    let dest = director.table().service(&service).and_then(|s| s.dest(server));
+    let Some(dest) = dest else { return };
+    let weight = t.weight.map(|h| h.apply(dest.configured_weight()));
+    let cmd = Command::SetHealth { service, addr: server, health: t.to, weight };
+    if let Err(e) = director.apply(&[cmd]) {
+        warn!(%service, %server, "health transition not applied: {e}");
+        return;
+    }
+    let (on_failure, notify, quorum_cmds) = {
+        let config = lock(&plane.config);
+        let h = config.get(&service);
+        let spec = h.and_then(|h| h.check_for(server));
+        let notify = NotifyKind::for_transition(t).and_then(|kind| {
+            let cmd = match kind {
+                NotifyKind::NotifyUp => spec.and_then(|s| s.notify_up.clone()),
+                NotifyKind::NotifyDown => spec.and_then(|s| s.notify_down.clone()),
+                _ => None,
+            };
+            cmd.map(|c| (kind, c))
+        });
+        (h.map(|h| h.on_failure).unwrap_or_default(), notify, h.map(|h| (h.quorum_up.clone(), h.quorum_down.clone())))
+    };
+    if t.to == Health::Down
+        && on_failure == FailureAction::Remove
+        && director.table().model().options.expire_nodest_conn
+    {
+        let n = director.engine.close_connections_to(&dest);
+        info!(%service, %server, closed = n, "removed on failure with expire_nodest_conn: connections closed");
+    }
+    let svc_name = service.to_string();
+    info!(%service, %server, from = %t.from, to = %t.to, weight = ?weight, reason = %t.reason, "real server health");
+    lock(&plane.events).push(Event::RealServer {
+        service: svc_name.clone(),
+        server,
+        from: t.from,
+        to: t.to,
+        weight: t.weight,
+        reason: t.reason.clone(),
+    });
+    if let Some((kind, cmd)) = notify {
+        plane.notifier.notify(Notification::real_server(kind, cmd, svc_name.clone(), server, t.to, dest.weight()));
+    }
+    // Quorum: the live weight of the service after this transition.
+    let live = director.table().service(&service).map(|s| live_weight(s.dests().iter().map(|d| d.weight())));
+    let qt = match (live, lock(&plane.quorum).get_mut(&service)) {
+        (Some(live), Some(tracker)) => tracker.update(live),
+        _ => None,
+    };
+    if let Some(qt) = qt {
+        let lost = qt.to == QuorumState::Down;
+        if let Err(e) = director.apply(&[Command::SetQuorum { service, lost }]) {
+            warn!(%service, "quorum change not applied: {e}");
+        }
+        warn!(%service, from = %qt.from, to = %qt.to, live_weight = qt.live_weight, "quorum");
+        lock(&plane.events).push(Event::Quorum {
+            service: svc_name.clone(),
+            from: qt.from,
+            to: qt.to,
+            live_weight: qt.live_weight,
+        });
+        let cmd = quorum_cmds.and_then(|(up, down)| if lost { down } else { up });
+        if let Some(cmd) = cmd {
+            plane.notifier.notify(Notification::quorum(cmd, svc_name, qt.to));
+        }
+    }
+}
