@@ -91,6 +91,8 @@ pub struct ListFormat {
     pub stats: bool,
     pub rate: bool,
     pub thresholds: bool,
+    /// rvs's `--health` view.
+    pub health: bool,
     pub persistent_conn: bool,
     pub tun_info: bool,
     pub exact: bool,
@@ -491,6 +493,7 @@ fn option(st: &mut State, o: Opt, def: &'static OptDef, value: Option<String>) -
         Opt::Stats => st.format.stats = true,
         Opt::Rate => st.format.rate = true,
         Opt::Thresholds => st.format.thresholds = true,
+        Opt::Health => st.format.health = true,
         Opt::PersistentConn => st.format.persistent_conn = true,
         Opt::NoSort => st.format.nosort = true,
         Opt::Exact => st.format.exact = true,
@@ -752,7 +755,7 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
     if cmd == Cmd::List {
         let f = &st.format;
         let c_t_d = st.has(Opt::Connection) || st.has(Opt::Timeout) || st.has(Opt::Daemon);
-        if (c_t_d && (f.stats || f.rate || f.thresholds))
+        if (c_t_d && (f.stats || f.rate || f.thresholds || f.health))
             || ((st.has(Opt::Timeout) || st.has(Opt::Daemon)) && f.persistent_conn)
         {
             return Err(ParseError::fail("options conflicts in the list command"));

@@ -622,3 +622,34 @@ fn no_daemon() {
     // Help and version need no daemon.
     assert!(rvsadm_bare(&["-h"], &[("RVSADM_API", "/nonexistent/x.sock")]).ok().contains("Usage:"));
 }
+
+#[test]
+fn health_view_shows_each_real_servers_check() {
+    let up = rvs_testkit::Backend::start("up");
+    let dead = rvs_testkit::closed_port();
+    let vip = lo(port());
+    let rvsd = start(&format!(
+        r#"[[service]]
+address = "{vip}"
+scheduler = "rr"
+check = {{ type = "tcp", interval = 0.2, timeout = 0.2, fall = 1, rise = 1, warmup = 0.05 }}
+  [[service.real_server]]
+  address = "{}"
+  weight = 2
+  [[service.real_server]]
+  address = "{dead}"
+"#,
+        up.addr
+    ));
+    eventually("both checked", || {
+        let out = run(&rvsd, "-L -n --health").ok();
+        out.contains("up     2      TCP") && out.contains("down   0      TCP")
+    });
+    let out = run(&rvsd, "-L -n --health").ok();
+    assert!(out.contains("Health Weight Check: last result (reason)"), "{out}");
+    let dead_line = out.lines().find(|l| l.contains(&dead.to_string())).unwrap();
+    assert!(dead_line.contains("down (") && dead_line.contains("refused"), "{dead_line}");
+    // --health is a listing format: it does not combine with -c, like the others.
+    let r = run(&rvsd, "-L -c --health");
+    assert_ne!(r.code, 0);
+}

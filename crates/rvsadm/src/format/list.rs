@@ -22,6 +22,10 @@ pub fn title(fmt: &ListFormat) -> String {
             "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port\n",
             "Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"
         )
+    } else if fmt.health {
+        // rvs's own view: no ipvsadm layout to follow; the default view's columns where they fit.
+        "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Health Weight Check: last result (reason)\n"
+            .to_string()
     } else if fmt.thresholds {
         // "%-33s %-10s %-10s %-10s %-10s\n  -> RemoteAddress:Port\n"
         format!(
@@ -123,6 +127,19 @@ fn service_entry(out: &mut String, svc: &ServiceView, fmt: &ListFormat, res: &dy
             out.push_str(&largenum(r.inbps, exact));
             out.push_str(&largenum(r.outbps, exact));
             out.push('\n');
+        } else if fmt.health {
+            let _ = match &rs.check {
+                Some(c) => writeln!(
+                    out,
+                    "  -> {dname:<28} {:<6} {:<6} {}: {} ({})",
+                    c.health,
+                    rs.weight,
+                    c.check,
+                    c.last_result.as_deref().unwrap_or("not checked yet"),
+                    c.last_reason
+                ),
+                None => writeln!(out, "  -> {dname:<28} {:<6} {:<6} no check", rs.health, rs.weight),
+            };
         } else if fmt.thresholds {
             // "  -> %-28s %-10u %-10u %-10u %-10u\n"
             let _ = writeln!(
