@@ -81,6 +81,7 @@ fn fmt(set: &[&str]) -> ListFormat {
         stats: has("stats"),
         rate: has("rate"),
         thresholds: has("thresholds"),
+        health: has("health"),
         persistent_conn: has("persistent_conn"),
         tun_info: has("tun_info"),
         exact: has("exact"),
