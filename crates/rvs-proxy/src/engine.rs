@@ -267,7 +267,9 @@ async fn accept_loop(engine: Arc<Engine>, key: ServiceKey, listener: TcpListener
 /// One client connection, from accept to close.
 async fn serve(engine: Arc<Engine>, key: ServiceKey, client: TcpStream, peer: SocketAddr) {
     let Some(service) = engine.snapshot.load().services.get(&key).cloned() else { return };
-    let local = client.local_addr().unwrap_or(key.addr);
+    // The listener is bound to the service's own address (never a wildcard), so that is the
+    // local address: no getsockname per connection.
+    let local = key.addr;
     let _ = client.set_nodelay(true);
     let cancel = engine.stopping.child_token();
     let guard = engine.conns.insert(key.protocol, peer, local, cancel.clone(), engine.clock.now_ms());

@@ -8,7 +8,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 
 use rustix::net::Shutdown;
-use rustix::pipe::{pipe_with, splice, PipeFlags, SpliceFlags};
+use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tracing::debug;
@@ -18,8 +18,9 @@ use rvs_core::Binding;
 use crate::clock::Clock;
 use crate::conn_table::ConnEntry;
 
-/// Bytes moved per splice call: the default pipe capacity.
-const CHUNK: usize = 64 * 1024;
+/// Pipe capacity asked for a bulk flow: fewer, larger splices. The kernel may give less
+/// (`/proc/sys/fs/pipe-max-size`, per-user pipe limits); the pipe keeps what it got.
+const PIPE_SIZE: usize = 1 << 20;
 /// Size of the copy path's scratch buffer; a read that fills it switches to splice.
 const COPY_BUF: usize = 16 * 1024;
 
@@ -59,6 +60,8 @@ impl Relay<'_> {
         // request/response traffic never pays for a pipe; idle connections hold none.
         let mut pipe: Option<(OwnedFd, OwnedFd)> = None;
         let mut splice_ok = true;
+        // Bytes per splice: the pipe's capacity (64 KiB unless the resize took).
+        let mut chunk = 64 * 1024;
         loop {
             from.readable().await?;
             let moved = match &pipe {
@@ -72,7 +75,10 @@ impl Relay<'_> {
                         }
                         if full && splice_ok {
                             match pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC) {
-                                Ok(p) => pipe = Some(p),
+                                Ok((r, w)) => {
+                                    chunk = fcntl_setpipe_size(&w, PIPE_SIZE).unwrap_or(chunk);
+                                    pipe = Some((r, w));
+                                }
                                 Err(e) => {
                                     debug!(error = %e, "no pipe for splice: copying");
                                     splice_ok = false;
@@ -82,7 +88,7 @@ impl Relay<'_> {
                         n
                     }
                 },
-                Some((r, w)) => match splice_in(from, w) {
+                Some((r, w)) => match splice_in(from, w, chunk) {
                     Ok(Some(n)) => {
                         if n > 0 {
                             self.count(way, n);
@@ -167,9 +173,9 @@ fn copy_step(from: &TcpStream, to: &TcpStream) -> io::Result<Step> {
 }
 
 /// One splice from the socket into the pipe: `Some(0)` at EOF, `None` when not ready.
-fn splice_in(from: &TcpStream, pipe_w: &OwnedFd) -> io::Result<Option<usize>> {
+fn splice_in(from: &TcpStream, pipe_w: &OwnedFd, chunk: usize) -> io::Result<Option<usize>> {
     match from.try_io(Interest::READABLE, || {
-        splice(from, None, pipe_w, None, CHUNK, SpliceFlags::MOVE | SpliceFlags::NONBLOCK).map_err(io::Error::from)
+        splice(from, None, pipe_w, None, chunk, SpliceFlags::MOVE | SpliceFlags::NONBLOCK).map_err(io::Error::from)
     }) {
         Ok(n) => Ok(Some(n)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),

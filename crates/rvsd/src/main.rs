@@ -30,6 +30,10 @@ struct Cli {
     /// Validate the configuration file and exit.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
+    /// Worker threads (default: one per CPU). With 1, rvsd runs on a single-threaded runtime,
+    /// the cheapest per connection. `TOKIO_WORKER_THREADS` is honoured too.
+    #[arg(long, env = "RVSD_THREADS", value_name = "N")]
+    threads: Option<usize>,
     /// Override the API unix socket of the configuration.
     #[arg(long, value_name = "PATH")]
     api_socket: Option<PathBuf>,
@@ -77,7 +81,13 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let threads = cli.threads.or_else(|| std::env::var("TOKIO_WORKER_THREADS").ok()?.parse().ok());
+    let runtime = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n.max(1)).enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("rvsd: cannot start the runtime: {e}");
