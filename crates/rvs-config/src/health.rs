@@ -200,13 +200,15 @@ impl RawCheck {
                 let port = self.agent_port.ok_or_else(|| whole(&"an agent check needs `agent_port`"))?;
                 CheckKind::Agent(AgentCheck { port, send: self.send.clone() })
             }
-            other => return Err(Unplaced::new(
-                Some(self.kind.span()),
-                f("type"),
-                format!(
+            other => {
+                return Err(Unplaced::new(
+                    Some(self.kind.span()),
+                    f("type"),
+                    format!(
                     "unknown check type `{other}` (expected tcp, http, https, expect, smtp, dns, udp, exec or agent)"
                 ),
-            )),
+                ))
+            }
         };
         let connect_ip =
             match &self.connect_ip {
