@@ -22,6 +22,7 @@ fn rvsd_bin() -> PathBuf {
 pub struct RvsdBuilder {
     body: String,
     api_extra: String,
+    env: Vec<(String, String)>,
 }
 
 impl RvsdBuilder {
@@ -31,13 +32,19 @@ impl RvsdBuilder {
         self
     }
 
+    /// An environment variable for the rvsd process (`RVSD_THREADS`, ...).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
     pub fn start(self) -> Rvsd {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("api.sock");
         let config = dir.path().join("rvsd.toml");
         let rvsd = Rvsd { dir, socket, config, child: None, api_extra: self.api_extra };
         rvsd.write_config(&self.body);
-        rvsd.spawn()
+        rvsd.spawn(&self.env)
     }
 }
 
@@ -52,7 +59,7 @@ pub struct Rvsd {
 impl Rvsd {
     /// A builder for rvsd with `body` as the configuration (without an `[api]` table).
     pub fn builder(body: &str) -> RvsdBuilder {
-        RvsdBuilder { body: body.to_string(), api_extra: String::new() }
+        RvsdBuilder { body: body.to_string(), api_extra: String::new(), env: Vec::new() }
     }
 
     /// Starts rvsd with `body` as its configuration and waits until its API answers.
@@ -75,12 +82,13 @@ impl Rvsd {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    fn spawn(mut self) -> Rvsd {
+    fn spawn(mut self, env: &[(String, String)]) -> Rvsd {
         let log = std::fs::File::create(self.log_path()).expect("log file");
         let child = Command::new(rvsd_bin())
             .arg("--config")
             .arg(&self.config)
             .env("RVSD_LOG", "debug")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

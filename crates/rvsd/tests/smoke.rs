@@ -6,10 +6,20 @@ use std::net::{SocketAddr, TcpStream};
 
 #[test]
 fn rr_spreads_connections_and_relays_bytes() {
+    relay_through(&[]);
+}
+
+/// The same on the single-threaded runtime (`--threads 1`).
+#[test]
+fn single_threaded_runtime_relays_the_same() {
+    relay_through(&[("RVSD_THREADS", "1")]);
+}
+
+fn relay_through(env: &[(&str, &str)]) {
     let a = Backend::start("a");
     let b = Backend::start("b");
     let vip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let rvsd = Rvsd::start(&format!(
+    let mut builder = Rvsd::builder(&format!(
         r#"
 [[service]]
 address = "{vip}"
@@ -21,6 +31,10 @@ scheduler = "rr"
 "#,
         a.addr, b.addr
     ));
+    for (k, v) in env {
+        builder = builder.env(k, v);
+    }
+    let rvsd = builder.start();
     let names: Vec<String> = (0..6).map(|_| connect_name(vip).unwrap()).collect();
     assert_eq!(names, ["a", "b", "a", "b", "a", "b"]);
 
