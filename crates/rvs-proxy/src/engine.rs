@@ -315,7 +315,9 @@ async fn serve(engine: Arc<Engine>, key: ServiceKey, client: TcpStream, peer: So
         if let Some(h) = proxy_protocol::header(pp, peer, local) {
             write_all(&server, &h).await?;
         }
-        Relay { binding: &binding, entry, clock: engine.clock }.run(&client, &server).await
+        Relay { binding: &binding, entry, clock: engine.clock, one_side_closed: Default::default() }
+            .run(&client, &server)
+            .await
     };
     tokio::select! {
         r = result => if let Err(e) = r {

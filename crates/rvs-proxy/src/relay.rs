@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::net::Shutdown;
 use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
@@ -38,6 +39,8 @@ pub(crate) struct Relay<'a> {
     pub binding: &'a Binding,
     pub entry: &'a ConnEntry,
     pub clock: Clock,
+    /// Set by the first direction to reach EOF.
+    pub one_side_closed: AtomicBool,
 }
 
 impl Relay<'_> {
@@ -107,9 +110,13 @@ impl Relay<'_> {
                 },
             };
             if moved == 0 {
-                // EOF from `from`: pass the half-close on.
+                // EOF from `from`: pass the half-close on, unless the other way is done too:
+                // then both sockets close at once, which sends the FIN without a shutdown.
                 self.binding.closing(self.clock.now_ms());
                 self.entry.set_state(self.binding.state());
+                if self.one_side_closed.swap(true, Ordering::AcqRel) {
+                    return Ok(());
+                }
                 match rustix::net::shutdown(to, Shutdown::Write) {
                     Ok(()) | Err(rustix::io::Errno::NOTCONN) => {}
                     Err(e) => return Err(e.into()),
