@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod conn_table;
 pub mod engine;
+mod pipe_pool;
 pub mod proxy_protocol;
 mod relay;
 

@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::net::Shutdown;
-use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
+use rustix::pipe::{splice, SpliceFlags};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tracing::debug;
@@ -18,10 +18,8 @@ use rvs_core::Binding;
 
 use crate::clock::Clock;
 use crate::conn_table::ConnEntry;
+use crate::pipe_pool::{self, Pipe};
 
-/// Pipe capacity asked for a bulk flow: fewer, larger splices. The kernel may give less
-/// (`/proc/sys/fs/pipe-max-size`, per-user pipe limits); the pipe keeps what it got.
-const PIPE_SIZE: usize = 1 << 20;
 /// Size of the copy path's scratch buffer; a read that fills it switches to splice.
 const COPY_BUF: usize = 16 * 1024;
 
@@ -59,16 +57,16 @@ impl Relay<'_> {
     }
 
     async fn pump(&self, from: &TcpStream, to: &TcpStream, way: Way) -> io::Result<()> {
-        // Copy until a read fills the scratch buffer (a bulk flow), then splice. Small
-        // request/response traffic never pays for a pipe; idle connections hold none.
-        let mut pipe: Option<(OwnedFd, OwnedFd)> = None;
+        // Copy until a read fills the scratch buffer (a bulk burst), then splice until the
+        // socket runs dry, then copy again. Small request/response traffic never pays for a
+        // pipe, and a pipe goes back to the pool as soon as its burst is over.
+        let mut bulk = false;
         let mut splice_ok = true;
-        // Bytes per splice: the pipe's capacity (64 KiB unless the resize took).
-        let mut chunk = 64 * 1024;
+        let mut pipe: Option<Pipe> = None;
         loop {
             from.readable().await?;
-            let moved = match &pipe {
-                None => match copy_step(from, to)? {
+            let moved = if !bulk {
+                match copy_step(from, to)? {
                     Step::NotReady => continue,
                     Step::Eof => 0,
                     Step::Moved { n, full, rest } => {
@@ -76,38 +74,45 @@ impl Relay<'_> {
                         if let Some(rest) = rest {
                             write_all(to, &rest).await?;
                         }
-                        if full && splice_ok {
-                            match pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC) {
-                                Ok((r, w)) => {
-                                    chunk = fcntl_setpipe_size(&w, PIPE_SIZE).unwrap_or(chunk);
-                                    pipe = Some((r, w));
-                                }
-                                Err(e) => {
-                                    debug!(error = %e, "no pipe for splice: copying");
-                                    splice_ok = false;
-                                }
-                            }
-                        }
+                        bulk = full && splice_ok;
                         n
                     }
-                },
-                Some((r, w)) => match splice_in(from, w, chunk) {
+                }
+            } else {
+                let p = match pipe.take().map_or_else(pipe_pool::take, Ok) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        debug!(error = %e, "no pipe for splice: copying");
+                        (bulk, splice_ok) = (false, false);
+                        continue;
+                    }
+                };
+                match splice_in(from, &p.w, p.size) {
+                    Ok(Some(0)) => {
+                        pipe_pool::give(p);
+                        0
+                    }
                     Ok(Some(n)) => {
-                        if n > 0 {
-                            self.count(way, n);
-                            splice_out(r, to, n).await?;
-                        }
+                        self.count(way, n);
+                        // On error the pipe may hold bytes: it is dropped, not pooled.
+                        splice_out(&p.r, to, n).await?;
+                        pipe = Some(p);
                         n
                     }
-                    Ok(None) => continue,
+                    Ok(None) => {
+                        // The burst is over: the pipe goes back, small messages are copied.
+                        pipe_pool::give(p);
+                        bulk = false;
+                        continue;
+                    }
                     Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
                         // This socket cannot be spliced: copy through the buffer from now on.
-                        pipe = None;
-                        splice_ok = false;
+                        pipe_pool::give(p);
+                        (bulk, splice_ok) = (false, false);
                         continue;
                     }
                     Err(e) => return Err(e),
-                },
+                }
             };
             if moved == 0 {
                 // EOF from `from`: pass the half-close on, unless the other way is done too:
