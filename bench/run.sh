@@ -1,0 +1,614 @@
+#!/usr/bin/env bash
+# bench/run.sh: rvs beside its peers, on loopback, as ratios from the same run.
+#
+#   bench/run.sh            full run: 3 rounds of 3 s per measurement, about 4 minutes
+#   bench/run.sh --quick    short run: 1 round of 2 s, 2,000 idle connections, about 1 minute
+#
+# Four ways to reach the same two nginx backends (one nginx, worker_processes 1, listening on
+# 127.0.0.1:18101 and :18102):
+#   direct   wrk straight to a backend (127.0.0.1:18101)
+#   rvs      rvsd, full-NAT splice relay, scheduler rr    (127.0.0.1:18001)
+#   haproxy  HAProxy mode tcp, option splice-auto, roundrobin (127.0.0.1:18002)
+#   nginx    nginx stream proxy_pass to an upstream of both (127.0.0.1:18003)
+# Each balancer gets the same number of threads (BENCH_THREADS, default 1): rvsd through
+# TOKIO_WORKER_THREADS, HAProxy through nbthread, nginx through worker_processes.
+#
+# Measurements (wrk -t1, one thread):
+#   keep-alive   wrk -c64 GET / (64-byte body): requests/s, p50, p99
+#   close        wrk -c64 -H 'Connection: close' GET /: requests/s = new connections/s
+#   bulk         wrk -c8 GET /1m (1 MiB body, keep-alive): Gbit/s of response bytes
+#   CPU          utime+stime of the balancer's processes (/proc/PID/stat) over each run; also
+#                the backend's, wrk's, and what the rest of the machine used (noise)
+#   memory       VmRSS and open fds of a fresh balancer before/after N idle proxied connections
+#                (bench/idle_conns.py), twice: connect only, and after one request each
+# Every test runs on every balancer in each round (order rotated per round); a cell is the
+# median over the rounds. Then one table, and the issue's targets as ratios, PASS or FAIL.
+#
+# Environment: BENCH_THREADS (1), BENCH_DURATION (seconds per run), BENCH_ROUNDS, BENCH_IDLE
+# (idle connections wanted: 10000; capped by the open-files hard limit), BENCH_QUIET_PCT (25)
+# and BENCH_QUIET_BUDGET (30 s, quick 0): before a run, wait while the rest of the machine is
+# busier than that, up to that many seconds in all; RVSD_BIN (use this binary, skip the cargo
+# build), RVS_BENCH_DIR (/tmp/rvs-bench: configs, logs, wrk outputs).
+# Traffic stays on 127.0.0.0/8. Every process the script starts is stopped on exit.
+
+set -euo pipefail
+
+QUICK=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) QUICK=1 ;;
+    -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
+  esac
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+W=${RVS_BENCH_DIR:-/tmp/rvs-bench}
+THREADS=${BENCH_THREADS:-1}
+if ((QUICK)); then
+  DUR=${BENCH_DURATION:-2}; ROUNDS=${BENCH_ROUNDS:-1}; WARM=0; IDLE_WANT=${BENCH_IDLE:-2000}
+  QUIET_BUDGET=${BENCH_QUIET_BUDGET:-0}
+else
+  DUR=${BENCH_DURATION:-3}; ROUNDS=${BENCH_ROUNDS:-3}; WARM=1; IDLE_WANT=${BENCH_IDLE:-10000}
+  QUIET_BUDGET=${BENCH_QUIET_BUDGET:-30}
+fi
+QUIET_PCT=${BENCH_QUIET_PCT:-25}
+KA_CONNS=64
+CLOSE_CONNS=64
+BULK_CONNS=8
+BALANCERS=(direct rvs haproxy nginx)
+declare -A PORT=([direct]=18101 [rvs]=18001 [haproxy]=18002 [nginx]=18003)
+BACKEND1=127.0.0.1:18101
+BACKEND2=127.0.0.1:18102
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- process bookkeeping
+STARTED=()   # every background process this script started
+declare -A BAL_PID=()
+BACKEND_PID=
+
+ours() { # ours PID: true while PID is a live child of this script (never signal a reused PID)
+  local st f
+  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read -r -a f <<<"${st##*) }"
+  [[ ${f[1]} == "$$" && ${f[0]} != Z ]]
+}
+
+stop_pid() { # stop_pid PID: TERM, wait up to 5 s, then KILL; only our own children
+  local pid=$1 i
+  if ours "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      ours "$pid" || break
+      sleep 0.1
+    done
+    ours "$pid" && kill -KILL "$pid" 2>/dev/null
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$? i
+  trap - EXIT INT TERM
+  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+    stop_pid "${STARTED[$i]}"
+  done
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- tools
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v nginx >/dev/null || need+=(nginx)
+command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
+STREAM_LOAD=
+nginx_v=$(nginx -V 2>&1 || true)
+if [[ -n $nginx_v && $nginx_v != *--with-stream=dynamic* ]]; then
+  : # stream compiled in (or absent: nginx -t below will say so)
+else
+  STREAM_LOAD="load_module /usr/lib/nginx/modules/ngx_stream_module.so;"
+  [[ -f /usr/lib/nginx/modules/ngx_stream_module.so ]] || need+=(libnginx-mod-stream)
+fi
+if ((${#need[@]})); then
+  log "installing ${need[*]}"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" >/dev/null 2>&1; then
+    apt-get update >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" >/dev/null || die "apt-get install ${need[*]} failed"
+  fi
+fi
+# Debian's nginx may start the packaged service on install: this script never uses it and
+# never stops it either; it only needs its own ports free.
+
+if [[ -n ${RVSD_BIN:-} ]]; then
+  RVSD=$RVSD_BIN
+else
+  log "building rvsd (cargo build --release -p rvsd)"
+  (cd "$ROOT" && cargo build --release -p rvsd --quiet) || die "cargo build failed"
+  RVSD=$ROOT/target/release/rvsd
+fi
+[[ -x $RVSD ]] || die "no rvsd binary at $RVSD"
+
+# Open files: raise the soft limit to the hard one (children inherit it). The hard limit
+# caps the idle-connection test: a proxy needs two sockets per connection.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+[[ $NOFILE == unlimited ]] && NOFILE=1048576
+
+for b in "${BALANCERS[@]}"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/${PORT[$b]}") 2>/dev/null; then die "port ${PORT[$b]} is already in use"; fi
+done
+(exec 3<>/dev/tcp/127.0.0.1/18102) 2>/dev/null && die "port 18102 is already in use"
+
+# The work directory is wiped at each run: refuse one that this script did not make.
+if [[ -e $W && ! -e $W/.rvs-bench && -n $(ls -A "$W" 2>/dev/null) ]]; then
+  die "$W exists and is not an rvs bench directory; set RVS_BENCH_DIR"
+fi
+rm -rf "$W"
+mkdir -p "$W/www" "$W/backend" "$W/nginx-lb" "$W/haproxy"
+touch "$W/.rvs-bench"
+BODY='hello from an rvs bench backend: 64 bytes of body, padded to 64'
+head -c 1048576 /dev/urandom >"$W/www/1m"
+
+# ---------------------------------------------------------------- configurations
+cat >"$W/backend/nginx.conf" <<EOF
+user root;
+worker_processes 1;
+daemon off;
+pid $W/backend/nginx.pid;
+error_log $W/backend/error.log warn;
+worker_rlimit_nofile $NOFILE;
+events { worker_connections $NOFILE; }
+http {
+  access_log off;
+  client_body_temp_path $W/backend/body;
+  proxy_temp_path $W/backend/proxy;
+  fastcgi_temp_path $W/backend/fastcgi;
+  uwsgi_temp_path $W/backend/uwsgi;
+  scgi_temp_path $W/backend/scgi;
+  default_type application/octet-stream;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_timeout 600s;
+  keepalive_requests 10000000;
+  root $W/www;
+  server {
+    listen $BACKEND1 backlog=4096;
+    listen $BACKEND2 backlog=4096;
+    location = / { default_type text/plain; return 200 "$BODY\n"; }
+    location = /1m { }
+  }
+}
+EOF
+
+cat >"$W/nginx-lb/nginx.conf" <<EOF
+$STREAM_LOAD
+user root;
+worker_processes $THREADS;
+daemon off;
+pid $W/nginx-lb/nginx.pid;
+error_log $W/nginx-lb/error.log warn;
+worker_rlimit_nofile $NOFILE;
+events { worker_connections $NOFILE; }
+stream {
+  upstream backends { server $BACKEND1; server $BACKEND2; }
+  server {
+    listen 127.0.0.1:${PORT[nginx]} backlog=4096;
+    proxy_pass backends;
+    proxy_timeout 600s;
+  }
+}
+EOF
+
+cat >"$W/haproxy/haproxy.cfg" <<EOF
+global
+  nbthread $THREADS
+  # fds: 2 per connection + 2 per pipe must fit the open-files limit, or HAProxy refuses to start
+  maxpipes 256
+  maxconn $(((NOFILE - 400 - 512) / 2))
+defaults
+  mode tcp
+  option splice-auto
+  timeout connect 3s
+  timeout client 600s
+  timeout server 600s
+frontend fe
+  bind 127.0.0.1:${PORT[haproxy]}
+  backlog 4096
+  default_backend be
+backend be
+  balance roundrobin
+  server s1 $BACKEND1
+  server s2 $BACKEND2
+EOF
+
+cat >"$W/rvsd.toml" <<EOF
+[api]
+socket = "$W/api.sock"
+[director]
+drain_timeout_secs = 1
+[[service]]
+address = "127.0.0.1:${PORT[rvs]}"
+scheduler = "rr"
+  [[service.real_server]]
+  address = "$BACKEND1"
+  [[service.real_server]]
+  address = "$BACKEND2"
+EOF
+
+nginx -t -q -p "$W/backend" -c "$W/backend/nginx.conf" -e "$W/backend/error.log" || die "backend nginx config"
+nginx -t -q -p "$W/nginx-lb" -c "$W/nginx-lb/nginx.conf" -e "$W/nginx-lb/error.log" || die "nginx stream config"
+haproxy -c -q -f "$W/haproxy/haproxy.cfg" >/dev/null 2>&1 || haproxy -c -f "$W/haproxy/haproxy.cfg" || die "haproxy config"
+"$RVSD" --check-config "$W/rvsd.toml" >/dev/null || die "rvsd config"
+
+# ---------------------------------------------------------------- start / stop
+wait_http() { # wait_http PORT: until GET / answers the body (bounded: 10 s)
+  local i
+  for ((i = 0; i < 100; i++)); do
+    if [[ $(curl -s --max-time 1 "http://127.0.0.1:$1/" 2>/dev/null) == "$BODY" ]]; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+start_backend() {
+  nginx -p "$W/backend" -c "$W/backend/nginx.conf" -e "$W/backend/error.log" &
+  BACKEND_PID=$!
+  STARTED+=("$BACKEND_PID")
+  wait_http 18101 && wait_http 18102 || die "backend nginx did not come up ($W/backend/error.log)"
+}
+
+start_bal() { # start_bal NAME
+  local b=$1 pid i
+  case $b in
+    direct) return 0 ;;
+    rvs)
+      : >"$W/rvsd.out"
+      RVSD_LOG=warn TOKIO_WORKER_THREADS=$THREADS "$RVSD" --config "$W/rvsd.toml" >>"$W/rvsd.out" 2>>"$W/rvsd.err" &
+      pid=$!
+      for ((i = 0; i < 100; i++)); do
+        grep -q 'rvsd ready' "$W/rvsd.out" 2>/dev/null && break
+        ours "$pid" || break
+        sleep 0.1
+      done
+      ;;
+    haproxy)
+      haproxy -db -f "$W/haproxy/haproxy.cfg" >>"$W/haproxy/haproxy.log" 2>&1 &
+      pid=$!
+      ;;
+    nginx)
+      nginx -p "$W/nginx-lb" -c "$W/nginx-lb/nginx.conf" -e "$W/nginx-lb/error.log" &
+      pid=$!
+      ;;
+  esac
+  STARTED+=("$pid")
+  BAL_PID[$b]=$pid
+  wait_http "${PORT[$b]}" || die "$b did not come up on port ${PORT[$b]} (logs in $W)"
+}
+
+stop_bal() {
+  local b=$1
+  [[ -n ${BAL_PID[$b]:-} ]] && stop_pid "${BAL_PID[$b]}"
+  BAL_PID[$b]=
+}
+
+pids_of() { # pids_of NAME: the balancer's processes (nginx: master and workers)
+  local b=$1 p=${BAL_PID[$1]:-}
+  [[ -z $p ]] && return 0
+  echo "$p"
+  [[ $b == nginx ]] && pgrep -P "$p" || true
+}
+
+rss_kib() { # rss_kib PID...: VmRSS summed
+  local t=0 p v
+  for p in "$@"; do
+    v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null) || continue
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+
+fd_count() {
+  local t=0 p n
+  for p in "$@"; do
+    n=$(ls "/proc/$p/fd" 2>/dev/null | wc -l) || continue
+    t=$((t + n))
+  done
+  echo "$t"
+}
+
+backend_conns() { # established TCP connections accepted by the backends (ports 18101, 18102)
+  awk '$4 == "01" && ($2 ~ /:46B5$/ || $2 ~ /:46B6$/) { n++ } END { print n + 0 }' /proc/net/tcp
+}
+
+calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
+
+median() { # median VALUE...: the median of the numeric values given ("-" when none)
+  local v=() x
+  for x in "$@"; do [[ $x =~ ^[0-9.]+$ ]] && v+=("$x"); done
+  ((${#v[@]})) || { echo -; return; }
+  printf '%s\n' "${v[@]}" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : a[NR / 2] }'
+}
+
+machine_ticks() { # busy ticks of the whole machine (user nice system irq softirq steal)
+  awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
+
+# Before each run, wait (a little, within a total budget) for the rest of the machine to be
+# quiet: the cores are shared, and other work skews a run. Our own processes are idle then.
+QUIET_LEFT=$QUIET_BUDGET
+wait_quiet() {
+  local m0 m1 busy waited=0
+  while :; do
+    m0=$(machine_ticks); sleep 0.5; m1=$(machine_ticks)
+    busy=$(((m1 - m0) * 100 * 2 / (HZ * NCPU)))
+    ((busy <= QUIET_PCT || QUIET_LEFT <= 0)) && break
+    sleep 1
+    QUIET_LEFT=$((QUIET_LEFT - 1)) waited=$((waited + 1))
+  done
+  ((waited == 0)) || log "waited ${waited}s for a quieter machine (now ${busy}% busy; ${QUIET_LEFT}s of waiting left)"
+}
+
+declare -A R=()   # per-round results: R[metric,balancer,round]
+declare -A M=()   # final results: M[metric,balancer]
+HZ=$(getconf CLK_TCK)
+NCPU=$(nproc)
+
+# ---------------------------------------------------------------- load runs
+run_wrk() { # run_wrk BALANCER TEST ROUND
+  local b=$1 t=$2 r=$3 port=${PORT[$1]} url args=() out pids bpids u0 s0 u1 s1 bt0 bt1 m0 m1 line
+  case $t in
+    ka) args=(-c"$KA_CONNS"); url=/ ;;
+    close) args=(-c"$CLOSE_CONNS" -H 'Connection: close'); url=/ ;;
+    bulk) args=(-c"$BULK_CONNS"); url=/1m ;;
+  esac
+  ours "${BAL_PID[$b]:-$BACKEND_PID}" || die "$b is not running any more (logs in $W)"
+  if ((WARM && r == 1)); then
+    timeout 15 wrk -t1 "${args[@]}" -d"${WARM}s" "http://127.0.0.1:$port$url" >/dev/null 2>&1 || true
+  fi
+  wait_quiet
+  mapfile -t pids < <(pids_of "$b")
+  mapfile -t bpids < <(echo "$BACKEND_PID"; pgrep -P "$BACKEND_PID" || true)
+  out=$W/wrk-$t-$b-$r.txt
+  read -r u0 s0 < <(cpu_ticks "${pids[@]}")
+  bt0=$(cpu_total "${bpids[@]}")
+  m0=$(machine_ticks)
+  local TIMEFORMAT='%U %S'
+  { time timeout $((DUR + 20)) wrk -t1 "${args[@]}" -d"${DUR}s" --timeout 5s --latency -s "$BENCH/report.lua" \
+    "http://127.0.0.1:$port$url" >"$out" 2>&1; } 2>"$out.time" || log "wrk $t $b exited with an error (see $out)"
+  m1=$(machine_ticks)
+  read -r u1 s1 < <(cpu_ticks "${pids[@]}")
+  bt1=$(cpu_total "${bpids[@]}")
+  line=$(grep '^RESULT ' "$out" || true)
+  if [[ -z $line ]]; then
+    log "no result from wrk $t $b (see $out)"
+    return 0
+  fi
+  local requests=0 duration=1 bytes=0 p50=0 p99=0 errs=0 kv k v wu ws
+  for kv in ${line#RESULT }; do
+    k=${kv%%=*} v=${kv#*=}
+    case $k in
+      requests) requests=$v ;; duration_us) duration=$v ;; bytes) bytes=$v ;;
+      p50_us) p50=$v ;; p99_us) p99=$v ;; err_*) errs=$((errs + v)) ;;
+    esac
+  done
+  read -r wu ws <"$out.time" || { wu=0; ws=0; }
+  local secs cpu bcpu ours other
+  secs=$(calc "$duration / 1e6" 3)
+  cpu=$(calc "($u1 + $s1 - $u0 - $s0) / $HZ")
+  bcpu=$(calc "($bt1 - $bt0) / $HZ")
+  # CPU of everything else on the machine during the run (noise), as % of all cores
+  ours=$(calc "$cpu + $bcpu + $wu + $ws")
+  [[ $b == direct ]] && ours=$(calc "$bcpu + $wu + $ws")
+  other=$(calc "(($m1 - $m0) / $HZ - $ours) / ($secs * $NCPU) * 100" 0)
+  ((${other%.*} < 0)) && other=0
+  R[$t.rps,$b,$r]=$(calc "$requests / $secs" 0)
+  R[$t.err,$b,$r]=$errs
+  R[$t.bcpu,$b,$r]=$bcpu
+  R[$t.other,$b,$r]=$other
+  if [[ $b != direct ]]; then
+    R[$t.cpu,$b,$r]=$cpu
+    R[$t.sys,$b,$r]=$( ((u1 + s1 > u0 + s0)) && calc "($s1 - $s0) * 100 / ($u1 + $s1 - $u0 - $s0)" 0 || echo -)
+    R[$t.percpu,$b,$r]=$( ((u1 + s1 > u0 + s0)) && calc "$requests / $cpu" 0 || echo -)
+  fi
+  case $t in
+    ka) R[ka.p50,$b,$r]=$(calc "$p50 / 1000" 3); R[ka.p99,$b,$r]=$(calc "$p99 / 1000" 3) ;;
+    bulk)
+      R[bulk.gbps,$b,$r]=$(calc "$bytes * 8 / $secs / 1e9")
+      if [[ $b != direct ]] && ((u1 + s1 > u0 + s0)); then
+        R[bulk.gbpercpu,$b,$r]=$(calc "$bytes * 8 / 1e9 / $cpu")
+      fi
+      ;;
+  esac
+  log "$(printf 'r%d %-5s %-8s %8s req/s  balancer cpu %5ss (%3s%% sys)  backend %5ss  wrk %5ss  others %3s%%  errors %s' \
+    "$r" "$t" "$b" "${R[$t.rps,$b,$r]}" "${R[$t.cpu,$b,$r]:--}" "${R[$t.sys,$b,$r]:--}" "$bcpu" \
+    "$(calc "$wu + $ws")" "$other" "$errs")"
+}
+
+cpu_ticks() { # cpu_ticks PID...: "utime stime" in clock ticks, summed
+  local u=0 s=0 p st f
+  for p in "$@"; do
+    st=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    read -r -a f <<<"${st##*) }"
+    u=$((u + f[11])) s=$((s + f[12]))
+  done
+  echo "$u $s"
+}
+
+cpu_total() { # cpu_total PID...: utime+stime in clock ticks, summed
+  local u s
+  read -r u s < <(cpu_ticks "$@")
+  echo $((u + s))
+}
+
+# ---------------------------------------------------------------- idle connections
+idle_test() { # idle_test BALANCER MODE(connect|request) N: fresh balancer, N idle conns
+  local b=$1 mode=$2 n=$3 pids rss0 rss1 fd0 fd1 be0 be1 held cpid i line ready=0 failed=0 conns=- emfile=0
+  stop_bal "$b"
+  start_bal "$b"
+  # warm-up: a few connections through, then closed
+  timeout 30 python3 "$BENCH/idle_conns.py" --port "${PORT[$b]}" --n 64 --request --hold 0 >/dev/null 2>&1 || true
+  sleep 1.5
+  mapfile -t pids < <(pids_of "$b")
+  rss0=$(rss_kib "${pids[@]}") fd0=$(fd_count "${pids[@]}") be0=$(backend_conns)
+  [[ $b == rvs ]] && emfile=$(grep -c 'Too many open files' "$W/rvsd.err" 2>/dev/null || true)
+  local out=$W/idle-$b-$mode.txt
+  local flag=()
+  [[ $mode == request ]] && flag=(--request)
+  timeout 300 python3 "$BENCH/idle_conns.py" --port "${PORT[$b]}" --n "$n" "${flag[@]}" --hold 120 \
+    >"$out" 2>"$out.err" &
+  cpid=$!
+  STARTED+=("$cpid")
+  for ((i = 0; i < 1200; i++)); do # up to 120 s to open them
+    line=$(grep '^ready ' "$out" 2>/dev/null || true)
+    [[ -n $line ]] && break
+    ours "$cpid" || break
+    sleep 0.1
+  done
+  if [[ -n $line ]]; then
+    read -r _ ready failed <<<"$line"
+    sleep 2 # let the balancer finish its side (server connects)
+    rss1=$(rss_kib "${pids[@]}") fd1=$(fd_count "${pids[@]}") be1=$(backend_conns)
+    # The connections the balancer really holds: those the backends see. (The client's
+    # connects can succeed into the listen backlog of a balancer that cannot accept them.)
+    held=$((be1 - be0))
+    if [[ $b == rvs ]]; then
+      conns=$(curl -s --max-time 2 --unix-socket "$W/api.sock" http://rvsd/v1/info |
+        python3 -c 'import json,sys; print(json.load(sys.stdin).get("connections","?"))' 2>/dev/null || echo '?')
+      emfile=$(($(grep -c 'Too many open files' "$W/rvsd.err" 2>/dev/null || true) - emfile))
+    fi
+    if ((held > 0)); then
+      M[mem.$mode,$b]=$(calc "($rss1 - $rss0) / $held" 2)
+      M[fd.$mode,$b]=$(calc "($fd1 - $fd0) / $held" 2)
+    fi
+    M[n.$mode,$b]="$held/$n"
+    log "$(printf 'idle  %-8s %-7s asked %5d, client ok %5d failed %4d, backends see %5d  rss %6d -> %7d KiB  fds %5d -> %5d' \
+      "$b" "$mode" "$n" "$ready" "$failed" "$held" "$rss0" "$rss1" "$fd0" "$fd1")"
+    [[ $b == rvs ]] && log "idle  rvs      $mode: rvsd /v1/info connections=$conns; 'Too many open files' logged $emfile times"
+  else
+    log "idle $b $mode: the client did not report (see $out.err)"
+  fi
+  stop_pid "$cpid"
+  ours "${BAL_PID[$b]}" || log "idle $b $mode: the balancer died (logs in $W)"
+}
+
+# ---------------------------------------------------------------- run
+log "threads per balancer: $THREADS; ${DUR}s per run, $ROUNDS rounds; open-files limit $NOFILE; logs in $W"
+start_backend
+for b in rvs haproxy nginx; do start_bal "$b"; done
+# Rounds: every test on every balancer, the balancer order rotated each round so that none
+# always runs first or last; a cell of the table is the median over the rounds.
+for ((r = 1; r <= ROUNDS; r++)); do
+  order=("${BALANCERS[@]:$(((r - 1) % ${#BALANCERS[@]}))}" "${BALANCERS[@]:0:$(((r - 1) % ${#BALANCERS[@]}))}")
+  for t in ka close bulk; do
+    for b in "${order[@]}"; do run_wrk "$b" "$t" "$r"; done
+  done
+done
+for b in "${BALANCERS[@]}"; do
+  for k in ka.rps ka.p50 ka.p99 ka.cpu ka.sys ka.percpu ka.bcpu close.rps close.cpu close.sys close.percpu \
+    close.bcpu bulk.rps bulk.gbps bulk.cpu bulk.sys bulk.gbpercpu bulk.bcpu; do
+    vals=()
+    for ((r = 1; r <= ROUNDS; r++)); do vals+=("${R[$k,$b,$r]:--}"); done
+    M[$k,$b]=$(median "${vals[@]}")
+  done
+  for t in ka close bulk; do
+    e=0
+    for ((r = 1; r <= ROUNDS; r++)); do e=$((e + ${R[$t.err,$b,$r]:-0})); done
+    M[$t.err,$b]=$e
+  done
+  vals=()
+  for ((r = 1; r <= ROUNDS; r++)); do for t in ka close bulk; do vals+=("${R[$t.other,$b,$r]:-0}"); done; done
+  M[other,$b]=$(printf '%s\n' "${vals[@]}" | awk '{ s += $1 } END { printf "%.0f", NR ? s / NR : 0 }')
+done
+if [[ -S $W/api.sock ]]; then
+  curl -s --max-time 2 --unix-socket "$W/api.sock" http://rvsd/v1/services >"$W/rvsd-services.json" || true
+  split=$(python3 -c 'import json,sys
+d = json.load(open(sys.argv[1]))
+print(" ".join("%s=%s" % (rs["address"], rs["stats"]["conns"]) for s in d["services"] for rs in s["real_servers"]))' \
+    "$W/rvsd-services.json" 2>/dev/null || echo '?')
+  log "rvsd connections per real server: $split"
+fi
+
+# Idle connections. Each takes a client socket (here), at least two fds in the balancer and a
+# socket in the backend: cap N so that a balancer with 2 fds per connection fits the open-files
+# limit. A balancer that needs more holds fewer: the table shows held/asked.
+N_IDLE=$((IDLE_WANT < (NOFILE - 1000) / 2 ? IDLE_WANT : (NOFILE - 1000) / 2))
+for b in rvs haproxy nginx; do
+  idle_test "$b" connect "$N_IDLE"
+  idle_test "$b" request "$N_IDLE"
+done
+
+# ---------------------------------------------------------------- table
+row() { # row LABEL METRIC
+  local b
+  printf '%-34s' "$1"
+  for b in "${BALANCERS[@]}"; do printf ' %12s' "${M[$2,$b]:--}"; done
+  printf '\n'
+}
+ratio() { # ratio A B: A/B, or - when either is missing
+  [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]] && awk "BEGIN { if ($2 > 0) printf \"%.2f\", $1 / $2; else print \"-\" }" || echo -
+}
+verdict() { # verdict RATIO OP LIMIT
+  [[ $1 == - ]] && { echo "n/a"; return; }
+  awk "BEGIN { exit !($1 $2 $3) }" && echo PASS || echo FAIL
+}
+
+for b in "${BALANCERS[@]}"; do M[errs,$b]="${M[ka.err,$b]:--}/${M[close.err,$b]:--}/${M[bulk.err,$b]:--}"; done
+{
+  echo
+  echo "rvs bench: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $(uname -r)"
+  echo "threads per balancer: $THREADS (rvsd TOKIO_WORKER_THREADS, haproxy nbthread, nginx worker_processes)"
+  echo "wrk -t1, ${DUR}s per run, median of $ROUNDS round(s); keep-alive -c$KA_CONNS, close -c$CLOSE_CONNS, bulk -c$BULK_CONNS on a 1 MiB body"
+  echo "backends: one nginx, 1 worker, $BACKEND1 and $BACKEND2; direct = wrk to $BACKEND1"
+  echo "haproxy $(haproxy -v | awk 'NR==1 {print $3}') mode tcp, splice-auto; nginx $(nginx -v 2>&1 | sed 's|.*/||') stream"
+  echo
+  printf '%-34s' "metric"
+  for b in "${BALANCERS[@]}"; do printf ' %12s' "$b"; done
+  printf '\n'
+  row "keep-alive requests/s" ka.rps
+  row "keep-alive p50 ms" ka.p50
+  row "keep-alive p99 ms" ka.p99
+  row "keep-alive balancer CPU s" ka.cpu
+  row "keep-alive balancer sys %" ka.sys
+  row "keep-alive requests/balancer CPU-s" ka.percpu
+  row "keep-alive backend CPU s" ka.bcpu
+  row "close new connections/s" close.rps
+  row "close balancer CPU s" close.cpu
+  row "close connections/balancer CPU-s" close.percpu
+  row "bulk 1 MiB Gbit/s" bulk.gbps
+  row "bulk balancer CPU s" bulk.cpu
+  row "bulk Gbit/balancer CPU-s" bulk.gbpercpu
+  row "wrk errors (ka/close/bulk)" errs
+  row "other processes' CPU, % of machine" other
+  row "idle, connect only: held/asked" n.connect
+  row "  RSS KiB per connection" mem.connect
+  row "  fds per connection" fd.connect
+  row "idle, after 1 request: held/asked" n.request
+  row "  RSS KiB per connection" mem.request
+  row "  fds per connection" fd.request
+  echo
+  echo "targets (rvs, ratios from this run):"
+  r1=$(ratio "${M[ka.percpu,rvs]:--}" "${M[ka.percpu,haproxy]:--}")
+  r2=$(ratio "${M[close.rps,rvs]:--}" "${M[close.rps,haproxy]:--}")
+  r3=$(ratio "${M[bulk.gbps,rvs]:--}" "${M[bulk.gbps,direct]:--}")
+  m4=${M[mem.request,rvs]:--}
+  m5=${M[mem.connect,rvs]:--}
+  printf '  %-58s %6s  %s\n' "requests per balancer CPU-s vs HAProxy   (>= 1.20x)" "${r1}x" "$(verdict "$r1" '>=' 1.2)"
+  printf '  %-58s %6s  %s\n' "new connections/s vs HAProxy             (>= 1.00x)" "${r2}x" "$(verdict "$r2" '>=' 1.0)"
+  printf '  %-58s %6s  %s\n' "bulk Gbit/s vs direct                    (>= 0.90x)" "${r3}x" "$(verdict "$r3" '>=' 0.9)"
+  printf '  %-58s %6s  %s\n' "RSS per idle conn, after 1 request, KiB  (<= 8)" "$m4" "$(verdict "$m4" '<=' 8)"
+  printf '  %-58s %6s  %s\n' "RSS per idle conn, connect only, KiB     (<= 8)" "$m5" "$(verdict "$m5" '<=' 8)"
+  if ((N_IDLE < 10000)); then
+    echo "  note: the idle tests asked for $N_IDLE connections, not 10,000 ($IDLE_WANT wanted; the"
+    echo "        open-files hard limit is $NOFILE and a proxied connection needs 2 fds at least)"
+  fi
+  echo "  held = connections the backends saw established through the balancer; the per-connection"
+  echo "  figures divide by it"
+} | tee "$W/table.txt"
