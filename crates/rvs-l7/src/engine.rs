@@ -1,0 +1,367 @@
+//! The L7 engine: one listener per L7 virtual service, the accept loop and TLS handshake,
+//! the published snapshot (arc-swap; the data plane takes no lock on shared tables per
+//! request), health and counter calls for the control plane, idle-connection expiry and the
+//! drain on shutdown. `publish` takes the whole desired set of L7 services, all or nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use rvs_core::{Health, ServiceKey, VirtualService};
+use rvs_proxy::{Clock, ListenError};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::control::{BuildParams, ServiceControl};
+use crate::error::{ConfigError, L7Error};
+use crate::runtime::ServiceRuntime;
+use crate::service::L7ServiceConfig;
+use crate::session;
+use crate::sessions::SessionTable;
+use crate::stats::L7ServiceStats;
+
+/// Knobs of the L7 engine.
+#[derive(Debug, Clone, Copy)]
+pub struct L7EngineConfig {
+    /// Listen backlog of each L7 virtual service.
+    pub backlog: u32,
+    /// Bodies with a known length of at least this many bytes move by splice(2) between plain
+    /// sockets (not through TLS).
+    pub splice_threshold: u64,
+    /// Idle connections to real servers are closed after this.
+    pub upstream_idle_timeout: Duration,
+    /// Most idle connections kept per real server of a pool.
+    pub max_idle_per_server: usize,
+    /// Keys the persistence cookie ids; the same seed gives the same cookies after a restart.
+    pub seed: u64,
+}
+
+impl Default for L7EngineConfig {
+    fn default() -> Self {
+        Self {
+            backlog: 4096,
+            splice_threshold: 64 * 1024,
+            upstream_idle_timeout: Duration::from_secs(15),
+            max_idle_per_server: 256,
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ListenerSlot {
+    stop: CancellationToken,
+    pending: Option<TcpListener>,
+}
+
+#[derive(Debug)]
+pub struct L7Engine {
+    cfg: L7EngineConfig,
+    pub(crate) clock: Clock,
+    snapshot: ArcSwap<HashMap<ServiceKey, Arc<ServiceRuntime>>>,
+    generation: AtomicU64,
+    control: Mutex<BTreeMap<ServiceKey, ServiceControl>>,
+    listeners: Mutex<HashMap<ServiceKey, ListenerSlot>>,
+    /// Set when the engine stops taking requests (shutdown): idle clients close, responses
+    /// say `Connection: close`. A plain flag: the data plane reads it without a lock.
+    stopping: AtomicBool,
+    sessions: SessionTable,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl L7Engine {
+    /// A new engine with no services; call from within a tokio runtime.
+    pub fn new(cfg: L7EngineConfig, clock: Clock) -> Arc<Self> {
+        let engine = Arc::new(Self {
+            cfg,
+            clock,
+            snapshot: ArcSwap::from_pointee(HashMap::new()),
+            generation: AtomicU64::new(0),
+            control: Mutex::default(),
+            listeners: Mutex::default(),
+            stopping: AtomicBool::new(false),
+            sessions: SessionTable::default(),
+        });
+        tokio::spawn(maintain(Arc::downgrade(&engine)));
+        engine
+    }
+
+    fn params(&self) -> BuildParams {
+        BuildParams {
+            seed: self.cfg.seed,
+            max_idle_per_server: self.cfg.max_idle_per_server,
+            splice_threshold: self.cfg.splice_threshold,
+        }
+    }
+
+    /// Checks a desired set of L7 services as `publish` would, changing nothing (listeners
+    /// are not bound, so an address in use is only found by `publish`).
+    pub fn check(&self, services: &[L7ServiceConfig]) -> Result<(), L7Error> {
+        let control = lock(&self.control);
+        check_unique(services)?;
+        for cfg in services {
+            let err = |source| L7Error::Config { key: cfg.key, source: Box::new(source) };
+            match control.get(&cfg.key) {
+                Some(c) => c.plan(cfg).map_err(err)?,
+                None => ServiceControl::new(self.cfg.seed).plan(cfg).map_err(err)?,
+            };
+            if let Some(t) = &cfg.tls {
+                t.server_config().map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `services` the L7 services: new ones start listening, changed ones take effect
+    /// for the next request (of existing connections too), missing ones stop listening and
+    /// their connections finish their current request. All or nothing: on an error (invalid
+    /// configuration, address that cannot be bound) nothing changes.
+    pub fn publish(self: &Arc<Self>, services: Vec<L7ServiceConfig>) -> Result<(), L7Error> {
+        let mut control = lock(&self.control);
+        check_unique(&services)?;
+        let mut plans = Vec::with_capacity(services.len());
+        for cfg in &services {
+            let err = |source| L7Error::Config { key: cfg.key, source: Box::new(source) };
+            let plan = match control.get(&cfg.key) {
+                Some(c) => c.plan(cfg).map_err(err)?,
+                None => ServiceControl::new(self.cfg.seed).plan(cfg).map_err(err)?,
+            };
+            let tls = match &cfg.tls {
+                Some(t) => Some(t.server_config().map_err(err)?),
+                None => None,
+            };
+            plans.push((plan, tls));
+        }
+        self.bind_new(services.iter().map(|s| s.key))?;
+
+        let mut map = HashMap::with_capacity(services.len());
+        let keys: Vec<ServiceKey> = services.iter().map(|s| s.key).collect();
+        for (cfg, (plan, tls)) in services.into_iter().zip(plans) {
+            let key = cfg.key;
+            let c = control.entry(key).or_insert_with(|| ServiceControl::new(self.cfg.seed));
+            let rt = c.commit(plan, cfg, tls, self.params());
+            map.insert(key, Arc::new(rt));
+        }
+        control.retain(|k, c| {
+            let keep = keys.contains(k);
+            if !keep {
+                c.clear_idle();
+            }
+            keep
+        });
+        drop(control);
+        self.snapshot.store(Arc::new(map));
+        self.generation.fetch_add(1, Ordering::Release);
+
+        let mut slots = lock(&self.listeners);
+        slots.retain(|key, slot| {
+            let keep = keys.contains(key);
+            if !keep {
+                info!(service = %key, "L7 virtual service removed: listener closed");
+                slot.stop.cancel();
+            }
+            keep
+        });
+        for (key, slot) in slots.iter_mut() {
+            if let Some(listener) = slot.pending.take() {
+                info!(service = %key, "L7 accepting");
+                tokio::spawn(accept_loop(self.clone(), *key, listener, slot.stop.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn bind_new(&self, keys: impl IntoIterator<Item = ServiceKey>) -> Result<(), ListenError> {
+        let mut slots = lock(&self.listeners);
+        let mut fresh = Vec::new();
+        for key in keys {
+            if slots.contains_key(&key) {
+                continue;
+            }
+            match bind(key.addr, self.cfg.backlog) {
+                Ok(l) => fresh.push((key, l)),
+                Err(source) => return Err(ListenError { key, source }),
+            }
+        }
+        for (key, l) in fresh {
+            slots.insert(key, ListenerSlot { stop: CancellationToken::new(), pending: Some(l) });
+        }
+        Ok(())
+    }
+
+    /// The L7 services as last published.
+    pub fn services(&self) -> Vec<L7ServiceConfig> {
+        lock(&self.control).values().filter_map(|c| c.config.clone()).collect()
+    }
+
+    /// The health checkers' verdict on real server `addr` of `pool` (with a dynamic weight).
+    pub fn set_health(
+        &self,
+        key: &ServiceKey,
+        pool: &str,
+        addr: SocketAddr,
+        health: Health,
+        weight: Option<u32>,
+    ) -> Result<(), L7Error> {
+        let mut control = lock(&self.control);
+        let c = control.get_mut(key).ok_or(L7Error::NoService(*key))?;
+        c.set_health(pool, addr, health, weight)
+    }
+
+    /// The rvs-core virtual service that schedules `pool` (its real servers, their state and
+    /// counters), for health checkers and listings.
+    pub fn pool_service(&self, key: &ServiceKey, pool: &str) -> Option<Arc<VirtualService>> {
+        lock(&self.control).get(key).and_then(|c| c.pool_service(pool))
+    }
+
+    /// Zeroes the counters of one L7 service (rules, pools, real servers) or of all.
+    pub fn zero(&self, key: Option<&ServiceKey>) {
+        let control = lock(&self.control);
+        for (k, c) in control.iter() {
+            if key.is_none_or(|x| x == k) {
+                c.zero();
+            }
+        }
+    }
+
+    /// Counters of every L7 service.
+    pub fn stats(&self) -> Vec<L7ServiceStats> {
+        let snap = self.snapshot.load();
+        let control = lock(&self.control);
+        control.iter().filter_map(|(k, c)| snap.get(k).map(|rt| c.stats(rt))).collect()
+    }
+
+    /// Client connections open now, over all L7 services.
+    pub fn connection_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Stops accepting, closes idle client connections, waits up to `deadline` for requests in
+    /// flight, then closes what is left. Returns how many connections were closed at the deadline.
+    pub async fn shutdown(&self, deadline: Duration) -> usize {
+        self.stopping.store(true, Ordering::Relaxed);
+        for slot in lock(&self.listeners).values() {
+            slot.stop.cancel();
+        }
+        let until = tokio::time::Instant::now() + deadline;
+        while self.connection_count() > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.sessions.abort_all();
+        for c in lock(&self.control).values() {
+            c.clear_idle();
+        }
+        left
+    }
+
+    /// The engine is shutting down.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn service(&self, key: &ServiceKey) -> Option<Arc<ServiceRuntime>> {
+        self.snapshot.load().get(key).cloned()
+    }
+}
+
+fn check_unique(services: &[L7ServiceConfig]) -> Result<(), L7Error> {
+    for (i, s) in services.iter().enumerate() {
+        if services[..i].iter().any(|o| o.key == s.key) {
+            return Err(L7Error::Config { key: s.key, source: Box::new(ConfigError::DuplicateService(s.key)) });
+        }
+    }
+    Ok(())
+}
+
+fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+async fn accept_loop(engine: Arc<L7Engine>, key: ServiceKey, listener: TcpListener, stop: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let e = engine.clone();
+                engine.sessions.spawn(move |id| serve(e, key, stream, peer, id));
+            }
+            Err(e) => {
+                warn!(service = %key, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// One client connection: the TLS handshake when the service terminates TLS, then the session.
+async fn serve(engine: Arc<L7Engine>, key: ServiceKey, stream: TcpStream, peer: SocketAddr, id: u64) {
+    let Some(svc) = engine.service(&key) else {
+        engine.sessions.remove(id);
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(key.addr);
+    let clients = svc.clients.clone();
+    clients.fetch_add(1, Ordering::Relaxed);
+    // Undoes the counts also when the task is aborted at the shutdown deadline.
+    struct Done(Arc<L7Engine>, Arc<std::sync::atomic::AtomicUsize>, u64);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            self.1.fetch_sub(1, Ordering::Relaxed);
+            self.0.sessions.remove(self.2);
+        }
+    }
+    let _done = Done(engine.clone(), clients, id);
+    match svc.tls.clone() {
+        None => session::run(engine.clone(), svc, stream, peer, local, false).await,
+        Some(cfg) => {
+            let acceptor = TlsAcceptor::from(cfg);
+            match tokio::time::timeout(svc.timeouts.header_read, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => session::run(engine.clone(), svc, tls, peer, local, true).await,
+                Ok(Err(e)) => debug!(service = %key, client = %peer, error = %e, "TLS handshake failed"),
+                Err(_) => debug!(service = %key, client = %peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+/// Once a second: expire idle upstream connections; every two: sample rates, purge templates.
+async fn maintain(engine: Weak<L7Engine>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        let Some(engine) = engine.upgrade() else { return };
+        let cutoff = Instant::now().checked_sub(engine.cfg.upstream_idle_timeout);
+        let now_ms = engine.clock.now_ms();
+        let control = lock(&engine.control);
+        for c in control.values() {
+            if let Some(cutoff) = cutoff {
+                c.expire_idle(cutoff);
+            }
+            if n.is_multiple_of(2) {
+                c.tick(now_ms);
+            }
+        }
+        n += 1;
+    }
+}

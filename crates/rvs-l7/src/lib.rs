@@ -1,0 +1,46 @@
+//! rvs-l7: the Layer-7 data plane, the KTCPVS idea in userspace. An L7 virtual service reads
+//! each HTTP/1.x request, matches it against rules (host, path, method, header, query, cookie),
+//! and schedules it on a pool of real servers with any IPVS scheduler from rvs-core; then it
+//! relays, streaming bodies (splice(2) for large ones) and tunnelling WebSocket upgrades.
+
+#![forbid(unsafe_code)]
+
+mod body;
+mod buffer;
+mod chunked;
+mod client_io;
+mod control;
+mod engine;
+mod error;
+mod exchange;
+pub mod fuzz;
+mod head;
+mod matcher;
+mod pattern;
+mod pool;
+mod refusal;
+mod relay;
+mod request;
+mod request_view;
+mod response;
+mod rewrite;
+mod rule;
+mod runtime;
+mod service;
+mod session;
+mod sessions;
+mod splice;
+mod stats;
+mod tls;
+mod upstream;
+
+pub use engine::{L7Engine, L7EngineConfig};
+pub use error::{ConfigError, L7Error};
+pub use matcher::{HostPattern, Match, PathPattern, ValuePattern};
+pub use pattern::Pattern;
+pub use pool::{CookieInsert, HashOn, HashSource, PoolConfig, PoolPersistence};
+pub use refusal::Refusal;
+pub use rule::Rule;
+pub use service::{ForwardedHeaders, HttpTimeouts, L7ServiceConfig, Limits, MAX_HEADERS};
+pub use stats::{CounterSnapshot, L7ServiceStats, PoolStats, RealServerStats, RuleStats, LATENCY_BUCKETS_US};
+pub use tls::{TlsCertificate, TlsConfig};

@@ -1,0 +1,280 @@
+//! The heads the proxy writes: the request towards the real server (hop-by-hop fields and the
+//! client's framing fields dropped, canonical framing and the forwarding headers added) and
+//! the response towards the client (HTTP/1.1 status line, hop-by-hop fields dropped, the
+//! connection's own `Connection`, an inserted persistence cookie).
+
+use std::net::IpAddr;
+
+use httparse::Header;
+
+use crate::head::{self, is_hop_by_hop};
+use crate::request::{ParsedRequest, RequestBody};
+use crate::response::{ParsedResponse, ResponseBody};
+use crate::service::ForwardedHeaders;
+
+/// What the forwarding headers say about one client connection, formatted once per connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Forwarding {
+    pub headers: ForwardedHeaders,
+    /// The client address as X-Forwarded-For writes it.
+    pub client_ip: String,
+    /// The `for=` parameter of Forwarded (IPv6 quoted in brackets).
+    pub forwarded_for: String,
+    pub tls: bool,
+}
+
+impl Forwarding {
+    pub fn new(headers: ForwardedHeaders, client: IpAddr, tls: bool) -> Self {
+        let client = match client {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        let forwarded_for = match client {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("\"[{a}]\""),
+        };
+        Self { headers, client_ip: client.to_string(), forwarded_for, tls }
+    }
+
+    fn proto(&self) -> &'static [u8] {
+        if self.tls {
+            b"https"
+        } else {
+            b"http"
+        }
+    }
+}
+
+/// Appends the decimal digits of `n`.
+pub(crate) fn push_num(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Whether `name` is listed in a Connection field (so is hop-by-hop for this message).
+fn named_by_connection(headers: &[Header<'_>], name: &str) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .any(|h| head::list(h.value).any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
+}
+
+/// Writes the request head for the real server into `out` (cleared first).
+pub(crate) fn request_head(p: &ParsedRequest<'_>, fwd: &Forwarding, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(p.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(p.target.as_bytes());
+    out.extend_from_slice(if p.minor == 0 { b" HTTP/1.0\r\n" } else { b" HTTP/1.1\r\n" });
+    let has_connection = p.headers.iter().any(|h| h.name.eq_ignore_ascii_case("connection"));
+    let f = fwd.headers;
+    let mut xff = false;
+    let mut host = None;
+    for h in p.headers {
+        let n = h.name;
+        if is_hop_by_hop(n) || n.eq_ignore_ascii_case("expect") {
+            continue;
+        }
+        if n.eq_ignore_ascii_case("host") {
+            host = Some(h.value);
+        } else if f.x_forwarded_for && n.eq_ignore_ascii_case("x-forwarded-for") {
+            xff = true;
+            continue;
+        } else if (f.x_forwarded_proto && n.eq_ignore_ascii_case("x-forwarded-proto"))
+            || (has_connection && named_by_connection(p.headers, n))
+        {
+            continue;
+        }
+        push_field(out, n.as_bytes(), h.value);
+    }
+    match p.body {
+        RequestBody::None => {}
+        RequestBody::Length(len) => {
+            out.extend_from_slice(b"Content-Length: ");
+            push_num(out, len);
+            out.extend_from_slice(b"\r\n");
+        }
+        RequestBody::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+    }
+    if let Some(up) = p.upgrade {
+        out.extend_from_slice(b"Connection: Upgrade\r\n");
+        push_field(out, b"Upgrade", up);
+    } else if p.minor == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    if f.x_forwarded_for {
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        if xff {
+            for h in p.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for")) {
+                for e in head::list(h.value) {
+                    out.extend_from_slice(e);
+                    out.extend_from_slice(b", ");
+                }
+            }
+        }
+        out.extend_from_slice(fwd.client_ip.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if f.x_forwarded_proto {
+        push_field(out, b"X-Forwarded-Proto", fwd.proto());
+    }
+    if f.forwarded {
+        out.extend_from_slice(b"Forwarded: for=");
+        out.extend_from_slice(fwd.forwarded_for.as_bytes());
+        out.extend_from_slice(b";proto=");
+        out.extend_from_slice(fwd.proto());
+        if let Some(h) = host.filter(|h| !h.is_empty()) {
+            out.extend_from_slice(b";host=\"");
+            out.extend_from_slice(h);
+            out.push(b'"');
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the client connection is handled after a response.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientSide {
+    /// HTTP/1.`minor` of the client's request.
+    pub minor: u8,
+    /// The client connection closes after this response.
+    pub close: bool,
+}
+
+/// Writes the response head for the client into `out` (appending). `set_cookie` is a whole
+/// Set-Cookie value to add.
+pub(crate) fn response_head(r: &ParsedResponse<'_>, client: ClientSide, set_cookie: Option<&[u8]>, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_num(out, u64::from(r.code));
+    out.push(b' ');
+    out.extend_from_slice(r.reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let framed = matches!(r.body, ResponseBody::Length(_) | ResponseBody::Chunked);
+    let has_connection = r.headers.iter().any(|h| h.name.eq_ignore_ascii_case("connection"));
+    for h in r.headers {
+        let n = h.name;
+        let framing_field = n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding");
+        if framing_field {
+            if framed {
+                continue;
+            }
+        } else if is_hop_by_hop(n) || (has_connection && named_by_connection(r.headers, n)) {
+            continue;
+        }
+        push_field(out, n.as_bytes(), h.value);
+    }
+    match r.body {
+        ResponseBody::Length(len) => {
+            out.extend_from_slice(b"Content-Length: ");
+            push_num(out, len);
+            out.extend_from_slice(b"\r\n");
+        }
+        ResponseBody::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        ResponseBody::None | ResponseBody::UntilClose => {}
+    }
+    if let Some(up) = r.upgrade {
+        out.extend_from_slice(b"Connection: Upgrade\r\n");
+        push_field(out, b"Upgrade", up);
+    } else if !r.is_interim() {
+        if client.close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        } else if client.minor == 0 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+    }
+    if let Some(c) = set_cookie {
+        push_field(out, b"Set-Cookie", c);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::Limits;
+
+    fn forward(raw: &[u8], headers: ForwardedHeaders, tls: bool) -> String {
+        let mut h = [httparse::EMPTY_HEADER; 64];
+        let p = crate::request::parse(raw, &mut h, &Limits::default()).unwrap().unwrap();
+        let fwd = Forwarding::new(headers, "192.0.2.7".parse().unwrap(), tls);
+        let mut out = Vec::new();
+        request_head(&p, &fwd, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn request_hop_by_hop_and_forwarding() {
+        let all = ForwardedHeaders { x_forwarded_for: true, x_forwarded_proto: true, forwarded: true };
+        let out = forward(
+            b"POST /x HTTP/1.1\r\nHost: a.example:8080\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: 5\r\n\
+X-Secret: 1\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: gopher\r\n\
+Content-Length: 3\r\nContent-Length: 3\r\nExpect: 100-continue\r\nAccept: */*\r\n\r\n",
+            all,
+            true,
+        );
+        assert_eq!(
+            out,
+            "POST /x HTTP/1.1\r\nHost: a.example:8080\r\nAccept: */*\r\nContent-Length: 3\r\n\
+X-Forwarded-For: 10.0.0.1, 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\
+Forwarded: for=192.0.2.7;proto=https;host=\"a.example:8080\"\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn request_forwarding_off_and_http10() {
+        let none = ForwardedHeaders { x_forwarded_for: false, x_forwarded_proto: false, forwarded: false };
+        let out = forward(b"GET / HTTP/1.0\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n", none, false);
+        assert_eq!(out, "GET / HTTP/1.0\r\nX-Forwarded-For: 1.2.3.4\r\nConnection: keep-alive\r\n\r\n");
+    }
+
+    #[test]
+    fn websocket_upgrade_is_kept() {
+        let out = forward(
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n",
+            ForwardedHeaders::default(),
+            false,
+        );
+        assert!(out.contains("Connection: Upgrade\r\nUpgrade: websocket\r\n"), "{out}");
+        assert!(out.contains("Sec-WebSocket-Key: k\r\n"));
+    }
+
+    #[test]
+    fn response_rewrite() {
+        let raw = b"HTTP/1.0 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\
+Content-Length: 2\r\nServer: t\r\n\r\nok";
+        let mut h = [httparse::EMPTY_HEADER; 16];
+        let r = crate::response::parse(raw, &mut h, false, 4096).unwrap().unwrap();
+        let mut out = Vec::new();
+        response_head(&r, ClientSide { minor: 1, close: true }, Some(b"RVSID=ab; Path=/"), &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nServer: t\r\nContent-Length: 2\r\nConnection: close\r\nSet-Cookie: RVSID=ab; Path=/\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn numbers() {
+        for n in [0u64, 7, 10, 12345, u64::MAX] {
+            let mut v = Vec::new();
+            push_num(&mut v, n);
+            assert_eq!(String::from_utf8(v).unwrap(), n.to_string());
+        }
+    }
+}

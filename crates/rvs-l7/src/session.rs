@@ -1,0 +1,314 @@
+//! One client connection from its first request to its close: read and check each request
+//! head (with the slowloris and keep-alive timeouts), route it, then hand it to the exchange.
+//! Requests on one connection are scheduled one by one; the proxy's own answers (400, 503,
+//! ...) close the connection after a short lingering drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rvs_core::ProxyProtocol;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::buffer::Buffer;
+use crate::client_io::ClientIo;
+use crate::engine::L7Engine;
+use crate::refusal::Refusal;
+use crate::request::{self, RequestBody};
+use crate::rewrite::{self, Forwarding};
+use crate::runtime::{PoolRuntime, Route, ServiceRuntime};
+use crate::service::MAX_HEADERS;
+use crate::splice::Pipe;
+use crate::stats::Record;
+use crate::upstream::UpstreamConn;
+
+/// Most private (PROXY protocol) upstream connections a client connection keeps.
+const MAX_PRIVATE: usize = 8;
+/// How often a connection waiting for a request checks whether the engine is stopping.
+const STOP_CHECK: Duration = Duration::from_millis(500);
+/// How long a refused client may go on sending before the connection is closed.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// What happens to the client connection after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    KeepAlive,
+    Close,
+    /// A new configuration was published while the head was read: take it and go on.
+    Reload,
+}
+
+/// The request as the rest of the exchange needs it, detached from the head's bytes (the
+/// head for the real server is already written into the session's output buffer).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Prepared {
+    pub head_len: usize,
+    pub body: RequestBody,
+    pub keep_alive: bool,
+    pub minor: u8,
+    pub is_head: bool,
+    pub idempotent: bool,
+    pub upgrade: bool,
+    pub expect_continue: bool,
+    pub route: Option<Route>,
+    /// The address the scheduler sees (the client's, or one derived from a hash key).
+    pub sched_client: SocketAddr,
+    /// The real server a persistence cookie names.
+    pub cookie_dest: Option<SocketAddr>,
+}
+
+/// What reading a request head gave.
+enum Read {
+    Request(Prepared),
+    /// A new configuration was published: prepare the head with it.
+    Reload,
+    /// The client closed, stayed idle too long, or the engine is stopping.
+    Closed,
+}
+
+/// How one exchange went, for the counters.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outcome {
+    /// The status sent to the client (0 when none was).
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub next: Next,
+}
+
+pub(crate) struct Session<C> {
+    pub engine: Arc<L7Engine>,
+    pub io: C,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub inbuf: Buffer,
+    pub out: Vec<u8>,
+    pub fwd: Forwarding,
+    /// Upstream connections that carry a PROXY header for this client.
+    pub private: Vec<UpstreamConn>,
+    pub pipe: Option<Pipe>,
+    /// Drain what the client still sends before closing (after a refusal).
+    pub linger: bool,
+    first: bool,
+}
+
+/// Runs a client connection to its end.
+pub(crate) async fn run<C: ClientIo>(
+    engine: Arc<L7Engine>,
+    mut svc: Arc<ServiceRuntime>,
+    io: C,
+    peer: SocketAddr,
+    local: SocketAddr,
+    tls: bool,
+) {
+    let mut generation = engine.generation();
+    let mut s = Session {
+        fwd: Forwarding::new(svc.forwarded, peer.ip(), tls),
+        inbuf: Buffer::new(svc.limits.max_header_bytes.max(12 * 1024) + 4096),
+        out: Vec::with_capacity(4096),
+        engine,
+        io,
+        peer,
+        local,
+        private: Vec::new(),
+        pipe: None,
+        linger: false,
+        first: true,
+    };
+    loop {
+        let now = s.engine.generation();
+        if now != generation {
+            generation = now;
+            match s.engine.service(&svc.key) {
+                Some(n) => svc = n,
+                None => break,
+            }
+            s.fwd = Forwarding::new(svc.forwarded, peer.ip(), tls);
+        }
+        match s.exchange(&svc, generation).await {
+            Next::Close => break,
+            Next::KeepAlive | Next::Reload => {}
+        }
+    }
+    s.finish().await;
+}
+
+impl<C: ClientIo> Session<C> {
+    /// One request and its response.
+    async fn exchange(&mut self, svc: &ServiceRuntime, generation: u64) -> Next {
+        let p = match self.read_request(svc, generation).await {
+            Ok(Read::Request(p)) => p,
+            Ok(Read::Reload) => return Next::Reload,
+            Ok(Read::Closed) => return Next::Close,
+            Err(r) => {
+                let o = self.refuse(r, self.inbuf.len() as u64).await;
+                svc.counters.record(&record(&o, Instant::now()));
+                return Next::Close;
+            }
+        };
+        let started = Instant::now();
+        self.first = false;
+        self.inbuf.consume(p.head_len);
+        let Some(route) = p.route else {
+            let o = self.refuse(Refusal::NoRoute, p.head_len as u64).await;
+            let r = record(&o, started);
+            svc.counters.record(&r);
+            svc.unrouted.record(&r);
+            return Next::Close;
+        };
+        let pool: &Arc<PoolRuntime> = &svc.pools[route.pool];
+        let o = self.forward(svc, pool, &p).await;
+        let r = record(&o, started);
+        svc.counters.record(&r);
+        svc.route_counters(&route).record(&r);
+        pool.counters.record(&r);
+        o.next
+    }
+
+    /// Reads until a whole request head is buffered and prepares it with `svc`, unless a newer
+    /// configuration was published meanwhile.
+    async fn read_request(&mut self, svc: &ServiceRuntime, generation: u64) -> Result<Read, Refusal> {
+        let idle = if self.first { svc.timeouts.header_read } else { svc.timeouts.keep_alive };
+        let idle_deadline = Instant::now() + idle;
+        let mut head_deadline = None;
+        loop {
+            if !self.inbuf.is_empty() {
+                if self.engine.generation() != generation {
+                    return Ok(Read::Reload);
+                }
+                let prepared = {
+                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    prepare(self.inbuf.filled(), &mut headers, svc, &self.fwd, self.peer, &mut self.out)
+                };
+                if let Some(p) = prepared? {
+                    return Ok(Read::Request(p));
+                }
+                if self.inbuf.is_full() {
+                    return Err(Refusal::HeadTooLarge);
+                }
+                head_deadline.get_or_insert_with(|| Instant::now() + svc.timeouts.header_read);
+            }
+            let deadline = head_deadline.unwrap_or(idle_deadline);
+            // Waits are cut into slices so an idle connection notices a shutdown.
+            let slice = deadline.min(Instant::now() + STOP_CHECK);
+            match tokio::time::timeout_at(slice, self.inbuf.read_from(&mut self.io)).await {
+                Err(_) if self.inbuf.is_empty() && (slice >= deadline || self.engine.is_stopping()) => {
+                    return Ok(Read::Closed)
+                }
+                Err(_) if slice >= deadline => return Err(Refusal::Timeout),
+                Err(_) => {}
+                Ok(Ok(0)) | Ok(Err(_)) => return Ok(Read::Closed),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Answers the request itself and closes.
+    pub(crate) async fn refuse(&mut self, r: Refusal, bytes_in: u64) -> Outcome {
+        tracing::debug!(client = %self.peer, status = r.status(), reason = %r, "refused");
+        let resp = r.response();
+        let _ = self.io.write_all(&resp).await;
+        let _ = self.io.flush().await;
+        self.linger = true;
+        Outcome { status: r.status(), bytes_in, bytes_out: resp.len() as u64, next: Next::Close }
+    }
+
+    /// Keeps a reusable upstream connection: private ones in the session, others in the pool.
+    pub(crate) fn release(&mut self, pool: &PoolRuntime, conn: UpstreamConn) {
+        if conn.proxy != ProxyProtocol::Off {
+            if self.private.len() < MAX_PRIVATE {
+                self.private.push(conn);
+            }
+        } else if let Some(d) = pool.dests.get(&conn.dest) {
+            d.idle.put(conn);
+        }
+    }
+
+    /// An idle connection to `dest` speaking `proxy`, if one is kept.
+    pub(crate) fn take_idle(
+        &mut self,
+        pool: &PoolRuntime,
+        dest: SocketAddr,
+        proxy: ProxyProtocol,
+    ) -> Option<UpstreamConn> {
+        if proxy != ProxyProtocol::Off {
+            while let Some(i) = self.private.iter().position(|c| c.dest == dest && c.proxy == proxy) {
+                let c = self.private.swap_remove(i);
+                if c.is_usable() {
+                    return Some(c);
+                }
+            }
+            return None;
+        }
+        let idle = &pool.dests.get(&dest)?.idle;
+        std::iter::from_fn(|| idle.take()).find(UpstreamConn::is_usable)
+    }
+
+    /// Closes the client connection: FIN (or TLS close_notify), and after a refusal a short
+    /// drain so the client reads the answer instead of a reset.
+    async fn finish(mut self) {
+        self.private.clear();
+        let _ = tokio::time::timeout(LINGER, self.io.shutdown()).await;
+        if self.linger {
+            let mut sink = [0u8; 4096];
+            let drain = async {
+                let mut total = 0usize;
+                while let Ok(n) = self.io.read(&mut sink).await {
+                    total += n;
+                    if n == 0 || total > 1 << 20 {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(LINGER, drain).await;
+        }
+    }
+}
+
+fn record(o: &Outcome, started: Instant) -> Record {
+    Record {
+        status: o.status,
+        bytes_in: o.bytes_in,
+        bytes_out: o.bytes_out,
+        latency_us: started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64,
+    }
+}
+
+/// Parses, checks and routes the head at the start of `buf`, and writes the head for the
+/// real server into `out`. `Ok(None)`: the head is not complete yet.
+fn prepare<'a>(
+    buf: &'a [u8],
+    headers: &'a mut [httparse::Header<'a>],
+    svc: &ServiceRuntime,
+    fwd: &Forwarding,
+    peer: SocketAddr,
+    out: &mut Vec<u8>,
+) -> Result<Option<Prepared>, Refusal> {
+    let Some(p) = request::parse(buf, headers, &svc.limits)? else { return Ok(None) };
+    let view = p.view();
+    let route = svc.route(&view);
+    let (sched_client, cookie_dest) = match route {
+        Some(r) => {
+            let pool = &svc.pools[r.pool];
+            (pool.sched_client(&view, peer), pool.cookie_dest(&view))
+        }
+        None => (peer, None),
+    };
+    if route.is_some() {
+        rewrite::request_head(&p, fwd, out);
+    }
+    Ok(Some(Prepared {
+        head_len: p.head_len,
+        body: p.body,
+        keep_alive: p.keep_alive,
+        minor: p.minor,
+        is_head: p.is_head(),
+        idempotent: p.is_idempotent(),
+        upgrade: p.upgrade.is_some(),
+        expect_continue: p.expect_continue,
+        route,
+        sched_client,
+        cookie_dest,
+    }))
+}
