@@ -308,3 +308,93 @@ pub struct InfoView {
     #[serde(default, skip_serializing_if = "is_false")]
     pub draining: bool,
 }
+
+/// Request counters of an L7 service, rule or pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpCountersView {
+    pub requests: u64,
+    /// Responses by class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    pub status_classes: [u64; 5],
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Upper bounds (µs) of the latency histogram buckets, and the count in each.
+    pub latency_bounds_us: Vec<u64>,
+    pub latency_counts: Vec<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub latency_p50_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub latency_p99_us: Option<u64>,
+    pub upstream_connects: u64,
+    pub upstream_reuses: u64,
+    /// Requests sent on a reused real-server connection, of all sent.
+    pub reuse_ratio: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpRuleView {
+    pub name: String,
+    /// Its conditions in the config's text form (`path^=/api/`, `host=*.example.com`, ...).
+    #[serde(rename = "match")]
+    pub matches: Vec<String>,
+    pub pool: String,
+    pub counters: HttpCountersView,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpRealServerView {
+    pub address: String,
+    pub weight: u32,
+    pub configured_weight: u32,
+    pub health: String,
+    pub active: u32,
+    pub inactive: u32,
+    pub requests: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub connect_failures: u64,
+    pub idle_connections: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpPoolView {
+    pub name: String,
+    pub scheduler: String,
+    pub persistence: String,
+    pub counters: HttpCountersView,
+    pub real_servers: Vec<HttpRealServerView>,
+}
+
+/// An L7 (`kind = "http"`) virtual service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpServiceView {
+    pub address: String,
+    pub tls: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub default_pool: Option<String>,
+    pub counters: HttpCountersView,
+    pub rules: Vec<HttpRuleView>,
+    /// Requests that matched no rule and went to the default pool.
+    pub default_route: HttpCountersView,
+    /// Requests that matched nothing and had no default pool (503).
+    pub unrouted: u64,
+    pub pools: Vec<HttpPoolView>,
+    pub client_connections: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpServiceList {
+    pub services: Vec<HttpServiceView>,
+}
+
+/// A rule to add to an L7 service (`POST /v1/http/{address}/rules`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRuleSpec {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matches: Vec<String>,
+    pub pool: String,
+    /// Insert before this rule (rules are tried in order); absent: append.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub before: Option<String>,
+}

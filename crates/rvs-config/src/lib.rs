@@ -6,6 +6,7 @@
 
 mod error;
 mod health;
+mod http;
 mod raw;
 mod validate;
 
@@ -55,6 +56,8 @@ pub struct Config {
     pub table: TableModel,
     /// Health checks, quorum and failure actions, per virtual service that has any.
     pub health: BTreeMap<ServiceKey, ServiceHealth>,
+    /// Layer-7 (`kind = "http"`) virtual services, in file order.
+    pub http: Vec<rvs_l7::L7ServiceConfig>,
 }
 
 /// The default unix socket of the control API.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::health::RawCheck;
+use crate::http::{RawPool, RawRule, RawTls};
 use toml::Spanned;
 
 #[derive(Debug, Deserialize)]
@@ -53,6 +54,8 @@ pub struct RawTimeouts {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawService {
+    /// `tcp` (Layer 4, the default) or `http` (Layer 7: pools and rules).
+    pub kind: Option<Spanned<String>>,
     pub protocol: Option<Spanned<String>>,
     pub address: Spanned<String>,
     pub scheduler: Option<Spanned<String>>,
@@ -75,6 +78,22 @@ pub struct RawService {
     pub quorum_down: Option<Spanned<String>>,
     #[serde(default, rename = "real_server")]
     pub real_servers: Vec<Spanned<RawRealServer>>,
+    // kind = "http"
+    #[serde(default, rename = "pool")]
+    pub pools: Vec<Spanned<RawPool>>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<Spanned<RawRule>>,
+    pub default_pool: Option<Spanned<String>>,
+    pub x_forwarded_for: Option<bool>,
+    pub x_forwarded_proto: Option<bool>,
+    pub forwarded: Option<bool>,
+    pub max_header_bytes: Option<usize>,
+    pub max_body_bytes: Option<u64>,
+    pub header_timeout: Option<f64>,
+    pub keep_alive_timeout: Option<f64>,
+    pub server_timeout: Option<f64>,
+    pub connect_timeout: Option<f64>,
+    pub tls: Option<Spanned<RawTls>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -75,13 +75,58 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
     table.timeouts = timeouts;
 
     let mut health = std::collections::BTreeMap::new();
+    let mut http: Vec<rvs_l7::L7ServiceConfig> = Vec::new();
     for (i, svc) in raw.services.iter().enumerate() {
-        let (key, h) = service(&mut table, i, svc)?;
-        if let Some(h) = h {
-            health.insert(key, h);
+        let at = format!("service[{i}]");
+        let s = svc.get_ref();
+        let kind = s.kind.as_ref().map_or("tcp", |k| k.get_ref().as_str());
+        match kind {
+            "tcp" => {
+                let (key, h) = service(&mut table, i, svc)?;
+                if let Some(h) = h {
+                    health.insert(key, h);
+                }
+            }
+            "http" => {
+                let addr = parse_endpoint(s.address.get_ref(), None)
+                    .map_err(|e| Unplaced::new(span(&s.address), format!("{at}.address"), e))?;
+                let key = ServiceKey { protocol: Protocol::Tcp, addr };
+                if s.protocol.as_ref().is_some_and(|p| p.get_ref() != "tcp") {
+                    return Err(Unplaced::new(
+                        s.protocol.as_ref().and_then(span),
+                        format!("{at}.protocol"),
+                        "an http service runs over tcp",
+                    ));
+                }
+                http.push(crate::http::http_service(key, svc, &at)?);
+            }
+            other => {
+                return Err(Unplaced::new(
+                    s.kind.as_ref().and_then(span),
+                    format!("{at}.kind"),
+                    format!("unknown service kind `{other}` (expected tcp or http)"),
+                ))
+            }
         }
     }
-    Ok(Config { api, director, table, health })
+    // One listener per address: an http service may not share one with another service.
+    for (i, svc) in raw.services.iter().enumerate() {
+        let s = svc.get_ref();
+        if s.kind.as_ref().is_none_or(|k| k.get_ref() != "http") {
+            continue;
+        }
+        let Ok(addr) = parse_endpoint(s.address.get_ref(), None) else { continue };
+        let key = ServiceKey { protocol: Protocol::Tcp, addr };
+        let twice = http.iter().filter(|h| h.key == key).count() > 1;
+        if table.services.contains_key(&key) || twice {
+            return Err(Unplaced::new(
+                span(&s.address),
+                format!("service[{i}].address"),
+                format!("{addr} is already the address of another virtual service"),
+            ));
+        }
+    }
+    Ok(Config { api, director, table, health, http })
 }
 
 fn api(raw: &RawConfig) -> Result<ApiConfig> {
@@ -224,9 +269,20 @@ fn real_server(
     at: &str,
     rs: &Spanned<RawRealServer>,
 ) -> Result<SocketAddr> {
+    let server = real_server_settings(rs, service.addr, at)?;
+    table.apply(&Command::AddServer { service, server }).map_err(|e| place_server_error(rs, at, e))?;
+    Ok(server.addr)
+}
+
+/// A real server's settings as written, not yet checked; `vip` gives the default port.
+pub(crate) fn real_server_settings(
+    rs: &Spanned<RawRealServer>,
+    vip: SocketAddr,
+    at: &str,
+) -> Result<RealServerSettings> {
     let field = |f: &str| format!("{at}.{f}");
     let r = rs.get_ref();
-    let addr = parse_endpoint(r.address.get_ref(), Some(service.addr.port()))
+    let addr = parse_endpoint(r.address.get_ref(), Some(vip.port()))
         .map_err(|e| Unplaced::new(span(&r.address), field("address"), e))?;
     let mut server = RealServerSettings::new(addr);
     if let Some(w) = &r.weight {
@@ -244,17 +300,21 @@ fn real_server(
     if let Some(p) = &r.proxy_protocol {
         server.proxy_protocol = parse::<ProxyProtocol>(p, &field("proxy_protocol"))?;
     }
-    table.apply(&Command::AddServer { service, server }).map_err(|e| {
-        use rvs_core::real_server::RealServerError as E;
-        let (sp, f) = match &e {
-            CommandError::Server { source: E::Weight(_), .. } => (r.weight.as_ref().and_then(span), field("weight")),
-            CommandError::Server { source: E::Thresholds { .. }, .. } => {
-                (r.l_threshold.as_ref().and_then(span), field("l_threshold"))
-            }
-            CommandError::Server { source: E::Method(_), .. } => (r.method.as_ref().and_then(span), field("method")),
-            _ => (span(&r.address), field("address")),
-        };
-        Unplaced::new(sp.or_else(|| span(rs)), f, e)
-    })?;
-    Ok(addr)
+    Ok(server)
+}
+
+/// Places a refused real server at the value at fault.
+pub(crate) fn place_server_error(rs: &Spanned<RawRealServer>, at: &str, e: CommandError) -> Unplaced {
+    use rvs_core::real_server::RealServerError as E;
+    let field = |f: &str| format!("{at}.{f}");
+    let r = rs.get_ref();
+    let (sp, f) = match &e {
+        CommandError::Server { source: E::Weight(_), .. } => (r.weight.as_ref().and_then(span), field("weight")),
+        CommandError::Server { source: E::Thresholds { .. }, .. } => {
+            (r.l_threshold.as_ref().and_then(span), field("l_threshold"))
+        }
+        CommandError::Server { source: E::Method(_), .. } => (r.method.as_ref().and_then(span), field("method")),
+        _ => (span(&r.address), field("address")),
+    };
+    Unplaced::new(sp.or_else(|| span(rs)), f, e)
 }

@@ -29,6 +29,7 @@ use tokio::net::{TcpListener, UnixListener};
 
 use crate::director::{ApplyError, Director, ReloadError};
 use crate::health::HealthKey;
+use crate::http;
 use crate::metrics;
 
 /// Largest request body accepted.
@@ -148,6 +149,7 @@ fn apply_error(e: ApplyError, cmds: &[Command], batch: bool) -> Resp {
             };
             error(StatusCode::CONFLICT, ApiError::field(field, l).with_code("listen"))
         }
+        ApplyError::Http(e) => error(StatusCode::BAD_REQUEST, ApiError::message(e).with_code("invalid")),
     }
 }
 
@@ -226,6 +228,16 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
             let checks = director.health.check_views();
             let services = director.table().services().map(|s| with_checks(view_service(s, now), &checks)).collect();
             Ok(json(StatusCode::OK, &ServiceList { services }))
+        }
+        (&Method::GET, ["v1", "http"]) => Ok(json(StatusCode::OK, &http::list(&director.l7))),
+        (&Method::POST, ["v1", "http", addr, "rules"]) => {
+            let key = path_key("tcp", addr)?;
+            let spec: HttpRuleSpec = body(req).await?;
+            http::add_rule(&director.l7, key, spec).map(|_| ok()).map_err(rule_error)
+        }
+        (&Method::DELETE, ["v1", "http", addr, "rules", name]) => {
+            let key = path_key("tcp", addr)?;
+            http::delete_rule(&director.l7, key, name).map(|_| ok()).map_err(rule_error)
         }
         (&Method::GET, ["v1", "events"]) => {
             let since = req
@@ -393,6 +405,9 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
         }
         (&Method::POST, ["v1", "zero"]) => {
             let id: Option<ServiceId> = body(req).await?;
+            if id.is_none() {
+                director.l7.zero(None);
+            }
             let cmd =
                 ApiCommand::Zero { service: id }.to_core(&model()).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
             apply(&[cmd])
@@ -420,6 +435,13 @@ fn with_checks(mut view: ServiceView, checks: &HashMap<HealthKey, CheckView>) ->
         }
     }
     view
+}
+
+fn rule_error(e: http::RuleError) -> Resp {
+    match e {
+        http::RuleError::NotFound(e) => error(StatusCode::NOT_FOUND, e),
+        http::RuleError::Invalid(e) => error(StatusCode::BAD_REQUEST, e),
+    }
 }
 
 fn no_service(key: ServiceKey) -> Resp {

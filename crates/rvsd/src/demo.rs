@@ -5,11 +5,14 @@ use std::net::SocketAddr;
 
 use rvs_config::{ApiConfig, Config, DirectorConfig};
 use rvs_core::{RealServerSettings, SchedulerKind, ServiceKey, ServiceModel, ServiceSettings, TableModel};
+use rvs_l7::{L7ServiceConfig, PoolConfig, Rule};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Starts the demo real servers and returns the configuration that fronts them.
-pub async fn start(vip: SocketAddr, socket: std::path::PathBuf) -> std::io::Result<Config> {
+/// Starts the demo real servers and returns the configuration that fronts them: a Layer-4
+/// service at `vip` and a Layer-7 one at `http_vip` (`/rs1/...` goes to rs1, the rest round
+/// robin).
+pub async fn start(vip: SocketAddr, http_vip: SocketAddr, socket: std::path::PathBuf) -> std::io::Result<Config> {
     let mut servers = Vec::new();
     for i in 1..=3 {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -18,6 +21,14 @@ pub async fn start(vip: SocketAddr, socket: std::path::PathBuf) -> std::io::Resu
         tokio::spawn(serve_http(listener, name));
         servers.push(RealServerSettings::new(addr));
     }
+    let mut http = L7ServiceConfig::new(ServiceKey::tcp(http_vip));
+    let mut only_rs1 = PoolConfig::new("rs1", SchedulerKind::Rr).map_err(std::io::Error::other)?;
+    only_rs1.servers.push(servers[0]);
+    let mut all = PoolConfig::new("all", SchedulerKind::Rr).map_err(std::io::Error::other)?;
+    all.servers.extend(servers.iter().copied());
+    http.pools = vec![only_rs1, all];
+    http.rules.push(Rule::parse("rs1", &["path^=/rs1/"], "rs1").map_err(std::io::Error::other)?);
+    http.default_pool = Some("all".into());
     let mut table = TableModel::default();
     table.services.insert(
         ServiceKey::tcp(vip),
@@ -28,6 +39,7 @@ pub async fn start(vip: SocketAddr, socket: std::path::PathBuf) -> std::io::Resu
         director: DirectorConfig::default(),
         table,
         health: Default::default(),
+        http: vec![http],
     })
 }
 

@@ -19,6 +19,8 @@ pub enum ApplyError {
     Command(#[from] BatchError),
     #[error(transparent)]
     Listen(#[from] ListenError),
+    #[error(transparent)]
+    Http(#[from] rvs_l7::L7Error),
 }
 
 /// Why a reload was refused; the running configuration is unchanged.
@@ -36,6 +38,7 @@ pub struct Director {
     table: Mutex<ServiceTable>,
     pub engine: Arc<Engine>,
     pub health: Arc<HealthPlane>,
+    pub l7: Arc<rvs_l7::L7Engine>,
     pub clock: Clock,
     config_path: Option<PathBuf>,
     /// The config as last loaded (for reload notes on settings that need a restart).
@@ -46,6 +49,7 @@ impl Director {
     pub fn new(
         engine: Arc<Engine>,
         health: Arc<HealthPlane>,
+        l7: Arc<rvs_l7::L7Engine>,
         clock: Clock,
         config_path: Option<PathBuf>,
         seed: u64,
@@ -54,6 +58,7 @@ impl Director {
             table: Mutex::new(ServiceTable::new(seed)),
             engine,
             health,
+            l7,
             clock,
             config_path,
             loaded: Mutex::new(None),
@@ -86,12 +91,15 @@ impl Director {
     /// Applies a freshly loaded configuration: what differs from the running table.
     pub fn load(&self, config: Config) -> Result<Vec<Command>, ApplyError> {
         let cmds = self.table().model().diff(&config.table);
+        // The L7 services are checked before anything changes, and published after the L4 ones.
+        self.l7.check(&config.http)?;
         let previous = self.health.config();
         self.health.set_config(config.health.clone());
         if let Err(e) = self.apply(&cmds) {
             self.health.set_config(previous);
             return Err(e);
         }
+        self.l7.publish(config.http.clone())?;
         *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = Some(config);
         Ok(cmds)
     }

@@ -5,6 +5,7 @@ mod api;
 mod demo;
 mod director;
 mod health;
+mod http;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -48,6 +49,9 @@ enum Cmd {
         /// The virtual service address.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// The Layer-7 (http) virtual service address.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        http_listen: SocketAddr,
         /// The API unix socket.
         #[arg(long, default_value = "/tmp/rvsd-demo.sock")]
         api_socket: PathBuf,
@@ -120,7 +124,9 @@ fn raise_nofile_limit() {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     raise_nofile_limit();
     let (config, demo) = match (&cli.command, &cli.config) {
-        (Some(Cmd::Demo { listen, api_socket }), _) => (demo::start(*listen, api_socket.clone()).await?, true),
+        (Some(Cmd::Demo { listen, http_listen, api_socket }), _) => {
+            (demo::start(*listen, *http_listen, api_socket.clone()).await?, true)
+        }
         (None, Some(path)) => (Config::load(path)?, false),
         (None, None) => anyhow::bail!("give --config FILE (or `rvsd demo`); see rvsd --help"),
     };
@@ -139,13 +145,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let (health, health_events) = health::HealthPlane::start();
-    let director = Arc::new(Director::new(
-        engine.clone(),
-        health.clone(),
-        clock,
-        if demo { None } else { cli.config.clone() },
-        seed,
-    ));
+    let l7 = rvs_l7::L7Engine::new(rvs_l7::L7EngineConfig { seed, ..Default::default() }, clock);
+    let config_path = if demo { None } else { cli.config.clone() };
+    let director = Arc::new(Director::new(engine.clone(), health.clone(), l7.clone(), clock, config_path, seed));
     tokio::spawn(health::run(Arc::downgrade(&director), health.clone(), health_events));
     {
         let health = health.clone();
@@ -198,7 +200,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         connections = engine.connection_count(),
         "stopping: no new connections, draining"
     );
-    let closed = engine.shutdown(drain).await;
+    let (closed, closed_l7) = tokio::join!(engine.shutdown(drain), l7.shutdown(drain));
+    let closed = closed + closed_l7;
     if closed > 0 {
         warn!(closed, "drain deadline reached: closed the remaining connections");
     }
@@ -220,6 +223,14 @@ fn print_demo_help(director: &Director, socket: &std::path::Path) {
         println!("  curl http://{}/            # repeat it: each answer names its real server", svc.key.addr);
         println!("  curl -s --unix-socket {} http://rvsd/v1/services", socket.display());
         println!("  cargo run -p rvsadm -- --api {} -L -n --stats   # ipvsadm -L, from rvs", socket.display());
-        println!("  ctrl-c stops the demo");
     }
+    for svc in director.l7.services() {
+        println!(
+            "rvs demo: http virtual service {} (Layer 7): /rs1/... goes to rs1, the rest round robin",
+            svc.key.addr
+        );
+        println!("  curl http://{}/rs1/x ; curl http://{}/", svc.key.addr, svc.key.addr);
+        println!("  curl -s --unix-socket {} http://rvsd/v1/http", socket.display());
+    }
+    println!("ctrl-c stops the demo");
 }

@@ -1,0 +1,153 @@
+//! The director's Layer-7 side: the L7 engine's services as the API shows them, and the
+//! run-time rule changes (`POST`/`DELETE /v1/http/{address}/rules`), published whole to the
+//! engine so a refused change alters nothing.
+
+use rvs_api::{
+    ApiError, HttpCountersView, HttpPoolView, HttpRealServerView, HttpRuleSpec, HttpRuleView, HttpServiceList,
+    HttpServiceView,
+};
+use rvs_core::ServiceKey;
+use rvs_l7::{CounterSnapshot, L7Engine, L7ServiceConfig, PoolPersistence, Rule};
+
+fn counters(c: &CounterSnapshot) -> HttpCountersView {
+    HttpCountersView {
+        requests: c.requests,
+        status_classes: c.status_classes,
+        bytes_in: c.bytes_in,
+        bytes_out: c.bytes_out,
+        latency_bounds_us: c.latency_bounds_us.clone(),
+        latency_counts: c.latency_counts.clone(),
+        latency_p50_us: c.latency_quantile_us(0.5),
+        latency_p99_us: c.latency_quantile_us(0.99),
+        upstream_connects: c.upstream_connects,
+        upstream_reuses: c.upstream_reuses,
+        reuse_ratio: c.reuse_ratio(),
+    }
+}
+
+fn persistence_name(p: &PoolPersistence) -> String {
+    match p {
+        PoolPersistence::None => "none".into(),
+        PoolPersistence::Source(p) => format!("source {} s mask {}", p.timeout_secs, p.netmask),
+        PoolPersistence::Cookie(c) => format!("cookie {}", c.name),
+        PoolPersistence::Hash(_) => "hash".into(),
+    }
+}
+
+/// Every L7 service with its rules, pools and counters.
+pub fn list(engine: &L7Engine) -> HttpServiceList {
+    let configs = engine.services();
+    let services = engine
+        .stats()
+        .into_iter()
+        .map(|st| {
+            let cfg = configs.iter().find(|c| c.key == st.key);
+            HttpServiceView {
+                address: st.key.addr.to_string(),
+                tls: cfg.is_some_and(|c| c.tls.is_some()),
+                default_pool: cfg.and_then(|c| c.default_pool.clone()),
+                counters: counters(&st.counters),
+                rules: st
+                    .rules
+                    .iter()
+                    .map(|r| HttpRuleView {
+                        name: r.name.clone(),
+                        matches: cfg
+                            .and_then(|c| c.rules.iter().find(|x| x.name == r.name))
+                            .map(|x| x.matches.iter().map(|m| m.to_string()).collect())
+                            .unwrap_or_default(),
+                        pool: r.pool.clone(),
+                        counters: counters(&r.counters),
+                    })
+                    .collect(),
+                default_route: counters(&st.default_route),
+                unrouted: st.unrouted,
+                pools: st
+                    .pools
+                    .iter()
+                    .map(|p| HttpPoolView {
+                        name: p.name.clone(),
+                        scheduler: p.scheduler.name().into(),
+                        persistence: cfg
+                            .and_then(|c| c.find_pool(&p.name))
+                            .map_or_else(|| "none".into(), |pc| persistence_name(&pc.persistence)),
+                        counters: counters(&p.counters),
+                        real_servers: p
+                            .servers
+                            .iter()
+                            .map(|s| HttpRealServerView {
+                                address: s.addr.to_string(),
+                                weight: s.weight,
+                                configured_weight: s.configured_weight,
+                                health: s.health.name().into(),
+                                active: s.active,
+                                inactive: s.inactive,
+                                requests: s.requests,
+                                bytes_in: s.bytes_in,
+                                bytes_out: s.bytes_out,
+                                connect_failures: s.connect_failures,
+                                idle_connections: s.idle_connections,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                client_connections: st.client_connections,
+            }
+        })
+        .collect();
+    HttpServiceList { services }
+}
+
+/// Why a rule change was refused, and whether it named something missing (404) or was bad.
+pub enum RuleError {
+    NotFound(ApiError),
+    Invalid(ApiError),
+}
+
+/// The engine's services with one change made to the rules of `key`, checked and published.
+fn change(
+    engine: &std::sync::Arc<L7Engine>,
+    key: ServiceKey,
+    f: impl FnOnce(&mut L7ServiceConfig) -> Result<(), RuleError>,
+) -> Result<(), RuleError> {
+    let mut all = engine.services();
+    let svc = all
+        .iter_mut()
+        .find(|c| c.key == key)
+        .ok_or_else(|| RuleError::NotFound(ApiError::message(format!("no such http virtual service {}", key.addr))))?;
+    f(svc)?;
+    engine.publish(all).map_err(|e| RuleError::Invalid(ApiError::message(e).with_code("invalid")))
+}
+
+/// Adds a rule (before `spec.before`, or last).
+pub fn add_rule(engine: &std::sync::Arc<L7Engine>, key: ServiceKey, spec: HttpRuleSpec) -> Result<(), RuleError> {
+    let matches: Vec<&str> = spec.matches.iter().map(String::as_str).collect();
+    let rule = Rule::parse(spec.name.clone(), &matches, spec.pool.clone())
+        .map_err(|e| RuleError::Invalid(ApiError::field("match", e).with_code("invalid")))?;
+    change(engine, key, |svc| {
+        if svc.rules.iter().any(|r| r.name == rule.name) {
+            return Err(RuleError::Invalid(
+                ApiError::field("name", format!("rule `{}` already exists", rule.name)).with_code("rule_exists"),
+            ));
+        }
+        let at = match &spec.before {
+            None => svc.rules.len(),
+            Some(b) => svc.rules.iter().position(|r| &r.name == b).ok_or_else(|| {
+                RuleError::NotFound(ApiError::field("before", format!("no rule `{b}`")).with_code("no_rule"))
+            })?,
+        };
+        svc.rules.insert(at, rule);
+        Ok(())
+    })
+}
+
+pub fn delete_rule(engine: &std::sync::Arc<L7Engine>, key: ServiceKey, name: &str) -> Result<(), RuleError> {
+    change(engine, key, |svc| {
+        let before = svc.rules.len();
+        svc.rules.retain(|r| r.name != name);
+        if svc.rules.len() == before {
+            return Err(RuleError::NotFound(ApiError::message(format!("no rule `{name}`")).with_code("no_rule")));
+        }
+        Ok(())
+    })
+}
