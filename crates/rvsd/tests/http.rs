@@ -1,0 +1,167 @@
+//! Layer-7 virtual services through a real rvsd: routing from the config file, run-time rule
+//! changes through the API, a reload that swaps the rules, and bad http configuration refused
+//! with its place.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use common::*;
+
+/// A keep-alive HTTP real server answering every request with its name.
+fn http_backend(name: &'static str) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut w = s;
+                loop {
+                    let mut line = String::new();
+                    let mut blank = false;
+                    while !blank {
+                        line.clear();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        blank = line == "\r\n";
+                    }
+                    let body = format!("{name}\n");
+                    let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                    if w.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// GET `path` on a new connection; returns (status, body).
+fn get(vip: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(vip).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string();
+    (status, body)
+}
+
+fn http_config(vip: SocketAddr, api: SocketAddr, web: SocketAddr, rule_path: &str) -> String {
+    format!(
+        r#"
+[[service]]
+kind = "http"
+address = "{vip}"
+default_pool = "web"
+  [[service.pool]]
+  name = "api"
+  scheduler = "rr"
+    [[service.pool.real_server]]
+    address = "{api}"
+  [[service.pool]]
+  name = "web"
+    [[service.pool.real_server]]
+    address = "{web}"
+  [[service.rule]]
+  name = "api"
+  match = ["{rule_path}"]
+  pool = "api"
+"#
+    )
+}
+
+#[test]
+fn rules_route_requests_and_change_at_run_time_and_on_reload() {
+    let (api, web) = (http_backend("api"), http_backend("web"));
+    let vip = vip();
+    let rvsd = Rvsd::start(&http_config(vip, api, web, "path^=/api/"));
+    assert_eq!(get(vip, "/api/users"), (200, "api".into()));
+    assert_eq!(get(vip, "/index.html"), (200, "web".into()));
+
+    // A rule added through the API, before the existing one.
+    let (st, v) = rvsd.api(
+        "POST",
+        &format!("/v1/http/{vip}/rules"),
+        Some(r#"{"name": "static", "match": ["path~=\\.css$"], "pool": "api", "before": "api"}"#),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(get(vip, "/site.css"), (200, "api".into()));
+    // A bad one is refused and changes nothing.
+    let (st, v) = rvsd.api(
+        "POST",
+        &format!("/v1/http/{vip}/rules"),
+        Some(r#"{"name": "x", "match": ["path^=/x"], "pool": "nope"}"#),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("nope"), "{v}");
+    let (st, v) = rvsd.api(
+        "POST",
+        &format!("/v1/http/{vip}/rules"),
+        Some(r#"{"name": "y", "match": ["paht=/"], "pool": "api"}"#),
+    );
+    assert_eq!(st, 400, "{v}");
+    let (_, list) = rvsd.api("GET", "/v1/http", None);
+    let rules: Vec<&str> =
+        list["services"][0]["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(rules, ["static", "api"]);
+    assert!(list["services"][0]["rules"][1]["counters"]["requests"].as_u64().unwrap() >= 1, "{list}");
+    let (st, _) = rvsd.api("DELETE", &format!("/v1/http/{vip}/rules/static"), None);
+    assert_eq!(st, 200);
+    let (st, _) = rvsd.api("DELETE", &format!("/v1/http/{vip}/rules/static"), None);
+    assert_eq!(st, 404);
+
+    // A reload swaps the rules: /v2/ now goes to the api pool, /api/ to the default.
+    rvsd.write_config(&http_config(vip, api, web, "path^=/v2/"));
+    let (st, v) = rvsd.api("POST", "/v1/reload", None);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(get(vip, "/v2/users"), (200, "api".into()));
+    assert_eq!(get(vip, "/api/users"), (200, "web".into()));
+}
+
+#[test]
+fn bad_http_configuration_is_refused_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = "[[service.pool]]\nname = \"web\"\n[[service.pool.real_server]]\naddress = \"127.0.0.1:81\"\n";
+    let cases = [
+        (format!("default_pool = \"nope\"\n{pool}"), "default pool `nope`"),
+        (format!("{pool}[[service.rule]]\nname = \"r\"\nmatch = [\"pth=/\"]\npool = \"web\"\n"), "rule[0].match"),
+        (
+            format!("{pool}[[service.rule]]\nname = \"r\"\nmatch = [\"path=/\"]\npool = \"api\"\n"),
+            "`api`, which is not defined",
+        ),
+        (format!("scheduler = \"rr\"\n{pool}"), "belongs to a tcp service"),
+        (
+            "[[service.pool]]\nname = \"web\"\npersistence = \"sticky\"\n".to_string(),
+            "expected none, source, cookie or hash",
+        ),
+        ("[[service.pool]]\nname = \"bad name\"\n".to_string(), "pool[0].name"),
+    ];
+    for (i, (body, want)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("http{i}.toml"));
+        std::fs::write(&path, format!("[[service]]\nkind = \"http\"\naddress = \"127.0.0.1:80\"\n{body}")).unwrap();
+        let out =
+            std::process::Command::new(env!("CARGO_BIN_EXE_rvsd")).arg("--check-config").arg(&path).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{body}: {err}");
+        assert!(err.contains(&format!("http{i}.toml:")), "{body}: names the file: {err}");
+        assert!(err.contains(want), "{body}: expected `{want}` in: {err}");
+    }
+    // An http service may not take the address of a tcp one.
+    let path = dir.path().join("clash.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[service]]\naddress = \"127.0.0.1:80\"\n[[service]]\nkind = \"http\"\naddress = \"127.0.0.1:80\"\n{pool}"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rvsd")).arg("--check-config").arg(&path).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already the address"), "{out:?}");
+}
