@@ -72,11 +72,14 @@ fn main() -> std::process::ExitCode {
         return match Config::load(path) {
             Ok(c) => {
                 let servers: usize = c.table.services.values().map(|s| s.servers.len()).sum();
+                let pools: usize = c.http.iter().map(|h| h.pools.len()).sum();
                 println!(
-                    "{}: configuration OK: {} virtual services, {} real servers",
+                    "{}: configuration OK: {} tcp virtual services with {} real servers, {} http virtual services with {} pools",
                     path.display(),
                     c.table.services.len(),
-                    servers
+                    servers,
+                    c.http.len(),
+                    pools
                 );
                 std::process::ExitCode::SUCCESS
             }

@@ -36,7 +36,7 @@ fn check_config_names_file_line_and_field() {
         "[[service]]\naddress = \"127.0.0.1:8080\"\n  [[service.real_server]]\n  address = \"127.0.0.1:9001\"\n",
     );
     assert_eq!(code, 0);
-    assert!(out.contains(&path) && out.contains("configuration OK") && out.contains("1 real servers"), "{out}");
+    assert!(out.contains(&path) && out.contains("configuration OK") && out.contains("with 1 real servers"), "{out}");
 
     // (file text, line, what the message must name)
     let cases: &[(&str, usize, &[&str])] = &[
