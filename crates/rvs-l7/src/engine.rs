@@ -4,7 +4,7 @@
 //! drain on shutdown. `publish` takes the whole desired set of L7 services, all or nothing.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use rvs_core::{Health, ServiceKey, VirtualService};
 use rvs_proxy::{Clock, ListenError};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -187,7 +187,7 @@ impl L7Engine {
             if slots.contains_key(&key) {
                 continue;
             }
-            match bind(key.addr, self.cfg.backlog) {
+            match rvs_proxy::bind_listener(key.addr, self.cfg.backlog) {
                 Ok(l) => fresh.push((key, l)),
                 Err(source) => return Err(ListenError { key, source }),
             }
@@ -284,13 +284,6 @@ fn check_unique(services: &[L7ServiceConfig]) -> Result<(), L7Error> {
         }
     }
     Ok(())
-}
-
-fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(backlog)
 }
 
 async fn accept_loop(engine: Arc<L7Engine>, key: ServiceKey, listener: TcpListener, stop: CancellationToken) {

@@ -111,7 +111,7 @@ impl<C: ClientIo> Session<C> {
             while !cursor.is_done() {
                 let mut relay = new_relay(&mut cursor, &mut self.inbuf, svc.timeouts.client_body, max);
                 let res = {
-                    let route = SpliceRoute { pipe: &mut self.pipe, threshold: svc.splice_threshold };
+                    let route = SpliceRoute { threshold: svc.splice_threshold };
                     let mut up = TcpRef(&conn.stream);
                     let upload = relay.run(&mut self.io, &mut up, &mut pending, Some(route));
                     let mut probe = [0u8; 1];
@@ -214,7 +214,7 @@ impl<C: ClientIo> Session<C> {
         }
         bytes_out += self.out.len() as u64;
         let mut pending = 0usize;
-        let route = SpliceRoute { pipe: &mut self.pipe, threshold: svc.splice_threshold };
+        let route = SpliceRoute { threshold: svc.splice_threshold };
         let r = relay.run(&mut TcpRef(&conn.stream), &mut self.io, &mut pending, Some(route)).await;
         bytes_out += relay.moved - inline;
         if let Err(e) = &r {

@@ -12,7 +12,9 @@ use crate::body::BodyCursor;
 use crate::buffer::Buffer;
 use crate::chunked::ChunkError;
 use crate::client_io::Sock;
-use crate::splice::{splice_exact, Pipe};
+use rvs_proxy::splice::{give_pipe, take_pipe};
+
+use crate::splice::splice_exact;
 
 /// Why a body stopped moving.
 #[derive(Debug, thiserror::Error)]
@@ -31,10 +33,9 @@ pub(crate) enum RelayError {
     Timeout,
 }
 
-/// How a relay may splice: the pipe kept for the connection and the length threshold. It
-/// splices only when both streams expose their sockets.
-pub(crate) struct SpliceRoute<'a> {
-    pub pipe: &'a mut Option<Pipe>,
+/// How a relay may splice: the body length from which it does. It splices only when both
+/// streams expose their sockets, with a pipe borrowed from rvs-proxy's per-thread pool.
+pub(crate) struct SpliceRoute {
     pub threshold: u64,
 }
 
@@ -84,7 +85,7 @@ impl BodyRelay<'_> {
         src: &mut R,
         dst: &mut W,
         pending: &mut usize,
-        mut splice: Option<SpliceRoute<'_>>,
+        splice: Option<SpliceRoute>,
     ) -> Result<(), RelayError>
     where
         R: AsyncRead + Sock + Unpin + ?Sized,
@@ -112,13 +113,10 @@ impl BodyRelay<'_> {
                     continue;
                 }
             }
-            if let (Some(route), Some(left)) = (splice.as_mut(), self.cursor.remaining()) {
+            if let (Some(route), Some(left)) = (splice.as_ref(), self.cursor.remaining()) {
                 if left >= route.threshold && self.buf.is_empty() && src.sock().is_some() && dst.sock().is_some() {
                     dst.flush().await.map_err(RelayError::Dst)?;
-                    let pipe = match route.pipe.take() {
-                        Some(p) => p,
-                        None => Pipe::new(true).map_err(RelayError::Src)?,
-                    };
+                    let pipe = take_pipe().map_err(RelayError::Src)?;
                     let (Some(from), Some(to)) = (src.sock(), dst.sock()) else { unreachable!("checked above") };
                     let mut moved = 0;
                     self.in_splice = true;
@@ -127,8 +125,8 @@ impl BodyRelay<'_> {
                     self.moved += moved;
                     self.cursor.advance(moved);
                     r?;
-                    // Only a pipe that emptied cleanly is kept.
-                    *route.pipe = Some(pipe);
+                    // Only a pipe that emptied cleanly goes back to the pool.
+                    give_pipe(pipe);
                     continue;
                 }
             }

@@ -19,7 +19,6 @@ use crate::request::{self, RequestBody};
 use crate::rewrite::{self, Forwarding};
 use crate::runtime::{PoolRuntime, Route, ServiceRuntime};
 use crate::service::MAX_HEADERS;
-use crate::splice::Pipe;
 use crate::stats::Record;
 use crate::upstream::UpstreamConn;
 
@@ -87,7 +86,6 @@ pub(crate) struct Session<C> {
     pub fwd: Forwarding,
     /// Upstream connections that carry a PROXY header for this client.
     pub private: Vec<UpstreamConn>,
-    pub pipe: Option<Pipe>,
     /// Drain what the client still sends before closing (after a refusal).
     pub linger: bool,
     first: bool,
@@ -112,7 +110,6 @@ pub(crate) async fn run<C: ClientIo>(
         peer,
         local,
         private: Vec::new(),
-        pipe: None,
         linger: false,
         first: true,
     };

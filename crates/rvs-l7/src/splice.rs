@@ -1,70 +1,16 @@
-//! splice(2) between two TCP sockets through a pipe, so payload stays in the kernel: an exact
-//! byte count for bodies of known length, and a pump for Upgrade tunnels that passes a FIN on
-//! as a half-close. The technique is rvs-proxy's relay; the pipe is kept per client connection.
+//! splice(2) between two TCP sockets, so payload stays in the kernel: an exact byte count for
+//! bodies of known length, and a pump for Upgrade tunnels that passes a FIN on as a half-close.
+//! The pipes and the single splices are rvs-proxy's (`rvs_proxy::splice`).
 
 use std::io;
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustix::net::Shutdown;
-use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
-use tokio::io::Interest;
+use rvs_proxy::splice::{give_pipe, splice_in, splice_out, take_pipe, Pipe};
 use tokio::net::TcpStream;
 
 use crate::relay::RelayError;
-
-/// Pipe capacity asked for: fewer, larger splices (as rvs-proxy's relay). The kernel may give
-/// less (`/proc/sys/fs/pipe-max-size`, per-user limits); the pipe keeps what it got.
-const PIPE_SIZE: usize = 1 << 20;
-/// The default pipe capacity.
-const DEFAULT_CHUNK: usize = 64 * 1024;
-
-/// A pipe; after an error it may hold bytes, so it is dropped then.
-#[derive(Debug)]
-pub(crate) struct Pipe {
-    r: OwnedFd,
-    w: OwnedFd,
-    /// Bytes per splice: the pipe's capacity.
-    chunk: usize,
-}
-
-impl Pipe {
-    /// A pipe; `bulk` asks for the large capacity (bodies), else the default (long-lived
-    /// tunnels, which would otherwise eat the per-user pipe allowance).
-    pub fn new(bulk: bool) -> io::Result<Self> {
-        let (r, w) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
-        let chunk = if bulk { fcntl_setpipe_size(&w, PIPE_SIZE).unwrap_or(DEFAULT_CHUNK) } else { DEFAULT_CHUNK };
-        Ok(Self { r, w, chunk })
-    }
-}
-
-/// One splice from the socket into the pipe: `Some(0)` at EOF, `None` when not ready.
-fn splice_in(from: &TcpStream, pipe_w: &OwnedFd, len: usize) -> io::Result<Option<usize>> {
-    match from.try_io(Interest::READABLE, || {
-        splice(from, None, pipe_w, None, len, SpliceFlags::MOVE | SpliceFlags::NONBLOCK).map_err(io::Error::from)
-    }) {
-        Ok(n) => Ok(Some(n)),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Empties `pending` bytes from the pipe into the socket.
-async fn splice_out(pipe_r: &OwnedFd, to: &TcpStream, mut pending: usize) -> io::Result<()> {
-    while pending > 0 {
-        to.writable().await?;
-        match to.try_io(Interest::WRITABLE, || {
-            splice(pipe_r, None, to, None, pending, SpliceFlags::MOVE | SpliceFlags::NONBLOCK).map_err(io::Error::from)
-        }) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => pending -= n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
 
 /// Moves exactly `len` bytes from `from` to `to`. Each wait for `from` is bounded by `idle`.
 /// `moved` counts what went through (also when it fails part way).
@@ -83,7 +29,7 @@ pub(crate) async fn splice_exact(
             Ok(Err(e)) => return Err(RelayError::Src(e)),
             Ok(Ok(())) => {}
         }
-        let want = usize::try_from(left).unwrap_or(usize::MAX).min(pipe.chunk);
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(pipe.size);
         match splice_in(from, &pipe.w, want).map_err(RelayError::Src)? {
             None => continue,
             Some(0) => return Err(RelayError::SrcClosed),
@@ -106,12 +52,19 @@ pub(crate) async fn pump(
     now_ms: impl Fn() -> u64,
     moved: &AtomicU64,
 ) -> io::Result<()> {
-    let pipe = Pipe::new(false)?;
+    // A pipe is borrowed from the pool while bytes flow and given back (empty) when the
+    // socket runs dry, so an idle tunnel holds none.
+    let mut pipe: Option<Pipe> = None;
     loop {
         from.readable().await?;
-        match splice_in(from, &pipe.w, pipe.chunk)? {
-            None => continue,
+        let p = match pipe.take() {
+            Some(p) => p,
+            None => take_pipe()?,
+        };
+        match splice_in(from, &p.w, p.size)? {
+            None => give_pipe(p),
             Some(0) => {
+                give_pipe(p);
                 match rustix::net::shutdown(to, Shutdown::Write) {
                     Ok(()) | Err(rustix::io::Errno::NOTCONN) => {}
                     Err(e) => return Err(e.into()),
@@ -121,7 +74,9 @@ pub(crate) async fn pump(
             Some(n) => {
                 last.store(now_ms(), Ordering::Relaxed);
                 moved.fetch_add(n as u64, Ordering::Relaxed);
-                splice_out(&pipe.r, to, n).await?;
+                // On error the pipe may hold bytes: it is dropped, not pooled.
+                splice_out(&p.r, to, n).await?;
+                pipe = Some(p);
             }
         }
     }

@@ -18,7 +18,8 @@ use tracing::{debug, info, warn};
 use crate::clock::Clock;
 use crate::conn_table::{ConnEntry, ConnTable};
 use crate::proxy_protocol;
-use crate::relay::{write_all, Relay};
+use crate::relay::Relay;
+use crate::splice::write_all;
 
 /// Knobs of the proxy engine.
 #[derive(Debug, Clone, Copy)]
@@ -117,7 +118,7 @@ impl Engine {
             if slots.contains_key(&key) || fresh.iter().any(|(k, _)| *k == key) {
                 continue;
             }
-            match bind(key.addr, self.cfg.backlog) {
+            match bind_listener(key.addr, self.cfg.backlog) {
                 Ok(l) => fresh.push((key, l)),
                 Err(source) => return Err(ListenError { key, source }),
             }
@@ -238,7 +239,8 @@ fn timeout_ms(state: ConnState, t: &rvs_core::Timeouts, connect: Duration) -> u6
     }
 }
 
-fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+/// A listening socket for a virtual service: `SO_REUSEADDR`, bound to `addr`, with `backlog`.
+pub fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;

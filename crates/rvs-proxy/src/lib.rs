@@ -5,9 +5,9 @@
 pub mod clock;
 pub mod conn_table;
 pub mod engine;
-mod pipe_pool;
 pub mod proxy_protocol;
 mod relay;
+pub mod splice;
 
 pub use clock::Clock;
-pub use engine::{ConnInfo, ConnectFailureObserver, Engine, EngineConfig, ListenError};
+pub use engine::{bind_listener, ConnInfo, ConnectFailureObserver, Engine, EngineConfig, ListenError};

@@ -5,11 +5,9 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::net::Shutdown;
-use rustix::pipe::{splice, SpliceFlags};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tracing::debug;
@@ -18,7 +16,7 @@ use rvs_core::Binding;
 
 use crate::clock::Clock;
 use crate::conn_table::ConnEntry;
-use crate::pipe_pool::{self, Pipe};
+use crate::splice::{give_pipe, splice_in, splice_out, take_pipe, write_all, Pipe};
 
 /// Size of the copy path's scratch buffer; a read that fills it switches to splice.
 const COPY_BUF: usize = 16 * 1024;
@@ -79,7 +77,7 @@ impl Relay<'_> {
                     }
                 }
             } else {
-                let p = match pipe.take().map_or_else(pipe_pool::take, Ok) {
+                let p = match pipe.take().map_or_else(take_pipe, Ok) {
                     Ok(p) => p,
                     Err(e) => {
                         debug!(error = %e, "no pipe for splice: copying");
@@ -89,7 +87,7 @@ impl Relay<'_> {
                 };
                 match splice_in(from, &p.w, p.size) {
                     Ok(Some(0)) => {
-                        pipe_pool::give(p);
+                        give_pipe(p);
                         0
                     }
                     Ok(Some(n)) => {
@@ -101,13 +99,13 @@ impl Relay<'_> {
                     }
                     Ok(None) => {
                         // The burst is over: the pipe goes back, small messages are copied.
-                        pipe_pool::give(p);
+                        give_pipe(p);
                         bulk = false;
                         continue;
                     }
                     Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
                         // This socket cannot be spliced: copy through the buffer from now on.
-                        pipe_pool::give(p);
+                        give_pipe(p);
                         (bulk, splice_ok) = (false, false);
                         continue;
                     }
@@ -182,45 +180,4 @@ fn copy_step(from: &TcpStream, to: &TcpStream) -> io::Result<Step> {
         };
         Ok(Step::Moved { n, full: n == len, rest: (written < n).then(|| buf[written..n].to_vec()) })
     })
-}
-
-/// One splice from the socket into the pipe: `Some(0)` at EOF, `None` when not ready.
-fn splice_in(from: &TcpStream, pipe_w: &OwnedFd, chunk: usize) -> io::Result<Option<usize>> {
-    match from.try_io(Interest::READABLE, || {
-        splice(from, None, pipe_w, None, chunk, SpliceFlags::MOVE | SpliceFlags::NONBLOCK).map_err(io::Error::from)
-    }) {
-        Ok(n) => Ok(Some(n)),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Empties `pending` bytes from the pipe into the socket.
-async fn splice_out(pipe_r: &OwnedFd, to: &TcpStream, mut pending: usize) -> io::Result<()> {
-    while pending > 0 {
-        to.writable().await?;
-        match to.try_io(Interest::WRITABLE, || {
-            splice(pipe_r, None, to, None, pending, SpliceFlags::MOVE | SpliceFlags::NONBLOCK).map_err(io::Error::from)
-        }) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => pending -= n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Writes all of `data` to a socket shared by reference.
-pub(crate) async fn write_all(to: &TcpStream, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        to.writable().await?;
-        match to.try_write(data) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
