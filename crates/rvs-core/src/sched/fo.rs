@@ -8,17 +8,7 @@ pub struct WeightedFailover;
 
 impl Scheduler for WeightedFailover {
     fn schedule(&mut self, dests: &[DestView], _req: &SchedRequest) -> Option<usize> {
-        let mut highest: Option<(usize, u32)> = None;
-        for (i, d) in dests.iter().enumerate() {
-            if !d.available() {
-                continue;
-            }
-            match highest {
-                Some((_, hw)) if d.weight <= hw => {}
-                _ => highest = Some((i, d.weight)),
-            }
-        }
-        highest.map(|(i, _)| i)
+        super::heaviest(dests, |_| true)
     }
 
     fn update(&mut self, _dests: &[DestView]) {}

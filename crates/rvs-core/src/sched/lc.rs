@@ -8,18 +8,8 @@ pub struct LeastConnection;
 
 impl Scheduler for LeastConnection {
     fn schedule(&mut self, dests: &[DestView], _req: &SchedRequest) -> Option<usize> {
-        let mut least: Option<(usize, u64)> = None;
-        for (i, d) in dests.iter().enumerate() {
-            if !d.available() {
-                continue;
-            }
-            let doh = d.load();
-            match least {
-                Some((_, loh)) if doh >= loh => {}
-                _ => least = Some((i, doh)),
-            }
-        }
-        least.map(|(i, _)| i)
+        // Load alone: every weight counts as 1.
+        super::least(dests, |d| (d.load(), 1))
     }
 
     fn update(&mut self, _dests: &[DestView]) {}

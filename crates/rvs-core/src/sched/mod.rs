@@ -228,6 +228,32 @@ pub trait Scheduler: Send + fmt::Debug {
     fn update(&mut self, dests: &[DestView]);
 }
 
+/// The available server with the least `overhead / weight`, as `key` gives them, compared by
+/// cross-multiplication as the kernel does (no division); ties go to the earliest server.
+fn least(dests: &[DestView], key: impl Fn(&DestView) -> (u64, u64)) -> Option<usize> {
+    let mut least: Option<(usize, u64, u64)> = None;
+    for (i, d) in dests.iter().enumerate().filter(|(_, d)| d.available()) {
+        let (doh, dwt) = key(d);
+        match least {
+            Some((_, loh, lwt)) if loh * dwt <= doh * lwt => {}
+            _ => least = Some((i, doh, dwt)),
+        }
+    }
+    least.map(|(i, _, _)| i)
+}
+
+/// The available server with the highest weight among those `eligible`; ties go earliest.
+fn heaviest(dests: &[DestView], eligible: impl Fn(&DestView) -> bool) -> Option<usize> {
+    let mut highest: Option<(usize, u32)> = None;
+    for (i, d) in dests.iter().enumerate().filter(|(_, d)| d.available() && eligible(d)) {
+        match highest {
+            Some((_, hw)) if d.weight <= hw => {}
+            _ => highest = Some((i, d.weight)),
+        }
+    }
+    highest.map(|(i, _)| i)
+}
+
 /// Builds the scheduler named by `cfg`, already updated for `dests`.
 pub fn build(cfg: &SchedConfig, dests: &[DestView]) -> Box<dyn Scheduler> {
     let mut s: Box<dyn Scheduler> = match cfg.kind {

@@ -8,21 +8,11 @@ pub struct NeverQueue;
 
 impl Scheduler for NeverQueue {
     fn schedule(&mut self, dests: &[DestView], _req: &SchedRequest) -> Option<usize> {
-        let mut least: Option<(usize, u64, u64)> = None;
-        for (i, d) in dests.iter().enumerate() {
-            if !d.available() {
-                continue;
-            }
-            if d.active == 0 {
-                return Some(i);
-            }
-            let (doh, dwt) = (u64::from(d.active) + 1, u64::from(d.weight));
-            match least {
-                Some((_, loh, lwt)) if loh * dwt <= doh * lwt => {}
-                _ => least = Some((i, doh, dwt)),
-            }
+        // The first idle server wins at once; else shortest expected delay.
+        if let Some(i) = dests.iter().position(|d| d.available() && d.active == 0) {
+            return Some(i);
         }
-        least.map(|(i, _, _)| i)
+        super::least(dests, |d| (u64::from(d.active) + 1, u64::from(d.weight)))
     }
 
     fn update(&mut self, _dests: &[DestView]) {}

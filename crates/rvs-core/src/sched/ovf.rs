@@ -10,17 +10,7 @@ impl Scheduler for WeightedOverflow {
     fn schedule(&mut self, dests: &[DestView], _req: &SchedRequest) -> Option<usize> {
         // As the kernel: a server is full once active > weight, so active == weight still takes
         // one more connection.
-        let mut highest: Option<(usize, u32)> = None;
-        for (i, d) in dests.iter().enumerate() {
-            if !d.available() || d.active > d.weight {
-                continue;
-            }
-            match highest {
-                Some((_, hw)) if d.weight <= hw => {}
-                _ => highest = Some((i, d.weight)),
-            }
-        }
-        highest.map(|(i, _)| i)
+        super::heaviest(dests, |d| d.active <= d.weight)
     }
 
     fn update(&mut self, _dests: &[DestView]) {}

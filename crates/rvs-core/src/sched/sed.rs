@@ -13,19 +13,7 @@ fn overhead(d: &DestView) -> u64 {
 
 impl Scheduler for ShortestExpectedDelay {
     fn schedule(&mut self, dests: &[DestView], _req: &SchedRequest) -> Option<usize> {
-        // loh/lwt > doh/dwt as loh*dwt > doh*lwt.
-        let mut least: Option<(usize, u64, u64)> = None;
-        for (i, d) in dests.iter().enumerate() {
-            if !d.available() {
-                continue;
-            }
-            let (doh, dwt) = (overhead(d), u64::from(d.weight));
-            match least {
-                Some((_, loh, lwt)) if loh * dwt <= doh * lwt => {}
-                _ => least = Some((i, doh, dwt)),
-            }
-        }
-        least.map(|(i, _, _)| i)
+        super::least(dests, |d| (overhead(d), u64::from(d.weight)))
     }
 
     fn update(&mut self, _dests: &[DestView]) {}

@@ -8,20 +8,7 @@ pub struct WeightedLeastConnection;
 
 impl Scheduler for WeightedLeastConnection {
     fn schedule(&mut self, dests: &[DestView], _req: &SchedRequest) -> Option<usize> {
-        // Compare loh/lwt > doh/dwt as loh*dwt > doh*lwt, as the kernel does.
-        let mut least: Option<(usize, u64, u64)> = None;
-        for (i, d) in dests.iter().enumerate() {
-            if !d.available() {
-                continue;
-            }
-            let (doh, dwt) = (d.load(), u64::from(d.weight));
-            match least {
-                None => least = Some((i, doh, dwt)),
-                Some((_, loh, lwt)) if loh * dwt > doh * lwt => least = Some((i, doh, dwt)),
-                _ => {}
-            }
-        }
-        least.map(|(i, _, _)| i)
+        super::least(dests, |d| (d.load(), u64::from(d.weight)))
     }
 
     fn update(&mut self, _dests: &[DestView]) {}
