@@ -12,9 +12,9 @@ use crate::checkers::dns::{encode_name, QType};
 use crate::checkers::tls::TlsClient;
 use crate::checkers::{self, Deadline, Verdict};
 use crate::escape::{unescape, EscapeError};
-use crate::pattern::{Pattern, PatternError};
 use crate::result::CheckResult;
 use crate::status::{StatusError, StatusRange};
+use rvs_core::pattern::{Pattern, PatternError};
 
 /// What to check.
 #[derive(Debug, Clone, PartialEq, Eq)]

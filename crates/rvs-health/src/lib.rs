@@ -28,7 +28,6 @@ pub mod health;
 pub mod jitter;
 pub mod md5;
 pub mod notify;
-pub mod pattern;
 mod process;
 pub mod quorum;
 pub mod result;
@@ -46,9 +45,9 @@ pub use escape::{unescape, EscapeError};
 pub use events::{Event, EventLog, EventRecord, DEFAULT_EVENT_CAPACITY};
 pub use health::{effective_weight, Health, WeightHint, MAX_WEIGHT};
 pub use notify::{Notification, Notifier, NotifyCommand, NotifyError, NotifyKind, NotifyStats, DEFAULT_NOTIFY_TIMEOUT};
-pub use pattern::{Pattern, PatternError};
 pub use quorum::{live_weight, Quorum, QuorumError, QuorumState, QuorumTracker, QuorumTransition};
 pub use result::CheckResult;
+pub use rvs_core::pattern::{Pattern, PatternError};
 pub use state::{CheckState, Totals, Transition};
 pub use status::{StatusError, StatusRange};
 pub use supervisor::{

@@ -60,3 +60,9 @@ pub enum L7Error {
     #[error("L7 virtual service {key}, pool `{pool}`: {source}")]
     Command { key: ServiceKey, pool: String, source: Box<CommandError> },
 }
+
+impl From<rvs_core::pattern::PatternError> for ConfigError {
+    fn from(e: rvs_core::pattern::PatternError) -> Self {
+        ConfigError::Regex { pattern: e.source_text, message: e.message }
+    }
+}

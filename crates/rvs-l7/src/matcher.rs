@@ -7,8 +7,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::ConfigError;
-use crate::pattern::Pattern;
 use crate::request_view::RequestView;
+use rvs_core::pattern::Pattern;
 
 /// A host condition. Hosts compare case-insensitively and without the port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +45,7 @@ impl ValuePattern {
     }
 
     pub fn regex(source: &str) -> Result<Self, ConfigError> {
-        Pattern::new(source).map(ValuePattern::Regex)
+        Ok(ValuePattern::Regex(Pattern::new(source)?))
     }
 
     fn test(&self, value: &[u8]) -> bool {
@@ -110,7 +110,7 @@ impl Match {
     }
 
     pub fn path_regex(source: &str) -> Result<Self, ConfigError> {
-        Pattern::new(source).map(|p| Match::Path(PathPattern::Regex(p)))
+        Ok(Match::Path(PathPattern::Regex(Pattern::new(source)?)))
     }
 
     pub fn method(method: &str) -> Result<Self, ConfigError> {

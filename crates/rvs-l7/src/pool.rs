@@ -8,8 +8,8 @@ use rvs_core::{Persistence, ProxyProtocol, RealServerSettings, SchedFlags, Sched
 
 use crate::error::ConfigError;
 use crate::matcher::is_tchar;
-use crate::pattern::Pattern;
 use crate::rule::check_ident;
+use rvs_core::pattern::Pattern;
 
 /// How requests of one client stick to a real server.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{connect, io_reason, Deadline, Failure, Success, Verdict};
 use crate::escape::excerpt;
-use crate::pattern::Pattern;
+use rvs_core::pattern::Pattern;
 
 /// Most bytes read while waiting for a match.
 const MAX_READ: usize = 64 * 1024;
@@ -23,24 +23,24 @@ pub(crate) async fn check(send: Option<&[u8]>, expect: &Pattern, addr: SocketAdd
         let read = tokio::time::timeout_at(dl.at, stream.read(&mut chunk)).await;
         let n = match read {
             Err(_) => {
-                let what = format!("waiting for {expect} (got \"{}\")", excerpt(&got, 60));
+                let what = format!("waiting for /{expect}/ (got \"{}\")", excerpt(&got, 60));
                 return Err(dl.expired(&what));
             }
-            Ok(Err(e)) => return Err(Failure(format!("{} before {expect} matched", io_reason(&e)))),
+            Ok(Err(e)) => return Err(Failure(format!("{} before /{expect}/ matched", io_reason(&e)))),
             Ok(Ok(n)) => n,
         };
         if n == 0 {
             return Err(Failure(format!(
-                "connection closed; response does not match {expect} (got \"{}\")",
+                "connection closed; response does not match /{expect}/ (got \"{}\")",
                 excerpt(&got, 60)
             )));
         }
         got.extend_from_slice(&chunk[..n]);
         if expect.is_match(&got) {
-            return Ok(Success::up(format!("response matches {expect}")));
+            return Ok(Success::up(format!("response matches /{expect}/")));
         }
         if got.len() >= MAX_READ {
-            return Err(Failure(format!("no match for {expect} in the first 64 KiB")));
+            return Err(Failure(format!("no match for /{expect}/ in the first 64 KiB")));
         }
     }
 }

@@ -73,9 +73,9 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     let body = dl.run("reading the response body", read_body(&mut reader, head.framing, MAX_BODY)).await??;
     if let Some(re) = &spec.body_regex {
         if !re.is_match(&body.bytes) {
-            return Err(Failure(format!("body does not match {re} (got \"{}\")", excerpt(&body.bytes, 60))));
+            return Err(Failure(format!("body does not match /{re}/ (got \"{}\")", excerpt(&body.bytes, 60))));
         }
-        reason.push_str(&format!(", body matches {re}"));
+        reason.push_str(&format!(", body matches /{re}/"));
     }
     if let Some(want) = &spec.body_digest {
         if body.truncated {

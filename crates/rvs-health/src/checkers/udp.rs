@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 
 use super::{io_reason, udp_connect, Deadline, Failure, Success, Verdict};
 use crate::escape::excerpt;
-use crate::pattern::Pattern;
 use crate::result::human_duration;
+use rvs_core::pattern::Pattern;
 
 pub(crate) async fn check(
     payload: &[u8],
@@ -38,9 +38,9 @@ pub(crate) async fn check(
     };
     match expect {
         Some(re) if !re.is_match(reply) => {
-            Err(Failure(format!("reply does not match {re} (got \"{}\")", excerpt(reply, 60))))
+            Err(Failure(format!("reply does not match /{re}/ (got \"{}\")", excerpt(reply, 60))))
         }
-        Some(re) => Ok(Success::up(format!("reply matches {re}"))),
+        Some(re) => Ok(Success::up(format!("reply matches /{re}/"))),
         None => Ok(Success::up(format!("reply of {} bytes", reply.len()))),
     }
 }

@@ -1,5 +1,6 @@
-//! Patterns that responses must match (HTTP body, send/expect, UDP reply): a byte regex that
-//! compares and prints by its source, so check specs can be compared across reloads.
+//! A regular expression as the configuration holds it: matched against bytes (response bodies,
+//! header values may be any octets), size-limited, compared and printed by its source text so
+//! configurations can be diffed and printed back. Shared by the checkers and the L7 rules.
 
 use std::fmt;
 use std::str::FromStr;
@@ -32,6 +33,12 @@ impl Pattern {
     pub fn is_match(&self, haystack: &[u8]) -> bool {
         self.0.is_match(haystack)
     }
+
+    /// The first capture group when the pattern has one and it matched, else the whole match.
+    pub fn capture<'t>(&self, text: &'t [u8]) -> Option<&'t [u8]> {
+        let caps = self.0.captures(text)?;
+        caps.get(1).or_else(|| caps.get(0)).map(|m| m.as_bytes())
+    }
 }
 
 impl PartialEq for Pattern {
@@ -50,9 +57,10 @@ impl FromStr for Pattern {
 }
 
 /// `/source/`, as operators write it.
+/// The source text, as written (messages put it between slashes).
 impl fmt::Display for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "/{}/", self.as_str())
+        f.write_str(self.as_str())
     }
 }
 
@@ -66,7 +74,8 @@ mod tests {
         assert!(p.is_match(b"220 mail ESMTP\r\n"));
         assert!(!p.is_match(b"554 go away\r\n"));
         assert_eq!(p, "^220 ".parse().unwrap());
-        assert_eq!(p.to_string(), "/^220 /");
+        assert_eq!(p.to_string(), "^220 ");
+        assert_eq!(Pattern::new(r"user=(\w+)").unwrap().capture(b"/x?user=bob&y"), Some(&b"bob"[..]));
         let e = Pattern::new("(").unwrap_err();
         assert!(e.to_string().starts_with("invalid regular expression /(/"), "{e}");
     }
