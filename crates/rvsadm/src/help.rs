@@ -52,7 +52,10 @@ pub fn usage(program: &str) -> String {
         "Differences from ipvsadm: the default forwarding method is --fullnat (rvs's proxy engine; \
          -g, -i and -m are passed to rvsd, which refuses them until it has a packet engine);\n\
          -S also saves thresholds and rvs's options; -R applies its whole input or nothing and names \
-         the line at fault.\n",
+         the line at fault.\n\
+         --add-rule, --del-rule and --list-rules (rvs's own) change and show the rules of http (Layer-7) \
+         virtual services at run time, as the API does; -S and -R do not carry them, and a reload of rvsd's \
+         configuration file puts back the file's rules.\n",
     );
     out
 }

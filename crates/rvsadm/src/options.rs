@@ -1,6 +1,8 @@
 //! The one table of rvsadm's options: ipvsadm 1.31's commands and options, in ipvsadm's
-//! order, plus rvs's own. The parser ([`crate::parse`]), `--help` and the shell completions
-//! ([`crate::help`]) are all generated from [`OPTIONS`]; nothing else lists options.
+//! order, plus rvs's own (among them the Layer-7 rule commands `--add-rule`, `--del-rule`,
+//! `--list-rules` and their options). The parser ([`crate::parse`]), `--help` and the shell
+//! completions ([`crate::help`]) are all generated from [`OPTIONS`]; nothing else lists
+//! options.
 
 /// The commands, in ipvsadm's order (the order of the columns of [`OptDef::rules`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +21,10 @@ pub enum Cmd {
     Restore,
     Save,
     Zero,
+    // rvs's own commands with a column of their own (the Layer-7 rules).
+    AddRule,
+    DelRule,
+    ListRules,
     // Commands that act at once and take no rule check.
     Help,
     Version,
@@ -43,6 +49,9 @@ impl Cmd {
             Cmd::Restore => "restore",
             Cmd::Save => "save",
             Cmd::Zero => "zero",
+            Cmd::AddRule => "add-rule",
+            Cmd::DelRule => "del-rule",
+            Cmd::ListRules => "list-rules",
             Cmd::Help => "help",
             Cmd::Version => "version",
             Cmd::Completions => "completions",
@@ -52,9 +61,13 @@ impl Cmd {
     /// The column of this command in [`OptDef::rules`], for the commands that have one.
     pub fn column(self) -> Option<usize> {
         let i = self as usize;
-        (i <= Cmd::Zero as usize).then_some(i)
+        (i < COLUMNS).then_some(i)
     }
 }
+
+/// The number of commands with a column in [`OptDef::rules`]: ipvsadm's 14, then rvs's
+/// three rule commands.
+pub const COLUMNS: usize = Cmd::ListRules as usize + 1;
 
 /// Every option that is not a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +122,11 @@ pub enum Opt {
     Watch,
     Count,
     Api,
+    Rule,
+    Match,
+    Pool,
+    Before,
+    Rules,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,10 +153,12 @@ pub enum Section {
     Option,
     Daemon,
     Rvs,
+    Rules,
 }
 
 impl Section {
-    pub const ALL: [Section; 5] = [Section::Command, Section::Service, Section::Option, Section::Daemon, Section::Rvs];
+    pub const ALL: [Section; 6] =
+        [Section::Command, Section::Service, Section::Option, Section::Daemon, Section::Rvs, Section::Rules];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -147,6 +167,7 @@ impl Section {
             Section::Option => "Options:",
             Section::Daemon => "Daemon Options:",
             Section::Rvs => "rvs options (not in ipvsadm):",
+            Section::Rules => "Layer-7 (http) rule options (rvs, with --add-rule, --del-rule, --list-rules):",
         }
     }
 }
@@ -163,9 +184,12 @@ pub struct OptDef {
     /// Empty: no class (never counted, always allowed).
     pub class: &'static str,
     /// Legality with each command, one character per command in [`Cmd`] order
-    /// (A E D C L a d e set start stop R S Z), ipvsadm's key: `+` compulsory, `x` illegal,
-    /// `1` exclusive (only one `1` option), ` ` optional. Empty for commands.
+    /// (A E D C L a d e set start stop R S Z, then rvs's add-rule del-rule list-rules),
+    /// ipvsadm's key: `+` compulsory, `x` illegal, `1` exclusive (only one `1` option),
+    /// ` ` optional. Empty for commands.
     pub rules: &'static str,
+    /// The option may be given more than once (its values are collected).
+    pub repeat: bool,
     pub section: Section,
     pub help: &'static str,
     /// The synopsis line of a command in `--help`.
@@ -198,6 +222,7 @@ const fn cmd(
         help,
         usage,
         values: &[],
+        repeat: false,
     }
 }
 
@@ -212,7 +237,19 @@ const fn opt(
     section: Section,
     help: &'static str,
 ) -> OptDef {
-    OptDef { long, shorts, arg, action: Action::Option(o), class, rules, section, help, usage: "", values: &[] }
+    OptDef {
+        long,
+        shorts,
+        arg,
+        action: Action::Option(o),
+        class,
+        rules,
+        section,
+        help,
+        usage: "",
+        values: &[],
+        repeat: false,
+    }
 }
 
 const fn with_values(mut d: OptDef, values: &'static [&'static str]) -> OptDef {
@@ -220,19 +257,30 @@ const fn with_values(mut d: OptDef, values: &'static [&'static str]) -> OptDef {
     d
 }
 
-use ArgKind::{Flag, Optional, Value};
-use Section::{Daemon as D, Option as O, Rvs as R, Service as S};
+const fn repeatable(mut d: OptDef) -> OptDef {
+    d.repeat = true;
+    d
+}
 
-//                             A E D C L a d e s s s R S Z
-//                                             e t t
-//                                             t a o
-const ADD_EDIT: &str = /*   */ "  xxxxxxxxxxxx";
-const SERVER_OPT: &str = /* */ "xxxxx x xxxxxx";
-const LIST_OPT: &str = /*   */ "xxxx xxxxxxxxx";
-const LIST_ONE: &str = /*   */ "xxxx1xxxxxxxxx";
-const DAEMON_OPT: &str = /* */ "xxxxxxxxx xxxx";
-const SERVICE: &str = /*    */ "+++x1+++xxxxx ";
-const ANY: &str = /*        */ "              ";
+/// The first words of the rule conditions (`--match`), for completions.
+pub const MATCH_KINDS: &[&str] = &["host=", "path=", "path^=", "path~=", "method=", "header:", "query:", "cookie:"];
+
+use ArgKind::{Flag, Optional, Value};
+use Section::{Daemon as D, Option as O, Rules as H, Rvs as R, Service as S};
+
+//                             A E D C L a d e s s s R S Z a d l
+//                                             e t t       r r r
+//                                             t a o       u u u
+const ADD_EDIT: &str = /*   */ "  xxxxxxxxxxxxxxx";
+const SERVER_OPT: &str = /* */ "xxxxx x xxxxxxxxx";
+/// `-L` only.
+const LIST_OPT: &str = /*   */ "xxxx xxxxxxxxxxxx";
+/// `-L` and `--list-rules`.
+const LISTS_OPT: &str = /*  */ "xxxx xxxxxxxxxxx ";
+const LIST_ONE: &str = /*   */ "xxxx1xxxxxxxxxxxx";
+const DAEMON_OPT: &str = /* */ "xxxxxxxxx xxxxxxx";
+const SERVICE: &str = /*    */ "+++x1+++xxxxx ++ ";
+const ANY: &str = /*        */ "                 ";
 
 /// The table. Commands first, then the options in ipvsadm's own order (which is also the order
 /// its rule checks run in), then rvs's.
@@ -285,6 +333,30 @@ pub const OPTIONS: &[OptDef] = &[
         ),
         &["master", "backup"],
     ),
+    cmd(
+        "add-rule",
+        &[],
+        Flag,
+        Cmd::AddRule,
+        "add a rule to an http (Layer-7) virtual service (rvs)",
+        "--add-rule -t service-address --rule name --match condition [--match condition ...] --pool pool [--before name]",
+    ),
+    cmd(
+        "del-rule",
+        &[],
+        Flag,
+        Cmd::DelRule,
+        "delete a rule of an http virtual service (rvs)",
+        "--del-rule -t service-address --rule name",
+    ),
+    cmd(
+        "list-rules",
+        &[],
+        Flag,
+        Cmd::ListRules,
+        "list the http virtual services: rules, pools (rvs)",
+        "--list-rules|-L --rules [-t service-address] [-n] [--json]",
+    ),
     cmd("help", &['h'], Flag, Cmd::Help, "display this help message", "-h"),
     cmd("version", &['v'], Flag, Cmd::Version, "display the version", "-v"),
     with_values(
@@ -299,7 +371,7 @@ pub const OPTIONS: &[OptDef] = &[
         SHELLS,
     ),
     // ---- options, in ipvsadm's order
-    opt("numeric", &['n'], Flag, Opt::Numeric, "numeric", "xxxx xxxxxxx x", O, "numeric output of addresses and ports"),
+    opt("numeric", &['n'], Flag, Opt::Numeric, "numeric", "xxxx xxxxxxx xxx ", O, "numeric output of addresses and ports"),
     opt("connection", &['c'], Flag, Opt::Connection, "connection", LIST_ONE, O, "output of current connections"),
     opt(
         "tcp-service",
@@ -363,7 +435,7 @@ pub const OPTIONS: &[OptDef] = &[
         Value("server-address"),
         Opt::RealServer,
         "real-server",
-        "xxxxx+++xxxxxx",
+        "xxxxx+++xxxxxxxxx",
         O,
         "server-address is host (and port)",
     ),
@@ -403,7 +475,7 @@ pub const OPTIONS: &[OptDef] = &[
         Flag,
         Opt::FullNat,
         "forwarding-method",
-        "xxxxx x xxx xx",
+        "xxxxx x xxx xxxxx",
         O,
         "full NAT through rvs's proxy engine (the default in rvs); with -R: every real server of the input",
     ),
@@ -413,7 +485,7 @@ pub const OPTIONS: &[OptDef] = &[
         Value("weight"),
         Opt::Weight,
         "weight",
-        "xxxx  x xxxxxx",
+        "xxxx  x xxxxxxxx ",
         O,
         "capacity of real server (0..65535); with -L (rvs): refresh the listing every weight seconds, as --watch",
     ),
@@ -462,7 +534,7 @@ pub const OPTIONS: &[OptDef] = &[
         O,
         "output of persistent connection info",
     ),
-    opt("nosort", &[], Flag, Opt::NoSort, "nosort", LIST_OPT, O, "disable sorting output of service/server entries"),
+    opt("nosort", &[], Flag, Opt::NoSort, "nosort", LISTS_OPT, O, "disable sorting output of service/server entries"),
     opt("sort", &[], Flag, Opt::Sort, "", ANY, O, "does nothing, for backwards compatibility"),
     opt(
         "syncid",
@@ -470,11 +542,11 @@ pub const OPTIONS: &[OptDef] = &[
         Value("sid"),
         Opt::SyncId,
         "syncid",
-        "xxxx xxxx  xxx",
+        "xxxx xxxx  xxxxxx",
         D,
         "syncid for connection sync (default=255)",
     ),
-    opt("exact", &['X'], Flag, Opt::Exact, "exact", LIST_OPT, O, "expand numbers (display exact values)"),
+    opt("exact", &['X'], Flag, Opt::Exact, "exact", LISTS_OPT, O, "expand numbers (display exact values)"),
     opt("ops", &['o'], Flag, Opt::Ops, "ops", ADD_EDIT, O, "one-packet scheduling (not supported by rvs yet)"),
     opt(
         "pe",
@@ -588,7 +660,7 @@ pub const OPTIONS: &[OptDef] = &[
         Flag,
         Opt::Json,
         "json",
-        "xxxx xxxxxxx x",
+        "xxxx xxxxxxx xxx ",
         R,
         "with -L or -S: print the API's JSON instead of columns",
     ),
@@ -598,11 +670,11 @@ pub const OPTIONS: &[OptDef] = &[
         Optional("seconds"),
         Opt::Watch,
         "watch",
-        LIST_OPT,
+        LISTS_OPT,
         R,
         "refresh the listing every so many seconds (default 2), like watch ipvsadm -L; implies -L",
     ),
-    opt("count", &[], Value("n"), Opt::Count, "count", LIST_OPT, R, "with --watch: stop after n listings"),
+    opt("count", &[], Value("n"), Opt::Count, "count", LISTS_OPT, R, "with --watch: stop after n listings"),
     opt(
         "health",
         &[],
@@ -624,6 +696,43 @@ pub const OPTIONS: &[OptDef] = &[
         "rvsd's API: a unix socket path (default $RVSADM_API or /run/rvsd.sock) or http://127.0.0.1:PORT \
          (bearer token from $RVSADM_TOKEN)",
     ),
+    // ---- rvs's Layer-7 rules
+    opt(
+        "rule",
+        &[],
+        Value("name"),
+        Opt::Rule,
+        "rule",
+        "xxxxxxxxxxxxxx++x",
+        H,
+        "the rule's name (letters, digits, - _ . / :)",
+    ),
+    repeatable(with_values(
+        opt(
+            "match",
+            &[],
+            Value("condition"),
+            Opt::Match,
+            "match",
+            "xxxxxxxxxxxxxx+xx",
+            H,
+            "a condition the request must meet, repeated for several (all must hold): host=NAME, host=*.SUFFIX, \
+             path=PATH, path^=PREFIX, path~=REGEX, method=METHOD, header:NAME[=VALUE|~=REGEX], query:..., cookie:...",
+        ),
+        MATCH_KINDS,
+    )),
+    opt("pool", &[], Value("pool"), Opt::Pool, "pool", "xxxxxxxxxxxxxx+xx", H, "the pool the matching requests go to"),
+    opt(
+        "before",
+        &[],
+        Value("name"),
+        Opt::Before,
+        "before",
+        "xxxxxxxxxxxxxx xx",
+        H,
+        "insert the rule before this one (rules are tried in order, the first match wins); default: last",
+    ),
+    opt("rules", &[], Flag, Opt::Rules, "rules", "xxxx xxxxxxxxxxx ", H, "with -L: list the http services' rules (as --list-rules)"),
 ];
 
 /// The definition with long name `name`.
@@ -657,7 +766,7 @@ mod tests {
             match d.action {
                 Action::Command(_) => assert!(d.rules.is_empty()),
                 Action::Option(o) => {
-                    assert_eq!(d.rules.len(), 14, "--{}", d.long);
+                    assert_eq!(d.rules.len(), COLUMNS, "--{}", d.long);
                     assert!(d.rules.chars().all(|c| "+x1 ".contains(c)), "--{}", d.long);
                     assert_eq!(def_of(o).long, d.long);
                 }

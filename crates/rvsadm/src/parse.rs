@@ -74,6 +74,31 @@ pub struct ServerArgs {
     pub proxy_protocol: Option<String>,
 }
 
+/// rvs's `--add-rule`: a rule for an http (Layer-7) virtual service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleArgs {
+    pub service: ServiceRef,
+    pub name: String,
+    /// The conditions in their text form (`path^=/api/`, `host=*.example.com`), all of
+    /// which must hold; rvsd checks them.
+    pub matches: Vec<String>,
+    pub pool: String,
+    /// Insert before this rule; `None` appends.
+    pub before: Option<String>,
+}
+
+impl RuleArgs {
+    /// The API's body for `POST /v1/http/{address}/rules`.
+    pub fn spec(&self) -> rvs_api::HttpRuleSpec {
+        rvs_api::HttpRuleSpec {
+            name: self.name.clone(),
+            matches: self.matches.clone(),
+            pool: self.pool.clone(),
+            before: self.before.clone(),
+        }
+    }
+}
+
 /// What `-L` shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListView {
@@ -82,6 +107,8 @@ pub enum ListView {
     Connections,
     Timeout,
     Daemon,
+    /// rvs's `--list-rules` (`-L --rules`): the http services, or the one given.
+    Rules(Option<ServiceRef>),
 }
 
 /// ipvsadm's FMT_* flags.
@@ -137,6 +164,11 @@ pub enum Command {
         json: bool,
     },
     Zero(Option<ServiceRef>),
+    AddRule(RuleArgs),
+    DeleteRule {
+        service: ServiceRef,
+        name: String,
+    },
     Help,
     Version,
     Completions(String),
@@ -150,6 +182,7 @@ impl Command {
             Command::EditService(_) => Cmd::Edit.name(),
             Command::DeleteService(_) => Cmd::Delete.name(),
             Command::Clear => Cmd::Clear.name(),
+            Command::List(ListArgs { view: ListView::Rules(_), .. }) => Cmd::ListRules.name(),
             Command::List(_) => Cmd::List.name(),
             Command::AddServer(_) => Cmd::AddServer.name(),
             Command::DeleteServer { .. } => Cmd::DeleteServer.name(),
@@ -158,6 +191,8 @@ impl Command {
             Command::Restore { .. } => Cmd::Restore.name(),
             Command::Save { .. } => Cmd::Save.name(),
             Command::Zero(_) => Cmd::Zero.name(),
+            Command::AddRule(_) => Cmd::AddRule.name(),
+            Command::DeleteRule { .. } => Cmd::DelRule.name(),
             Command::Help => Cmd::Help.name(),
             Command::Version => Cmd::Version.name(),
             Command::Completions(_) => Cmd::Completions.name(),
@@ -323,6 +358,10 @@ struct State {
     proxy_protocol: Option<String>,
     mh_table_size: Option<u32>,
     sorry_server: Option<Endpoint>,
+    rule: Option<String>,
+    matches: Vec<String>,
+    pool: Option<String>,
+    before: Option<String>,
     args: Vec<String>,
 }
 
@@ -425,12 +464,15 @@ pub fn parse(argv: &[String]) -> Result<Invocation> {
     finish(st, cmd)
 }
 
-/// ipvsadm's `set_option`: each class of option once.
+/// ipvsadm's `set_option`: each class of option once (but the options that repeat).
 fn set_class(st: &mut State, def: &OptDef) -> Result<()> {
     if def.class.is_empty() {
         return Ok(());
     }
     if st.classes.contains(&def.class) {
+        if def.repeat {
+            return Ok(());
+        }
         return Err(ParseError::fail(format!("multiple '{}' options specified", def.class)));
     }
     st.classes.push(def.class);
@@ -484,7 +526,7 @@ fn option(st: &mut State, o: Opt, def: &'static OptDef, value: Option<String>) -
         Opt::Ipip => st.method = Some(Method::Tunnel),
         Opt::Masquerading => st.method = Some(Method::Masq),
         Opt::FullNat => st.method = Some(Method::FullNat),
-        Opt::Weight if st.cmd == Some(Cmd::List) => set_watch(st, &v)?,
+        Opt::Weight if matches!(st.cmd, Some(Cmd::List | Cmd::ListRules)) => set_watch(st, &v)?,
         Opt::Weight => st.weight = Some(number(&v, 0, 65535, "weight")?),
         Opt::UThreshold => st.u_threshold = Some(number(&v, 0, i64::from(i32::MAX), "u_threshold")?),
         Opt::LThreshold => st.l_threshold = Some(number(&v, 0, i64::from(i32::MAX), "l_threshold")?),
@@ -547,8 +589,25 @@ fn option(st: &mut State, o: Opt, def: &'static OptDef, value: Option<String>) -
             )
         }
         Opt::Api => st.api = Some(v),
+        Opt::Rule => st.rule = Some(non_empty(v, "rule name")?),
+        Opt::Match => st.matches.push(non_empty(v, "match condition")?),
+        Opt::Pool => st.pool = Some(non_empty(v, "pool name")?),
+        Opt::Before => st.before = Some(non_empty(v, "rule name (--before)")?),
+        // `-L --rules` is `--list-rules`, and checked as it.
+        Opt::Rules => {
+            if st.cmd == Some(Cmd::List) {
+                st.cmd = Some(Cmd::ListRules);
+            }
+        }
     }
     Ok(())
+}
+
+fn non_empty(v: String, what: &str) -> Result<String> {
+    if v.trim().is_empty() {
+        return Err(ParseError::fail(format!("empty {what} specified")));
+    }
+    Ok(v)
 }
 
 fn set_watch(st: &mut State, text: &str) -> Result<()> {
@@ -762,6 +821,10 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
         }
     }
 
+    if matches!(cmd, Cmd::AddRule | Cmd::DelRule | Cmd::ListRules) && st.svc_proto == Some("udp") {
+        return Err(ParseError::fail("http virtual services are TCP services: name them with -t (--tcp-service)"));
+    }
+
     // What rvs refuses, after every check ipvsadm makes.
     if st.has(Opt::Pe) {
         return Err(not_in_rvs("persistence engines (--pe) are"));
@@ -836,8 +899,20 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
         Cmd::Restore => Command::Restore { fullnat: st.method == Some(Method::FullNat) },
         Cmd::Save => Command::Save { numeric: st.format.numeric, json: st.json },
         Cmd::Zero => Command::Zero(service),
-        Cmd::List => {
-            let view = if st.has(Opt::Connection) {
+        Cmd::AddRule => Command::AddRule(RuleArgs {
+            service: need(service),
+            name: st.rule.clone().expect("checked: rule is compulsory"),
+            matches: st.matches.clone(),
+            pool: st.pool.clone().expect("checked: pool is compulsory"),
+            before: st.before.clone(),
+        }),
+        Cmd::DelRule => {
+            Command::DeleteRule { service: need(service), name: st.rule.clone().expect("checked: rule is compulsory") }
+        }
+        Cmd::List | Cmd::ListRules => {
+            let view = if cmd == Cmd::ListRules {
+                ListView::Rules(service)
+            } else if st.has(Opt::Connection) {
                 ListView::Connections
             } else if let Some(s) = service {
                 ListView::Service(s)
@@ -983,6 +1058,97 @@ mod tests {
         assert_eq!(inv.api.as_deref(), Some("/tmp/x.sock"));
         assert!(matches!(inv.command, Command::List(ListArgs { view: ListView::All, .. })));
         assert!(matches!(ok(""), Command::List(_)));
+    }
+
+    #[test]
+    fn http_rules() {
+        let line = "--add-rule -t 10.0.0.1:80 --rule api --match path^=/api/ --match=host=*.example.com --pool api \
+                    --before web";
+        let Command::AddRule(r) = ok(line) else { panic!() };
+        assert_eq!(r.service, ServiceRef { protocol: "tcp", addr: "10.0.0.1:80".parse().unwrap() });
+        assert_eq!((r.name.as_str(), r.pool.as_str(), r.before.as_deref()), ("api", "api", Some("web")));
+        assert_eq!(r.matches, ["path^=/api/", "host=*.example.com"]);
+        let spec = r.spec();
+        assert_eq!(serde_json::to_value(&spec).unwrap()["match"][1], "host=*.example.com");
+        let Command::AddRule(r) = ok("--add-rule -t 10.0.0.1:80 --rule a --match path=/ --pool p") else { panic!() };
+        assert_eq!(r.before, None);
+        assert_eq!(
+            ok("--del-rule --tcp-service 10.0.0.1:80 --rule=api"),
+            Command::DeleteRule {
+                service: ServiceRef { protocol: "tcp", addr: "10.0.0.1:80".parse().unwrap() },
+                name: "api".into()
+            }
+        );
+        let Command::List(l) = ok("--list-rules -n") else { panic!() };
+        assert_eq!((l.view, l.format.numeric), (ListView::Rules(None), true));
+        let Command::List(l) = ok("-L --rules -t 10.0.0.1:80 --json") else { panic!() };
+        assert!(matches!(l.view, ListView::Rules(Some(_))) && l.json);
+        let Command::List(l) = ok("-L -n -w 0.5 --rules --count 2") else { panic!() };
+        assert_eq!((l.view, l.watch, l.count), (ListView::Rules(None), Some(0.5), Some(2)));
+        let Command::List(l) = ok("--list-rules -w 1") else { panic!() };
+        assert_eq!(l.watch, Some(1.0), "-w watches with --list-rules too");
+        let Command::List(l) = ok("--watch --rules") else { panic!() };
+        assert_eq!(l.view, ListView::Rules(None));
+        assert_eq!(ok("--list-rules").name(), "list-rules");
+        assert_eq!(ok("--del-rule -t 10.0.0.1:80 --rule a").name(), "del-rule");
+    }
+
+    #[test]
+    fn http_rule_refusals() {
+        let t = "-t 10.0.0.1:80";
+        assert_eq!(
+            err(&format!("--add-rule {t} --rule a --match path=/")),
+            ("You need to supply the 'pool' option for the 'add-rule' command".into(), 2)
+        );
+        assert_eq!(
+            err(&format!("--add-rule {t} --rule a --pool p")).0,
+            "You need to supply the 'match' option for the 'add-rule' command"
+        );
+        assert_eq!(
+            err(&format!("--add-rule {t} --match path=/ --pool p")).0,
+            "You need to supply the 'rule' option for the 'add-rule' command"
+        );
+        assert_eq!(
+            err("--add-rule --rule a --match path=/ --pool p").0,
+            "You need to supply the 'service-address' option for the 'add-rule' command"
+        );
+        assert_eq!(
+            err("--del-rule --rule a").0,
+            "You need to supply the 'service-address' option for the 'del-rule' command"
+        );
+        assert_eq!(
+            err(&format!("--del-rule {t}")).0,
+            "You need to supply the 'rule' option for the 'del-rule' command"
+        );
+        assert_eq!(
+            err(&format!("--del-rule {t} --rule a --pool p")).0,
+            "Illegal 'pool' option with the 'del-rule' command"
+        );
+        assert_eq!(
+            err(&format!("--add-rule {t} --rule a --rule b --match path=/ --pool p")).0,
+            "multiple 'rule' options specified"
+        );
+        assert_eq!(
+            err(&format!("--add-rule {t} --rule a --match path=/ --pool p -r 10.0.0.2")).0,
+            "Illegal 'real-server' option with the 'add-rule' command"
+        );
+        assert_eq!(err(&format!("-A {t} --rule a")).0, "Illegal 'rule' option with the 'add-service' command");
+        assert_eq!(err(&format!("-A {t} --rules")).0, "Illegal 'rules' option with the 'add-service' command");
+        assert_eq!(err("-L -c --rules").0, "Illegal 'connection' option with the 'list-rules' command");
+        assert_eq!(err("--list-rules --stats").0, "Illegal 'stats' option with the 'list-rules' command");
+        assert_eq!(err("--list-rules --timeout").0, "Illegal 'timeout' option with the 'list-rules' command");
+        assert_eq!(err("--list-rules --rule a").0, "Illegal 'rule' option with the 'list-rules' command");
+        assert_eq!(err("--list-rules -L").0, "multiple commands specified");
+        assert_eq!(err("--list-rules --count 2").0, "--count needs --watch (or -w with -L)");
+        assert_eq!(
+            err("--add-rule -u 10.0.0.1:80 --rule a --match path=/ --pool p").0,
+            "http virtual services are TCP services: name them with -t (--tcp-service)"
+        );
+        assert!(err("--list-rules -f 1").0.contains("fwmark services"));
+        assert_eq!(err(&format!("--add-rule {t} --rule= --match path=/ --pool p")).0, "empty rule name specified");
+        assert_eq!(err(&format!("--add-rule {t} --rule a --match= --pool p")).0, "empty match condition specified");
+        assert_eq!(err(&format!("--add-rule {t} --rule a --match")), ("--match: missing argument".into(), 255));
+        assert_eq!(err("--rules"), ("Try `rvsadm -h' or 'rvsadm --help' for more information.".into(), 255));
     }
 
     #[test]

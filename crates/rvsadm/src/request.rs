@@ -33,7 +33,8 @@ fn server_spec(a: &ServerArgs, method: Method) -> RealServerSpec {
 }
 
 /// The API command for a command that changes the table; `None` for the others (list, save,
-/// restore, help). `fullnat` forces full NAT on real servers (`-R --fullnat`).
+/// restore, help, and the Layer-7 rule commands, which have their own calls). `fullnat` forces
+/// full NAT on real servers (`-R --fullnat`).
 pub fn to_api(cmd: &Command, fullnat: bool) -> Option<ApiCommand> {
     let method = |a: &ServerArgs| if fullnat { Method::FullNat } else { a.method };
     Some(match cmd {
@@ -50,6 +51,9 @@ pub fn to_api(cmd: &Command, fullnat: bool) -> Option<ApiCommand> {
             ApiCommand::SetTimeouts { timeouts: TimeoutsView { tcp: *tcp, tcpfin: *tcpfin, udp: *udp } }
         }
         Command::Zero(s) => ApiCommand::Zero { service: s.as_ref().map(|s| s.id()) },
+        // The Layer-7 rules have their own API calls (`/v1/http/...`), outside the batch of
+        // `-R`: a restore refuses them.
+        Command::AddRule(_) | Command::DeleteRule { .. } => return None,
         Command::List(_)
         | Command::Restore { .. }
         | Command::Save { .. }

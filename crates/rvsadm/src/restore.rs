@@ -119,5 +119,10 @@ mod tests {
         assert_eq!((e.line, e.message.as_str(), e.code), (2, "illegal weight specified", 2));
         let e = parse_rules("-L -n\n", false).unwrap_err();
         assert_eq!(e.message, "the 'list' command cannot be used in restore input");
+        // The Layer-7 rules are not in the batch: refused by name.
+        let e = parse_rules("--add-rule -t 10.0.0.1:80 --rule a --match path=/ --pool p\n", false).unwrap_err();
+        assert_eq!((e.message.as_str(), e.code), ("the 'add-rule' command cannot be used in restore input", 2));
+        let e = parse_rules("--list-rules\n", false).unwrap_err();
+        assert_eq!(e.message, "the 'list-rules' command cannot be used in restore input");
     }
 }

@@ -6,7 +6,8 @@ use std::io::{IsTerminal, Read, Write};
 use std::time::Duration;
 
 use rvs_api::{
-    ApiCommand, CommandBatch, ConnectionList, InfoView, ServiceList, ServiceView, TemplateList, TimeoutsView,
+    ApiCommand, CommandBatch, ConnectionList, HttpServiceList, InfoView, ServiceList, ServiceView, TemplateList,
+    TimeoutsView,
 };
 use serde_json::Value;
 
@@ -105,6 +106,14 @@ pub fn run(client: &Client, cmd: &Command) -> Result<String> {
             std::io::stdin().read_to_string(&mut text).map_err(|e| Failure::new(format!("reading stdin: {e}"), 1))?;
             restore_text(client, &text, *fullnat).map(|_| String::new())
         }
+        Command::AddRule(a) => {
+            let path = format!("/v1/http/{}/rules", encode_segment(&a.service.addr.to_string()));
+            rule_change(client, "POST", &path, Some(&a.spec()))
+        }
+        Command::DeleteRule { service, name } => {
+            let path = format!("/v1/http/{}/rules/{}", encode_segment(&service.addr.to_string()), encode_segment(name));
+            rule_change(client, "DELETE", &path, None)
+        }
         other => {
             let api = request::to_api(other, false).expect("every other command changes the table");
             apply(client, &[api]).map_err(|(_, f)| f).map(|_| String::new())
@@ -133,6 +142,27 @@ fn apply(client: &Client, cmds: &[ApiCommand]) -> std::result::Result<(), (Optio
             Err((index, Failure::new(message, 255)))
         }
         Err(e) => Err((None, Failure::client(e, 255))),
+    }
+}
+
+/// A rule added or deleted. rvsd's message when it refuses (it names the service, rule or
+/// pool at fault), exit status 255 as for the other changes it refuses.
+fn rule_change(client: &Client, method: &str, path: &str, spec: Option<&rvs_api::HttpRuleSpec>) -> Result<String> {
+    let answer: std::result::Result<Value, ClientError> = match spec {
+        Some(spec) => client.send(method, path, spec),
+        None => client.call(method, path, None),
+    };
+    match answer {
+        Ok(_) => Ok(String::new()),
+        Err(ClientError::Api { status, error }) if status != 401 => {
+            // `no rule `x`` alone would not say it was --before's.
+            let message = match error.field.as_deref() {
+                Some("before") => format!("{} (--before)", error.message),
+                _ => error.message,
+            };
+            Err(Failure::new(message, 255))
+        }
+        Err(e) => Err(Failure::client(e, 255)),
     }
 }
 
@@ -218,6 +248,28 @@ pub fn list(client: &Client, args: &ListArgs) -> Result<String> {
                 json(&serde_json::json!({"daemons": []}))
             } else {
                 format::daemon()
+            }
+        }
+        ListView::Rules(None) => {
+            let list: HttpServiceList = client.get("/v1/http").map_err(fail)?;
+            if args.json {
+                json(&list)
+            } else {
+                let info: InfoView = client.get("/v1/info").map_err(fail)?;
+                format::http_rules(Some(&info.version), &list.services, &args.format, res.as_ref())
+            }
+        }
+        ListView::Rules(Some(s)) => {
+            let list: HttpServiceList = client.get("/v1/http").map_err(fail)?;
+            let svc = list
+                .services
+                .into_iter()
+                .find(|v| v.address.parse::<std::net::SocketAddr>().is_ok_and(|a| a == s.addr))
+                .ok_or_else(|| Failure::new(format!("no such http virtual service {}", s.addr), 1))?;
+            if args.json {
+                json(&svc)
+            } else {
+                format::http_rules(None, std::slice::from_ref(&svc), &args.format, res.as_ref())
             }
         }
     })

@@ -1,12 +1,15 @@
 //! The text views, byte for byte as ipvsadm 1.31 prints them (its `printf` formats are quoted
-//! beside each line). Pure functions: API views in, `String` out.
+//! beside each line), and rvs's own (`--list-rules`). Pure functions: API views in, `String`
+//! out.
 
 mod conn;
 mod list;
+mod rules;
 mod save;
 
 pub use conn::connections;
 pub use list::{daemon, list_all, list_service, timeout, title};
+pub use rules::{http_rules, rules_title};
 pub use save::save;
 
 use std::cmp::Ordering;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+// Not every test file uses every helper.
+#[allow(unused_imports)]
 pub use rvs_testkit::{free_port, Backend, Rvsd};
 use serde_json::Value;
 
