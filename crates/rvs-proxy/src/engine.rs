@@ -72,8 +72,8 @@ pub struct Engine {
     listeners: Mutex<HashMap<ServiceKey, ListenerSlot>>,
     conns: ConnTable,
     clock: Clock,
-    /// Cancelled at the drain deadline of a shutdown: closes what is left.
-    stopping: CancellationToken,
+    /// Set at the drain deadline of a shutdown, when what is left is closed.
+    stopped: std::sync::atomic::AtomicBool,
     /// Set when a shutdown has begun.
     draining: std::sync::atomic::AtomicBool,
     /// Told of every failed connect to a real server (passive health checking).
@@ -101,7 +101,7 @@ impl Engine {
             listeners: Mutex::default(),
             conns: ConnTable::default(),
             clock,
-            stopping: CancellationToken::new(),
+            stopped: Default::default(),
             draining: Default::default(),
             on_connect_failure: std::sync::OnceLock::new(),
         });
@@ -215,8 +215,7 @@ impl Engine {
     /// then closes what is left. Returns how many were closed at the deadline.
     pub async fn shutdown(&self, deadline: Duration) -> usize {
         self.draining.store(true, std::sync::atomic::Ordering::Relaxed);
-        // Only the listeners stop now: every connection's token is a child of `stopping`, so
-        // cancelling it here would cut the connections that are meant to drain.
+        // Only the listeners stop now; the connections drain until the deadline.
         for slot in lock(&self.listeners).values() {
             slot.stop.cancel();
         }
@@ -225,7 +224,9 @@ impl Engine {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let left = self.conns.len();
-        self.stopping.cancel();
+        // A connection is either in the table now (and closed here) or sees `stopped` after
+        // entering it (and closes itself).
+        self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
         self.conns.close_all();
         left
     }
@@ -273,8 +274,13 @@ async fn serve(engine: Arc<Engine>, key: ServiceKey, client: TcpStream, peer: So
     // local address: no getsockname per connection.
     let local = key.addr;
     let _ = client.set_nodelay(true);
-    let cancel = engine.stopping.child_token();
+    // Each connection has its own token (no shared parent to lock per connection): the idle
+    // sweeper, `expire_nodest_conn` and the shutdown deadline cancel it through the table.
+    let cancel = CancellationToken::new();
     let guard = engine.conns.insert(key.protocol, peer, local, cancel.clone(), engine.clock.now_ms());
+    if engine.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
     let entry = &guard.entry;
 
     let mut tried: Vec<SocketAddr> = Vec::new();
