@@ -38,6 +38,8 @@ pub struct ServiceHealth {
     pub quorum: Option<Quorum>,
     pub quorum_up: Option<NotifyCommand>,
     pub quorum_down: Option<NotifyCommand>,
+    /// An http service's pools with a check, by pool name.
+    pub pool_checks: BTreeMap<String, CheckSpec>,
 }
 
 impl ServiceHealth {

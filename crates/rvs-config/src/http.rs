@@ -40,6 +40,8 @@ pub(crate) struct RawPool {
     hash_on: Option<Spanned<String>>,
     hash_regex: Option<Spanned<String>>,
     proxy_protocol: Option<Spanned<String>>,
+    /// The health check of the pool's real servers.
+    check: Option<Spanned<crate::health::RawCheck>>,
     #[serde(default, rename = "real_server")]
     real_servers: Vec<Spanned<RawRealServer>>,
 }
@@ -81,6 +83,21 @@ fn secs(v: Option<f64>, at: &str, span: std::ops::Range<usize>) -> Result<Option
         Some(x) if x.is_finite() && x > 0.0 && x <= 86_400.0 => Ok(Some(Duration::from_secs_f64(x))),
         Some(x) => Err(Unplaced::new(Some(span), at, format!("{x} is not a duration from 0 to 86400 seconds"))),
     }
+}
+
+/// The health checks of an http service's pools, by pool name.
+pub(crate) fn pool_checks(
+    s: &Spanned<RawService>,
+    at: &str,
+) -> Result<std::collections::BTreeMap<String, crate::health::CheckSpec>> {
+    let mut checks = std::collections::BTreeMap::new();
+    for (i, p) in s.get_ref().pools.iter().enumerate() {
+        if let Some(c) = &p.get_ref().check {
+            let spec = c.get_ref().validate(&format!("{at}.pool[{i}].check"), c.span())?;
+            checks.insert(p.get_ref().name.get_ref().clone(), spec);
+        }
+    }
+    Ok(checks)
 }
 
 /// Validates an `http` virtual service.

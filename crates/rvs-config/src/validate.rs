@@ -99,6 +99,10 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
                     ));
                 }
                 http.push(crate::http::http_service(key, svc, &at)?);
+                let pool_checks = crate::http::pool_checks(svc, &at)?;
+                if !pool_checks.is_empty() {
+                    health.insert(key, ServiceHealth { pool_checks, ..ServiceHealth::default() });
+                }
             }
             other => {
                 return Err(Unplaced::new(

@@ -431,7 +431,7 @@ fn with_checks(mut view: ServiceView, checks: &HashMap<HealthKey, CheckView>) ->
     };
     for rs in &mut view.real_servers {
         if let Ok(server) = rs.address.parse() {
-            rs.check = checks.get(&HealthKey { service, server }).cloned();
+            rs.check = checks.get(&HealthKey { service, pool: None, server }).cloned();
         }
     }
     view

@@ -81,7 +81,7 @@ impl Director {
         let applied = table.apply_batch(cmds)?;
         // Listeners for every service were bound above, so publishing cannot fail to bind.
         self.engine.publish(table.snapshot(), &applied)?;
-        self.health.sync(&table);
+        self.health.sync(&table, &self.l7);
         for c in cmds {
             tracing::info!("{c}");
         }
@@ -100,6 +100,7 @@ impl Director {
             return Err(e);
         }
         self.l7.publish(config.http.clone())?;
+        self.health.sync(&self.table(), &self.l7);
         *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = Some(config);
         Ok(cmds)
     }

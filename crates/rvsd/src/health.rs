@@ -15,15 +15,17 @@ use rvs_health::{
     live_weight, Event, EventLog, HealthEvent, HealthSupervisor, Notification, Notifier, NotifyKind, QuorumState,
     QuorumTracker, Target, DEFAULT_EVENT_CAPACITY, DEFAULT_NOTIFY_TIMEOUT,
 };
+use rvs_l7::L7Engine;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::director::Director;
 
-/// A checked real server: its service and address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A checked real server: its service, its pool (http services) and its address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HealthKey {
     pub service: ServiceKey,
+    pub pool: Option<String>,
     pub server: SocketAddr,
 }
 
@@ -65,18 +67,32 @@ impl HealthPlane {
 
     /// Makes the running checks match the table and the settings: a check per real server
     /// that has one; unchanged checks keep running with their state (no flapping on reload).
-    pub fn sync(&self, table: &ServiceTable) {
+    pub fn sync(&self, table: &ServiceTable, l7: &L7Engine) {
         let config = lock(&self.config);
         let mut targets = Vec::new();
+        let mut target = |key: HealthKey, spec: &rvs_config::CheckSpec| match Target::new(
+            key.clone(),
+            key.server,
+            spec.check.clone(),
+            spec.timing,
+        ) {
+            Ok(t) => targets.push(t),
+            Err(e) => warn!(service = %key.service, server = %key.server, "health check not started: {e}"),
+        };
         for svc in table.services() {
             let Some(h) = config.get(&svc.key) else { continue };
             for d in svc.dests().iter() {
                 if let Some(spec) = h.check_for(d.addr) {
-                    let key = HealthKey { service: svc.key, server: d.addr };
-                    match Target::new(key, d.addr, spec.check.clone(), spec.timing) {
-                        Ok(t) => targets.push(t),
-                        Err(e) => warn!(service = %svc.key, server = %d.addr, "health check not started: {e}"),
-                    }
+                    target(HealthKey { service: svc.key, pool: None, server: d.addr }, spec);
+                }
+            }
+        }
+        for svc in l7.services() {
+            let Some(h) = config.get(&svc.key) else { continue };
+            for pool in &svc.pools {
+                let Some(spec) = h.pool_checks.get(&pool.name) else { continue };
+                for rs in &pool.servers {
+                    target(HealthKey { service: svc.key, pool: Some(pool.name.clone()), server: rs.addr }, spec);
                 }
             }
         }
@@ -103,7 +119,7 @@ impl HealthPlane {
 
     /// A connect failure the data plane saw (counts toward taking the server down).
     pub fn passive_failure(&self, service: ServiceKey, server: SocketAddr, reason: &str) {
-        self.supervisor.passive_failure(&HealthKey { service, server }, reason);
+        self.supervisor.passive_failure(&HealthKey { service, pool: None, server }, reason);
     }
 
     /// The check state of every checked real server, for listings.
@@ -178,20 +194,51 @@ pub async fn run(director: Weak<Director>, plane: Arc<HealthPlane>, mut rx: mpsc
 }
 
 fn on_event(director: &Director, plane: &HealthPlane, ev: HealthEvent<HealthKey>) {
-    let HealthKey { service, server } = ev.id;
+    let HealthKey { service, pool, server } = ev.id.clone();
     let t = &ev.transition;
-    let dest = director.table().service(&service).and_then(|s| s.dest(server));
+    let dest = match &pool {
+        None => director.table().service(&service).and_then(|s| s.dest(server)),
+        Some(p) => director.l7.pool_service(&service, p).and_then(|s| s.dest(server)),
+    };
     let Some(dest) = dest else { return };
     let weight = t.weight.map(|h| h.apply(dest.configured_weight()));
-    let cmd = Command::SetHealth { service, addr: server, health: t.to, weight };
-    if let Err(e) = director.apply(&[cmd]) {
+    let applied = match &pool {
+        None => director
+            .apply(&[Command::SetHealth { service, addr: server, health: t.to, weight }])
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Some(p) => director.l7.set_health(&service, p, server, t.to, weight).map_err(|e| e.to_string()),
+    };
+    if let Err(e) = applied {
         warn!(%service, %server, "health transition not applied: {e}");
         return;
     }
-    let (on_failure, notify, quorum_cmds) = {
-        let config = lock(&plane.config);
-        let h = config.get(&service);
-        let spec = h.and_then(|h| h.check_for(server));
+    let Some(p) = pool else {
+        return on_l4_transition(director, plane, service, server, &dest, t, weight);
+    };
+    info!(%service, pool = %p, %server, from = %t.from, to = %t.to, weight = ?weight, reason = %t.reason, "real server health");
+    let svc_name = format!("{service} pool {p}");
+    plane.record(svc_name, server, &dest, t, lock(&plane.config).get(&service).and_then(|h| h.pool_checks.get(&p)));
+}
+
+impl HealthPlane {
+    /// Logs a real server's transition as an event and queues its notify command.
+    fn record(
+        &self,
+        svc_name: String,
+        server: SocketAddr,
+        dest: &rvs_core::RealServer,
+        t: &rvs_health::Transition,
+        spec: Option<&rvs_config::CheckSpec>,
+    ) {
+        lock(&self.events).push(Event::RealServer {
+            service: svc_name.clone(),
+            server,
+            from: t.from,
+            to: t.to,
+            weight: t.weight,
+            reason: t.reason.clone(),
+        });
         let notify = NotifyKind::for_transition(t).and_then(|kind| {
             let cmd = match kind {
                 NotifyKind::NotifyUp => spec.and_then(|s| s.notify_up.clone()),
@@ -200,28 +247,42 @@ fn on_event(director: &Director, plane: &HealthPlane, ev: HealthEvent<HealthKey>
             };
             cmd.map(|c| (kind, c))
         });
-        (h.map(|h| h.on_failure).unwrap_or_default(), notify, h.map(|h| (h.quorum_up.clone(), h.quorum_down.clone())))
+        if let Some((kind, cmd)) = notify {
+            self.notifier.notify(Notification::real_server(kind, cmd, svc_name, server, t.to, dest.weight()));
+        }
+    }
+}
+
+/// What an L4 real server's transition does beyond its weight: connections closed when removed
+/// with `expire_nodest_conn`, the event and notification, and the service's quorum.
+fn on_l4_transition(
+    director: &Director,
+    plane: &HealthPlane,
+    service: ServiceKey,
+    server: SocketAddr,
+    dest: &Arc<rvs_core::RealServer>,
+    t: &rvs_health::Transition,
+    weight: Option<u32>,
+) {
+    let (on_failure, spec, quorum_cmds) = {
+        let config = lock(&plane.config);
+        let h = config.get(&service);
+        (
+            h.map(|h| h.on_failure).unwrap_or_default(),
+            h.and_then(|h| h.check_for(server)).cloned(),
+            h.map(|h| (h.quorum_up.clone(), h.quorum_down.clone())),
+        )
     };
     if t.to == Health::Down
         && on_failure == FailureAction::Remove
         && director.table().model().options.expire_nodest_conn
     {
-        let n = director.engine.close_connections_to(&dest);
+        let n = director.engine.close_connections_to(dest);
         info!(%service, %server, closed = n, "removed on failure with expire_nodest_conn: connections closed");
     }
-    let svc_name = service.to_string();
     info!(%service, %server, from = %t.from, to = %t.to, weight = ?weight, reason = %t.reason, "real server health");
-    lock(&plane.events).push(Event::RealServer {
-        service: svc_name.clone(),
-        server,
-        from: t.from,
-        to: t.to,
-        weight: t.weight,
-        reason: t.reason.clone(),
-    });
-    if let Some((kind, cmd)) = notify {
-        plane.notifier.notify(Notification::real_server(kind, cmd, svc_name.clone(), server, t.to, dest.weight()));
-    }
+    let svc_name = service.to_string();
+    plane.record(svc_name.clone(), server, dest, t, spec.as_ref());
     // Quorum: the live weight of the service after this transition.
     let live = director.table().service(&service).map(|s| live_weight(s.dests().iter().map(|d| d.weight())));
     let qt = match (live, lock(&plane.quorum).get_mut(&service)) {

@@ -165,3 +165,45 @@ fn bad_http_configuration_is_refused_with_its_place() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_rvsd")).arg("--check-config").arg(&path).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("already the address"), "{out:?}");
 }
+
+#[test]
+fn pool_health_checks_take_a_dead_real_server_out() {
+    let live = http_backend("live");
+    let dead = closed_port();
+    let vip = vip();
+    let rvsd = Rvsd::start(&format!(
+        r#"
+[[service]]
+kind = "http"
+address = "{vip}"
+default_pool = "web"
+  [[service.pool]]
+  name = "web"
+  scheduler = "rr"
+  check = {{ type = "tcp", interval = 0.2, timeout = 0.2, fall = 1, rise = 1, warmup = 0.05 }}
+    [[service.pool.real_server]]
+    address = "{live}"
+    [[service.pool.real_server]]
+    address = "{dead}"
+"#
+    ));
+    let health_of = |addr: SocketAddr| {
+        let (_, v) = rvsd.api("GET", "/v1/http", None);
+        v["services"][0]["pools"][0]["real_servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["address"] == addr.to_string())
+            .map(|s| (s["health"].as_str().unwrap().to_string(), s["weight"].as_u64().unwrap()))
+            .unwrap()
+    };
+    wait_until(Duration::from_secs(5), "the dead real server checked down", || health_of(dead) == ("down".into(), 0));
+    assert_eq!(health_of(live), ("up".into(), 1));
+    for _ in 0..6 {
+        assert_eq!(get(vip, "/"), (200, "live".into()));
+    }
+    let (_, ev) = rvsd.api("GET", "/v1/events", None);
+    let e = ev["events"].as_array().unwrap().iter().find(|e| e["real_server"] == dead.to_string()).cloned().unwrap();
+    assert!(e["service"].as_str().unwrap().contains("pool web"), "{e}");
+    assert_eq!((e["from"].as_str(), e["to"].as_str()), (Some("up"), Some("down")));
+}
