@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rvs_core::{Health, ServiceKey, VirtualService};
-use rvs_proxy::{Clock, ListenError};
+use rvs_proxy::{Clock, ListenerSet};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -55,19 +55,13 @@ impl Default for L7EngineConfig {
 }
 
 #[derive(Debug)]
-struct ListenerSlot {
-    stop: CancellationToken,
-    pending: Option<TcpListener>,
-}
-
-#[derive(Debug)]
 pub struct L7Engine {
     cfg: L7EngineConfig,
     pub(crate) clock: Clock,
     snapshot: ArcSwap<HashMap<ServiceKey, Arc<ServiceRuntime>>>,
     generation: AtomicU64,
     control: Mutex<BTreeMap<ServiceKey, ServiceControl>>,
-    listeners: Mutex<HashMap<ServiceKey, ListenerSlot>>,
+    listeners: ListenerSet,
     /// Set when the engine stops taking requests (shutdown): idle clients close, responses
     /// say `Connection: close`. A plain flag: the data plane reads it without a lock.
     stopping: AtomicBool,
@@ -87,7 +81,7 @@ impl L7Engine {
             snapshot: ArcSwap::from_pointee(HashMap::new()),
             generation: AtomicU64::new(0),
             control: Mutex::default(),
-            listeners: Mutex::default(),
+            listeners: ListenerSet::new(cfg.backlog),
             stopping: AtomicBool::new(false),
             sessions: SessionTable::default(),
         });
@@ -141,7 +135,7 @@ impl L7Engine {
             };
             plans.push((plan, tls));
         }
-        self.bind_new(services.iter().map(|s| s.key))?;
+        self.listeners.bind_new(services.iter().map(|s| s.key))?;
 
         let mut map = HashMap::with_capacity(services.len());
         let keys: Vec<ServiceKey> = services.iter().map(|s| s.key).collect();
@@ -162,38 +156,9 @@ impl L7Engine {
         self.snapshot.store(Arc::new(map));
         self.generation.fetch_add(1, Ordering::Release);
 
-        let mut slots = lock(&self.listeners);
-        slots.retain(|key, slot| {
-            let keep = keys.contains(key);
-            if !keep {
-                info!(service = %key, "L7 virtual service removed: listener closed");
-                slot.stop.cancel();
-            }
-            keep
-        });
-        for (key, slot) in slots.iter_mut() {
-            if let Some(listener) = slot.pending.take() {
-                info!(service = %key, "L7 accepting");
-                tokio::spawn(accept_loop(self.clone(), *key, listener, slot.stop.clone()));
-            }
-        }
-        Ok(())
-    }
-
-    fn bind_new(&self, keys: impl IntoIterator<Item = ServiceKey>) -> Result<(), ListenError> {
-        let mut slots = lock(&self.listeners);
-        let mut fresh = Vec::new();
-        for key in keys {
-            if slots.contains_key(&key) {
-                continue;
-            }
-            match rvs_proxy::bind_listener(key.addr, self.cfg.backlog) {
-                Ok(l) => fresh.push((key, l)),
-                Err(source) => return Err(ListenError { key, source }),
-            }
-        }
-        for (key, l) in fresh {
-            slots.insert(key, ListenerSlot { stop: CancellationToken::new(), pending: Some(l) });
+        for (key, listener, stop) in self.listeners.retain(&keys, "L7 virtual service") {
+            info!(service = %key, "L7 accepting");
+            tokio::spawn(accept_loop(self.clone(), key, listener, stop));
         }
         Ok(())
     }
@@ -249,9 +214,7 @@ impl L7Engine {
     /// flight, then closes what is left. Returns how many connections were closed at the deadline.
     pub async fn shutdown(&self, deadline: Duration) -> usize {
         self.stopping.store(true, Ordering::Relaxed);
-        for slot in lock(&self.listeners).values() {
-            slot.stop.cancel();
-        }
+        self.listeners.stop_all();
         let until = tokio::time::Instant::now() + deadline;
         while self.connection_count() > 0 && tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;

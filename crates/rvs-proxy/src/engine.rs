@@ -2,21 +2,20 @@
 //! connect with timeout and retries, PROXY header, relay), the idle-timeout sweeper and the
 //! drain on shutdown. It reads the service table only through the published [`Snapshot`].
 
-use std::collections::HashMap;
-use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rvs_core::sched::SchedRequest;
 use rvs_core::{Applied, ConnState, Protocol, ServiceKey, Snapshot};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
 use crate::conn_table::{ConnEntry, ConnTable};
+use crate::listeners::{ListenError, ListenerSet};
 use crate::proxy_protocol;
 use crate::relay::Relay;
 use crate::splice::write_all;
@@ -38,15 +37,6 @@ impl Default for EngineConfig {
     }
 }
 
-/// A listener refused: the virtual service's address could not be bound.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {key}: {source}")]
-pub struct ListenError {
-    pub key: ServiceKey,
-    #[source]
-    pub source: io::Error,
-}
-
 /// One connection as listed by `ipvsadm -L -c`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnInfo {
@@ -59,17 +49,10 @@ pub struct ConnInfo {
     pub expires_ms: u64,
 }
 
-#[derive(Debug)]
-struct ListenerSlot {
-    stop: CancellationToken,
-    /// Bound but not yet accepting (between `bind_new` and `publish`).
-    pending: Option<TcpListener>,
-}
-
 pub struct Engine {
     cfg: EngineConfig,
     snapshot: ArcSwap<Snapshot>,
-    listeners: Mutex<HashMap<ServiceKey, ListenerSlot>>,
+    listeners: ListenerSet,
     conns: ConnTable,
     clock: Clock,
     /// Set at the drain deadline of a shutdown, when what is left is closed.
@@ -89,16 +72,12 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Engine {
     pub fn new(cfg: EngineConfig, clock: Clock) -> Arc<Self> {
         let engine = Arc::new(Self {
             cfg,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
-            listeners: Mutex::default(),
+            listeners: ListenerSet::new(cfg.backlog),
             conns: ConnTable::default(),
             clock,
             stopped: Default::default(),
@@ -112,21 +91,7 @@ impl Engine {
     /// Binds listeners for the services in `keys` that have none yet, so that a change whose
     /// address cannot be bound is refused before it is applied. All or nothing.
     pub fn bind_new(&self, keys: impl IntoIterator<Item = ServiceKey>) -> Result<(), ListenError> {
-        let mut slots = lock(&self.listeners);
-        let mut fresh = Vec::new();
-        for key in keys {
-            if slots.contains_key(&key) || fresh.iter().any(|(k, _)| *k == key) {
-                continue;
-            }
-            match bind_listener(key.addr, self.cfg.backlog) {
-                Ok(l) => fresh.push((key, l)),
-                Err(source) => return Err(ListenError { key, source }),
-            }
-        }
-        for (key, l) in fresh {
-            slots.insert(key, ListenerSlot { stop: CancellationToken::new(), pending: Some(l) });
-        }
-        Ok(())
+        self.listeners.bind_new(keys)
     }
 
     /// Publishes a new snapshot: starts accepting on the services it adds (bound before with
@@ -138,22 +103,10 @@ impl Engine {
         let expire_nodest = snapshot.options.expire_nodest_conn;
         self.snapshot.store(Arc::new(snapshot));
         let bound = self.bind_new(keys.iter().copied());
-        let mut slots = lock(&self.listeners);
-        slots.retain(|key, slot| {
-            let keep = keys.contains(key);
-            if !keep {
-                info!(service = %key, "virtual service removed: listener closed, connections drain");
-                slot.stop.cancel();
-            }
-            keep
-        });
-        for (key, slot) in slots.iter_mut() {
-            if let Some(listener) = slot.pending.take() {
-                info!(service = %key, "accepting");
-                tokio::spawn(accept_loop(self.clone(), *key, listener, slot.stop.clone()));
-            }
+        for (key, listener, stop) in self.listeners.retain(&keys, "virtual service") {
+            info!(service = %key, "accepting");
+            tokio::spawn(accept_loop(self.clone(), key, listener, stop));
         }
-        drop(slots);
         if expire_nodest {
             for dest in &applied.removed_servers {
                 let n = self.close_connections_to(dest);
@@ -216,9 +169,7 @@ impl Engine {
     pub async fn shutdown(&self, deadline: Duration) -> usize {
         self.draining.store(true, std::sync::atomic::Ordering::Relaxed);
         // Only the listeners stop now; the connections drain until the deadline.
-        for slot in lock(&self.listeners).values() {
-            slot.stop.cancel();
-        }
+        self.listeners.stop_all();
         let until = tokio::time::Instant::now() + deadline;
         while !self.conns.is_empty() && tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -238,14 +189,6 @@ fn timeout_ms(state: ConnState, t: &rvs_core::Timeouts, connect: Duration) -> u6
         ConnState::Established => u64::from(t.tcp_secs) * 1000,
         ConnState::Closing => u64::from(t.tcpfin_secs) * 1000,
     }
-}
-
-/// A listening socket for a virtual service: `SO_REUSEADDR`, bound to `addr`, with `backlog`.
-pub fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(backlog)
 }
 
 async fn accept_loop(engine: Arc<Engine>, key: ServiceKey, listener: TcpListener, stop: CancellationToken) {

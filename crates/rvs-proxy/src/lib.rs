@@ -5,9 +5,11 @@
 pub mod clock;
 pub mod conn_table;
 pub mod engine;
+pub mod listeners;
 pub mod proxy_protocol;
 mod relay;
 pub mod splice;
 
 pub use clock::Clock;
-pub use engine::{bind_listener, ConnInfo, ConnectFailureObserver, Engine, EngineConfig, ListenError};
+pub use engine::{ConnInfo, ConnectFailureObserver, Engine, EngineConfig};
+pub use listeners::{bind_listener, ListenError, ListenerSet};

@@ -1,0 +1,95 @@
+//! The listening sockets of a data plane, one per virtual service: bound before a change is
+//! applied (so an address that cannot be bound refuses the change), started when the change
+//! is published, closed when their service goes. Shared by the L4 and L7 engines.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+
+use rvs_core::ServiceKey;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// A listener refused: the virtual service's address could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {key}: {source}")]
+pub struct ListenError {
+    pub key: ServiceKey,
+    #[source]
+    pub source: io::Error,
+}
+
+/// A listening socket for a virtual service: `SO_REUSEADDR`, bound to `addr`, with `backlog`.
+pub fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+#[derive(Debug)]
+struct Slot {
+    stop: CancellationToken,
+    /// Bound but not yet accepting (between `bind_new` and `retain`).
+    pending: Option<TcpListener>,
+}
+
+/// A listener to start accepting on, and the token that stops it.
+pub type Started = (ServiceKey, TcpListener, CancellationToken);
+
+#[derive(Debug)]
+pub struct ListenerSet {
+    backlog: u32,
+    slots: Mutex<HashMap<ServiceKey, Slot>>,
+}
+
+impl ListenerSet {
+    pub fn new(backlog: u32) -> Self {
+        Self { backlog, slots: Mutex::default() }
+    }
+
+    fn slots(&self) -> MutexGuard<'_, HashMap<ServiceKey, Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Binds listeners for the services in `keys` that have none yet. All or nothing.
+    pub fn bind_new(&self, keys: impl IntoIterator<Item = ServiceKey>) -> Result<(), ListenError> {
+        let mut slots = self.slots();
+        let mut fresh: Vec<(ServiceKey, TcpListener)> = Vec::new();
+        for key in keys {
+            if slots.contains_key(&key) || fresh.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            match bind_listener(key.addr, self.backlog) {
+                Ok(l) => fresh.push((key, l)),
+                Err(source) => return Err(ListenError { key, source }),
+            }
+        }
+        for (key, l) in fresh {
+            slots.insert(key, Slot { stop: CancellationToken::new(), pending: Some(l) });
+        }
+        Ok(())
+    }
+
+    /// Keeps the listeners of `keys` only (the others close: `what` names them in the log),
+    /// and hands back the bound ones that should start accepting now.
+    pub fn retain(&self, keys: &[ServiceKey], what: &str) -> Vec<Started> {
+        let mut slots = self.slots();
+        slots.retain(|key, slot| {
+            let keep = keys.contains(key);
+            if !keep {
+                info!(service = %key, "{what} removed: listener closed");
+                slot.stop.cancel();
+            }
+            keep
+        });
+        slots.iter_mut().filter_map(|(key, slot)| slot.pending.take().map(|l| (*key, l, slot.stop.clone()))).collect()
+    }
+
+    /// Stops accepting everywhere (shutdown).
+    pub fn stop_all(&self) {
+        self.slots().values().for_each(|s| s.stop.cancel());
+    }
+}
