@@ -24,11 +24,27 @@
 # Every test runs on every balancer in each round (order rotated per round); a cell is the
 # median over the rounds. Then one table, and the issue's targets as ratios, PASS or FAIL.
 #
+# Layer 7 (issue 5), in the same run and the same rounds, three HTTP proxies of the same backends:
+#   rvs-http      rvs's L7 engine (rvs-l7), scheduler rr              (127.0.0.1:18004): rvsd
+#                 itself with a `kind = "http"` service when rvsd accepts one, else the rvs-l7
+#                 example l7bench (the table says which)
+#   haproxy-http  HAProxy mode http, http-keep-alive, http-reuse always, roundrobin (127.0.0.1:18005)
+#   nginx-http    nginx proxy_pass to an upstream with keepalive 64, proxy_http_version 1.1,
+#                 Connection ""                                       (127.0.0.1:18006)
+# All three add X-Forwarded-For and X-Forwarded-Proto (rvs-l7 does by default) and keep client
+# and server connections open without a request limit. Each gets BENCH_THREADS threads too.
+# Measured: the keep-alive test above (requests/s, p50, p99, balancer CPU, requests per
+# balancer CPU-second), and the new connections the backends accepted during each run (an
+# HTTP proxy that reuses its server connections opens few). The direct column is the L4
+# section's own.
+#
 # Environment: BENCH_THREADS (1), BENCH_DURATION (seconds per run), BENCH_ROUNDS, BENCH_IDLE
 # (idle connections wanted: 10000; capped by the open-files hard limit), BENCH_QUIET_PCT (25)
 # and BENCH_QUIET_BUDGET (30 s, quick 0): before a run, wait while the rest of the machine is
 # busier than that, up to that many seconds in all; RVSD_BIN (use this binary, skip the cargo
-# build), RVS_BENCH_DIR (/tmp/rvs-bench: configs, logs, wrk outputs).
+# build), RVS_BENCH_DIR (/tmp/rvs-bench: configs, logs, wrk outputs); BENCH_L7 (auto: rvsd when
+# `rvsd --check-config` takes a `kind = "http"` service and it then serves, else l7bench;
+# rvsd; l7bench), L7BENCH_BIN (use this l7bench binary, skip its cargo build).
 # Traffic stays on 127.0.0.0/8. Every process the script starts is stopped on exit.
 
 set -euo pipefail
@@ -58,7 +74,11 @@ KA_CONNS=64
 CLOSE_CONNS=64
 BULK_CONNS=8
 BALANCERS=(direct rvs haproxy nginx)
-declare -A PORT=([direct]=18101 [rvs]=18001 [haproxy]=18002 [nginx]=18003)
+HTTP_BALANCERS=(rvs-http haproxy-http nginx-http)
+declare -A PORT=([direct]=18101 [rvs]=18001 [haproxy]=18002 [nginx]=18003
+  [rvs-http]=18004 [haproxy-http]=18005 [nginx-http]=18006)
+BENCH_L7=${BENCH_L7:-auto}
+case $BENCH_L7 in auto | rvsd | l7bench) ;; *) echo "BENCH_L7: auto, rvsd or l7bench" >&2; exit 2 ;; esac
 BACKEND1=127.0.0.1:18101
 BACKEND2=127.0.0.1:18102
 
@@ -141,7 +161,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
 [[ $NOFILE == unlimited ]] && NOFILE=1048576
 
-for b in "${BALANCERS[@]}"; do
+for b in "${BALANCERS[@]}" "${HTTP_BALANCERS[@]}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/${PORT[$b]}") 2>/dev/null; then die "port ${PORT[$b]} is already in use"; fi
 done
 (exec 3<>/dev/tcp/127.0.0.1/18102) 2>/dev/null && die "port 18102 is already in use"
@@ -151,7 +171,7 @@ if [[ -e $W && ! -e $W/.rvs-bench && -n $(ls -A "$W" 2>/dev/null) ]]; then
   die "$W exists and is not an rvs bench directory; set RVS_BENCH_DIR"
 fi
 rm -rf "$W"
-mkdir -p "$W/www" "$W/backend" "$W/nginx-lb" "$W/haproxy"
+mkdir -p "$W/www" "$W/backend" "$W/nginx-lb" "$W/haproxy" "$W/nginx-http" "$W/haproxy-http"
 touch "$W/.rvs-bench"
 BODY='hello from an rvs bench backend: 64 bytes of body, padded to 64'
 head -c 1048576 /dev/urandom >"$W/www/1m"
@@ -184,6 +204,8 @@ http {
     listen $BACKEND2 backlog=4096;
     location = / { default_type text/plain; return 200 "$BODY\n"; }
     location = /1m { }
+    # new connections accepted by the backends (bench/run.sh reads accepts around each run)
+    location = /bench-status { stub_status; }
   }
 }
 EOF
@@ -243,10 +265,122 @@ scheduler = "rr"
   address = "$BACKEND2"
 EOF
 
+# ---- Layer 7: the same backends through three HTTP proxies
+cat >"$W/nginx-http/nginx.conf" <<EOF
+user root;
+worker_processes $THREADS;
+daemon off;
+pid $W/nginx-http/nginx.pid;
+error_log $W/nginx-http/error.log warn;
+worker_rlimit_nofile $NOFILE;
+events { worker_connections $NOFILE; }
+http {
+  access_log off;
+  client_body_temp_path $W/nginx-http/body;
+  proxy_temp_path $W/nginx-http/proxy;
+  fastcgi_temp_path $W/nginx-http/fastcgi;
+  uwsgi_temp_path $W/nginx-http/uwsgi;
+  scgi_temp_path $W/nginx-http/scgi;
+  keepalive_timeout 600s;
+  keepalive_requests 10000000;
+  upstream backends {
+    server $BACKEND1;
+    server $BACKEND2;
+    keepalive 64;
+    keepalive_requests 10000000;
+    keepalive_timeout 600s;
+  }
+  server {
+    listen 127.0.0.1:${PORT[nginx-http]} backlog=4096;
+    location / {
+      proxy_pass http://backends;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_read_timeout 600s;
+    }
+  }
+}
+EOF
+
+cat >"$W/haproxy-http/haproxy.cfg" <<EOF
+global
+  nbthread $THREADS
+  maxconn $(((NOFILE - 400) / 2))
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  option forwardfor
+  timeout connect 3s
+  timeout client 600s
+  timeout server 600s
+  timeout http-keep-alive 600s
+  timeout http-request 10s
+frontend fe
+  bind 127.0.0.1:${PORT[haproxy-http]}
+  backlog 4096
+  http-request set-header X-Forwarded-Proto http
+  default_backend be
+backend be
+  balance roundrobin
+  server s1 $BACKEND1
+  server s2 $BACKEND2
+EOF
+
+# rvsd with one `kind = "http"` service (its own process, so its CPU is its own)
+cat >"$W/rvsd-http.toml" <<EOF
+[api]
+socket = "$W/api-http.sock"
+[director]
+drain_timeout_secs = 1
+[[service]]
+kind = "http"
+address = "127.0.0.1:${PORT[rvs-http]}"
+default_pool = "all"
+  [[service.pool]]
+  name = "all"
+  scheduler = "rr"
+    [[service.pool.real_server]]
+    address = "$BACKEND1"
+    [[service.pool.real_server]]
+    address = "$BACKEND2"
+EOF
+
 nginx -t -q -p "$W/backend" -c "$W/backend/nginx.conf" -e "$W/backend/error.log" || die "backend nginx config"
 nginx -t -q -p "$W/nginx-lb" -c "$W/nginx-lb/nginx.conf" -e "$W/nginx-lb/error.log" || die "nginx stream config"
 haproxy -c -q -f "$W/haproxy/haproxy.cfg" >/dev/null 2>&1 || haproxy -c -f "$W/haproxy/haproxy.cfg" || die "haproxy config"
 "$RVSD" --check-config "$W/rvsd.toml" >/dev/null || die "rvsd config"
+nginx -t -q -p "$W/nginx-http" -c "$W/nginx-http/nginx.conf" -e "$W/nginx-http/error.log" || die "nginx http config"
+haproxy -c -q -f "$W/haproxy-http/haproxy.cfg" >/dev/null 2>&1 || haproxy -c -f "$W/haproxy-http/haproxy.cfg" ||
+  die "haproxy http config"
+
+# Which rvs serves HTTP: rvsd when it takes a `kind = "http"` service, else the rvs-l7 example.
+L7_IMPL=l7bench
+if [[ $BENCH_L7 != l7bench ]]; then
+  if "$RVSD" --check-config "$W/rvsd-http.toml" >"$W/rvsd-http.check" 2>&1; then
+    L7_IMPL=rvsd
+  elif [[ $BENCH_L7 == rvsd ]]; then
+    cat "$W/rvsd-http.check" >&2
+    die "rvsd does not take a kind = \"http\" service (BENCH_L7=rvsd)"
+  else
+    log "rvsd does not take a kind = \"http\" service yet ($W/rvsd-http.check): rvs http is the rvs-l7 example l7bench"
+  fi
+fi
+L7BENCH=
+build_l7bench() {
+  [[ -n $L7BENCH ]] && return 0
+  if [[ -n ${L7BENCH_BIN:-} ]]; then
+    L7BENCH=$L7BENCH_BIN
+  else
+    log "building l7bench (cargo build --release -p rvs-l7 --example l7bench)"
+    (cd "$ROOT" && cargo build --release -p rvs-l7 --example l7bench --quiet) || die "cargo build of l7bench failed"
+    L7BENCH=$ROOT/target/release/examples/l7bench
+  fi
+  [[ -x $L7BENCH ]] || die "no l7bench binary at $L7BENCH"
+}
+[[ $L7_IMPL == l7bench ]] && build_l7bench
 
 # ---------------------------------------------------------------- start / stop
 wait_http() { # wait_http PORT: until GET / answers the body (bounded: 10 s)
@@ -265,6 +399,16 @@ start_backend() {
   wait_http 18101 && wait_http 18102 || die "backend nginx did not come up ($W/backend/error.log)"
 }
 
+wait_line() { # wait_line PATTERN FILE PID: until FILE has a line matching PATTERN (bounded: 10 s)
+  local i
+  for ((i = 0; i < 100; i++)); do
+    grep -q "$1" "$2" 2>/dev/null && return 0
+    ours "$3" || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
 start_bal() { # start_bal NAME
   local b=$1 pid i
   case $b in
@@ -273,11 +417,38 @@ start_bal() { # start_bal NAME
       : >"$W/rvsd.out"
       RVSD_LOG=warn TOKIO_WORKER_THREADS=$THREADS "$RVSD" --config "$W/rvsd.toml" >>"$W/rvsd.out" 2>>"$W/rvsd.err" &
       pid=$!
-      for ((i = 0; i < 100; i++)); do
-        grep -q 'rvsd ready' "$W/rvsd.out" 2>/dev/null && break
-        ours "$pid" || break
-        sleep 0.1
-      done
+      wait_line 'rvsd ready' "$W/rvsd.out" "$pid" || true
+      ;;
+    rvs-http)
+      if [[ $L7_IMPL == rvsd ]]; then
+        : >"$W/rvsd-http.out"
+        RVSD_LOG=warn TOKIO_WORKER_THREADS=$THREADS "$RVSD" --config "$W/rvsd-http.toml" \
+          >>"$W/rvsd-http.out" 2>>"$W/rvsd-http.err" &
+        pid=$!
+        STARTED+=("$pid")
+        wait_line 'rvsd ready' "$W/rvsd-http.out" "$pid" || true
+        if [[ $BENCH_L7 == auto ]] && ! wait_http "${PORT[$b]}"; then
+          log "rvsd took the kind = \"http\" service but does not serve it (logs: $W/rvsd-http.*): using l7bench"
+          stop_pid "$pid"
+          L7_IMPL=l7bench
+          build_l7bench
+        fi
+      fi
+      if [[ $L7_IMPL == l7bench ]]; then
+        : >"$W/l7bench.out"
+        TOKIO_WORKER_THREADS=$THREADS "$L7BENCH" --listen "127.0.0.1:${PORT[$b]}" --backend "$BACKEND1" \
+          --backend "$BACKEND2" --scheduler rr >>"$W/l7bench.out" 2>>"$W/l7bench.err" &
+        pid=$!
+        wait_line '^ready ' "$W/l7bench.out" "$pid" || true
+      fi
+      ;;
+    haproxy-http)
+      haproxy -db -f "$W/haproxy-http/haproxy.cfg" >>"$W/haproxy-http/haproxy.log" 2>&1 &
+      pid=$!
+      ;;
+    nginx-http)
+      nginx -p "$W/nginx-http" -c "$W/nginx-http/nginx.conf" -e "$W/nginx-http/error.log" &
+      pid=$!
       ;;
     haproxy)
       haproxy -db -f "$W/haproxy/haproxy.cfg" >>"$W/haproxy/haproxy.log" 2>&1 &
@@ -303,7 +474,7 @@ pids_of() { # pids_of NAME: the balancer's processes (nginx: master and workers)
   local b=$1 p=${BAL_PID[$1]:-}
   [[ -z $p ]] && return 0
   echo "$p"
-  [[ $b == nginx ]] && pgrep -P "$p" || true
+  [[ $b == nginx || $b == nginx-http ]] && pgrep -P "$p" || true
 }
 
 rss_kib() { # rss_kib PID...: VmRSS summed
@@ -327,6 +498,12 @@ fd_count() {
 backend_conns() { # established TCP connections accepted by the backends (ports 18101, 18102)
   awk '$4 == "01" && ($2 ~ /:46B5$/ || $2 ~ /:46B6$/) { n++ } END { print n + 0 }' /proc/net/tcp
 }
+
+backend_accepts() { # connections the backend nginx has accepted so far (its stub_status)
+  curl -s --max-time 2 "http://$BACKEND1/bench-status" | awk 'NR == 3 && $1 ~ /^[0-9]+$/ { print $1 }'
+}
+
+is_http() { [[ $1 == *-http ]]; }
 
 calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
 
@@ -363,7 +540,7 @@ NCPU=$(nproc)
 
 # ---------------------------------------------------------------- load runs
 run_wrk() { # run_wrk BALANCER TEST ROUND
-  local b=$1 t=$2 r=$3 port=${PORT[$1]} url args=() out pids bpids u0 s0 u1 s1 bt0 bt1 m0 m1 line
+  local b=$1 t=$2 r=$3 port=${PORT[$1]} url args=() out pids bpids u0 s0 u1 s1 bt0 bt1 m0 m1 line a0= a1=
   case $t in
     ka) args=(-c"$KA_CONNS"); url=/ ;;
     close) args=(-c"$CLOSE_CONNS" -H 'Connection: close'); url=/ ;;
@@ -377,6 +554,7 @@ run_wrk() { # run_wrk BALANCER TEST ROUND
   mapfile -t pids < <(pids_of "$b")
   mapfile -t bpids < <(echo "$BACKEND_PID"; pgrep -P "$BACKEND_PID" || true)
   out=$W/wrk-$t-$b-$r.txt
+  is_http "$b" && a0=$(backend_accepts)
   read -r u0 s0 < <(cpu_ticks "${pids[@]}")
   bt0=$(cpu_total "${bpids[@]}")
   m0=$(machine_ticks)
@@ -386,6 +564,7 @@ run_wrk() { # run_wrk BALANCER TEST ROUND
   m1=$(machine_ticks)
   read -r u1 s1 < <(cpu_ticks "${pids[@]}")
   bt1=$(cpu_total "${bpids[@]}")
+  is_http "$b" && a1=$(backend_accepts)
   line=$(grep '^RESULT ' "$out" || true)
   if [[ -z $line ]]; then
     log "no result from wrk $t $b (see $out)"
@@ -413,6 +592,8 @@ run_wrk() { # run_wrk BALANCER TEST ROUND
   R[$t.err,$b,$r]=$errs
   R[$t.bcpu,$b,$r]=$bcpu
   R[$t.other,$b,$r]=$other
+  # new connections the backends accepted during the run (minus the second status request's own)
+  [[ $a0 =~ ^[0-9]+$ && $a1 =~ ^[0-9]+$ ]] && R[$t.upconn,$b,$r]=$((a1 - a0 - 1))
   if [[ $b != direct ]]; then
     R[$t.cpu,$b,$r]=$cpu
     R[$t.sys,$b,$r]=$( ((u1 + s1 > u0 + s0)) && calc "($s1 - $s0) * 100 / ($u1 + $s1 - $u0 - $s0)" 0 || echo -)
@@ -427,9 +608,9 @@ run_wrk() { # run_wrk BALANCER TEST ROUND
       fi
       ;;
   esac
-  log "$(printf 'r%d %-5s %-8s %8s req/s  balancer cpu %5ss (%3s%% sys)  backend %5ss  wrk %5ss  others %3s%%  errors %s' \
+  log "$(printf 'r%d %-5s %-12s %8s req/s  balancer cpu %5ss (%3s%% sys)  backend %5ss  wrk %5ss  others %3s%%  errors %s%s' \
     "$r" "$t" "$b" "${R[$t.rps,$b,$r]}" "${R[$t.cpu,$b,$r]:--}" "${R[$t.sys,$b,$r]:--}" "$bcpu" \
-    "$(calc "$wu + $ws")" "$other" "$errs")"
+    "$(calc "$wu + $ws")" "$other" "$errs" "${R[$t.upconn,$b,$r]+  new backend conns ${R[$t.upconn,$b,$r]}}")"
 }
 
 cpu_ticks() { # cpu_ticks PID...: "utime stime" in clock ticks, summed
@@ -502,15 +683,59 @@ idle_test() { # idle_test BALANCER MODE(connect|request) N: fresh balancer, N id
 # ---------------------------------------------------------------- run
 log "threads per balancer: $THREADS; ${DUR}s per run, $ROUNDS rounds; open-files limit $NOFILE; logs in $W"
 start_backend
-for b in rvs haproxy nginx; do start_bal "$b"; done
+for b in rvs haproxy nginx "${HTTP_BALANCERS[@]}"; do start_bal "$b"; done
+if [[ $L7_IMPL == rvsd ]]; then L7_DESC="rvsd, kind = \"http\" service"; else L7_DESC="rvs-l7 example l7bench (not rvsd)"; fi
+log "rvs http: $L7_DESC"
 # Rounds: every test on every balancer, the balancer order rotated each round so that none
-# always runs first or last; a cell of the table is the median over the rounds.
+# always runs first or last; a cell of the table is the median over the rounds. The http
+# balancers' keep-alive runs follow the L4 tests of the same round.
 for ((r = 1; r <= ROUNDS; r++)); do
   order=("${BALANCERS[@]:$(((r - 1) % ${#BALANCERS[@]}))}" "${BALANCERS[@]:0:$(((r - 1) % ${#BALANCERS[@]}))}")
   for t in ka close bulk; do
     for b in "${order[@]}"; do run_wrk "$b" "$t" "$r"; done
   done
+  n=${#HTTP_BALANCERS[@]}
+  order=("${HTTP_BALANCERS[@]:$(((r - 1) % n))}" "${HTTP_BALANCERS[@]:0:$(((r - 1) % n))}")
+  for b in "${order[@]}"; do run_wrk "$b" ka "$r"; done
 done
+for b in "${HTTP_BALANCERS[@]}"; do
+  for k in ka.rps ka.p50 ka.p99 ka.cpu ka.sys ka.percpu ka.bcpu ka.upconn; do
+    vals=()
+    for ((r = 1; r <= ROUNDS; r++)); do vals+=("${R[$k,$b,$r]:--}"); done
+    M[$k,$b]=$(median "${vals[@]}")
+  done
+  e=0
+  for ((r = 1; r <= ROUNDS; r++)); do e=$((e + ${R[ka.err,$b,$r]:-0})); done
+  M[ka.err,$b]=$e
+  vals=()
+  for ((r = 1; r <= ROUNDS; r++)); do vals+=("${R[ka.other,$b,$r]:-0}"); done
+  M[other,$b]=$(printf '%s\n' "${vals[@]}" | awk '{ s += $1 } END { printf "%.0f", NR ? s / NR : 0 }')
+done
+vals=()
+for ((r = 1; r <= ROUNDS; r++)); do vals+=("${R[ka.other,direct,$r]:-0}"); done
+M[ka.other,direct]=$(printf '%s\n' "${vals[@]}" | awk '{ s += $1 } END { printf "%.0f", NR ? s / NR : 0 }')
+# The http balancers are done: their counters, then stop them (the idle tests are L4 only).
+if [[ $L7_IMPL == rvsd && -S $W/api-http.sock ]]; then
+  curl -s --max-time 2 --unix-socket "$W/api-http.sock" http://rvsd/v1/http >"$W/rvsd-http-services.json" || true
+  summary=$(python3 -c 'import json,sys
+for s in json.load(open(sys.argv[1])).get("services", []):
+    c = s.get("counters", {})
+    print("requests %s, status classes %s, p50<=%sus p99<=%sus" % (c.get("requests"), c.get("status_classes"),
+          c.get("latency_p50_us"), c.get("latency_p99_us")), end="")
+    for p in s.get("pools", []):
+        pc = p.get("counters", {})
+        per = " ".join("%s=%s" % (rs.get("address"), rs.get("requests")) for rs in p.get("real_servers", []))
+        print("; pool %s: upstream connects %s reuses %s (reuse ratio %.4f), requests per real server %s"
+              % (p.get("name"), pc.get("upstream_connects"), pc.get("upstream_reuses"), pc.get("reuse_ratio") or 0, per),
+              end="")
+    print()' \
+    "$W/rvsd-http-services.json" 2>/dev/null || echo "? (see $W/rvsd-http-services.json)")
+  log "rvsd http counters: $summary"
+fi
+for b in "${HTTP_BALANCERS[@]}"; do stop_bal "$b"; done
+if [[ $L7_IMPL == l7bench ]]; then
+  log "l7bench counters at exit: $(tail -n 3 "$W/l7bench.err" 2>/dev/null | tr '\n' ' ')"
+fi
 for b in "${BALANCERS[@]}"; do
   for k in ka.rps ka.p50 ka.p99 ka.cpu ka.sys ka.percpu ka.bcpu close.rps close.cpu close.sys close.percpu \
     close.bcpu bulk.rps bulk.gbps bulk.cpu bulk.sys bulk.gbpercpu bulk.bcpu; do
@@ -611,4 +836,45 @@ for b in "${BALANCERS[@]}"; do M[errs,$b]="${M[ka.err,$b]:--}/${M[close.err,$b]:
   fi
   echo "  held = connections the backends saw established through the balancer; the per-connection"
   echo "  figures divide by it"
+
+  # ---- Layer 7
+  HCOLS=(direct "${HTTP_BALANCERS[@]}")
+  hrow() { # hrow LABEL METRIC [DIRECT_METRIC]: direct's cell is the L4 keep-alive run's
+    local b k
+    printf '%-34s' "$1"
+    for b in "${HCOLS[@]}"; do
+      k=$2
+      [[ $b == direct ]] && k=${3:-$2}
+      printf ' %12s' "${M[$k,$b]:--}"
+    done
+    printf '\n'
+  }
+  echo
+  echo "http (Layer 7), same backends, same rounds: rvs = $L7_DESC, scheduler rr;"
+  echo "haproxy mode http, http-keep-alive, http-reuse always, roundrobin; nginx proxy_pass to an upstream"
+  echo "with keepalive 64, HTTP/1.1, Connection \"\"; each adds X-Forwarded-For and -Proto, $THREADS thread(s)"
+  echo "wrk -t1 -c$KA_CONNS keep-alive GET / (64-byte body), ${DUR}s per run, median of $ROUNDS round(s);"
+  echo "direct = the L4 section's keep-alive runs"
+  echo
+  printf '%-34s' "metric"
+  if [[ $L7_IMPL == rvsd ]]; then rvs_col=rvs; else rvs_col="rvs(l7bench)"; fi
+  printf ' %12s %12s %12s %12s\n' direct "$rvs_col" haproxy nginx
+  hrow "keep-alive requests/s" ka.rps
+  hrow "keep-alive p50 ms" ka.p50
+  hrow "keep-alive p99 ms" ka.p99
+  hrow "keep-alive balancer CPU s" ka.cpu
+  hrow "keep-alive balancer sys %" ka.sys
+  hrow "keep-alive requests/balancer CPU-s" ka.percpu
+  hrow "keep-alive backend CPU s" ka.bcpu
+  hrow "new backend connections per run" ka.upconn
+  hrow "wrk errors" ka.err
+  hrow "other processes' CPU, % of machine" other ka.other
+  echo
+  echo "targets (rvs http, ratios from this run):"
+  h1=$(ratio "${M[ka.percpu,rvs-http]:--}" "${M[ka.percpu,haproxy-http]:--}")
+  h2=$(ratio "${M[ka.rps,rvs-http]:--}" "${M[ka.rps,haproxy-http]:--}")
+  h3=$(ratio "${M[ka.p99,rvs-http]:--}" "${M[ka.p99,haproxy-http]:--}")
+  printf '  %-58s %6s  %s\n' "http requests per balancer CPU-s vs HAProxy (>= 1.20x)" "${h1}x" "$(verdict "$h1" '>=' 1.2)"
+  printf '  %-58s %6s\n' "http keep-alive requests/s vs HAProxy (info)" "${h2}x"
+  printf '  %-58s %6s\n' "http keep-alive p99 vs HAProxy (info; lower is better)" "${h3}x"
 } | tee "$W/table.txt"
