@@ -324,10 +324,14 @@ pub struct HttpCountersView {
     pub latency_p50_us: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub latency_p99_us: Option<u64>,
-    pub upstream_connects: u64,
-    pub upstream_reuses: u64,
-    /// Requests sent on a reused real-server connection, of all sent.
-    pub reuse_ratio: f64,
+    /// Connections to real servers opened and reused, and the share reused. Counted per pool;
+    /// a service's are the sum of its pools'; rules and the default route carry none.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub upstream_connects: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub upstream_reuses: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reuse_ratio: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

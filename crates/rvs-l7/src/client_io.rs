@@ -49,7 +49,9 @@ impl AsyncRead for TcpRef<'_> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         loop {
             ready!(self.0.poll_read_ready(cx))?;
-            match self.0.try_read(buf.initialize_unfilled()) {
+            // A short read clears the readiness, so a pooled connection's idle check after a
+            // response costs no syscall.
+            match rvs_proxy::splice::read_clearing(self.0, buf.initialize_unfilled()) {
                 Ok(n) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));

@@ -33,7 +33,8 @@ impl UpstreamConn {
     }
 
     /// Still fit for a request: the real server has neither closed it nor sent anything
-    /// unasked. Costs no syscall while the socket was not reported readable.
+    /// unasked. Costs no syscall while the socket was not reported readable (reads through
+    /// `TcpRef` clear the readiness when they drain the socket).
     pub fn is_usable(&self) -> bool {
         let mut probe = [0u8; 1];
         matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)

@@ -8,7 +8,6 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::net::Shutdown;
-use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tracing::debug;
 
@@ -16,7 +15,7 @@ use rvs_core::Binding;
 
 use crate::clock::Clock;
 use crate::conn_table::ConnEntry;
-use crate::splice::{give_pipe, splice_in, splice_out, take_pipe, write_all, Pipe};
+use crate::splice::{give_pipe, read_clearing, splice_in, splice_out, take_pipe, write_all, Pipe};
 
 /// Size of the copy path's scratch buffer; a read that fills it switches to splice.
 const COPY_BUF: usize = 16 * 1024;
@@ -149,24 +148,12 @@ enum Step {
 }
 
 /// Reads once from `from` into the thread's scratch buffer and writes what `to` takes now.
-/// A short read means the socket is drained, so its readiness is cleared at once (as tokio's
-/// own `poll_read` does), saving the read that would only say EAGAIN.
 fn copy_step(from: &TcpStream, to: &TcpStream) -> io::Result<Step> {
     SCRATCH.with(|scratch| {
         let mut buf = scratch.borrow_mut();
         let len = buf.len();
-        let mut short = 0;
-        let read = from.try_io(Interest::READABLE, || {
-            let n = rustix::io::read(from, &mut buf[..])?;
-            if n > 0 && n < len {
-                short = n;
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Ok(n)
-        });
-        let n = match read {
+        let n = match read_clearing(from, &mut buf[..]) {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => short,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::NotReady),
             Err(e) => return Err(e),
         };

@@ -89,3 +89,22 @@ pub async fn write_all(to: &TcpStream, mut data: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// One read from a socket shared by reference. A short read means the socket is drained, so
+/// its readiness is cleared at once (as tokio's own `poll_read` does): the next wait needs a
+/// new event instead of a read that would only say EAGAIN. `WouldBlock` when not ready.
+pub fn read_clearing(from: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let len = buf.len();
+    let mut short = 0;
+    match from.try_io(Interest::READABLE, || {
+        let n = rustix::io::read(from, &mut *buf)?;
+        if n > 0 && n < len {
+            short = n;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    }) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => Ok(short),
+        r => r,
+    }
+}

@@ -9,7 +9,13 @@ use rvs_api::{
 use rvs_core::ServiceKey;
 use rvs_l7::{CounterSnapshot, L7Engine, L7ServiceConfig, PoolPersistence, Rule};
 
+/// Request counters without the upstream ones (rules, the default route).
 fn counters(c: &CounterSnapshot) -> HttpCountersView {
+    HttpCountersView { upstream_connects: None, upstream_reuses: None, reuse_ratio: None, ..upstream_counters(c) }
+}
+
+/// Request counters with the upstream connections opened and reused (pools).
+fn upstream_counters(c: &CounterSnapshot) -> HttpCountersView {
     HttpCountersView {
         requests: c.requests,
         status_classes: c.status_classes,
@@ -19,9 +25,9 @@ fn counters(c: &CounterSnapshot) -> HttpCountersView {
         latency_counts: c.latency_counts.clone(),
         latency_p50_us: c.latency_quantile_us(0.5),
         latency_p99_us: c.latency_quantile_us(0.99),
-        upstream_connects: c.upstream_connects,
-        upstream_reuses: c.upstream_reuses,
-        reuse_ratio: c.reuse_ratio(),
+        upstream_connects: Some(c.upstream_connects),
+        upstream_reuses: Some(c.upstream_reuses),
+        reuse_ratio: Some(c.reuse_ratio()),
     }
 }
 
@@ -46,7 +52,13 @@ pub fn list(engine: &L7Engine) -> HttpServiceList {
                 address: st.key.addr.to_string(),
                 tls: cfg.is_some_and(|c| c.tls.is_some()),
                 default_pool: cfg.and_then(|c| c.default_pool.clone()),
-                counters: counters(&st.counters),
+                counters: {
+                    // The service's upstream connections are its pools'.
+                    let mut c = st.counters.clone();
+                    c.upstream_connects = st.pools.iter().map(|p| p.counters.upstream_connects).sum();
+                    c.upstream_reuses = st.pools.iter().map(|p| p.counters.upstream_reuses).sum();
+                    upstream_counters(&c)
+                },
                 rules: st
                     .rules
                     .iter()
@@ -71,7 +83,7 @@ pub fn list(engine: &L7Engine) -> HttpServiceList {
                         persistence: cfg
                             .and_then(|c| c.find_pool(&p.name))
                             .map_or_else(|| "none".into(), |pc| persistence_name(&pc.persistence)),
-                        counters: counters(&p.counters),
+                        counters: upstream_counters(&p.counters),
                         real_servers: p
                             .servers
                             .iter()

@@ -112,6 +112,14 @@ fn rules_route_requests_and_change_at_run_time_and_on_reload() {
         list["services"][0]["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(rules, ["static", "api"]);
     assert!(list["services"][0]["rules"][1]["counters"]["requests"].as_u64().unwrap() >= 1, "{list}");
+    // Upstream connections are pooled per pool and reused across client connections; the
+    // service's counts are its pools' sum; rules carry none.
+    let svc = &list["services"][0];
+    let pools: u64 =
+        svc["pools"].as_array().unwrap().iter().map(|p| p["counters"]["upstream_reuses"].as_u64().unwrap()).sum();
+    assert!(pools >= 1, "the web and api pools reused connections: {svc}");
+    assert_eq!(svc["counters"]["upstream_reuses"].as_u64(), Some(pools));
+    assert!(svc["rules"][0]["counters"].get("upstream_reuses").is_none());
     let (st, _) = rvsd.api("DELETE", &format!("/v1/http/{vip}/rules/static"), None);
     assert_eq!(st, 200);
     let (st, _) = rvsd.api("DELETE", &format!("/v1/http/{vip}/rules/static"), None);

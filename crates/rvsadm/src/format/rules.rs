@@ -119,9 +119,9 @@ mod tests {
             latency_counts: vec![],
             latency_p50_us: None,
             latency_p99_us: None,
-            upstream_connects: 0,
-            upstream_reuses: 0,
-            reuse_ratio: 0.0,
+            upstream_connects: None,
+            upstream_reuses: None,
+            reuse_ratio: None,
         }
     }
 
