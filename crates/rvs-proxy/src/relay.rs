@@ -8,6 +8,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::net::Shutdown;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tracing::debug;
 
@@ -61,7 +62,7 @@ impl Relay<'_> {
         let mut splice_ok = true;
         let mut pipe: Option<Pipe> = None;
         loop {
-            from.readable().await?;
+            let ready = from.ready(Interest::READABLE).await?;
             let moved = if !bulk {
                 match copy_step(from, to)? {
                     Step::NotReady => continue,
@@ -72,6 +73,13 @@ impl Relay<'_> {
                             write_all(to, &rest).await?;
                         }
                         bulk = full && splice_ok;
+                        if !full && ready.is_read_closed() {
+                            // The peer's FIN had arrived before this read, and the short read
+                            // took all that came before it: end of stream, without a read
+                            // that would only return 0.
+                            self.half_close(to)?;
+                            return Ok(());
+                        }
                         n
                     }
                 }
@@ -112,19 +120,23 @@ impl Relay<'_> {
                 }
             };
             if moved == 0 {
-                // EOF from `from`: pass the half-close on, unless the other way is done too:
-                // then both sockets close at once, which sends the FIN without a shutdown.
-                self.binding.closing(self.clock.now_ms());
-                self.entry.set_state(self.binding.state());
-                if self.one_side_closed.swap(true, Ordering::AcqRel) {
-                    return Ok(());
-                }
-                match rustix::net::shutdown(to, Shutdown::Write) {
-                    Ok(()) | Err(rustix::io::Errno::NOTCONN) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                self.half_close(to)?;
                 return Ok(());
             }
+        }
+    }
+
+    /// End of stream from one side: pass the half-close on to `to`, unless the other way is
+    /// done too: then both sockets close at once, which sends the FIN without a shutdown.
+    fn half_close(&self, to: &TcpStream) -> io::Result<()> {
+        self.binding.closing(self.clock.now_ms());
+        self.entry.set_state(self.binding.state());
+        if self.one_side_closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        match rustix::net::shutdown(to, Shutdown::Write) {
+            Ok(()) | Err(rustix::io::Errno::NOTCONN) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 }
