@@ -18,14 +18,10 @@ impl Scheduler for LeastConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sched::testing::{dest, req};
 
     fn d(weight: u32, active: u32, inactive: u32) -> DestView {
-        DestView { addr: "10.0.0.1:80".parse().unwrap(), weight, active, inactive, overloaded: false }
-    }
-
-    fn req() -> SchedRequest {
-        let a = "192.0.2.1:1000".parse().unwrap();
-        SchedRequest { client: a, destination: a, now_ms: 0 }
+        dest(weight, active, inactive)
     }
 
     #[test]

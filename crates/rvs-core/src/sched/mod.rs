@@ -275,3 +275,20 @@ pub fn build(cfg: &SchedConfig, dests: &[DestView]) -> Box<dyn Scheduler> {
     s.update(dests);
     s
 }
+
+/// What the schedulers' unit tests share: a real server view and a request.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{DestView, SchedRequest};
+
+    /// A view of 10.0.0.1:80 with this weight and load.
+    pub fn dest(weight: u32, active: u32, inactive: u32) -> DestView {
+        DestView { addr: "10.0.0.1:80".parse().unwrap(), weight, active, inactive, overloaded: false }
+    }
+
+    /// A request from 192.0.2.1:1000.
+    pub fn req() -> SchedRequest {
+        let a = "192.0.2.1:1000".parse().unwrap();
+        SchedRequest { client: a, destination: a, now_ms: 0 }
+    }
+}

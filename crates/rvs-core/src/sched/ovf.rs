@@ -19,14 +19,10 @@ impl Scheduler for WeightedOverflow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sched::testing::{dest, req};
 
     fn d(weight: u32, active: u32) -> DestView {
-        DestView { addr: "10.0.0.1:80".parse().unwrap(), weight, active, inactive: 0, overloaded: false }
-    }
-
-    fn req() -> SchedRequest {
-        let a = "192.0.2.1:1000".parse().unwrap();
-        SchedRequest { client: a, destination: a, now_ms: 0 }
+        dest(weight, active, 0)
     }
 
     #[test]

@@ -39,14 +39,10 @@ impl Scheduler for RoundRobin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sched::testing::req;
 
     fn d(port: u16, weight: u32) -> DestView {
         DestView { addr: SocketAddr::from(([10, 0, 0, 1], port)), weight, active: 0, inactive: 0, overloaded: false }
-    }
-
-    fn req() -> SchedRequest {
-        let a = "192.0.2.1:1000".parse().unwrap();
-        SchedRequest { client: a, destination: a, now_ms: 0 }
     }
 
     fn picks(s: &mut RoundRobin, dests: &[DestView], n: usize) -> Vec<Option<usize>> {

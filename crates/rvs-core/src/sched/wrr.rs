@@ -84,14 +84,10 @@ impl Scheduler for WeightedRoundRobin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sched::testing::req;
 
     fn d(weight: u32) -> DestView {
         DestView { addr: "10.0.0.1:80".parse().unwrap(), weight, active: 0, inactive: 0, overloaded: false }
-    }
-
-    fn req() -> SchedRequest {
-        let a = "192.0.2.1:1000".parse().unwrap();
-        SchedRequest { client: a, destination: a, now_ms: 0 }
     }
 
     fn run(dests: &[DestView], n: usize) -> Vec<Option<usize>> {
