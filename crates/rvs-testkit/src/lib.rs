@@ -5,7 +5,9 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod http;
 mod rvsd;
 
 pub use backend::{closed_port, connect_name, free_port, Backend};
+pub use http::{http_backend, http_get};
 pub use rvsd::{Rvsd, RvsdBuilder};

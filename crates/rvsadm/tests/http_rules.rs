@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -14,61 +13,8 @@ use serde_json::{json, Value};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// A keep-alive HTTP/1.1 real server answering every request with its name as the body.
-fn http_backend(name: &'static str) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(s.try_clone().unwrap());
-                let mut w = s;
-                loop {
-                    // The request head, then its body (if any) by Content-Length.
-                    let mut len = 0usize;
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" || line == "\n" {
-                            break;
-                        }
-                        if let Some((k, v)) = line.split_once(':') {
-                            if k.trim().eq_ignore_ascii_case("content-length") {
-                                len = v.trim().parse().unwrap_or(0);
-                            }
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    if r.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let body = format!("{name}\n");
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if w.write_all(resp.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// GET `path` (with `headers`, each ending in CRLF) on a new connection: the status and body.
 fn get_with(vip: &str, path: &str, headers: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(vip).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: www.example.com\r\n{headers}Connection: close\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string();
-    (status, body)
+    rvs_testkit::http_get(vip, path, headers)
 }
 
 fn get(vip: &str, path: &str) -> (u16, String) {
@@ -105,7 +51,8 @@ struct Setup {
 /// An http service: pools api (rr), web (the default) and img; one rule, `/api/` to api.
 /// And a TCP service beside it.
 fn setup() -> Setup {
-    let (api, web, img) = (http_backend("api"), http_backend("web"), http_backend("img"));
+    let (api, web, img) =
+        (rvs_testkit::http_backend("api"), rvs_testkit::http_backend("web"), rvs_testkit::http_backend("img"));
     let (vip, tcp_vip) = (lo(port()), lo(port()));
     let rvsd = start(&format!(
         r#"

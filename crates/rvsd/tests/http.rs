@@ -4,53 +4,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
 
-/// A keep-alive HTTP real server answering every request with its name.
-fn http_backend(name: &'static str) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(s.try_clone().unwrap());
-                let mut w = s;
-                loop {
-                    let mut line = String::new();
-                    let mut blank = false;
-                    while !blank {
-                        line.clear();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        blank = line == "\r\n";
-                    }
-                    let body = format!("{name}\n");
-                    let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-                    if w.write_all(resp.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
+use rvs_testkit::http_backend;
 
 /// GET `path` on a new connection; returns (status, body).
 fn get(vip: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(vip).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string();
-    (status, body)
+    rvs_testkit::http_get(&vip.to_string(), path, "")
 }
 
 fn http_config(vip: SocketAddr, api: SocketAddr, web: SocketAddr, rule_path: &str) -> String {
