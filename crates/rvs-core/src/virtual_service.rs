@@ -167,13 +167,25 @@ impl VirtualService {
     }
 
     fn pick(&self, dests: &[Arc<RealServer>], req: &SchedRequest, exclude: &[SocketAddr]) -> Option<Arc<RealServer>> {
-        let mut views = Self::views(dests);
-        for v in views.iter_mut().filter(|v| exclude.contains(&v.addr)) {
-            v.weight = 0;
-        }
-        let i = lock(&self.scheduler).schedule(&views, req)?;
+        // The views are built in a buffer reused per thread: no allocation per connection.
+        let i = VIEWS.with(|views| {
+            let mut views = views.borrow_mut();
+            views.clear();
+            views.extend(dests.iter().map(|d| {
+                let mut v = d.view();
+                if exclude.contains(&v.addr) {
+                    v.weight = 0;
+                }
+                v
+            }));
+            lock(&self.scheduler).schedule(&views, req)
+        })?;
         dests.get(i).cloned()
     }
+}
+
+thread_local! {
+    static VIEWS: std::cell::RefCell<Vec<DestView>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The sorry server's runtime object: the current one when its address is unchanged (its
