@@ -12,7 +12,7 @@ use crate::director::Director;
 pub fn render(director: &Director) -> Response<Full<Bytes>> {
     let mut out = String::new();
     let table = director.table();
-    let families: [(&str, &str, &str); 8] = [
+    let families: [(&str, &str, &str); 9] = [
         ("rvs_connections_total", "counter", "Connections scheduled."),
         ("rvs_in_packets_total", "counter", "Reads from clients (the proxy's packets)."),
         ("rvs_out_packets_total", "counter", "Reads from real servers."),
@@ -20,7 +20,8 @@ pub fn render(director: &Director) -> Response<Full<Bytes>> {
         ("rvs_out_bytes_total", "counter", "Bytes from real servers."),
         ("rvs_active_connections", "gauge", "Established connections per real server."),
         ("rvs_inactive_connections", "gauge", "Opening or closing connections per real server."),
-        ("rvs_real_server_weight", "gauge", "Configured weight."),
+        ("rvs_real_server_weight", "gauge", "Weight scheduling uses (0 while down)."),
+        ("rvs_real_server_up", "gauge", "1 while the health checks say up (or no check), else 0."),
     ];
     for (name, kind, help) in families {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -48,14 +49,61 @@ pub fn render(director: &Director) -> Response<Full<Bytes>> {
                     "rvs_out_bytes_total" => c.outbytes,
                     "rvs_active_connections" => u64::from(d.active()),
                     "rvs_inactive_connections" => u64::from(d.inactive()),
+                    "rvs_real_server_up" => u64::from(d.health() == rvs_core::Health::Up),
                     _ => u64::from(d.weight()),
                 };
                 let _ = writeln!(out, "{name}{{{vs},real_server=\"{}\"}} {v}", d.addr);
             }
         }
     }
+    drop(table);
+    http_families(&mut out, director);
     Response::builder()
         .header(CONTENT_TYPE, "text/plain; version=0.0.4")
         .body(Full::new(Bytes::from(out)))
         .unwrap_or_default()
+}
+
+/// The Layer-7 services: requests by status class per service, rule and pool, and upstream
+/// connections opened and reused per pool.
+fn http_families(out: &mut String, director: &Director) {
+    let stats = director.l7.stats();
+    if stats.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# HELP rvs_http_requests_total HTTP requests by status class.");
+    let _ = writeln!(out, "# TYPE rvs_http_requests_total counter");
+    let classes = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+    for st in &stats {
+        let svc = format!("service=\"{}\"", st.key.addr);
+        let mut by = |labels: String, c: &rvs_l7::CounterSnapshot| {
+            for (class, n) in classes.iter().zip(c.status_classes) {
+                let _ = writeln!(out, "rvs_http_requests_total{{{labels},class=\"{class}\"}} {n}");
+            }
+        };
+        by(svc.clone(), &st.counters);
+        for r in &st.rules {
+            by(format!("{svc},rule=\"{}\"", r.name), &r.counters);
+        }
+        for p in &st.pools {
+            by(format!("{svc},pool=\"{}\"", p.name), &p.counters);
+        }
+    }
+    let _ = writeln!(out, "# HELP rvs_http_upstream_connections_total Connections to real servers, opened or reused.");
+    let _ = writeln!(out, "# TYPE rvs_http_upstream_connections_total counter");
+    for st in &stats {
+        for p in &st.pools {
+            let l = format!("service=\"{}\",pool=\"{}\"", st.key.addr, p.name);
+            let _ = writeln!(
+                out,
+                "rvs_http_upstream_connections_total{{{l},kind=\"opened\"}} {}",
+                p.counters.upstream_connects
+            );
+            let _ = writeln!(
+                out,
+                "rvs_http_upstream_connections_total{{{l},kind=\"reused\"}} {}",
+                p.counters.upstream_reuses
+            );
+        }
+    }
 }

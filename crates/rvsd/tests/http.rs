@@ -178,3 +178,28 @@ default_pool = "web"
     assert!(e["service"].as_str().unwrap().contains("pool web"), "{e}");
     assert_eq!((e["from"].as_str(), e["to"].as_str()), (Some("up"), Some("down")));
 }
+
+#[test]
+fn metrics_expose_l4_and_http_counters() {
+    let a = Backend::start("a");
+    let web = http_backend("web");
+    let (vip, hvip) = (vip(), vip());
+    let rvsd = Rvsd::start(&format!(
+        "{}\n[[service]]\nkind = \"http\"\naddress = \"{hvip}\"\ndefault_pool = \"web\"\n  [[service.pool]]\n  name = \"web\"\n    [[service.pool.real_server]]\n    address = \"{web}\"\n",
+        service_toml(vip, "rr", "", &[(a.addr, "")])
+    ));
+    assert_eq!(name(vip), "a");
+    assert_eq!(get(hvip, "/"), (200, "web".into()));
+    let (st, v) = rvsd.api("GET", "/metrics", None);
+    assert_eq!(st, 200);
+    let text = v.as_str().unwrap();
+    let l4 = format!("rvs_connections_total{{protocol=\"tcp\",service=\"{vip}\"}} 1");
+    assert!(text.contains(&l4), "{text}");
+    assert!(text
+        .contains(&format!("rvs_real_server_up{{protocol=\"tcp\",service=\"{vip}\",real_server=\"{}\"}} 1", a.addr)));
+    // The request is counted once the response is out: wait for it rather than race it.
+    let http = format!("rvs_http_requests_total{{service=\"{hvip}\",pool=\"web\",class=\"2xx\"}} 1");
+    wait_until(Duration::from_secs(5), "the http request counted", || {
+        rvsd.api("GET", "/metrics", None).1.as_str().is_some_and(|t| t.contains(&http))
+    });
+}
