@@ -233,11 +233,32 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
         (&Method::POST, ["v1", "http", addr, "rules"]) => {
             let key = path_key("tcp", addr)?;
             let spec: HttpRuleSpec = body(req).await?;
-            http::add_rule(&director.l7, key, spec).map(|_| ok()).map_err(rule_error)
+            http::add_rule(&director.l7, key, spec).map(|_| ok()).map_err(change_error)
         }
         (&Method::DELETE, ["v1", "http", addr, "rules", name]) => {
             let key = path_key("tcp", addr)?;
-            http::delete_rule(&director.l7, key, name).map(|_| ok()).map_err(rule_error)
+            http::delete_rule(&director.l7, key, name).map(|_| ok()).map_err(change_error)
+        }
+        (&Method::POST, ["v1", "http", addr, "pools", pool, "servers"]) => {
+            let key = path_key("tcp", addr)?;
+            let spec: RealServerSpec = body(req).await?;
+            let what = http::ServerChange::Add(spec);
+            http::change_server(&director.l7, key, pool, what).map_err(change_error)?;
+            director.health.sync(&director.table(), &director.l7);
+            Ok(json(StatusCode::CREATED, &serde_json::json!({"ok": true})))
+        }
+        (m, ["v1", "http", addr, "pools", pool, "servers", raddr]) => {
+            let key = path_key("tcp", addr)?;
+            let raddr = rvs_core::addr::parse_endpoint(raddr, Some(key.addr.port()))
+                .map_err(|e| error(StatusCode::BAD_REQUEST, ApiError::field("path", e)))?;
+            let what = match *m {
+                Method::PUT => http::ServerChange::Edit(raddr, body(req).await?),
+                Method::DELETE => http::ServerChange::Delete(raddr),
+                _ => return Err(not_allowed()),
+            };
+            http::change_server(&director.l7, key, pool, what).map_err(change_error)?;
+            director.health.sync(&director.table(), &director.l7);
+            Ok(ok())
         }
         (&Method::GET, ["v1", "events"]) => {
             let since = req
@@ -437,10 +458,10 @@ fn with_checks(mut view: ServiceView, checks: &HashMap<HealthKey, CheckView>) ->
     view
 }
 
-fn rule_error(e: http::RuleError) -> Resp {
+fn change_error(e: http::ChangeError) -> Resp {
     match e {
-        http::RuleError::NotFound(e) => error(StatusCode::NOT_FOUND, e),
-        http::RuleError::Invalid(e) => error(StatusCode::BAD_REQUEST, e),
+        http::ChangeError::NotFound(e) => error(StatusCode::NOT_FOUND, e),
+        http::ChangeError::Invalid(e) => error(StatusCode::BAD_REQUEST, e),
     }
 }
 

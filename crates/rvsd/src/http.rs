@@ -2,9 +2,11 @@
 //! run-time rule changes (`POST`/`DELETE /v1/http/{address}/rules`), published whole to the
 //! engine so a refused change alters nothing.
 
+use std::net::SocketAddr;
+
 use rvs_api::{
     ApiError, HttpCountersView, HttpPoolView, HttpRealServerView, HttpRuleSpec, HttpRuleView, HttpServiceList,
-    HttpServiceView,
+    HttpServiceView, RealServerSpec,
 };
 use rvs_core::ServiceKey;
 use rvs_l7::{CounterSnapshot, L7Engine, L7ServiceConfig, PoolPersistence, Rule};
@@ -110,42 +112,41 @@ pub fn list(engine: &L7Engine) -> HttpServiceList {
     HttpServiceList { services }
 }
 
-/// Why a rule change was refused, and whether it named something missing (404) or was bad.
-pub enum RuleError {
+/// Why a change to an http service was refused: something missing (404) or bad (400).
+pub enum ChangeError {
     NotFound(ApiError),
     Invalid(ApiError),
 }
 
-/// The engine's services with one change made to the rules of `key`, checked and published.
+/// The engine's services with one change made to `key`, checked and published whole.
 fn change(
     engine: &std::sync::Arc<L7Engine>,
     key: ServiceKey,
-    f: impl FnOnce(&mut L7ServiceConfig) -> Result<(), RuleError>,
-) -> Result<(), RuleError> {
+    f: impl FnOnce(&mut L7ServiceConfig) -> Result<(), ChangeError>,
+) -> Result<(), ChangeError> {
     let mut all = engine.services();
-    let svc = all
-        .iter_mut()
-        .find(|c| c.key == key)
-        .ok_or_else(|| RuleError::NotFound(ApiError::message(format!("no such http virtual service {}", key.addr))))?;
+    let svc = all.iter_mut().find(|c| c.key == key).ok_or_else(|| {
+        ChangeError::NotFound(ApiError::message(format!("no such http virtual service {}", key.addr)))
+    })?;
     f(svc)?;
-    engine.publish(all).map_err(|e| RuleError::Invalid(ApiError::message(e).with_code("invalid")))
+    engine.publish(all).map_err(|e| ChangeError::Invalid(ApiError::message(e).with_code("invalid")))
 }
 
 /// Adds a rule (before `spec.before`, or last).
-pub fn add_rule(engine: &std::sync::Arc<L7Engine>, key: ServiceKey, spec: HttpRuleSpec) -> Result<(), RuleError> {
+pub fn add_rule(engine: &std::sync::Arc<L7Engine>, key: ServiceKey, spec: HttpRuleSpec) -> Result<(), ChangeError> {
     let matches: Vec<&str> = spec.matches.iter().map(String::as_str).collect();
     let rule = Rule::parse(spec.name.clone(), &matches, spec.pool.clone())
-        .map_err(|e| RuleError::Invalid(ApiError::field("match", e).with_code("invalid")))?;
+        .map_err(|e| ChangeError::Invalid(ApiError::field("match", e).with_code("invalid")))?;
     change(engine, key, |svc| {
         if svc.rules.iter().any(|r| r.name == rule.name) {
-            return Err(RuleError::Invalid(
+            return Err(ChangeError::Invalid(
                 ApiError::field("name", format!("rule `{}` already exists", rule.name)).with_code("rule_exists"),
             ));
         }
         let at = match &spec.before {
             None => svc.rules.len(),
             Some(b) => svc.rules.iter().position(|r| &r.name == b).ok_or_else(|| {
-                RuleError::NotFound(ApiError::field("before", format!("no rule `{b}`")).with_code("no_rule"))
+                ChangeError::NotFound(ApiError::field("before", format!("no rule `{b}`")).with_code("no_rule"))
             })?,
         };
         svc.rules.insert(at, rule);
@@ -153,12 +154,72 @@ pub fn add_rule(engine: &std::sync::Arc<L7Engine>, key: ServiceKey, spec: HttpRu
     })
 }
 
-pub fn delete_rule(engine: &std::sync::Arc<L7Engine>, key: ServiceKey, name: &str) -> Result<(), RuleError> {
+pub fn delete_rule(engine: &std::sync::Arc<L7Engine>, key: ServiceKey, name: &str) -> Result<(), ChangeError> {
     change(engine, key, |svc| {
         let before = svc.rules.len();
         svc.rules.retain(|r| r.name != name);
         if svc.rules.len() == before {
-            return Err(RuleError::NotFound(ApiError::message(format!("no rule `{name}`")).with_code("no_rule")));
+            return Err(ChangeError::NotFound(ApiError::message(format!("no rule `{name}`")).with_code("no_rule")));
+        }
+        Ok(())
+    })
+}
+
+/// A change to one real server of a pool.
+pub enum ServerChange {
+    Add(RealServerSpec),
+    /// Edit the real server at this address (absent fields keep their value).
+    Edit(SocketAddr, RealServerSpec),
+    Delete(SocketAddr),
+}
+
+/// Adds, edits or deletes a real server of `pool`. Its counters and health stay when it
+/// stays; its connections are not cut.
+pub fn change_server(
+    engine: &std::sync::Arc<L7Engine>,
+    key: ServiceKey,
+    pool: &str,
+    what: ServerChange,
+) -> Result<(), ChangeError> {
+    let invalid = |e: ApiError| ChangeError::Invalid(e.with_code("invalid"));
+    change(engine, key, |svc| {
+        let p = svc.pools.iter_mut().find(|p| p.name == pool).ok_or_else(|| {
+            ChangeError::NotFound(ApiError::message(format!("no pool `{pool}` in {}", key.addr)).with_code("no_pool"))
+        })?;
+        let missing = |addr: SocketAddr| {
+            ChangeError::NotFound(
+                ApiError::message(format!("no real server {addr} in pool `{pool}`")).with_code("no_server"),
+            )
+        };
+        match what {
+            ServerChange::Add(spec) => {
+                let server = spec.to_core(&key, None, "server").map_err(invalid)?;
+                if p.servers.iter().any(|s| s.addr == server.addr) {
+                    return Err(ChangeError::Invalid(
+                        ApiError::field("server.address", format!("real server {} already exists", server.addr))
+                            .with_code("server_exists"),
+                    ));
+                }
+                p.servers.push(server);
+            }
+            ServerChange::Edit(addr, spec) => {
+                let slot = p.servers.iter_mut().find(|s| s.addr == addr).ok_or_else(|| missing(addr))?;
+                let server = spec.to_core(&key, Some(*slot), "server").map_err(invalid)?;
+                if server.addr != addr {
+                    return Err(invalid(ApiError::field(
+                        "server.address",
+                        format!("{} does not match the path's {addr}", server.addr),
+                    )));
+                }
+                *slot = server;
+            }
+            ServerChange::Delete(addr) => {
+                let before = p.servers.len();
+                p.servers.retain(|s| s.addr != addr);
+                if p.servers.len() == before {
+                    return Err(missing(addr));
+                }
+            }
         }
         Ok(())
     })

@@ -203,3 +203,46 @@ fn metrics_expose_l4_and_http_counters() {
         rvsd.api("GET", "/metrics", None).1.as_str().is_some_and(|t| t.contains(&http))
     });
 }
+
+#[test]
+fn pool_real_servers_change_at_run_time() {
+    let (api, web, web2) = (http_backend("api"), http_backend("web"), http_backend("web2"));
+    let vip = vip();
+    let rvsd = Rvsd::start(&http_config(vip, api, web, "path^=/api/"));
+    let servers = format!("/v1/http/{vip}/pools/web/servers");
+    let (st, v) = rvsd.api("POST", &servers, Some(&format!(r#"{{"address": "{web2}"}}"#)));
+    assert_eq!(st, 201, "{v}");
+    // The pool schedules wlc: idle servers tie and the earliest wins, so quiesce the first
+    // to see the new one take the requests, then the other way round.
+    let put = |rs: std::net::SocketAddr, w: u32| {
+        let body = format!(r#"{{"address": "{rs}", "weight": {w}}}"#);
+        let (st, v) = rvsd.api("PUT", &format!("{servers}/{rs}"), Some(&body));
+        assert_eq!(st, 200, "{v}");
+    };
+    put(web, 0);
+    for _ in 0..3 {
+        assert_eq!(get(vip, "/").1, "web2");
+    }
+    put(web, 1);
+    put(web2, 0);
+    for _ in 0..3 {
+        assert_eq!(get(vip, "/").1, "web");
+    }
+    // Refusals name what is wrong and change nothing.
+    let (st, v) = rvsd.api("POST", &servers, Some(&format!(r#"{{"address": "{web2}"}}"#)));
+    assert_eq!((st, v["error"]["code"].as_str()), (400, Some("server_exists")), "{v}");
+    let (st, v) =
+        rvsd.api("POST", &format!("/v1/http/{vip}/pools/nope/servers"), Some(r#"{"address": "127.0.0.1:9"}"#));
+    assert_eq!((st, v["error"]["code"].as_str()), (404, Some("no_pool")), "{v}");
+    let (st, v) = rvsd.api("POST", &servers, Some(r#"{"address": "[::1]:80"}"#));
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("address families"), "{v}");
+    let (st, _) = rvsd.api("DELETE", &format!("{servers}/{web2}"), None);
+    assert_eq!(st, 200);
+    let (st, v) = rvsd.api("DELETE", &format!("{servers}/{web2}"), None);
+    assert_eq!((st, v["error"]["code"].as_str()), (404, Some("no_server")), "{v}");
+    let (_, list) = rvsd.api("GET", "/v1/http", None);
+    let web_pool =
+        list["services"][0]["pools"].as_array().unwrap().iter().find(|p| p["name"] == "web").unwrap().clone();
+    assert_eq!(web_pool["real_servers"].as_array().unwrap().len(), 1, "{web_pool}");
+}
