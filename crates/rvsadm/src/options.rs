@@ -721,7 +721,16 @@ pub const OPTIONS: &[OptDef] = &[
         ),
         MATCH_KINDS,
     )),
-    opt("pool", &[], Value("pool"), Opt::Pool, "pool", "xxxxxxxxxxxxxx+xx", H, "the pool the matching requests go to"),
+    opt(
+        "pool",
+        &[],
+        Value("pool"),
+        Opt::Pool,
+        "pool",
+        "xxxxx   xxxxxx+xx",
+        H,
+        "the pool the matching requests go to; with -a/-e/-d, the http pool of the real server",
+    ),
     opt(
         "before",
         &[],

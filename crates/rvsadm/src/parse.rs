@@ -72,6 +72,8 @@ pub struct ServerArgs {
     pub l_threshold: u32,
     /// rvs's own; `None` keeps the current value on edit (off on add).
     pub proxy_protocol: Option<String>,
+    /// rvs's own: a real server of this pool of an http service (`--pool`).
+    pub pool: Option<String>,
 }
 
 /// rvs's `--add-rule`: a rule for an http (Layer-7) virtual service.
@@ -148,6 +150,8 @@ pub enum Command {
     DeleteServer {
         service: ServiceRef,
         addr: SocketAddr,
+        /// rvs's own: the http pool (`--pool`).
+        pool: Option<String>,
     },
     EditServer(ServerArgs),
     /// `--set tcp tcpfin udp`; 0 keeps a value.
@@ -873,6 +877,7 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
             u_threshold: st.u_threshold.unwrap_or(0),
             l_threshold: st.l_threshold.unwrap_or(0),
             proxy_protocol: st.proxy_protocol.clone(),
+            pool: st.pool.clone(),
         }
     };
     let need = |s: Option<ServiceRef>| s.expect("checked: service-address is compulsory");
@@ -887,7 +892,7 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
             let service = need(service);
             let d = st.dest.expect("checked: real-server is compulsory");
             let addr = SocketAddr::new(d.ip, d.port.unwrap_or(service.addr.port()));
-            Command::DeleteServer { service, addr }
+            Command::DeleteServer { service, addr, pool: st.pool.clone() }
         }
         Cmd::Set => Command::SetTimeouts { tcp: timeouts.0, tcpfin: timeouts.1, udp: timeouts.2 },
         Cmd::StartDaemon | Cmd::StopDaemon => {

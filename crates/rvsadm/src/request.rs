@@ -21,7 +21,7 @@ fn service_spec(a: &ServiceArgs) -> ServiceSpec {
     }
 }
 
-fn server_spec(a: &ServerArgs, method: Method) -> RealServerSpec {
+pub fn server_spec(a: &ServerArgs, method: Method) -> RealServerSpec {
     RealServerSpec {
         address: a.addr.to_string(),
         weight: Some(a.weight),
@@ -44,7 +44,7 @@ pub fn to_api(cmd: &Command, fullnat: bool) -> Option<ApiCommand> {
         Command::Clear => ApiCommand::Clear,
         Command::AddServer(a) => ApiCommand::AddServer { service: a.service.id(), server: server_spec(a, method(a)) },
         Command::EditServer(a) => ApiCommand::EditServer { service: a.service.id(), server: server_spec(a, method(a)) },
-        Command::DeleteServer { service, addr } => {
+        Command::DeleteServer { service, addr, .. } => {
             ApiCommand::DeleteServer { service: service.id(), address: addr.to_string() }
         }
         Command::SetTimeouts { tcp, tcpfin, udp } => {

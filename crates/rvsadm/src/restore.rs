@@ -70,6 +70,19 @@ pub fn parse_rules(text: &str, fullnat: bool) -> Result<Vec<(usize, ApiCommand)>
             });
         }
         let cmd = &inv.command;
+        let pooled = match cmd {
+            parse::Command::AddServer(a) | parse::Command::EditServer(a) => a.pool.is_some(),
+            parse::Command::DeleteServer { pool, .. } => pool.is_some(),
+            _ => false,
+        };
+        if pooled {
+            // http pools change through their own calls, not the all-or-nothing batch.
+            return Err(RestoreError {
+                line: line_no,
+                message: "--pool cannot be used in restore input".into(),
+                code: 2,
+            });
+        }
         match request::to_api(cmd, fullnat) {
             Some(c) => out.push((line_no, c)),
             None => {

@@ -108,11 +108,34 @@ pub fn run(client: &Client, cmd: &Command) -> Result<String> {
         }
         Command::AddRule(a) => {
             let path = format!("/v1/http/{}/rules", encode_segment(&a.service.addr.to_string()));
-            rule_change(client, "POST", &path, Some(&a.spec()))
+            http_change(client, "POST", &path, Some(&a.spec()))
         }
         Command::DeleteRule { service, name } => {
             let path = format!("/v1/http/{}/rules/{}", encode_segment(&service.addr.to_string()), encode_segment(name));
-            rule_change(client, "DELETE", &path, None)
+            http_change::<Value>(client, "DELETE", &path, None)
+        }
+        Command::AddServer(a) | Command::EditServer(a) if a.pool.is_some() => {
+            let pool = a.pool.as_deref().unwrap_or_default();
+            let base = format!(
+                "/v1/http/{}/pools/{}/servers",
+                encode_segment(&a.service.addr.to_string()),
+                encode_segment(pool)
+            );
+            let spec = request::server_spec(a, a.method);
+            let (method, path) = match cmd {
+                Command::AddServer(_) => ("POST", base),
+                _ => ("PUT", format!("{base}/{}", encode_segment(&a.addr.to_string()))),
+            };
+            http_change(client, method, &path, Some(&spec))
+        }
+        Command::DeleteServer { service, addr, pool: Some(pool) } => {
+            let path = format!(
+                "/v1/http/{}/pools/{}/servers/{}",
+                encode_segment(&service.addr.to_string()),
+                encode_segment(pool),
+                encode_segment(&addr.to_string())
+            );
+            http_change::<Value>(client, "DELETE", &path, None)
         }
         other => {
             let api = request::to_api(other, false).expect("every other command changes the table");
@@ -147,7 +170,8 @@ fn apply(client: &Client, cmds: &[ApiCommand]) -> std::result::Result<(), (Optio
 
 /// A rule added or deleted. rvsd's message when it refuses (it names the service, rule or
 /// pool at fault), exit status 255 as for the other changes it refuses.
-fn rule_change(client: &Client, method: &str, path: &str, spec: Option<&rvs_api::HttpRuleSpec>) -> Result<String> {
+/// A change to an http service through its own call: rvsd's message on refusal.
+fn http_change<T: serde::Serialize>(client: &Client, method: &str, path: &str, spec: Option<&T>) -> Result<String> {
     let answer: std::result::Result<Value, ClientError> = match spec {
         Some(spec) => client.send(method, path, spec),
         None => client.call(method, path, None),

@@ -413,3 +413,25 @@ fn help_and_completions_name_the_rule_commands() {
 fn split(line: &str) -> Vec<String> {
     line.split_whitespace().map(String::from).collect()
 }
+
+#[test]
+fn pool_real_servers_through_add_edit_delete_server() {
+    let s = setup();
+    let extra = rvs_testkit::http_backend("extra");
+    // Quiesce the web pool's own server, add another: it takes the default route.
+    run(&s.rvsd, &format!("-e -t {} --pool web -r {} -w 0", s.vip, s.web)).ok();
+    run(&s.rvsd, &format!("-a -t {} --pool web -r {extra}", s.vip)).ok();
+    for _ in 0..3 {
+        assert_eq!(get(&s.vip, "/"), ok("extra"));
+    }
+    let r = run(&s.rvsd, &format!("-a -t {} --pool nope -r {extra}", s.vip));
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("no pool `nope`"), "{}", r.stderr);
+    run(&s.rvsd, &format!("-d -t {} --pool web -r {extra}", s.vip)).ok();
+    run(&s.rvsd, &format!("-e -t {} --pool web -r {} -w 3", s.vip, s.web)).ok();
+    assert_eq!(get(&s.vip, "/"), ok("web"));
+    // Not in -R: pools change through their own calls.
+    let r = rvsadm_stdin(&s.rvsd, &["-R"], &format!("-a -t {} --pool web -r {extra}\n", s.vip));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("line 1") && r.stderr.contains("--pool"), "{}", r.stderr);
+}
