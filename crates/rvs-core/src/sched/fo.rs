@@ -10,8 +10,6 @@ impl Scheduler for WeightedFailover {
     fn schedule(&mut self, dests: &[DestView], _req: &SchedRequest) -> Option<usize> {
         super::heaviest(dests, |_| true)
     }
-
-    fn update(&mut self, _dests: &[DestView]) {}
 }
 
 #[cfg(test)]

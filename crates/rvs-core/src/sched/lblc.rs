@@ -202,8 +202,6 @@ impl Scheduler for LocalityBasedLeastConnection {
         self.table.insert(daddr, dests[i].addr, now);
         Some(i)
     }
-
-    fn update(&mut self, _dests: &[DestView]) {}
 }
 
 #[cfg(test)]

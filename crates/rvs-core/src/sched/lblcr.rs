@@ -91,8 +91,6 @@ impl Scheduler for LocalityBasedLeastConnectionReplication {
         self.table.insert(daddr, DestSet { members: vec![dests[i].addr], lastmod: now }, now);
         Some(i)
     }
-
-    fn update(&mut self, _dests: &[DestView]) {}
 }
 
 #[cfg(test)]

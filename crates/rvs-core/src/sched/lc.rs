@@ -11,8 +11,6 @@ impl Scheduler for LeastConnection {
         // Load alone: every weight counts as 1.
         super::least(dests, |d| (d.load(), 1))
     }
-
-    fn update(&mut self, _dests: &[DestView]) {}
 }
 
 #[cfg(test)]

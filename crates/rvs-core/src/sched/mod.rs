@@ -225,7 +225,9 @@ pub trait Scheduler: Send + fmt::Debug {
     /// Picks the index of a real server in `dests`, or `None` when none may take it.
     fn schedule(&mut self, dests: &[DestView], req: &SchedRequest) -> Option<usize>;
     /// Rebuilds whatever the scheduler derives from the server list (tables, gcd, positions).
-    fn update(&mut self, dests: &[DestView]);
+    /// Schedulers that derive nothing from the list (lc, wlc, sed, nq, fo, ovf, twos, and lblc and
+    /// lblcr, whose tables are keyed by destination) need not implement it.
+    fn update(&mut self, _dests: &[DestView]) {}
 }
 
 /// The available server with the least `overhead / weight`, as `key` gives them, compared by

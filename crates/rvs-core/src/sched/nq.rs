@@ -14,8 +14,6 @@ impl Scheduler for NeverQueue {
         }
         super::least(dests, |d| (u64::from(d.active) + 1, u64::from(d.weight)))
     }
-
-    fn update(&mut self, _dests: &[DestView]) {}
 }
 
 #[cfg(test)]

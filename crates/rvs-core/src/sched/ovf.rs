@@ -12,8 +12,6 @@ impl Scheduler for WeightedOverflow {
         // one more connection.
         super::heaviest(dests, |d| d.active <= d.weight)
     }
-
-    fn update(&mut self, _dests: &[DestView]) {}
 }
 
 #[cfg(test)]

@@ -15,8 +15,6 @@ impl Scheduler for ShortestExpectedDelay {
     fn schedule(&mut self, dests: &[DestView], _req: &SchedRequest) -> Option<usize> {
         super::least(dests, |d| (overhead(d), u64::from(d.weight)))
     }
-
-    fn update(&mut self, _dests: &[DestView]) {}
 }
 
 #[cfg(test)]

@@ -49,8 +49,6 @@ impl Scheduler for PowerOfTwoChoices {
             Some(c1)
         }
     }
-
-    fn update(&mut self, _dests: &[DestView]) {}
 }
 
 #[cfg(test)]

@@ -10,8 +10,6 @@ impl Scheduler for WeightedLeastConnection {
     fn schedule(&mut self, dests: &[DestView], _req: &SchedRequest) -> Option<usize> {
         super::least(dests, |d| (d.load(), u64::from(d.weight)))
     }
-
-    fn update(&mut self, _dests: &[DestView]) {}
 }
 
 #[cfg(test)]
