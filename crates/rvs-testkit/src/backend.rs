@@ -13,9 +13,15 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
-/// An address on 127.0.0.1 where nothing listens (connections are refused).
+/// An address on 127.0.0.1 where nothing listens (connections are refused). The port stays
+/// bound, without listening, for the rest of the test process, so no other test can take it.
 pub fn closed_port() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
+    use rustix::net::{bind, getsockname, socket, AddressFamily, SocketType};
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None).expect("socket");
+    bind(&fd, &SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind 127.0.0.1:0");
+    let addr = SocketAddr::try_from(getsockname(&fd).expect("getsockname")).expect("an inet address");
+    std::mem::forget(fd);
+    addr
 }
 
 /// Connects to `addr` and returns the name line the real server behind it sends.

@@ -191,11 +191,14 @@ async fn serve(mut stream: TcpStream, behavior: Behavior, n: usize, received: Ar
     }
 }
 
-/// An address on 127.0.0.1 where nothing listens (TCP and UDP): bound, then released.
+/// An address on 127.0.0.1 where nothing listens (TCP and UDP).
 pub async fn closed_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
+    // Bound without listening, and kept so for the rest of the process: refused, and no other
+    // test can be handed the same port.
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = s.local_addr().unwrap();
+    std::mem::forget(s);
     addr
 }
 
