@@ -23,11 +23,12 @@ use crate::refusal::Refusal;
 use crate::relay::{BodyRelay, RelayError, SpliceRoute};
 use crate::response::{self, ParsedResponse, ResponseBody};
 use crate::rewrite::{self, ClientSide};
-use crate::runtime::{PoolRuntime, ServiceRuntime};
+use crate::runtime::{DestRuntime, PoolRuntime, ServiceRuntime};
 use crate::service::MAX_HEADERS;
 use crate::session::{Next, Outcome, Prepared, Session};
 use crate::splice::pump;
 use crate::upstream::{UpstreamConn, UPSTREAM_BUFFER};
+use crate::watchdog::Waited;
 
 /// Body bytes already buffered that go out in the same write as the head.
 const INLINE: usize = 16 * 1024;
@@ -74,14 +75,14 @@ impl<C: ClientIo> Session<C> {
         // The whole request is in `out`: a stale kept-alive connection may be retried.
         let mut retry_ok = cursor.is_done() && p.idempotent && !p.upgrade;
 
-        let (binding, mut conn, mut reused) = match self.acquire(svc, pool, p).await {
+        let (binding, dest, mut conn, mut reused) = match self.acquire(svc, pool, p).await {
             Ok(x) => x,
             Err(r) => return self.refuse(r, bytes_in).await,
         };
         binding.established();
         let clock = self.engine.clock;
         let base_close = !p.keep_alive || self.engine.is_stopping();
-        let set_cookie: Option<&[u8]> = match pool.dests.get(&binding.dest.addr) {
+        let set_cookie: Option<&[u8]> = match dest {
             Some(d) if p.cookie_dest != Some(binding.dest.addr) => d.set_cookie.as_deref(),
             _ => None,
         };
@@ -226,7 +227,7 @@ impl<C: ClientIo> Session<C> {
         binding.count_out(bytes_out);
         binding.finish(clock.now_ms());
         if reusable {
-            self.release(pool, conn);
+            self.release(dest, conn);
         }
         let next = if close || r.is_err() { Next::Close } else { Next::KeepAlive };
         Outcome { status: head.code, bytes_in, bytes_out, next }
@@ -234,12 +235,13 @@ impl<C: ClientIo> Session<C> {
 
     /// Picks a real server and gets a connection to it: a kept-alive one, or a new one; a
     /// refused or timed-out connect is counted against the server and another is tried.
-    async fn acquire(
+    /// Returns the binding, the real server's runtime, the connection and whether it is reused.
+    async fn acquire<'p>(
         &mut self,
         svc: &ServiceRuntime,
-        pool: &Arc<PoolRuntime>,
+        pool: &'p Arc<PoolRuntime>,
         p: &Prepared,
-    ) -> Result<(Binding, UpstreamConn, bool), Refusal> {
+    ) -> Result<(Binding, Option<&'p DestRuntime>, UpstreamConn, bool), Refusal> {
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut timed_out = false;
         loop {
@@ -259,15 +261,16 @@ impl<C: ClientIo> Session<C> {
                 });
             };
             let dest = binding.dest.addr;
-            let proxy = pool.dests.get(&dest).map_or(ProxyProtocol::Off, |d| d.proxy_protocol);
-            if let Some(c) = self.take_idle(pool, dest, proxy) {
+            let runtime = pool.dests.get(&dest);
+            let proxy = runtime.map_or(ProxyProtocol::Off, |d| d.proxy_protocol);
+            if let Some(c) = self.take_idle(runtime, dest, proxy) {
                 pool.counters.upstream(true);
-                return Ok((binding, c, true));
+                return Ok((binding, runtime, c, true));
             }
             match self.connect(svc, dest, proxy).await {
                 Ok(c) => {
                     pool.counters.upstream(false);
-                    return Ok((binding, c, false));
+                    return Ok((binding, runtime, c, false));
                 }
                 Err(t) => timed_out = t,
             }
@@ -328,7 +331,7 @@ impl<C: ClientIo> Session<C> {
         loop {
             if !conn.buf.is_empty() {
                 let h = {
-                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    let mut headers = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
                     match response::parse(conn.buf.filled(), &mut headers, p.is_head, UPSTREAM_BUFFER) {
                         Err(e) => Err(HeadFail::Invalid(e)),
                         Ok(None) => Ok(None),
@@ -342,10 +345,10 @@ impl<C: ClientIo> Session<C> {
                     return Ok(h);
                 }
             }
-            match tokio::time::timeout_at(deadline, conn.buf.read_from(&mut TcpRef(&conn.stream))).await {
-                Err(_) => return Err(HeadFail::Timeout),
-                Ok(Ok(0)) | Ok(Err(_)) => return Err(HeadFail::Closed { fresh: fresh && conn.buf.is_empty() }),
-                Ok(Ok(_)) => fresh = false,
+            match self.timer.wait(deadline, false, conn.buf.read_from(&mut TcpRef(&conn.stream))).await {
+                Waited::Expired | Waited::Tick => return Err(HeadFail::Timeout),
+                Waited::Done(Ok(0) | Err(_)) => return Err(HeadFail::Closed { fresh: fresh && conn.buf.is_empty() }),
+                Waited::Done(Ok(_)) => fresh = false,
             }
         }
     }

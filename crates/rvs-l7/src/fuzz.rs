@@ -32,7 +32,7 @@ pub struct Forwarded {
 /// Parses the request at the start of `input` as a client connection would, and returns what
 /// would be forwarded. `Ok(None)`: more bytes are needed.
 pub fn forward_request(input: &[u8], limits: &Limits) -> Result<Option<Forwarded>, Refusal> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
     let Some(p) = request::parse(input, &mut headers, limits)? else { return Ok(None) };
     let fwd = Forwarding::new(ForwardedHeaders::default(), IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), false);
     let mut head = Vec::new();

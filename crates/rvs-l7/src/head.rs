@@ -5,19 +5,44 @@
 /// Every line ends in CRLF (no bare LF, no bare CR) and no control character other than HTAB
 /// appears. Run on a complete head.
 pub(crate) fn check_bytes(head: &[u8]) -> Result<(), &'static str> {
-    let mut prev = 0u8;
-    for (i, &b) in head.iter().enumerate() {
+    let mut i = 0;
+    while i < head.len() {
+        // Eight bytes at a time to the next control character (most of a head has none).
+        if let Some(word) = head.get(i..i + 8) {
+            let mask = control_mask(u64::from_le_bytes(word.try_into().expect("eight bytes")));
+            if mask == 0 {
+                i += 8;
+                continue;
+            }
+            i += mask.trailing_zeros() as usize / 8;
+        }
+        let b = head[i];
         if b < 0x20 || b == 0x7f {
             match b {
-                b'\n' if prev != b'\r' => return Err("bare LF line ending"),
+                b'\n' if i == 0 || head[i - 1] != b'\r' => return Err("bare LF line ending"),
                 b'\r' if head.get(i + 1) != Some(&b'\n') => return Err("bare CR"),
-                b'\n' | b'\r' | b'\t' => {}
+                // A line end: past its LF at once.
+                b'\r' => i += 1,
+                b'\n' | b'\t' => {}
                 _ => return Err("control character in head"),
             }
         }
-        prev = b;
+        i += 1;
     }
     Ok(())
+}
+
+/// The high bit of each byte of `w` (little-endian) that is a control character (below 0x20,
+/// or DEL), exactly: the per-byte additions never carry into the next byte.
+fn control_mask(w: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // High bit set where the byte is at least 0x20.
+    let printable = (((w & LOW7) + 0x6060_6060_6060_6060) | w) & HIGH;
+    // High bit set where the byte is not 0x7f.
+    let del = w ^ LOW7;
+    let not_del = (((del & LOW7) + LOW7) | del) & HIGH;
+    (!printable | !not_del) & HIGH
 }
 
 /// Like [`check_bytes`] on an incomplete head: fails early on what can already be seen.
@@ -54,7 +79,8 @@ pub(crate) fn content_length<'a>(values: impl Iterator<Item = &'a [u8]>) -> Resu
             if e.is_empty() || e.len() > 19 || !e.iter().all(u8::is_ascii_digit) {
                 return Err("invalid Content-Length");
             }
-            let n: u64 = std::str::from_utf8(e).ok().and_then(|s| s.parse().ok()).ok_or("invalid Content-Length")?;
+            // At most 19 digits: always below u64::MAX.
+            let n = e.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
             if len.is_some_and(|l| l != n) {
                 return Err("conflicting Content-Length");
             }
@@ -104,19 +130,38 @@ pub(crate) fn transfer_coding(value: &[u8]) -> Coding {
 /// Fields that belong to one connection (RFC 9110 7.6.1) and never pass through the proxy as
 /// they are; framing fields are rewritten by the proxy, so they are listed too.
 pub(crate) fn is_hop_by_hop(name: &str) -> bool {
-    const HOP: [&str; 7] =
-        ["connection", "keep-alive", "proxy-connection", "te", "upgrade", "transfer-encoding", "content-length"];
-    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+    is_hop_by_hop_bytes(name.as_bytes())
+}
+
+/// [`is_hop_by_hop`] on bytes (a token of a Connection field).
+pub(crate) fn is_hop_by_hop_bytes(name: &[u8]) -> bool {
+    let hop: &[&[u8]] = match name.len() {
+        2 => &[b"te"],
+        7 => &[b"upgrade"],
+        10 => &[b"connection", b"keep-alive"],
+        14 => &[b"content-length"],
+        16 => &[b"proxy-connection"],
+        17 => &[b"transfer-encoding"],
+        _ => return false,
+    };
+    hop.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// A field name that some servers normalise into a framing or routing field (`Content_Length`
 /// read as `Content-Length` by CGI-style gateways): refused, so it cannot smuggle one.
 pub(crate) fn is_disguised_critical(name: &str) -> bool {
-    if !name.contains('_') {
-        return false;
-    }
-    let n = name.replace('_', "-");
-    ["content-length", "transfer-encoding", "host", "connection"].iter().any(|c| c.eq_ignore_ascii_case(&n))
+    const CRITICAL: [&[u8]; 4] = [b"content-length", b"transfer-encoding", b"host", b"connection"];
+    let n = name.as_bytes();
+    // `_` for `-` keeps the length: most names are ruled out by it alone.
+    CRITICAL.iter().filter(|c| c.len() == n.len()).any(|c| {
+        let mut underscore = false;
+        let same = c.iter().zip(n).all(|(&c, &b)| {
+            let swapped = c == b'-' && b == b'_';
+            underscore |= swapped;
+            swapped || c == b.to_ascii_lowercase()
+        });
+        same && underscore
+    })
 }
 
 #[cfg(test)]
@@ -133,6 +178,55 @@ mod tests {
         assert!(check_bytes(b"GET / HTTP/1.1\r\nX: a\tb\r\n\r\n").is_ok());
         assert!(check_partial(b"GET / HTTP/1.1\r").is_ok());
         assert!(check_partial(b"GET / HTTP/1.1\n").is_err());
+        assert!(check_bytes(b"\nGET / HTTP/1.1\r\n\r\n").is_err());
+        assert!(check_bytes(b"GET /a-long-path HTTP/1.1\r\nX-Long-Name: value\x7f\r\n\r\n").is_err());
+    }
+
+    /// The check byte by byte, as the word-at-a-time one must answer.
+    fn byte_walk(head: &[u8]) -> Result<(), &'static str> {
+        let mut prev = 0u8;
+        for (i, &b) in head.iter().enumerate() {
+            if b < 0x20 || b == 0x7f {
+                match b {
+                    b'\n' if prev != b'\r' => return Err("bare LF line ending"),
+                    b'\r' if head.get(i + 1) != Some(&b'\n') => return Err("bare CR"),
+                    b'\n' | b'\r' | b'\t' => {}
+                    _ => return Err("control character in head"),
+                }
+            }
+            prev = b;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn control_mask_is_exact() {
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                let mut word = [b'a'; 8];
+                word[at] = b;
+                let want = if b < 0x20 || b == 0x7f { 0x80u64 << (8 * at) } else { 0 };
+                assert_eq!(control_mask(u64::from_le_bytes(word)), want, "byte {b:#x} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn word_check_agrees_with_the_byte_walk() {
+        let alphabet = [b'a', b'\r', b'\n', b'\t', 0, 0x1f, 0x7f, 0x80, b' '];
+        for a in alphabet {
+            for b in alphabet {
+                for c in alphabet {
+                    for d in alphabet {
+                        let mut head = b"GET / HTTP/1.1\r\nX: ".to_vec();
+                        head.extend_from_slice(&[a, b, c, d]);
+                        head.extend_from_slice(b"\r\n\r\n");
+                        assert_eq!(check_bytes(&head), byte_walk(&head), "{head:?}");
+                        assert_eq!(check_bytes(&head[18..]), byte_walk(&head[18..]), "{head:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -169,7 +263,18 @@ mod tests {
         assert_eq!(list(b" a ,, b,\tc ").collect::<Vec<_>>(), [&b"a"[..], b"b", b"c"]);
         assert!(is_disguised_critical("Content_Length"));
         assert!(!is_disguised_critical("X_Custom"));
+        assert!(is_disguised_critical("transfer_Encoding"));
+        assert!(is_disguised_critical("Content_length"));
+        assert!(!is_disguised_critical("Content-Length"));
+        assert!(!is_disguised_critical("Hos_"));
+        assert!(!is_disguised_critical("conn_ection"));
         assert!(is_hop_by_hop("Keep-Alive"));
         assert!(!is_hop_by_hop("Trailer"));
+        for h in
+            ["Connection", "keep-alive", "Proxy-Connection", "TE", "Upgrade", "Transfer-Encoding", "Content-Length"]
+        {
+            assert!(is_hop_by_hop(h), "{h}");
+        }
+        assert!(!is_hop_by_hop("Keep-Alivf"));
     }
 }

@@ -32,6 +32,7 @@ mod splice;
 mod stats;
 mod tls;
 mod upstream;
+mod watchdog;
 
 pub use engine::{L7Engine, L7EngineConfig};
 pub use error::{ConfigError, L7Error};

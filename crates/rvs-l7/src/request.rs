@@ -3,6 +3,8 @@
 //! or exactly `Transfer-Encoding: chunked`, never both, never in HTTP/1.0), no disguised
 //! framing fields, a request target of a known form. The result borrows the head's bytes.
 
+use std::mem::MaybeUninit;
+
 use httparse::{Header, Status};
 
 use crate::head::{self, Coding};
@@ -66,13 +68,14 @@ impl<'a> ParsedRequest<'a> {
 }
 
 /// Parses and checks the head at the start of `buf`. `Ok(None)`: incomplete, read more.
+/// `headers` is scratch space for the fields; it needs no initialising.
 pub(crate) fn parse<'a>(
     buf: &'a [u8],
-    headers: &'a mut [Header<'a>],
+    headers: &'a mut [MaybeUninit<Header<'a>>],
     limits: &Limits,
 ) -> Result<Option<ParsedRequest<'a>>, Refusal> {
-    let mut req = httparse::Request::new(headers);
-    let head_len = match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, headers) {
         Ok(Status::Complete(n)) => n,
         Ok(Status::Partial) => {
             head::check_partial(buf).map_err(Refusal::BadRequest)?;
@@ -278,6 +281,19 @@ fn split_target<'a>(method: &str, target: &'a str) -> Result<(Option<&'a str>, &
     Ok((Some(authority), if p.is_empty() { "/" } else { p }, q))
 }
 
+/// Bytes a host may hold besides letters and digits (unreserved, sub-delims, `%`, and the
+/// brackets and colons of an IPv6 literal), as a table.
+const HOST_EXTRA: [bool; 256] = {
+    let mut table = [false; 256];
+    let extra = b"-._~!$&'()*+,;=%[]:";
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// The host of an authority (`host`, `host:port`, `[v6]:port`), checked, port removed.
 fn host_of(authority: &str) -> Result<&str, Refusal> {
     let bad = Refusal::BadRequest("invalid host");
@@ -300,8 +316,7 @@ fn host_of(authority: &str) -> Result<&str, Refusal> {
             return Err(bad);
         }
     }
-    let reg_name =
-        |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b) || b == b'[' || b == b']' || b == b':';
+    let reg_name = |b: u8| b.is_ascii_alphanumeric() || HOST_EXTRA[usize::from(b)];
     if !host.bytes().all(reg_name) || (!host.starts_with('[') && host.contains(['[', ']', ':'])) {
         return Err(bad);
     }
@@ -313,7 +328,7 @@ mod tests {
     use super::*;
 
     fn run(raw: &[u8]) -> Result<Option<(RequestBody, bool, Option<String>)>, Refusal> {
-        let mut h = [httparse::EMPTY_HEADER; 128];
+        let mut h = [MaybeUninit::uninit(); 128];
         let limits = Limits { max_body_bytes: Some(1_000_000), ..Limits::default() };
         parse(raw, &mut h, &limits).map(|o| o.map(|p| (p.body, p.keep_alive, p.host.map(str::to_string))))
     }
@@ -412,14 +427,14 @@ mod tests {
 
     #[test]
     fn upgrades_and_expect() {
-        let mut h = [httparse::EMPTY_HEADER; 32];
+        let mut h = [MaybeUninit::uninit(); 32];
         let raw = b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n";
         let p = parse(raw, &mut h, &Limits::default()).unwrap().unwrap();
         assert_eq!(p.upgrade, Some(&b"websocket"[..]));
-        let mut h = [httparse::EMPTY_HEADER; 32];
+        let mut h = [MaybeUninit::uninit(); 32];
         let raw = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
         assert_eq!(parse(raw, &mut h, &Limits::default()).unwrap().unwrap().upgrade, None);
-        let mut h = [httparse::EMPTY_HEADER; 32];
+        let mut h = [MaybeUninit::uninit(); 32];
         let raw = b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
         assert!(parse(raw, &mut h, &Limits::default()).unwrap().unwrap().expect_continue);
     }

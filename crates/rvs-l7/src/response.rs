@@ -3,7 +3,9 @@
 //! rules of RFC 9112 6.3 (HEAD, 1xx, 204 and 304 carry no body; otherwise chunked, a length,
 //! or the body runs until the real server closes).
 
-use httparse::{Header, Status};
+use std::mem::MaybeUninit;
+
+use httparse::{Header, ParserConfig, Status};
 
 use crate::head::{self, Coding};
 
@@ -37,14 +39,15 @@ impl ParsedResponse<'_> {
 }
 
 /// Parses the head at the start of `buf`; `Ok(None)`: incomplete. `max` bounds the head.
+/// `headers` is scratch space for the fields; it needs no initialising.
 pub(crate) fn parse<'a>(
     buf: &'a [u8],
-    headers: &'a mut [Header<'a>],
+    headers: &'a mut [MaybeUninit<Header<'a>>],
     request_is_head: bool,
     max: usize,
 ) -> Result<Option<ParsedResponse<'a>>, &'static str> {
-    let mut resp = httparse::Response::new(headers);
-    let head_len = match resp.parse(buf) {
+    let mut resp = httparse::Response::new(&mut []);
+    let head_len = match ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, headers) {
         Ok(Status::Complete(n)) => n,
         Ok(Status::Partial) if buf.len() >= max => return Err("response head too large"),
         Ok(Status::Partial) => return Ok(None),
@@ -63,18 +66,20 @@ pub(crate) fn parse<'a>(
         if head::is_disguised_critical(n) {
             return Err("field name disguising a framing field");
         }
-        if n.eq_ignore_ascii_case("transfer-encoding") {
-            tes += 1;
-            te = Some(h.value);
-        } else if n.eq_ignore_ascii_case("content-length") {
-            cls += 1;
-        } else if n.eq_ignore_ascii_case("connection") {
-            for t in head::list(h.value) {
-                close |= t.eq_ignore_ascii_case(b"close");
-                keep |= t.eq_ignore_ascii_case(b"keep-alive");
+        match n.len() {
+            17 if n.eq_ignore_ascii_case("transfer-encoding") => {
+                tes += 1;
+                te = Some(h.value);
             }
-        } else if n.eq_ignore_ascii_case("upgrade") {
-            upgrade = Some(h.value);
+            14 if n.eq_ignore_ascii_case("content-length") => cls += 1,
+            10 if n.eq_ignore_ascii_case("connection") => {
+                for t in head::list(h.value) {
+                    close |= t.eq_ignore_ascii_case(b"close");
+                    keep |= t.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            7 if n.eq_ignore_ascii_case("upgrade") => upgrade = Some(h.value),
+            _ => {}
         }
     }
     if te.is_some() && cls > 0 {
@@ -86,9 +91,12 @@ pub(crate) fn parse<'a>(
     if te.is_some() && minor == 0 {
         return Err("Transfer-Encoding in an HTTP/1.0 response");
     }
-    let length = head::content_length(
-        headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length")).map(|h| h.value),
-    )?;
+    let length = match cls {
+        0 => None,
+        _ => head::content_length(
+            headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length")).map(|h| h.value),
+        )?,
+    };
     let coding = te.map(head::transfer_coding);
     if coding == Some(Coding::Invalid) {
         return Err("invalid Transfer-Encoding");
@@ -121,7 +129,7 @@ mod tests {
     use super::*;
 
     fn body(raw: &[u8], head: bool) -> Result<(ResponseBody, bool), &'static str> {
-        let mut h = [httparse::EMPTY_HEADER; 32];
+        let mut h = [MaybeUninit::uninit(); 32];
         parse(raw, &mut h, head, 65536).map(|r| {
             let r = r.unwrap();
             (r.body, r.reusable)

@@ -75,6 +75,15 @@ fn named_by_connection(headers: &[Header<'_>], name: &str) -> bool {
         .any(|h| head::list(h.value).any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
 }
 
+/// Whether a Connection field lists a field other than the hop-by-hop ones (those are dropped
+/// anyway): only then must each field be looked up in the Connection lists.
+fn connection_names_others(headers: &[Header<'_>]) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.len() == 10 && h.name.eq_ignore_ascii_case("connection"))
+        .any(|h| head::list(h.value).any(|t| !head::is_hop_by_hop_bytes(t)))
+}
+
 /// Writes the request head for the real server into `out` (cleared first).
 pub(crate) fn request_head(p: &ParsedRequest<'_>, fwd: &Forwarding, out: &mut Vec<u8>) {
     out.clear();
@@ -82,7 +91,7 @@ pub(crate) fn request_head(p: &ParsedRequest<'_>, fwd: &Forwarding, out: &mut Ve
     out.push(b' ');
     out.extend_from_slice(p.target.as_bytes());
     out.extend_from_slice(if p.minor == 0 { b" HTTP/1.0\r\n" } else { b" HTTP/1.1\r\n" });
-    let has_connection = p.headers.iter().any(|h| h.name.eq_ignore_ascii_case("connection"));
+    let connection_names = connection_names_others(p.headers);
     let f = fwd.headers;
     let mut xff = false;
     let mut host = None;
@@ -97,7 +106,7 @@ pub(crate) fn request_head(p: &ParsedRequest<'_>, fwd: &Forwarding, out: &mut Ve
             xff = true;
             continue;
         } else if (f.x_forwarded_proto && n.eq_ignore_ascii_case("x-forwarded-proto"))
-            || (has_connection && named_by_connection(p.headers, n))
+            || (connection_names && named_by_connection(p.headers, n))
         {
             continue;
         }
@@ -167,7 +176,7 @@ pub(crate) fn response_head(r: &ParsedResponse<'_>, client: ClientSide, set_cook
     out.extend_from_slice(r.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     let framed = matches!(r.body, ResponseBody::Length(_) | ResponseBody::Chunked);
-    let has_connection = r.headers.iter().any(|h| h.name.eq_ignore_ascii_case("connection"));
+    let connection_names = connection_names_others(r.headers);
     for h in r.headers {
         let n = h.name;
         let framing_field = n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding");
@@ -175,7 +184,7 @@ pub(crate) fn response_head(r: &ParsedResponse<'_>, client: ClientSide, set_cook
             if framed {
                 continue;
             }
-        } else if is_hop_by_hop(n) || (has_connection && named_by_connection(r.headers, n)) {
+        } else if is_hop_by_hop(n) || (connection_names && named_by_connection(r.headers, n)) {
             continue;
         }
         push_field(out, n.as_bytes(), h.value);
@@ -211,7 +220,7 @@ mod tests {
     use crate::service::Limits;
 
     fn forward(raw: &[u8], headers: ForwardedHeaders, tls: bool) -> String {
-        let mut h = [httparse::EMPTY_HEADER; 64];
+        let mut h = [std::mem::MaybeUninit::uninit(); 64];
         let p = crate::request::parse(raw, &mut h, &Limits::default()).unwrap().unwrap();
         let fwd = Forwarding::new(headers, "192.0.2.7".parse().unwrap(), tls);
         let mut out = Vec::new();
@@ -259,7 +268,7 @@ Forwarded: for=192.0.2.7;proto=https;host=\"a.example:8080\"\r\n\r\n"
     fn response_rewrite() {
         let raw = b"HTTP/1.0 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\
 Content-Length: 2\r\nServer: t\r\n\r\nok";
-        let mut h = [httparse::EMPTY_HEADER; 16];
+        let mut h = [std::mem::MaybeUninit::uninit(); 16];
         let r = crate::response::parse(raw, &mut h, false, 4096).unwrap().unwrap();
         let mut out = Vec::new();
         response_head(&r, ClientSide { minor: 1, close: true }, Some(b"RVSID=ab; Path=/"), &mut out);

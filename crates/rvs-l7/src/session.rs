@@ -17,15 +17,14 @@ use crate::engine::L7Engine;
 use crate::refusal::Refusal;
 use crate::request::{self, RequestBody};
 use crate::rewrite::{self, Forwarding};
-use crate::runtime::{PoolRuntime, Route, ServiceRuntime};
+use crate::runtime::{DestRuntime, PoolRuntime, Route, ServiceRuntime};
 use crate::service::MAX_HEADERS;
 use crate::stats::Record;
 use crate::upstream::UpstreamConn;
+use crate::watchdog::{Waited, Watchdog};
 
 /// Most private (PROXY protocol) upstream connections a client connection keeps.
 const MAX_PRIVATE: usize = 8;
-/// How often a connection waiting for a request checks whether the engine is stopping.
-const STOP_CHECK: Duration = Duration::from_millis(500);
 /// How long a refused client may go on sending before the connection is closed.
 const LINGER: Duration = Duration::from_secs(1);
 
@@ -88,6 +87,8 @@ pub(crate) struct Session<C> {
     pub private: Vec<UpstreamConn>,
     /// Drain what the client still sends before closing (after a refusal).
     pub linger: bool,
+    /// Bounds the waits for request and response heads.
+    pub timer: Watchdog,
     first: bool,
 }
 
@@ -111,6 +112,7 @@ pub(crate) async fn run<C: ClientIo>(
         local,
         private: Vec::new(),
         linger: false,
+        timer: Watchdog::new(),
         first: true,
     };
     loop {
@@ -175,7 +177,7 @@ impl<C: ClientIo> Session<C> {
                     return Ok(Read::Reload);
                 }
                 let prepared = {
-                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    let mut headers = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
                     prepare(self.inbuf.filled(), &mut headers, svc, &self.fwd, self.peer, &mut self.out)
                 };
                 if let Some(p) = prepared? {
@@ -187,16 +189,16 @@ impl<C: ClientIo> Session<C> {
                 head_deadline.get_or_insert_with(|| Instant::now() + svc.timeouts.header_read);
             }
             let deadline = head_deadline.unwrap_or(idle_deadline);
-            // Waits are cut into slices so an idle connection notices a shutdown.
-            let slice = deadline.min(Instant::now() + STOP_CHECK);
-            match tokio::time::timeout_at(slice, self.inbuf.read_from(&mut self.io)).await {
-                Err(_) if self.inbuf.is_empty() && (slice >= deadline || self.engine.is_stopping()) => {
+            // An idle connection wakes at each tick to notice a shutdown.
+            match self.timer.wait(deadline, true, self.inbuf.read_from(&mut self.io)).await {
+                Waited::Expired | Waited::Tick if self.inbuf.is_empty() && self.engine.is_stopping() => {
                     return Ok(Read::Closed)
                 }
-                Err(_) if slice >= deadline => return Err(Refusal::Timeout),
-                Err(_) => {}
-                Ok(Ok(0)) | Ok(Err(_)) => return Ok(Read::Closed),
-                Ok(Ok(_)) => {}
+                Waited::Expired if self.inbuf.is_empty() => return Ok(Read::Closed),
+                Waited::Expired => return Err(Refusal::Timeout),
+                Waited::Tick => {}
+                Waited::Done(Ok(0) | Err(_)) => return Ok(Read::Closed),
+                Waited::Done(Ok(_)) => {}
             }
         }
     }
@@ -211,21 +213,23 @@ impl<C: ClientIo> Session<C> {
         Outcome { status: r.status(), bytes_in, bytes_out: resp.len() as u64, next: Next::Close }
     }
 
-    /// Keeps a reusable upstream connection: private ones in the session, others in the pool.
-    pub(crate) fn release(&mut self, pool: &PoolRuntime, conn: UpstreamConn) {
+    /// Keeps a reusable upstream connection to real server `dest`: private ones in the
+    /// session, others in the real server's idle list.
+    pub(crate) fn release(&mut self, dest: Option<&DestRuntime>, conn: UpstreamConn) {
         if conn.proxy != ProxyProtocol::Off {
             if self.private.len() < MAX_PRIVATE {
                 self.private.push(conn);
             }
-        } else if let Some(d) = pool.dests.get(&conn.dest) {
+        } else if let Some(d) = dest {
             d.idle.put(conn);
         }
     }
 
-    /// An idle connection to `dest` speaking `proxy`, if one is kept.
+    /// An idle connection to real server `dest` (with its runtime) speaking `proxy`, if one
+    /// is kept.
     pub(crate) fn take_idle(
         &mut self,
-        pool: &PoolRuntime,
+        runtime: Option<&DestRuntime>,
         dest: SocketAddr,
         proxy: ProxyProtocol,
     ) -> Option<UpstreamConn> {
@@ -238,7 +242,7 @@ impl<C: ClientIo> Session<C> {
             }
             return None;
         }
-        let idle = &pool.dests.get(&dest)?.idle;
+        let idle = &runtime?.idle;
         std::iter::from_fn(|| idle.take()).find(UpstreamConn::is_usable)
     }
 
@@ -276,7 +280,7 @@ fn record(o: &Outcome, started: Instant) -> Record {
 /// real server into `out`. `Ok(None)`: the head is not complete yet.
 fn prepare<'a>(
     buf: &'a [u8],
-    headers: &'a mut [httparse::Header<'a>],
+    headers: &'a mut [std::mem::MaybeUninit<httparse::Header<'a>>],
     svc: &ServiceRuntime,
     fwd: &Forwarding,
     peer: SocketAddr,
