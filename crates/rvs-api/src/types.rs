@@ -307,6 +307,23 @@ pub struct InfoView {
     pub config_file: Option<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub draining: bool,
+    /// The L4 relay: `"sockmap"` (long-lived connections relayed in the kernel) or `"splice"`.
+    #[serde(default)]
+    pub relay: String,
+    /// The sockmap, when `relay` is `"sockmap"`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sockmap: Option<SockmapView>,
+}
+
+/// The kernel relay's occupancy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SockmapView {
+    /// Connections it can hold at once.
+    pub capacity: u32,
+    /// Connections linked now.
+    pub linked: u32,
+    /// Connections ever linked.
+    pub linked_total: u64,
 }
 
 /// Request counters of an L7 service, rule or pool.

@@ -39,11 +39,31 @@ pub struct DirectorConfig {
     pub connect_retries: u32,
     /// How long SIGTERM waits for connections to finish before closing them.
     pub drain_timeout: Duration,
+    /// How the L4 proxy relays established connections.
+    pub relay: Relay,
+}
+
+/// Most connections `sockmap_connections` may ask for.
+pub const MAX_SOCKMAP_CONNECTIONS: u32 = 1 << 20;
+
+/// `[director] relay`: how the L4 proxy relays established connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relay {
+    /// Long-lived connections go to a sockmap and the kernel moves their bytes (up to
+    /// `connections` at once); splice when the kernel refuses it.
+    Sockmap { connections: u32 },
+    /// rvsd moves every byte itself (copy, or splice(2) for bulk).
+    Splice,
 }
 
 impl Default for DirectorConfig {
     fn default() -> Self {
-        Self { connect_timeout: Duration::from_secs(3), connect_retries: 2, drain_timeout: Duration::from_secs(10) }
+        Self {
+            connect_timeout: Duration::from_secs(3),
+            connect_retries: 2,
+            drain_timeout: Duration::from_secs(10),
+            relay: Relay::Sockmap { connections: 32_768 },
+        }
     }
 }
 

@@ -37,6 +37,8 @@ pub struct RawDirector {
     pub connect_timeout_ms: Option<Spanned<u64>>,
     pub connect_retries: Option<u32>,
     pub drain_timeout_secs: Option<u64>,
+    pub relay: Option<Spanned<String>>,
+    pub sockmap_connections: Option<Spanned<u32>>,
     #[serde(default)]
     pub expire_nodest_conn: bool,
     #[serde(default)]

@@ -19,7 +19,7 @@ use toml::Spanned;
 use crate::error::Unplaced;
 use crate::health::{command, ServiceHealth};
 use crate::raw::{RawConfig, RawRealServer, RawService};
-use crate::{ApiConfig, Config, DirectorConfig, DEFAULT_SOCKET};
+use crate::{ApiConfig, Config, DirectorConfig, Relay, DEFAULT_SOCKET, MAX_SOCKMAP_CONNECTIONS};
 
 type Result<T> = std::result::Result<T, Unplaced>;
 
@@ -33,6 +33,39 @@ where
     T::Err: std::fmt::Display,
 {
     v.get_ref().parse::<T>().map_err(|e| Unplaced::new(span(v), field, e))
+}
+
+/// `[director] relay` and `sockmap_connections`.
+fn relay(d: &crate::raw::RawDirector) -> Result<Relay> {
+    let mut connections = match DirectorConfig::default().relay {
+        Relay::Sockmap { connections } => connections,
+        Relay::Splice => 32_768,
+    };
+    if let Some(n) = &d.sockmap_connections {
+        if !(1..=MAX_SOCKMAP_CONNECTIONS).contains(n.get_ref()) {
+            return Err(Unplaced::new(
+                span(n),
+                "director.sockmap_connections",
+                format!("must be between 1 and {MAX_SOCKMAP_CONNECTIONS}"),
+            ));
+        }
+        connections = *n.get_ref();
+    }
+    let Some(r) = &d.relay else { return Ok(Relay::Sockmap { connections }) };
+    match r.get_ref().as_str() {
+        "sockmap" => Ok(Relay::Sockmap { connections }),
+        "splice" => match &d.sockmap_connections {
+            Some(n) => {
+                Err(Unplaced::new(span(n), "director.sockmap_connections", "only applies with relay = \"sockmap\""))
+            }
+            None => Ok(Relay::Splice),
+        },
+        other => Err(Unplaced::new(
+            span(r),
+            "director.relay",
+            format!("unknown relay {other:?}: use \"sockmap\" or \"splice\""),
+        )),
+    }
 }
 
 pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
@@ -51,6 +84,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
     if let Some(s) = d.drain_timeout_secs {
         director.drain_timeout = Duration::from_secs(s);
     }
+    director.relay = relay(d)?;
     let mut table = TableModel {
         options: DirectorOptions {
             expire_nodest_conn: d.expire_nodest_conn,

@@ -104,6 +104,18 @@ impl Binding {
         self.dest.stats.counters.add_out(bytes);
     }
 
+    /// `packets` messages of `bytes` in all that the kernel relayed from the client.
+    pub fn count_in_packets(&self, packets: u64, bytes: u64) {
+        self.service.stats.counters.add_in_packets(packets, bytes);
+        self.dest.stats.counters.add_in_packets(packets, bytes);
+    }
+
+    /// `packets` messages of `bytes` in all that the kernel relayed from the real server.
+    pub fn count_out_packets(&self, packets: u64, bytes: u64) {
+        self.service.stats.counters.add_out_packets(packets, bytes);
+        self.dest.stats.counters.add_out_packets(packets, bytes);
+    }
+
     /// The connection ends at `now_ms`.
     pub fn finish(self, now_ms: u64) {
         self.last_ms.store(now_ms, Ordering::Relaxed);

@@ -31,12 +31,20 @@ impl Counters {
     }
     /// One read from the client side of `bytes`.
     pub fn add_in(&self, bytes: u64) {
-        self.inpkts.fetch_add(1, Ordering::Relaxed);
-        self.inbytes.fetch_add(bytes, Ordering::Relaxed);
+        self.add_in_packets(1, bytes);
     }
     /// One read from the real server side of `bytes`.
     pub fn add_out(&self, bytes: u64) {
-        self.outpkts.fetch_add(1, Ordering::Relaxed);
+        self.add_out_packets(1, bytes);
+    }
+    /// `packets` reads (or kernel-relayed messages) from the client side, `bytes` in all.
+    pub fn add_in_packets(&self, packets: u64, bytes: u64) {
+        self.inpkts.fetch_add(packets, Ordering::Relaxed);
+        self.inbytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+    /// `packets` reads (or kernel-relayed messages) from the real server side, `bytes` in all.
+    pub fn add_out_packets(&self, packets: u64, bytes: u64) {
+        self.outpkts.fetch_add(packets, Ordering::Relaxed);
         self.outbytes.fetch_add(bytes, Ordering::Relaxed);
     }
     pub fn read(&self) -> CounterValues {

@@ -15,10 +15,10 @@ use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
 use crate::conn_table::{ConnEntry, ConnTable};
+use crate::kernel_relay::KernelRelay;
 use crate::listeners::{ListenError, ListenerSet};
 use crate::proxy_protocol;
 use crate::relay::Relay;
-use crate::splice::write_all;
 
 /// Knobs of the proxy engine.
 #[derive(Debug, Clone, Copy)]
@@ -29,11 +29,30 @@ pub struct EngineConfig {
     pub connect_retries: u32,
     /// Listen backlog of each virtual service.
     pub backlog: u32,
+    /// How established connections are relayed.
+    pub relay: RelayMode,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { connect_timeout: Duration::from_secs(3), connect_retries: 2, backlog: 4096 }
+        Self { connect_timeout: Duration::from_secs(3), connect_retries: 2, backlog: 4096, relay: RelayMode::default() }
+    }
+}
+
+/// How the engine relays established connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayMode {
+    /// Long-lived connections (a second request, or a bulk burst) are linked into a sockmap so
+    /// the kernel moves their bytes; up to `capacity` at once, the rest as with `Splice`. If
+    /// the kernel refuses the sockmap program, the engine says so and uses `Splice`.
+    Sockmap { capacity: u32 },
+    /// rvsd moves every byte itself: copied, or spliced through a pipe in bulk.
+    Splice,
+}
+
+impl Default for RelayMode {
+    fn default() -> Self {
+        RelayMode::Sockmap { capacity: 32_768 }
     }
 }
 
@@ -61,6 +80,8 @@ pub struct Engine {
     draining: std::sync::atomic::AtomicBool,
     /// Told of every failed connect to a real server (passive health checking).
     on_connect_failure: std::sync::OnceLock<ConnectFailureObserver>,
+    /// The sockmap that relays long-lived connections, when loaded.
+    kernel: Option<Arc<KernelRelay>>,
 }
 
 /// Receives `(service, real server, reason)` for each failed connect to a real server.
@@ -74,6 +95,19 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     pub fn new(cfg: EngineConfig, clock: Clock) -> Arc<Self> {
+        let kernel = match cfg.relay {
+            RelayMode::Splice => None,
+            RelayMode::Sockmap { capacity } => match KernelRelay::load(capacity) {
+                Ok(k) => {
+                    info!(capacity, "kernel relay (sockmap) loaded: long-lived connections are relayed in the kernel");
+                    Some(k)
+                }
+                Err(e) => {
+                    warn!(error = %e, "kernel relay (sockmap) unavailable: rvsd relays every connection with splice");
+                    None
+                }
+            },
+        };
         let engine = Arc::new(Self {
             cfg,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
@@ -83,6 +117,7 @@ impl Engine {
             stopped: Default::default(),
             draining: Default::default(),
             on_connect_failure: std::sync::OnceLock::new(),
+            kernel,
         });
         tokio::spawn(sweep_idle(Arc::downgrade(&engine)));
         engine
@@ -130,6 +165,11 @@ impl Engine {
     /// Closes every connection to `dest` now. Returns how many.
     pub fn close_connections_to(&self, dest: &Arc<rvs_core::RealServer>) -> usize {
         self.conns.close_dest(dest)
+    }
+
+    /// The kernel relay, when it is loaded.
+    pub fn kernel_relay(&self) -> Option<&Arc<KernelRelay>> {
+        self.kernel.as_ref()
     }
 
     /// Whether a shutdown is draining the connections.
@@ -261,14 +301,13 @@ async fn serve(engine: Arc<Engine>, key: ServiceKey, client: TcpStream, peer: So
     entry.touch(engine.clock.now_ms());
     let _ = server.set_nodelay(true);
 
+    let relay = Relay::new(&binding, entry, engine.clock, engine.kernel.as_ref());
     let result = async {
         let pp = binding.dest.settings().proxy_protocol;
         if let Some(h) = proxy_protocol::header(pp, peer, local) {
-            write_all(&server, &h).await?;
+            relay.send_to_server(&server, &h).await?;
         }
-        Relay { binding: &binding, entry, clock: engine.clock, one_side_closed: Default::default() }
-            .run(&client, &server)
-            .await
+        relay.run(&client, &server).await
     };
     tokio::select! {
         r = result => if let Err(e) = r {
@@ -276,6 +315,7 @@ async fn serve(engine: Arc<Engine>, key: ServiceKey, client: TcpStream, peer: So
         },
         _ = cancel.cancelled() => debug!(service = %key, client = %peer, "connection closed by the director"),
     }
+    drop(relay);
     binding.finish(engine.clock.now_ms());
     drop(guard);
 }

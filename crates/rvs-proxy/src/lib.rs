@@ -1,15 +1,18 @@
-//! rvs-proxy: the userspace data plane. A full-NAT Layer-4 TCP proxy: one listener per
-//! virtual service, scheduling through rvs-core, a splice(2) relay, PROXY protocol towards
-//! real servers. It is not the control plane: it only reads published snapshots.
+//! rvs-proxy: the L4 data plane. A full-NAT Layer-4 TCP proxy: one listener per virtual
+//! service, scheduling through rvs-core, a relay that hands long-lived connections to a sockmap
+//! in the kernel (else splice(2)), PROXY protocol towards real servers. It is not the control
+//! plane: it only reads published snapshots.
 
 pub mod clock;
 pub mod conn_table;
 pub mod engine;
+pub mod kernel_relay;
 pub mod listeners;
 pub mod proxy_protocol;
 mod relay;
 pub mod splice;
 
 pub use clock::Clock;
-pub use engine::{ConnInfo, ConnectFailureObserver, Engine, EngineConfig};
+pub use engine::{ConnInfo, ConnectFailureObserver, Engine, EngineConfig, RelayMode};
+pub use kernel_relay::{KernelRelay, KernelRelayError};
 pub use listeners::{bind_listener, ListenError, ListenerSet};

@@ -1,11 +1,17 @@
 //! The relay: moves bytes both ways between the client and real server sockets. Each
 //! direction copies small messages through a per-thread buffer and, once a read fills it (a
 //! bulk flow), splices socket → pipe → socket with splice(2) so payload stays in the kernel.
-//! A FIN on one side is passed on as a half-close; either direction's error ends the connection.
+//! A connection that proves long-lived (a second request, or a bulk burst) is linked into the
+//! kernel relay, when there is one, at a moment when both its sockets are drained: from then on the kernel moves its bytes, and the relay only
+//! waits for EOF and errors. A FIN on one side is passed on as a half-close (after the bytes
+//! before it); either direction's error ends the connection.
 
 use std::cell::RefCell;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use rustix::net::Shutdown;
 use tokio::io::Interest;
@@ -16,10 +22,16 @@ use rvs_core::Binding;
 
 use crate::clock::Clock;
 use crate::conn_table::ConnEntry;
+use crate::kernel_relay::{bytes_written, KernelRelay, KernelRelayError, Link};
 use crate::splice::{give_pipe, read_clearing, splice_in, splice_out, take_pipe, write_all, Pipe};
 
 /// Size of the copy path's scratch buffer; a read that fills it switches to splice.
 const COPY_BUF: usize = 16 * 1024;
+/// How often a linked connection's kernel counters are added to the statistics (and its idle
+/// timer reset when they moved).
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// The client messages after which a connection counts as long-lived and is linked.
+const LINK_AFTER_MESSAGES: u32 = 2;
 
 /// Which way a direction carries bytes, for the counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,19 +42,63 @@ enum Way {
     Out,
 }
 
-/// What one relayed connection shares between its two directions.
-pub(crate) struct Relay<'a> {
-    pub binding: &'a Binding,
-    pub entry: &'a ConnEntry,
-    pub clock: Clock,
-    /// Set by the first direction to reach EOF.
-    pub one_side_closed: AtomicBool,
+impl Way {
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
-impl Relay<'_> {
+/// What one relayed connection shares between its two directions.
+pub(crate) struct Relay<'a> {
+    binding: &'a Binding,
+    entry: &'a ConnEntry,
+    clock: Clock,
+    kernel: Option<&'a Arc<KernelRelay>>,
+    /// Set by the first direction to reach EOF.
+    one_side_closed: AtomicBool,
+    /// Bytes rvsd itself wrote towards the real server (PROXY header included) and the client.
+    written: [AtomicU64; 2],
+    /// Whether a direction is waiting to finish a write.
+    busy: [AtomicBool; 2],
+    /// Whether a direction's last read emptied its socket's receive queue. The kernel relay
+    /// takes whole queued messages, so a link made after a partial read would repeat its bytes.
+    drained: [AtomicBool; 2],
+    /// Client messages forwarded by rvsd.
+    messages_in: AtomicU32,
+    /// Whether a read ever filled the buffer (a bulk flow).
+    bulk_seen: AtomicBool,
+    link: OnceLock<Linked>,
+    link_tried: AtomicBool,
+}
+
+impl<'a> Relay<'a> {
+    pub fn new(binding: &'a Binding, entry: &'a ConnEntry, clock: Clock, kernel: Option<&'a Arc<KernelRelay>>) -> Self {
+        Self {
+            binding,
+            entry,
+            clock,
+            kernel,
+            one_side_closed: AtomicBool::new(false),
+            written: Default::default(),
+            busy: Default::default(),
+            drained: [AtomicBool::new(true), AtomicBool::new(true)],
+            messages_in: AtomicU32::new(0),
+            bulk_seen: AtomicBool::new(false),
+            link: OnceLock::new(),
+            link_tried: AtomicBool::new(false),
+        }
+    }
+
+    /// Writes `data` (the PROXY protocol header) to the real server before relaying.
+    pub async fn send_to_server(&self, server: &TcpStream, data: &[u8]) -> io::Result<()> {
+        write_all(server, data).await?;
+        self.written[Way::In.index()].fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Relays until both sides have closed, or one fails.
     pub async fn run(&self, client: &TcpStream, server: &TcpStream) -> io::Result<()> {
-        tokio::try_join!(self.pump(client, server, Way::In), self.pump(server, client, Way::Out))?;
+        tokio::try_join!(self.pump(client, server, Way::In), self.pump(client, server, Way::Out))?;
         Ok(())
     }
 
@@ -54,15 +110,96 @@ impl Relay<'_> {
         }
     }
 
-    async fn pump(&self, from: &TcpStream, to: &TcpStream, way: Way) -> io::Result<()> {
+    /// Adds what the kernel relayed since the last call to the statistics.
+    fn sync_kernel_counts(&self) {
+        let Some(Linked { link, .. }) = self.link.get() else { return };
+        let (i, o) = (link.take_new(true), link.take_new(false));
+        if i.packets + o.packets > 0 {
+            self.entry.touch(self.clock.now_ms());
+        }
+        self.binding.count_in_packets(i.packets, i.bytes);
+        self.binding.count_out_packets(o.packets, o.bytes);
+    }
+
+    /// Links the connection into the kernel relay when it has shown it is long-lived, nothing
+    /// waits to be written either way, and neither socket holds a partly read message. Tried
+    /// once per connection.
+    fn maybe_link(&self, client: &TcpStream, server: &TcpStream) {
+        let Some(kernel) = self.kernel else { return };
+        if !(self.bulk_seen.load(Ordering::Relaxed) || self.messages_in.load(Ordering::Relaxed) >= LINK_AFTER_MESSAGES)
+            || self.busy.iter().any(|b| b.load(Ordering::Relaxed))
+            || !self.drained.iter().all(|d| d.load(Ordering::Relaxed))
+            || self.one_side_closed.load(Ordering::Relaxed)
+            || self.link_tried.swap(true, Ordering::Relaxed)
+        {
+            return;
+        }
+        match self.link(kernel, client, server) {
+            Ok(linked) => {
+                debug!(client = %self.entry.client, "linked in the kernel relay");
+                let _ = self.link.set(linked);
+            }
+            Err(e) => debug!(error = %e, "not linked in the kernel relay: rvsd relays this connection"),
+        }
+    }
+
+    fn link(
+        &self,
+        kernel: &Arc<KernelRelay>,
+        client: &TcpStream,
+        server: &TcpStream,
+    ) -> Result<Linked, KernelRelayError> {
+        // What each destination socket counts beyond what rvsd wrote to it (its SYN).
+        let offset = |to: &TcpStream, way: Way| {
+            bytes_written(to.as_fd()).map(|n| n.wrapping_sub(self.written[way.index()].load(Ordering::Relaxed)))
+        };
+        let offset = [offset(server, Way::In)?, offset(client, Way::Out)?];
+        Ok(Linked { link: kernel.link(client.as_fd(), server.as_fd())?, offset })
+    }
+
+    /// Waits for readability; a linked connection's client side also wakes every
+    /// [`SYNC_EVERY`] to bring the kernel counters into the statistics.
+    async fn readable(&self, from: &TcpStream, way: Way) -> io::Result<tokio::io::Ready> {
+        loop {
+            if way == Way::Out || self.link.get().is_none() {
+                return from.ready(Interest::READABLE).await;
+            }
+            match tokio::time::timeout(SYNC_EVERY, from.ready(Interest::READABLE)).await {
+                Ok(r) => return r,
+                Err(_) => self.sync_kernel_counts(),
+            }
+        }
+    }
+
+    async fn write_rest(&self, to: &TcpStream, way: Way, rest: &[u8]) -> io::Result<()> {
+        self.busy[way.index()].store(true, Ordering::Relaxed);
+        let r = write_all(to, rest).await;
+        self.busy[way.index()].store(false, Ordering::Relaxed);
+        r
+    }
+
+    async fn pump(&self, client: &TcpStream, server: &TcpStream, way: Way) -> io::Result<()> {
+        let (from, to) = match way {
+            Way::In => (client, server),
+            Way::Out => (server, client),
+        };
         // Copy until a read fills the scratch buffer (a bulk burst), then splice until the
         // socket runs dry, then copy again. Small request/response traffic never pays for a
-        // pipe, and a pipe goes back to the pool as soon as its burst is over.
+        // pipe, and a pipe goes back to the pool as soon as its burst is over. Once the
+        // connection is linked in the kernel, what still reaches this socket (bytes held back
+        // while the link was made, then EOF) is copied.
         let mut bulk = false;
         let mut splice_ok = true;
         let mut pipe: Option<Pipe> = None;
         loop {
-            let ready = from.ready(Interest::READABLE).await?;
+            if self.link.get().is_some() {
+                // Between bursts the pipe is empty: it goes back.
+                if let Some(p) = pipe.take() {
+                    give_pipe(p);
+                }
+                (bulk, splice_ok) = (false, false);
+            }
+            let ready = self.readable(from, way).await?;
             let moved = if !bulk {
                 match copy_step(from, to)? {
                     Step::NotReady => continue,
@@ -70,14 +207,24 @@ impl Relay<'_> {
                     Step::Moved { n, full, rest } => {
                         self.count(way, n);
                         if let Some(rest) = rest {
-                            write_all(to, &rest).await?;
+                            self.write_rest(to, way, &rest).await?;
                         }
-                        bulk = full && splice_ok;
+                        self.written[way.index()].fetch_add(n as u64, Ordering::Relaxed);
+                        if way == Way::In {
+                            self.messages_in.fetch_add(1, Ordering::Relaxed);
+                        }
+                        self.drained[way.index()].store(!full, Ordering::Relaxed);
+                        if full {
+                            self.bulk_seen.store(true, Ordering::Relaxed);
+                        } else {
+                            self.maybe_link(client, server);
+                        }
+                        bulk = full && splice_ok && self.link.get().is_none();
                         if !full && ready.is_read_closed() {
                             // The peer's FIN had arrived before this read, and the short read
                             // took all that came before it: end of stream, without a read
                             // that would only return 0.
-                            self.half_close(to)?;
+                            self.end_of_stream(to, way).await?;
                             return Ok(());
                         }
                         n
@@ -98,9 +245,14 @@ impl Relay<'_> {
                         0
                     }
                     Ok(Some(n)) => {
+                        self.drained[way.index()].store(false, Ordering::Relaxed);
                         self.count(way, n);
                         // On error the pipe may hold bytes: it is dropped, not pooled.
-                        splice_out(&p.r, to, n).await?;
+                        self.busy[way.index()].store(true, Ordering::Relaxed);
+                        let out = splice_out(&p.r, to, n).await;
+                        self.busy[way.index()].store(false, Ordering::Relaxed);
+                        out?;
+                        self.written[way.index()].fetch_add(n as u64, Ordering::Relaxed);
                         pipe = Some(p);
                         n
                     }
@@ -108,6 +260,8 @@ impl Relay<'_> {
                         // The burst is over: the pipe goes back, small messages are copied.
                         give_pipe(p);
                         bulk = false;
+                        self.drained[way.index()].store(true, Ordering::Relaxed);
+                        self.maybe_link(client, server);
                         continue;
                     }
                     Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
@@ -120,14 +274,31 @@ impl Relay<'_> {
                 }
             };
             if moved == 0 {
-                self.half_close(to)?;
+                self.end_of_stream(to, way).await?;
                 return Ok(());
             }
         }
     }
 
-    /// End of stream from one side: pass the half-close on to `to`, unless the other way is
-    /// done too: then both sockets close at once, which sends the FIN without a shutdown.
+    /// End of stream from one side: once every byte before it is in `to`'s send queue (the
+    /// kernel relay may still be moving some), pass the half-close on.
+    async fn end_of_stream(&self, to: &TcpStream, way: Way) -> io::Result<()> {
+        if let Some(Linked { link, offset }) = self.link.get() {
+            let mut pause = Duration::from_millis(1);
+            loop {
+                let expected = self.written[way.index()].load(Ordering::Relaxed) + link.moved(way == Way::In).bytes;
+                if bytes_written(to.as_fd())?.wrapping_sub(offset[way.index()]) >= expected {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+        }
+        self.half_close(to)
+    }
+
+    /// Passes the half-close on to `to`, unless the other way is done too: then both sockets
+    /// close at once, which sends the FIN without a shutdown.
     fn half_close(&self, to: &TcpStream) -> io::Result<()> {
         self.binding.closing(self.clock.now_ms());
         self.entry.set_state(self.binding.state());
@@ -138,6 +309,21 @@ impl Relay<'_> {
             Ok(()) | Err(rustix::io::Errno::NOTCONN) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// A connection in the kernel relay.
+struct Linked {
+    link: Link,
+    /// Per direction, what the destination socket's byte count holds beyond the bytes rvsd
+    /// wrote to it (1 for the SYN of the socket rvsd connected), taken when the link was made.
+    offset: [u64; 2],
+}
+
+impl Drop for Relay<'_> {
+    fn drop(&mut self) {
+        // The last of what the kernel moved; the link itself goes with `self.link`.
+        self.sync_kernel_counts();
     }
 }
 

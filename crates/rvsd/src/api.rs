@@ -222,6 +222,12 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
                 services: director.table().services().count(),
                 config_file: director.config_path().map(|p| p.display().to_string()),
                 draining: director.engine.draining(),
+                relay: if director.engine.kernel_relay().is_some() { "sockmap" } else { "splice" }.to_string(),
+                sockmap: director.engine.kernel_relay().map(|k| SockmapView {
+                    capacity: k.capacity(),
+                    linked: k.linked(),
+                    linked_total: k.linked_total(),
+                }),
             },
         )),
         (&Method::GET, ["v1", "services"]) => {

@@ -117,7 +117,7 @@ impl Director {
             }
             if old.director != config.director {
                 notes.push(
-                    "[director] connect_timeout_ms, connect_retries, drain_timeout_secs change at restart only"
+                    "[director] connect_timeout_ms, connect_retries, drain_timeout_secs, relay, sockmap_connections change at restart only"
                         .to_string(),
                 );
             }

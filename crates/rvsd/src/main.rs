@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rvs_config::Config;
-use rvs_proxy::{Clock, Engine, EngineConfig};
+use rvs_proxy::{Clock, Engine, EngineConfig, RelayMode};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
@@ -142,6 +142,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         EngineConfig {
             connect_timeout: config.director.connect_timeout,
             connect_retries: config.director.connect_retries,
+            relay: match config.director.relay {
+                rvs_config::Relay::Sockmap { connections } => RelayMode::Sockmap { capacity: connections },
+                rvs_config::Relay::Splice => RelayMode::Splice,
+            },
             ..EngineConfig::default()
         },
         clock,

@@ -57,6 +57,20 @@ pub fn render(director: &Director) -> Response<Full<Bytes>> {
         }
     }
     drop(table);
+    if let Some(k) = director.engine.kernel_relay() {
+        let _ = writeln!(
+            out,
+            "# HELP rvs_sockmap_connections Connections the kernel relay (sockmap) holds now.\n\
+             # TYPE rvs_sockmap_connections gauge\nrvs_sockmap_connections {}\n\
+             # HELP rvs_sockmap_capacity Connections the kernel relay can hold at once.\n\
+             # TYPE rvs_sockmap_capacity gauge\nrvs_sockmap_capacity {}\n\
+             # HELP rvs_sockmap_linked_total Connections handed to the kernel relay.\n\
+             # TYPE rvs_sockmap_linked_total counter\nrvs_sockmap_linked_total {}",
+            k.linked(),
+            k.capacity(),
+            k.linked_total()
+        );
+    }
     http_families(&mut out, director);
     Response::builder()
         .header(CONTENT_TYPE, "text/plain; version=0.0.4")
