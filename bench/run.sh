@@ -17,8 +17,11 @@
 #   keep-alive   wrk -c64 GET / (64-byte body): requests/s, p50, p99
 #   close        wrk -c64 -H 'Connection: close' GET /: requests/s = new connections/s
 #   bulk         wrk -c8 GET /1m (1 MiB body, keep-alive): Gbit/s of response bytes
-#   CPU          utime+stime of the balancer's processes (/proc/PID/stat) over each run; also
-#                the backend's, wrk's, and what the rest of the machine used (noise)
+#   CPU          utime+stime of the balancer's processes (/proc/PID/stat) over each run, plus
+#                that of the kernel worker threads (kworker/*, ksoftirqd/*) during the run: rvs's
+#                sockmap relay sends from kernel workers, so their time is the balancer's (the
+#                other balancers are charged theirs alike); also the backend's, wrk's, and what
+#                the rest of the machine used (noise)
 #   memory       VmRSS and open fds of a fresh balancer before/after N idle proxied connections
 #                (bench/idle_conns.py), twice: connect only, and after one request each
 # Every test runs on every balancer in each round (order rotated per round); a cell is the
@@ -540,7 +543,7 @@ NCPU=$(nproc)
 
 # ---------------------------------------------------------------- load runs
 run_wrk() { # run_wrk BALANCER TEST ROUND
-  local b=$1 t=$2 r=$3 port=${PORT[$1]} url args=() out pids bpids u0 s0 u1 s1 bt0 bt1 m0 m1 line a0= a1=
+  local b=$1 t=$2 r=$3 port=${PORT[$1]} url args=() out pids bpids u0 s0 u1 s1 bt0 bt1 kw0 kw1 m0 m1 line a0= a1=
   case $t in
     ka) args=(-c"$KA_CONNS"); url=/ ;;
     close) args=(-c"$CLOSE_CONNS" -H 'Connection: close'); url=/ ;;
@@ -557,6 +560,7 @@ run_wrk() { # run_wrk BALANCER TEST ROUND
   is_http "$b" && a0=$(backend_accepts)
   read -r u0 s0 < <(cpu_ticks "${pids[@]}")
   bt0=$(cpu_total "${bpids[@]}")
+  kw0=$(kworker_ticks | tr '\n' ' ')
   m0=$(machine_ticks)
   local TIMEFORMAT='%U %S'
   { time timeout $((DUR + 20)) wrk -t1 "${args[@]}" -d"${DUR}s" --timeout 5s --latency -s "$BENCH/report.lua" \
@@ -564,6 +568,7 @@ run_wrk() { # run_wrk BALANCER TEST ROUND
   m1=$(machine_ticks)
   read -r u1 s1 < <(cpu_ticks "${pids[@]}")
   bt1=$(cpu_total "${bpids[@]}")
+  kw1=$(kworker_ticks | tr '\n' ' ')
   is_http "$b" && a1=$(backend_accepts)
   line=$(grep '^RESULT ' "$out" || true)
   if [[ -z $line ]]; then
@@ -579,9 +584,12 @@ run_wrk() { # run_wrk BALANCER TEST ROUND
     esac
   done
   read -r wu ws <"$out.time" || { wu=0; ws=0; }
-  local secs cpu bcpu ours other
+  local secs cpu bcpu kcpu ours other
   secs=$(calc "$duration / 1e6" 3)
-  cpu=$(calc "($u1 + $s1 - $u0 - $s0) / $HZ")
+  # The balancer's CPU: its processes', plus what the kernel workers used during the run (the
+  # sockmap relay's work is done there; for the others it is background noise, charged alike).
+  kcpu=$(calc "$(kworker_delta "$kw0" "$kw1") / $HZ")
+  cpu=$(calc "($u1 + $s1 - $u0 - $s0) / $HZ + $kcpu")
   bcpu=$(calc "($bt1 - $bt0) / $HZ")
   # CPU of everything else on the machine during the run (noise), as % of all cores
   ours=$(calc "$cpu + $bcpu + $wu + $ws")
@@ -591,6 +599,7 @@ run_wrk() { # run_wrk BALANCER TEST ROUND
   R[$t.rps,$b,$r]=$(calc "$requests / $secs" 0)
   R[$t.err,$b,$r]=$errs
   R[$t.bcpu,$b,$r]=$bcpu
+  R[$t.kcpu,$b,$r]=$kcpu
   R[$t.other,$b,$r]=$other
   # new connections the backends accepted during the run (minus the second status request's own)
   [[ $a0 =~ ^[0-9]+$ && $a1 =~ ^[0-9]+$ ]] && R[$t.upconn,$b,$r]=$((a1 - a0 - 1))
@@ -621,6 +630,24 @@ cpu_ticks() { # cpu_ticks PID...: "utime stime" in clock ticks, summed
     u=$((u + f[11])) s=$((s + f[12]))
   done
   echo "$u $s"
+}
+
+kworker_ticks() { # kworker_ticks: "PID:TICKS" (utime+stime) of each kernel worker thread
+  # (kworker/*, ksoftirqd/*): work the kernel does for a process outside its own context, such
+  # as the sockmap relay's sends, is charged to them.
+  local p st f
+  for p in $(pgrep '^(kworker|ksoftirqd)/' || true); do
+    st=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    read -r -a f <<<"${st##*) }"
+    echo "$p:$((f[11] + f[12]))"
+  done
+}
+
+kworker_delta() { # kworker_delta BEFORE AFTER: clock ticks the kernel workers used in between
+  awk -v before="$1" -v after="$2" 'BEGIN {
+    n = split(before, b, " "); for (i = 1; i <= n; i++) { split(b[i], kv, ":"); t0[kv[1]] = kv[2] }
+    n = split(after, a, " "); for (i = 1; i <= n; i++) { split(a[i], kv, ":"); d += kv[2] - (kv[1] in t0 ? t0[kv[1]] : 0) }
+    print d + 0 }'
 }
 
 cpu_total() { # cpu_total PID...: utime+stime in clock ticks, summed
@@ -699,7 +726,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
   for b in "${order[@]}"; do run_wrk "$b" ka "$r"; done
 done
 for b in "${HTTP_BALANCERS[@]}"; do
-  for k in ka.rps ka.p50 ka.p99 ka.cpu ka.sys ka.percpu ka.bcpu ka.upconn; do
+  for k in ka.rps ka.p50 ka.p99 ka.cpu ka.kcpu ka.sys ka.percpu ka.bcpu ka.upconn; do
     vals=()
     for ((r = 1; r <= ROUNDS; r++)); do vals+=("${R[$k,$b,$r]:--}"); done
     M[$k,$b]=$(median "${vals[@]}")
@@ -737,8 +764,8 @@ if [[ $L7_IMPL == l7bench ]]; then
   log "l7bench counters at exit: $(tail -n 3 "$W/l7bench.err" 2>/dev/null | tr '\n' ' ')"
 fi
 for b in "${BALANCERS[@]}"; do
-  for k in ka.rps ka.p50 ka.p99 ka.cpu ka.sys ka.percpu ka.bcpu close.rps close.cpu close.sys close.percpu \
-    close.bcpu bulk.rps bulk.gbps bulk.cpu bulk.sys bulk.gbpercpu bulk.bcpu; do
+  for k in ka.rps ka.p50 ka.p99 ka.cpu ka.kcpu ka.sys ka.percpu ka.bcpu close.rps close.cpu close.kcpu close.sys \
+    close.percpu close.bcpu bulk.rps bulk.gbps bulk.cpu bulk.kcpu bulk.sys bulk.gbpercpu bulk.bcpu; do
     vals=()
     for ((r = 1; r <= ROUNDS; r++)); do vals+=("${R[$k,$b,$r]:--}"); done
     M[$k,$b]=$(median "${vals[@]}")
@@ -801,14 +828,17 @@ for b in "${BALANCERS[@]}"; do M[errs,$b]="${M[ka.err,$b]:--}/${M[close.err,$b]:
   row "keep-alive p50 ms" ka.p50
   row "keep-alive p99 ms" ka.p99
   row "keep-alive balancer CPU s" ka.cpu
+  row "  of which kernel workers" ka.kcpu
   row "keep-alive balancer sys %" ka.sys
   row "keep-alive requests/balancer CPU-s" ka.percpu
   row "keep-alive backend CPU s" ka.bcpu
   row "close new connections/s" close.rps
   row "close balancer CPU s" close.cpu
+  row "  of which kernel workers" close.kcpu
   row "close connections/balancer CPU-s" close.percpu
   row "bulk 1 MiB Gbit/s" bulk.gbps
   row "bulk balancer CPU s" bulk.cpu
+  row "  of which kernel workers" bulk.kcpu
   row "bulk Gbit/balancer CPU-s" bulk.gbpercpu
   row "wrk errors (ka/close/bulk)" errs
   row "other processes' CPU, % of machine" other
@@ -863,6 +893,7 @@ for b in "${BALANCERS[@]}"; do M[errs,$b]="${M[ka.err,$b]:--}/${M[close.err,$b]:
   hrow "keep-alive p50 ms" ka.p50
   hrow "keep-alive p99 ms" ka.p99
   hrow "keep-alive balancer CPU s" ka.cpu
+  hrow "  of which kernel workers" ka.kcpu
   hrow "keep-alive balancer sys %" ka.sys
   hrow "keep-alive requests/balancer CPU-s" ka.percpu
   hrow "keep-alive backend CPU s" ka.bcpu
