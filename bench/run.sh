@@ -7,7 +7,7 @@
 # Four ways to reach the same two nginx backends (one nginx, worker_processes 1, listening on
 # 127.0.0.1:18101 and :18102):
 #   direct   wrk straight to a backend (127.0.0.1:18101)
-#   rvs      rvsd, full-NAT splice relay, scheduler rr    (127.0.0.1:18001)
+#   rvs      rvsd, full-NAT, relay BENCH_RELAY (splice), rr   (127.0.0.1:18001)
 #   haproxy  HAProxy mode tcp, option splice-auto, roundrobin (127.0.0.1:18002)
 #   nginx    nginx stream proxy_pass to an upstream of both (127.0.0.1:18003)
 # Each balancer gets the same number of threads (BENCH_THREADS, default 1): rvsd through
@@ -41,7 +41,8 @@
 # HTTP proxy that reuses its server connections opens few). The direct column is the L4
 # section's own.
 #
-# Environment: BENCH_THREADS (1), BENCH_DURATION (seconds per run), BENCH_ROUNDS, BENCH_IDLE
+# Environment: BENCH_RELAY (splice; sockmap runs the rvs column with [director] relay =
+# "sockmap"), BENCH_THREADS (1), BENCH_DURATION (seconds per run), BENCH_ROUNDS, BENCH_IDLE
 # (idle connections wanted: 10000; capped by the open-files hard limit), BENCH_QUIET_PCT (25)
 # and BENCH_QUIET_BUDGET (30 s, quick 0): before a run, wait while the rest of the machine is
 # busier than that, up to that many seconds in all; RVSD_BIN (use this binary, skip the cargo
@@ -81,6 +82,7 @@ HTTP_BALANCERS=(rvs-http haproxy-http nginx-http)
 declare -A PORT=([direct]=18101 [rvs]=18001 [haproxy]=18002 [nginx]=18003
   [rvs-http]=18004 [haproxy-http]=18005 [nginx-http]=18006)
 BENCH_L7=${BENCH_L7:-auto}
+RELAY=${BENCH_RELAY:-splice}
 case $BENCH_L7 in auto | rvsd | l7bench) ;; *) echo "BENCH_L7: auto, rvsd or l7bench" >&2; exit 2 ;; esac
 BACKEND1=127.0.0.1:18101
 BACKEND2=127.0.0.1:18102
@@ -258,6 +260,7 @@ cat >"$W/rvsd.toml" <<EOF
 [api]
 socket = "$W/api.sock"
 [director]
+relay = "$RELAY"
 drain_timeout_secs = 1
 [[service]]
 address = "127.0.0.1:${PORT[rvs]}"
@@ -819,7 +822,7 @@ for b in "${BALANCERS[@]}"; do M[errs,$b]="${M[ka.err,$b]:--}/${M[close.err,$b]:
   echo "threads per balancer: $THREADS (rvsd TOKIO_WORKER_THREADS, haproxy nbthread, nginx worker_processes)"
   echo "wrk -t1, ${DUR}s per run, median of $ROUNDS round(s); keep-alive -c$KA_CONNS, close -c$CLOSE_CONNS, bulk -c$BULK_CONNS on a 1 MiB body"
   echo "backends: one nginx, 1 worker, $BACKEND1 and $BACKEND2; direct = wrk to $BACKEND1"
-  echo "haproxy $(haproxy -v | awk 'NR==1 {print $3}') mode tcp, splice-auto; nginx $(nginx -v 2>&1 | sed 's|.*/||') stream"
+  echo "rvs relay $RELAY; haproxy $(haproxy -v | awk 'NR==1 {print $3}') mode tcp, splice-auto; nginx $(nginx -v 2>&1 | sed 's|.*/||') stream"
   echo
   printf '%-34s' "metric"
   for b in "${BALANCERS[@]}"; do printf ' %12s' "$b"; done

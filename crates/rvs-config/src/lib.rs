@@ -45,6 +45,8 @@ pub struct DirectorConfig {
 
 /// Most connections `sockmap_connections` may ask for.
 pub const MAX_SOCKMAP_CONNECTIONS: u32 = 1 << 20;
+/// Connections the sockmap holds when `sockmap_connections` is not set.
+pub const DEFAULT_SOCKMAP_CONNECTIONS: u32 = 32_768;
 
 /// `[director] relay`: how the L4 proxy relays established connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +64,7 @@ impl Default for DirectorConfig {
             connect_timeout: Duration::from_secs(3),
             connect_retries: 2,
             drain_timeout: Duration::from_secs(10),
-            relay: Relay::Sockmap { connections: 32_768 },
+            relay: Relay::Splice,
         }
     }
 }

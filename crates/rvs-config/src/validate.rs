@@ -19,7 +19,9 @@ use toml::Spanned;
 use crate::error::Unplaced;
 use crate::health::{command, ServiceHealth};
 use crate::raw::{RawConfig, RawRealServer, RawService};
-use crate::{ApiConfig, Config, DirectorConfig, Relay, DEFAULT_SOCKET, MAX_SOCKMAP_CONNECTIONS};
+use crate::{
+    ApiConfig, Config, DirectorConfig, Relay, DEFAULT_SOCKET, DEFAULT_SOCKMAP_CONNECTIONS, MAX_SOCKMAP_CONNECTIONS,
+};
 
 type Result<T> = std::result::Result<T, Unplaced>;
 
@@ -37,10 +39,7 @@ where
 
 /// `[director] relay` and `sockmap_connections`.
 fn relay(d: &crate::raw::RawDirector) -> Result<Relay> {
-    let mut connections = match DirectorConfig::default().relay {
-        Relay::Sockmap { connections } => connections,
-        Relay::Splice => 32_768,
-    };
+    let mut connections = DEFAULT_SOCKMAP_CONNECTIONS;
     if let Some(n) = &d.sockmap_connections {
         if !(1..=MAX_SOCKMAP_CONNECTIONS).contains(n.get_ref()) {
             return Err(Unplaced::new(
@@ -51,19 +50,18 @@ fn relay(d: &crate::raw::RawDirector) -> Result<Relay> {
         }
         connections = *n.get_ref();
     }
-    let Some(r) = &d.relay else { return Ok(Relay::Sockmap { connections }) };
-    match r.get_ref().as_str() {
-        "sockmap" => Ok(Relay::Sockmap { connections }),
-        "splice" => match &d.sockmap_connections {
+    match d.relay.as_ref().map(|r| (r, r.get_ref().as_str())) {
+        Some((_, "sockmap")) => Ok(Relay::Sockmap { connections }),
+        None | Some((_, "splice")) => match &d.sockmap_connections {
             Some(n) => {
                 Err(Unplaced::new(span(n), "director.sockmap_connections", "only applies with relay = \"sockmap\""))
             }
             None => Ok(Relay::Splice),
         },
-        other => Err(Unplaced::new(
+        Some((r, other)) => Err(Unplaced::new(
             span(r),
             "director.relay",
-            format!("unknown relay {other:?}: use \"sockmap\" or \"splice\""),
+            format!("unknown relay {other:?}: use \"splice\" or \"sockmap\""),
         )),
     }
 }

@@ -51,8 +51,10 @@ pub enum RelayMode {
 }
 
 impl Default for RelayMode {
+    /// Splice: on the kernels measured so far (6.18), the sockmap's sends from kernel workers
+    /// cost more CPU per request and per byte than rvsd's own relay (see bench/run.sh).
     fn default() -> Self {
-        RelayMode::Sockmap { capacity: 32_768 }
+        RelayMode::Splice
     }
 }
 
@@ -256,7 +258,7 @@ async fn serve(engine: Arc<Engine>, key: ServiceKey, client: TcpStream, peer: So
     // The listener is bound to the service's own address (never a wildcard), so that is the
     // local address: no getsockname per connection.
     let local = key.addr;
-    let _ = client.set_nodelay(true);
+    // TCP_NODELAY: inherited from the listener.
     // Each connection has its own token (no shared parent to lock per connection): the idle
     // sweeper, `expire_nodest_conn` and the shutdown deadline cancel it through the table.
     let cancel = CancellationToken::new();

@@ -1,7 +1,7 @@
-//! The kernel relay (sockmap): long-lived connections are handed to the kernel and stay
-//! byte-exact, in order, counted, half-closed after their last byte and idle-timed-out like
-//! the others; `relay = "splice"` keeps every byte in rvsd. The tests run as root (CI does):
-//! without the sockmap they fail, naming why, rather than pass on the splice path.
+//! The kernel relay (`relay = "sockmap"`): long-lived connections are handed to the kernel and
+//! stay byte-exact, in order, counted, half-closed after their last byte and idle-timed-out like
+//! the others; `relay = "splice"` (the default) keeps every byte in rvsd. The tests run as root
+//! (CI does): without the sockmap they fail, naming why, rather than pass on the splice path.
 
 mod common;
 
@@ -17,6 +17,11 @@ fn info(rvsd: &Rvsd) -> Value {
     let (st, v) = rvsd.api("GET", "/v1/info", None);
     assert_eq!(st, 200, "{v}");
     v
+}
+
+/// A config with the sockmap relay and `body`.
+fn with_sockmap(body: &str) -> String {
+    format!("[director]\nrelay = \"sockmap\"\n\n{body}")
 }
 
 fn sockmap(rvsd: &Rvsd) -> Value {
@@ -40,7 +45,7 @@ fn counters(rvsd: &Rvsd, vip: SocketAddr) -> (u64, u64) {
 fn a_long_lived_connection_is_relayed_in_the_kernel_byte_exact_and_counted() {
     let a = Backend::start("a");
     let vip = vip();
-    let rvsd = Rvsd::start(&service_toml(vip, "rr", "", &[(a.addr, "")]));
+    let rvsd = Rvsd::start(&with_sockmap(&service_toml(vip, "rr", "", &[(a.addr, "")])));
     assert_eq!(sockmap(&rvsd)["linked"], 0);
     let mut c = open(vip).unwrap();
     let mut sent = 0u64;
@@ -75,7 +80,7 @@ fn a_long_lived_connection_is_relayed_in_the_kernel_byte_exact_and_counted() {
 fn a_half_close_is_passed_on_after_every_kernel_relayed_byte() {
     let a = Backend::start("a");
     let vip = vip();
-    let rvsd = Rvsd::start(&service_toml(vip, "rr", "", &[(a.addr, "")]));
+    let rvsd = Rvsd::start(&with_sockmap(&service_toml(vip, "rr", "", &[(a.addr, "")])));
     for round in 0..5u32 {
         let mut c = open(vip).unwrap();
         c.echo(b"one\n").unwrap();
@@ -142,7 +147,7 @@ fn bytes_arriving_while_a_connection_is_linked_are_neither_lost_nor_reordered() 
     for round in 0..3 {
         let (server, h) = streaming_server(20_000);
         let vip = vip();
-        let rvsd = Rvsd::start(&service_toml(vip, "rr", "", &[(server, "")]));
+        let rvsd = Rvsd::start(&with_sockmap(&service_toml(vip, "rr", "", &[(server, "")])));
         let mut c = open(vip).unwrap();
         let mut w = c.stream.try_clone().unwrap();
         let client_writer = thread::spawn(move || {
@@ -170,7 +175,8 @@ fn bytes_arriving_while_a_connection_is_linked_are_neither_lost_nor_reordered() 
 fn linked_connections_stay_open_while_used_and_expire_when_idle() {
     let a = Backend::start("a");
     let vip = vip();
-    let rvsd = Rvsd::start(&format!("[timeouts]\ntcp = 2\n\n{}", service_toml(vip, "rr", "", &[(a.addr, "")])));
+    let rvsd =
+        Rvsd::start(&with_sockmap(&format!("[timeouts]\ntcp = 2\n\n{}", service_toml(vip, "rr", "", &[(a.addr, "")]))));
     let mut c = open(vip).unwrap();
     // 4 s of traffic, one exchange every 400 ms: the kernel moves it, the timeout must see it.
     for i in 0..10u32 {
