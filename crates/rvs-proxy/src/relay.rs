@@ -54,8 +54,8 @@ pub(crate) struct Relay<'a> {
     entry: &'a ConnEntry,
     clock: Clock,
     kernel: Option<&'a Arc<KernelRelay>>,
-    /// Set by the first direction to reach EOF.
-    one_side_closed: AtomicBool,
+    /// Per direction, whether its source has reached EOF.
+    eof: [AtomicBool; 2],
     /// Bytes rvsd itself wrote towards the real server (PROXY header included) and the client.
     written: [AtomicU64; 2],
     /// Whether a direction is waiting to finish a write.
@@ -78,7 +78,7 @@ impl<'a> Relay<'a> {
             entry,
             clock,
             kernel,
-            one_side_closed: AtomicBool::new(false),
+            eof: Default::default(),
             written: Default::default(),
             busy: Default::default(),
             drained: [AtomicBool::new(true), AtomicBool::new(true)],
@@ -129,7 +129,7 @@ impl<'a> Relay<'a> {
         if !(self.bulk_seen.load(Ordering::Relaxed) || self.messages_in.load(Ordering::Relaxed) >= LINK_AFTER_MESSAGES)
             || self.busy.iter().any(|b| b.load(Ordering::Relaxed))
             || !self.drained.iter().all(|d| d.load(Ordering::Relaxed))
-            || self.one_side_closed.load(Ordering::Relaxed)
+            || self.eof.iter().any(|e| e.load(Ordering::Relaxed))
             || self.link_tried.swap(true, Ordering::Relaxed)
         {
             return;
@@ -281,8 +281,12 @@ impl<'a> Relay<'a> {
     }
 
     /// End of stream from one side: once every byte before it is in `to`'s send queue (the
-    /// kernel relay may still be moving some), pass the half-close on.
+    /// kernel relay may still be moving some), pass the half-close on, unless the other way
+    /// is done too: then both sockets close at once, which sends the FINs without a shutdown.
     async fn end_of_stream(&self, to: &TcpStream, way: Way) -> io::Result<()> {
+        self.eof[way.index()].store(true, Ordering::Release);
+        self.binding.closing(self.clock.now_ms());
+        self.entry.set_state(self.binding.state());
         if let Some(Linked { link, offset }) = self.link.get() {
             let mut pause = Duration::from_millis(1);
             loop {
@@ -294,15 +298,15 @@ impl<'a> Relay<'a> {
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
         }
-        self.half_close(to)
-    }
-
-    /// Passes the half-close on to `to`, unless the other way is done too: then both sockets
-    /// close at once, which sends the FIN without a shutdown.
-    fn half_close(&self, to: &TcpStream) -> io::Result<()> {
-        self.binding.closing(self.clock.now_ms());
-        self.entry.set_state(self.binding.state());
-        if self.one_side_closed.swap(true, Ordering::AcqRel) {
+        let other_done = || self.eof[1 - way.index()].load(Ordering::Acquire);
+        if !other_done() {
+            // One turn of the event loop first: when the other side is closing too (a client
+            // that hangs up on the response as the real server does), its FIN is seen and no
+            // FIN goes out on its own. Sending ours first would leave this socket, rather
+            // than the peer's, in TIME_WAIT.
+            tokio::task::yield_now().await;
+        }
+        if other_done() {
             return Ok(());
         }
         match rustix::net::shutdown(to, Shutdown::Write) {
