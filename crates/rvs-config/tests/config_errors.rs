@@ -123,3 +123,39 @@ proptest! {
         let _ = parse(&text);
     }
 }
+
+#[test]
+fn the_relay_is_splice_unless_sockmap_is_asked_for() {
+    use rvs_config::Relay;
+    assert_eq!(parse("").unwrap().director.relay, Relay::Splice);
+    assert_eq!(parse("[director]\nrelay = \"splice\"\n").unwrap().director.relay, Relay::Splice);
+    assert_eq!(
+        parse("[director]\nrelay = \"sockmap\"\n").unwrap().director.relay,
+        Relay::Sockmap { connections: 32_768 }
+    );
+    assert_eq!(
+        parse("[director]\nrelay = \"sockmap\"\nsockmap_connections = 100\n").unwrap().director.relay,
+        Relay::Sockmap { connections: 100 }
+    );
+    for (text, want) in [
+        (
+            "[director]\nrelay = \"xdp\"\n",
+            "rvsd.toml:2:9: director.relay: unknown relay \"xdp\": use \"splice\" or \"sockmap\"",
+        ),
+        (
+            "[director]\nsockmap_connections = 10\n",
+            "rvsd.toml:2:23: director.sockmap_connections: only applies with relay = \"sockmap\"",
+        ),
+        (
+            "[director]\nrelay = \"sockmap\"\nsockmap_connections = 0\n",
+            "rvsd.toml:3:23: director.sockmap_connections: must be between 1 and 1048576",
+        ),
+        (
+            "[director]\nrelay = \"sockmap\"\nsockmap_connections = 2000000\n",
+            "rvsd.toml:3:23: director.sockmap_connections: must be between 1 and 1048576",
+        ),
+    ] {
+        let e = err(text);
+        assert!(e.starts_with(want), "{text:?}: {e}");
+    }
+}
