@@ -208,3 +208,36 @@ fn relay_splice_keeps_every_byte_in_rvsd() {
     wait_no_connections(&rvsd);
     assert_eq!(counters(&rvsd, vip), (350_000, 350_002));
 }
+
+#[test]
+fn connections_beyond_the_sockmap_capacity_are_relayed_by_rvsd() {
+    let a = Backend::start("a");
+    let vip = vip();
+    let rvsd = Rvsd::start(&format!(
+        "[director]\nrelay = \"sockmap\"\nsockmap_connections = 1\n\n{}",
+        service_toml(vip, "rr", "", &[(a.addr, "")])
+    ));
+    let mut first = open(vip).unwrap();
+    let mut second = open(vip).unwrap();
+    for i in 0..4 {
+        first.echo(&message(i, 3000)).unwrap();
+        second.echo(&message(i + 100, 3000)).unwrap();
+    }
+    let s = sockmap(&rvsd);
+    assert_eq!((s["capacity"].as_u64(), s["linked"].as_u64()), (Some(1), Some(1)), "{s}");
+    // The second keeps working through rvsd, and takes the slot once the first is gone.
+    drop(first);
+    wait_until(Duration::from_secs(10), "the slot to free", || sockmap(&rvsd)["linked"] == 0);
+    for i in 0..4 {
+        second.echo(&message(i + 200, 70_000)).unwrap();
+    }
+    let mut third = open(vip).unwrap();
+    for i in 0..4 {
+        third.echo(&message(i + 300, 100)).unwrap();
+    }
+    assert_eq!(
+        sockmap(&rvsd)["linked"],
+        1,
+        "the third connection is linked: the second tried once and stays with rvsd"
+    );
+}
