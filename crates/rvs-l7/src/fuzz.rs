@@ -51,3 +51,15 @@ pub fn chunked_body(input: &[u8]) -> Result<(usize, bool), &'static str> {
     let n = c.feed(input).map_err(|e| e.0)?;
     Ok((n, c.is_done()))
 }
+
+/// Like [`chunked_body`], but the input arrives in two reads split at `at` (clamped), as it
+/// would from a socket: the streaming validator must answer as it does for the whole.
+pub fn chunked_body_split(input: &[u8], at: usize) -> Result<(usize, bool), &'static str> {
+    let (a, b) = input.split_at(at.min(input.len()));
+    let mut c = Chunked::default();
+    let mut n = c.feed(a).map_err(|e| e.0)?;
+    if !c.is_done() {
+        n += c.feed(b).map_err(|e| e.0)?;
+    }
+    Ok((n, c.is_done()))
+}

@@ -264,7 +264,8 @@ fn split_target<'a>(method: &str, target: &'a str) -> Result<(Option<&'a str>, &
         let (p, q) = split_query(target);
         return Ok((None, p, q));
     }
-    let lower_starts = |p: &str| target.len() >= p.len() && target[..p.len()].eq_ignore_ascii_case(p);
+    // On bytes: the target may hold non-ASCII (UTF-8) bytes, and a str slice inside one panics.
+    let lower_starts = |p: &str| target.as_bytes().get(..p.len()).is_some_and(|t| t.eq_ignore_ascii_case(p.as_bytes()));
     let rest = if lower_starts("http://") {
         &target[7..]
     } else if lower_starts("https://") {

@@ -233,3 +233,19 @@ fn structured_strategy_exercises_acceptance() {
     }
     assert!(accepted > 100 && chunked > 10 && length > 10, "accepted {accepted}, chunked {chunked}, length {length}");
 }
+
+/// Found by the cargo-fuzz target (fuzz/): a target with a multi-byte character across byte 7
+/// or 8 panicked while checking for an `http://`/`https://` prefix.
+#[test]
+fn fuzz_non_ascii_target_is_refused_not_a_panic() {
+    for raw in [
+        &b"GEU http:/\xd1\x9b.example/x HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"GET http\xd1\x9b//a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET \xd1\x9b HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
+        assert!(forward_request(raw, &limits()).is_err(), "{}", String::from_utf8_lossy(raw).escape_debug());
+    }
+    // Non-ASCII after the scheme is still an absolute-form target.
+    let raw = b"GET http://a.example/\xd1\x9b HTTP/1.1\r\nHost: a\r\n\r\n";
+    check_forwarded(&forward_request(raw, &limits()).unwrap().unwrap());
+}
