@@ -183,7 +183,7 @@ pub struct ConnectionView {
     pub virtual_address: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub real_server: Option<String>,
-    /// The IPVS state name (SYN_SENT, ESTABLISHED, FIN_WAIT).
+    /// The IPVS state name (SYN_SENT, ESTABLISHED, FIN_WAIT; UDP for a UDP flow).
     pub state: String,
     pub expires_ms: u64,
 }

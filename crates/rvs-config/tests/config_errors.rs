@@ -90,8 +90,10 @@ fn errors_name_line_and_field() {
     let e = err("[[service]]\naddress = \"127.0.0.1\"\n");
     assert!(e.contains("needs a port"), "{e}");
 
-    let e = err("[[service]]\nprotocol = \"udp\"\naddress = \"127.0.0.1:53\"\n");
-    assert!(e.contains("UDP"), "{e}");
+    let c = parse("[[service]]\nprotocol = \"udp\"\naddress = \"127.0.0.1:53\"\n").unwrap();
+    assert_eq!(c.table.services.keys().next().unwrap().protocol, rvs_core::Protocol::Udp, "UDP services are accepted");
+    let e = err("[[service]]\nprotocol = \"sctp\"\naddress = \"127.0.0.1:53\"\n");
+    assert!(e.contains("service[0].protocol"), "{e}");
 
     let e = err("[api]\nlisten = \"127.0.0.1:9000\"\n");
     assert!(e.contains("api.listen") && e.contains("token"), "{e}");

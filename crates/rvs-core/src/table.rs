@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::command::{BatchError, Command, CommandError, DirectorOptions};
 use crate::health::Health;
 use crate::real_server::{RealServer, RealServerSettings};
-use crate::service::{Protocol, ServiceKey, ServiceSettings};
+use crate::service::{ServiceKey, ServiceSettings};
 use crate::timeouts::{Timeouts, MAX_TIMEOUT_SECS};
 use crate::virtual_service::VirtualService;
 
@@ -150,11 +150,6 @@ impl TableModel {
 
 fn check_service(key: &ServiceKey, settings: &ServiceSettings) -> Result<(), CommandError> {
     settings.validate(key).map_err(|source| CommandError::Service { key: *key, source })?;
-    if key.protocol == Protocol::Udp {
-        return Err(CommandError::Unsupported(format!(
-            "virtual service {key}: UDP services need the UDP proxy or the packet engine, which rvs does not have yet"
-        )));
-    }
     if key.addr.port() == 0 {
         return Err(CommandError::Unsupported(format!(
             "virtual service {key}: all-port (port 0) services need the packet engine, which rvs does not have yet"

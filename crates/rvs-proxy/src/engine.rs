@@ -9,7 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use rvs_core::sched::SchedRequest;
 use rvs_core::{Applied, ConnState, Protocol, ServiceKey, Snapshot};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -74,8 +74,10 @@ pub struct Engine {
     cfg: EngineConfig,
     snapshot: ArcSwap<Snapshot>,
     listeners: ListenerSet,
-    conns: ConnTable,
-    clock: Clock,
+    /// The sockets of the UDP services.
+    udp: ListenerSet<UdpSocket>,
+    pub(crate) conns: ConnTable,
+    pub(crate) clock: Clock,
     /// Set at the drain deadline of a shutdown, when what is left is closed.
     stopped: std::sync::atomic::AtomicBool,
     /// Set when a shutdown has begun.
@@ -114,6 +116,7 @@ impl Engine {
             cfg,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             listeners: ListenerSet::new(cfg.backlog),
+            udp: ListenerSet::new(cfg.backlog),
             conns: ConnTable::default(),
             clock,
             stopped: Default::default(),
@@ -128,7 +131,10 @@ impl Engine {
     /// Binds listeners for the services in `keys` that have none yet, so that a change whose
     /// address cannot be bound is refused before it is applied. All or nothing.
     pub fn bind_new(&self, keys: impl IntoIterator<Item = ServiceKey>) -> Result<(), ListenError> {
-        self.listeners.bind_new(keys)
+        let (udp, tcp): (Vec<ServiceKey>, Vec<ServiceKey>) =
+            keys.into_iter().partition(|k| k.protocol == Protocol::Udp);
+        self.listeners.bind_new(tcp)?;
+        self.udp.bind_new(udp)
     }
 
     /// Publishes a new snapshot: starts accepting on the services it adds (bound before with
@@ -144,6 +150,10 @@ impl Engine {
             info!(service = %key, "accepting");
             tokio::spawn(accept_loop(self.clone(), key, listener, stop));
         }
+        for (key, socket, stop) in self.udp.retain(&keys, "virtual service") {
+            info!(service = %key, "receiving");
+            tokio::spawn(crate::udp::serve(self.clone(), key, socket, stop));
+        }
         if expire_nodest {
             for dest in &applied.removed_servers {
                 let n = self.close_connections_to(dest);
@@ -157,6 +167,13 @@ impl Engine {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// Tells the observer of failed connects (passive health checking) of one.
+    pub(crate) fn connect_failed(&self, key: ServiceKey, dest: SocketAddr, reason: &str) {
+        if let Some(observe) = self.on_connect_failure.get() {
+            observe(key, dest, reason);
+        }
     }
 
     /// Sets the observer of failed connects (once; later calls are ignored).
@@ -193,7 +210,7 @@ impl Engine {
             .into_iter()
             .map(|e| {
                 let state = e.state();
-                let timeout_ms = timeout_ms(state, &t, self.cfg.connect_timeout);
+                let timeout_ms = timeout_ms(e.protocol, state, &t, self.cfg.connect_timeout);
                 ConnInfo {
                     protocol: e.protocol,
                     client: e.client,
@@ -212,6 +229,7 @@ impl Engine {
         self.draining.store(true, std::sync::atomic::Ordering::Relaxed);
         // Only the listeners stop now; the connections drain until the deadline.
         self.listeners.stop_all();
+        self.udp.stop_all();
         let until = tokio::time::Instant::now() + deadline;
         while !self.conns.is_empty() && tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -225,7 +243,10 @@ impl Engine {
     }
 }
 
-fn timeout_ms(state: ConnState, t: &rvs_core::Timeouts, connect: Duration) -> u64 {
+fn timeout_ms(protocol: Protocol, state: ConnState, t: &rvs_core::Timeouts, connect: Duration) -> u64 {
+    if protocol == Protocol::Udp {
+        return u64::from(t.udp_secs) * 1000;
+    }
     match state {
         ConnState::Opening => connect.as_millis() as u64,
         ConnState::Established => u64::from(t.tcp_secs) * 1000,
@@ -288,9 +309,7 @@ async fn serve(engine: Arc<Engine>, key: ServiceKey, client: TcpStream, peer: So
             Err(_) => format!("connect timed out after {:?}", engine.cfg.connect_timeout),
         };
         debug!(service = %key, dest = %addr, "{reason}");
-        if let Some(observe) = engine.on_connect_failure.get() {
-            observe(key, addr, &reason);
-        }
+        engine.connect_failed(key, addr, &reason);
         binding.connect_failed(engine.clock.now_ms());
         tried.push(addr);
         if tried.len() > engine.cfg.connect_retries as usize {
@@ -332,10 +351,12 @@ async fn sweep_idle(engine: std::sync::Weak<Engine>) {
         let now = engine.clock.now_ms();
         let t = engine.snapshot.load().timeouts;
         for e in engine.conns.entries() {
-            if e.state() == ConnState::Opening {
+            if e.protocol == Protocol::Tcp && e.state() == ConnState::Opening {
                 continue; // the connect timeout covers it
             }
-            if now.saturating_sub(e.last_activity_ms()) >= timeout_ms(e.state(), &t, engine.cfg.connect_timeout) {
+            if now.saturating_sub(e.last_activity_ms())
+                >= timeout_ms(e.protocol, e.state(), &t, engine.cfg.connect_timeout)
+            {
                 idle_close(&e);
             }
         }

@@ -1,5 +1,5 @@
-//! rvs-proxy: the L4 data plane. A full-NAT Layer-4 TCP proxy: one listener per virtual
-//! service, scheduling through rvs-core, a relay that hands long-lived connections to a sockmap
+//! rvs-proxy: the L4 data plane. A full-NAT Layer-4 proxy for TCP and UDP: one listener (or
+//! UDP socket) per virtual service, scheduling through rvs-core, a relay that hands long-lived connections to a sockmap
 //! in the kernel (else splice(2)), PROXY protocol towards real servers. It is not the control
 //! plane: it only reads published snapshots.
 
@@ -11,6 +11,7 @@ pub mod listeners;
 pub mod proxy_protocol;
 mod relay;
 pub mod splice;
+mod udp;
 
 pub use clock::Clock;
 pub use engine::{ConnInfo, ConnectFailureObserver, Engine, EngineConfig, RelayMode};

@@ -1,6 +1,7 @@
-//! The listening sockets of a data plane, one per virtual service: bound before a change is
-//! applied (so an address that cannot be bound refuses the change), started when the change
-//! is published, closed when their service goes. Shared by the L4 and L7 engines.
+//! The listening sockets of a data plane, one per virtual service (a TCP listener, or the UDP
+//! socket of a UDP service): bound before a change is applied (so an address that cannot be
+//! bound refuses the change), started when the change is published, closed when their service
+//! goes. Shared by the L4 and L7 engines.
 
 use std::collections::HashMap;
 use std::io;
@@ -8,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 
 use rvs_core::ServiceKey;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -32,40 +33,60 @@ pub fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> 
     socket.listen(backlog)
 }
 
+/// A socket a virtual service receives on.
+pub trait Bind: Sized {
+    fn bind(addr: SocketAddr, backlog: u32) -> io::Result<Self>;
+}
+
+impl Bind for TcpListener {
+    fn bind(addr: SocketAddr, backlog: u32) -> io::Result<Self> {
+        bind_listener(addr, backlog)
+    }
+}
+
+impl Bind for UdpSocket {
+    /// The UDP socket of a UDP service (`backlog` does not apply).
+    fn bind(addr: SocketAddr, _backlog: u32) -> io::Result<Self> {
+        let s = std::net::UdpSocket::bind(addr)?;
+        s.set_nonblocking(true)?;
+        UdpSocket::from_std(s)
+    }
+}
+
 #[derive(Debug)]
-struct Slot {
+struct Slot<L> {
     stop: CancellationToken,
     /// Bound but not yet accepting (between `bind_new` and `retain`).
-    pending: Option<TcpListener>,
+    pending: Option<L>,
 }
 
 /// A listener to start accepting on, and the token that stops it.
-pub type Started = (ServiceKey, TcpListener, CancellationToken);
+pub type Started<L = TcpListener> = (ServiceKey, L, CancellationToken);
 
 #[derive(Debug)]
-pub struct ListenerSet {
+pub struct ListenerSet<L = TcpListener> {
     backlog: u32,
-    slots: Mutex<HashMap<ServiceKey, Slot>>,
+    slots: Mutex<HashMap<ServiceKey, Slot<L>>>,
 }
 
-impl ListenerSet {
+impl<L: Bind> ListenerSet<L> {
     pub fn new(backlog: u32) -> Self {
         Self { backlog, slots: Mutex::default() }
     }
 
-    fn slots(&self) -> MutexGuard<'_, HashMap<ServiceKey, Slot>> {
+    fn slots(&self) -> MutexGuard<'_, HashMap<ServiceKey, Slot<L>>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Binds listeners for the services in `keys` that have none yet. All or nothing.
     pub fn bind_new(&self, keys: impl IntoIterator<Item = ServiceKey>) -> Result<(), ListenError> {
         let mut slots = self.slots();
-        let mut fresh: Vec<(ServiceKey, TcpListener)> = Vec::new();
+        let mut fresh: Vec<(ServiceKey, L)> = Vec::new();
         for key in keys {
             if slots.contains_key(&key) || fresh.iter().any(|(k, _)| *k == key) {
                 continue;
             }
-            match bind_listener(key.addr, self.backlog) {
+            match L::bind(key.addr, self.backlog) {
                 Ok(l) => fresh.push((key, l)),
                 Err(source) => return Err(ListenError { key, source }),
             }
@@ -78,7 +99,7 @@ impl ListenerSet {
 
     /// Keeps the listeners of `keys` only (the others close: `what` names them in the log),
     /// and hands back the bound ones that should start accepting now.
-    pub fn retain(&self, keys: &[ServiceKey], what: &str) -> Vec<Started> {
+    pub fn retain(&self, keys: &[ServiceKey], what: &str) -> Vec<Started<L>> {
         let mut slots = self.slots();
         slots.retain(|key, slot| {
             let keep = keys.contains(key);

@@ -391,7 +391,7 @@ pub const OPTIONS: &[OptDef] = &[
         "service-address",
         SERVICE,
         S,
-        "service-address is host[:port] (rvsd refuses UDP services for now)",
+        "service-address is host[:port]",
     ),
     opt(
         "sctp-service",

@@ -340,9 +340,9 @@ fn restore_is_all_or_nothing() {
     assert_eq!(r.code, 255);
     assert!(r.stderr.starts_with("line 3: forwarding method masq needs the packet engine"), "{}", r.stderr);
     assert_eq!(table(&rvsd), before);
-    let r = rvsadm_stdin(&rvsd, &["-R"], &format!("{good}-A -u {}\n", lo(port())));
+    let r = rvsadm_stdin(&rvsd, &["-R"], &format!("{good}-A -t 127.0.0.1:0 -p\n"));
     assert_eq!(r.code, 255);
-    assert!(r.stderr.starts_with("line 3: ") && r.stderr.contains("UDP services need"), "{}", r.stderr);
+    assert!(r.stderr.starts_with("line 3: ") && r.stderr.contains("all-port (port 0) services need"), "{}", r.stderr);
     assert_eq!(table(&rvsd), before);
     let r = rvsadm_stdin(&rvsd, &["-R"], &format!("{good}-L -n\n"));
     assert_eq!((r.code, r.stderr.as_str()), (2, "line 3: the 'list' command cannot be used in restore input\n"));
@@ -488,7 +488,11 @@ fn bad_input_is_refused_and_changes_nothing() {
             "connection synchronization (--stop-daemon) is not supported by rvs yet",
         ),
         // Refused by rvsd: its message (ipvsadm's words where it has some), exit 255.
-        (vec!["-A".into(), "-u".into(), vip2.clone()], 255, "UDP services need the UDP proxy or the packet engine"),
+        (
+            vec!["-A".into(), "-t".into(), "127.0.0.1:0".into(), "-p".into()],
+            255,
+            "all-port (port 0) services need the packet engine",
+        ),
         (
             vec!["-a".into(), "-t".into(), vip.clone(), "-r".into(), "127.0.0.1:9".into(), "-g".into()],
             255,

@@ -374,7 +374,8 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
                     client: c.client.to_string(),
                     virtual_address: c.virtual_addr.to_string(),
                     real_server: c.dest.map(|d| d.to_string()),
-                    state: c.state.ipvs_name().into(),
+                    // IPVS names a UDP connection's state UDP.
+                    state: if c.protocol == rvs_core::Protocol::Udp { "UDP" } else { c.state.ipvs_name() }.into(),
                     expires_ms: c.expires_ms,
                 })
                 .collect();

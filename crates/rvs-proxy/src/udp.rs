@@ -1,0 +1,196 @@
+//! UDP virtual services in the proxy engine: one socket per service. Each client address is a
+//! flow (IPVS's UDP connection): its first datagram is scheduled like a TCP connection, then it
+//! has its own connected socket towards that real server, whose replies go back to the client
+//! from the service's address. A flow ends when idle for the `udp` timeout, when its real server
+//! refuses (ICMP port unreachable), or when the director closes it; a deleted service ends its
+//! flows with it (a datagram flow has nothing to drain).
+
+use std::cell::RefCell;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rvs_core::sched::SchedRequest;
+use rvs_core::{Binding, Protocol, ServiceKey};
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::conn_table::{ConnEntry, ConnGuard};
+use crate::engine::Engine;
+
+/// The largest datagram relayed.
+const MAX_DATAGRAM: usize = 65_535;
+
+thread_local! {
+    /// Each worker thread's buffer for the replies of its flows: no buffer per flow.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; MAX_DATAGRAM].into_boxed_slice());
+}
+
+/// One client's flow, as the service's receive loop holds it.
+struct Flow<'a> {
+    upstream: Arc<UdpSocket>,
+    binding: Arc<Binding>,
+    guard: ConnGuard<'a>,
+}
+
+impl Flow<'_> {
+    fn is_over(&self) -> bool {
+        self.guard.entry.cancel.is_cancelled()
+    }
+}
+
+/// Receives the datagrams of the UDP service `key` until `stop`; ends its flows then.
+pub(crate) async fn serve(engine: Arc<Engine>, key: ServiceKey, socket: UdpSocket, stop: CancellationToken) {
+    let socket = Arc::new(socket);
+    let mut flows: HashMap<SocketAddr, Flow<'_>> = HashMap::new();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut prune = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let (n, client) = tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = prune.tick() => {
+                flows.retain(|_, f| !f.is_over());
+                continue;
+            }
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    debug!(service = %key, error = %e, "receive failed");
+                    continue;
+                }
+            },
+        };
+        if flows.get(&client).is_some_and(Flow::is_over) {
+            flows.remove(&client);
+        }
+        let flow = match flows.entry(client) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => match open_flow(&engine, key, client, &socket).await {
+                Some(flow) => e.insert(flow),
+                None => continue,
+            },
+        };
+        flow.guard.entry.touch(engine.clock.now_ms());
+        flow.binding.count_in(n as u64);
+        // Waits only while the socket's send buffer is full (a new socket's first send waits
+        // for the reactor to see it writable).
+        match flow.upstream.send(&buf[..n]).await {
+            Ok(_) => {}
+            Err(e) => {
+                debug!(service = %key, client = %client, error = %e, "send to the real server failed: flow ended");
+                end_flow(&engine, key, flow, &e);
+                flows.remove(&client);
+            }
+        }
+    }
+    for flow in flows.values() {
+        flow.guard.entry.cancel.cancel();
+    }
+}
+
+/// Schedules a new client and opens its socket towards the real server picked.
+async fn open_flow<'a>(
+    engine: &'a Arc<Engine>,
+    key: ServiceKey,
+    client: SocketAddr,
+    socket: &Arc<UdpSocket>,
+) -> Option<Flow<'a>> {
+    let snapshot = engine.snapshot();
+    let service = snapshot.services.get(&key)?.clone();
+    let now = engine.clock.now_ms();
+    let req = SchedRequest { client, destination: key.addr, now_ms: now };
+    let Some(binding) = service.schedule(&req, &[], snapshot.options.expire_quiescent_template) else {
+        debug!(service = %key, client = %client, "no real server available: datagram dropped");
+        return None;
+    };
+    let dest = binding.dest.addr;
+    let local: SocketAddr = if dest.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let upstream = match connected(local, dest).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            debug!(service = %key, dest = %dest, error = %e, "no socket towards the real server");
+            binding.connect_failed(now);
+            return None;
+        }
+    };
+    let cancel = CancellationToken::new();
+    let guard = engine.conns.insert(Protocol::Udp, client, key.addr, cancel, now);
+    guard.entry.set_dest(Some(binding.dest.clone()));
+    let binding = Arc::new(binding);
+    tokio::spawn(relay_replies(
+        engine.clone(),
+        key,
+        client,
+        binding.clone(),
+        upstream.clone(),
+        socket.clone(),
+        guard.entry.clone(),
+    ));
+    Some(Flow { upstream, binding, guard })
+}
+
+async fn connected(local: SocketAddr, dest: SocketAddr) -> io::Result<UdpSocket> {
+    let s = UdpSocket::bind(local).await?;
+    s.connect(dest).await?;
+    Ok(s)
+}
+
+/// A flow ends on an error: the real server refused (passive health checking hears of it).
+fn end_flow(engine: &Engine, key: ServiceKey, flow: &Flow<'_>, e: &io::Error) {
+    if e.kind() == io::ErrorKind::ConnectionRefused {
+        engine.connect_failed(key, flow.binding.dest.addr, "port unreachable");
+    }
+    flow.guard.entry.cancel.cancel();
+}
+
+/// Sends the real server's replies back to the client from the service's address, until the
+/// flow is closed or the real server refuses.
+async fn relay_replies(
+    engine: Arc<Engine>,
+    key: ServiceKey,
+    client: SocketAddr,
+    binding: Arc<Binding>,
+    upstream: Arc<UdpSocket>,
+    socket: Arc<UdpSocket>,
+    entry: Arc<ConnEntry>,
+) {
+    let cancel = entry.cancel.clone();
+    let ended = loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break None,
+            r = upstream.readable() => if let Err(e) = r { break Some(e) },
+        }
+        let r = SCRATCH.with(|scratch| -> io::Result<()> {
+            let mut buf = scratch.borrow_mut();
+            loop {
+                let n = match upstream.try_recv(&mut buf[..]) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) => return Err(e),
+                };
+                entry.touch(engine.clock.now_ms());
+                binding.count_out(n as u64);
+                match socket.try_send_to(&buf[..n], client) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => debug!(service = %key, client = %client, error = %e, "reply not sent"),
+                }
+            }
+        });
+        if let Err(e) = r {
+            break Some(e);
+        }
+    };
+    if let Some(e) = ended {
+        debug!(service = %key, client = %client, dest = %binding.dest.addr, error = %e, "flow ended");
+        if e.kind() == io::ErrorKind::ConnectionRefused {
+            engine.connect_failed(key, binding.dest.addr, "port unreachable");
+        }
+        cancel.cancel();
+    }
+    binding.closing(engine.clock.now_ms());
+}
