@@ -381,6 +381,9 @@ pub struct HttpPoolView {
     pub name: String,
     pub scheduler: String,
     pub persistence: String,
+    /// Takes the pool's requests while none of its real servers is available.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sorry_server: Option<String>,
     pub counters: HttpCountersView,
     pub real_servers: Vec<HttpRealServerView>,
 }

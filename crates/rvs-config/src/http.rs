@@ -42,6 +42,8 @@ pub(crate) struct RawPool {
     proxy_protocol: Option<Spanned<String>>,
     /// The health check of the pool's real servers.
     check: Option<Spanned<crate::health::RawCheck>>,
+    /// Takes the pool's requests while none of its real servers is available.
+    sorry_server: Option<Spanned<String>>,
     #[serde(default, rename = "real_server")]
     real_servers: Vec<Spanned<RawRealServer>>,
 }
@@ -276,6 +278,12 @@ fn pool(key: ServiceKey, p: &Spanned<RawPool>, at: &str) -> Result<PoolConfig> {
             place_server_error(rs, &rat, rvs_core::CommandError::Server { addr: server.addr, source: e })
         })?;
         pool.servers.push(server);
+    }
+    if let Some(sorry) = &raw.sorry_server {
+        pool.sorry_server = Some(
+            rvs_core::addr::parse_endpoint(sorry.get_ref(), Some(key.addr.port()))
+                .map_err(|e| Unplaced::new(Some(sorry.span()), f("sorry_server"), e))?,
+        );
     }
     pool.validate().map_err(|e| Unplaced::new(Some(p.span()), at, e))?;
     Ok(pool)

@@ -166,6 +166,13 @@ impl VirtualService {
         Some(Binding::new(self.clone(), d, None, req.now_ms))
     }
 
+    /// A binding to the sorry server, unless there is none or it is in `exclude`: for a caller
+    /// that sends to it when [`VirtualService::schedule`] finds no real server.
+    pub fn sorry_binding(self: &Arc<Self>, exclude: &[SocketAddr], now_ms: u64) -> Option<Binding> {
+        let sorry = self.sorry.load_full().filter(|s| !exclude.contains(&s.addr))?;
+        Some(Binding::new(self.clone(), sorry, None, now_ms))
+    }
+
     fn pick(&self, dests: &[Arc<RealServer>], req: &SchedRequest, exclude: &[SocketAddr]) -> Option<Arc<RealServer>> {
         // The views are built in a buffer reused per thread: no allocation per connection.
         let i = VIEWS.with(|views| {

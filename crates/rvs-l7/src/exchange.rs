@@ -252,7 +252,8 @@ impl<C: ClientIo> Session<C> {
                     pool.schedule_to(a, &req).or_else(|| pool.vs.schedule(&req, &tried, false))
                 }
                 _ => pool.vs.schedule(&req, &tried, false),
-            };
+            }
+            .or_else(|| pool.vs.sorry_binding(&tried, now));
             let Some(binding) = binding else {
                 return Err(match (tried.is_empty(), timed_out) {
                     (true, _) => Refusal::NoServer,

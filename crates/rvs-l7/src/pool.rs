@@ -93,6 +93,9 @@ pub struct PoolConfig {
     /// PROXY protocol towards every real server of the pool whose own setting is off.
     pub proxy_protocol: ProxyProtocol,
     pub servers: Vec<RealServerSettings>,
+    /// Takes the pool's requests while none of its real servers is available (all down,
+    /// weight 0 or overloaded): keepalived's sorry server, HAProxy's backup server.
+    pub sorry_server: Option<std::net::SocketAddr>,
 }
 
 impl PoolConfig {
@@ -107,6 +110,7 @@ impl PoolConfig {
             persistence: PoolPersistence::None,
             proxy_protocol: ProxyProtocol::Off,
             servers: Vec::new(),
+            sorry_server: None,
         })
     }
 
@@ -145,6 +149,14 @@ impl PoolConfig {
                 return Err(bad(&format!("real server {} is listed twice", s.addr)));
             }
         }
+        if let Some(sorry) = self.sorry_server {
+            if sorry.port() == 0 || sorry.ip().is_unspecified() {
+                return Err(bad(&format!("sorry server {sorry} needs a specific address and port")));
+            }
+            if self.servers.first().is_some_and(|s| s.addr.is_ipv4() != sorry.is_ipv4()) {
+                return Err(ConfigError::MixedFamily { pool: self.name.clone(), addr: sorry });
+            }
+        }
         match &self.persistence {
             PoolPersistence::Hash(_) if self.scheduler != SchedulerKind::Mh => {
                 return Err(bad("hash persistence needs the mh scheduler"));
@@ -176,7 +188,7 @@ impl PoolConfig {
                 _ => None,
             },
             mh_table_size: self.mh_table_size,
-            sorry_server: None,
+            sorry_server: self.sorry_server,
         }
     }
 

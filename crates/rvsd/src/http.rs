@@ -85,6 +85,10 @@ pub fn list(engine: &L7Engine) -> HttpServiceList {
                         persistence: cfg
                             .and_then(|c| c.find_pool(&p.name))
                             .map_or_else(|| "none".into(), |pc| persistence_name(&pc.persistence)),
+                        sorry_server: cfg
+                            .and_then(|c| c.find_pool(&p.name))
+                            .and_then(|pc| pc.sorry_server)
+                            .map(|a| a.to_string()),
                         counters: upstream_counters(&p.counters),
                         real_servers: p
                             .servers

@@ -246,3 +246,44 @@ fn pool_real_servers_change_at_run_time() {
         list["services"][0]["pools"].as_array().unwrap().iter().find(|p| p["name"] == "web").unwrap().clone();
     assert_eq!(web_pool["real_servers"].as_array().unwrap().len(), 1, "{web_pool}");
 }
+
+#[test]
+fn a_pool_without_an_available_real_server_sends_to_its_sorry_server() {
+    let (web, sorry) = (http_backend("web"), http_backend("sorry"));
+    let vip = vip();
+    let rvsd = Rvsd::start(&format!(
+        r#"
+[[service]]
+kind = "http"
+address = "{vip}"
+default_pool = "web"
+  [[service.pool]]
+  name = "web"
+  sorry_server = "{sorry}"
+    [[service.pool.real_server]]
+    address = "{web}"
+"#
+    ));
+    assert_eq!(get(vip, "/"), (200, "web".into()), "a real server is available: no sorry server");
+    let servers = format!("/v1/http/{vip}/pools/web/servers");
+    let put = |w: u32| {
+        let (st, v) =
+            rvsd.api("PUT", &format!("{servers}/{web}"), Some(&format!(r#"{{"address": "{web}", "weight": {w}}}"#)));
+        assert_eq!(st, 200, "{v}");
+    };
+    put(0);
+    assert_eq!(get(vip, "/"), (200, "sorry".into()), "none available: the sorry server answers");
+    put(1);
+    assert_eq!(get(vip, "/"), (200, "web".into()), "back to the real server");
+    let (_, list) = rvsd.api("GET", "/v1/http", None);
+    assert_eq!(list["services"][0]["pools"][0]["sorry_server"], sorry.to_string(), "{list}");
+    // A sorry server of the other address family is refused with its place.
+    let bad = format!(
+        "[[service]]\nkind = \"http\"\naddress = \"{vip}\"\n  [[service.pool]]\n  name = \"web\"\n  sorry_server = \"[::1]:80\"\n    [[service.pool.real_server]]\n    address = \"{web}\"\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, bad).unwrap();
+    let e = rvs_config::Config::load(&path).expect_err("mixed families");
+    assert!(e.to_string().contains("service[0].pool[0]"), "{e}");
+}
