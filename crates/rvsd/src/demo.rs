@@ -1,23 +1,26 @@
-//! `rvsd demo`: three in-process HTTP real servers on loopback that answer with their own
-//! names, a virtual service in front of them, and the API, so rvs can be tried in one command.
+//! `rvsd demo`: three in-process real servers on loopback that answer with their own names
+//! (over HTTP, and over UDP on the same ports), TCP, UDP and HTTP virtual services in front of
+//! them, and the API, so rvs can be tried in one command.
 
 use std::net::SocketAddr;
 
 use rvs_config::{ApiConfig, Config, DirectorConfig};
-use rvs_core::{RealServerSettings, SchedulerKind, ServiceKey, ServiceModel, ServiceSettings, TableModel};
+use rvs_core::{Protocol, RealServerSettings, SchedulerKind, ServiceKey, ServiceModel, ServiceSettings, TableModel};
 use rvs_l7::{L7ServiceConfig, PoolConfig, Rule};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-/// Starts the demo real servers and returns the configuration that fronts them: a Layer-4
-/// service at `vip` and a Layer-7 one at `http_vip` (`/rs1/...` goes to rs1, the rest round
-/// robin).
+/// Starts the demo real servers and returns the configuration that fronts them: Layer-4 TCP
+/// and UDP services at `vip` and a Layer-7 one at `http_vip` (`/rs1/...` goes to rs1, the rest
+/// round robin).
 pub async fn start(vip: SocketAddr, http_vip: SocketAddr, socket: std::path::PathBuf) -> std::io::Result<Config> {
     let mut servers = Vec::new();
     for i in 1..=3 {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let name = format!("rs{i}");
+        let udp = UdpSocket::bind(addr).await?;
+        tokio::spawn(serve_udp(udp, name.clone()));
         tokio::spawn(serve_http(listener, name));
         servers.push(RealServerSettings::new(addr));
     }
@@ -32,6 +35,13 @@ pub async fn start(vip: SocketAddr, http_vip: SocketAddr, socket: std::path::Pat
     let mut table = TableModel::default();
     table.services.insert(
         ServiceKey::tcp(vip),
+        ServiceModel {
+            settings: ServiceSettings { scheduler: SchedulerKind::Rr, ..Default::default() },
+            servers: servers.clone(),
+        },
+    );
+    table.services.insert(
+        ServiceKey { protocol: Protocol::Udp, addr: vip },
         ServiceModel { settings: ServiceSettings { scheduler: SchedulerKind::Rr, ..Default::default() }, servers },
     );
     Ok(Config {
@@ -41,6 +51,16 @@ pub async fn start(vip: SocketAddr, http_vip: SocketAddr, socket: std::path::Pat
         health: Default::default(),
         http: vec![http],
     })
+}
+
+/// Answers every datagram with the server's name.
+async fn serve_udp(socket: UdpSocket, name: String) {
+    let local = socket.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let reply = format!("Hello from real server {name} ({local}, udp)\n");
+    let mut buf = [0u8; 2048];
+    while let Ok((_, from)) = socket.recv_from(&mut buf).await {
+        let _ = socket.send_to(reply.as_bytes(), from).await;
+    }
 }
 
 async fn serve_http(listener: TcpListener, name: String) {

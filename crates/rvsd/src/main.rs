@@ -44,7 +44,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Run a demo: three HTTP real servers on loopback behind a virtual service.
+    /// Run a demo: three real servers on loopback behind TCP, UDP and HTTP virtual services.
     Demo {
         /// The virtual service address.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -227,6 +227,15 @@ fn print_demo_help(director: &Director, socket: &std::path::Path) {
             println!("  -> {} weight {}", d.addr, d.weight());
         }
         println!("try:");
+        if svc.key.protocol == rvs_core::Protocol::Udp {
+            println!(
+                "  python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+                 s.sendto(b\"hi\", (\"{}\", {})); print(s.recv(100))'   # a new client port: the next server",
+                svc.key.addr.ip(),
+                svc.key.addr.port()
+            );
+            continue;
+        }
         println!("  curl http://{}/            # repeat it: each answer names its real server", svc.key.addr);
         println!("  curl -s --unix-socket {} http://rvsd/v1/services", socket.display());
         println!("  cargo run -p rvsadm -- --api {} -L -n --stats   # ipvsadm -L, from rvs", socket.display());
