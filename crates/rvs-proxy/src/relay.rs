@@ -121,6 +121,41 @@ impl<'a> Relay<'a> {
         self.binding.count_out_packets(o.packets, o.bytes);
     }
 
+    /// After rvsd copied `n` bytes one way (`full`: the read filled the buffer, so the socket
+    /// may hold more): the kernel relay's bookkeeping, and the link when the moment is right.
+    /// Nothing without a kernel relay.
+    fn note_copied(&self, client: &TcpStream, server: &TcpStream, way: Way, n: usize, full: bool) {
+        if self.kernel.is_none() {
+            return;
+        }
+        self.written[way.index()].fetch_add(n as u64, Ordering::Relaxed);
+        if way == Way::In {
+            self.messages_in.fetch_add(1, Ordering::Relaxed);
+        }
+        if full {
+            self.drained[way.index()].store(false, Ordering::Relaxed);
+            self.bulk_seen.store(true, Ordering::Relaxed);
+        } else {
+            self.note_drained(client, server, way);
+        }
+    }
+
+    /// After rvsd spliced `n` bytes one way (the socket may hold more).
+    fn note_spliced(&self, way: Way, n: usize) {
+        if self.kernel.is_some() {
+            self.written[way.index()].fetch_add(n as u64, Ordering::Relaxed);
+            self.drained[way.index()].store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// A read emptied one way's socket: the moment to try the link.
+    fn note_drained(&self, client: &TcpStream, server: &TcpStream, way: Way) {
+        if self.kernel.is_some() {
+            self.drained[way.index()].store(true, Ordering::Relaxed);
+            self.maybe_link(client, server);
+        }
+    }
+
     /// Links the connection into the kernel relay when it has shown it is long-lived, nothing
     /// waits to be written either way, and neither socket holds a partly read message. Tried
     /// once per connection.
@@ -209,16 +244,7 @@ impl<'a> Relay<'a> {
                         if let Some(rest) = rest {
                             self.write_rest(to, way, &rest).await?;
                         }
-                        self.written[way.index()].fetch_add(n as u64, Ordering::Relaxed);
-                        if way == Way::In {
-                            self.messages_in.fetch_add(1, Ordering::Relaxed);
-                        }
-                        self.drained[way.index()].store(!full, Ordering::Relaxed);
-                        if full {
-                            self.bulk_seen.store(true, Ordering::Relaxed);
-                        } else {
-                            self.maybe_link(client, server);
-                        }
+                        self.note_copied(client, server, way, n, full);
                         bulk = full && splice_ok && self.link.get().is_none();
                         if !full && ready.is_read_closed() {
                             // The peer's FIN had arrived before this read, and the short read
@@ -245,14 +271,13 @@ impl<'a> Relay<'a> {
                         0
                     }
                     Ok(Some(n)) => {
-                        self.drained[way.index()].store(false, Ordering::Relaxed);
                         self.count(way, n);
                         // On error the pipe may hold bytes: it is dropped, not pooled.
                         self.busy[way.index()].store(true, Ordering::Relaxed);
                         let out = splice_out(&p.r, to, n).await;
                         self.busy[way.index()].store(false, Ordering::Relaxed);
                         out?;
-                        self.written[way.index()].fetch_add(n as u64, Ordering::Relaxed);
+                        self.note_spliced(way, n);
                         pipe = Some(p);
                         n
                     }
@@ -260,8 +285,7 @@ impl<'a> Relay<'a> {
                         // The burst is over: the pipe goes back, small messages are copied.
                         give_pipe(p);
                         bulk = false;
-                        self.drained[way.index()].store(true, Ordering::Relaxed);
-                        self.maybe_link(client, server);
+                        self.note_drained(client, server, way);
                         continue;
                     }
                     Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
