@@ -82,7 +82,7 @@ pub(crate) async fn serve(engine: Arc<Engine>, key: ServiceKey, socket: UdpSocke
             Ok(_) => {}
             Err(e) => {
                 debug!(service = %key, client = %client, error = %e, "send to the real server failed: flow ended");
-                end_flow(&engine, key, flow, &e);
+                end_flow(&engine, key, &flow.binding, &flow.guard.entry.cancel, &e);
                 flows.remove(&client);
             }
         }
@@ -139,12 +139,13 @@ async fn connected(local: SocketAddr, dest: SocketAddr) -> io::Result<UdpSocket>
     Ok(s)
 }
 
-/// A flow ends on an error: the real server refused (passive health checking hears of it).
-fn end_flow(engine: &Engine, key: ServiceKey, flow: &Flow<'_>, e: &io::Error) {
+/// A flow ends on an error; when its real server refused (ICMP port unreachable), passive
+/// health checking hears of it.
+fn end_flow(engine: &Engine, key: ServiceKey, binding: &Binding, cancel: &CancellationToken, e: &io::Error) {
     if e.kind() == io::ErrorKind::ConnectionRefused {
-        engine.connect_failed(key, flow.binding.dest.addr, "port unreachable");
+        engine.connect_failed(key, binding.dest.addr, "port unreachable");
     }
-    flow.guard.entry.cancel.cancel();
+    cancel.cancel();
 }
 
 /// Sends the real server's replies back to the client from the service's address, until the
@@ -187,10 +188,7 @@ async fn relay_replies(
     };
     if let Some(e) = ended {
         debug!(service = %key, client = %client, dest = %binding.dest.addr, error = %e, "flow ended");
-        if e.kind() == io::ErrorKind::ConnectionRefused {
-            engine.connect_failed(key, binding.dest.addr, "port unreachable");
-        }
-        cancel.cancel();
+        end_flow(&engine, key, &binding, &cancel, &e);
     }
     binding.closing(engine.clock.now_ms());
 }
