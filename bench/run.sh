@@ -24,6 +24,10 @@
 #                the rest of the machine used (noise)
 #   memory       VmRSS and open fds of a fresh balancer before/after N idle proxied connections
 #                (bench/idle_conns.py), twice: connect only, and after one request each
+#   ceilings     how far this machine lets a target be reached, from the same rounds: the
+#                requests per CPU-second a balancer would reach if its own code took no time
+#                (its kernel time alone), and the bulk rate the machine's cores could carry with wrk's
+#                and the backend's CPU per Gbit from the direct run plus the balancer's own
 # Every test runs on every balancer in each round (order rotated per round); a cell is the
 # median over the rounds. Then one table, and the issue's targets as ratios, PASS or FAIL.
 #
@@ -520,6 +524,10 @@ median() { # median VALUE...: the median of the numeric values given ("-" when n
   printf '%s\n' "${v[@]}" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : a[NR / 2] }'
 }
 
+ratio() { # ratio A B: A/B, or - when either is missing
+  [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]] && awk "BEGIN { if ($2 > 0) printf \"%.2f\", $1 / $2; else print \"-\" }" || echo -
+}
+
 machine_ticks() { # busy ticks of the whole machine (user nice system irq softirq steal)
   awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
 }
@@ -602,6 +610,7 @@ run_wrk() { # run_wrk BALANCER TEST ROUND
   R[$t.rps,$b,$r]=$(calc "$requests / $secs" 0)
   R[$t.err,$b,$r]=$errs
   R[$t.bcpu,$b,$r]=$bcpu
+  R[$t.wcpu,$b,$r]=$(calc "$wu + $ws")
   R[$t.kcpu,$b,$r]=$kcpu
   R[$t.other,$b,$r]=$other
   # new connections the backends accepted during the run (minus the second status request's own)
@@ -610,11 +619,15 @@ run_wrk() { # run_wrk BALANCER TEST ROUND
     R[$t.cpu,$b,$r]=$cpu
     R[$t.sys,$b,$r]=$( ((u1 + s1 > u0 + s0)) && calc "($s1 - $s0) * 100 / ($u1 + $s1 - $u0 - $s0)" 0 || echo -)
     R[$t.percpu,$b,$r]=$( ((u1 + s1 > u0 + s0)) && calc "$requests / $cpu" 0 || echo -)
+    # requests per second of the balancer's kernel time alone: what it would reach if its own
+    # code took no time at all (the bound its syscalls and TCP work set)
+    R[$t.kpercpu,$b,$r]=$( ((s1 > s0)) && calc "$requests / (($s1 - $s0) / $HZ + $kcpu)" 0 || echo -)
   fi
   case $t in
     ka) R[ka.p50,$b,$r]=$(calc "$p50 / 1000" 3); R[ka.p99,$b,$r]=$(calc "$p99 / 1000" 3) ;;
     bulk)
       R[bulk.gbps,$b,$r]=$(calc "$bytes * 8 / $secs / 1e9")
+      R[bulk.gbit,$b,$r]=$(calc "$bytes * 8 / 1e9")
       if [[ $b != direct ]] && ((u1 + s1 > u0 + s0)); then
         R[bulk.gbpercpu,$b,$r]=$(calc "$bytes * 8 / 1e9 / $cpu")
       fi
@@ -744,6 +757,11 @@ done
 vals=()
 for ((r = 1; r <= ROUNDS; r++)); do vals+=("${R[ka.other,direct,$r]:-0}"); done
 M[ka.other,direct]=$(printf '%s\n' "${vals[@]}" | awk '{ s += $1 } END { printf "%.0f", NR ? s / NR : 0 }')
+http_ceil=()
+for ((r = 1; r <= ROUNDS; r++)); do
+  http_ceil+=("$(ratio "${R[ka.kpercpu,rvs-http,$r]:--}" "${R[ka.percpu,haproxy-http,$r]:--}")")
+done
+M[ceil.http,rvs-http]=$(median "${http_ceil[@]}")
 # The http balancers are done: their counters, then stop them (the idle tests are L4 only).
 if [[ $L7_IMPL == rvsd && -S $W/api-http.sock ]]; then
   curl -s --max-time 2 --unix-socket "$W/api-http.sock" http://rvsd/v1/http >"$W/rvsd-http-services.json" || true
@@ -782,6 +800,31 @@ for b in "${BALANCERS[@]}"; do
   for ((r = 1; r <= ROUNDS; r++)); do for t in ka close bulk; do vals+=("${R[$t.other,$b,$r]:-0}"); done; done
   M[other,$b]=$(printf '%s\n' "${vals[@]}" | awk '{ s += $1 } END { printf "%.0f", NR ? s / NR : 0 }')
 done
+# Ceilings, per round then the median: how far this machine lets the targets be reached.
+#   ka:   rvs's requests per second of its kernel time alone (its own code free) / HAProxy's
+#         requests per CPU-second: the best ratio the same syscalls and TCP work allow.
+#   bulk: from the direct run, wrk's and the backend's CPU per Gbit; from the balancer's run,
+#         its own CPU per Gbit. wrk has one thread (at most 1 CPU-s/s) and the machine NCPU
+#         cores: Gbit/s <= min(1 / wrk's, NCPU / (wrk's + backend's + balancer's)), over direct's.
+ceiling_bulk() { # ceiling_bulk BALANCER ROUND
+  local b=$1 r=$2 g=${R[bulk.gbit,direct,$2]:-} gb=${R[bulk.gbit,$1,$2]:-}
+  [[ $g =~ ^[0-9.]+$ && $gb =~ ^[0-9.]+$ && ${R[bulk.cpu,$b,$r]:-} =~ ^[0-9.]+$ ]] || { echo -; return; }
+  awk -v g="$g" -v gb="$gb" -v w="${R[bulk.wcpu,direct,$r]}" -v k="${R[bulk.bcpu,direct,$r]}" \
+    -v c="${R[bulk.cpu,$b,$r]}" -v d="${R[bulk.gbps,direct,$r]}" -v n="$NCPU" 'BEGIN {
+      if (g <= 0 || gb <= 0 || w <= 0 || d <= 0) { print "-"; exit }
+      cw = w / g; cb = k / g; cr = c / gb
+      m = 1 / cw; t = n / (cw + cb + cr); if (t < m) m = t
+      printf "%.2f", m / d }'
+}
+for b in rvs haproxy; do
+  ka=() bulk=()
+  for ((r = 1; r <= ROUNDS; r++)); do
+    ka+=("$(ratio "${R[ka.kpercpu,$b,$r]:--}" "${R[ka.percpu,haproxy,$r]:--}")")
+    bulk+=("$(ceiling_bulk "$b" "$r")")
+  done
+  M[ceil.ka,$b]=$(median "${ka[@]}")
+  M[ceil.bulk,$b]=$(median "${bulk[@]}")
+done
 if [[ -S $W/api.sock ]]; then
   curl -s --max-time 2 --unix-socket "$W/api.sock" http://rvsd/v1/services >"$W/rvsd-services.json" || true
   split=$(python3 -c 'import json,sys
@@ -806,9 +849,6 @@ row() { # row LABEL METRIC
   printf '%-34s' "$1"
   for b in "${BALANCERS[@]}"; do printf ' %12s' "${M[$2,$b]:--}"; done
   printf '\n'
-}
-ratio() { # ratio A B: A/B, or - when either is missing
-  [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]] && awk "BEGIN { if ($2 > 0) printf \"%.2f\", $1 / $2; else print \"-\" }" || echo -
 }
 verdict() { # verdict RATIO OP LIMIT
   [[ $1 == - ]] && { echo "n/a"; return; }
@@ -863,6 +903,10 @@ for b in "${BALANCERS[@]}"; do M[errs,$b]="${M[ka.err,$b]:--}/${M[close.err,$b]:
   printf '  %-58s %6s  %s\n' "bulk Gbit/s vs direct                    (>= 0.90x)" "${r3}x" "$(verdict "$r3" '>=' 0.9)"
   printf '  %-58s %6s  %s\n' "RSS per idle conn, after 1 request, KiB  (<= 8)" "$m4" "$(verdict "$m4" '<=' 8)"
   printf '  %-58s %6s  %s\n' "RSS per idle conn, connect only, KiB     (<= 8)" "$m5" "$(verdict "$m5" '<=' 8)"
+  echo "  ceilings on this machine (median of the rounds; how they are computed: bench/run.sh --help):"
+  printf '  %-58s %6s\n' "  requests per CPU-s if rvsd's own code took no time" "${M[ceil.ka,rvs]:--}x"
+  printf '  %-58s %6s\n' "  bulk Gbit/s vs direct, at rvs's CPU per Gbit" "${M[ceil.bulk,rvs]:--}x"
+  printf '  %-58s %6s\n' "  bulk Gbit/s vs direct, at HAProxy's CPU per Gbit" "${M[ceil.bulk,haproxy]:--}x"
   if ((N_IDLE < 10000)); then
     echo "  note: the idle tests asked for $N_IDLE connections, not 10,000 ($IDLE_WANT wanted; the"
     echo "        open-files hard limit is $NOFILE and a proxied connection needs 2 fds at least)"
@@ -909,6 +953,7 @@ for b in "${BALANCERS[@]}"; do M[errs,$b]="${M[ka.err,$b]:--}/${M[close.err,$b]:
   h2=$(ratio "${M[ka.rps,rvs-http]:--}" "${M[ka.rps,haproxy-http]:--}")
   h3=$(ratio "${M[ka.p99,rvs-http]:--}" "${M[ka.p99,haproxy-http]:--}")
   printf '  %-58s %6s  %s\n' "http requests per balancer CPU-s vs HAProxy (>= 1.20x)" "${h1}x" "$(verdict "$h1" '>=' 1.2)"
+  printf '  %-58s %6s\n' "  ceiling: if rvsd's own code took no time" "${M[ceil.http,rvs-http]:--}x"
   printf '  %-58s %6s\n' "http keep-alive requests/s vs HAProxy (info)" "${h2}x"
   printf '  %-58s %6s\n' "http keep-alive p99 vs HAProxy (info; lower is better)" "${h3}x"
 } | tee "$W/table.txt"
