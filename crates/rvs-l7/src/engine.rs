@@ -274,8 +274,9 @@ async fn serve(engine: Arc<L7Engine>, key: ServiceKey, stream: TcpStream, peer: 
         engine.sessions.remove(id);
         return;
     };
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().unwrap_or(key.addr);
+    // TCP options: inherited from the listener (rvs_proxy::tcp_options). The local address is
+    // the service's own, unless it listens on a wildcard address: no getsockname otherwise.
+    let local = if key.addr.ip().is_unspecified() { stream.local_addr().unwrap_or(key.addr) } else { key.addr };
     let clients = svc.clients.clone();
     clients.fetch_add(1, Ordering::Relaxed);
     // Undoes the counts also when the task is aborted at the shutdown deadline.

@@ -301,7 +301,7 @@ impl<C: ClientIo> Session<C> {
                 return Err(true);
             }
         };
-        let _ = stream.set_nodelay(true);
+        let _ = rvs_proxy::tcp_options::apply(&stream);
         if let Some(h) = rvs_proxy::proxy_protocol::header(proxy, self.peer, self.local) {
             if TcpRef(&stream).write_all(&h).await.is_err() {
                 return Err(false);

@@ -19,6 +19,7 @@ use crate::kernel_relay::KernelRelay;
 use crate::listeners::{ListenError, ListenerSet};
 use crate::proxy_protocol;
 use crate::relay::Relay;
+use crate::tcp_options;
 
 /// Knobs of the proxy engine.
 #[derive(Debug, Clone, Copy)]
@@ -279,7 +280,7 @@ async fn serve(engine: Arc<Engine>, key: ServiceKey, client: TcpStream, peer: So
     // The listener is bound to the service's own address (never a wildcard), so that is the
     // local address: no getsockname per connection.
     let local = key.addr;
-    // TCP_NODELAY: inherited from the listener.
+    // TCP options (tcp_options): inherited from the listener.
     // Each connection has its own token (no shared parent to lock per connection): the idle
     // sweeper, `expire_nodest_conn` and the shutdown deadline cancel it through the table.
     let cancel = CancellationToken::new();
@@ -320,7 +321,7 @@ async fn serve(engine: Arc<Engine>, key: ServiceKey, client: TcpStream, peer: So
     binding.established();
     entry.set_state(ConnState::Established);
     entry.touch(engine.clock.now_ms());
-    let _ = server.set_nodelay(true);
+    let _ = tcp_options::apply(&server);
 
     let relay = Relay::new(&binding, entry, engine.clock, engine.kernel.as_ref());
     let result = async {

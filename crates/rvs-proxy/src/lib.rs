@@ -11,6 +11,7 @@ pub mod listeners;
 pub mod proxy_protocol;
 mod relay;
 pub mod splice;
+pub mod tcp_options;
 mod udp;
 
 pub use clock::Clock;

@@ -22,13 +22,13 @@ pub struct ListenError {
     pub source: io::Error,
 }
 
-/// A listening socket for a virtual service: `SO_REUSEADDR` and `TCP_NODELAY` (which accepted
-/// connections inherit), bound to `addr`, with `backlog`.
+/// A listening socket for a virtual service: `SO_REUSEADDR` and the relay's TCP options (which
+/// accepted connections inherit: [`crate::tcp_options`]), bound to `addr`, with `backlog`.
 pub fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
-    // Accepted connections inherit TCP_NODELAY from the listener: no setsockopt per connection.
-    socket.set_nodelay(true)?;
+    // Accepted connections inherit the options from the listener: no setsockopt per connection.
+    crate::tcp_options::apply(&socket)?;
     socket.bind(addr)?;
     socket.listen(backlog)
 }
