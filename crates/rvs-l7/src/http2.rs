@@ -75,6 +75,8 @@ enum StreamError {
     Truncated,
     #[error("the client reset the stream")]
     Reset,
+    #[error("the client did not open its window in time")]
+    Stalled,
 }
 
 /// Runs an HTTP/2 client connection to its end: the handshake (within the header-read
@@ -109,7 +111,8 @@ pub(crate) async fn serve<T>(
         }
     };
     svc.http2.connections.fetch_add(1, Ordering::Relaxed);
-    let mut keep_alive = svc.timeouts.keep_alive;
+    // Idle before the first stream: the header-read timeout; between streams: keep-alive.
+    let mut idle_limit = svc.timeouts.header_read;
     drop(svc);
 
     let mut streams = JoinSet::new();
@@ -127,7 +130,7 @@ pub(crate) async fn serve<T>(
                 continue;
             }
             _ = tick.tick() => {
-                let idle = streams.is_empty() && idle_since.elapsed() >= keep_alive;
+                let idle = streams.is_empty() && idle_since.elapsed() >= idle_limit;
                 match closing {
                     None if engine.is_stopping() || idle => {
                         debug!(service = %key, client = %peer, idle, "HTTP/2 connection closing (GOAWAY)");
@@ -149,7 +152,7 @@ pub(crate) async fn serve<T>(
             Some(Ok((req, mut respond))) => match engine.service(&key) {
                 Some(svc) => {
                     svc.http2.streams.fetch_add(1, Ordering::Relaxed);
-                    keep_alive = svc.timeouts.keep_alive;
+                    idle_limit = svc.timeouts.keep_alive;
                     streams.spawn(stream(engine.clone(), svc, peer, local, req, respond));
                 }
                 None => {
@@ -183,9 +186,10 @@ async fn stream(
     let chunked = !end && !parts.headers.contains_key(CONTENT_LENGTH);
     let head = request_head(&parts, end, chunked);
     let is_head = parts.method == Method::HEAD;
+    let stall = svc.timeouts.server;
     let (near, far) = tokio::io::duplex(DUPLEX);
     let session = session::run(engine, svc, far, peer, local, true);
-    let bridge = bridge(head, body, chunked, is_head, respond, near);
+    let bridge = bridge(head, body, chunked, Reply { is_head, stall }, respond, near);
     let ((), r) = tokio::join!(session, bridge);
     if let Err(e) = r {
         debug!(client = %peer, error = %e, "HTTP/2 stream ended without a whole response");
@@ -254,20 +258,29 @@ fn request_head(parts: &http::request::Parts, end: bool, chunked: bool) -> Vec<u
     out
 }
 
+/// What the response relay needs to know.
+#[derive(Debug, Clone, Copy)]
+struct Reply {
+    /// The request was HEAD: the response has no body whatever its head says.
+    is_head: bool,
+    /// Longest wait for the client to open its window (it does not read).
+    stall: Duration,
+}
+
 /// Moves the request into the session and the response out of it. When the response is
 /// whole before the request body, the rest of the upload is stopped (RST_STREAM NO_ERROR).
 async fn bridge(
     head: Vec<u8>,
     body: RecvStream,
     chunked: bool,
-    is_head: bool,
+    reply: Reply,
     respond: SendResponse<Bytes>,
     near: DuplexStream,
 ) -> Result<(), StreamError> {
     let (rd, mut wr) = tokio::io::split(near);
     wr.write_all(&head).await?;
     let upload = upload(body, wr, chunked);
-    let download = download(rd, respond, is_head);
+    let download = download(rd, respond, reply);
     tokio::pin!(upload, download);
     let mut uploaded = false;
     loop {
@@ -336,11 +349,11 @@ enum Framing {
 async fn download(
     mut rd: ReadHalf<DuplexStream>,
     mut respond: SendResponse<Bytes>,
-    is_head: bool,
+    reply: Reply,
 ) -> Result<SendStream<Bytes>, StreamError> {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let (resp, framing, used) = loop {
-        let parsed = parse_head(&buf, is_head);
+        let parsed = parse_head(&buf, reply.is_head);
         match parsed {
             Err(e) => {
                 respond.send_reset(Reason::INTERNAL_ERROR);
@@ -376,7 +389,7 @@ async fn download(
     if end {
         return Ok(send);
     }
-    match body(&mut rd, &mut send, framing, buf).await {
+    match body(&mut rd, &mut send, framing, buf, reply.stall).await {
         Ok(()) => Ok(send),
         Err(e) => {
             send.send_reset(if matches!(e, StreamError::Reset) { Reason::CANCEL } else { Reason::INTERNAL_ERROR });
@@ -399,6 +412,7 @@ async fn body(
     send: &mut SendStream<Bytes>,
     framing: Framing,
     first: Vec<u8>,
+    stall: Duration,
 ) -> Result<(), StreamError> {
     let mut pending = first;
     let mut left = match framing {
@@ -423,7 +437,7 @@ async fn body(
                 Framing::UntilClose | Framing::None => data.extend_from_slice(&pending),
             }
             pending.clear();
-            send_data(send, Bytes::copy_from_slice(&data)).await?;
+            send_data(send, Bytes::copy_from_slice(&data), stall).await?;
         }
         let done = match framing {
             Framing::Chunked => decoder.is_done(),
@@ -450,13 +464,14 @@ async fn body(
     }
 }
 
-/// Sends `data` as the peer's window allows.
-async fn send_data(send: &mut SendStream<Bytes>, mut data: Bytes) -> Result<(), StreamError> {
+/// Sends `data` as the peer's window allows, waiting at most `stall` for each opening.
+async fn send_data(send: &mut SendStream<Bytes>, mut data: Bytes, stall: Duration) -> Result<(), StreamError> {
     while !data.is_empty() {
         send.reserve_capacity(data.len());
-        let cap = match poll_fn(|cx| send.poll_capacity(cx)).await {
-            Some(c) => c?,
-            None => return Err(StreamError::Reset),
+        let cap = match tokio::time::timeout(stall, poll_fn(|cx| send.poll_capacity(cx))).await {
+            Ok(Some(c)) => c?,
+            Ok(None) => return Err(StreamError::Reset),
+            Err(_) => return Err(StreamError::Stalled),
         };
         if cap == 0 {
             continue;

@@ -131,6 +131,18 @@ async fn h2_routing_balancing_and_refusals() {
     assert_eq!(r.status, 503);
     let r = h2_request(&c, "GET", &url(s.addr, "b.test", "/after"), b"", false).await;
     assert_eq!(r.text(), "b GET /after");
+    // A head over the service's limit: 431 from the shared checks, and the connection goes on.
+    let mut cl = c.clone().ready().await.unwrap();
+    let req = Request::builder().uri(url(s.addr, "b.test", "/big-head")).header("x-big", "v".repeat(17_000));
+    let (resp, _) = cl.send_request(req.body(()).unwrap(), true).unwrap();
+    assert_eq!(tokio::time::timeout(T, resp).await.unwrap().unwrap().status(), 431);
+    // CONNECT is refused as over HTTP/1.1.
+    let mut cl = c.clone().ready().await.unwrap();
+    let req = Request::builder().method("CONNECT").uri("a.test:443");
+    let (resp, _) = cl.send_request(req.body(()).unwrap(), true).unwrap();
+    assert_eq!(tokio::time::timeout(T, resp).await.unwrap().unwrap().status(), 405);
+    let r = h2_request(&c, "GET", &url(s.addr, "b.test", "/after2"), b"", false).await;
+    assert_eq!(r.text(), "b GET /after2");
 
     // Many concurrent streams on this one connection, balanced over the pool's real servers.
     let mut tasks = Vec::new();
@@ -155,7 +167,7 @@ async fn h2_routing_balancing_and_refusals() {
     eventually("h2 requests counted", || {
         let st = &engine.stats()[0];
         let pa = st.pools.iter().find(|p| p.name == "pa").unwrap();
-        st.counters.requests == 45 && pa.counters.requests == 42 && st.unrouted == 1 && st.http2_streams == 45
+        st.counters.requests == 48 && pa.counters.requests == 42 && st.unrouted == 1 && st.http2_streams == 48
     })
     .await;
     assert_eq!(s.engine.stats()[0].http2_connections, 1);
