@@ -29,6 +29,10 @@ use crate::upstream::UPSTREAM_BUFFER;
 
 /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
 pub(crate) const MAX_STREAMS: u32 = 100;
+/// Stream tasks a connection may have running: a stream the client resets leaves its task
+/// finishing the exchange with the real server, so resetting streams in a loop (rapid reset)
+/// must not pile up tasks; past this, new streams are refused (REFUSED_STREAM, retryable).
+const MAX_TASKS: usize = 2 * MAX_STREAMS as usize;
 /// Receive windows: per stream, and for the whole connection.
 const STREAM_WINDOW: u32 = 256 * 1024;
 const CONNECTION_WINDOW: u32 = 1024 * 1024;
@@ -148,6 +152,10 @@ pub(crate) async fn serve<T>(
             Some(Err(e)) => {
                 debug!(service = %key, client = %peer, error = %e, "HTTP/2 connection error");
                 break;
+            }
+            Some(Ok((_, mut respond))) if streams.len() >= MAX_TASKS => {
+                debug!(service = %key, client = %peer, "HTTP/2 stream refused: too many exchanges still running");
+                respond.send_reset(Reason::REFUSED_STREAM);
             }
             Some(Ok((req, mut respond))) => match engine.service(&key) {
                 Some(svc) => {

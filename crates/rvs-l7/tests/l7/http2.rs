@@ -332,3 +332,50 @@ async fn broken_h2_clients_disturb_no_one() {
     let other = h2_client(&pki, s.addr).await;
     assert_eq!(h2_request(&other, "GET", &url(s.addr, "b.test", "/3"), b"", false).await.text(), "b GET /3");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_streams_do_not_pile_up_exchanges() {
+    // A real server that takes requests and never answers: each reset stream leaves its
+    // exchange waiting for the server timeout.
+    let silent = raw_backend(|mut s, seen| async move {
+        read_head(&mut s, &seen).await;
+        tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+    })
+    .await;
+    let b = backend("b").await;
+    let pki = pki();
+    let mut cfg = service()
+        .pool(pool("silent", SchedulerKind::Rr, &[silent.addr]))
+        .pool(pool("pb", SchedulerKind::Rr, &[b.addr]))
+        .rule(Rule::parse("b", &["host=b.test"], "pb").unwrap())
+        .default_pool("silent");
+    cfg.tls = Some(pki.tls_config());
+    let (_engine, addr) = start(cfg).await;
+    let c = h2_client(&pki, addr).await;
+    let mut refused = None;
+    for i in 0..300 {
+        let mut cl = c.clone().ready().await.unwrap();
+        let req = Request::builder().uri(url(addr, "a.test", &format!("/hang/{i}"))).body(()).unwrap();
+        let (resp, mut send) = cl.send_request(req, true).unwrap();
+        // Reset once the exchange has reached the real server, or once the stream is refused.
+        let reached = async {
+            while silent.conns.load(std::sync::atomic::Ordering::SeqCst) <= i {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        };
+        tokio::select! {
+            r = resp => {
+                let e = r.expect_err("no answer but a refusal");
+                assert_eq!(e.reason(), Some(h2::Reason::REFUSED_STREAM), "{e}");
+                refused = Some(i);
+                break;
+            }
+            _ = tokio::time::timeout(T, reached) => send.send_reset(h2::Reason::CANCEL),
+        }
+    }
+    let refused = refused.expect("streams refused past the limit");
+    assert_eq!(refused, 200, "refused from the stream past the limit of running exchanges");
+    // Other connections are not affected.
+    let other = h2_client(&pki, addr).await;
+    assert_eq!(h2_request(&other, "GET", &url(addr, "b.test", "/ok"), b"", false).await.text(), "b GET /ok");
+}
