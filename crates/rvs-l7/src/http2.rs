@@ -276,7 +276,8 @@ struct Reply {
 }
 
 /// Moves the request into the session and the response out of it. When the response is
-/// whole before the request body, the rest of the upload is stopped (RST_STREAM NO_ERROR).
+/// whole before the request body, dropping the stream's handles stops the rest of the upload:
+/// h2 sends RST_STREAM(NO_ERROR) once the response is out (RFC 9113 8.1).
 async fn bridge(
     head: Vec<u8>,
     body: RecvStream,
@@ -292,6 +293,7 @@ async fn bridge(
     tokio::pin!(upload, download);
     let mut uploaded = false;
     loop {
+        // An explicit reset here would drop response data h2 has not sent yet.
         tokio::select! {
             r = &mut upload, if !uploaded => {
                 uploaded = true;
@@ -300,13 +302,7 @@ async fn bridge(
                     debug!(error = %e, "HTTP/2 request body not carried to its end");
                 }
             }
-            r = &mut download => {
-                let mut send = r?;
-                if !uploaded {
-                    send.send_reset(Reason::NO_ERROR);
-                }
-                return Ok(());
-            }
+            r = &mut download => return r.map(drop),
         }
     }
 }

@@ -379,3 +379,46 @@ async fn reset_streams_do_not_pile_up_exchanges() {
     let other = h2_client(&pki, addr).await;
     assert_eq!(h2_request(&other, "GET", &url(addr, "b.test", "/ok"), b"", false).await.text(), "b GET /ok");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_refusals_during_upload() {
+    let pki = pki();
+    let b = backend("b").await;
+    let mut cfg = service().pool(pool("pb", SchedulerKind::Rr, &[b.addr])).default_pool("pb");
+    cfg.limits.max_body_bytes = Some(100_000);
+    cfg.tls = Some(pki.tls_config());
+    let (_engine, addr) = start(cfg).await;
+    let c = h2_client(&pki, addr).await;
+    for declared in [true, false] {
+        let mut cl = c.clone().ready().await.unwrap();
+        let mut req = Request::builder().method("POST").uri(url(addr, "b.test", "/echo-body"));
+        if declared {
+            req = req.header("content-length", 2_000_000);
+        }
+        let (resp, mut send) = cl.send_request(req.body(()).unwrap(), false).unwrap();
+        // The upload goes on until the stream is stopped; its errors are expected.
+        let upload = tokio::spawn(async move {
+            for piece in pattern(2_000_000).chunks(16 * 1024) {
+                send.reserve_capacity(piece.len());
+                match poll_fn(|cx| send.poll_capacity(cx)).await {
+                    Some(Ok(n)) if n >= piece.len() => {}
+                    _ => return,
+                }
+                if send.send_data(Bytes::copy_from_slice(piece), false).is_err() {
+                    return;
+                }
+            }
+        });
+        let resp = tokio::time::timeout(T, resp).await.unwrap().expect("a response");
+        assert_eq!(resp.status(), 413, "declared length {declared}");
+        let mut body = resp.into_body();
+        let mut got = Vec::new();
+        while let Some(d) = tokio::time::timeout(T, body.data()).await.unwrap() {
+            got.extend_from_slice(&d.expect("the refusal's body whole"));
+        }
+        assert_eq!(got, b"413 Content Too Large\n");
+        upload.abort();
+        let r = h2_request(&c, "GET", &url(addr, "b.test", "/next"), b"", false).await;
+        assert_eq!(r.text(), "b GET /next");
+    }
+}
