@@ -363,8 +363,11 @@ async fn download(
                 respond.send_reset(Reason::INTERNAL_ERROR);
                 return Err(e);
             }
-            Ok(Some((_, _, used, true))) => {
-                // Interim (1xx): not passed on.
+            Ok(Some((interim, _, used, true))) => {
+                // 100 Continue, 103 Early Hints: passed on (101 never comes: no upgrades).
+                if interim.status() != StatusCode::SWITCHING_PROTOCOLS {
+                    let _ = respond.send_informational(interim);
+                }
                 buf.drain(..used);
                 continue;
             }
@@ -503,9 +506,6 @@ fn parse_head(buf: &[u8], is_head: bool) -> Result<Option<ParsedHead>, StreamErr
     };
     let code = r.code.ok_or(StreamError::Head("no status"))?;
     let status = StatusCode::from_u16(code).map_err(|_| StreamError::Head("invalid status"))?;
-    if status.is_informational() {
-        return Ok(Some((Response::new(()), Framing::None, used, true)));
-    }
     let mut resp = Response::new(());
     *resp.status_mut() = status;
     let mut framing = Framing::UntilClose;
@@ -524,6 +524,9 @@ fn parse_head(buf: &[u8], is_head: bool) -> Result<Option<ParsedHead>, StreamErr
         }
         let Ok(value) = HeaderValue::from_bytes(h.value) else { continue };
         resp.headers_mut().append(name, value);
+    }
+    if status.is_informational() {
+        return Ok(Some((resp, Framing::None, used, true)));
     }
     if is_head || code == 204 || code == 304 {
         framing = Framing::None;
@@ -578,7 +581,11 @@ mod tests {
         assert_eq!(resp.headers()["content-length"], "7");
         let (_, framing, _, _) = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", false).unwrap().unwrap();
         assert!(matches!(framing, Framing::Length(7)));
-        assert!(parse_head(b"HTTP/1.1 100 Continue\r\n\r\n", false).unwrap().unwrap().3);
+        let (resp, _, used, interim) =
+            parse_head(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nX", false).unwrap().unwrap();
+        assert!(interim);
+        assert_eq!((resp.status(), used), (StatusCode::EARLY_HINTS, 44));
+        assert_eq!(resp.headers()["link"], "</a.css>");
         assert!(parse_head(b"HTTP/1.1 200 OK\r\n", false).unwrap().is_none());
         assert!(parse_head(b"garbage\r\n\r\n", false).is_err());
     }
