@@ -403,6 +403,12 @@ pub struct HttpServiceView {
     pub unrouted: u64,
     pub pools: Vec<HttpPoolView>,
     pub client_connections: usize,
+    /// HTTP/2 client connections (ALPN `h2`) since the start or the last zeroing.
+    #[serde(default)]
+    pub http2_connections: u64,
+    /// HTTP/2 streams since the start or the last zeroing (each is also a request above).
+    #[serde(default)]
+    pub http2_streams: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

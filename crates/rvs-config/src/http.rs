@@ -68,6 +68,8 @@ pub(crate) struct RawTls {
     certificates: Vec<Spanned<RawCertificate>>,
     tls12: Option<bool>,
     tls13: Option<bool>,
+    /// Offer HTTP/2 by ALPN `h2` (default true).
+    http2: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,6 +177,7 @@ pub(crate) fn http_service(key: ServiceKey, s: &Spanned<RawService>, at: &str) -
         let mut cfg = TlsConfig::new(certs);
         cfg.tls12 = t.tls12.unwrap_or(true);
         cfg.tls13 = t.tls13.unwrap_or(true);
+        cfg.http2 = t.http2.unwrap_or(true);
         svc.tls = Some(cfg);
     }
     svc.validate().map_err(|e| {

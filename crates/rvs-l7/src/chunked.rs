@@ -60,10 +60,16 @@ impl Chunked {
     /// Takes the longest prefix of `input` that continues the body validly and returns its
     /// length; stops after the final CRLF. Invalid framing is an error.
     pub fn feed(&mut self, input: &[u8]) -> Result<usize, ChunkError> {
+        self.feed_with(input, |_| {})
+    }
+
+    /// [`Chunked::feed`], handing each run of payload bytes (the framing stripped) to `data`.
+    pub fn feed_with(&mut self, input: &[u8], mut data: impl FnMut(&[u8])) -> Result<usize, ChunkError> {
         let mut i = 0;
         while i < input.len() {
             if self.state == State::Data {
                 let take = (input.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
+                data(&input[i..i + take]);
                 i += take;
                 self.size -= take as u64;
                 self.decoded += take as u64;
@@ -228,6 +234,18 @@ mod tests {
         assert!(c.is_done());
         assert_eq!(taken, body.len());
         assert_eq!(c.decoded(), 19);
+    }
+
+    #[test]
+    fn payload_without_framing() {
+        let body = b"3\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nT: 1\r\n\r\n";
+        let mut c = Chunked::default();
+        let mut payload = Vec::new();
+        for part in body.chunks(5) {
+            assert_eq!(c.feed_with(part, |d| payload.extend_from_slice(d)).unwrap(), part.len());
+        }
+        assert!(c.is_done());
+        assert_eq!(payload, b"abc0123456789abcdef");
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! The two kinds of stream a relay moves bytes between: the client side (plain TCP or TLS)
-//! and a shared reference to a real server's socket. One trait tells whether a stream is a
-//! raw socket splice(2) may use; `TcpRef` lets a `&TcpStream` read and write while another
-//! task of the same exchange peeks at it.
+//! The two kinds of stream a relay moves bytes between: the client side (plain TCP, TLS, or
+//! the in-memory duplex of one HTTP/2 stream) and a shared reference to a real server's
+//! socket. One trait tells whether a stream is a raw socket splice(2) may use; `TcpRef` lets
+//! a `&TcpStream` read and write while another task of the same exchange peeks at it.
 
 use std::io;
 use std::pin::Pin;
@@ -34,6 +34,14 @@ impl Sock for TlsStream<TcpStream> {
     }
 }
 impl ClientIo for TlsStream<TcpStream> {}
+
+/// One HTTP/2 stream carried as an HTTP/1.1 exchange (see `http2`): bytes only, no socket.
+impl Sock for tokio::io::DuplexStream {
+    fn sock(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+impl ClientIo for tokio::io::DuplexStream {}
 
 /// Reads and writes through a shared reference.
 #[derive(Debug, Clone, Copy)]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use rvs_core::{Command, Health, ServiceKey, ServiceModel, ServiceTable, TableModel};
 
 use crate::error::{ConfigError, L7Error};
+use crate::http2::Http2Counters;
 use crate::pool::PoolPersistence;
 use crate::runtime::{cookie_id, DestRuntime, PoolRuntime, RuleRuntime, ServiceRuntime, Sticky};
 use crate::service::L7ServiceConfig;
@@ -45,6 +46,7 @@ pub(crate) struct ServiceControl {
     pool_counters: HashMap<String, Arc<Counters>>,
     idle: HashMap<(String, SocketAddr), Arc<IdleList>>,
     clients: Arc<AtomicUsize>,
+    http2: Arc<Http2Counters>,
     pub config: Option<L7ServiceConfig>,
 }
 
@@ -61,6 +63,7 @@ impl ServiceControl {
             pool_counters: HashMap::new(),
             idle: HashMap::new(),
             clients: Arc::default(),
+            http2: Arc::default(),
             config: None,
         }
     }
@@ -199,6 +202,7 @@ impl ServiceControl {
             tls,
             splice_threshold: params.splice_threshold,
             clients: self.clients.clone(),
+            http2: self.http2.clone(),
         };
         self.config = Some(cfg);
         rt
@@ -233,6 +237,7 @@ impl ServiceControl {
         for c in all.into_iter().chain(self.rule_counters.values()).chain(self.pool_counters.values()) {
             c.zero();
         }
+        self.http2.zero();
         for svc in self.table.services() {
             svc.stats.zero();
             svc.dests().iter().for_each(|d| d.stats.zero());
@@ -292,6 +297,8 @@ impl ServiceControl {
                 })
                 .collect(),
             client_connections,
+            http2_connections: self.http2.connections.load(Ordering::Relaxed),
+            http2_streams: self.http2.streams.load(Ordering::Relaxed),
         }
     }
 

@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::control::{BuildParams, ServiceControl};
 use crate::error::{ConfigError, L7Error};
+use crate::http2;
 use crate::runtime::ServiceRuntime;
 use crate::service::L7ServiceConfig;
 use crate::session;
@@ -268,7 +269,8 @@ async fn accept_loop(engine: Arc<L7Engine>, key: ServiceKey, listener: TcpListen
     }
 }
 
-/// One client connection: the TLS handshake when the service terminates TLS, then the session.
+/// One client connection: the TLS handshake when the service terminates TLS, then the session
+/// (HTTP/2 when the client chose `h2` by ALPN).
 async fn serve(engine: Arc<L7Engine>, key: ServiceKey, stream: TcpStream, peer: SocketAddr, id: u64) {
     let Some(svc) = engine.service(&key) else {
         engine.sessions.remove(id);
@@ -293,6 +295,9 @@ async fn serve(engine: Arc<L7Engine>, key: ServiceKey, stream: TcpStream, peer: 
         Some(cfg) => {
             let acceptor = TlsAcceptor::from(cfg);
             match tokio::time::timeout(svc.timeouts.header_read, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                    http2::serve(engine.clone(), svc, tls, peer, local).await
+                }
                 Ok(Ok(tls)) => session::run(engine.clone(), svc, tls, peer, local, true).await,
                 Ok(Err(e)) => debug!(service = %key, client = %peer, error = %e, "TLS handshake failed"),
                 Err(_) => debug!(service = %key, client = %peer, "TLS handshake timed out"),

@@ -2,6 +2,8 @@
 //! each HTTP/1.x request, matches it against rules (host, path, method, header, query, cookie),
 //! and schedules it on a pool of real servers with any IPVS scheduler from rvs-core; then it
 //! relays, streaming bodies (splice(2) for large ones) and tunnelling WebSocket upgrades.
+//! TLS virtual services also take HTTP/2 clients (ALPN `h2`), each stream carried as one
+//! HTTP/1.1 exchange through the same path.
 
 #![forbid(unsafe_code)]
 
@@ -15,6 +17,7 @@ mod error;
 mod exchange;
 pub mod fuzz;
 mod head;
+mod http2;
 mod matcher;
 mod pool;
 mod refusal;

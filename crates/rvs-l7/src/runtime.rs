@@ -110,6 +110,8 @@ pub(crate) struct ServiceRuntime {
     pub splice_threshold: u64,
     /// Client connections open now (shared across publishes).
     pub clients: Arc<std::sync::atomic::AtomicUsize>,
+    /// HTTP/2 connections and streams (shared across publishes).
+    pub http2: Arc<crate::http2::Http2Counters>,
 }
 
 /// Where routing sent a request.

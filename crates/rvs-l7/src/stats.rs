@@ -225,6 +225,11 @@ pub struct L7ServiceStats {
     pub pools: Vec<PoolStats>,
     /// Client connections open now.
     pub client_connections: usize,
+    /// HTTP/2 client connections since the start or the last zeroing (each also counts in
+    /// `client_connections` while open).
+    pub http2_connections: u64,
+    /// HTTP/2 streams since the start or the last zeroing (each is a request in the counters).
+    pub http2_streams: u64,
 }
 
 #[cfg(test)]

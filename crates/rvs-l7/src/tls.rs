@@ -1,6 +1,6 @@
 //! TLS termination: certificates chosen by SNI name (exact, then `*.` wildcard, then the first
-//! certificate as the default), TLS 1.2 and 1.3 with rustls on the ring provider, ALPN
-//! `http/1.1`. HTTP/2 is not offered.
+//! certificate as the default), TLS 1.2 and 1.3 with rustls on the ring provider, ALPN `h2`
+//! (unless HTTP/2 is switched off) then `http/1.1`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -78,11 +78,13 @@ pub struct TlsConfig {
     pub certificates: Vec<TlsCertificate>,
     pub tls12: bool,
     pub tls13: bool,
+    /// Offer HTTP/2 (ALPN `h2`, preferred over `http/1.1`); on by default.
+    pub http2: bool,
 }
 
 impl TlsConfig {
     pub fn new(certificates: Vec<TlsCertificate>) -> Self {
-        Self { certificates, tls12: true, tls13: true }
+        Self { certificates, tls12: true, tls13: true, http2: true }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -112,7 +114,8 @@ impl TlsConfig {
             .map_err(|e| ConfigError::Tls(e.to_string()))?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(resolver));
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        cfg.alpn_protocols = if self.http2 { vec![b"h2".to_vec()] } else { Vec::new() };
+        cfg.alpn_protocols.push(b"http/1.1".to_vec());
         Ok(Arc::new(cfg))
     }
 }

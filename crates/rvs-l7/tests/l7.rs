@@ -14,6 +14,8 @@ mod control;
 mod headers;
 #[path = "l7/hostile.rs"]
 mod hostile;
+#[path = "l7/http2.rs"]
+mod http2;
 #[path = "l7/routing.rs"]
 mod routing;
 #[path = "l7/tls.rs"]

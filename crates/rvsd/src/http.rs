@@ -110,6 +110,8 @@ pub fn list(engine: &L7Engine) -> HttpServiceList {
                     })
                     .collect(),
                 client_connections: st.client_connections,
+                http2_connections: st.http2_connections,
+                http2_streams: st.http2_streams,
             }
         })
         .collect();

@@ -1,6 +1,6 @@
 //! Layer-7 virtual services through a real rvsd: routing from the config file, run-time rule
-//! changes through the API, a reload that swaps the rules, and bad http configuration refused
-//! with its place.
+//! changes through the API, a reload that swaps the rules, bad http configuration refused
+//! with its place, and TLS with HTTP/2 (on by default, off by `http2 = false`) through curl.
 
 mod common;
 
@@ -286,4 +286,58 @@ default_pool = "web"
     std::fs::write(&path, bad).unwrap();
     let e = rvs_config::Config::load(&path).expect_err("mixed families");
     assert!(e.to_string().contains("service[0].pool[0]"), "{e}");
+}
+
+/// curl over TLS to `host` (resolved to `vip`) with `version` (`--http2`, `--http1.1`);
+/// returns stdout (the body, then the HTTP version curl used on its own line).
+fn curl_tls(ca: &std::path::Path, vip: SocketAddr, host: &str, version: &str, path: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "8", "--cacert"])
+        .arg(ca)
+        .args(["--resolve", &format!("{host}:{}:127.0.0.1", vip.port()), version, "-w", "\n%{http_version}"])
+        .arg(format!("https://{host}:{}{path}", vip.port()))
+        .output()
+        .expect("curl runs");
+    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn tls_services_offer_http2_unless_switched_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["h2.test".to_string()]).unwrap().self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let web = http_backend("web");
+    let (on, off) = (vip(), vip());
+    let service = |vip: SocketAddr, extra: &str| {
+        format!(
+            r#"
+[[service]]
+kind = "http"
+address = "{vip}"
+default_pool = "web"
+  [service.tls]
+  certificate = [{{ names = ["h2.test"], cert = "{}", key = "{}" }}]
+  {extra}
+  [[service.pool]]
+  name = "web"
+    [[service.pool.real_server]]
+    address = "{web}"
+"#,
+            cert_path.display(),
+            key_path.display()
+        )
+    };
+    let rvsd = Rvsd::start(&format!("{}{}", service(on, ""), service(off, "http2 = false")));
+    assert_eq!(curl_tls(&cert_path, on, "h2.test", "--http2", "/"), "web\n\n2");
+    assert_eq!(curl_tls(&cert_path, on, "h2.test", "--http1.1", "/"), "web\n\n1.1");
+    assert_eq!(curl_tls(&cert_path, off, "h2.test", "--http2", "/"), "web\n\n1.1");
+    wait_until(Duration::from_secs(5), "the HTTP/2 stream counted", || {
+        let (_, list) = rvsd.api("GET", "/v1/http", None);
+        let svc = list["services"].as_array().unwrap().iter().find(|s| s["address"] == on.to_string()).cloned();
+        svc.is_some_and(|s| s["http2_connections"] == 1 && s["http2_streams"] == 1 && s["counters"]["requests"] == 2)
+    });
 }

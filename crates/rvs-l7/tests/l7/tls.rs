@@ -1,6 +1,6 @@
 //! TLS termination: certificates generated here, chosen by SNI (exact, wildcard, default),
 //! TLS 1.2 and 1.3, ALPN http/1.1, X-Forwarded-Proto https, curl and a rustls client, and a
-//! WebSocket tunnel through TLS.
+//! WebSocket tunnel through TLS. The helpers serve the HTTP/2 tests too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,13 +17,26 @@ use tokio_rustls::TlsConnector;
 
 use crate::common::*;
 
-struct Pki {
-    ca_pem: String,
-    ca_der: CertificateDer<'static>,
-    certs: Vec<(Vec<String>, String, String, CertificateDer<'static>)>,
+pub struct Pki {
+    pub ca_pem: String,
+    pub ca_der: CertificateDer<'static>,
+    pub certs: Vec<(Vec<String>, String, String, CertificateDer<'static>)>,
 }
 
-fn pki() -> Pki {
+impl Pki {
+    pub fn tls_config(&self) -> TlsConfig {
+        TlsConfig::new(
+            self.certs
+                .iter()
+                .map(|(names, cert, key, _)| {
+                    TlsCertificate::from_pem(names.clone(), cert.as_bytes(), key.as_bytes()).unwrap()
+                })
+                .collect(),
+        )
+    }
+}
+
+pub fn pki() -> Pki {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(DnType::CommonName, "rvs test CA");
@@ -55,7 +68,12 @@ async fn tls_service(pki: &Pki) -> (Arc<rvs_l7::L7Engine>, SocketAddr) {
     start(cfg).await
 }
 
+/// A TLS client offering ALPN `http/1.1` only.
 async fn connect(pki: &Pki, addr: SocketAddr, sni: &str, v12: bool) -> TlsStream<TcpStream> {
+    connect_alpn(pki, addr, sni, v12, &[b"http/1.1"]).await
+}
+
+pub async fn connect_alpn(pki: &Pki, addr: SocketAddr, sni: &str, v12: bool, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
     let mut roots = RootCertStore::empty();
     roots.add(pki.ca_der.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -66,13 +84,13 @@ async fn connect(pki: &Pki, addr: SocketAddr, sni: &str, v12: bool) -> TlsStream
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from(sni.to_string()).unwrap();
     tokio::time::timeout(T, TlsConnector::from(Arc::new(cfg)).connect(name, tcp)).await.unwrap().expect("handshake")
 }
 
-async fn get(s: &mut TlsStream<TcpStream>, path: &str) -> String {
+pub async fn get(s: &mut TlsStream<TcpStream>, path: &str) -> String {
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).await.unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 8192];
@@ -104,7 +122,7 @@ async fn sni_versions_alpn_and_keep_alive() {
             let mut s = connect(&pki, addr, sni, v12).await;
             let (_, conn) = s.get_ref();
             assert_eq!(conn.peer_certificates().unwrap()[0], pki.certs[cert].3, "{sni}");
-            assert_eq!(conn.alpn_protocol(), Some(&b"http/1.1"[..]), "ALPN never picks h2");
+            assert_eq!(conn.alpn_protocol(), Some(&b"http/1.1"[..]));
             let want = if v12 { rustls::ProtocolVersion::TLSv1_2 } else { rustls::ProtocolVersion::TLSv1_3 };
             assert_eq!(conn.protocol_version(), Some(want));
             for _ in 0..2 {

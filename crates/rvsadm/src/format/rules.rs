@@ -182,6 +182,8 @@ mod tests {
                 },
             ],
             client_connections: 0,
+            http2_connections: 0,
+            http2_streams: 0,
         }
     }
 
