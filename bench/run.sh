@@ -47,7 +47,10 @@
 #
 # Environment: BENCH_RELAY (splice; sockmap runs the rvs column with [director] relay =
 # "sockmap"), BENCH_THREADS (1), BENCH_DURATION (seconds per run), BENCH_ROUNDS, BENCH_IDLE
-# (idle connections wanted: 10000; capped by the open-files hard limit), BENCH_QUIET_PCT (25)
+# (idle connections wanted: 10000; capped by the open-files hard limit; 0 skips the idle tests),
+# BENCH_L4_TESTS (the L4 tests to run: "ka close bulk"; the http section's direct column is
+# the L4 keep-alive run, so `BENCH_L4_TESTS=ka BENCH_IDLE=0 BENCH_ROUNDS=15` is a long look at
+# the http ratio), BENCH_QUIET_PCT (25)
 # and BENCH_QUIET_BUDGET (30 s, quick 0): before a run, wait while the rest of the machine is
 # busier than that, up to that many seconds in all; RVSD_BIN (use this binary, skip the cargo
 # build), RVS_BENCH_DIR (/tmp/rvs-bench: configs, logs, wrk outputs); BENCH_L7 (auto: rvsd when
@@ -70,6 +73,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
 W=${RVS_BENCH_DIR:-/tmp/rvs-bench}
 THREADS=${BENCH_THREADS:-1}
+L4_TESTS=${BENCH_L4_TESTS:-ka close bulk}
+for t in $L4_TESTS; do [[ $t =~ ^(ka|close|bulk)$ ]] || { echo "bench/run.sh: BENCH_L4_TESTS: unknown test '$t' (ka, close, bulk)" >&2; exit 2; }; done
 if ((QUICK)); then
   DUR=${BENCH_DURATION:-2}; ROUNDS=${BENCH_ROUNDS:-1}; WARM=0; IDLE_WANT=${BENCH_IDLE:-2000}
   QUIET_BUDGET=${BENCH_QUIET_BUDGET:-0}
@@ -734,7 +739,7 @@ log "rvs http: $L7_DESC"
 # balancers' keep-alive runs follow the L4 tests of the same round.
 for ((r = 1; r <= ROUNDS; r++)); do
   order=("${BALANCERS[@]:$(((r - 1) % ${#BALANCERS[@]}))}" "${BALANCERS[@]:0:$(((r - 1) % ${#BALANCERS[@]}))}")
-  for t in ka close bulk; do
+  for t in $L4_TESTS; do
     for b in "${order[@]}"; do run_wrk "$b" "$t" "$r"; done
   done
   n=${#HTTP_BALANCERS[@]}
@@ -839,6 +844,7 @@ fi
 # limit. A balancer that needs more holds fewer: the table shows held/asked.
 N_IDLE=$((IDLE_WANT < (NOFILE - 1000) / 2 ? IDLE_WANT : (NOFILE - 1000) / 2))
 for b in rvs haproxy nginx; do
+  ((N_IDLE > 0)) || break
   idle_test "$b" connect "$N_IDLE"
   idle_test "$b" request "$N_IDLE"
 done
@@ -907,7 +913,9 @@ for b in "${BALANCERS[@]}"; do M[errs,$b]="${M[ka.err,$b]:--}/${M[close.err,$b]:
   printf '  %-58s %6s\n' "  requests per CPU-s if rvsd's own code took no time" "${M[ceil.ka,rvs]:--}x"
   printf '  %-58s %6s\n' "  bulk Gbit/s vs direct, at rvs's CPU per Gbit" "${M[ceil.bulk,rvs]:--}x"
   printf '  %-58s %6s\n' "  bulk Gbit/s vs direct, at HAProxy's CPU per Gbit" "${M[ceil.bulk,haproxy]:--}x"
-  if ((N_IDLE < 10000)); then
+  if ((N_IDLE == 0)); then
+    echo "  note: the idle tests were skipped (BENCH_IDLE=0)"
+  elif ((N_IDLE < 10000)); then
     echo "  note: the idle tests asked for $N_IDLE connections, not 10,000 ($IDLE_WANT wanted; the"
     echo "        open-files hard limit is $NOFILE and a proxied connection needs 2 fds at least)"
   fi

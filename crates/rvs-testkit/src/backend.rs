@@ -36,12 +36,14 @@ pub fn connect_name(addr: SocketAddr) -> std::io::Result<String> {
     Ok(line.trim_end().to_string())
 }
 
-/// A real server: name line, then echo.
+/// A real server: name line, then echo. Dropping it closes its listener before `drop`
+/// returns (connections to it are refused from then on); connections it accepted go on.
 pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    acceptor: Option<thread::JoinHandle<()>>,
 }
 
 impl Backend {
@@ -57,7 +59,7 @@ impl Backend {
         let accepted = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (acc, st, nm) = (accepted.clone(), stop.clone(), name.to_string());
-        thread::spawn(move || {
+        let acceptor = thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((s, _)) => {
@@ -69,7 +71,7 @@ impl Backend {
                 }
             }
         });
-        Backend { name: name.to_string(), addr, accepted, stop }
+        Backend { name: name.to_string(), addr, accepted, stop, acceptor: Some(acceptor) }
     }
 
     /// Connections accepted so far.
@@ -81,6 +83,12 @@ impl Backend {
 impl Drop for Backend {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // The listener belongs to the accept thread: once it has ended, the port is closed. A
+        // stop flag alone would leave it listening for a moment, and a connection completed in
+        // its backlog then would be reset instead of refused.
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
     }
 }
 
