@@ -67,6 +67,20 @@ pub struct L7Engine {
     /// say `Connection: close`. A plain flag: the data plane reads it without a lock.
     stopping: AtomicBool,
     sessions: SessionTable,
+    /// Told of every failed connect to a pool's real server (passive health checking).
+    on_connect_failure: std::sync::OnceLock<FailureObserver>,
+}
+
+/// Receives `(service, pool, real server, reason)` for each failed connect to a pool's real
+/// server.
+pub type PoolConnectFailureObserver = Box<dyn Fn(ServiceKey, &str, SocketAddr, &str) + Send + Sync>;
+
+struct FailureObserver(PoolConnectFailureObserver);
+
+impl std::fmt::Debug for FailureObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FailureObserver")
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -85,9 +99,23 @@ impl L7Engine {
             listeners: ListenerSet::new(cfg.backlog),
             stopping: AtomicBool::new(false),
             sessions: SessionTable::default(),
+            on_connect_failure: std::sync::OnceLock::new(),
         });
         tokio::spawn(maintain(Arc::downgrade(&engine)));
         engine
+    }
+
+    /// Sets the observer of failed connects to pools' real servers (once; later calls are
+    /// ignored).
+    pub fn observe_connect_failures(&self, observer: PoolConnectFailureObserver) {
+        let _ = self.on_connect_failure.set(FailureObserver(observer));
+    }
+
+    /// A connect to `dest` in `pool` of `service` failed: tell the observer.
+    pub(crate) fn connect_failed(&self, service: ServiceKey, pool: &str, dest: SocketAddr, reason: &str) {
+        if let Some(FailureObserver(observe)) = self.on_connect_failure.get() {
+            observe(service, pool, dest, reason);
+        }
     }
 
     fn params(&self) -> BuildParams {

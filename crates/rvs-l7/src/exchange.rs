@@ -58,6 +58,13 @@ struct Head {
     close: bool,
 }
 
+/// A connect to a real server that did not give a connection.
+struct ConnectFailure {
+    timed_out: bool,
+    /// For the log and passive health checking, worded as the L4 engine words it.
+    reason: String,
+}
+
 impl<C: ClientIo> Session<C> {
     pub(crate) async fn forward(&mut self, svc: &ServiceRuntime, pool: &Arc<PoolRuntime>, p: &Prepared) -> Outcome {
         let mut bytes_in = p.head_len as u64;
@@ -273,7 +280,10 @@ impl<C: ClientIo> Session<C> {
                     pool.counters.upstream(false);
                     return Ok((binding, runtime, c, false));
                 }
-                Err(t) => timed_out = t,
+                Err(f) => {
+                    timed_out = f.timed_out;
+                    self.engine.connect_failed(svc.key, &pool.name, dest, &f.reason);
+                }
             }
             binding.connect_failed(self.engine.clock.now_ms());
             tried.push(dest);
@@ -283,28 +293,26 @@ impl<C: ClientIo> Session<C> {
         }
     }
 
-    /// A new connection to `dest`, PROXY header sent. `Err(true)`: the connect timed out.
+    /// A new connection to `dest`, PROXY header sent.
     async fn connect(
         &self,
         svc: &ServiceRuntime,
         dest: SocketAddr,
         proxy: ProxyProtocol,
-    ) -> Result<UpstreamConn, bool> {
+    ) -> Result<UpstreamConn, ConnectFailure> {
+        let failed = |timed_out, reason: String| {
+            debug!(dest = %dest, "{reason}");
+            ConnectFailure { timed_out, reason }
+        };
         let stream = match tokio::time::timeout(svc.timeouts.connect, TcpStream::connect(dest)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                debug!(dest = %dest, error = %e, "connect to real server failed");
-                return Err(false);
-            }
-            Err(_) => {
-                debug!(dest = %dest, "connect to real server timed out");
-                return Err(true);
-            }
+            Ok(Err(e)) => return Err(failed(false, format!("connect failed: {e}"))),
+            Err(_) => return Err(failed(true, format!("connect timed out after {:?}", svc.timeouts.connect))),
         };
         let _ = rvs_proxy::tcp_options::apply(&stream);
         if let Some(h) = rvs_proxy::proxy_protocol::header(proxy, self.peer, self.local) {
-            if TcpRef(&stream).write_all(&h).await.is_err() {
-                return Err(false);
+            if let Err(e) = TcpRef(&stream).write_all(&h).await {
+                return Err(failed(false, format!("PROXY header not sent: {e}")));
             }
         }
         Ok(UpstreamConn::new(stream, dest, proxy))

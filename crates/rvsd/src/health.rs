@@ -117,9 +117,10 @@ impl HealthPlane {
         }
     }
 
-    /// A connect failure the data plane saw (counts toward taking the server down).
-    pub fn passive_failure(&self, service: ServiceKey, server: SocketAddr, reason: &str) {
-        self.supervisor.passive_failure(&HealthKey { service, pool: None, server }, reason);
+    /// A connect failure a data plane saw (counts toward taking the server down): to a real
+    /// server of an L4 service (`pool` None) or of an http service's pool.
+    pub fn passive_failure(&self, service: ServiceKey, pool: Option<&str>, server: SocketAddr, reason: &str) {
+        self.supervisor.passive_failure(&HealthKey { service, pool: pool.map(str::to_string), server }, reason);
     }
 
     /// The check state of every checked real server, for listings.

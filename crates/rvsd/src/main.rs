@@ -157,9 +157,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let director = Arc::new(Director::new(engine.clone(), health.clone(), l7.clone(), clock, config_path, seed));
     tokio::spawn(health::run(Arc::downgrade(&director), health.clone(), health_events));
     {
-        let health = health.clone();
+        let (l4_health, l7_health) = (health.clone(), health.clone());
         engine.observe_connect_failures(Box::new(move |service, server, reason| {
-            health.passive_failure(service, server, reason)
+            l4_health.passive_failure(service, None, server, reason)
+        }));
+        l7.observe_connect_failures(Box::new(move |service, pool, server, reason| {
+            l7_health.passive_failure(service, Some(pool), server, reason)
         }));
     }
     let api = config.api.clone();

@@ -180,6 +180,58 @@ default_pool = "web"
 }
 
 #[test]
+fn passive_failures_take_a_pool_real_server_down_before_the_next_check() {
+    let live = http_backend("live");
+    // The second real server listens (so it starts up) until the test closes it.
+    let doomed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let doomed_addr = doomed.local_addr().unwrap();
+    let vip = vip();
+    // The active check runs every 30 s and needs 10 failures: only passive failures (2) can
+    // take the server down within the test.
+    let rvsd = Rvsd::start(&format!(
+        r#"
+[[service]]
+kind = "http"
+address = "{vip}"
+default_pool = "web"
+  [[service.pool]]
+  name = "web"
+  scheduler = "rr"
+  check = {{ type = "tcp", interval = 30, timeout = 1, fall = 10, warmup = 0.05, passive_fall = 2 }}
+    [[service.pool.real_server]]
+    address = "{live}"
+    [[service.pool.real_server]]
+    address = "{doomed_addr}"
+"#
+    ));
+    let health_of = |addr: SocketAddr| {
+        let (_, v) = rvsd.api("GET", "/v1/http", None);
+        v["services"][0]["pools"][0]["real_servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["address"] == addr.to_string())
+            .map(|s| s["health"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(health_of(doomed_addr), "up");
+    drop(doomed);
+    // Requests still succeed (failover to the live server) and their failed connects count
+    // against the closed one.
+    for _ in 0..4 {
+        assert_eq!(get(vip, "/"), (200, "live".into()));
+    }
+    wait_until(Duration::from_secs(5), "passive failures take it down", || health_of(doomed_addr) == "down");
+    let (_, ev) = rvsd.api("GET", "/v1/events", None);
+    let e =
+        ev["events"].as_array().unwrap().iter().rev().find(|e| e["real_server"] == doomed_addr.to_string()).cloned();
+    let e = e.expect("a health event for the closed real server");
+    assert!(e["service"].as_str().unwrap().contains("pool web"), "{e}");
+    assert!(e["reason"].as_str().unwrap().contains("connect"), "{e}");
+    assert_eq!((e["from"].as_str(), e["to"].as_str()), (Some("up"), Some("down")));
+}
+
+#[test]
 fn metrics_expose_l4_and_http_counters() {
     let a = Backend::start("a");
     let web = http_backend("web");
