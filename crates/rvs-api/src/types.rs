@@ -374,6 +374,9 @@ pub struct HttpRealServerView {
     pub bytes_out: u64,
     pub connect_failures: u64,
     pub idle_connections: usize,
+    /// The health check's state, when the pool checks its real servers.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub check: Option<CheckView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

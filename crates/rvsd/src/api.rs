@@ -235,7 +235,9 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
             let services = director.table().services().map(|s| with_checks(view_service(s, now), &checks)).collect();
             Ok(json(StatusCode::OK, &ServiceList { services }))
         }
-        (&Method::GET, ["v1", "http"]) => Ok(json(StatusCode::OK, &http::list(&director.l7))),
+        (&Method::GET, ["v1", "http"]) => {
+            Ok(json(StatusCode::OK, &http::list(&director.l7, &director.health.check_views())))
+        }
         (&Method::POST, ["v1", "http", addr, "rules"]) => {
             let key = path_key("tcp", addr)?;
             let spec: HttpRuleSpec = body(req).await?;

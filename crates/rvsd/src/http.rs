@@ -2,14 +2,17 @@
 //! run-time rule changes (`POST`/`DELETE /v1/http/{address}/rules`), published whole to the
 //! engine so a refused change alters nothing.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use rvs_api::{
-    ApiError, HttpCountersView, HttpPoolView, HttpRealServerView, HttpRuleSpec, HttpRuleView, HttpServiceList,
-    HttpServiceView, RealServerSpec,
+    ApiError, CheckView, HttpCountersView, HttpPoolView, HttpRealServerView, HttpRuleSpec, HttpRuleView,
+    HttpServiceList, HttpServiceView, RealServerSpec,
 };
 use rvs_core::ServiceKey;
 use rvs_l7::{CounterSnapshot, L7Engine, L7ServiceConfig, PoolPersistence, Rule};
+
+use crate::health::HealthKey;
 
 /// Request counters without the upstream ones (rules, the default route).
 fn counters(c: &CounterSnapshot) -> HttpCountersView {
@@ -43,7 +46,7 @@ fn persistence_name(p: &PoolPersistence) -> String {
 }
 
 /// Every L7 service with its rules, pools and counters.
-pub fn list(engine: &L7Engine) -> HttpServiceList {
+pub fn list(engine: &L7Engine, checks: &HashMap<HealthKey, CheckView>) -> HttpServiceList {
     let configs = engine.services();
     let services = engine
         .stats()
@@ -105,6 +108,9 @@ pub fn list(engine: &L7Engine) -> HttpServiceList {
                                 bytes_out: s.bytes_out,
                                 connect_failures: s.connect_failures,
                                 idle_connections: s.idle_connections,
+                                check: checks
+                                    .get(&HealthKey { service: st.key, pool: Some(p.name.clone()), server: s.addr })
+                                    .cloned(),
                             })
                             .collect(),
                     })

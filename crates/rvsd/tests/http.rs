@@ -229,6 +229,16 @@ default_pool = "web"
     assert!(e["service"].as_str().unwrap().contains("pool web"), "{e}");
     assert!(e["reason"].as_str().unwrap().contains("connect"), "{e}");
     assert_eq!((e["from"].as_str(), e["to"].as_str()), (Some("up"), Some("down")));
+    // The pool's real servers show their check's state, as an L4 service's do.
+    let (_, v) = rvsd.api("GET", "/v1/http", None);
+    let servers = v["services"][0]["pools"][0]["real_servers"].as_array().unwrap().clone();
+    let check_of =
+        |addr: SocketAddr| servers.iter().find(|s| s["address"] == addr.to_string()).unwrap()["check"].clone();
+    let c = check_of(doomed_addr);
+    assert_eq!(c["health"], "down", "{c}");
+    assert!(c["check"].as_str().unwrap().to_lowercase().contains("tcp"), "{c}");
+    assert!(c["last_reason"].as_str().unwrap().contains("connect"), "{c}");
+    assert_eq!(check_of(live)["health"], "up");
 }
 
 #[test]

@@ -138,6 +138,7 @@ mod tests {
             bytes_out: 0,
             connect_failures: 0,
             idle_connections: 0,
+            check: None,
         }
     }
 
