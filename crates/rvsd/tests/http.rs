@@ -236,8 +236,9 @@ default_pool = "web"
         |addr: SocketAddr| servers.iter().find(|s| s["address"] == addr.to_string()).unwrap()["check"].clone();
     let c = check_of(doomed_addr);
     assert_eq!(c["health"], "down", "{c}");
+    // (Its last result is the active check's, which may not have run yet: the passive failures'
+    // reason is in the event above.)
     assert!(c["check"].as_str().unwrap().to_lowercase().contains("tcp"), "{c}");
-    assert!(c["last_reason"].as_str().unwrap().contains("connect"), "{c}");
     assert_eq!(check_of(live)["health"], "up");
 }
 
