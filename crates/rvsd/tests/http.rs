@@ -137,12 +137,9 @@ fn bad_http_configuration_is_refused_with_its_place() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("already the address"), "{out:?}");
 }
 
-#[test]
-fn pool_health_checks_take_a_dead_real_server_out() {
-    let live = http_backend("live");
-    let dead = closed_port();
-    let vip = vip();
-    let rvsd = Rvsd::start(&format!(
+/// An http service on `vip` whose pool `web` (rr) checks its real servers with `check`.
+fn checked_pool_config(vip: SocketAddr, check: &str, servers: &[SocketAddr]) -> String {
+    let mut toml = format!(
         r#"
 [[service]]
 kind = "http"
@@ -151,30 +148,46 @@ default_pool = "web"
   [[service.pool]]
   name = "web"
   scheduler = "rr"
-  check = {{ type = "tcp", interval = 0.2, timeout = 0.2, fall = 1, rise = 1, warmup = 0.05 }}
-    [[service.pool.real_server]]
-    address = "{live}"
-    [[service.pool.real_server]]
-    address = "{dead}"
+  check = {{ {check} }}
 "#
-    ));
+    );
+    for s in servers {
+        toml.push_str(&format!("    [[service.pool.real_server]]\n    address = \"{s}\"\n"));
+    }
+    toml
+}
+
+/// Real server `addr` of the first pool of the first http service, as `/v1/http` shows it.
+fn pool_server(rvsd: &Rvsd, addr: SocketAddr) -> serde_json::Value {
+    let (_, v) = rvsd.api("GET", "/v1/http", None);
+    let servers = v["services"][0]["pools"][0]["real_servers"].as_array().unwrap().clone();
+    servers.into_iter().find(|s| s["address"] == addr.to_string()).expect("the real server in /v1/http")
+}
+
+/// The last health event of real server `addr`.
+fn last_event_of(rvsd: &Rvsd, addr: SocketAddr) -> serde_json::Value {
+    let (_, ev) = rvsd.api("GET", "/v1/events", None);
+    let events = ev["events"].as_array().unwrap().clone();
+    events.into_iter().rev().find(|e| e["real_server"] == addr.to_string()).expect("a health event")
+}
+
+#[test]
+fn pool_health_checks_take_a_dead_real_server_out() {
+    let live = http_backend("live");
+    let dead = closed_port();
+    let vip = vip();
+    let check = r#"type = "tcp", interval = 0.2, timeout = 0.2, fall = 1, rise = 1, warmup = 0.05"#;
+    let rvsd = Rvsd::start(&checked_pool_config(vip, check, &[live, dead]));
     let health_of = |addr: SocketAddr| {
-        let (_, v) = rvsd.api("GET", "/v1/http", None);
-        v["services"][0]["pools"][0]["real_servers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["address"] == addr.to_string())
-            .map(|s| (s["health"].as_str().unwrap().to_string(), s["weight"].as_u64().unwrap()))
-            .unwrap()
+        let s = pool_server(&rvsd, addr);
+        (s["health"].as_str().unwrap().to_string(), s["weight"].as_u64().unwrap())
     };
     wait_until(Duration::from_secs(5), "the dead real server checked down", || health_of(dead) == ("down".into(), 0));
     assert_eq!(health_of(live), ("up".into(), 1));
     for _ in 0..6 {
         assert_eq!(get(vip, "/"), (200, "live".into()));
     }
-    let (_, ev) = rvsd.api("GET", "/v1/events", None);
-    let e = ev["events"].as_array().unwrap().iter().find(|e| e["real_server"] == dead.to_string()).cloned().unwrap();
+    let e = last_event_of(&rvsd, dead);
     assert!(e["service"].as_str().unwrap().contains("pool web"), "{e}");
     assert_eq!((e["from"].as_str(), e["to"].as_str()), (Some("up"), Some("down")));
 }
@@ -188,32 +201,9 @@ fn passive_failures_take_a_pool_real_server_down_before_the_next_check() {
     let vip = vip();
     // The active check runs every 30 s and needs 10 failures: only passive failures (2) can
     // take the server down within the test.
-    let rvsd = Rvsd::start(&format!(
-        r#"
-[[service]]
-kind = "http"
-address = "{vip}"
-default_pool = "web"
-  [[service.pool]]
-  name = "web"
-  scheduler = "rr"
-  check = {{ type = "tcp", interval = 30, timeout = 1, fall = 10, warmup = 0.05, passive_fall = 2 }}
-    [[service.pool.real_server]]
-    address = "{live}"
-    [[service.pool.real_server]]
-    address = "{doomed_addr}"
-"#
-    ));
-    let health_of = |addr: SocketAddr| {
-        let (_, v) = rvsd.api("GET", "/v1/http", None);
-        v["services"][0]["pools"][0]["real_servers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["address"] == addr.to_string())
-            .map(|s| s["health"].as_str().unwrap().to_string())
-            .unwrap()
-    };
+    let check = r#"type = "tcp", interval = 30, timeout = 1, fall = 10, warmup = 0.05, passive_fall = 2"#;
+    let rvsd = Rvsd::start(&checked_pool_config(vip, check, &[live, doomed_addr]));
+    let health_of = |addr: SocketAddr| pool_server(&rvsd, addr)["health"].as_str().unwrap().to_string();
     assert_eq!(health_of(doomed_addr), "up");
     drop(doomed);
     // Requests still succeed (failover to the live server) and their failed connects count
@@ -222,24 +212,17 @@ default_pool = "web"
         assert_eq!(get(vip, "/"), (200, "live".into()));
     }
     wait_until(Duration::from_secs(5), "passive failures take it down", || health_of(doomed_addr) == "down");
-    let (_, ev) = rvsd.api("GET", "/v1/events", None);
-    let e =
-        ev["events"].as_array().unwrap().iter().rev().find(|e| e["real_server"] == doomed_addr.to_string()).cloned();
-    let e = e.expect("a health event for the closed real server");
+    let e = last_event_of(&rvsd, doomed_addr);
     assert!(e["service"].as_str().unwrap().contains("pool web"), "{e}");
     assert!(e["reason"].as_str().unwrap().contains("connect"), "{e}");
     assert_eq!((e["from"].as_str(), e["to"].as_str()), (Some("up"), Some("down")));
     // The pool's real servers show their check's state, as an L4 service's do.
-    let (_, v) = rvsd.api("GET", "/v1/http", None);
-    let servers = v["services"][0]["pools"][0]["real_servers"].as_array().unwrap().clone();
-    let check_of =
-        |addr: SocketAddr| servers.iter().find(|s| s["address"] == addr.to_string()).unwrap()["check"].clone();
-    let c = check_of(doomed_addr);
+    let c = pool_server(&rvsd, doomed_addr)["check"].clone();
     assert_eq!(c["health"], "down", "{c}");
     // (Its last result is the active check's, which may not have run yet: the passive failures'
     // reason is in the event above.)
     assert!(c["check"].as_str().unwrap().to_lowercase().contains("tcp"), "{c}");
-    assert_eq!(check_of(live)["health"], "up");
+    assert_eq!(pool_server(&rvsd, live)["check"]["health"], "up");
 }
 
 #[test]
