@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rvs_core::{Health, ServiceKey, VirtualService};
+use rvs_proxy::connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
 use rvs_proxy::{Clock, ListenerSet};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -68,19 +69,7 @@ pub struct L7Engine {
     stopping: AtomicBool,
     sessions: SessionTable,
     /// Told of every failed connect to a pool's real server (passive health checking).
-    on_connect_failure: std::sync::OnceLock<FailureObserver>,
-}
-
-/// Receives `(service, pool, real server, reason)` for each failed connect to a pool's real
-/// server.
-pub type PoolConnectFailureObserver = Box<dyn Fn(ServiceKey, &str, SocketAddr, &str) + Send + Sync>;
-
-struct FailureObserver(PoolConnectFailureObserver);
-
-impl std::fmt::Debug for FailureObserver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FailureObserver")
-    }
+    on_connect_failure: ConnectFailures,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -99,7 +88,7 @@ impl L7Engine {
             listeners: ListenerSet::new(cfg.backlog),
             stopping: AtomicBool::new(false),
             sessions: SessionTable::default(),
-            on_connect_failure: std::sync::OnceLock::new(),
+            on_connect_failure: ConnectFailures::default(),
         });
         tokio::spawn(maintain(Arc::downgrade(&engine)));
         engine
@@ -107,15 +96,13 @@ impl L7Engine {
 
     /// Sets the observer of failed connects to pools' real servers (once; later calls are
     /// ignored).
-    pub fn observe_connect_failures(&self, observer: PoolConnectFailureObserver) {
-        let _ = self.on_connect_failure.set(FailureObserver(observer));
+    pub fn observe_connect_failures(&self, observer: ConnectFailureObserver) {
+        self.on_connect_failure.observe(observer);
     }
 
     /// A connect to `dest` in `pool` of `service` failed: tell the observer.
     pub(crate) fn connect_failed(&self, service: ServiceKey, pool: &str, dest: SocketAddr, reason: &str) {
-        if let Some(FailureObserver(observe)) = self.on_connect_failure.get() {
-            observe(service, pool, dest, reason);
-        }
+        self.on_connect_failure.report(&FailedConnect { service, pool: Some(pool), server: dest, reason });
     }
 
     fn params(&self) -> BuildParams {

@@ -37,7 +37,7 @@ mod tls;
 mod upstream;
 mod watchdog;
 
-pub use engine::{L7Engine, L7EngineConfig, PoolConnectFailureObserver};
+pub use engine::{L7Engine, L7EngineConfig};
 pub use error::{ConfigError, L7Error};
 pub use matcher::{HostPattern, Match, PathPattern, ValuePattern};
 pub use pool::{CookieInsert, HashOn, HashSource, PoolConfig, PoolPersistence};

@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
 use crate::conn_table::{ConnEntry, ConnTable};
+use crate::connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
 use crate::kernel_relay::KernelRelay;
 use crate::listeners::{ListenError, ListenerSet};
 use crate::proxy_protocol;
@@ -84,13 +85,10 @@ pub struct Engine {
     /// Set when a shutdown has begun.
     draining: std::sync::atomic::AtomicBool,
     /// Told of every failed connect to a real server (passive health checking).
-    on_connect_failure: std::sync::OnceLock<ConnectFailureObserver>,
+    on_connect_failure: ConnectFailures,
     /// The sockmap that relays long-lived connections, when loaded.
     kernel: Option<Arc<KernelRelay>>,
 }
-
-/// Receives `(service, real server, reason)` for each failed connect to a real server.
-pub type ConnectFailureObserver = Box<dyn Fn(ServiceKey, SocketAddr, &str) + Send + Sync>;
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -122,7 +120,7 @@ impl Engine {
             clock,
             stopped: Default::default(),
             draining: Default::default(),
-            on_connect_failure: std::sync::OnceLock::new(),
+            on_connect_failure: ConnectFailures::default(),
             kernel,
         });
         tokio::spawn(sweep_idle(Arc::downgrade(&engine)));
@@ -172,14 +170,12 @@ impl Engine {
 
     /// Tells the observer of failed connects (passive health checking) of one.
     pub(crate) fn connect_failed(&self, key: ServiceKey, dest: SocketAddr, reason: &str) {
-        if let Some(observe) = self.on_connect_failure.get() {
-            observe(key, dest, reason);
-        }
+        self.on_connect_failure.report(&FailedConnect { service: key, pool: None, server: dest, reason });
     }
 
     /// Sets the observer of failed connects (once; later calls are ignored).
     pub fn observe_connect_failures(&self, observer: ConnectFailureObserver) {
-        let _ = self.on_connect_failure.set(observer);
+        self.on_connect_failure.observe(observer);
     }
 
     /// Closes every connection to `dest` now. Returns how many.

@@ -5,6 +5,7 @@
 
 pub mod clock;
 pub mod conn_table;
+pub mod connect_failures;
 pub mod engine;
 pub mod kernel_relay;
 pub mod listeners;
@@ -15,6 +16,7 @@ pub mod tcp_options;
 mod udp;
 
 pub use clock::Clock;
-pub use engine::{ConnInfo, ConnectFailureObserver, Engine, EngineConfig, RelayMode};
+pub use connect_failures::{ConnectFailureObserver, FailedConnect};
+pub use engine::{ConnInfo, Engine, EngineConfig, RelayMode};
 pub use kernel_relay::{KernelRelay, KernelRelayError};
 pub use listeners::{bind_listener, ListenError, ListenerSet};

@@ -156,15 +156,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config_path = if demo { None } else { cli.config.clone() };
     let director = Arc::new(Director::new(engine.clone(), health.clone(), l7.clone(), clock, config_path, seed));
     tokio::spawn(health::run(Arc::downgrade(&director), health.clone(), health_events));
-    {
-        let (l4_health, l7_health) = (health.clone(), health.clone());
-        engine.observe_connect_failures(Box::new(move |service, server, reason| {
-            l4_health.passive_failure(service, None, server, reason)
-        }));
-        l7.observe_connect_failures(Box::new(move |service, pool, server, reason| {
-            l7_health.passive_failure(service, Some(pool), server, reason)
-        }));
-    }
+    // Both data planes' failed connects are passive health checks.
+    let passive = |health: Arc<health::HealthPlane>| -> rvs_proxy::ConnectFailureObserver {
+        Box::new(move |f| health.passive_failure(f.service, f.pool, f.server, f.reason))
+    };
+    engine.observe_connect_failures(passive(health.clone()));
+    l7.observe_connect_failures(passive(health.clone()));
     let api = config.api.clone();
     let drain = config.director.drain_timeout;
     director.load(config).context("applying the configuration")?;

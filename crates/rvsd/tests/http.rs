@@ -137,8 +137,9 @@ fn bad_http_configuration_is_refused_with_its_place() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("already the address"), "{out:?}");
 }
 
-/// An http service on `vip` whose pool `web` (rr) checks its real servers with `check`.
-fn checked_pool_config(vip: SocketAddr, check: &str, servers: &[SocketAddr]) -> String {
+/// An http service on `vip` with one pool, `web` (rr), its own settings `pool_extra` (a
+/// check, a sorry server) and its real servers.
+fn pool_config(vip: SocketAddr, pool_extra: &str, servers: &[SocketAddr]) -> String {
     let mut toml = format!(
         r#"
 [[service]]
@@ -148,7 +149,7 @@ default_pool = "web"
   [[service.pool]]
   name = "web"
   scheduler = "rr"
-  check = {{ {check} }}
+  {pool_extra}
 "#
     );
     for s in servers {
@@ -176,8 +177,8 @@ fn pool_health_checks_take_a_dead_real_server_out() {
     let live = http_backend("live");
     let dead = closed_port();
     let vip = vip();
-    let check = r#"type = "tcp", interval = 0.2, timeout = 0.2, fall = 1, rise = 1, warmup = 0.05"#;
-    let rvsd = Rvsd::start(&checked_pool_config(vip, check, &[live, dead]));
+    let check = r#"check = { type = "tcp", interval = 0.2, timeout = 0.2, fall = 1, rise = 1, warmup = 0.05 }"#;
+    let rvsd = Rvsd::start(&pool_config(vip, check, &[live, dead]));
     let health_of = |addr: SocketAddr| {
         let s = pool_server(&rvsd, addr);
         (s["health"].as_str().unwrap().to_string(), s["weight"].as_u64().unwrap())
@@ -201,8 +202,8 @@ fn passive_failures_take_a_pool_real_server_down_before_the_next_check() {
     let vip = vip();
     // The active check runs every 30 s and needs 10 failures: only passive failures (2) can
     // take the server down within the test.
-    let check = r#"type = "tcp", interval = 30, timeout = 1, fall = 10, warmup = 0.05, passive_fall = 2"#;
-    let rvsd = Rvsd::start(&checked_pool_config(vip, check, &[live, doomed_addr]));
+    let check = r#"check = { type = "tcp", interval = 30, timeout = 1, fall = 10, warmup = 0.05, passive_fall = 2 }"#;
+    let rvsd = Rvsd::start(&pool_config(vip, check, &[live, doomed_addr]));
     let health_of = |addr: SocketAddr| pool_server(&rvsd, addr)["health"].as_str().unwrap().to_string();
     assert_eq!(health_of(doomed_addr), "up");
     drop(doomed);
@@ -297,19 +298,7 @@ fn pool_real_servers_change_at_run_time() {
 fn a_pool_without_an_available_real_server_sends_to_its_sorry_server() {
     let (web, sorry) = (http_backend("web"), http_backend("sorry"));
     let vip = vip();
-    let rvsd = Rvsd::start(&format!(
-        r#"
-[[service]]
-kind = "http"
-address = "{vip}"
-default_pool = "web"
-  [[service.pool]]
-  name = "web"
-  sorry_server = "{sorry}"
-    [[service.pool.real_server]]
-    address = "{web}"
-"#
-    ));
+    let rvsd = Rvsd::start(&pool_config(vip, &format!(r#"sorry_server = "{sorry}""#), &[web]));
     assert_eq!(get(vip, "/"), (200, "web".into()), "a real server is available: no sorry server");
     let servers = format!("/v1/http/{vip}/pools/web/servers");
     let put = |w: u32| {
