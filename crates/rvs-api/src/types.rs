@@ -301,8 +301,19 @@ pub struct ReloadReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InfoView {
     pub version: String,
+    /// Connections of the L4 engine (TCP and UDP flows).
     pub connections: usize,
     pub services: usize,
+    /// Client connections under the director's cap: TCP and http services together.
+    #[serde(default)]
+    pub client_connections: usize,
+    /// The cap (`[director] max_connections`, or what the open-files limit allows); at it,
+    /// new clients wait in the listen backlog.
+    #[serde(default)]
+    pub max_connections: usize,
+    /// How many times accepting paused at the cap.
+    #[serde(default)]
+    pub max_connections_waits: u64,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub config_file: Option<String>,
     #[serde(default, skip_serializing_if = "is_false")]

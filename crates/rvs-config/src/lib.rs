@@ -11,6 +11,7 @@ mod raw;
 mod validate;
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -41,6 +42,9 @@ pub struct DirectorConfig {
     pub drain_timeout: Duration,
     /// How the L4 proxy relays established connections.
     pub relay: Relay,
+    /// The cap on client connections held at once (TCP and http services together; HAProxy's
+    /// `maxconn`); `None`: rvsd derives one from its open-files limit.
+    pub max_connections: Option<NonZeroU32>,
 }
 
 /// Most connections `sockmap_connections` may ask for.
@@ -65,6 +69,7 @@ impl Default for DirectorConfig {
             connect_retries: 2,
             drain_timeout: Duration::from_secs(10),
             relay: Relay::Splice,
+            max_connections: None,
         }
     }
 }

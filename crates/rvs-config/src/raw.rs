@@ -39,6 +39,7 @@ pub struct RawDirector {
     pub drain_timeout_secs: Option<u64>,
     pub relay: Option<Spanned<String>>,
     pub sockmap_connections: Option<Spanned<u32>>,
+    pub max_connections: Option<Spanned<u32>>,
     #[serde(default)]
     pub expire_nodest_conn: bool,
     #[serde(default)]

@@ -2,6 +2,7 @@
 //! then the services built through the same command checks the API uses.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -83,6 +84,12 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
         director.drain_timeout = Duration::from_secs(s);
     }
     director.relay = relay(d)?;
+    if let Some(n) = &d.max_connections {
+        director.max_connections = Some(
+            NonZeroU32::new(*n.get_ref())
+                .ok_or_else(|| Unplaced::new(span(n), "director.max_connections", "must be above 0"))?,
+        );
+    }
     let mut table = TableModel {
         options: DirectorOptions {
             expire_nodest_conn: d.expire_nodest_conn,

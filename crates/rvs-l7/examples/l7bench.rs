@@ -132,7 +132,7 @@ fn main() -> ExitCode {
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
-        let engine = L7Engine::new(L7EngineConfig::default(), Clock::default());
+        let engine = L7Engine::new(L7EngineConfig::default(), Clock::default(), rvs_proxy::ConnLimit::new(None));
         if let Err(e) = engine.publish(vec![cfg]) {
             eprintln!("l7bench: {e}");
             return ExitCode::FAILURE;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use rvs_core::{Health, ServiceKey, VirtualService};
 use rvs_proxy::connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
-use rvs_proxy::{Clock, ListenerSet};
+use rvs_proxy::{Clock, ConnLimit, ConnSlot, ListenerSet};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -70,6 +70,8 @@ pub struct L7Engine {
     sessions: SessionTable,
     /// Told of every failed connect to a pool's real server (passive health checking).
     on_connect_failure: ConnectFailures,
+    /// The director's cap on client connections (shared with the L4 engine).
+    limit: Arc<ConnLimit>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -78,7 +80,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl L7Engine {
     /// A new engine with no services; call from within a tokio runtime.
-    pub fn new(cfg: L7EngineConfig, clock: Clock) -> Arc<Self> {
+    pub fn new(cfg: L7EngineConfig, clock: Clock, limit: Arc<ConnLimit>) -> Arc<Self> {
         let engine = Arc::new(Self {
             cfg,
             clock,
@@ -89,6 +91,7 @@ impl L7Engine {
             stopping: AtomicBool::new(false),
             sessions: SessionTable::default(),
             on_connect_failure: ConnectFailures::default(),
+            limit,
         });
         tokio::spawn(maintain(Arc::downgrade(&engine)));
         engine
@@ -273,8 +276,14 @@ async fn accept_loop(engine: Arc<L7Engine>, key: ServiceKey, listener: TcpListen
         };
         match accepted {
             Ok((stream, peer)) => {
+                // At the director's cap this connection waits here, and the next ones in the
+                // listen backlog.
+                let slot = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    s = engine.limit.acquire() => s,
+                };
                 let e = engine.clone();
-                engine.sessions.spawn(move |id| serve(e, key, stream, peer, id));
+                engine.sessions.spawn(move |id| serve(e, key, stream, peer, id, slot));
             }
             Err(e) => {
                 warn!(service = %key, error = %e, "accept failed");
@@ -286,7 +295,7 @@ async fn accept_loop(engine: Arc<L7Engine>, key: ServiceKey, listener: TcpListen
 
 /// One client connection: the TLS handshake when the service terminates TLS, then the session
 /// (HTTP/2 when the client chose `h2` by ALPN).
-async fn serve(engine: Arc<L7Engine>, key: ServiceKey, stream: TcpStream, peer: SocketAddr, id: u64) {
+async fn serve(engine: Arc<L7Engine>, key: ServiceKey, stream: TcpStream, peer: SocketAddr, id: u64, _slot: ConnSlot) {
     let Some(svc) = engine.service(&key) else {
         engine.sessions.remove(id);
         return;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
+use crate::conn_limit::{ConnLimit, ConnSlot};
 use crate::conn_table::{ConnEntry, ConnTable};
 use crate::connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
 use crate::kernel_relay::KernelRelay;
@@ -88,6 +89,8 @@ pub struct Engine {
     on_connect_failure: ConnectFailures,
     /// The sockmap that relays long-lived connections, when loaded.
     kernel: Option<Arc<KernelRelay>>,
+    /// The director's cap on client connections (shared with the L7 engine).
+    limit: Arc<ConnLimit>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -97,7 +100,7 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    pub fn new(cfg: EngineConfig, clock: Clock) -> Arc<Self> {
+    pub fn new(cfg: EngineConfig, clock: Clock, limit: Arc<ConnLimit>) -> Arc<Self> {
         let kernel = match cfg.relay {
             RelayMode::Splice => None,
             RelayMode::Sockmap { capacity } => match KernelRelay::load(capacity) {
@@ -122,6 +125,7 @@ impl Engine {
             draining: Default::default(),
             on_connect_failure: ConnectFailures::default(),
             kernel,
+            limit,
         });
         tokio::spawn(sweep_idle(Arc::downgrade(&engine)));
         engine
@@ -193,6 +197,11 @@ impl Engine {
         self.draining.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The director's cap on client connections.
+    pub fn connection_limit(&self) -> &Arc<ConnLimit> {
+        &self.limit
+    }
+
     /// How many connections the engine holds now.
     pub fn connection_count(&self) -> usize {
         self.conns.len()
@@ -259,7 +268,13 @@ async fn accept_loop(engine: Arc<Engine>, key: ServiceKey, listener: TcpListener
         };
         match accepted {
             Ok((stream, peer)) => {
-                tokio::spawn(serve(engine.clone(), key, stream, peer));
+                // At the director's cap this connection waits here, and the next ones in the
+                // listen backlog.
+                let slot = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    s = engine.limit.acquire() => s,
+                };
+                tokio::spawn(serve(engine.clone(), key, stream, peer, slot));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -271,7 +286,7 @@ async fn accept_loop(engine: Arc<Engine>, key: ServiceKey, listener: TcpListener
 }
 
 /// One client connection, from accept to close.
-async fn serve(engine: Arc<Engine>, key: ServiceKey, client: TcpStream, peer: SocketAddr) {
+async fn serve(engine: Arc<Engine>, key: ServiceKey, client: TcpStream, peer: SocketAddr, _slot: ConnSlot) {
     let Some(service) = engine.snapshot.load().services.get(&key).cloned() else { return };
     // The listener is bound to the service's own address (never a wildcard), so that is the
     // local address: no getsockname per connection.

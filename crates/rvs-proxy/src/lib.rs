@@ -4,6 +4,7 @@
 //! plane: it only reads published snapshots.
 
 pub mod clock;
+pub mod conn_limit;
 pub mod conn_table;
 pub mod connect_failures;
 pub mod engine;
@@ -16,6 +17,7 @@ pub mod tcp_options;
 mod udp;
 
 pub use clock::Clock;
+pub use conn_limit::{ConnLimit, ConnSlot};
 pub use connect_failures::{ConnectFailureObserver, FailedConnect};
 pub use engine::{ConnInfo, Engine, EngineConfig, RelayMode};
 pub use kernel_relay::{KernelRelay, KernelRelayError};

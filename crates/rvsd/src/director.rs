@@ -101,6 +101,12 @@ impl Director {
         }
         self.l7.publish(config.http.clone())?;
         self.health.sync(&self.table(), &self.l7);
+        let cap = crate::limits::connection_cap(config.director.max_connections);
+        let limit = self.engine.connection_limit();
+        if limit.max() != Some(cap) {
+            tracing::info!(max_connections = cap.get(), "client connection cap");
+            limit.set_max(Some(cap));
+        }
         *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = Some(config);
         Ok(cmds)
     }
@@ -115,7 +121,9 @@ impl Director {
             if old.api != config.api {
                 notes.push("[api] changed: API listeners change at restart only".to_string());
             }
-            if old.director != config.director {
+            // max_connections applies at once (`load`); the rest waits for a restart.
+            let live = rvs_config::DirectorConfig { max_connections: config.director.max_connections, ..old.director };
+            if live != config.director {
                 notes.push(
                     "[director] connect_timeout_ms, connect_retries, drain_timeout_secs, relay, sockmap_connections change at restart only"
                         .to_string(),

@@ -6,6 +6,7 @@ mod demo;
 mod director;
 mod health;
 mod http;
+mod limits;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rvs_config::Config;
-use rvs_proxy::{Clock, Engine, EngineConfig, RelayMode};
+use rvs_proxy::{Clock, ConnLimit, Engine, EngineConfig, RelayMode};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
@@ -111,21 +112,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Lifts the open-files limit to its hard maximum: each proxied connection takes two sockets
-/// and up to four pipe ends.
-fn raise_nofile_limit() {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut lim = getrlimit(Resource::Nofile);
-    if lim.current != lim.maximum {
-        lim.current = lim.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, lim) {
-            warn!(error = %e, "cannot raise the open-files limit");
-        }
-    }
-}
-
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    raise_nofile_limit();
+    limits::raise_nofile_limit();
     let (config, demo) = match (&cli.command, &cli.config) {
         (Some(Cmd::Demo { listen, http_listen, api_socket }), _) => {
             (demo::start(*listen, *http_listen, api_socket.clone()).await?, true)
@@ -138,6 +126,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         config.api.socket = s;
     }
     let clock = Clock::default();
+    // One cap for both data planes; `Director::load` sets it from the file (and on reload).
+    let limit = ConnLimit::new(None);
     let engine = Engine::new(
         EngineConfig {
             connect_timeout: config.director.connect_timeout,
@@ -149,10 +139,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ..EngineConfig::default()
         },
         clock,
+        limit.clone(),
     );
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let (health, health_events) = health::HealthPlane::start();
-    let l7 = rvs_l7::L7Engine::new(rvs_l7::L7EngineConfig { seed, ..Default::default() }, clock);
+    let l7 = rvs_l7::L7Engine::new(rvs_l7::L7EngineConfig { seed, ..Default::default() }, clock, limit);
     let config_path = if demo { None } else { cli.config.clone() };
     let director = Arc::new(Director::new(engine.clone(), health.clone(), l7.clone(), clock, config_path, seed));
     tokio::spawn(health::run(Arc::downgrade(&director), health.clone(), health_events));

@@ -57,6 +57,19 @@ pub fn render(director: &Director) -> Response<Full<Bytes>> {
         }
     }
     drop(table);
+    let limit = director.engine.connection_limit();
+    let _ = writeln!(
+        out,
+        "# HELP rvs_client_connections Client connections held now (TCP and http services).\n\
+         # TYPE rvs_client_connections gauge\nrvs_client_connections {}\n\
+         # HELP rvs_max_connections The cap on client connections.\n\
+         # TYPE rvs_max_connections gauge\nrvs_max_connections {}\n\
+         # HELP rvs_max_connections_waits_total Times accepting paused at the cap.\n\
+         # TYPE rvs_max_connections_waits_total counter\nrvs_max_connections_waits_total {}",
+        limit.current(),
+        limit.max().map_or(0, |m| m.get()),
+        limit.waits()
+    );
     if let Some(k) = director.engine.kernel_relay() {
         let _ = writeln!(
             out,

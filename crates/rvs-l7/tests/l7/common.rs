@@ -147,7 +147,7 @@ pub async fn start(mut cfg: L7ServiceConfig) -> (Arc<L7Engine>, SocketAddr) {
 }
 
 pub async fn start_with(ecfg: L7EngineConfig, cfg: &mut L7ServiceConfig) -> (Arc<L7Engine>, SocketAddr) {
-    let engine = L7Engine::new(ecfg, Clock::default());
+    let engine = L7Engine::new(ecfg, Clock::default(), rvs_proxy::ConnLimit::new(None));
     for _ in 0..5 {
         cfg.key = ServiceKey::tcp(free_addr());
         match engine.publish(vec![cfg.clone()]) {

@@ -1,0 +1,160 @@
+//! The director's cap on concurrent client connections (HAProxy's `maxconn`): at the cap the
+//! accept loops stop accepting, so new clients wait in the kernel's listen backlog instead of
+//! the daemon running out of file descriptors or memory. Shared by the L4 and L7 engines.
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+/// How many client connections the director holds at once, and how many it may hold.
+#[derive(Debug, Default)]
+pub struct ConnLimit {
+    /// The cap; 0 is none.
+    max: AtomicUsize,
+    current: AtomicUsize,
+    /// How many times an accept loop found the cap reached and waited.
+    waits: AtomicU64,
+    freed: Notify,
+}
+
+/// One client connection's place under the cap, given back when dropped.
+#[derive(Debug)]
+pub struct ConnSlot(Arc<ConnLimit>);
+
+impl ConnLimit {
+    pub fn new(max: Option<NonZeroUsize>) -> Arc<Self> {
+        let limit = Arc::new(Self::default());
+        limit.set_max(max);
+        limit
+    }
+
+    /// Changes the cap at once. Connections over a lowered cap stay; none is accepted until
+    /// enough of them have ended.
+    pub fn set_max(&self, max: Option<NonZeroUsize>) {
+        self.max.store(max.map_or(0, NonZeroUsize::get), Ordering::Release);
+        self.freed.notify_waiters();
+    }
+
+    pub fn max(&self) -> Option<NonZeroUsize> {
+        NonZeroUsize::new(self.max.load(Ordering::Acquire))
+    }
+
+    /// Client connections held now.
+    pub fn current(&self) -> usize {
+        self.current.load(Ordering::Acquire)
+    }
+
+    /// How many times an accept loop waited at the cap.
+    pub fn waits(&self) -> u64 {
+        self.waits.load(Ordering::Relaxed)
+    }
+
+    /// A place for one more connection, if the cap allows it now.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<ConnSlot> {
+        let mut n = self.current.load(Ordering::Acquire);
+        loop {
+            let max = self.max.load(Ordering::Acquire);
+            if max != 0 && n >= max {
+                return None;
+            }
+            match self.current.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(ConnSlot(self.clone())),
+                Err(now) => n = now,
+            }
+        }
+    }
+
+    /// A place for one more connection, waiting while the cap is reached.
+    pub async fn acquire(self: &Arc<Self>) -> ConnSlot {
+        if let Some(slot) = self.try_acquire() {
+            return slot;
+        }
+        self.waits.fetch_add(1, Ordering::Relaxed);
+        loop {
+            // Registered before the check, so a connection that ends in between still wakes us.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(slot) = self.try_acquire() {
+                return slot;
+            }
+            freed.await;
+        }
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.current.fetch_sub(1, Ordering::AcqRel);
+        // Every waiter looks again: the accept loops of all services share the cap.
+        self.0.freed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn cap(n: usize) -> Option<NonZeroUsize> {
+        NonZeroUsize::new(n)
+    }
+
+    #[test]
+    fn no_cap_takes_everything() {
+        let limit = ConnLimit::new(None);
+        let slots: Vec<_> = (0..1000).map(|_| limit.try_acquire().unwrap()).collect();
+        assert_eq!(limit.current(), 1000);
+        drop(slots);
+        assert_eq!(limit.current(), 0);
+    }
+
+    #[test]
+    fn the_cap_holds_and_a_dropped_slot_frees_a_place() {
+        let limit = ConnLimit::new(cap(2));
+        let a = limit.try_acquire().unwrap();
+        let _b = limit.try_acquire().unwrap();
+        assert!(limit.try_acquire().is_none());
+        drop(a);
+        assert!(limit.try_acquire().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_accept_goes_on_when_a_connection_ends() {
+        let limit = ConnLimit::new(cap(1));
+        let held = limit.acquire().await;
+        let waiter = tokio::spawn({
+            let limit = limit.clone();
+            async move { limit.acquire().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "the cap let a second connection in");
+        assert_eq!(limit.waits(), 1);
+        drop(held);
+        let slot = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("still waiting").unwrap();
+        assert_eq!(limit.current(), 1);
+        drop(slot);
+        assert_eq!(limit.current(), 0);
+    }
+
+    #[tokio::test]
+    async fn raising_the_cap_wakes_the_waiters_and_lowering_it_keeps_what_runs() {
+        let limit = ConnLimit::new(cap(1));
+        let held = limit.acquire().await;
+        let waiter = tokio::spawn({
+            let limit = limit.clone();
+            async move { limit.acquire().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        limit.set_max(cap(2));
+        let second = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("still waiting").unwrap();
+        limit.set_max(cap(1));
+        assert_eq!(limit.current(), 2, "lowering the cap closes nothing");
+        drop(held);
+        assert!(limit.try_acquire().is_none(), "still at the lowered cap");
+        drop(second);
+        assert!(limit.try_acquire().is_some());
+    }
+}
