@@ -102,6 +102,14 @@ mod tests {
         NonZeroUsize::new(n)
     }
 
+    /// An accept loop's wait for a place, started and given time to block.
+    async fn waiting_accept(limit: &Arc<ConnLimit>) -> tokio::task::JoinHandle<ConnSlot> {
+        let limit = limit.clone();
+        let waiter = tokio::spawn(async move { limit.acquire().await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waiter
+    }
+
     #[test]
     fn no_cap_takes_everything() {
         let limit = ConnLimit::new(None);
@@ -125,11 +133,7 @@ mod tests {
     async fn a_waiting_accept_goes_on_when_a_connection_ends() {
         let limit = ConnLimit::new(cap(1));
         let held = limit.acquire().await;
-        let waiter = tokio::spawn({
-            let limit = limit.clone();
-            async move { limit.acquire().await }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let waiter = waiting_accept(&limit).await;
         assert!(!waiter.is_finished(), "the cap let a second connection in");
         assert_eq!(limit.waits(), 1);
         drop(held);
@@ -143,11 +147,7 @@ mod tests {
     async fn raising_the_cap_wakes_the_waiters_and_lowering_it_keeps_what_runs() {
         let limit = ConnLimit::new(cap(1));
         let held = limit.acquire().await;
-        let waiter = tokio::spawn({
-            let limit = limit.clone();
-            async move { limit.acquire().await }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let waiter = waiting_accept(&limit).await;
         limit.set_max(cap(2));
         let second = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("still waiting").unwrap();
         limit.set_max(cap(1));
