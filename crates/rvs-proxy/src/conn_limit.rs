@@ -16,6 +16,9 @@ pub struct ConnLimit {
     current: AtomicUsize,
     /// How many times an accept loop found the cap reached and waited.
     waits: AtomicU64,
+    /// Accept loops waiting now: a connection that ends only wakes (a lock inside `Notify`)
+    /// when there are some.
+    waiting: AtomicUsize,
     freed: Notify,
 }
 
@@ -53,13 +56,13 @@ impl ConnLimit {
 
     /// A place for one more connection, if the cap allows it now.
     pub fn try_acquire(self: &Arc<Self>) -> Option<ConnSlot> {
-        let mut n = self.current.load(Ordering::Acquire);
+        let mut n = self.current.load(Ordering::SeqCst);
         loop {
             let max = self.max.load(Ordering::Acquire);
             if max != 0 && n >= max {
                 return None;
             }
-            match self.current.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire) {
+            match self.current.compare_exchange_weak(n, n + 1, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => return Some(ConnSlot(self.clone())),
                 Err(now) => n = now,
             }
@@ -72,6 +75,17 @@ impl ConnLimit {
             return slot;
         }
         self.waits.fetch_add(1, Ordering::Relaxed);
+        // Counted as waiting before each check of `current` (both SeqCst): a connection that
+        // ends either sees the waiter and wakes it, or the waiter's check sees the free place.
+        // A guard, as the wait may be dropped (the accept loop stopping).
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
         loop {
             // Registered before the check, so a connection that ends in between still wakes us.
             let freed = self.freed.notified();
@@ -87,9 +101,11 @@ impl ConnLimit {
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
-        self.0.current.fetch_sub(1, Ordering::AcqRel);
+        self.0.current.fetch_sub(1, Ordering::SeqCst);
         // Every waiter looks again: the accept loops of all services share the cap.
-        self.0.freed.notify_waiters();
+        if self.0.waiting.load(Ordering::SeqCst) > 0 {
+            self.0.freed.notify_waiters();
+        }
     }
 }
 
@@ -156,5 +172,16 @@ mod tests {
         assert!(limit.try_acquire().is_none(), "still at the lowered cap");
         drop(second);
         assert!(limit.try_acquire().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_wait_given_up_is_no_longer_counted() {
+        let limit = ConnLimit::new(cap(1));
+        let _held = limit.acquire().await;
+        let waiter = waiting_accept(&limit).await;
+        assert_eq!(limit.waiting.load(Ordering::SeqCst), 1);
+        waiter.abort();
+        let _ = waiter.await;
+        assert_eq!(limit.waiting.load(Ordering::SeqCst), 0, "a stopped accept loop stays counted as waiting");
     }
 }
