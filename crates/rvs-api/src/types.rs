@@ -423,6 +423,10 @@ pub struct HttpServiceView {
     /// HTTP/2 streams since the start or the last zeroing (each is also a request above).
     #[serde(default)]
     pub http2_streams: u64,
+    /// HTTP/2 streams refused (REFUSED_STREAM, the client may retry them): too many still
+    /// running on their connection, or the director at its connection cap.
+    #[serde(default)]
+    pub http2_refused_streams: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

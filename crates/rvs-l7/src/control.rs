@@ -299,6 +299,7 @@ impl ServiceControl {
             client_connections,
             http2_connections: self.http2.connections.load(Ordering::Relaxed),
             http2_streams: self.http2.streams.load(Ordering::Relaxed),
+            http2_refused_streams: self.http2.refused.load(Ordering::Relaxed),
         }
     }
 

@@ -245,6 +245,11 @@ impl L7Engine {
         left
     }
 
+    /// A place under the director's connection cap for one more exchange, if there is one now.
+    pub(crate) fn try_connection_slot(&self) -> Option<ConnSlot> {
+        self.limit.try_acquire()
+    }
+
     /// The engine is shutting down.
     pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)

@@ -26,6 +26,7 @@ use crate::runtime::ServiceRuntime;
 use crate::service::MAX_HEADERS;
 use crate::session;
 use crate::upstream::UPSTREAM_BUFFER;
+use rvs_proxy::ConnSlot;
 
 /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
 pub(crate) const MAX_STREAMS: u32 = 100;
@@ -36,8 +37,12 @@ const MAX_TASKS: usize = 2 * MAX_STREAMS as usize;
 /// Receive windows: per stream, and for the whole connection.
 const STREAM_WINDOW: u32 = 256 * 1024;
 const CONNECTION_WINDOW: u32 = 1024 * 1024;
+/// Response bytes a stream may have queued in the connection beyond what the socket took (the
+/// h2 crate's default is 400 KiB: with 100 streams whose client opened large windows and then
+/// stopped reading, one connection held about 60 MB).
+const SEND_BUFFER: usize = 32 * 1024;
 /// Bytes in flight between a stream and its session, each way.
-const DUPLEX: usize = 64 * 1024;
+const DUPLEX: usize = 16 * 1024;
 /// Largest response head the session writes (it bounds what real servers send).
 const MAX_RESPONSE_HEAD: usize = UPSTREAM_BUFFER + 16 * 1024;
 /// How often a connection looks at the shutdown flag and at its idle time.
@@ -53,12 +58,16 @@ pub(crate) struct Http2Counters {
     pub connections: AtomicU64,
     /// HTTP/2 streams (requests).
     pub streams: AtomicU64,
+    /// Streams refused (REFUSED_STREAM): the connection's exchange cap, or the director's
+    /// connection cap (each running stream takes a place under it).
+    pub refused: AtomicU64,
 }
 
 impl Http2Counters {
     pub fn zero(&self) {
         self.connections.store(0, Ordering::Relaxed);
         self.streams.store(0, Ordering::Relaxed);
+        self.refused.store(0, Ordering::Relaxed);
     }
 }
 
@@ -102,7 +111,8 @@ pub(crate) async fn serve<T>(
         .max_concurrent_streams(MAX_STREAMS)
         .max_header_list_size(u32::try_from(header_list).unwrap_or(u32::MAX))
         .initial_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW);
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_send_buffer_size(SEND_BUFFER);
     let mut conn = match tokio::time::timeout(svc.timeouts.header_read, builder.handshake::<_, Bytes>(io)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
@@ -153,15 +163,21 @@ pub(crate) async fn serve<T>(
                 debug!(service = %key, client = %peer, error = %e, "HTTP/2 connection error");
                 break;
             }
-            Some(Ok((_, mut respond))) if streams.len() >= MAX_TASKS => {
-                debug!(service = %key, client = %peer, "HTTP/2 stream refused: too many exchanges still running");
-                respond.send_reset(Reason::REFUSED_STREAM);
-            }
             Some(Ok((req, mut respond))) => match engine.service(&key) {
                 Some(svc) => {
+                    // Each running stream is an exchange with a real server and holds its own
+                    // buffers: it takes a place under the director's connection cap as an
+                    // HTTP/1.1 connection would, and none is waited for (the client retries).
+                    let slot = if streams.len() >= MAX_TASKS { None } else { engine.try_connection_slot() };
+                    let Some(slot) = slot else {
+                        debug!(service = %key, client = %peer, running = streams.len(), "HTTP/2 stream refused: at the exchange or connection cap");
+                        svc.http2.refused.fetch_add(1, Ordering::Relaxed);
+                        respond.send_reset(Reason::REFUSED_STREAM);
+                        continue;
+                    };
                     svc.http2.streams.fetch_add(1, Ordering::Relaxed);
                     idle_limit = svc.timeouts.keep_alive;
-                    streams.spawn(stream(engine.clone(), svc, peer, local, req, respond));
+                    streams.spawn(stream(engine.clone(), svc, peer, local, req, respond, slot));
                 }
                 None => {
                     // The virtual service was removed: no new streams on this connection.
@@ -188,6 +204,7 @@ async fn stream(
     local: SocketAddr,
     req: Request<RecvStream>,
     respond: SendResponse<Bytes>,
+    _slot: ConnSlot,
 ) {
     let (parts, body) = req.into_parts();
     let end = body.is_end_stream();

@@ -230,6 +230,8 @@ pub struct L7ServiceStats {
     pub http2_connections: u64,
     /// HTTP/2 streams since the start or the last zeroing (each is a request in the counters).
     pub http2_streams: u64,
+    /// HTTP/2 streams refused (REFUSED_STREAM) at the exchange or connection cap.
+    pub http2_refused_streams: u64,
 }
 
 #[cfg(test)]

@@ -118,6 +118,7 @@ pub fn list(engine: &L7Engine, checks: &HashMap<HealthKey, CheckView>) -> HttpSe
                 client_connections: st.client_connections,
                 http2_connections: st.http2_connections,
                 http2_streams: st.http2_streams,
+                http2_refused_streams: st.http2_refused_streams,
             }
         })
         .collect();

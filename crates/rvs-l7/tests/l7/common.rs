@@ -147,7 +147,16 @@ pub async fn start(mut cfg: L7ServiceConfig) -> (Arc<L7Engine>, SocketAddr) {
 }
 
 pub async fn start_with(ecfg: L7EngineConfig, cfg: &mut L7ServiceConfig) -> (Arc<L7Engine>, SocketAddr) {
-    let engine = L7Engine::new(ecfg, Clock::default(), rvs_proxy::ConnLimit::new(None));
+    start_limited(ecfg, cfg, rvs_proxy::ConnLimit::new(None)).await
+}
+
+/// As [`start_with`], under the director's connection cap `limit`.
+pub async fn start_limited(
+    ecfg: L7EngineConfig,
+    cfg: &mut L7ServiceConfig,
+    limit: Arc<rvs_proxy::ConnLimit>,
+) -> (Arc<L7Engine>, SocketAddr) {
+    let engine = L7Engine::new(ecfg, Clock::default(), limit);
     for _ in 0..5 {
         cfg.key = ServiceKey::tcp(free_addr());
         match engine.publish(vec![cfg.clone()]) {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use http::{Request, StatusCode};
 use rvs_core::SchedulerKind;
-use rvs_l7::{L7Engine, Rule};
+use rvs_l7::{L7Engine, L7EngineConfig, Rule};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -378,6 +378,52 @@ async fn reset_streams_do_not_pile_up_exchanges() {
     // Other connections are not affected.
     let other = h2_client(&pki, addr).await;
     assert_eq!(h2_request(&other, "GET", &url(addr, "b.test", "/ok"), b"", false).await.text(), "b GET /ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_streams_take_places_under_the_directors_connection_cap() {
+    // A real server that never answers keeps each exchange running.
+    let silent = raw_backend(|mut s, seen| async move {
+        read_head(&mut s, &seen).await;
+        tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+    })
+    .await;
+    let b = backend("b").await;
+    let pki = pki();
+    let mut cfg = service()
+        .pool(pool("silent", SchedulerKind::Rr, &[silent.addr]))
+        .pool(pool("pb", SchedulerKind::Rr, &[b.addr]))
+        .rule(Rule::parse("b", &["host=b.test"], "pb").unwrap())
+        .default_pool("silent");
+    cfg.tls = Some(pki.tls_config());
+    // The connection takes one place, each running stream another.
+    let limit = rvs_proxy::ConnLimit::new(std::num::NonZeroUsize::new(3));
+    let (engine, addr) = start_limited(L7EngineConfig::default(), &mut cfg, limit.clone()).await;
+    let c = h2_client(&pki, addr).await;
+    let mut hanging = Vec::new();
+    for i in 0..2 {
+        let mut cl = c.clone().ready().await.unwrap();
+        let req = Request::builder().uri(url(addr, "a.test", &format!("/hang/{i}"))).body(()).unwrap();
+        hanging.push(cl.send_request(req, true).unwrap());
+        let reached = async {
+            while silent.conns.load(std::sync::atomic::Ordering::SeqCst) <= i {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        };
+        tokio::time::timeout(T, reached).await.expect("the exchange reaches the real server");
+    }
+    assert_eq!(limit.current(), 3);
+    // At the cap, a new stream is refused at once (the client may retry it), and counted.
+    let mut cl = c.clone().ready().await.unwrap();
+    let req = Request::builder().uri(url(addr, "b.test", "/refused")).body(()).unwrap();
+    let (resp, _send) = cl.send_request(req, true).unwrap();
+    let e = tokio::time::timeout(T, resp).await.unwrap().expect_err("refused at the cap");
+    assert_eq!(e.reason(), Some(h2::Reason::REFUSED_STREAM), "{e}");
+    assert_eq!(engine.stats()[0].http2_refused_streams, 1);
+    // With room again, the same connection goes on.
+    limit.set_max(std::num::NonZeroUsize::new(4));
+    assert_eq!(h2_request(&c, "GET", &url(addr, "b.test", "/ok"), b"", false).await.text(), "b GET /ok");
+    drop(hanging);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -185,6 +185,7 @@ mod tests {
             client_connections: 0,
             http2_connections: 0,
             http2_streams: 0,
+            http2_refused_streams: 0,
         }
     }
 
