@@ -30,6 +30,9 @@ pub(crate) struct ParsedRequest<'a> {
     /// HTTP/1.`minor`.
     pub minor: u8,
     pub headers: &'a [Header<'a>],
+    /// The head as received (leading empty lines and the blank line included); the fields
+    /// borrow from it.
+    pub raw: &'a [u8],
     /// Bytes of the head, blank line included.
     pub head_len: usize,
     pub body: RequestBody,
@@ -43,6 +46,9 @@ pub(crate) struct ParsedRequest<'a> {
     pub upgrade: Option<&'a [u8]>,
     /// `Expect: 100-continue` on a request with a body.
     pub expect_continue: bool,
+    /// A Connection field names a field other than the hop-by-hop ones: that field is
+    /// hop-by-hop for this request too.
+    pub connection_names: bool,
 }
 
 impl<'a> ParsedRequest<'a> {
@@ -94,11 +100,11 @@ pub(crate) fn parse<'a>(
     if head_len > limits.max_header_bytes {
         return Err(Refusal::HeadTooLarge);
     }
-    head::check_bytes(&buf[..head_len]).map_err(Refusal::BadRequest)?;
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(Refusal::BadRequest("incomplete request line"));
     };
     let headers: &'a [Header<'a>] = req.headers;
+    head::check_line_ends(&buf[..head_len], headers).map_err(Refusal::BadRequest)?;
     if headers.len() > limits.max_headers {
         return Err(Refusal::HeadTooLarge);
     }
@@ -110,7 +116,7 @@ pub(crate) fn parse<'a>(
     let mut host_field = None;
     let mut hosts = 0;
     let (mut te, mut tes, mut cls) = (None, 0, 0);
-    let (mut close, mut keep, mut upgrade_token) = (false, false, false);
+    let (mut close, mut keep, mut upgrade_token, mut connection_names) = (false, false, false, false);
     let mut upgrade = None;
     let mut expect = None;
     for h in headers {
@@ -130,6 +136,7 @@ pub(crate) fn parse<'a>(
                     close |= t.eq_ignore_ascii_case(b"close");
                     keep |= t.eq_ignore_ascii_case(b"keep-alive");
                     upgrade_token |= t.eq_ignore_ascii_case(b"upgrade");
+                    connection_names |= !head::is_hop_by_hop_bytes(t);
                 }
             }
             14 if name.eq_ignore_ascii_case("content-length") => cls += 1,
@@ -207,6 +214,7 @@ pub(crate) fn parse<'a>(
         target,
         minor,
         headers,
+        raw: &buf[..head_len],
         head_len,
         body,
         host,
@@ -215,6 +223,7 @@ pub(crate) fn parse<'a>(
         keep_alive,
         upgrade,
         expect_continue,
+        connection_names,
     }))
 }
 
