@@ -155,11 +155,14 @@ pub(crate) fn parse<'a>(
         return Err(Refusal::BadRequest("HTTP/1.1 request without Host"));
     }
     let host_field = match host_field {
-        Some(v) => Some(host_of(std::str::from_utf8(v).map_err(|_| Refusal::BadRequest("invalid Host"))?)?),
+        Some(v) => Some(host_of(v).map_err(|e| match std::str::from_utf8(v) {
+            Err(_) => Refusal::BadRequest("invalid Host"),
+            Ok(_) => e,
+        })?),
         None => None,
     };
     let host = match authority {
-        Some(a) => Some(host_of(a)?),
+        Some(a) => Some(host_of(a.as_bytes())?),
         None => host_field,
     };
 
@@ -291,12 +294,17 @@ fn split_target<'a>(method: &str, target: &'a str) -> Result<(Option<&'a str>, &
     Ok((Some(authority), if p.is_empty() { "/" } else { p }, q))
 }
 
-/// Bytes a host may hold besides letters and digits (unreserved, sub-delims, `%`, and the
-/// brackets and colons of an IPv6 literal), as a table.
-const HOST_EXTRA: [bool; 256] = {
+/// Bytes of a host that is not an IPv6 literal (letters, digits, unreserved, sub-delims and
+/// `%`), as a table.
+const REG_NAME: [bool; 256] = {
     let mut table = [false; 256];
-    let extra = b"-._~!$&'()*+,;=%[]:";
+    let extra = b"-._~!$&'()*+,;=%";
     let mut i = 0;
+    while i < 256 {
+        table[i] = (i as u8).is_ascii_alphanumeric();
+        i += 1;
+    }
+    i = 0;
     while i < extra.len() {
         table[extra[i] as usize] = true;
         i += 1;
@@ -305,32 +313,33 @@ const HOST_EXTRA: [bool; 256] = {
 };
 
 /// The host of an authority (`host`, `host:port`, `[v6]:port`), checked, port removed.
-fn host_of(authority: &str) -> Result<&str, Refusal> {
+fn host_of(authority: &[u8]) -> Result<&str, Refusal> {
     let bad = Refusal::BadRequest("invalid host");
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let end = rest.find(']').ok_or(bad)?;
-        let literal = &rest[..end];
-        if literal.is_empty() || !literal.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+    let (host, port) = if authority.first() == Some(&b'[') {
+        let end = authority.iter().position(|b| *b == b']').ok_or(bad)?;
+        let literal = &authority[1..end];
+        if literal.is_empty() || !literal.iter().all(|b| b.is_ascii_hexdigit() || *b == b':' || *b == b'.') {
             return Err(bad);
         }
-        (&authority[..end + 2], &rest[end + 1..])
+        authority.split_at(end + 1)
     } else {
-        match authority.rfind(':') {
-            Some(i) => (&authority[..i], &authority[i..]),
-            None => (authority, ""),
+        let (host, port) = match authority.iter().rposition(|b| *b == b':') {
+            Some(i) => authority.split_at(i),
+            None => (authority, &b""[..]),
+        };
+        if !host.iter().all(|b| REG_NAME[usize::from(*b)]) {
+            return Err(bad);
         }
+        (host, port)
     };
     if !port.is_empty() {
-        let digits = port.strip_prefix(':').ok_or(bad)?;
-        if digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let digits = port.strip_prefix(b":").ok_or(bad)?;
+        if digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
             return Err(bad);
         }
     }
-    let reg_name = |b: u8| b.is_ascii_alphanumeric() || HOST_EXTRA[usize::from(b)];
-    if !host.bytes().all(reg_name) || (!host.starts_with('[') && host.contains(['[', ']', ':'])) {
-        return Err(bad);
-    }
-    Ok(host)
+    // ASCII only, by the checks above.
+    std::str::from_utf8(host).map_err(|_| bad)
 }
 
 #[cfg(test)]
