@@ -84,6 +84,7 @@ pub(crate) struct Session<C> {
     pub out: Vec<u8>,
     pub fwd: Forwarding,
     /// Upstream connections that carry a PROXY header for this client.
+    #[allow(clippy::vec_box, reason = "connections move in and out as pointers, not 150-byte copies")]
     pub private: Vec<Box<UpstreamConn>>,
     /// Drain what the client still sends before closing (after a refusal).
     pub linger: bool,

@@ -46,6 +46,7 @@ impl UpstreamConn {
 /// takes from (and returns to) its own thread's shard first, so workers do not contend.
 #[derive(Debug)]
 pub(crate) struct IdleList {
+    #[allow(clippy::vec_box, reason = "connections move in and out as pointers, not 150-byte copies")]
     shards: Box<[Mutex<Vec<Box<UpstreamConn>>>]>,
     /// Most connections per shard.
     max: usize,
@@ -57,6 +58,7 @@ impl IdleList {
         Self { shards, max: max.div_ceil(crate::stats::SHARDS).max(1) }
     }
 
+    #[allow(clippy::vec_box, reason = "connections move in and out as pointers, not 150-byte copies")]
     fn lock(m: &Mutex<Vec<Box<UpstreamConn>>>) -> MutexGuard<'_, Vec<Box<UpstreamConn>>> {
         m.lock().unwrap_or_else(|e| e.into_inner())
     }
