@@ -248,7 +248,7 @@ impl<C: ClientIo> Session<C> {
         svc: &ServiceRuntime,
         pool: &'p Arc<PoolRuntime>,
         p: &Prepared,
-    ) -> Result<(Binding, Option<&'p DestRuntime>, UpstreamConn, bool), Refusal> {
+    ) -> Result<(Binding, Option<&'p DestRuntime>, Box<UpstreamConn>, bool), Refusal> {
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut timed_out = false;
         loop {
@@ -299,7 +299,7 @@ impl<C: ClientIo> Session<C> {
         svc: &ServiceRuntime,
         dest: SocketAddr,
         proxy: ProxyProtocol,
-    ) -> Result<UpstreamConn, ConnectFailure> {
+    ) -> Result<Box<UpstreamConn>, ConnectFailure> {
         let failed = |timed_out, reason: String| {
             debug!(dest = %dest, "{reason}");
             ConnectFailure { timed_out, reason }
@@ -319,7 +319,12 @@ impl<C: ClientIo> Session<C> {
     }
 
     /// A fresh connection to the server a stale kept-alive one went to.
-    async fn reconnect(&self, svc: &ServiceRuntime, pool: &PoolRuntime, old: &UpstreamConn) -> Option<UpstreamConn> {
+    async fn reconnect(
+        &self,
+        svc: &ServiceRuntime,
+        pool: &PoolRuntime,
+        old: &UpstreamConn,
+    ) -> Option<Box<UpstreamConn>> {
         debug!(dest = %old.dest, served = old.served, "kept-alive connection was closed; retrying on a new one");
         let c = self.connect(svc, old.dest, old.proxy).await.ok()?;
         pool.counters.upstream(false);

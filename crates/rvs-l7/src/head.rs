@@ -45,6 +45,31 @@ fn control_mask(w: u64) -> u64 {
     (!printable | !not_del) & HIGH
 }
 
+/// [`check_bytes`] for a head httparse accepted whole (with its default configuration),
+/// whose fields are `fields`. httparse lets no control character through but HTAB inside
+/// values and the reason phrase, and takes CR only right before LF; what it still takes that
+/// `check_bytes` refuses is a bare LF ending a line. So only the line ends need a look: the
+/// empty lines before the first line, the one before each field, and the last two.
+pub(crate) fn check_line_ends(head: &[u8], fields: &[httparse::Header<'_>]) -> Result<(), &'static str> {
+    let first = head.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(head.len());
+    let crlf_before = |at: usize| at >= 2 && &head[at - 2..at] == b"\r\n";
+    let ok = head[..first].chunks(2).all(|l| l == b"\r\n")
+        && head.ends_with(b"\r\n\r\n")
+        && fields.iter().all(|h| crlf_before(offset(head, h.name.as_bytes())));
+    if ok {
+        Ok(())
+    } else {
+        Err("bare LF line ending")
+    }
+}
+
+/// Where `part`, a slice of `head`, starts in it.
+pub(crate) fn offset(head: &[u8], part: &[u8]) -> usize {
+    let at = (part.as_ptr() as usize).wrapping_sub(head.as_ptr() as usize);
+    debug_assert!(at <= head.len(), "a slice outside its head");
+    at
+}
+
 /// Like [`check_bytes`] on an incomplete head: fails early on what can already be seen.
 pub(crate) fn check_partial(head: &[u8]) -> Result<(), &'static str> {
     match head.last() {
@@ -152,8 +177,12 @@ pub(crate) fn is_hop_by_hop_bytes(name: &[u8]) -> bool {
 pub(crate) fn is_disguised_critical(name: &str) -> bool {
     const CRITICAL: [&[u8]; 4] = [b"content-length", b"transfer-encoding", b"host", b"connection"];
     let n = name.as_bytes();
-    // `_` for `-` keeps the length: most names are ruled out by it alone.
+    // `_` for `-` keeps the length: most names are ruled out by it alone, the others by
+    // having no `_` at all.
     CRITICAL.iter().filter(|c| c.len() == n.len()).any(|c| {
+        if !n.contains(&b'_') {
+            return false;
+        }
         let mut underscore = false;
         let same = c.iter().zip(n).all(|(&c, &b)| {
             let swapped = c == b'-' && b == b'_';
@@ -227,6 +256,49 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn line_end_check_agrees_with_the_byte_check_on_parsed_heads() {
+        let alphabet = [b'a', b'\r', b'\n', b'\t', 0, 0x1f, 0x7f, 0x80, b' ', b':'];
+        let templates: [(&[u8], &[u8], bool); 11] = [
+            (b"", b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true),
+            (b"GET /", b" HTTP/1.1\r\nHost: a\r\n\r\n", true),
+            (b"GET / HTTP/1.1", b"Host: a\r\n\r\n", true),
+            (b"GET / HTTP/1.1\r\nX: ", b"\r\n\r\n", true),
+            (b"GET / HTTP/1.1\r\nX: a", b"Y: b\r\n\r\n", true),
+            (b"GET / HTTP/1.1\r\nX: a\r\n", b"", true),
+            (b"", b"HTTP/1.1 200 OK\r\nX: a\r\n\r\n", false),
+            (b"HTTP/1.1 200 ", b"\r\nX: a\r\n\r\n", false),
+            (b"HTTP/1.1 200", b"X: a\r\n\r\n", false),
+            (b"HTTP/1.1 200 OK\r\nX: a", b"\r\n", false),
+            (b"HTTP/1.1 204 OK", b"", false),
+        ];
+        let mut accepted = 0;
+        for (before, after, request) in templates {
+            for slot in 0..alphabet.len().pow(4) {
+                let mut head = before.to_vec();
+                let mut n = slot;
+                for _ in 0..4 {
+                    head.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                head.extend_from_slice(after);
+                let mut fields = [httparse::EMPTY_HEADER; 8];
+                let parsed = if request {
+                    let mut r = httparse::Request::new(&mut fields);
+                    r.parse(&head).ok().and_then(|s| s.is_complete().then(|| (s.unwrap(), r.headers.len())))
+                } else {
+                    let mut r = httparse::Response::new(&mut fields);
+                    r.parse(&head).ok().and_then(|s| s.is_complete().then(|| (s.unwrap(), r.headers.len())))
+                };
+                let Some((len, count)) = parsed else { continue };
+                accepted += 1;
+                let head = &head[..len];
+                assert_eq!(check_line_ends(head, &fields[..count]), check_bytes(head), "{head:?}");
+            }
+        }
+        assert!(accepted > 1000, "{accepted} heads accepted");
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub(crate) struct ParsedRequest<'a> {
     /// HTTP/1.`minor`.
     pub minor: u8,
     pub headers: &'a [Header<'a>],
+    /// The head as received (leading empty lines and the blank line included); the fields
+    /// borrow from it.
+    pub raw: &'a [u8],
     /// Bytes of the head, blank line included.
     pub head_len: usize,
     pub body: RequestBody,
@@ -43,6 +46,9 @@ pub(crate) struct ParsedRequest<'a> {
     pub upgrade: Option<&'a [u8]>,
     /// `Expect: 100-continue` on a request with a body.
     pub expect_continue: bool,
+    /// A Connection field names a field other than the hop-by-hop ones: that field is
+    /// hop-by-hop for this request too.
+    pub connection_names: bool,
 }
 
 impl<'a> ParsedRequest<'a> {
@@ -94,11 +100,11 @@ pub(crate) fn parse<'a>(
     if head_len > limits.max_header_bytes {
         return Err(Refusal::HeadTooLarge);
     }
-    head::check_bytes(&buf[..head_len]).map_err(Refusal::BadRequest)?;
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(Refusal::BadRequest("incomplete request line"));
     };
     let headers: &'a [Header<'a>] = req.headers;
+    head::check_line_ends(&buf[..head_len], headers).map_err(Refusal::BadRequest)?;
     if headers.len() > limits.max_headers {
         return Err(Refusal::HeadTooLarge);
     }
@@ -110,7 +116,7 @@ pub(crate) fn parse<'a>(
     let mut host_field = None;
     let mut hosts = 0;
     let (mut te, mut tes, mut cls) = (None, 0, 0);
-    let (mut close, mut keep, mut upgrade_token) = (false, false, false);
+    let (mut close, mut keep, mut upgrade_token, mut connection_names) = (false, false, false, false);
     let mut upgrade = None;
     let mut expect = None;
     for h in headers {
@@ -130,6 +136,7 @@ pub(crate) fn parse<'a>(
                     close |= t.eq_ignore_ascii_case(b"close");
                     keep |= t.eq_ignore_ascii_case(b"keep-alive");
                     upgrade_token |= t.eq_ignore_ascii_case(b"upgrade");
+                    connection_names |= !head::is_hop_by_hop_bytes(t);
                 }
             }
             14 if name.eq_ignore_ascii_case("content-length") => cls += 1,
@@ -148,11 +155,14 @@ pub(crate) fn parse<'a>(
         return Err(Refusal::BadRequest("HTTP/1.1 request without Host"));
     }
     let host_field = match host_field {
-        Some(v) => Some(host_of(std::str::from_utf8(v).map_err(|_| Refusal::BadRequest("invalid Host"))?)?),
+        Some(v) => Some(host_of(v).map_err(|e| match std::str::from_utf8(v) {
+            Err(_) => Refusal::BadRequest("invalid Host"),
+            Ok(_) => e,
+        })?),
         None => None,
     };
     let host = match authority {
-        Some(a) => Some(host_of(a)?),
+        Some(a) => Some(host_of(a.as_bytes())?),
         None => host_field,
     };
 
@@ -207,6 +217,7 @@ pub(crate) fn parse<'a>(
         target,
         minor,
         headers,
+        raw: &buf[..head_len],
         head_len,
         body,
         host,
@@ -215,6 +226,7 @@ pub(crate) fn parse<'a>(
         keep_alive,
         upgrade,
         expect_continue,
+        connection_names,
     }))
 }
 
@@ -282,12 +294,17 @@ fn split_target<'a>(method: &str, target: &'a str) -> Result<(Option<&'a str>, &
     Ok((Some(authority), if p.is_empty() { "/" } else { p }, q))
 }
 
-/// Bytes a host may hold besides letters and digits (unreserved, sub-delims, `%`, and the
-/// brackets and colons of an IPv6 literal), as a table.
-const HOST_EXTRA: [bool; 256] = {
+/// Bytes of a host that is not an IPv6 literal (letters, digits, unreserved, sub-delims and
+/// `%`), as a table.
+const REG_NAME: [bool; 256] = {
     let mut table = [false; 256];
-    let extra = b"-._~!$&'()*+,;=%[]:";
+    let extra = b"-._~!$&'()*+,;=%";
     let mut i = 0;
+    while i < 256 {
+        table[i] = (i as u8).is_ascii_alphanumeric();
+        i += 1;
+    }
+    i = 0;
     while i < extra.len() {
         table[extra[i] as usize] = true;
         i += 1;
@@ -296,32 +313,33 @@ const HOST_EXTRA: [bool; 256] = {
 };
 
 /// The host of an authority (`host`, `host:port`, `[v6]:port`), checked, port removed.
-fn host_of(authority: &str) -> Result<&str, Refusal> {
+fn host_of(authority: &[u8]) -> Result<&str, Refusal> {
     let bad = Refusal::BadRequest("invalid host");
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let end = rest.find(']').ok_or(bad)?;
-        let literal = &rest[..end];
-        if literal.is_empty() || !literal.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+    let (host, port) = if authority.first() == Some(&b'[') {
+        let end = authority.iter().position(|b| *b == b']').ok_or(bad)?;
+        let literal = &authority[1..end];
+        if literal.is_empty() || !literal.iter().all(|b| b.is_ascii_hexdigit() || *b == b':' || *b == b'.') {
             return Err(bad);
         }
-        (&authority[..end + 2], &rest[end + 1..])
+        authority.split_at(end + 1)
     } else {
-        match authority.rfind(':') {
-            Some(i) => (&authority[..i], &authority[i..]),
-            None => (authority, ""),
+        let (host, port) = match authority.iter().rposition(|b| *b == b':') {
+            Some(i) => authority.split_at(i),
+            None => (authority, &b""[..]),
+        };
+        if !host.iter().all(|b| REG_NAME[usize::from(*b)]) {
+            return Err(bad);
         }
+        (host, port)
     };
     if !port.is_empty() {
-        let digits = port.strip_prefix(':').ok_or(bad)?;
-        if digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let digits = port.strip_prefix(b":").ok_or(bad)?;
+        if digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
             return Err(bad);
         }
     }
-    let reg_name = |b: u8| b.is_ascii_alphanumeric() || HOST_EXTRA[usize::from(b)];
-    if !host.bytes().all(reg_name) || (!host.starts_with('[') && host.contains(['[', ']', ':'])) {
-        return Err(bad);
-    }
-    Ok(host)
+    // ASCII only, by the checks above.
+    std::str::from_utf8(host).map_err(|_| bad)
 }
 
 #[cfg(test)]

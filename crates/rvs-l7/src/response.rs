@@ -24,12 +24,17 @@ pub(crate) struct ParsedResponse<'a> {
     pub code: u16,
     pub reason: &'a str,
     pub headers: &'a [Header<'a>],
+    /// The head as received, blank line included; the fields borrow from it.
+    pub raw: &'a [u8],
     pub head_len: usize,
     pub body: ResponseBody,
     /// The real server keeps the connection open after this response.
     pub reusable: bool,
     /// A 101 switching to the Upgrade protocol.
     pub upgrade: Option<&'a [u8]>,
+    /// A Connection field names a field other than the hop-by-hop ones: that field is
+    /// hop-by-hop for this response too.
+    pub connection_names: bool,
 }
 
 impl ParsedResponse<'_> {
@@ -53,13 +58,13 @@ pub(crate) fn parse<'a>(
         Ok(Status::Partial) => return Ok(None),
         Err(_) => return Err("malformed response head"),
     };
-    head::check_bytes(&buf[..head_len])?;
     let (Some(minor), Some(code)) = (resp.version, resp.code) else { return Err("incomplete status line") };
     let reason = resp.reason.unwrap_or("");
     let headers: &'a [Header<'a>] = resp.headers;
+    head::check_line_ends(&buf[..head_len], headers)?;
 
-    let (mut te, mut tes, mut cls) = (None, 0, 0);
-    let (mut close, mut keep) = (false, false);
+    let (mut te, mut tes, mut cl, mut cls) = (None, 0, None, 0);
+    let (mut close, mut keep, mut connection_names) = (false, false, false);
     let mut upgrade = None;
     for h in headers {
         let n = h.name;
@@ -71,11 +76,15 @@ pub(crate) fn parse<'a>(
                 tes += 1;
                 te = Some(h.value);
             }
-            14 if n.eq_ignore_ascii_case("content-length") => cls += 1,
+            14 if n.eq_ignore_ascii_case("content-length") => {
+                cls += 1;
+                cl = Some(h.value);
+            }
             10 if n.eq_ignore_ascii_case("connection") => {
                 for t in head::list(h.value) {
                     close |= t.eq_ignore_ascii_case(b"close");
                     keep |= t.eq_ignore_ascii_case(b"keep-alive");
+                    connection_names |= !head::is_hop_by_hop_bytes(t);
                 }
             }
             7 if n.eq_ignore_ascii_case("upgrade") => upgrade = Some(h.value),
@@ -91,8 +100,9 @@ pub(crate) fn parse<'a>(
     if te.is_some() && minor == 0 {
         return Err("Transfer-Encoding in an HTTP/1.0 response");
     }
-    let length = match cls {
-        0 => None,
+    let length = match (cls, cl) {
+        (0, _) => None,
+        (1, Some(v)) => head::content_length(std::iter::once(v))?,
         _ => head::content_length(
             headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length")).map(|h| h.value),
         )?,
@@ -117,10 +127,12 @@ pub(crate) fn parse<'a>(
         code,
         reason,
         headers,
+        raw: &buf[..head_len],
         head_len,
         body,
         reusable,
         upgrade: if code == 101 { upgrade } else { None },
+        connection_names,
     }))
 }
 

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use httparse::Header;
 
-use crate::head::{self, is_hop_by_hop};
+use crate::head::{self, is_hop_by_hop, offset};
 use crate::request::{ParsedRequest, RequestBody};
 use crate::response::{ParsedResponse, ResponseBody};
 use crate::service::ForwardedHeaders;
@@ -75,43 +75,52 @@ fn named_by_connection(headers: &[Header<'_>], name: &str) -> bool {
         .any(|h| head::list(h.value).any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
 }
 
-/// Whether a Connection field lists a field other than the hop-by-hop ones (those are dropped
-/// anyway): only then must each field be looked up in the Connection lists.
-fn connection_names_others(headers: &[Header<'_>]) -> bool {
-    headers
-        .iter()
-        .filter(|h| h.name.len() == 10 && h.name.eq_ignore_ascii_case("connection"))
-        .any(|h| head::list(h.value).any(|t| !head::is_hop_by_hop_bytes(t)))
+/// Copies the lines of `head` from offset `from` up to its blank line into `out`, leaving out
+/// the fields `drop` picks: the kept lines go out as they came, in runs of whole lines. The
+/// fields are those parsed from `head` (the blank line is a bare CRLF: heads are checked).
+fn copy_fields<'h>(
+    head: &[u8],
+    from: usize,
+    fields: &[Header<'h>],
+    mut drop: impl FnMut(&Header<'h>) -> bool,
+    out: &mut Vec<u8>,
+) {
+    let end = head.len() - 2;
+    let mut run = from;
+    for (i, h) in fields.iter().enumerate() {
+        if drop(h) {
+            out.extend_from_slice(&head[run..offset(head, h.name.as_bytes())]);
+            run = fields.get(i + 1).map_or(end, |next| offset(head, next.name.as_bytes()));
+        }
+    }
+    out.extend_from_slice(&head[run..end]);
 }
 
-/// Writes the request head for the real server into `out` (cleared first).
-pub(crate) fn request_head(p: &ParsedRequest<'_>, fwd: &Forwarding, out: &mut Vec<u8>) {
+/// Writes the request head for the real server into `out` (cleared first). The request line
+/// and the kept fields are copied as received (the request line has single spaces and the
+/// version the request was parsed with).
+pub(crate) fn request_head<'a>(p: &ParsedRequest<'a>, fwd: &Forwarding, out: &mut Vec<u8>) {
     out.clear();
-    out.extend_from_slice(p.method.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(p.target.as_bytes());
-    out.extend_from_slice(if p.minor == 0 { b" HTTP/1.0\r\n" } else { b" HTTP/1.1\r\n" });
-    let connection_names = connection_names_others(p.headers);
     let f = fwd.headers;
     let mut xff = false;
     let mut host = None;
-    for h in p.headers {
+    let drop = |h: &Header<'a>| {
         let n = h.name;
         if is_hop_by_hop(n) || n.eq_ignore_ascii_case("expect") {
-            continue;
+            return true;
         }
         if n.eq_ignore_ascii_case("host") {
             host = Some(h.value);
-        } else if f.x_forwarded_for && n.eq_ignore_ascii_case("x-forwarded-for") {
-            xff = true;
-            continue;
-        } else if (f.x_forwarded_proto && n.eq_ignore_ascii_case("x-forwarded-proto"))
-            || (connection_names && named_by_connection(p.headers, n))
-        {
-            continue;
+            return false;
         }
-        push_field(out, n.as_bytes(), h.value);
-    }
+        if f.x_forwarded_for && n.eq_ignore_ascii_case("x-forwarded-for") {
+            xff = true;
+            return true;
+        }
+        (f.x_forwarded_proto && n.eq_ignore_ascii_case("x-forwarded-proto"))
+            || (p.connection_names && named_by_connection(p.headers, n))
+    };
+    copy_fields(p.raw, offset(p.raw, p.method.as_bytes()), p.headers, drop, out);
     match p.body {
         RequestBody::None => {}
         RequestBody::Length(len) => {
@@ -167,8 +176,8 @@ pub(crate) struct ClientSide {
     pub close: bool,
 }
 
-/// Writes the response head for the client into `out` (appending). `set_cookie` is a whole
-/// Set-Cookie value to add.
+/// Writes the response head for the client into `out` (appending): a status line of its own,
+/// the kept fields as received. `set_cookie` is a whole Set-Cookie value to add.
 pub(crate) fn response_head(r: &ParsedResponse<'_>, client: ClientSide, set_cookie: Option<&[u8]>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"HTTP/1.1 ");
     push_num(out, u64::from(r.code));
@@ -176,19 +185,16 @@ pub(crate) fn response_head(r: &ParsedResponse<'_>, client: ClientSide, set_cook
     out.extend_from_slice(r.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     let framed = matches!(r.body, ResponseBody::Length(_) | ResponseBody::Chunked);
-    let connection_names = connection_names_others(r.headers);
-    for h in r.headers {
+    let drop = |h: &Header<'_>| {
         let n = h.name;
-        let framing_field = n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding");
-        if framing_field {
-            if framed {
-                continue;
-            }
-        } else if is_hop_by_hop(n) || (connection_names && named_by_connection(r.headers, n)) {
-            continue;
+        if n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding") {
+            framed
+        } else {
+            is_hop_by_hop(n) || (r.connection_names && named_by_connection(r.headers, n))
         }
-        push_field(out, n.as_bytes(), h.value);
-    }
+    };
+    let from = r.headers.first().map_or(r.raw.len() - 2, |h| offset(r.raw, h.name.as_bytes()));
+    copy_fields(r.raw, from, r.headers, drop, out);
     match r.body {
         ResponseBody::Length(len) => {
             out.extend_from_slice(b"Content-Length: ");

@@ -84,7 +84,8 @@ pub(crate) struct Session<C> {
     pub out: Vec<u8>,
     pub fwd: Forwarding,
     /// Upstream connections that carry a PROXY header for this client.
-    pub private: Vec<UpstreamConn>,
+    #[allow(clippy::vec_box, reason = "connections move in and out as pointers, not 150-byte copies")]
+    pub private: Vec<Box<UpstreamConn>>,
     /// Drain what the client still sends before closing (after a refusal).
     pub linger: bool,
     /// Bounds the waits for request and response heads.
@@ -215,7 +216,7 @@ impl<C: ClientIo> Session<C> {
 
     /// Keeps a reusable upstream connection to real server `dest`: private ones in the
     /// session, others in the real server's idle list.
-    pub(crate) fn release(&mut self, dest: Option<&DestRuntime>, conn: UpstreamConn) {
+    pub(crate) fn release(&mut self, dest: Option<&DestRuntime>, conn: Box<UpstreamConn>) {
         if conn.proxy != ProxyProtocol::Off {
             if self.private.len() < MAX_PRIVATE {
                 self.private.push(conn);
@@ -232,7 +233,7 @@ impl<C: ClientIo> Session<C> {
         runtime: Option<&DestRuntime>,
         dest: SocketAddr,
         proxy: ProxyProtocol,
-    ) -> Option<UpstreamConn> {
+    ) -> Option<Box<UpstreamConn>> {
         if proxy != ProxyProtocol::Off {
             while let Some(i) = self.private.iter().position(|c| c.dest == dest && c.proxy == proxy) {
                 let c = self.private.swap_remove(i);
@@ -243,7 +244,7 @@ impl<C: ClientIo> Session<C> {
             return None;
         }
         let idle = &runtime?.idle;
-        std::iter::from_fn(|| idle.take()).find(UpstreamConn::is_usable)
+        std::iter::from_fn(|| idle.take()).find(|c| c.is_usable())
     }
 
     /// Closes the client connection: FIN (or TLS close_notify), and after a refusal a short

@@ -28,8 +28,9 @@ pub(crate) struct UpstreamConn {
 }
 
 impl UpstreamConn {
-    pub fn new(stream: TcpStream, dest: SocketAddr, proxy: ProxyProtocol) -> Self {
-        Self { stream, buf: Buffer::new(UPSTREAM_BUFFER), dest, served: 0, proxy, idle_since: Instant::now() }
+    /// Boxed: a connection moves between the idle lists and the exchanges as a pointer.
+    pub fn new(stream: TcpStream, dest: SocketAddr, proxy: ProxyProtocol) -> Box<Self> {
+        Box::new(Self { stream, buf: Buffer::new(UPSTREAM_BUFFER), dest, served: 0, proxy, idle_since: Instant::now() })
     }
 
     /// Still fit for a request: the real server has neither closed it nor sent anything
@@ -45,7 +46,8 @@ impl UpstreamConn {
 /// takes from (and returns to) its own thread's shard first, so workers do not contend.
 #[derive(Debug)]
 pub(crate) struct IdleList {
-    shards: Box<[Mutex<Vec<UpstreamConn>>]>,
+    #[allow(clippy::vec_box, reason = "connections move in and out as pointers, not 150-byte copies")]
+    shards: Box<[Mutex<Vec<Box<UpstreamConn>>>]>,
     /// Most connections per shard.
     max: usize,
 }
@@ -56,19 +58,20 @@ impl IdleList {
         Self { shards, max: max.div_ceil(crate::stats::SHARDS).max(1) }
     }
 
-    fn lock(m: &Mutex<Vec<UpstreamConn>>) -> MutexGuard<'_, Vec<UpstreamConn>> {
+    #[allow(clippy::vec_box, reason = "connections move in and out as pointers, not 150-byte copies")]
+    fn lock(m: &Mutex<Vec<Box<UpstreamConn>>>) -> MutexGuard<'_, Vec<Box<UpstreamConn>>> {
         m.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The most recently kept connection of this thread's shard, else of any other.
-    pub fn take(&self) -> Option<UpstreamConn> {
+    pub fn take(&self) -> Option<Box<UpstreamConn>> {
         let home = crate::stats::shard_index();
         let n = self.shards.len();
         (0..n).find_map(|i| Self::lock(&self.shards[(home + i) % n]).pop())
     }
 
     /// Keeps `c` for reuse unless this thread's shard is full.
-    pub fn put(&self, mut c: UpstreamConn) {
+    pub fn put(&self, mut c: Box<UpstreamConn>) {
         c.idle_since = Instant::now();
         let mut l = Self::lock(&self.shards[crate::stats::shard_index()]);
         if l.len() < self.max {
