@@ -2,6 +2,7 @@
 //! service table into views, and core commands back into wire commands for `save`.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 
 use rvs_core::addr::parse_endpoint;
 use rvs_core::persistence::DEFAULT_PERSISTENCE_SECS;
@@ -47,6 +48,10 @@ impl ServiceSpec {
         if let Some(sorry) = &self.sorry_server {
             s.sorry_server = Some(parse_addr(sorry, Some(key.addr.port()), &f("sorry_server"))?);
         }
+        if let Some(n) = self.max_connections {
+            s.max_connections =
+                Some(NonZeroU32::new(n).ok_or_else(|| ApiError::field(f("max_connections"), "must be above 0"))?);
+        }
         if self.persistent.is_some() || self.netmask.is_some() {
             let netmask = match &self.netmask {
                 Some(m) => m.parse::<Netmask>().map_err(|e| ApiError::field(f("netmask"), e))?,
@@ -61,6 +66,7 @@ impl ServiceSpec {
                 E::ZeroPersistence => "persistent",
                 E::Sched(_) => "mh_table_size",
                 E::SorryServer(_) => "sorry_server",
+                E::MaxConnectionsUdp => "max_connections",
                 _ => "address",
             };
             ApiError::field(f(name), e)
@@ -141,6 +147,7 @@ fn spec_from_core(key: &ServiceKey, s: &ServiceSettings) -> ServiceSpec {
         sched_flags: s.flags.names().into_iter().map(String::from).collect(),
         mh_table_size: (s.mh_table_size != MH_DEFAULT_TABLE_SIZE).then_some(s.mh_table_size),
         sorry_server: s.sorry_server.map(|a| a.to_string()),
+        max_connections: s.max_connections.map(NonZeroU32::get),
     }
 }
 
@@ -293,6 +300,7 @@ pub fn view_service(svc: &VirtualService, now_ms: u64) -> ServiceView {
         sched_flags: s.flags.names().into_iter().map(String::from).collect(),
         mh_table_size: s.mh_table_size,
         sorry_server: s.sorry_server.map(|a| a.to_string()),
+        max_connections: s.max_connections.map(NonZeroU32::get),
         quorum_lost: svc.quorum_lost(),
         stats: stats_view(svc.stats.counters.read()),
         rates: rates_view(svc.stats.rates()),

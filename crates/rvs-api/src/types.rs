@@ -41,6 +41,9 @@ pub struct ServiceSpec {
     /// Takes new connections while the service has lost its health-check quorum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sorry_server: Option<String>,
+    /// The most client connections the service holds at once (TCP); absent: no cap of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
 }
 
 /// A real server to add, or its new settings (edit). Absent fields take defaults on add
@@ -163,6 +166,9 @@ pub struct ServiceView {
     pub mh_table_size: u32,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sorry_server: Option<String>,
+    /// The service's own cap on client connections, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub max_connections: Option<u32>,
     /// True while the health-check quorum is lost and the sorry server takes new connections.
     #[serde(default)]
     pub quorum_lost: bool,
@@ -417,6 +423,9 @@ pub struct HttpServiceView {
     pub unrouted: u64,
     pub pools: Vec<HttpPoolView>,
     pub client_connections: usize,
+    /// The service's own cap on client connections, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub max_connections: Option<u32>,
     /// HTTP/2 client connections (ALPN `h2`) since the start or the last zeroing.
     #[serde(default)]
     pub http2_connections: u64,

@@ -139,6 +139,7 @@ pub(crate) fn http_service(key: ServiceKey, s: &Spanned<RawService>, at: &str) -
         svc.rules.push(rule);
     }
     svc.default_pool = raw.default_pool.as_ref().map(|p| p.get_ref().clone());
+    svc.max_connections = crate::validate::max_connections(&raw.max_connections, f("max_connections"))?;
     if let Some(v) = raw.x_forwarded_for {
         svc.forwarded.x_forwarded_for = v;
     }

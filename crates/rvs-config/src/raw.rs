@@ -70,6 +70,7 @@ pub struct RawService {
     pub sched_flags: Vec<Spanned<String>>,
     pub mh_table_size: Option<Spanned<u32>>,
     pub sorry_server: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<u32>>,
     /// The health check of every real server that has none of its own.
     pub check: Option<Spanned<RawCheck>>,
     /// `quiesce` (keepalived's inhibit_on_failure) or `remove`.

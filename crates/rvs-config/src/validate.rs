@@ -26,6 +26,13 @@ use crate::{
 
 type Result<T> = std::result::Result<T, Unplaced>;
 
+/// A `max_connections` (the director's or a service's): above 0 when set.
+pub(crate) fn max_connections(v: &Option<Spanned<u32>>, field: String) -> Result<Option<NonZeroU32>> {
+    v.as_ref()
+        .map(|n| NonZeroU32::new(*n.get_ref()).ok_or_else(|| Unplaced::new(span(n), field, "must be above 0")))
+        .transpose()
+}
+
 fn span<T>(s: &Spanned<T>) -> Option<Range<usize>> {
     Some(s.span())
 }
@@ -84,12 +91,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
         director.drain_timeout = Duration::from_secs(s);
     }
     director.relay = relay(d)?;
-    if let Some(n) = &d.max_connections {
-        director.max_connections = Some(
-            NonZeroU32::new(*n.get_ref())
-                .ok_or_else(|| Unplaced::new(span(n), "director.max_connections", "must be above 0"))?,
-        );
-    }
+    director.max_connections = max_connections(&d.max_connections, "director.max_connections".into())?;
     let mut table = TableModel {
         options: DirectorOptions {
             expire_nodest_conn: d.expire_nodest_conn,
@@ -250,6 +252,7 @@ fn service(table: &mut TableModel, i: usize, svc: &Spanned<RawService>) -> Resul
                 .map_err(|e| Unplaced::new(span(sorry), field("sorry_server"), e))?,
         );
     }
+    settings.max_connections = max_connections(&s.max_connections, field("max_connections"))?;
     if s.persistent.is_some() || s.netmask.is_some() {
         let timeout = s.persistent.as_ref().map_or(DEFAULT_PERSISTENCE_SECS, |v| *v.get_ref());
         let netmask = match &s.netmask {
@@ -268,6 +271,9 @@ fn service(table: &mut TableModel, i: usize, svc: &Spanned<RawService>) -> Resul
             }
             CommandError::Service { source: rvs_core::service::ServiceError::SorryServer(_), .. } => {
                 (s.sorry_server.as_ref().and_then(span), field("sorry_server"))
+            }
+            CommandError::Service { source: rvs_core::service::ServiceError::MaxConnectionsUdp, .. } => {
+                (s.max_connections.as_ref().and_then(span), field("max_connections"))
             }
             CommandError::Service { source: rvs_core::service::ServiceError::Sched(_), .. } => {
                 (s.mh_table_size.as_ref().and_then(span).or_else(|| span(svc)), field("mh_table_size"))

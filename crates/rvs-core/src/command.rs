@@ -117,6 +117,9 @@ impl fmt::Display for Command {
             if !s.flags.is_empty() {
                 t += &format!(" flags {}", s.flags.names().join(","));
             }
+            if let Some(n) = s.max_connections {
+                t += &format!(" max-connections {n}");
+            }
             t
         };
         match self {

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::str::FromStr;
 
 use crate::persistence::Persistence;
@@ -71,6 +72,9 @@ pub struct ServiceSettings {
     /// Takes new connections while the service has lost its quorum (keepalived's
     /// `sorry_server`).
     pub sorry_server: Option<SocketAddr>,
+    /// The most client connections the service holds at once (HAProxy's frontend `maxconn`):
+    /// at it, its listener stops accepting and new clients wait in the backlog. TCP only.
+    pub max_connections: Option<NonZeroU32>,
 }
 
 impl Default for ServiceSettings {
@@ -81,6 +85,7 @@ impl Default for ServiceSettings {
             persistence: None,
             mh_table_size: MH_DEFAULT_TABLE_SIZE,
             sorry_server: None,
+            max_connections: None,
         }
     }
 }
@@ -106,6 +111,9 @@ impl ServiceSettings {
                 return Err(ServiceError::SorryServer(s));
             }
         }
+        if self.max_connections.is_some() && key.protocol == Protocol::Udp {
+            return Err(ServiceError::MaxConnectionsUdp);
+        }
         Ok(())
     }
 
@@ -130,4 +138,6 @@ pub enum ServiceError {
     ZeroPersistence,
     #[error("sorry server {0} needs a specific address and port of the service's address family")]
     SorryServer(SocketAddr),
+    #[error("max_connections applies to TCP services (a UDP service has flows, not connections)")]
+    MaxConnectionsUdp,
 }

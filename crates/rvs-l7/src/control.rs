@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
+
+use rvs_proxy::ConnLimit;
 use std::sync::Arc;
 
 use rvs_core::{Command, Health, ServiceKey, ServiceModel, ServiceTable, TableModel};
@@ -45,7 +47,9 @@ pub(crate) struct ServiceControl {
     rule_counters: HashMap<String, Arc<Counters>>,
     pool_counters: HashMap<String, Arc<Counters>>,
     idle: HashMap<(String, SocketAddr), Arc<IdleList>>,
-    clients: Arc<AtomicUsize>,
+    /// The service's own cap on client connections; its count is the client connections
+    /// open now.
+    cap: Arc<ConnLimit>,
     http2: Arc<Http2Counters>,
     pub config: Option<L7ServiceConfig>,
 }
@@ -62,7 +66,7 @@ impl ServiceControl {
             rule_counters: HashMap::new(),
             pool_counters: HashMap::new(),
             idle: HashMap::new(),
-            clients: Arc::default(),
+            cap: Arc::default(),
             http2: Arc::default(),
             config: None,
         }
@@ -187,6 +191,10 @@ impl ServiceControl {
                 counters: self.rule_counters.entry(r.name.clone()).or_default().clone(),
             })
             .collect();
+        let max = rvs_proxy::conn_limit::cap(cfg.max_connections);
+        if self.cap.max() != max {
+            self.cap.set_max(max);
+        }
         let rt = ServiceRuntime {
             key: cfg.key,
             rules,
@@ -201,7 +209,7 @@ impl ServiceControl {
             connect_retries: cfg.connect_retries,
             tls,
             splice_threshold: params.splice_threshold,
-            clients: self.clients.clone(),
+            cap: self.cap.clone(),
             http2: self.http2.clone(),
         };
         self.config = Some(cfg);
@@ -250,7 +258,7 @@ impl ServiceControl {
     }
 
     pub fn stats(&self, rt: &ServiceRuntime) -> L7ServiceStats {
-        let client_connections = self.clients.load(Ordering::Relaxed);
+        let client_connections = self.cap.current();
         let cfg = self.config.as_ref();
         L7ServiceStats {
             key: rt.key,
@@ -297,6 +305,7 @@ impl ServiceControl {
                 })
                 .collect(),
             client_connections,
+            max_connections: cfg.and_then(|c| c.max_connections),
             http2_connections: self.http2.connections.load(Ordering::Relaxed),
             http2_streams: self.http2.streams.load(Ordering::Relaxed),
             http2_refused_streams: self.http2.refused.load(Ordering::Relaxed),

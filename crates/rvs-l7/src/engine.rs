@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rvs_core::{Health, ServiceKey, VirtualService};
+use rvs_proxy::conn_limit::acquire_places;
 use rvs_proxy::connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
-use rvs_proxy::{Clock, ConnLimit, ConnSlot, ListenerSet};
+use rvs_proxy::{Clock, ConnLimit, ConnSlot, ConnSlots, ListenerSet};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -274,6 +275,8 @@ fn check_unique(services: &[L7ServiceConfig]) -> Result<(), L7Error> {
 }
 
 async fn accept_loop(engine: Arc<L7Engine>, key: ServiceKey, listener: TcpListener, stop: CancellationToken) {
+    // The service's cap is kept across publishes: the one published now stays its cap.
+    let Some(service_cap) = engine.service(&key).map(|s| s.cap.clone()) else { return };
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -281,14 +284,14 @@ async fn accept_loop(engine: Arc<L7Engine>, key: ServiceKey, listener: TcpListen
         };
         match accepted {
             Ok((stream, peer)) => {
-                // At the director's cap this connection waits here, and the next ones in the
-                // listen backlog.
-                let slot = tokio::select! {
+                // At the service's or the director's cap this connection waits here, and the
+                // next ones in the listen backlog.
+                let places = tokio::select! {
                     _ = stop.cancelled() => break,
-                    s = engine.limit.acquire() => s,
+                    p = acquire_places(&service_cap, &engine.limit) => p,
                 };
                 let e = engine.clone();
-                engine.sessions.spawn(move |id| serve(e, key, stream, peer, id, slot));
+                engine.sessions.spawn(move |id| serve(e, key, stream, peer, id, places));
             }
             Err(e) => {
                 warn!(service = %key, error = %e, "accept failed");
@@ -300,7 +303,14 @@ async fn accept_loop(engine: Arc<L7Engine>, key: ServiceKey, listener: TcpListen
 
 /// One client connection: the TLS handshake when the service terminates TLS, then the session
 /// (HTTP/2 when the client chose `h2` by ALPN).
-async fn serve(engine: Arc<L7Engine>, key: ServiceKey, stream: TcpStream, peer: SocketAddr, id: u64, _slot: ConnSlot) {
+async fn serve(
+    engine: Arc<L7Engine>,
+    key: ServiceKey,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    _places: ConnSlots,
+) {
     let Some(svc) = engine.service(&key) else {
         engine.sessions.remove(id);
         return;
@@ -308,17 +318,15 @@ async fn serve(engine: Arc<L7Engine>, key: ServiceKey, stream: TcpStream, peer: 
     // TCP options: inherited from the listener (rvs_proxy::tcp_options). The local address is
     // the service's own, unless it listens on a wildcard address: no getsockname otherwise.
     let local = if key.addr.ip().is_unspecified() { stream.local_addr().unwrap_or(key.addr) } else { key.addr };
-    let clients = svc.clients.clone();
-    clients.fetch_add(1, Ordering::Relaxed);
-    // Undoes the counts also when the task is aborted at the shutdown deadline.
-    struct Done(Arc<L7Engine>, Arc<std::sync::atomic::AtomicUsize>, u64);
+    // Leaves the session table also when the task is aborted at the shutdown deadline (the
+    // places under the caps go with the task's state).
+    struct Done(Arc<L7Engine>, u64);
     impl Drop for Done {
         fn drop(&mut self) {
-            self.1.fetch_sub(1, Ordering::Relaxed);
-            self.0.sessions.remove(self.2);
+            self.0.sessions.remove(self.1);
         }
     }
-    let _done = Done(engine.clone(), clients, id);
+    let _done = Done(engine.clone(), id);
     match svc.tls.clone() {
         None => session::run(engine.clone(), svc, stream, peer, local, false).await,
         Some(cfg) => {

@@ -189,6 +189,8 @@ impl PoolConfig {
             },
             mh_table_size: self.mh_table_size,
             sorry_server: self.sorry_server,
+            // A pool's scheduling service accepts nothing itself: the http service's cap holds.
+            max_connections: None,
         }
     }
 

@@ -156,8 +156,9 @@ pub(crate) struct ServiceRuntime {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Bodies of at least this known length move by splice between plain sockets.
     pub splice_threshold: u64,
-    /// Client connections open now (shared across publishes).
-    pub clients: Arc<std::sync::atomic::AtomicUsize>,
+    /// The service's own cap on client connections (`max_connections`); its count is the
+    /// client connections open now (shared across publishes).
+    pub cap: Arc<rvs_proxy::ConnLimit>,
     /// HTTP/2 connections and streams (shared across publishes).
     pub http2: Arc<crate::http2::Http2Counters>,
 }

@@ -96,6 +96,9 @@ pub struct L7ServiceConfig {
     pub tls: Option<TlsConfig>,
     /// Connect attempts to other real servers after one fails.
     pub connect_retries: u32,
+    /// The most client connections the service holds at once; at it, its listener stops
+    /// accepting. None: only the director's cap.
+    pub max_connections: Option<std::num::NonZeroU32>,
 }
 
 impl L7ServiceConfig {
@@ -110,6 +113,7 @@ impl L7ServiceConfig {
             timeouts: HttpTimeouts::default(),
             tls: None,
             connect_retries: 2,
+            max_connections: None,
         }
     }
 

@@ -225,6 +225,8 @@ pub struct L7ServiceStats {
     pub pools: Vec<PoolStats>,
     /// Client connections open now.
     pub client_connections: usize,
+    /// The service's own cap on them (`max_connections`), when it has one.
+    pub max_connections: Option<std::num::NonZeroU32>,
     /// HTTP/2 client connections since the start or the last zeroing (each also counts in
     /// `client_connections` while open).
     pub http2_connections: u64,

@@ -1,11 +1,14 @@
-//! The director's cap on concurrent client connections (HAProxy's `maxconn`): at the cap the
-//! accept loops stop accepting, so new clients wait in the kernel's listen backlog instead of
+//! Caps on concurrent client connections: the director's (HAProxy's global `maxconn`) and
+//! each virtual service's (`max_connections`, HAProxy's frontend `maxconn`). At a cap the
+//! accept loop stops accepting, so new clients wait in the kernel's listen backlog instead of
 //! the daemon running out of file descriptors or memory. Shared by the L4 and L7 engines.
 
-use std::num::NonZeroUsize;
+use std::collections::HashMap;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use rvs_core::ServiceKey;
 use tokio::sync::Notify;
 
 /// How many client connections the director holds at once, and how many it may hold.
@@ -99,6 +102,53 @@ impl ConnLimit {
     }
 }
 
+/// An accepted connection's places: under its virtual service's cap and the director's.
+#[derive(Debug)]
+pub struct ConnSlots {
+    _service: ConnSlot,
+    _director: ConnSlot,
+}
+
+/// Places for one accepted connection: its service's first, then the director's (so a
+/// service at its own cap holds no place of the director's while it waits).
+pub async fn acquire_places(service: &Arc<ConnLimit>, director: &Arc<ConnLimit>) -> ConnSlots {
+    let service = service.acquire().await;
+    ConnSlots { _service: service, _director: director.acquire().await }
+}
+
+/// A cap in the configuration's terms (`None`: no cap).
+pub fn cap(max: Option<NonZeroU32>) -> Option<NonZeroUsize> {
+    max.and_then(|m| NonZeroUsize::new(usize::try_from(m.get()).unwrap_or(usize::MAX)))
+}
+
+/// The caps of a data plane's virtual services, kept across publishes (the connections that
+/// hold places keep them) and set at each publish. The control side locks it; a connection
+/// only touches its own service's [`ConnLimit`].
+#[derive(Debug, Default)]
+pub struct ServiceCaps(Mutex<HashMap<ServiceKey, Arc<ConnLimit>>>);
+
+impl ServiceCaps {
+    /// The caps become `wanted`; services not in it lose theirs.
+    pub fn publish(&self, wanted: impl IntoIterator<Item = (ServiceKey, Option<NonZeroU32>)>) {
+        let mut caps = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = HashMap::with_capacity(caps.len());
+        for (key, max) in wanted {
+            let limit = caps.remove(&key).unwrap_or_default();
+            if limit.max() != cap(max) {
+                limit.set_max(cap(max));
+            }
+            kept.insert(key, limit);
+        }
+        *caps = kept;
+    }
+
+    /// The cap of `key`: the published one, or none yet.
+    pub fn get(&self, key: &ServiceKey) -> Arc<ConnLimit> {
+        let mut caps = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        caps.entry(*key).or_default().clone()
+    }
+}
+
 impl Drop for ConnSlot {
     fn drop(&mut self) {
         self.0.current.fetch_sub(1, Ordering::SeqCst);
@@ -183,5 +233,20 @@ mod tests {
         waiter.abort();
         let _ = waiter.await;
         assert_eq!(limit.waiting.load(Ordering::SeqCst), 0, "a stopped accept loop stays counted as waiting");
+    }
+
+    #[test]
+    fn service_caps_keep_their_counts_across_publishes() {
+        let caps = ServiceCaps::default();
+        let (a, b) =
+            (ServiceKey::tcp("127.0.0.1:80".parse().unwrap()), ServiceKey::tcp("127.0.0.1:81".parse().unwrap()));
+        caps.publish([(a, NonZeroU32::new(1)), (b, None)]);
+        let held = caps.get(&a).try_acquire().expect("a place under a's cap");
+        assert!(caps.get(&a).try_acquire().is_none(), "a is at its cap");
+        caps.publish([(a, NonZeroU32::new(2))]);
+        assert_eq!(caps.get(&a).current(), 1, "the held place stays counted after a publish");
+        assert!(caps.get(&a).try_acquire().is_some(), "the raised cap has room");
+        drop(held);
+        assert_eq!(caps.get(&b).max(), None, "b left and came back without a cap");
     }
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
-use crate::conn_limit::{ConnLimit, ConnSlot};
+use crate::conn_limit::{acquire_places, ConnLimit, ConnSlots, ServiceCaps};
 use crate::conn_table::{ConnEntry, ConnTable};
 use crate::connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
 use crate::kernel_relay::KernelRelay;
@@ -91,6 +91,8 @@ pub struct Engine {
     kernel: Option<Arc<KernelRelay>>,
     /// The director's cap on client connections (shared with the L7 engine).
     limit: Arc<ConnLimit>,
+    /// Each TCP service's own cap (`max_connections`).
+    service_caps: ServiceCaps,
 }
 
 impl std::fmt::Debug for Engine {
@@ -126,6 +128,7 @@ impl Engine {
             on_connect_failure: ConnectFailures::default(),
             kernel,
             limit,
+            service_caps: ServiceCaps::default(),
         });
         tokio::spawn(sweep_idle(Arc::downgrade(&engine)));
         engine
@@ -147,6 +150,13 @@ impl Engine {
     pub fn publish(self: &Arc<Self>, snapshot: Snapshot, applied: &Applied) -> Result<(), ListenError> {
         let keys: Vec<ServiceKey> = snapshot.services.keys().copied().collect();
         let expire_nodest = snapshot.options.expire_nodest_conn;
+        self.service_caps.publish(
+            snapshot
+                .services
+                .iter()
+                .filter(|(k, _)| k.protocol == Protocol::Tcp)
+                .map(|(k, s)| (*k, s.settings().max_connections)),
+        );
         self.snapshot.store(Arc::new(snapshot));
         let bound = self.bind_new(keys.iter().copied());
         for (key, listener, stop) in self.listeners.retain(&keys, "virtual service") {
@@ -261,6 +271,7 @@ fn timeout_ms(protocol: Protocol, state: ConnState, t: &rvs_core::Timeouts, conn
 }
 
 async fn accept_loop(engine: Arc<Engine>, key: ServiceKey, listener: TcpListener, stop: CancellationToken) {
+    let service_cap = engine.service_caps.get(&key);
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -268,13 +279,13 @@ async fn accept_loop(engine: Arc<Engine>, key: ServiceKey, listener: TcpListener
         };
         match accepted {
             Ok((stream, peer)) => {
-                // At the director's cap this connection waits here, and the next ones in the
-                // listen backlog.
-                let slot = tokio::select! {
+                // At the service's or the director's cap this connection waits here, and the
+                // next ones in the listen backlog.
+                let places = tokio::select! {
                     _ = stop.cancelled() => break,
-                    s = engine.limit.acquire() => s,
+                    p = acquire_places(&service_cap, &engine.limit) => p,
                 };
-                tokio::spawn(serve(engine.clone(), key, stream, peer, slot));
+                tokio::spawn(serve(engine.clone(), key, stream, peer, places));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -286,7 +297,7 @@ async fn accept_loop(engine: Arc<Engine>, key: ServiceKey, listener: TcpListener
 }
 
 /// One client connection, from accept to close.
-async fn serve(engine: Arc<Engine>, key: ServiceKey, client: TcpStream, peer: SocketAddr, _slot: ConnSlot) {
+async fn serve(engine: Arc<Engine>, key: ServiceKey, client: TcpStream, peer: SocketAddr, _places: ConnSlots) {
     let Some(service) = engine.snapshot.load().services.get(&key).cloned() else { return };
     // The listener is bound to the service's own address (never a wildcard), so that is the
     // local address: no getsockname per connection.

@@ -17,7 +17,7 @@ pub mod tcp_options;
 mod udp;
 
 pub use clock::Clock;
-pub use conn_limit::{ConnLimit, ConnSlot};
+pub use conn_limit::{ConnLimit, ConnSlot, ConnSlots};
 pub use connect_failures::{ConnectFailureObserver, FailedConnect};
 pub use engine::{ConnInfo, Engine, EngineConfig, RelayMode};
 pub use kernel_relay::{KernelRelay, KernelRelayError};

@@ -39,6 +39,8 @@ pub struct ServiceArgs {
     pub mh_table_size: Option<u32>,
     /// rvs's own: `host[:port]` (the service's port when none).
     pub sorry_server: Option<SocketAddr>,
+    /// rvs's own: the service's cap on client connections.
+    pub max_connections: Option<u32>,
 }
 
 /// Forwarding methods: ipvsadm's three and rvs's full NAT.
@@ -362,6 +364,7 @@ struct State {
     proxy_protocol: Option<String>,
     mh_table_size: Option<u32>,
     sorry_server: Option<Endpoint>,
+    max_connections: Option<u32>,
     rule: Option<String>,
     matches: Vec<String>,
     pool: Option<String>,
@@ -577,6 +580,7 @@ fn option(st: &mut State, o: Opt, def: &'static OptDef, value: Option<String>) -
         Opt::TunNocsum | Opt::TunCsum | Opt::TunRemcsum => {}
         Opt::ProxyProtocol => st.proxy_protocol = Some(v),
         Opt::MhTableSize => st.mh_table_size = Some(number(&v, 1, i64::from(u32::MAX), "mh-table-size")?),
+        Opt::MaxConnections => st.max_connections = Some(number(&v, 1, i64::from(u32::MAX), "max-connections")?),
         Opt::SorryServer => {
             let proto = st.svc_proto.unwrap_or("tcp");
             st.sorry_server = Some(
@@ -862,6 +866,7 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
         sched_flags: flags.clone(),
         mh_table_size: st.mh_table_size,
         sorry_server: st.sorry_server.map(|e| SocketAddr::new(e.ip, e.port.unwrap_or(service.addr.port()))),
+        max_connections: st.max_connections,
     };
     let server_args = |service: ServiceRef| -> ServerArgs {
         let d = st.dest.expect("checked: real-server is compulsory");

@@ -18,6 +18,7 @@ fn service_spec(a: &ServiceArgs) -> ServiceSpec {
         sched_flags: a.sched_flags.clone(),
         mh_table_size: a.mh_table_size,
         sorry_server: a.sorry_server.map(|s| s.to_string()),
+        max_connections: a.max_connections,
     }
 }
 

@@ -287,7 +287,7 @@ fn save_restore_round_trip() {
     let [p1, p2, p3, p4, b1, b2, b3, b4, b5] = [(); 9].map(|_| port());
     let rules = format!(
         "# rules
--A -t 127.0.0.1:{p1} -s wlc
+-A -t 127.0.0.1:{p1} -s wlc --max-connections 1000
 -a -t 127.0.0.1:{p1} -r 127.0.0.1:{b1} --fullnat -w 1
 -a -t 127.0.0.1:{p1} -r 127.0.0.1:{b2} --fullnat -w 3 -x 100 -y 50 --proxy-protocol v2
 -A -t 127.0.0.1:{p2} -s sh -p 300 -M 255.255.255.0 -b sh-fallback,sh-port

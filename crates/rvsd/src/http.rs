@@ -116,6 +116,7 @@ pub fn list(engine: &L7Engine, checks: &HashMap<HealthKey, CheckView>) -> HttpSe
                     })
                     .collect(),
                 client_connections: st.client_connections,
+                max_connections: st.max_connections.map(std::num::NonZeroU32::get),
                 http2_connections: st.http2_connections,
                 http2_streams: st.http2_streams,
                 http2_refused_streams: st.http2_refused_streams,

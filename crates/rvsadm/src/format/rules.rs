@@ -183,6 +183,7 @@ mod tests {
                 },
             ],
             client_connections: 0,
+            max_connections: None,
             http2_connections: 0,
             http2_streams: 0,
             http2_refused_streams: 0,

@@ -62,6 +62,9 @@ pub fn save(list: &ServiceList, res: &dyn Resolver) -> String {
         if let Some(sorry) = &svc.sorry_server {
             let _ = write!(out, " --sorry-server {}", name(sorry, proto, res));
         }
+        if let Some(n) = svc.max_connections {
+            let _ = write!(out, " --max-connections {n}");
+        }
         out.push('\n');
         for rs in &svc.real_servers {
             let _ = write!(

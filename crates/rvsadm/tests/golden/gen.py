@@ -9,7 +9,7 @@ ipvsadm's formats. The only departures are rvs's, written out here:
   - the first line names rvs ("Rust Virtual Server version V (size=4096)");
   - the Forward column says "FullNat" for full NAT, and -S writes "--fullnat" for it;
   - -S keeps thresholds (-x/-y) and rvs's options (--proxy-protocol, --mh-table-size,
-    --sorry-server), and the configured weight;
+    --sorry-server, --max-connections), and the configured weight;
   - rvs has no tunnels, so --tun-info prints "n/a";
   - sorting uses the true numeric order (ipvsadm subtracts 32-bit values in an int, which
     misorders addresses that differ by 2^31 or more).
@@ -127,6 +127,8 @@ def print_service_entry(se, fmt):
             out += " --mh-table-size %d" % se["mh_table_size"]
         if se.get("sorry_server"):
             out += " --sorry-server %s" % addrport_to_anyname(se["sorry_server"], proto, numeric)
+        if se.get("max_connections"):
+            out += " --max-connections %d" % se["max_connections"]
     elif "stats" in fmt:
         s = se["stats"]
         out += "%-33s" % svc_name
