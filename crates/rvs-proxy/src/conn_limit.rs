@@ -164,7 +164,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn cap(n: usize) -> Option<NonZeroUsize> {
+    fn at_most(n: usize) -> Option<NonZeroUsize> {
         NonZeroUsize::new(n)
     }
 
@@ -187,7 +187,7 @@ mod tests {
 
     #[test]
     fn the_cap_holds_and_a_dropped_slot_frees_a_place() {
-        let limit = ConnLimit::new(cap(2));
+        let limit = ConnLimit::new(at_most(2));
         let a = limit.try_acquire().unwrap();
         let _b = limit.try_acquire().unwrap();
         assert!(limit.try_acquire().is_none());
@@ -197,7 +197,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_accept_goes_on_when_a_connection_ends() {
-        let limit = ConnLimit::new(cap(1));
+        let limit = ConnLimit::new(at_most(1));
         let held = limit.acquire().await;
         let waiter = waiting_accept(&limit).await;
         assert!(!waiter.is_finished(), "the cap let a second connection in");
@@ -211,12 +211,12 @@ mod tests {
 
     #[tokio::test]
     async fn raising_the_cap_wakes_the_waiters_and_lowering_it_keeps_what_runs() {
-        let limit = ConnLimit::new(cap(1));
+        let limit = ConnLimit::new(at_most(1));
         let held = limit.acquire().await;
         let waiter = waiting_accept(&limit).await;
-        limit.set_max(cap(2));
+        limit.set_max(at_most(2));
         let second = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("still waiting").unwrap();
-        limit.set_max(cap(1));
+        limit.set_max(at_most(1));
         assert_eq!(limit.current(), 2, "lowering the cap closes nothing");
         drop(held);
         assert!(limit.try_acquire().is_none(), "still at the lowered cap");
@@ -226,7 +226,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wait_given_up_is_no_longer_counted() {
-        let limit = ConnLimit::new(cap(1));
+        let limit = ConnLimit::new(at_most(1));
         let _held = limit.acquire().await;
         let waiter = waiting_accept(&limit).await;
         assert_eq!(limit.waiting.load(Ordering::SeqCst), 1);

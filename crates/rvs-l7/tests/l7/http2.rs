@@ -333,23 +333,29 @@ async fn broken_h2_clients_disturb_no_one() {
     assert_eq!(h2_request(&other, "GET", &url(s.addr, "b.test", "/3"), b"", false).await.text(), "b GET /3");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reset_streams_do_not_pile_up_exchanges() {
-    // A real server that takes requests and never answers: each reset stream leaves its
-    // exchange waiting for the server timeout.
+/// A TLS service whose default pool's real server takes requests and never answers (each
+/// exchange keeps running), and `host=b.test` to a real server `b` that answers.
+async fn silent_service(pki: &Pki) -> (RawBackend, Backend, rvs_l7::L7ServiceConfig) {
     let silent = raw_backend(|mut s, seen| async move {
         read_head(&mut s, &seen).await;
         tokio::time::sleep(std::time::Duration::from_secs(120)).await;
     })
     .await;
     let b = backend("b").await;
-    let pki = pki();
     let mut cfg = service()
         .pool(pool("silent", SchedulerKind::Rr, &[silent.addr]))
         .pool(pool("pb", SchedulerKind::Rr, &[b.addr]))
         .rule(Rule::parse("b", &["host=b.test"], "pb").unwrap())
         .default_pool("silent");
     cfg.tls = Some(pki.tls_config());
+    (silent, b, cfg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_streams_do_not_pile_up_exchanges() {
+    // Each reset stream leaves its exchange waiting for the server timeout.
+    let pki = pki();
+    let (silent, _b, cfg) = silent_service(&pki).await;
     let (_engine, addr) = start(cfg).await;
     let c = h2_client(&pki, addr).await;
     let mut refused = None;
@@ -382,20 +388,8 @@ async fn reset_streams_do_not_pile_up_exchanges() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_streams_take_places_under_the_directors_connection_cap() {
-    // A real server that never answers keeps each exchange running.
-    let silent = raw_backend(|mut s, seen| async move {
-        read_head(&mut s, &seen).await;
-        tokio::time::sleep(std::time::Duration::from_secs(120)).await;
-    })
-    .await;
-    let b = backend("b").await;
     let pki = pki();
-    let mut cfg = service()
-        .pool(pool("silent", SchedulerKind::Rr, &[silent.addr]))
-        .pool(pool("pb", SchedulerKind::Rr, &[b.addr]))
-        .rule(Rule::parse("b", &["host=b.test"], "pb").unwrap())
-        .default_pool("silent");
-    cfg.tls = Some(pki.tls_config());
+    let (silent, _b, mut cfg) = silent_service(&pki).await;
     // The connection takes one place, each running stream another.
     let limit = rvs_proxy::ConnLimit::new(std::num::NonZeroUsize::new(3));
     let (engine, addr) = start_limited(L7EngineConfig::default(), &mut cfg, limit.clone()).await;
