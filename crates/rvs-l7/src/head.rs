@@ -78,6 +78,27 @@ pub(crate) fn check_partial(head: &[u8]) -> Result<(), &'static str> {
     }
 }
 
+/// Whether `s` is `lower` but for ASCII case, eight bytes at a time. `lower` holds lowercase
+/// letters, digits and `-` only (field names and tokens the proxy knows); `s` comes from a
+/// checked head (no control character but HTAB). Then setting bit 0x20 of a byte of `s`
+/// gives a byte of `lower` only from that byte or its uppercase letter: exact, as
+/// `eq_ignore_ascii_case` (the only other byte it maps onto `lower`'s, CR onto `-`, is ruled out).
+pub(crate) fn eq_lower(s: &[u8], lower: &[u8]) -> bool {
+    debug_assert!(lower.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-'));
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("eight bytes"));
+    let n = s.len();
+    if n != lower.len() {
+        return false;
+    }
+    if n < 8 {
+        return s.iter().zip(lower).all(|(a, b)| a | 0x20 == *b);
+    }
+    // Whole words, then the last eight bytes (overlapping the last word when `n` is no multiple of 8).
+    let whole = s.chunks_exact(8).zip(lower.chunks_exact(8)).all(|(a, b)| word(a) | CASE == word(b));
+    whole && word(&s[n - 8..]) | CASE == word(&lower[n - 8..])
+}
+
 fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
@@ -135,14 +156,14 @@ pub(crate) enum Coding {
 /// Reads one Transfer-Encoding field value.
 pub(crate) fn transfer_coding(value: &[u8]) -> Coding {
     let v = trim_ows(value);
-    if v.eq_ignore_ascii_case(b"chunked") {
+    if eq_lower(v, b"chunked") {
         return Coding::Chunked;
     }
     let parts: Vec<&[u8]> = v.split(|b| *b == b',').map(trim_ows).collect();
     if parts.iter().any(|p| p.is_empty() || !p.iter().all(|b| crate::matcher::is_tchar(*b))) {
         return Coding::Invalid;
     }
-    let chunked = |p: &[u8]| p.eq_ignore_ascii_case(b"chunked");
+    let chunked = |p: &[u8]| eq_lower(p, b"chunked");
     match parts.iter().rposition(|p| chunked(p)) {
         Some(i) if i + 1 == parts.len() && parts.iter().filter(|p| chunked(p)).count() == 1 => {
             Coding::ChunkedAfterOthers
@@ -169,7 +190,7 @@ pub(crate) fn is_hop_by_hop_bytes(name: &[u8]) -> bool {
         17 => &[b"transfer-encoding"],
         _ => return false,
     };
-    hop.iter().any(|h| h.eq_ignore_ascii_case(name))
+    hop.iter().any(|h| eq_lower(name, h))
 }
 
 /// A field name that some servers normalise into a framing or routing field (`Content_Length`
@@ -299,6 +320,34 @@ mod tests {
             }
         }
         assert!(accepted > 1000, "{accepted} heads accepted");
+    }
+
+    #[test]
+    fn eq_lower_agrees_with_eq_ignore_ascii_case() {
+        // Every byte a checked head may hold, at every place of names of every length class.
+        let bytes: Vec<u8> = (0..=255u8).filter(|b| *b == b'\t' || (*b >= 0x20 && *b != 0x7f)).collect();
+        for lower in [
+            &b"te"[..],
+            b"close",
+            b"upgrade",
+            b"chunked",
+            b"connection",
+            b"content-length",
+            b"transfer-encoding",
+            b"x-forwarded-proto",
+            b"100-continue",
+        ] {
+            assert!(eq_lower(lower, lower));
+            assert!(eq_lower(&lower.to_ascii_uppercase(), lower));
+            assert!(!eq_lower(&lower[1..], lower));
+            for at in 0..lower.len() {
+                for &b in &bytes {
+                    let mut s = lower.to_vec();
+                    s[at] = b;
+                    assert_eq!(eq_lower(&s, lower), s.eq_ignore_ascii_case(lower), "{s:?}");
+                }
+            }
+        }
     }
 
     #[test]
