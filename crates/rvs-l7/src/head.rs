@@ -119,18 +119,22 @@ pub(crate) fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// values are refused.
 pub(crate) fn content_length<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<Option<u64>, &'static str> {
     let mut len: Option<u64> = None;
+    let mut take = |n: u64| match len {
+        Some(l) if l != n => Err("conflicting Content-Length"),
+        _ => {
+            len = Some(n);
+            Ok(())
+        }
+    };
     for v in values {
+        // Most values are one number: no list to split.
+        if let Some(n) = decimal(v) {
+            take(n)?;
+            continue;
+        }
         let mut any = false;
         for e in v.split(|b| *b == b',').map(trim_ows) {
-            if e.is_empty() || e.len() > 19 || !e.iter().all(u8::is_ascii_digit) {
-                return Err("invalid Content-Length");
-            }
-            // At most 19 digits: always below u64::MAX.
-            let n = e.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            if len.is_some_and(|l| l != n) {
-                return Err("conflicting Content-Length");
-            }
-            len = Some(n);
+            take(decimal(e).ok_or("invalid Content-Length")?)?;
             any = true;
         }
         if !any {
@@ -138,6 +142,14 @@ pub(crate) fn content_length<'a>(values: impl Iterator<Item = &'a [u8]>) -> Resu
         }
     }
     Ok(len)
+}
+
+/// `e` as a decimal number of 1 to 19 digits (so always below u64::MAX), nothing else.
+fn decimal(e: &[u8]) -> Option<u64> {
+    if e.is_empty() || e.len() > 19 || !e.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(e.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// What a Transfer-Encoding field says about framing.

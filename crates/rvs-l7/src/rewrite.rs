@@ -179,9 +179,11 @@ pub(crate) struct ClientSide {
 /// Writes the response head for the client into `out` (appending): a status line of its own,
 /// the kept fields as received. `set_cookie` is a whole Set-Cookie value to add.
 pub(crate) fn response_head(r: &ParsedResponse<'_>, client: ClientSide, set_cookie: Option<&[u8]>, out: &mut Vec<u8>) {
+    // A status code is three digits (httparse takes no other).
+    debug_assert!((100..1000).contains(&r.code));
+    let digit = |n: u16| b'0' + (n % 10) as u8;
     out.extend_from_slice(b"HTTP/1.1 ");
-    push_num(out, u64::from(r.code));
-    out.push(b' ');
+    out.extend_from_slice(&[digit(r.code / 100), digit(r.code / 10), digit(r.code), b' ']);
     out.extend_from_slice(r.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     let framed = matches!(r.body, ResponseBody::Length(_) | ResponseBody::Chunked);
