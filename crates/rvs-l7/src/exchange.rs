@@ -66,7 +66,15 @@ struct ConnectFailure {
 }
 
 impl<C: ClientIo> Session<C> {
-    pub(crate) async fn forward(&mut self, svc: &ServiceRuntime, pool: &Arc<PoolRuntime>, p: &Prepared) -> Outcome {
+    /// Sends the request (its head received at `started`) to a real server of `pool` and its
+    /// response back.
+    pub(crate) async fn forward(
+        &mut self,
+        svc: &ServiceRuntime,
+        pool: &Arc<PoolRuntime>,
+        p: &Prepared,
+        started: Instant,
+    ) -> Outcome {
         let mut bytes_in = p.head_len as u64;
         let mut bytes_out = 0u64;
         let mut cursor = BodyCursor::request(p.body);
@@ -82,12 +90,13 @@ impl<C: ClientIo> Session<C> {
         // The whole request is in `out`: a stale kept-alive connection may be retried.
         let mut retry_ok = cursor.is_done() && p.idempotent && !p.upgrade;
 
-        let (binding, dest, mut conn, mut reused) = match self.acquire(svc, pool, p).await {
+        let (binding, dest, mut conn, mut reused) = match self.acquire(svc, pool, p, started).await {
             Ok(x) => x,
             Err(r) => return self.refuse(r, bytes_in).await,
         };
         binding.established();
-        let clock = self.engine.clock;
+        // When the request went out: the response head is waited for from there.
+        let mut sent = if reused { started } else { Instant::now() };
         let base_close = !p.keep_alive || self.engine.is_stopping();
         let set_cookie: Option<&[u8]> = match dest {
             Some(d) if p.cookie_dest != Some(binding.dest.addr) => d.set_cookie.as_deref(),
@@ -101,7 +110,7 @@ impl<C: ClientIo> Session<C> {
                 if reused && retry_ok {
                     retry_ok = false;
                     match self.reconnect(svc, pool, &conn).await {
-                        Some(c) => (conn, reused) = (c, false),
+                        Some(c) => (conn, reused, sent) = (c, false, Instant::now()),
                         None => return self.fail(binding, Refusal::BadGateway("reconnect failed"), bytes_in).await,
                     }
                     continue;
@@ -130,13 +139,14 @@ impl<C: ClientIo> Session<C> {
                     }
                 };
                 bytes_in += relay.moved;
+                sent = Instant::now();
                 let resumable = !relay.in_splice;
                 match res {
                     Some(Ok(())) => break,
                     Some(Err(RelayError::Dst(e))) => {
                         // The real server stopped reading; it may have said why first.
                         debug!(dest = %conn.dest, error = %e, "real server stopped reading the request body");
-                        match self.read_head(&mut conn, p, Duration::from_millis(200), true, set_cookie).await {
+                        match self.read_head(&mut conn, p, sent + Duration::from_millis(200), true, set_cookie).await {
                             Ok(h) if !h.interim => {
                                 early = true;
                                 self.linger = true;
@@ -144,16 +154,16 @@ impl<C: ClientIo> Session<C> {
                                 break;
                             }
                             _ => {
-                                binding.finish(clock.now_ms());
+                                self.end_binding(binding);
                                 return self.upload_failed(RelayError::Dst(e), bytes_in).await;
                             }
                         }
                     }
                     Some(Err(e)) => {
-                        binding.finish(clock.now_ms());
+                        self.end_binding(binding);
                         return self.upload_failed(e, bytes_in).await;
                     }
-                    None => match self.read_head(&mut conn, p, svc.timeouts.server, true, set_cookie).await {
+                    None => match self.read_head(&mut conn, p, sent + svc.timeouts.server, true, set_cookie).await {
                         Ok(h) if h.interim && resumable => {
                             bytes_out += self.pass_interim(&mut conn, p, h).await;
                         }
@@ -175,7 +185,7 @@ impl<C: ClientIo> Session<C> {
                 break h;
             }
             loop {
-                match self.read_head(&mut conn, p, svc.timeouts.server, base_close, set_cookie).await {
+                match self.read_head(&mut conn, p, sent + svc.timeouts.server, base_close, set_cookie).await {
                     Ok(h) if h.interim => {
                         retry_ok = false;
                         bytes_out += self.pass_interim(&mut conn, p, h).await;
@@ -184,7 +194,7 @@ impl<C: ClientIo> Session<C> {
                     Err(HeadFail::Closed { fresh: true }) if reused && retry_ok => {
                         retry_ok = false;
                         match self.reconnect(svc, pool, &conn).await {
-                            Some(c) => (conn, reused) = (c, false),
+                            Some(c) => (conn, reused, sent) = (c, false, Instant::now()),
                             None => return self.fail(binding, Refusal::BadGateway("reconnect failed"), bytes_in).await,
                         }
                         continue 'attempt;
@@ -205,7 +215,7 @@ impl<C: ClientIo> Session<C> {
             }
             binding.count_in(bytes_in);
             binding.count_out(bytes_out);
-            binding.finish(clock.now_ms());
+            self.end_binding(binding);
             return Outcome { status: head.code, bytes_in, bytes_out, next: Next::Close };
         }
 
@@ -217,7 +227,7 @@ impl<C: ClientIo> Session<C> {
         }
         let inline = relay.moved;
         if self.io.write_all(&self.out).await.is_err() {
-            binding.finish(clock.now_ms());
+            self.end_binding(binding);
             return Outcome { status: head.code, bytes_in, bytes_out, next: Next::Close };
         }
         bytes_out += self.out.len() as u64;
@@ -232,15 +242,15 @@ impl<C: ClientIo> Session<C> {
         conn.served += 1;
         binding.count_in(bytes_in);
         binding.count_out(bytes_out);
-        binding.finish(clock.now_ms());
+        let end = self.end_binding(binding);
         if reusable {
-            self.release(dest, conn);
+            self.release(dest, conn, end);
         }
         let next = if close || r.is_err() { Next::Close } else { Next::KeepAlive };
         Outcome { status: head.code, bytes_in, bytes_out, next }
     }
 
-    /// Picks a real server and gets a connection to it: a kept-alive one, or a new one; a
+    /// Picks a real server (scheduled at `started`, the first time) and gets a connection to it: a kept-alive one, or a new one; a
     /// refused or timed-out connect is counted against the server and another is tried.
     /// Returns the binding, the real server's runtime, the connection and whether it is reused.
     async fn acquire<'p>(
@@ -248,11 +258,13 @@ impl<C: ClientIo> Session<C> {
         svc: &ServiceRuntime,
         pool: &'p Arc<PoolRuntime>,
         p: &Prepared,
+        started: Instant,
     ) -> Result<(Binding, Option<&'p DestRuntime>, Box<UpstreamConn>, bool), Refusal> {
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut timed_out = false;
+        let clock = self.engine.clock;
         loop {
-            let now = self.engine.clock.now_ms();
+            let now = if tried.is_empty() { clock.ms_at(started.into_std()) } else { clock.now_ms() };
             let req = SchedRequest { client: p.sched_client, destination: self.local, now_ms: now };
             let binding = match p.cookie_dest {
                 Some(a) if tried.is_empty() => {
@@ -331,16 +343,15 @@ impl<C: ClientIo> Session<C> {
         Some(c)
     }
 
-    /// Reads one response head and rewrites it for the client into `out`.
+    /// Reads one response head (by `deadline`) and rewrites it for the client into `out`.
     async fn read_head(
         &mut self,
         conn: &mut UpstreamConn,
         p: &Prepared,
-        timeout: Duration,
+        deadline: Instant,
         close: bool,
         set_cookie: Option<&[u8]>,
     ) -> Result<Head, HeadFail> {
-        let deadline = Instant::now() + timeout;
         let mut fresh = conn.buf.is_empty();
         loop {
             if !conn.buf.is_empty() {
@@ -379,8 +390,16 @@ impl<C: ClientIo> Session<C> {
         self.out.len() as u64
     }
 
+    /// Ends `binding` now; the reading is the exchange's end too. Returns it.
+    fn end_binding(&mut self, binding: Binding) -> Instant {
+        let end = Instant::now();
+        binding.finish(self.engine.clock.ms_at(end.into_std()));
+        self.ended = Some(end);
+        end
+    }
+
     async fn fail(&mut self, binding: Binding, r: Refusal, bytes_in: u64) -> Outcome {
-        binding.finish(self.engine.clock.now_ms());
+        self.end_binding(binding);
         self.refuse(r, bytes_in).await
     }
 

@@ -78,6 +78,27 @@ pub(crate) fn check_partial(head: &[u8]) -> Result<(), &'static str> {
     }
 }
 
+/// Whether `s` is `lower` but for ASCII case, eight bytes at a time. `lower` holds lowercase
+/// letters, digits and `-` only (field names and tokens the proxy knows); `s` comes from a
+/// checked head (no control character but HTAB). Then setting bit 0x20 of a byte of `s`
+/// gives a byte of `lower` only from that byte or its uppercase letter: exact, as
+/// `eq_ignore_ascii_case` (the only other byte it maps onto `lower`'s, CR onto `-`, is ruled out).
+pub(crate) fn eq_lower(s: &[u8], lower: &[u8]) -> bool {
+    debug_assert!(lower.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-'));
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("eight bytes"));
+    let n = s.len();
+    if n != lower.len() {
+        return false;
+    }
+    if n < 8 {
+        return s.iter().zip(lower).all(|(a, b)| a | 0x20 == *b);
+    }
+    // Whole words, then the last eight bytes (overlapping the last word when `n` is no multiple of 8).
+    let whole = s.chunks_exact(8).zip(lower.chunks_exact(8)).all(|(a, b)| word(a) | CASE == word(b));
+    whole && word(&s[n - 8..]) | CASE == word(&lower[n - 8..])
+}
+
 fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
@@ -98,18 +119,22 @@ pub(crate) fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// values are refused.
 pub(crate) fn content_length<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<Option<u64>, &'static str> {
     let mut len: Option<u64> = None;
+    let mut take = |n: u64| match len {
+        Some(l) if l != n => Err("conflicting Content-Length"),
+        _ => {
+            len = Some(n);
+            Ok(())
+        }
+    };
     for v in values {
+        // Most values are one number: no list to split.
+        if let Some(n) = decimal(v) {
+            take(n)?;
+            continue;
+        }
         let mut any = false;
         for e in v.split(|b| *b == b',').map(trim_ows) {
-            if e.is_empty() || e.len() > 19 || !e.iter().all(u8::is_ascii_digit) {
-                return Err("invalid Content-Length");
-            }
-            // At most 19 digits: always below u64::MAX.
-            let n = e.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            if len.is_some_and(|l| l != n) {
-                return Err("conflicting Content-Length");
-            }
-            len = Some(n);
+            take(decimal(e).ok_or("invalid Content-Length")?)?;
             any = true;
         }
         if !any {
@@ -117,6 +142,14 @@ pub(crate) fn content_length<'a>(values: impl Iterator<Item = &'a [u8]>) -> Resu
         }
     }
     Ok(len)
+}
+
+/// `e` as a decimal number of 1 to 19 digits (so always below u64::MAX), nothing else.
+fn decimal(e: &[u8]) -> Option<u64> {
+    if e.is_empty() || e.len() > 19 || !e.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(e.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// What a Transfer-Encoding field says about framing.
@@ -135,14 +168,14 @@ pub(crate) enum Coding {
 /// Reads one Transfer-Encoding field value.
 pub(crate) fn transfer_coding(value: &[u8]) -> Coding {
     let v = trim_ows(value);
-    if v.eq_ignore_ascii_case(b"chunked") {
+    if eq_lower(v, b"chunked") {
         return Coding::Chunked;
     }
     let parts: Vec<&[u8]> = v.split(|b| *b == b',').map(trim_ows).collect();
     if parts.iter().any(|p| p.is_empty() || !p.iter().all(|b| crate::matcher::is_tchar(*b))) {
         return Coding::Invalid;
     }
-    let chunked = |p: &[u8]| p.eq_ignore_ascii_case(b"chunked");
+    let chunked = |p: &[u8]| eq_lower(p, b"chunked");
     match parts.iter().rposition(|p| chunked(p)) {
         Some(i) if i + 1 == parts.len() && parts.iter().filter(|p| chunked(p)).count() == 1 => {
             Coding::ChunkedAfterOthers
@@ -169,7 +202,7 @@ pub(crate) fn is_hop_by_hop_bytes(name: &[u8]) -> bool {
         17 => &[b"transfer-encoding"],
         _ => return false,
     };
-    hop.iter().any(|h| h.eq_ignore_ascii_case(name))
+    hop.iter().any(|h| eq_lower(name, h))
 }
 
 /// A field name that some servers normalise into a framing or routing field (`Content_Length`
@@ -299,6 +332,34 @@ mod tests {
             }
         }
         assert!(accepted > 1000, "{accepted} heads accepted");
+    }
+
+    #[test]
+    fn eq_lower_agrees_with_eq_ignore_ascii_case() {
+        // Every byte a checked head may hold, at every place of names of every length class.
+        let bytes: Vec<u8> = (0..=255u8).filter(|b| *b == b'\t' || (*b >= 0x20 && *b != 0x7f)).collect();
+        for lower in [
+            &b"te"[..],
+            b"close",
+            b"upgrade",
+            b"chunked",
+            b"connection",
+            b"content-length",
+            b"transfer-encoding",
+            b"x-forwarded-proto",
+            b"100-continue",
+        ] {
+            assert!(eq_lower(lower, lower));
+            assert!(eq_lower(&lower.to_ascii_uppercase(), lower));
+            assert!(!eq_lower(&lower[1..], lower));
+            for at in 0..lower.len() {
+                for &b in &bytes {
+                    let mut s = lower.to_vec();
+                    s[at] = b;
+                    assert_eq!(eq_lower(&s, lower), s.eq_ignore_ascii_case(lower), "{s:?}");
+                }
+            }
+        }
     }
 
     #[test]

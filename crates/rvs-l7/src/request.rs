@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 
 use httparse::{Header, Status};
 
-use crate::head::{self, Coding};
+use crate::head::{self, eq_lower, Coding};
 use crate::refusal::Refusal;
 use crate::request_view::RequestView;
 use crate::service::Limits;
@@ -125,22 +125,22 @@ pub(crate) fn parse<'a>(
             return Err(Refusal::BadRequest("field name disguising a framing field"));
         }
         match name.len() {
-            4 if name.eq_ignore_ascii_case("host") => {
+            4 if eq_lower(name.as_bytes(), b"host") => {
                 hosts += 1;
                 host_field = Some(h.value);
             }
-            6 if name.eq_ignore_ascii_case("expect") => expect = Some(h.value),
-            7 if name.eq_ignore_ascii_case("upgrade") => upgrade = Some(h.value),
-            10 if name.eq_ignore_ascii_case("connection") => {
+            6 if eq_lower(name.as_bytes(), b"expect") => expect = Some(h.value),
+            7 if eq_lower(name.as_bytes(), b"upgrade") => upgrade = Some(h.value),
+            10 if eq_lower(name.as_bytes(), b"connection") => {
                 for t in head::list(h.value) {
-                    close |= t.eq_ignore_ascii_case(b"close");
-                    keep |= t.eq_ignore_ascii_case(b"keep-alive");
-                    upgrade_token |= t.eq_ignore_ascii_case(b"upgrade");
+                    close |= eq_lower(t, b"close");
+                    keep |= eq_lower(t, b"keep-alive");
+                    upgrade_token |= eq_lower(t, b"upgrade");
                     connection_names |= !head::is_hop_by_hop_bytes(t);
                 }
             }
-            14 if name.eq_ignore_ascii_case("content-length") => cls += 1,
-            17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+            14 if eq_lower(name.as_bytes(), b"content-length") => cls += 1,
+            17 if eq_lower(name.as_bytes(), b"transfer-encoding") => {
                 tes += 1;
                 te = Some(h.value);
             }
@@ -179,7 +179,7 @@ pub(crate) fn parse<'a>(
         },
         (None, 0) => RequestBody::None,
         (None, _) => {
-            let values = headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length")).map(|h| h.value);
+            let values = headers.iter().filter(|h| eq_lower(h.name.as_bytes(), b"content-length")).map(|h| h.value);
             match head::content_length(values).map_err(Refusal::BadRequest)? {
                 Some(n) => RequestBody::Length(n),
                 None => RequestBody::None,
@@ -195,7 +195,7 @@ pub(crate) fn parse<'a>(
 
     let expect_continue = match expect {
         Some(v) if minor == 1 => {
-            if !head::list(v).all(|e| e.eq_ignore_ascii_case(b"100-continue")) {
+            if !head::list(v).all(|e| eq_lower(e, b"100-continue")) {
                 return Err(Refusal::Expectation);
             }
             has_body
@@ -206,7 +206,7 @@ pub(crate) fn parse<'a>(
     // are dropped so a tunnel cannot carry requests past the rules.
     let upgrade = match upgrade {
         Some(v) if upgrade_token && minor == 1 && method == "GET" && !has_body => {
-            head::list(v).next().filter(|p| p.eq_ignore_ascii_case(b"websocket")).map(|_| v)
+            head::list(v).next().filter(|p| eq_lower(p, b"websocket")).map(|_| v)
         }
         _ => None,
     };

@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 
 use httparse::{Header, ParserConfig, Status};
 
-use crate::head::{self, Coding};
+use crate::head::{self, eq_lower, Coding};
 
 /// How the response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,22 +72,22 @@ pub(crate) fn parse<'a>(
             return Err("field name disguising a framing field");
         }
         match n.len() {
-            17 if n.eq_ignore_ascii_case("transfer-encoding") => {
+            17 if eq_lower(n.as_bytes(), b"transfer-encoding") => {
                 tes += 1;
                 te = Some(h.value);
             }
-            14 if n.eq_ignore_ascii_case("content-length") => {
+            14 if eq_lower(n.as_bytes(), b"content-length") => {
                 cls += 1;
                 cl = Some(h.value);
             }
-            10 if n.eq_ignore_ascii_case("connection") => {
+            10 if eq_lower(n.as_bytes(), b"connection") => {
                 for t in head::list(h.value) {
-                    close |= t.eq_ignore_ascii_case(b"close");
-                    keep |= t.eq_ignore_ascii_case(b"keep-alive");
+                    close |= eq_lower(t, b"close");
+                    keep |= eq_lower(t, b"keep-alive");
                     connection_names |= !head::is_hop_by_hop_bytes(t);
                 }
             }
-            7 if n.eq_ignore_ascii_case("upgrade") => upgrade = Some(h.value),
+            7 if eq_lower(n.as_bytes(), b"upgrade") => upgrade = Some(h.value),
             _ => {}
         }
     }
@@ -104,7 +104,7 @@ pub(crate) fn parse<'a>(
         (0, _) => None,
         (1, Some(v)) => head::content_length(std::iter::once(v))?,
         _ => head::content_length(
-            headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length")).map(|h| h.value),
+            headers.iter().filter(|h| eq_lower(h.name.as_bytes(), b"content-length")).map(|h| h.value),
         )?,
     };
     let coding = te.map(head::transfer_coding);

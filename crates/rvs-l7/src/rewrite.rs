@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use httparse::Header;
 
-use crate::head::{self, is_hop_by_hop, offset};
+use crate::head::{self, eq_lower, is_hop_by_hop, offset};
 use crate::request::{ParsedRequest, RequestBody};
 use crate::response::{ParsedResponse, ResponseBody};
 use crate::service::ForwardedHeaders;
@@ -71,7 +71,7 @@ fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 fn named_by_connection(headers: &[Header<'_>], name: &str) -> bool {
     headers
         .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .filter(|h| eq_lower(h.name.as_bytes(), b"connection"))
         .any(|h| head::list(h.value).any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
 }
 
@@ -106,18 +106,18 @@ pub(crate) fn request_head<'a>(p: &ParsedRequest<'a>, fwd: &Forwarding, out: &mu
     let mut host = None;
     let drop = |h: &Header<'a>| {
         let n = h.name;
-        if is_hop_by_hop(n) || n.eq_ignore_ascii_case("expect") {
+        if is_hop_by_hop(n) || eq_lower(n.as_bytes(), b"expect") {
             return true;
         }
-        if n.eq_ignore_ascii_case("host") {
+        if eq_lower(n.as_bytes(), b"host") {
             host = Some(h.value);
             return false;
         }
-        if f.x_forwarded_for && n.eq_ignore_ascii_case("x-forwarded-for") {
+        if f.x_forwarded_for && eq_lower(n.as_bytes(), b"x-forwarded-for") {
             xff = true;
             return true;
         }
-        (f.x_forwarded_proto && n.eq_ignore_ascii_case("x-forwarded-proto"))
+        (f.x_forwarded_proto && eq_lower(n.as_bytes(), b"x-forwarded-proto"))
             || (p.connection_names && named_by_connection(p.headers, n))
     };
     copy_fields(p.raw, offset(p.raw, p.method.as_bytes()), p.headers, drop, out);
@@ -139,7 +139,7 @@ pub(crate) fn request_head<'a>(p: &ParsedRequest<'a>, fwd: &Forwarding, out: &mu
     if f.x_forwarded_for {
         out.extend_from_slice(b"X-Forwarded-For: ");
         if xff {
-            for h in p.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for")) {
+            for h in p.headers.iter().filter(|h| eq_lower(h.name.as_bytes(), b"x-forwarded-for")) {
                 for e in head::list(h.value) {
                     out.extend_from_slice(e);
                     out.extend_from_slice(b", ");
@@ -179,15 +179,17 @@ pub(crate) struct ClientSide {
 /// Writes the response head for the client into `out` (appending): a status line of its own,
 /// the kept fields as received. `set_cookie` is a whole Set-Cookie value to add.
 pub(crate) fn response_head(r: &ParsedResponse<'_>, client: ClientSide, set_cookie: Option<&[u8]>, out: &mut Vec<u8>) {
+    // A status code is three digits (httparse takes no other).
+    debug_assert!((100..1000).contains(&r.code));
+    let digit = |n: u16| b'0' + (n % 10) as u8;
     out.extend_from_slice(b"HTTP/1.1 ");
-    push_num(out, u64::from(r.code));
-    out.push(b' ');
+    out.extend_from_slice(&[digit(r.code / 100), digit(r.code / 10), digit(r.code), b' ']);
     out.extend_from_slice(r.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     let framed = matches!(r.body, ResponseBody::Length(_) | ResponseBody::Chunked);
     let drop = |h: &Header<'_>| {
         let n = h.name;
-        if n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding") {
+        if eq_lower(n.as_bytes(), b"content-length") || eq_lower(n.as_bytes(), b"transfer-encoding") {
             framed
         } else {
             is_hop_by_hop(n) || (r.connection_names && named_by_connection(r.headers, n))

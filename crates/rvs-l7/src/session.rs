@@ -90,6 +90,12 @@ pub(crate) struct Session<C> {
     pub linger: bool,
     /// Bounds the waits for request and response heads.
     pub timer: Watchdog,
+    /// When the last exchange ended (or the connection started): the keep-alive wait runs
+    /// from there.
+    last: Instant,
+    /// The clock reading an exchange ended with, when it took one (its binding finished at
+    /// it): the request's latency ends there too.
+    pub ended: Option<Instant>,
     first: bool,
 }
 
@@ -114,6 +120,8 @@ pub(crate) async fn run<C: ClientIo>(
         private: Vec::new(),
         linger: false,
         timer: Watchdog::new(),
+        last: Instant::now(),
+        ended: None,
         first: true,
     };
     loop {
@@ -143,7 +151,7 @@ impl<C: ClientIo> Session<C> {
             Ok(Read::Closed) => return Next::Close,
             Err(r) => {
                 let o = self.refuse(r, self.inbuf.len() as u64).await;
-                svc.counters.record(&record(&o, Instant::now()));
+                svc.counters.record(&Record::new(o.status, o.bytes_in, o.bytes_out, 0));
                 return Next::Close;
             }
         };
@@ -152,14 +160,14 @@ impl<C: ClientIo> Session<C> {
         self.inbuf.consume(p.head_len);
         let Some(route) = p.route else {
             let o = self.refuse(Refusal::NoRoute, p.head_len as u64).await;
-            let r = record(&o, started);
+            let r = self.record(&o, started);
             svc.counters.record(&r);
             svc.unrouted.record(&r);
             return Next::Close;
         };
         let pool: &Arc<PoolRuntime> = &svc.pools[route.pool];
-        let o = self.forward(svc, pool, &p).await;
-        let r = record(&o, started);
+        let o = self.forward(svc, pool, &p, started).await;
+        let r = self.record(&o, started);
         svc.counters.record(&r);
         svc.route_counters(&route).record(&r);
         pool.counters.record(&r);
@@ -170,7 +178,7 @@ impl<C: ClientIo> Session<C> {
     /// configuration was published meanwhile.
     async fn read_request(&mut self, svc: &ServiceRuntime, generation: u64) -> Result<Read, Refusal> {
         let idle = if self.first { svc.timeouts.header_read } else { svc.timeouts.keep_alive };
-        let idle_deadline = Instant::now() + idle;
+        let idle_deadline = self.last + idle;
         let mut head_deadline = None;
         loop {
             if !self.inbuf.is_empty() {
@@ -204,6 +212,15 @@ impl<C: ClientIo> Session<C> {
         }
     }
 
+    /// The counters' view of an exchange that started at `started` and ends now (at the
+    /// reading it ended with, when it took one).
+    fn record(&mut self, o: &Outcome, started: Instant) -> Record {
+        let end = self.ended.take().unwrap_or_else(Instant::now);
+        self.last = end;
+        let latency_us = end.saturating_duration_since(started).as_micros().min(u128::from(u64::MAX)) as u64;
+        Record::new(o.status, o.bytes_in, o.bytes_out, latency_us)
+    }
+
     /// Answers the request itself and closes.
     pub(crate) async fn refuse(&mut self, r: Refusal, bytes_in: u64) -> Outcome {
         tracing::debug!(client = %self.peer, status = r.status(), reason = %r, "refused");
@@ -214,9 +231,10 @@ impl<C: ClientIo> Session<C> {
         Outcome { status: r.status(), bytes_in, bytes_out: resp.len() as u64, next: Next::Close }
     }
 
-    /// Keeps a reusable upstream connection to real server `dest`: private ones in the
-    /// session, others in the real server's idle list.
-    pub(crate) fn release(&mut self, dest: Option<&DestRuntime>, conn: Box<UpstreamConn>) {
+    /// Keeps a reusable upstream connection to real server `dest`, idle since `now`: private
+    /// ones in the session, others in the real server's idle list.
+    pub(crate) fn release(&mut self, dest: Option<&DestRuntime>, mut conn: Box<UpstreamConn>, now: Instant) {
+        conn.idle_since = now.into_std();
         if conn.proxy != ProxyProtocol::Off {
             if self.private.len() < MAX_PRIVATE {
                 self.private.push(conn);
@@ -265,15 +283,6 @@ impl<C: ClientIo> Session<C> {
             };
             let _ = tokio::time::timeout(LINGER, drain).await;
         }
-    }
-}
-
-fn record(o: &Outcome, started: Instant) -> Record {
-    Record {
-        status: o.status,
-        bytes_in: o.bytes_in,
-        bytes_out: o.bytes_out,
-        latency_us: started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64,
     }
 }
 

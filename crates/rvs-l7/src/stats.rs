@@ -31,13 +31,24 @@ struct Shard {
     upstream_reuses: AtomicU64,
 }
 
-/// One finished request as the counters see it.
+/// One finished request as the counters see it: the shard, status class and latency bucket
+/// are found once, however many sets of counters (service, rule, pool) it is added to.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Record {
-    pub status: u16,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub latency_us: u64,
+    shard: usize,
+    /// The status class (0 for 1xx), none when no status was sent or it is out of range.
+    class: Option<usize>,
+    bucket: usize,
+    bytes_in: u64,
+    bytes_out: u64,
+    latency_us: u64,
+}
+
+impl Record {
+    pub fn new(status: u16, bytes_in: u64, bytes_out: u64, latency_us: u64) -> Self {
+        let class = (status / 100).checked_sub(1).filter(|c| *c < 5).map(usize::from);
+        Self { shard: shard_index(), class, bucket: bucket(latency_us), bytes_in, bytes_out, latency_us }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -72,14 +83,14 @@ impl Counters {
     }
 
     pub fn record(&self, r: &Record) {
-        let s = self.shard();
+        let s = &self.shards[r.shard];
         s.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(c) = (r.status / 100).checked_sub(1).filter(|c| *c < 5) {
-            s.status[c as usize].fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = r.class {
+            s.status[c].fetch_add(1, Ordering::Relaxed);
         }
         s.bytes_in.fetch_add(r.bytes_in, Ordering::Relaxed);
         s.bytes_out.fetch_add(r.bytes_out, Ordering::Relaxed);
-        s.latency[bucket(r.latency_us)].fetch_add(1, Ordering::Relaxed);
+        s.latency[r.bucket].fetch_add(1, Ordering::Relaxed);
         s.latency_sum_us.fetch_add(r.latency_us, Ordering::Relaxed);
     }
 
@@ -244,7 +255,7 @@ mod tests {
     fn record_and_read() {
         let c = Counters::default();
         for (status, us) in [(200, 100), (204, 700), (503, 30_000), (101, 20_000_000)] {
-            c.record(&Record { status, bytes_in: 10, bytes_out: 20, latency_us: us });
+            c.record(&Record::new(status, 10, 20, us));
         }
         c.upstream(false);
         c.upstream(true);

@@ -70,9 +70,8 @@ impl IdleList {
         (0..n).find_map(|i| Self::lock(&self.shards[(home + i) % n]).pop())
     }
 
-    /// Keeps `c` for reuse unless this thread's shard is full.
-    pub fn put(&self, mut c: Box<UpstreamConn>) {
-        c.idle_since = Instant::now();
+    /// Keeps `c` (its `idle_since` set) for reuse unless this thread's shard is full.
+    pub fn put(&self, c: Box<UpstreamConn>) {
         let mut l = Self::lock(&self.shards[crate::stats::shard_index()]);
         if l.len() < self.max {
             l.push(c);

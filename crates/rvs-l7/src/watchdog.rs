@@ -3,9 +3,12 @@
 //! in time costs no timer registration: the timer is armed at most `TICK` ahead and is only
 //! moved when it fires or when a deadline earlier than its own comes. When it fires before
 //! the deadline it is simply armed again, so a deadline is kept exactly, whatever the tick.
+//! The timer holds the waker it was polled with until it fires, so a wait polls it only once
+//! per arming (and when it has fired), not each time the connection is woken.
 
 use std::future::Future;
 use std::pin::{pin, Pin};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
@@ -29,12 +32,15 @@ pub(crate) struct Watchdog {
     sleep: Pin<Box<Sleep>>,
     /// When the timer fires; none once it has fired.
     armed: Option<Instant>,
+    /// The waker the timer was polled with since it was last armed: it wakes that one when
+    /// it fires.
+    waker: Option<Waker>,
 }
 
 impl Watchdog {
     pub fn new() -> Self {
         let at = Instant::now() + TICK;
-        Self { sleep: Box::pin(tokio::time::sleep_until(at)), armed: Some(at) }
+        Self { sleep: Box::pin(tokio::time::sleep_until(at)), armed: Some(at), waker: None }
     }
 
     /// Makes the timer fire no later than `deadline` (and no later than a tick from now).
@@ -46,6 +52,7 @@ impl Watchdog {
         let at = deadline.min(Instant::now() + TICK);
         self.sleep.as_mut().reset(at);
         self.armed = Some(at);
+        self.waker = None;
     }
 
     /// Runs `fut` until it completes or `deadline` passes. With `ticks`, also returns
@@ -54,18 +61,34 @@ impl Watchdog {
         let mut fut = pin!(fut);
         loop {
             self.arm(deadline);
-            tokio::select! {
-                biased;
-                r = &mut fut => return Waited::Done(r),
-                _ = self.sleep.as_mut() => {
-                    self.armed = None;
-                    if Instant::now() >= deadline {
-                        return Waited::Expired;
-                    }
-                    if ticks {
-                        return Waited::Tick;
+            let done = std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                let registered = self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+                if registered && !self.sleep.is_elapsed() {
+                    return Poll::Pending;
+                }
+                match self.sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(None),
+                    Poll::Pending => {
+                        if !registered {
+                            self.waker = Some(cx.waker().clone());
+                        }
+                        Poll::Pending
                     }
                 }
+            })
+            .await;
+            if let Some(r) = done {
+                return Waited::Done(r);
+            }
+            self.armed = None;
+            if Instant::now() >= deadline {
+                return Waited::Expired;
+            }
+            if ticks {
+                return Waited::Tick;
             }
         }
     }

@@ -15,6 +15,11 @@ impl Default for Clock {
 
 impl Clock {
     pub fn now_ms(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+        self.ms_at(Instant::now())
+    }
+
+    /// The clock at `at`, a reading taken for something else too.
+    pub fn ms_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.start).as_millis() as u64
     }
 }
