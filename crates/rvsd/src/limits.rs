@@ -26,11 +26,8 @@ pub fn raise_nofile_limit() {
 /// holds at two sockets each, less a reserve (so that the cap, not EMFILE, is what stops
 /// accepting).
 pub fn connection_cap(configured: Option<NonZeroU32>) -> NonZeroUsize {
-    if let Some(n) = configured {
-        return NonZeroUsize::new(n.get() as usize).unwrap_or(NonZeroUsize::MIN);
-    }
-    let nofile = getrlimit(Resource::Nofile).current.unwrap_or(1 << 20);
-    cap_for_nofile(nofile)
+    rvs_proxy::conn_limit::cap(configured)
+        .unwrap_or_else(|| cap_for_nofile(getrlimit(Resource::Nofile).current.unwrap_or(1 << 20)))
 }
 
 fn cap_for_nofile(nofile: u64) -> NonZeroUsize {
