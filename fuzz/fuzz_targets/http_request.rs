@@ -8,7 +8,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use rvs_l7::fuzz::{forward_request, Forwarded, Framing};
-use rvs_l7::{Limits, Refusal, MAX_HEADERS};
+use rvs_l7::Refusal;
+use rvs_model::http::{Limits, MAX_HEADERS};
 
 const TIGHT: Limits = Limits { max_header_bytes: 256, max_headers: 8, max_body_bytes: Some(1024) };
 

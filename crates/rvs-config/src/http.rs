@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use rvs_core::persistence::DEFAULT_PERSISTENCE_SECS;
 use rvs_core::{Netmask, Persistence, ProxyProtocol, SchedulerKind, ServiceKey};
-use rvs_l7::{CookieInsert, HashOn, L7ServiceConfig, PoolConfig, PoolPersistence, Rule, TlsCertificate, TlsConfig};
+use rvs_model::http::{
+    CookieInsert, HashOn, L7ServiceConfig, PoolConfig, PoolPersistence, Rule, TlsCertificate, TlsConfig,
+};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -183,15 +185,16 @@ pub(crate) fn http_service(key: ServiceKey, s: &Spanned<RawService>, at: &str) -
     }
     svc.validate().map_err(|e| {
         let place = match &e {
-            rvs_l7::ConfigError::UnknownDefaultPool(_) => {
+            rvs_model::http::ConfigError::UnknownDefaultPool(_) => {
                 raw.default_pool.as_ref().map(|p| (p.span(), f("default_pool")))
             }
-            rvs_l7::ConfigError::UnknownPool { rule, .. } | rvs_l7::ConfigError::DuplicateRule(rule) => raw
+            rvs_model::http::ConfigError::UnknownPool { rule, .. }
+            | rvs_model::http::ConfigError::DuplicateRule(rule) => raw
                 .rules
                 .iter()
                 .position(|r| r.get_ref().name.get_ref() == rule)
                 .map(|i| (raw.rules[i].span(), format!("{at}.rule[{i}]"))),
-            rvs_l7::ConfigError::DuplicatePool(p) | rvs_l7::ConfigError::Pool { pool: p, .. } => raw
+            rvs_model::http::ConfigError::DuplicatePool(p) | rvs_model::http::ConfigError::Pool { pool: p, .. } => raw
                 .pools
                 .iter()
                 .rposition(|r| r.get_ref().name.get_ref() == p)
@@ -208,7 +211,7 @@ fn pool(key: ServiceKey, p: &Spanned<RawPool>, at: &str) -> Result<PoolConfig> {
     let f = |name: &str| format!("{at}.{name}");
     let raw = p.get_ref();
     let name = raw.name.get_ref().clone();
-    let named = |e: rvs_l7::ConfigError| Unplaced::new(Some(raw.name.span()), f("name"), e);
+    let named = |e: rvs_model::http::ConfigError| Unplaced::new(Some(raw.name.span()), f("name"), e);
     let scheduler = match &raw.scheduler {
         Some(s) => {
             s.get_ref().parse::<SchedulerKind>().map_err(|e| Unplaced::new(Some(s.span()), f("scheduler"), e))?

@@ -84,7 +84,7 @@ pub struct Config {
     /// Health checks, quorum and failure actions, per virtual service that has any.
     pub health: BTreeMap<ServiceKey, ServiceHealth>,
     /// Layer-7 (`kind = "http"`) virtual services, in file order.
-    pub http: Vec<rvs_l7::L7ServiceConfig>,
+    pub http: Vec<rvs_model::http::L7ServiceConfig>,
 }
 
 /// The default unix socket of the control API.

@@ -116,7 +116,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
     table.timeouts = timeouts;
 
     let mut health = std::collections::BTreeMap::new();
-    let mut http: Vec<rvs_l7::L7ServiceConfig> = Vec::new();
+    let mut http: Vec<rvs_model::http::L7ServiceConfig> = Vec::new();
     for (i, svc) in raw.services.iter().enumerate() {
         let at = format!("service[{i}]");
         let s = svc.get_ref();

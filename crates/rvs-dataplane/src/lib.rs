@@ -3,3 +3,7 @@
 //! built from. It is not an engine itself and holds no service table.
 
 #![forbid(unsafe_code)]
+
+pub mod plane;
+
+pub use plane::{ConnInfo, DataPlane, PlaneError, PlaneErrorKind, PlaneReport, Prepared, Publication};

@@ -44,7 +44,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use rvs_core::{SchedulerKind, ServiceKey};
-use rvs_l7::{L7Engine, L7EngineConfig, L7ServiceConfig, PoolConfig, Rule, TlsCertificate, TlsConfig};
+use rvs_l7::{L7Engine, L7EngineConfig};
+use rvs_model::http::{L7ServiceConfig, PoolConfig, Rule, TlsCertificate, TlsConfig};
 use rvs_proxy::Clock;
 
 struct Args {

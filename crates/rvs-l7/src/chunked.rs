@@ -143,7 +143,7 @@ impl Chunked {
             State::TrailerStart => {
                 if b == b'\r' {
                     self.state = State::EndLf;
-                } else if crate::matcher::is_tchar(b) {
+                } else if rvs_model::http::is_tchar(b) {
                     self.state = State::TrailerName;
                 } else {
                     return Err(ChunkError("invalid trailer field"));
@@ -152,7 +152,7 @@ impl Chunked {
             State::TrailerName => {
                 if b == b':' {
                     self.state = State::TrailerValue;
-                } else if !crate::matcher::is_tchar(b) {
+                } else if !rvs_model::http::is_tchar(b) {
                     return Err(ChunkError("invalid trailer field name"));
                 }
             }

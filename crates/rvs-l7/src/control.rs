@@ -12,13 +12,14 @@ use std::sync::Arc;
 
 use rvs_core::{Command, Health, ServiceKey, ServiceModel, ServiceTable, TableModel};
 
-use crate::error::{ConfigError, L7Error};
+use crate::error::L7Error;
 use crate::http2::Http2Counters;
-use crate::pool::PoolPersistence;
 use crate::runtime::{cookie_id, DestRuntime, PoolRuntime, RuleRuntime, ServiceRuntime, Sticky};
-use crate::service::L7ServiceConfig;
 use crate::stats::{Counters, L7ServiceStats, PoolStats, RealServerStats, RuleStats};
 use crate::upstream::IdleList;
+use rvs_model::http::ConfigError;
+use rvs_model::http::L7ServiceConfig;
+use rvs_model::http::PoolPersistence;
 
 /// Engine-wide knobs the runtime needs.
 #[derive(Debug, Clone, Copy)]

@@ -21,13 +21,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::control::{BuildParams, ServiceControl};
-use crate::error::{ConfigError, L7Error};
+use crate::error::L7Error;
 use crate::http2;
 use crate::runtime::ServiceRuntime;
-use crate::service::L7ServiceConfig;
 use crate::session;
 use crate::sessions::SessionTable;
 use crate::stats::L7ServiceStats;
+use rvs_model::http::ConfigError;
+use rvs_model::http::L7ServiceConfig;
 
 /// Knobs of the L7 engine.
 #[derive(Debug, Clone, Copy)]
@@ -129,7 +130,7 @@ impl L7Engine {
                 None => ServiceControl::new(self.cfg.seed).plan(cfg).map_err(err)?,
             };
             if let Some(t) = &cfg.tls {
-                t.server_config().map_err(err)?;
+                crate::tls::server_config(t).map_err(err)?;
             }
         }
         Ok(())
@@ -150,7 +151,7 @@ impl L7Engine {
                 None => ServiceControl::new(self.cfg.seed).plan(cfg).map_err(err)?,
             };
             let tls = match &cfg.tls {
-                Some(t) => Some(t.server_config().map_err(err)?),
+                Some(t) => Some(crate::tls::server_config(t).map_err(err)?),
                 None => None,
             };
             plans.push((plan, tls));

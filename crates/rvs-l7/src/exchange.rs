@@ -24,11 +24,11 @@ use crate::relay::{BodyRelay, RelayError, SpliceRoute};
 use crate::response::{self, ParsedResponse, ResponseBody};
 use crate::rewrite::{self, ClientSide};
 use crate::runtime::{DestRuntime, PoolRuntime, ServiceRuntime};
-use crate::service::MAX_HEADERS;
 use crate::session::{Next, Outcome, Prepared, Session};
 use crate::splice::pump;
 use crate::upstream::{UpstreamConn, UPSTREAM_BUFFER};
 use crate::watchdog::Waited;
+use rvs_model::http::MAX_HEADERS;
 
 /// Body bytes already buffered that go out in the same write as the head.
 const INLINE: usize = 16 * 1024;

@@ -8,7 +8,7 @@ use crate::chunked::Chunked;
 use crate::refusal::Refusal;
 use crate::request::{self, RequestBody};
 use crate::rewrite::{self, Forwarding};
-use crate::service::{ForwardedHeaders, Limits, MAX_HEADERS};
+use rvs_model::http::{ForwardedHeaders, Limits, MAX_HEADERS};
 
 /// How a forwarded request's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

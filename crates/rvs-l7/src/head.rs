@@ -172,7 +172,7 @@ pub(crate) fn transfer_coding(value: &[u8]) -> Coding {
         return Coding::Chunked;
     }
     let parts: Vec<&[u8]> = v.split(|b| *b == b',').map(trim_ows).collect();
-    if parts.iter().any(|p| p.is_empty() || !p.iter().all(|b| crate::matcher::is_tchar(*b))) {
+    if parts.iter().any(|p| p.is_empty() || !p.iter().all(|b| rvs_model::http::is_tchar(*b))) {
         return Coding::Invalid;
     }
     let chunked = |p: &[u8]| eq_lower(p, b"chunked");

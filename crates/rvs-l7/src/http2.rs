@@ -23,9 +23,9 @@ use tracing::debug;
 use crate::chunked::{ChunkError, Chunked};
 use crate::engine::L7Engine;
 use crate::runtime::ServiceRuntime;
-use crate::service::MAX_HEADERS;
 use crate::session;
 use crate::upstream::UPSTREAM_BUFFER;
+use rvs_model::http::MAX_HEADERS;
 use rvs_proxy::ConnSlot;
 
 /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).

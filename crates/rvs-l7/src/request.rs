@@ -10,7 +10,7 @@ use httparse::{Header, Status};
 use crate::head::{self, eq_lower, Coding};
 use crate::refusal::Refusal;
 use crate::request_view::RequestView;
-use crate::service::Limits;
+use rvs_model::http::Limits;
 
 /// How the request body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

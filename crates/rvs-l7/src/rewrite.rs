@@ -10,7 +10,7 @@ use httparse::Header;
 use crate::head::{self, eq_lower, is_hop_by_hop, offset};
 use crate::request::{ParsedRequest, RequestBody};
 use crate::response::{ParsedResponse, ResponseBody};
-use crate::service::ForwardedHeaders;
+use rvs_model::http::ForwardedHeaders;
 
 /// What the forwarding headers say about one client connection, formatted once per connection.
 #[derive(Debug, Clone)]
@@ -225,7 +225,7 @@ pub(crate) fn response_head(r: &ParsedResponse<'_>, client: ClientSide, set_cook
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::Limits;
+    use rvs_model::http::Limits;
 
     fn forward(raw: &[u8], headers: ForwardedHeaders, tls: bool) -> String {
         let mut h = [std::mem::MaybeUninit::uninit(); 64];

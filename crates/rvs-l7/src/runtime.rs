@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use rvs_core::{Binding, ProxyProtocol, SchedRequest, ServiceKey, VirtualService};
 
-use crate::pool::{HashOn, HashSource};
 use crate::request_view::RequestView;
-use crate::rule::Rule;
-use crate::service::{ForwardedHeaders, HttpTimeouts, Limits};
 use crate::stats::Counters;
 use crate::upstream::IdleList;
+use rvs_model::http::Rule;
+use rvs_model::http::{ForwardedHeaders, HttpTimeouts, Limits};
+use rvs_model::http::{HashOn, HashSource};
 
 #[derive(Debug)]
 pub(crate) struct RuleRuntime {
@@ -174,7 +174,7 @@ pub(crate) struct Route {
 impl ServiceRuntime {
     /// The first rule that matches, else the default pool, else none (503).
     pub fn route(&self, req: &RequestView<'_>) -> Option<Route> {
-        match self.rules.iter().position(|r| r.rule.test(req)) {
+        match self.rules.iter().position(|r| crate::routing::rule_matches(&r.rule, req)) {
             Some(i) => Some(Route { rule: Some(i), pool: self.rules[i].pool }),
             None => self.default_pool.map(|pool| Route { rule: None, pool }),
         }

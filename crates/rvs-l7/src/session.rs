@@ -18,10 +18,10 @@ use crate::refusal::Refusal;
 use crate::request::{self, RequestBody};
 use crate::rewrite::{self, Forwarding};
 use crate::runtime::{DestRuntime, PoolRuntime, Route, ServiceRuntime};
-use crate::service::MAX_HEADERS;
 use crate::stats::Record;
 use crate::upstream::UpstreamConn;
 use crate::watchdog::{Waited, Watchdog};
+use rvs_model::http::MAX_HEADERS;
 
 /// Most private (PROXY protocol) upstream connections a client connection keeps.
 const MAX_PRIVATE: usize = 8;

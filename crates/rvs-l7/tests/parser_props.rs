@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use rvs_l7::fuzz::{chunked_body, forward_request, Forwarded, Framing};
-use rvs_l7::Limits;
+use rvs_model::http::Limits;
 
 fn limits() -> Limits {
     Limits { max_header_bytes: 8192, max_headers: 64, max_body_bytes: None }

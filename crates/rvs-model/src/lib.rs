@@ -4,3 +4,8 @@
 //! planes all read these types, and none of them pulls a runtime crate into the others.
 
 #![forbid(unsafe_code)]
+
+pub mod director;
+pub mod http;
+
+pub use director::{DirectorModel, PoolServer, Verdict};

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use rvs_config::{ApiConfig, Config, DirectorConfig};
 use rvs_core::{Protocol, RealServerSettings, SchedulerKind, ServiceKey, ServiceModel, ServiceSettings, TableModel};
-use rvs_l7::{L7ServiceConfig, PoolConfig, Rule};
+use rvs_model::http::{L7ServiceConfig, PoolConfig, Rule};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 

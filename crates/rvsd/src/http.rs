@@ -10,7 +10,8 @@ use rvs_api::{
     HttpServiceList, HttpServiceView, RealServerSpec,
 };
 use rvs_core::ServiceKey;
-use rvs_l7::{CounterSnapshot, L7Engine, L7ServiceConfig, PoolPersistence, Rule};
+use rvs_l7::{CounterSnapshot, L7Engine};
+use rvs_model::http::{L7ServiceConfig, PoolPersistence, Rule};
 
 use crate::health::HealthKey;
 

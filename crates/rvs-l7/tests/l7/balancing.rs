@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use rvs_core::{Health, Netmask, Persistence, SchedulerKind};
-use rvs_l7::{CookieInsert, HashOn, PoolConfig, PoolPersistence};
+use rvs_model::http::{CookieInsert, HashOn, PoolConfig, PoolPersistence};
 
 use crate::common::*;
 

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use rvs_core::{Health, SchedulerKind, ServiceKey};
-use rvs_l7::{ConfigError, L7Error, Rule};
+use rvs_l7::L7Error;
+use rvs_model::http::{ConfigError, Rule};
 
 use crate::common::*;
 

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use rvs_core::{ProxyProtocol, SchedulerKind};
-use rvs_l7::ForwardedHeaders;
+use rvs_model::http::ForwardedHeaders;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::*;

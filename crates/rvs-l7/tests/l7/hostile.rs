@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rvs_core::{Health, SchedulerKind};
-use rvs_l7::{HttpTimeouts, Limits};
+use rvs_model::http::{HttpTimeouts, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -238,7 +238,7 @@ async fn no_real_server_available_gives_503() {
     let cfg = service()
         .pool(pool("empty", SchedulerKind::Rr, &[]))
         .pool(pool("p", SchedulerKind::Wlc, &[a.addr]))
-        .rule(rvs_l7::Rule::parse("e", &["path^=/empty"], "empty").unwrap())
+        .rule(rvs_model::http::Rule::parse("e", &["path^=/empty"], "empty").unwrap())
         .default_pool("p");
     let (engine, addr) = start(cfg).await;
     assert_eq!(raw(addr, b"GET /empty HTTP/1.1\r\nHost: a\r\n\r\n").await.status(), 503);

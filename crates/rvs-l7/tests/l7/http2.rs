@@ -12,7 +12,8 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use http::{Request, StatusCode};
 use rvs_core::SchedulerKind;
-use rvs_l7::{L7Engine, L7EngineConfig, Rule};
+use rvs_l7::{L7Engine, L7EngineConfig};
+use rvs_model::http::Rule;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -335,7 +336,7 @@ async fn broken_h2_clients_disturb_no_one() {
 
 /// A TLS service whose default pool's real server takes requests and never answers (each
 /// exchange keeps running), and `host=b.test` to a real server `b` that answers.
-async fn silent_service(pki: &Pki) -> (RawBackend, Backend, rvs_l7::L7ServiceConfig) {
+async fn silent_service(pki: &Pki) -> (RawBackend, Backend, rvs_model::http::L7ServiceConfig) {
     let silent = raw_backend(|mut s, seen| async move {
         read_head(&mut s, &seen).await;
         tokio::time::sleep(std::time::Duration::from_secs(120)).await;

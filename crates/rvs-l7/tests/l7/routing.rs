@@ -2,7 +2,7 @@
 //! wins; the default pool catches the rest; without one, 503.
 
 use rvs_core::SchedulerKind;
-use rvs_l7::Rule;
+use rvs_model::http::Rule;
 
 use crate::common::*;
 

@@ -9,7 +9,7 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, 
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use rvs_core::SchedulerKind;
-use rvs_l7::{TlsCertificate, TlsConfig};
+use rvs_model::http::{TlsCertificate, TlsConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -62,7 +62,7 @@ async fn tls_service(pki: &Pki) -> (Arc<rvs_l7::L7Engine>, SocketAddr) {
     let mut cfg = service()
         .pool(pool("p", SchedulerKind::Rr, &[a.addr]))
         .pool(pool("ws", SchedulerKind::Rr, &[ws.addr]))
-        .rule(rvs_l7::Rule::parse("ws", &["path=/chat"], "ws").unwrap())
+        .rule(rvs_model::http::Rule::parse("ws", &["path=/chat"], "ws").unwrap())
         .default_pool("p");
     cfg.tls = Some(TlsConfig::new(certs));
     start(cfg).await

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use rvs_core::ServiceKey;
 
-use crate::error::ConfigError;
-use crate::pool::PoolConfig;
-use crate::rule::Rule;
-use crate::tls::TlsConfig;
+use super::error::ConfigError;
+use super::pool::PoolConfig;
+use super::rule::Rule;
+use super::tls::TlsConfig;
 
 /// Which forwarding headers go to the real servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,9 +3,8 @@
 
 use std::fmt;
 
-use crate::error::ConfigError;
-use crate::matcher::Match;
-use crate::request_view::RequestView;
+use super::error::ConfigError;
+use super::matcher::Match;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
@@ -34,10 +33,6 @@ impl Rule {
         let m = matches.iter().map(|s| s.parse()).collect::<Result<Vec<Match>, _>>()?;
         Self::new(name, m, pool)
     }
-
-    pub(crate) fn test(&self, req: &RequestView<'_>) -> bool {
-        self.matches.iter().all(|m| m.test(req))
-    }
 }
 
 impl fmt::Display for Rule {
@@ -51,7 +46,7 @@ impl fmt::Display for Rule {
 }
 
 /// Names of rules and pools: printable, no spaces, at most 64 bytes.
-pub(crate) fn check_ident(name: &str, what: &'static str) -> Result<(), ConfigError> {
+pub fn check_ident(name: &str, what: &'static str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b':'));

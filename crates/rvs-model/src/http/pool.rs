@@ -6,9 +6,9 @@
 use rvs_core::sched::MH_DEFAULT_TABLE_SIZE;
 use rvs_core::{Persistence, ProxyProtocol, RealServerSettings, SchedFlags, SchedulerKind, ServiceSettings};
 
-use crate::error::ConfigError;
-use crate::matcher::is_tchar;
-use crate::rule::check_ident;
+use super::error::ConfigError;
+use super::matcher::is_tchar;
+use super::rule::check_ident;
 use rvs_core::pattern::Pattern;
 
 /// How requests of one client stick to a real server.
@@ -174,12 +174,12 @@ impl PoolConfig {
     }
 
     /// The IPv4-ness of the pool's real servers (an empty pool counts as IPv4).
-    pub(crate) fn is_ipv4(&self) -> bool {
+    pub fn is_ipv4(&self) -> bool {
         self.servers.first().is_none_or(|s| s.addr.is_ipv4())
     }
 
     /// The rvs-core settings of the virtual service that carries this pool.
-    pub(crate) fn service_settings(&self) -> ServiceSettings {
+    pub fn service_settings(&self) -> ServiceSettings {
         ServiceSettings {
             scheduler: self.scheduler,
             flags: self.flags,
@@ -195,7 +195,7 @@ impl PoolConfig {
     }
 
     /// The PROXY protocol version towards `server`: its own, else the pool's.
-    pub(crate) fn proxy_protocol_for(&self, server: &RealServerSettings) -> ProxyProtocol {
+    pub fn proxy_protocol_for(&self, server: &RealServerSettings) -> ProxyProtocol {
         match server.proxy_protocol {
             ProxyProtocol::Off => self.proxy_protocol,
             v => v,

@@ -1,0 +1,149 @@
+//! The data-plane interface: all the director knows of an engine. A change is first prepared
+//! by every data plane from the next model (checked, and what it needs acquired: listeners
+//! bound, programs loaded) while nothing is applied; then each publishes the new snapshot.
+//! Counters, connections and connect failures come back through it.
+
+use std::any::Any;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rvs_core::{Applied, ConnState, Protocol, RealServer, ServiceKey, Snapshot};
+use rvs_model::DirectorModel;
+
+/// What a data plane is told when a change is published. Immutable; the next change
+/// publishes a new one.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// The apply path's sequence number of the batch that made it.
+    pub generation: u64,
+    /// The model as it now is (what `prepare` saw).
+    pub model: Arc<DirectorModel>,
+    /// The TCP and UDP virtual services' runtime objects (schedulers, real servers, counters).
+    pub services: Arc<Snapshot>,
+    /// What the batch took away (real servers whose connections drain or close).
+    pub removed: Arc<Applied>,
+}
+
+/// Why a data plane refused a change; nothing was applied anywhere.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct PlaneError {
+    pub kind: PlaneErrorKind,
+    /// The virtual service at fault, when there is one.
+    pub service: Option<ServiceKey>,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// What kind of refusal a [`PlaneError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaneErrorKind {
+    /// The model asks for something this data plane cannot do (bad rule, TLS key that does not
+    /// fit its certificate, a forwarding method it lacks).
+    Invalid,
+    /// A virtual service's address could not be bound.
+    Listen,
+    /// The kernel refused a program or map.
+    Load,
+}
+
+impl PlaneError {
+    pub fn new(
+        kind: PlaneErrorKind,
+        service: Option<ServiceKey>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self { kind, service, source: source.into() }
+    }
+}
+
+/// What a data plane acquired for one change, held until it is published (or dropped, which
+/// releases it: bound listeners close, loaded programs unload).
+pub struct Prepared(Box<dyn Any + Send>);
+
+impl Prepared {
+    pub fn new<T: Any + Send>(what: T) -> Self {
+        Self(Box::new(what))
+    }
+
+    /// What the data plane put in; `None` if this came from another data plane (a bug the
+    /// caller logs rather than crashes on).
+    pub fn take<T: Any>(self) -> Option<T> {
+        self.0.downcast().ok().map(|b| *b)
+    }
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prepared")
+    }
+}
+
+/// One connection as `ipvsadm -L -c` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub protocol: Protocol,
+    pub client: SocketAddr,
+    pub virtual_addr: SocketAddr,
+    pub dest: Option<SocketAddr>,
+    pub state: ConnState,
+    /// Milliseconds until the idle timeout closes it.
+    pub expires_ms: u64,
+}
+
+/// What a data plane reports of itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlaneReport {
+    /// Client connections (or flows) it holds now.
+    pub connections: usize,
+    /// The kernel relay of an L4 proxy, when it has one loaded.
+    pub kernel_relay: Option<KernelRelayReport>,
+    /// Whether it is draining for a shutdown.
+    pub draining: bool,
+}
+
+/// The sockmap relay's occupancy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelRelayReport {
+    pub capacity: u32,
+    pub linked: u32,
+    pub linked_total: u64,
+}
+
+/// A future a data plane's shutdown returns: how many connections were closed at the deadline.
+pub type Drained<'a> = Pin<Box<dyn Future<Output = usize> + Send + 'a>>;
+
+/// An engine the director publishes to: the L4 proxy, the L7 HTTP engine, the packet engine.
+pub trait DataPlane: Send + Sync {
+    /// Names it in logs and errors (`proxy`, `http`, `xdp`).
+    fn name(&self) -> &'static str;
+
+    /// Checks `next` and acquires what publishing it needs, changing nothing anyone sees.
+    fn prepare(&self, next: &DirectorModel) -> Result<Prepared, PlaneError>;
+
+    /// Makes a prepared change live. Cannot fail: whatever could fail happened in `prepare`.
+    fn publish(self: Arc<Self>, prepared: Prepared, next: &Publication);
+
+    /// Connection counts and the like.
+    fn report(&self) -> PlaneReport;
+
+    /// The connections it holds now.
+    fn connections(&self) -> Vec<ConnInfo> {
+        Vec::new()
+    }
+
+    /// Closes every connection to `dest` now (`expire_nodest_conn`); how many.
+    fn close_connections_to(&self, _dest: &Arc<RealServer>) -> usize {
+        0
+    }
+
+    /// Zeroes the counters it keeps itself, of one virtual service or of all (the core's
+    /// counters are zeroed by the apply path).
+    fn zero_counters(&self, _service: Option<&ServiceKey>) {}
+
+    /// Stops accepting, lets connections finish for up to `deadline`, closes the rest.
+    fn shutdown(&self, deadline: Duration) -> Drained<'_>;
+}
