@@ -298,6 +298,9 @@ pub struct CommandBatch {
 /// What a reload changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReloadReport {
+    /// The apply path's sequence number of the reload's batch.
+    #[serde(default)]
+    pub generation: u64,
     pub changes: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub notes: Vec<String>,
@@ -307,7 +310,11 @@ pub struct ReloadReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InfoView {
     pub version: String,
-    /// Connections of the L4 engine (TCP and UDP flows).
+    /// The apply path's sequence number of the last applied batch of changes.
+    #[serde(default)]
+    pub generation: u64,
+    /// Connections every data plane holds: TCP connections and UDP flows of the L4 engine,
+    /// client connections of the http services.
     pub connections: usize,
     pub services: usize,
     /// Client connections under the director's cap: TCP and http services together.

@@ -9,6 +9,7 @@ pub mod command;
 pub mod conn;
 pub mod forwarding;
 pub mod health;
+pub mod http_stats;
 pub mod pattern;
 pub mod persistence;
 pub mod real_server;

@@ -6,4 +6,6 @@
 
 pub mod plane;
 
-pub use plane::{ConnInfo, DataPlane, PlaneError, PlaneErrorKind, PlaneReport, Prepared, Publication};
+pub use plane::{
+    ConnInfo, DataPlane, KernelRelayReport, PlaneError, PlaneErrorKind, PlaneReport, Prepared, Publication,
+};

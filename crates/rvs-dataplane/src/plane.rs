@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rvs_core::http_stats::L7ServiceStats;
 use rvs_core::{Applied, ConnState, Protocol, RealServer, ServiceKey, Snapshot};
 use rvs_model::DirectorModel;
 
@@ -103,6 +104,8 @@ pub struct PlaneReport {
     pub kernel_relay: Option<KernelRelayReport>,
     /// Whether it is draining for a shutdown.
     pub draining: bool,
+    /// The counters of the http services it runs.
+    pub http: Vec<L7ServiceStats>,
 }
 
 /// The sockmap relay's occupancy.

@@ -134,10 +134,22 @@ fn main() -> ExitCode {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
         let engine = L7Engine::new(L7EngineConfig::default(), Clock::default(), rvs_proxy::ConnLimit::new(None));
-        if let Err(e) = engine.publish(vec![cfg]) {
-            eprintln!("l7bench: {e}");
-            return ExitCode::FAILURE;
-        }
+        // Published as the director does: prepared from the model, then published.
+        let model = rvs_model::DirectorModel { http: vec![cfg], ..Default::default() };
+        let prepared = match rvs_dataplane::DataPlane::prepare(&*engine, &model) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("l7bench: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let publication = rvs_dataplane::Publication {
+            generation: 1,
+            model: std::sync::Arc::new(model),
+            services: Default::default(),
+            removed: Default::default(),
+        };
+        rvs_dataplane::DataPlane::publish(engine.clone(), prepared, &publication);
         println!("ready {}", args.listen);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
         tokio::select! {

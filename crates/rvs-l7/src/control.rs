@@ -12,14 +12,12 @@ use std::sync::Arc;
 
 use rvs_core::{Command, Health, ServiceKey, ServiceModel, ServiceTable, TableModel};
 
-use crate::error::L7Error;
 use crate::http2::Http2Counters;
 use crate::runtime::{cookie_id, DestRuntime, PoolRuntime, RuleRuntime, ServiceRuntime, Sticky};
 use crate::stats::{Counters, L7ServiceStats, PoolStats, RealServerStats, RuleStats};
 use crate::upstream::IdleList;
-use rvs_model::http::ConfigError;
-use rvs_model::http::L7ServiceConfig;
-use rvs_model::http::PoolPersistence;
+use rvs_model::http::{ConfigError, L7ServiceConfig, PoolPersistence};
+use rvs_model::Verdict;
 
 /// Engine-wide knobs the runtime needs.
 #[derive(Debug, Clone, Copy)]
@@ -73,8 +71,13 @@ impl ServiceControl {
         }
     }
 
-    /// The table commands that turn the current pools into `cfg`'s, checked by the table.
-    pub fn plan(&self, cfg: &L7ServiceConfig) -> Result<Plan, ConfigError> {
+    /// The table commands that turn the current pools into `cfg`'s, with the health checkers'
+    /// verdicts on their real servers (`verdict`), checked by the table.
+    pub fn plan(
+        &self,
+        cfg: &L7ServiceConfig,
+        verdict: impl Fn(&str, SocketAddr) -> Option<Verdict>,
+    ) -> Result<Plan, ConfigError> {
         cfg.validate()?;
         let mut keys = HashMap::new();
         let mut next_port = self.next_port;
@@ -106,7 +109,18 @@ impl ServiceControl {
             timeouts: current.timeouts,
             options: current.options,
         };
-        let cmds = current.diff(&new);
+        let mut cmds = current.diff(&new);
+        for p in &cfg.pools {
+            let service = keys[&p.name];
+            for s in &p.servers {
+                let want = verdict(&p.name, s.addr).unwrap_or(Verdict { health: Health::Up, weight: None });
+                let now = self.table.service(&service).and_then(|vs| vs.dest(s.addr));
+                let now = now.map_or((Health::Up, None), |d| (d.health(), d.weight_override()));
+                if now != (want.health, want.weight) {
+                    cmds.push(Command::SetHealth { service, addr: s.addr, health: want.health, weight: want.weight });
+                }
+            }
+        }
         self.table.check_batch(&cmds).map_err(|e| {
             let key = command_key(&cmds[e.index]);
             let pool = keys.iter().find(|(_, k)| Some(**k) == key).map_or_else(String::new, |(n, _)| n.clone());
@@ -215,25 +229,6 @@ impl ServiceControl {
         };
         self.config = Some(cfg);
         rt
-    }
-
-    pub fn set_health(
-        &mut self,
-        pool: &str,
-        addr: SocketAddr,
-        health: Health,
-        weight: Option<u32>,
-    ) -> Result<(), L7Error> {
-        let service = self.service_key(pool)?;
-        self.table.apply(Command::SetHealth { service, addr, health, weight }).map(|_| ()).map_err(|source| {
-            let key = self.config.as_ref().map_or(service, |c| c.key);
-            L7Error::Command { key, pool: pool.into(), source: Box::new(source) }
-        })
-    }
-
-    fn service_key(&self, pool: &str) -> Result<ServiceKey, L7Error> {
-        let key = self.config.as_ref().map(|c| c.key).unwrap_or(ServiceKey::tcp(SocketAddr::from(([0, 0, 0, 0], 0))));
-        self.keys.get(pool).copied().ok_or(L7Error::NoPool { key, pool: pool.into() })
     }
 
     /// The rvs-core virtual service carrying `pool`.

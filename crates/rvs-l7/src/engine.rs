@@ -1,7 +1,8 @@
 //! The L7 engine: one listener per L7 virtual service, the accept loop and TLS handshake,
 //! the published snapshot (arc-swap; the data plane takes no lock on shared tables per
 //! request), health and counter calls for the control plane, idle-connection expiry and the
-//! drain on shutdown. `publish` takes the whole desired set of L7 services, all or nothing.
+//! drain on shutdown. A change is prepared (planned, TLS built, listeners bound) then
+//! published whole, through the data-plane interface (`plane.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,7 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use rvs_core::{Health, ServiceKey, VirtualService};
+use rvs_core::{ServiceKey, VirtualService};
+use rvs_dataplane::{PlaneError, PlaneErrorKind};
+use rvs_model::{DirectorModel, PoolServer};
 use rvs_proxy::conn_limit::acquire_places;
 use rvs_proxy::connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
 use rvs_proxy::{Clock, ConnLimit, ConnSlot, ConnSlots, ListenerSet};
@@ -20,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::control::{BuildParams, ServiceControl};
+use crate::control::{BuildParams, Plan, ServiceControl};
 use crate::error::L7Error;
 use crate::http2;
 use crate::runtime::ServiceRuntime;
@@ -65,6 +68,8 @@ pub struct L7Engine {
     snapshot: ArcSwap<HashMap<ServiceKey, Arc<ServiceRuntime>>>,
     generation: AtomicU64,
     control: Mutex<BTreeMap<ServiceKey, ServiceControl>>,
+    /// The model of the last publication.
+    model: Mutex<Arc<DirectorModel>>,
     listeners: ListenerSet,
     /// Set when the engine stops taking requests (shutdown): idle clients close, responses
     /// say `Connection: close`. A plain flag: the data plane reads it without a lock.
@@ -89,6 +94,7 @@ impl L7Engine {
             snapshot: ArcSwap::from_pointee(HashMap::new()),
             generation: AtomicU64::new(0),
             control: Mutex::default(),
+            model: Mutex::default(),
             listeners: ListenerSet::new(cfg.backlog),
             stopping: AtomicBool::new(false),
             sessions: SessionTable::default(),
@@ -118,49 +124,46 @@ impl L7Engine {
         }
     }
 
-    /// Checks a desired set of L7 services as `publish` would, changing nothing (listeners
-    /// are not bound, so an address in use is only found by `publish`).
-    pub fn check(&self, services: &[L7ServiceConfig]) -> Result<(), L7Error> {
+    /// Plans the http services of `next` against what runs (pool tables, TLS, listeners),
+    /// changing nothing anyone sees: the data plane's `prepare`.
+    pub(crate) fn prepare_services(&self, next: &DirectorModel) -> Result<PreparedServices, PlaneError> {
         let control = lock(&self.control);
-        check_unique(services)?;
-        for cfg in services {
-            let err = |source| L7Error::Config { key: cfg.key, source: Box::new(source) };
-            match control.get(&cfg.key) {
-                Some(c) => c.plan(cfg).map_err(err)?,
-                None => ServiceControl::new(self.cfg.seed).plan(cfg).map_err(err)?,
+        check_unique(&next.http).map_err(|e| PlaneError::new(PlaneErrorKind::Invalid, e.key(), e))?;
+        let mut plans = Vec::with_capacity(next.http.len());
+        for cfg in &next.http {
+            let err = |source| {
+                let e = L7Error::Config { key: cfg.key, source: Box::new(source) };
+                PlaneError::new(PlaneErrorKind::Invalid, Some(cfg.key), e)
             };
-            if let Some(t) = &cfg.tls {
-                crate::tls::server_config(t).map_err(err)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Makes `services` the L7 services: new ones start listening, changed ones take effect
-    /// for the next request (of existing connections too), missing ones stop listening and
-    /// their connections finish their current request. All or nothing: on an error (invalid
-    /// configuration, address that cannot be bound) nothing changes.
-    pub fn publish(self: &Arc<Self>, services: Vec<L7ServiceConfig>) -> Result<(), L7Error> {
-        let mut control = lock(&self.control);
-        check_unique(&services)?;
-        let mut plans = Vec::with_capacity(services.len());
-        for cfg in &services {
-            let err = |source| L7Error::Config { key: cfg.key, source: Box::new(source) };
+            let verdict = |pool: &str, server| {
+                next.pool_health.get(&PoolServer { service: cfg.key, pool: pool.to_string(), server }).copied()
+            };
             let plan = match control.get(&cfg.key) {
-                Some(c) => c.plan(cfg).map_err(err)?,
-                None => ServiceControl::new(self.cfg.seed).plan(cfg).map_err(err)?,
+                Some(c) => c.plan(cfg, verdict).map_err(err)?,
+                None => ServiceControl::new(self.cfg.seed).plan(cfg, verdict).map_err(err)?,
             };
             let tls = match &cfg.tls {
                 Some(t) => Some(crate::tls::server_config(t).map_err(err)?),
                 None => None,
             };
-            plans.push((plan, tls));
+            plans.push((cfg.clone(), plan, tls));
         }
-        self.listeners.bind_new(services.iter().map(|s| s.key))?;
+        drop(control);
+        let bound = self
+            .listeners
+            .bind_missing(next.http.iter().map(|s| s.key))
+            .map_err(|e| PlaneError::new(PlaneErrorKind::Listen, Some(e.key), L7Error::Listen(e)))?;
+        Ok(PreparedServices { plans, bound })
+    }
 
-        let mut map = HashMap::with_capacity(services.len());
-        let keys: Vec<ServiceKey> = services.iter().map(|s| s.key).collect();
-        for (cfg, (plan, tls)) in services.into_iter().zip(plans) {
+    /// Makes prepared services the L7 services: new ones start listening, changed ones take
+    /// effect for the next request (of existing connections too), missing ones stop listening
+    /// and their connections finish their current request.
+    pub(crate) fn publish_services(self: &Arc<Self>, prepared: PreparedServices, model: Arc<DirectorModel>) {
+        let mut control = lock(&self.control);
+        let keys: Vec<ServiceKey> = prepared.plans.iter().map(|(cfg, _, _)| cfg.key).collect();
+        let mut map = HashMap::with_capacity(keys.len());
+        for (cfg, plan, tls) in prepared.plans {
             let key = cfg.key;
             let c = control.entry(key).or_insert_with(|| ServiceControl::new(self.cfg.seed));
             let rt = c.commit(plan, cfg, tls, self.params());
@@ -176,35 +179,26 @@ impl L7Engine {
         drop(control);
         self.snapshot.store(Arc::new(map));
         self.generation.fetch_add(1, Ordering::Release);
-
+        *lock(&self.model) = model;
+        self.listeners.adopt(prepared.bound);
         for (key, listener, stop) in self.listeners.retain(&keys, "L7 virtual service") {
             info!(service = %key, "L7 accepting");
             tokio::spawn(accept_loop(self.clone(), key, listener, stop));
         }
-        Ok(())
+    }
+
+    /// The model as last published (its http services are the ones running).
+    pub fn model(&self) -> Arc<DirectorModel> {
+        lock(&self.model).clone()
     }
 
     /// The L7 services as last published.
     pub fn services(&self) -> Vec<L7ServiceConfig> {
-        lock(&self.control).values().filter_map(|c| c.config.clone()).collect()
-    }
-
-    /// The health checkers' verdict on real server `addr` of `pool` (with a dynamic weight).
-    pub fn set_health(
-        &self,
-        key: &ServiceKey,
-        pool: &str,
-        addr: SocketAddr,
-        health: Health,
-        weight: Option<u32>,
-    ) -> Result<(), L7Error> {
-        let mut control = lock(&self.control);
-        let c = control.get_mut(key).ok_or(L7Error::NoService(*key))?;
-        c.set_health(pool, addr, health, weight)
+        self.model().http.clone()
     }
 
     /// The rvs-core virtual service that schedules `pool` (its real servers, their state and
-    /// counters), for health checkers and listings.
+    /// counters).
     pub fn pool_service(&self, key: &ServiceKey, pool: &str) -> Option<Arc<VirtualService>> {
         lock(&self.control).get(key).and_then(|c| c.pool_service(pool))
     }
@@ -273,6 +267,13 @@ fn check_unique(services: &[L7ServiceConfig]) -> Result<(), L7Error> {
         }
     }
     Ok(())
+}
+
+/// What a change needs that `prepare` made: each service's planned pool tables and TLS
+/// configuration, and the listeners of the new services (bound, not accepting).
+pub(crate) struct PreparedServices {
+    plans: Vec<(L7ServiceConfig, Plan, Option<Arc<rustls::ServerConfig>>)>,
+    bound: Vec<(ServiceKey, TcpListener)>,
 }
 
 async fn accept_loop(engine: Arc<L7Engine>, key: ServiceKey, listener: TcpListener, stop: CancellationToken) {

@@ -18,6 +18,7 @@ mod exchange;
 pub mod fuzz;
 mod head;
 mod http2;
+mod plane;
 mod refusal;
 mod relay;
 mod request;

@@ -8,4 +8,4 @@
 pub mod director;
 pub mod http;
 
-pub use director::{DirectorModel, PoolServer, Verdict};
+pub use director::{DirectorModel, HttpChange, HttpChangeError, PoolServer, Verdict};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use rvs_core::sched::SchedRequest;
 use rvs_core::{Applied, ConnState, Protocol, ServiceKey, Snapshot};
+use rvs_dataplane::ConnInfo;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -61,16 +62,11 @@ impl Default for RelayMode {
     }
 }
 
-/// One connection as listed by `ipvsadm -L -c`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnInfo {
-    pub protocol: Protocol,
-    pub client: SocketAddr,
-    pub virtual_addr: SocketAddr,
-    pub dest: Option<SocketAddr>,
-    pub state: ConnState,
-    /// Milliseconds until the idle timeout closes it.
-    pub expires_ms: u64,
+/// Listeners and UDP sockets bound for a change, not yet serving.
+#[derive(Debug)]
+pub(crate) struct BoundSockets {
+    tcp: Vec<(ServiceKey, TcpListener)>,
+    udp: Vec<(ServiceKey, UdpSocket)>,
 }
 
 pub struct Engine {
@@ -134,20 +130,18 @@ impl Engine {
         engine
     }
 
-    /// Binds listeners for the services in `keys` that have none yet, so that a change whose
-    /// address cannot be bound is refused before it is applied. All or nothing.
-    pub fn bind_new(&self, keys: impl IntoIterator<Item = ServiceKey>) -> Result<(), ListenError> {
+    /// Binds the listeners and UDP sockets of the services in `keys` that have none yet,
+    /// keeping nothing: what [`Self::adopt`] takes when the change is published. All or nothing.
+    pub(crate) fn bind_missing(&self, keys: impl IntoIterator<Item = ServiceKey>) -> Result<BoundSockets, ListenError> {
         let (udp, tcp): (Vec<ServiceKey>, Vec<ServiceKey>) =
             keys.into_iter().partition(|k| k.protocol == Protocol::Udp);
-        self.listeners.bind_new(tcp)?;
-        self.udp.bind_new(udp)
+        Ok(BoundSockets { tcp: self.listeners.bind_missing(tcp)?, udp: self.udp.bind_missing(udp)? })
     }
 
-    /// Publishes a new snapshot: starts accepting on the services it adds (bound before with
-    /// [`Engine::bind_new`], or bound now), closes the listeners of services it no longer has
-    /// (their connections drain), and closes connections of removed real servers when
-    /// `expire_nodest_conn` is set.
-    pub fn publish(self: &Arc<Self>, snapshot: Snapshot, applied: &Applied) -> Result<(), ListenError> {
+    /// Publishes a new snapshot with the sockets prepared for it: starts accepting on the
+    /// services it adds, closes the listeners of services it no longer has (their connections
+    /// drain), and closes connections of removed real servers when `expire_nodest_conn` is set.
+    pub(crate) fn publish(self: &Arc<Self>, bound: BoundSockets, snapshot: Arc<Snapshot>, applied: &Applied) {
         let keys: Vec<ServiceKey> = snapshot.services.keys().copied().collect();
         let expire_nodest = snapshot.options.expire_nodest_conn;
         self.service_caps.publish(
@@ -157,8 +151,9 @@ impl Engine {
                 .filter(|(k, _)| k.protocol == Protocol::Tcp)
                 .map(|(k, s)| (*k, s.settings().max_connections)),
         );
-        self.snapshot.store(Arc::new(snapshot));
-        let bound = self.bind_new(keys.iter().copied());
+        self.snapshot.store(snapshot);
+        self.listeners.adopt(bound.tcp);
+        self.udp.adopt(bound.udp);
         for (key, listener, stop) in self.listeners.retain(&keys, "virtual service") {
             info!(service = %key, "accepting");
             tokio::spawn(accept_loop(self.clone(), key, listener, stop));
@@ -175,7 +170,6 @@ impl Engine {
                 }
             }
         }
-        bound
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {

@@ -78,9 +78,14 @@ impl<L: Bind> ListenerSet<L> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Binds listeners for the services in `keys` that have none yet. All or nothing.
-    pub fn bind_new(&self, keys: impl IntoIterator<Item = ServiceKey>) -> Result<(), ListenError> {
-        let mut slots = self.slots();
+    /// Binds listeners for the services in `keys` that have none yet, and hands them back
+    /// without keeping them: a change prepares its listeners with this, and [`Self::adopt`]s
+    /// them when it is published (dropped, they close). All or nothing.
+    pub fn bind_missing(
+        &self,
+        keys: impl IntoIterator<Item = ServiceKey>,
+    ) -> Result<Vec<(ServiceKey, L)>, ListenError> {
+        let slots = self.slots();
         let mut fresh: Vec<(ServiceKey, L)> = Vec::new();
         for key in keys {
             if slots.contains_key(&key) || fresh.iter().any(|(k, _)| *k == key) {
@@ -91,9 +96,22 @@ impl<L: Bind> ListenerSet<L> {
                 Err(source) => return Err(ListenError { key, source }),
             }
         }
-        for (key, l) in fresh {
-            slots.insert(key, Slot { stop: CancellationToken::new(), pending: Some(l) });
+        Ok(fresh)
+    }
+
+    /// Keeps listeners bound by [`Self::bind_missing`]; they start with the next [`Self::retain`].
+    pub fn adopt(&self, bound: Vec<(ServiceKey, L)>) {
+        let mut slots = self.slots();
+        for (key, l) in bound {
+            slots.entry(key).or_insert_with(|| Slot { stop: CancellationToken::new(), pending: Some(l) });
         }
+    }
+
+    /// Binds listeners for the services in `keys` that have none yet and keeps them. All or
+    /// nothing.
+    pub fn bind_new(&self, keys: impl IntoIterator<Item = ServiceKey>) -> Result<(), ListenError> {
+        let bound = self.bind_missing(keys)?;
+        self.adopt(bound);
         Ok(())
     }
 

@@ -1,26 +1,40 @@
-//! The director: the one place commands are applied. It owns the service table, checks each
-//! batch against the model, binds new listeners before anything changes, applies, and
-//! publishes the new snapshot to the proxy engine. Config load, reload, API and demo all
-//! come through here.
+//! The director: the one apply path. It owns the service table, the model of everything
+//! configured and the health settings under one lock; each batch of changes is checked whole,
+//! prepared by every data plane and the health plane, applied, then published to each of them
+//! as one immutable snapshot. File load and reload, the API, rvsadm, health transitions and the
+//! demo all come through [`Director::apply`]; nothing else writes.
 
+use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+use std::time::Duration;
 
-use rvs_config::Config;
-use rvs_core::{Applied, BatchError, Command, ServiceTable};
-use rvs_proxy::{Clock, Engine, ListenError};
+use rvs_config::{Config, ServiceHealth};
+use rvs_core::{BatchError, Command, RealServer, ServiceKey, ServiceTable};
+use rvs_dataplane::plane::Drained;
+use rvs_dataplane::{ConnInfo, DataPlane, PlaneError, PlaneReport, Publication};
+use rvs_model::{DirectorModel, HttpChangeError};
+use rvs_proxy::{Clock, ConnLimit};
 
-use crate::health::HealthPlane;
+use crate::change::Change;
+use crate::health::{HealthPlane, HealthSetupError};
 
-/// Why a batch was refused; nothing changed.
+/// Why a batch was refused; nothing changed anywhere.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// A change to the service table, refused by the table (`index`: the change's place in the
+    /// batch).
     #[error(transparent)]
-    Command(#[from] BatchError),
+    Command(BatchError),
+    #[error("{error}")]
+    Http { index: usize, error: HttpChangeError },
+    /// A data plane could not take the change (an address in use, a bad rule or certificate).
+    #[error("{error}")]
+    Plane { plane: &'static str, error: PlaneError },
     #[error(transparent)]
-    Listen(#[from] ListenError),
-    #[error(transparent)]
-    Http(#[from] rvs_l7::L7Error),
+    Health(#[from] HealthSetupError),
 }
 
 /// Why a reload was refused; the running configuration is unchanged.
@@ -34,90 +48,196 @@ pub enum ReloadError {
     Apply { path: String, source: ApplyError },
 }
 
+/// What an applied batch did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The batch's sequence number: one per applied batch, strictly increasing.
+    pub generation: u64,
+    /// What it changed, one line each.
+    pub changes: Vec<String>,
+}
+
+/// What the one lock guards.
+struct State {
+    table: ServiceTable,
+    model: Arc<DirectorModel>,
+    health: BTreeMap<ServiceKey, ServiceHealth>,
+    /// The config as last loaded (for reload notes on settings that need a restart).
+    loaded: Option<Config>,
+    generation: u64,
+}
+
 pub struct Director {
-    table: Mutex<ServiceTable>,
-    pub engine: Arc<Engine>,
+    state: Mutex<State>,
+    planes: Vec<Arc<dyn DataPlane>>,
     pub health: Arc<HealthPlane>,
-    pub l7: Arc<rvs_l7::L7Engine>,
+    limit: Arc<ConnLimit>,
     pub clock: Clock,
     config_path: Option<PathBuf>,
-    /// The config as last loaded (for reload notes on settings that need a restart).
-    loaded: Mutex<Option<Config>>,
+}
+
+/// The service table, read under the director's lock (hold it briefly: every change waits).
+pub struct TableRef<'a>(MutexGuard<'a, State>);
+
+impl Deref for TableRef<'_> {
+    type Target = ServiceTable;
+    fn deref(&self) -> &ServiceTable {
+        &self.0.table
+    }
 }
 
 impl Director {
     pub fn new(
-        engine: Arc<Engine>,
+        planes: Vec<Arc<dyn DataPlane>>,
         health: Arc<HealthPlane>,
-        l7: Arc<rvs_l7::L7Engine>,
+        limit: Arc<ConnLimit>,
         clock: Clock,
         config_path: Option<PathBuf>,
         seed: u64,
     ) -> Self {
-        Self {
-            table: Mutex::new(ServiceTable::new(seed)),
-            engine,
-            health,
-            l7,
-            clock,
-            config_path,
-            loaded: Mutex::new(None),
-        }
+        let state = State {
+            table: ServiceTable::new(seed),
+            model: Arc::default(),
+            health: BTreeMap::new(),
+            loaded: None,
+            generation: 0,
+        };
+        Self { state: Mutex::new(state), planes, health, limit, clock, config_path }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn config_path(&self) -> Option<&PathBuf> {
         self.config_path.as_ref()
     }
 
-    pub fn table(&self) -> MutexGuard<'_, ServiceTable> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn table(&self) -> TableRef<'_> {
+        TableRef(self.state())
     }
 
-    /// Applies a batch all-or-nothing and publishes it to the data plane.
-    pub fn apply(&self, cmds: &[Command]) -> Result<Applied, ApplyError> {
-        let mut table = self.table();
-        let model = table.check_batch(cmds)?;
-        self.engine.bind_new(model.services.keys().copied())?;
-        let applied = table.apply_batch(cmds)?;
-        // Listeners for every service were bound above, so publishing cannot fail to bind.
-        self.engine.publish(table.snapshot(), &applied)?;
-        self.health.sync(&table, &self.l7);
-        for c in cmds {
-            tracing::info!("{c}");
-        }
-        Ok(applied)
+    /// Everything configured, as of the last applied batch.
+    pub fn model(&self) -> Arc<DirectorModel> {
+        self.state().model.clone()
     }
 
-    /// Applies a freshly loaded configuration: what differs from the running table.
-    pub fn load(&self, config: Config) -> Result<Vec<Command>, ApplyError> {
-        let cmds = self.table().model().diff(&config.table);
-        // The L7 services are checked before anything changes, and published after the L4 ones.
-        self.l7.check(&config.http)?;
-        let previous = self.health.config();
-        self.health.set_config(config.health.clone());
-        if let Err(e) = self.apply(&cmds) {
-            self.health.set_config(previous);
-            return Err(e);
+    /// The sequence number of the last applied batch.
+    pub fn generation(&self) -> u64 {
+        self.state().generation
+    }
+
+    /// The director's cap on client connections.
+    pub fn connection_limit(&self) -> &Arc<ConnLimit> {
+        &self.limit
+    }
+
+    /// Applies a batch all or nothing and publishes it to every data plane. The one writer.
+    pub fn apply(&self, changes: &[Change]) -> Result<Outcome, ApplyError> {
+        self.apply_locked(&mut self.state(), changes)
+    }
+
+    fn apply_locked(&self, st: &mut State, changes: &[Change]) -> Result<Outcome, ApplyError> {
+        // 1. The next model, every change checked on a copy.
+        let mut next = (*st.model).clone();
+        let mut cmds = Vec::new();
+        let mut cmd_index = Vec::new();
+        let mut health = None;
+        let mut cap = None;
+        for (index, change) in changes.iter().enumerate() {
+            match change {
+                Change::Table(c) => {
+                    cmds.push(c.clone());
+                    cmd_index.push(index);
+                }
+                Change::HttpServices(s) => {
+                    next.http = s.clone();
+                    next.retain_pool_health();
+                }
+                Change::Http(c) => next.apply_http(c).map_err(|error| ApplyError::Http { index, error })?,
+                Change::HealthSettings(h) => health = Some(h),
+                Change::MaxConnections(n) => cap = Some(*n),
+            }
         }
-        self.l7.publish(config.http.clone())?;
-        self.health.sync(&self.table(), &self.l7);
-        let cap = crate::limits::connection_cap(config.director.max_connections);
-        let limit = self.engine.connection_limit();
-        if limit.max() != Some(cap) {
-            tracing::info!(max_connections = cap.get(), "client connection cap");
-            limit.set_max(Some(cap));
+        next.table = st
+            .table
+            .check_batch(&cmds)
+            .map_err(|e| ApplyError::Command(BatchError { index: cmd_index[e.index], error: e.error }))?;
+        // 2. Every data plane and the health plane prepare it; a refusal drops what the others
+        //    acquired (their new listeners close) and changes nothing.
+        let mut prepared = Vec::with_capacity(self.planes.len());
+        for plane in &self.planes {
+            let p = plane.prepare(&next).map_err(|error| ApplyError::Plane { plane: plane.name(), error })?;
+            prepared.push(p);
         }
-        *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = Some(config);
-        Ok(cmds)
+        let targets = self.health.prepare(&next, health.unwrap_or(&st.health))?;
+        // 3. Apply (the table's batch was checked above and is all or nothing itself), then
+        //    publish.
+        let removed = st
+            .table
+            .apply_batch(&cmds)
+            .map_err(|e| ApplyError::Command(BatchError { index: cmd_index[e.index], error: e.error }))?;
+        st.generation += 1;
+        let publication = Publication {
+            generation: st.generation,
+            model: Arc::new(next),
+            services: Arc::new(st.table.snapshot()),
+            removed: Arc::new(removed),
+        };
+        for (plane, p) in self.planes.iter().zip(prepared) {
+            plane.clone().publish(p, &publication);
+        }
+        for c in &cmds {
+            if let Command::Zero { service } = c {
+                self.planes.iter().for_each(|p| p.zero_counters(service.as_ref()));
+            }
+        }
+        if let Some(h) = health {
+            st.health = h.clone();
+        }
+        self.health.publish(targets, &st.health, &publication);
+        if let Some(cap) = cap {
+            if self.limit.max() != Some(cap) {
+                tracing::info!(max_connections = cap.get(), "client connection cap");
+                self.limit.set_max(Some(cap));
+            }
+        }
+        st.model = publication.model;
+        let changes: Vec<String> = changes
+            .iter()
+            .filter(|c| !matches!(c, Change::HealthSettings(_) | Change::MaxConnections(_)))
+            .map(|c| c.to_string())
+            .collect();
+        for c in &changes {
+            tracing::info!(generation = st.generation, "{c}");
+        }
+        Ok(Outcome { generation: st.generation, changes })
+    }
+
+    /// Applies a freshly loaded configuration: what differs from what runs, as one batch.
+    pub fn load(&self, config: Config) -> Result<Outcome, ApplyError> {
+        // The difference is taken under the lock the batch is applied under: what the file
+        // says is what runs after, whatever came in meanwhile.
+        let mut st = self.state();
+        let model = st.model.clone();
+        let mut changes: Vec<Change> = model.table.diff(&config.table).into_iter().map(Change::Table).collect();
+        if model.http != config.http {
+            changes.push(Change::HttpServices(config.http.clone()));
+        }
+        changes.push(Change::HealthSettings(config.health.clone()));
+        changes.push(Change::MaxConnections(crate::limits::connection_cap(config.director.max_connections)));
+        let outcome = self.apply_locked(&mut st, &changes)?;
+        st.loaded = Some(config);
+        Ok(outcome)
     }
 
     /// Re-reads the configuration file and applies the difference. Changes made at run time
     /// through the API are replaced by what the file says.
-    pub fn reload(&self) -> Result<(Vec<Command>, Vec<String>), ReloadError> {
+    pub fn reload(&self) -> Result<(Outcome, Vec<String>), ReloadError> {
         let path = self.config_path.as_ref().ok_or(ReloadError::NoFile)?;
         let config = Config::load(path)?;
         let mut notes = Vec::new();
-        if let Some(old) = &*self.loaded.lock().unwrap_or_else(|e| e.into_inner()) {
+        if let Some(old) = &self.state().loaded {
             if old.api != config.api {
                 notes.push("[api] changed: API listeners change at restart only".to_string());
             }
@@ -130,9 +250,54 @@ impl Director {
                 );
             }
         }
-        let cmds =
+        let outcome =
             self.load(config).map_err(|source| ReloadError::Apply { path: path.display().to_string(), source })?;
-        Ok((cmds, notes))
+        Ok((outcome, notes))
+    }
+
+    /// What the data planes report, together.
+    pub fn report(&self) -> PlaneReport {
+        let mut all = PlaneReport::default();
+        for r in self.planes.iter().map(|p| p.report()) {
+            all.connections += r.connections;
+            all.kernel_relay = all.kernel_relay.or(r.kernel_relay);
+            all.draining |= r.draining;
+            all.http.extend(r.http);
+        }
+        all
+    }
+
+    /// Every connection of every data plane.
+    pub fn connections(&self) -> Vec<ConnInfo> {
+        self.planes.iter().flat_map(|p| p.connections()).collect()
+    }
+
+    /// Closes every connection to `dest` now; how many.
+    pub fn close_connections_to(&self, dest: &Arc<RealServer>) -> usize {
+        self.planes.iter().map(|p| p.close_connections_to(dest)).sum()
+    }
+
+    /// Stops every data plane: no new connections, a drain of up to `deadline`, then the rest
+    /// closed. How many were closed at the deadline.
+    pub async fn shutdown(&self, deadline: Duration) -> usize {
+        // All at once: the deadline is one for every data plane.
+        let mut drains: Vec<Option<Drained<'_>>> = self.planes.iter().map(|p| Some(p.shutdown(deadline))).collect();
+        let mut closed = 0;
+        std::future::poll_fn(|cx| {
+            for slot in drains.iter_mut() {
+                if let Some(Poll::Ready(n)) = slot.as_mut().map(|d| d.as_mut().poll(cx)) {
+                    closed += n;
+                    *slot = None;
+                }
+            }
+            if drains.iter().all(Option::is_none) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        closed
     }
 
     /// Samples rates and purges templates; called every 2 seconds.

@@ -10,15 +10,17 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use rvs_api::{CheckView, EventList, EventView};
 use rvs_config::ServiceHealth;
-use rvs_core::{Command, FailureAction, Health, ServiceKey, ServiceTable};
+use rvs_core::{Command, FailureAction, Health, ServiceKey};
+use rvs_dataplane::Publication;
 use rvs_health::{
     live_weight, Event, EventLog, HealthEvent, HealthSupervisor, Notification, Notifier, NotifyKind, QuorumState,
     QuorumTracker, Target, DEFAULT_EVENT_CAPACITY, DEFAULT_NOTIFY_TIMEOUT,
 };
-use rvs_l7::L7Engine;
+use rvs_model::{DirectorModel, HttpChange, PoolServer, Verdict};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::change::Change;
 use crate::director::Director;
 
 /// A checked real server: its service, its pool (http services) and its address.
@@ -27,6 +29,17 @@ pub struct HealthKey {
     pub service: ServiceKey,
     pub pool: Option<String>,
     pub server: SocketAddr,
+}
+
+/// A real server's check that cannot run (its timing is refused).
+#[derive(Debug, thiserror::Error)]
+#[error("virtual service {service}{}, real server {server}: health check: {source}", pool.as_ref().map(|p| format!(" pool {p}")).unwrap_or_default())]
+pub struct HealthSetupError {
+    pub service: ServiceKey,
+    pub pool: Option<String>,
+    pub server: SocketAddr,
+    #[source]
+    pub source: rvs_health::TimingError,
 }
 
 pub struct HealthPlane {
@@ -55,47 +68,51 @@ impl HealthPlane {
         (plane, rx)
     }
 
-    /// New health settings (config load or reload). Call [`Self::sync`] after.
-    pub fn set_config(&self, config: BTreeMap<ServiceKey, ServiceHealth>) {
-        *lock(&self.config) = config;
-    }
-
-    /// The health settings in force.
-    pub fn config(&self) -> BTreeMap<ServiceKey, ServiceHealth> {
-        lock(&self.config).clone()
-    }
-
-    /// Makes the running checks match the table and the settings: a check per real server
-    /// that has one; unchanged checks keep running with their state (no flapping on reload).
-    pub fn sync(&self, table: &ServiceTable, l7: &L7Engine) {
-        let config = lock(&self.config);
+    /// The check of every real server that has one in `model` under `settings`: what
+    /// [`Self::publish`] starts. Refuses a check it could not run, changing nothing.
+    pub fn prepare(
+        &self,
+        model: &DirectorModel,
+        settings: &BTreeMap<ServiceKey, ServiceHealth>,
+    ) -> Result<Vec<Target<HealthKey>>, HealthSetupError> {
         let mut targets = Vec::new();
-        let mut target = |key: HealthKey, spec: &rvs_config::CheckSpec| match Target::new(
-            key.clone(),
-            key.server,
-            spec.check.clone(),
-            spec.timing,
-        ) {
-            Ok(t) => targets.push(t),
-            Err(e) => warn!(service = %key.service, server = %key.server, "health check not started: {e}"),
+        let mut target = |key: HealthKey, spec: &rvs_config::CheckSpec| {
+            let t = Target::new(key.clone(), key.server, spec.check.clone(), spec.timing).map_err(|source| {
+                HealthSetupError { service: key.service, pool: key.pool.clone(), server: key.server, source }
+            })?;
+            targets.push(t);
+            Ok::<_, HealthSetupError>(())
         };
-        for svc in table.services() {
-            let Some(h) = config.get(&svc.key) else { continue };
-            for d in svc.dests().iter() {
-                if let Some(spec) = h.check_for(d.addr) {
-                    target(HealthKey { service: svc.key, pool: None, server: d.addr }, spec);
+        for (key, svc) in &model.table.services {
+            let Some(h) = settings.get(key) else { continue };
+            for rs in &svc.servers {
+                if let Some(spec) = h.check_for(rs.addr) {
+                    target(HealthKey { service: *key, pool: None, server: rs.addr }, spec)?;
                 }
             }
         }
-        for svc in l7.services() {
-            let Some(h) = config.get(&svc.key) else { continue };
+        for svc in &model.http {
+            let Some(h) = settings.get(&svc.key) else { continue };
             for pool in &svc.pools {
                 let Some(spec) = h.pool_checks.get(&pool.name) else { continue };
                 for rs in &pool.servers {
-                    target(HealthKey { service: svc.key, pool: Some(pool.name.clone()), server: rs.addr }, spec);
+                    target(HealthKey { service: svc.key, pool: Some(pool.name.clone()), server: rs.addr }, spec)?;
                 }
             }
         }
+        Ok(targets)
+    }
+
+    /// Makes the running checks the prepared ones, with `settings` in force: unchanged checks
+    /// keep running with their state (no flapping on reload); quorum is tracked for the
+    /// services that have one, from the published real servers' weights.
+    pub fn publish(
+        &self,
+        targets: Vec<Target<HealthKey>>,
+        settings: &BTreeMap<ServiceKey, ServiceHealth>,
+        next: &Publication,
+    ) {
+        *lock(&self.config) = settings.clone();
         let done = self.supervisor.reconcile(targets);
         if !done.added.is_empty() || !done.removed.is_empty() || !done.restarted.is_empty() {
             info!(
@@ -107,9 +124,9 @@ impl HealthPlane {
             );
         }
         let mut quorum = lock(&self.quorum);
-        quorum.retain(|k, _| config.get(k).is_some_and(|h| h.quorum.is_some()));
-        for (key, h) in config.iter() {
-            let (Some(q), Some(svc)) = (h.quorum, table.service(key)) else { continue };
+        quorum.retain(|k, _| settings.get(k).is_some_and(|h| h.quorum.is_some()));
+        for (key, h) in settings.iter() {
+            let (Some(q), Some(svc)) = (h.quorum, next.services.services.get(key)) else { continue };
             quorum.entry(*key).or_insert_with(|| {
                 let live = live_weight(svc.dests().iter().map(|d| d.weight()));
                 QuorumTracker::new(q, q.initial(live), live)
@@ -197,29 +214,30 @@ pub async fn run(director: Weak<Director>, plane: Arc<HealthPlane>, mut rx: mpsc
 fn on_event(director: &Director, plane: &HealthPlane, ev: HealthEvent<HealthKey>) {
     let HealthKey { service, pool, server } = ev.id.clone();
     let t = &ev.transition;
-    let dest = match &pool {
-        None => director.table().service(&service).and_then(|s| s.dest(server)),
-        Some(p) => director.l7.pool_service(&service, p).and_then(|s| s.dest(server)),
+    let Some(pool) = pool else {
+        let Some(dest) = director.table().service(&service).and_then(|s| s.dest(server)) else { return };
+        let weight = t.weight.map(|h| h.apply(dest.configured_weight()));
+        let change = Change::Table(Command::SetHealth { service, addr: server, health: t.to, weight });
+        if let Err(e) = director.apply(&[change]) {
+            warn!(%service, %server, "health transition not applied: {e}");
+            return;
+        }
+        return on_l4_transition(director, plane, service, server, &dest, t, weight);
     };
-    let Some(dest) = dest else { return };
-    let weight = t.weight.map(|h| h.apply(dest.configured_weight()));
-    let applied = match &pool {
-        None => director
-            .apply(&[Command::SetHealth { service, addr: server, health: t.to, weight }])
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        Some(p) => director.l7.set_health(&service, p, server, t.to, weight).map_err(|e| e.to_string()),
-    };
-    if let Err(e) = applied {
+    let key = PoolServer { service, pool, server };
+    let Some(configured) = director.model().pool_server(&key).copied() else { return };
+    let weight = t.weight.map(|h| h.apply(configured.weight));
+    let verdict = Verdict { health: t.to, weight };
+    let change = Change::Http(HttpChange::Health { server: key.clone(), verdict });
+    if let Err(e) = director.apply(&[change]) {
         warn!(%service, %server, "health transition not applied: {e}");
         return;
     }
-    let Some(p) = pool else {
-        return on_l4_transition(director, plane, service, server, &dest, t, weight);
-    };
+    let p = key.pool;
     info!(%service, pool = %p, %server, from = %t.from, to = %t.to, weight = ?weight, reason = %t.reason, "real server health");
     let svc_name = format!("{service} pool {p}");
-    plane.record(svc_name, server, &dest, t, lock(&plane.config).get(&service).and_then(|h| h.pool_checks.get(&p)));
+    let spec = lock(&plane.config).get(&service).and_then(|h| h.pool_checks.get(&p)).cloned();
+    plane.record(svc_name, server, verdict.weight_for(configured.weight), t, spec.as_ref());
 }
 
 impl HealthPlane {
@@ -228,7 +246,7 @@ impl HealthPlane {
         &self,
         svc_name: String,
         server: SocketAddr,
-        dest: &rvs_core::RealServer,
+        weight_now: u32,
         t: &rvs_health::Transition,
         spec: Option<&rvs_config::CheckSpec>,
     ) {
@@ -249,7 +267,7 @@ impl HealthPlane {
             cmd.map(|c| (kind, c))
         });
         if let Some((kind, cmd)) = notify {
-            self.notifier.notify(Notification::real_server(kind, cmd, svc_name, server, t.to, dest.weight()));
+            self.notifier.notify(Notification::real_server(kind, cmd, svc_name, server, t.to, weight_now));
         }
     }
 }
@@ -278,12 +296,12 @@ fn on_l4_transition(
         && on_failure == FailureAction::Remove
         && director.table().model().options.expire_nodest_conn
     {
-        let n = director.engine.close_connections_to(dest);
+        let n = director.close_connections_to(dest);
         info!(%service, %server, closed = n, "removed on failure with expire_nodest_conn: connections closed");
     }
     info!(%service, %server, from = %t.from, to = %t.to, weight = ?weight, reason = %t.reason, "real server health");
     let svc_name = service.to_string();
-    plane.record(svc_name.clone(), server, dest, t, spec.as_ref());
+    plane.record(svc_name.clone(), server, dest.weight(), t, spec.as_ref());
     // Quorum: the live weight of the service after this transition.
     let live = director.table().service(&service).map(|s| live_weight(s.dests().iter().map(|d| d.weight())));
     let qt = match (live, lock(&plane.quorum).get_mut(&service)) {
@@ -292,7 +310,7 @@ fn on_l4_transition(
     };
     if let Some(qt) = qt {
         let lost = qt.to == QuorumState::Down;
-        if let Err(e) = director.apply(&[Command::SetQuorum { service, lost }]) {
+        if let Err(e) = director.apply(&[Change::Table(Command::SetQuorum { service, lost })]) {
             warn!(%service, "quorum change not applied: {e}");
         }
         warn!(%service, from = %qt.from, to = %qt.to, live_weight = qt.live_weight, "quorum");

@@ -2,10 +2,10 @@
 //! proxy engine, serves the control API and metrics, reloads on SIGHUP, drains on SIGTERM.
 
 mod api;
+mod change;
 mod demo;
 mod director;
 mod health;
-mod http;
 mod limits;
 mod metrics;
 
@@ -143,9 +143,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let (health, health_events) = health::HealthPlane::start();
-    let l7 = rvs_l7::L7Engine::new(rvs_l7::L7EngineConfig { seed, ..Default::default() }, clock, limit);
+    let l7 = rvs_l7::L7Engine::new(rvs_l7::L7EngineConfig { seed, ..Default::default() }, clock, limit.clone());
     let config_path = if demo { None } else { cli.config.clone() };
-    let director = Arc::new(Director::new(engine.clone(), health.clone(), l7.clone(), clock, config_path, seed));
+    let planes: Vec<Arc<dyn rvs_dataplane::DataPlane>> = vec![engine.clone(), l7.clone()];
+    let director = Arc::new(Director::new(planes, health.clone(), limit, clock, config_path, seed));
     tokio::spawn(health::run(Arc::downgrade(&director), health.clone(), health_events));
     // Both data planes' failed connects are passive health checks.
     let passive = |health: Arc<health::HealthPlane>| -> rvs_proxy::ConnectFailureObserver {
@@ -183,8 +184,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = hup.recv() => match director.reload() {
-                Ok((cmds, notes)) => {
-                    info!(changes = cmds.len(), "configuration reloaded");
+                Ok((outcome, notes)) => {
+                    info!(changes = outcome.changes.len(), generation = outcome.generation, "configuration reloaded");
                     for n in notes { warn!("{n}"); }
                 }
                 Err(e) => error!("reload refused, the running configuration is unchanged: {e}"),
@@ -195,11 +196,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     info!(
         deadline_secs = drain.as_secs(),
-        connections = engine.connection_count(),
+        connections = director.report().connections,
         "stopping: no new connections, draining"
     );
-    let (closed, closed_l7) = tokio::join!(engine.shutdown(drain), l7.shutdown(drain));
-    let closed = closed + closed_l7;
+    let closed = director.shutdown(drain).await;
     if closed > 0 {
         warn!(closed, "drain deadline reached: closed the remaining connections");
     }
@@ -231,7 +231,7 @@ fn print_demo_help(director: &Director, socket: &std::path::Path) {
         println!("  curl -s --unix-socket {} http://rvsd/v1/services", socket.display());
         println!("  cargo run -p rvsadm -- --api {} -L -n --stats   # ipvsadm -L, from rvs", socket.display());
     }
-    for svc in director.l7.services() {
+    for svc in &director.model().http {
         println!(
             "rvs demo: http virtual service {} (Layer 7): /rs1/... goes to rs1, the rest round robin",
             svc.key.addr

@@ -7,6 +7,8 @@ use hyper::body::Bytes;
 use hyper::header::CONTENT_TYPE;
 use hyper::Response;
 
+use rvs_core::http_stats::{CounterSnapshot, L7ServiceStats};
+
 use crate::director::Director;
 
 pub fn render(director: &Director) -> Response<Full<Bytes>> {
@@ -57,7 +59,8 @@ pub fn render(director: &Director) -> Response<Full<Bytes>> {
         }
     }
     drop(table);
-    let limit = director.engine.connection_limit();
+    let limit = director.connection_limit();
+    let report = director.report();
     let _ = writeln!(
         out,
         "# HELP rvs_client_connections Client connections held now (TCP and http services).\n\
@@ -70,7 +73,7 @@ pub fn render(director: &Director) -> Response<Full<Bytes>> {
         limit.max().map_or(0, |m| m.get()),
         limit.waits()
     );
-    if let Some(k) = director.engine.kernel_relay() {
+    if let Some(k) = report.kernel_relay {
         let _ = writeln!(
             out,
             "# HELP rvs_sockmap_connections Connections the kernel relay (sockmap) holds now.\n\
@@ -79,12 +82,10 @@ pub fn render(director: &Director) -> Response<Full<Bytes>> {
              # TYPE rvs_sockmap_capacity gauge\nrvs_sockmap_capacity {}\n\
              # HELP rvs_sockmap_linked_total Connections handed to the kernel relay.\n\
              # TYPE rvs_sockmap_linked_total counter\nrvs_sockmap_linked_total {}",
-            k.linked(),
-            k.capacity(),
-            k.linked_total()
+            k.linked, k.capacity, k.linked_total
         );
     }
-    http_families(&mut out, director);
+    http_families(&mut out, &report.http);
     Response::builder()
         .header(CONTENT_TYPE, "text/plain; version=0.0.4")
         .body(Full::new(Bytes::from(out)))
@@ -93,17 +94,16 @@ pub fn render(director: &Director) -> Response<Full<Bytes>> {
 
 /// The Layer-7 services: requests by status class per service, rule and pool, and upstream
 /// connections opened and reused per pool.
-fn http_families(out: &mut String, director: &Director) {
-    let stats = director.l7.stats();
+fn http_families(out: &mut String, stats: &[L7ServiceStats]) {
     if stats.is_empty() {
         return;
     }
     let _ = writeln!(out, "# HELP rvs_http_requests_total HTTP requests by status class.");
     let _ = writeln!(out, "# TYPE rvs_http_requests_total counter");
     let classes = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-    for st in &stats {
+    for st in stats {
         let svc = format!("service=\"{}\"", st.key.addr);
-        let mut by = |labels: String, c: &rvs_l7::CounterSnapshot| {
+        let mut by = |labels: String, c: &CounterSnapshot| {
             for (class, n) in classes.iter().zip(c.status_classes) {
                 let _ = writeln!(out, "rvs_http_requests_total{{{labels},class=\"{class}\"}} {n}");
             }
@@ -118,7 +118,7 @@ fn http_families(out: &mut String, director: &Director) {
     }
     let _ = writeln!(out, "# HELP rvs_http_upstream_connections_total Connections to real servers, opened or reused.");
     let _ = writeln!(out, "# TYPE rvs_http_upstream_connections_total counter");
-    for st in &stats {
+    for st in stats {
         for p in &st.pools {
             let l = format!("service=\"{}\",pool=\"{}\"", st.key.addr, p.name);
             let _ = writeln!(

@@ -12,14 +12,77 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use rvs_core::{SchedulerKind, ServiceKey};
+use rvs_core::{Health, SchedulerKind, ServiceKey};
+use rvs_dataplane::{DataPlane, PlaneError, Publication};
 use rvs_l7::{L7Engine, L7EngineConfig, L7Error};
 use rvs_model::http::{L7ServiceConfig, PoolConfig};
+use rvs_model::{DirectorModel, HttpChange, HttpChangeError, PoolServer, Verdict};
 use rvs_proxy::Clock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub const T: Duration = Duration::from_secs(10);
+
+/// Drives an engine as the director does, through the data-plane interface: the next model is
+/// prepared, then published.
+pub trait Drive {
+    /// Makes `services` the engine's http services (all or nothing).
+    fn publish(&self, services: Vec<L7ServiceConfig>) -> Result<(), L7Error>;
+    /// Prepares `services` and drops the result: whether a publish would be taken.
+    fn check(&self, services: &[L7ServiceConfig]) -> Result<(), L7Error>;
+    /// A health checker's verdict on a real server of a pool.
+    fn set_health(
+        &self,
+        key: &ServiceKey,
+        pool: &str,
+        server: SocketAddr,
+        health: Health,
+        weight: Option<u32>,
+    ) -> Result<(), HttpChangeError>;
+}
+
+fn plane_error(e: PlaneError) -> L7Error {
+    match e.source.downcast::<L7Error>() {
+        Ok(e) => *e,
+        Err(other) => panic!("the L7 engine refused with something else: {other}"),
+    }
+}
+
+fn drive(engine: &Arc<L7Engine>, next: DirectorModel) -> Result<(), L7Error> {
+    let prepared = DataPlane::prepare(&**engine, &next).map_err(plane_error)?;
+    let publication =
+        Publication { generation: 0, model: Arc::new(next), services: Arc::default(), removed: Arc::default() };
+    DataPlane::publish(engine.clone(), prepared, &publication);
+    Ok(())
+}
+
+impl Drive for Arc<L7Engine> {
+    fn publish(&self, services: Vec<L7ServiceConfig>) -> Result<(), L7Error> {
+        let mut next = (*self.model()).clone();
+        next.http = services;
+        next.retain_pool_health();
+        drive(self, next)
+    }
+
+    fn check(&self, services: &[L7ServiceConfig]) -> Result<(), L7Error> {
+        let next = DirectorModel { http: services.to_vec(), ..(*self.model()).clone() };
+        DataPlane::prepare(&**self, &next).map(drop).map_err(plane_error)
+    }
+
+    fn set_health(
+        &self,
+        key: &ServiceKey,
+        pool: &str,
+        server: SocketAddr,
+        health: Health,
+        weight: Option<u32>,
+    ) -> Result<(), HttpChangeError> {
+        let mut next = (*self.model()).clone();
+        let server = PoolServer { service: *key, pool: pool.to_string(), server };
+        next.apply_http(&HttpChange::Health { server, verdict: Verdict { health, weight } })?;
+        drive(self, next).map_err(|e| panic!("a verdict refused by the engine: {e}"))
+    }
+}
 
 /// A port that was free a moment ago.
 pub fn free_addr() -> SocketAddr {
@@ -160,7 +223,7 @@ pub async fn start_limited(
     let engine = L7Engine::new(ecfg, Clock::default(), limit);
     for _ in 0..5 {
         cfg.key = ServiceKey::tcp(free_addr());
-        match engine.publish(vec![cfg.clone()]) {
+        match Drive::publish(&engine, vec![cfg.clone()]) {
             Ok(()) => return (engine, cfg.key.addr),
             Err(L7Error::Listen(_)) => continue,
             Err(e) => panic!("publish: {e}"),

@@ -51,7 +51,10 @@ async fn reload_applies_to_open_connections_and_keeps_counters() {
     assert_eq!(engine.services().len(), 1);
 
     // Health and counters.
-    assert!(matches!(engine.set_health(&cfg.key, "nope", a.addr, Health::Down, None), Err(L7Error::NoPool { .. })));
+    assert!(matches!(
+        engine.set_health(&cfg.key, "nope", a.addr, Health::Down, None),
+        Err(rvs_model::HttpChangeError::NoPool { .. })
+    ));
     engine.zero(None);
     assert_eq!(engine.stats()[0].counters.requests, 0);
     assert!(engine.pool_service(&cfg.key, "a").is_some());

@@ -1,19 +1,86 @@
-//! The director's Layer-7 side: the L7 engine's services as the API shows them, and the
-//! run-time rule changes (`POST`/`DELETE /v1/http/{address}/rules`), published whole to the
-//! engine so a refused change alters nothing.
+//! `/v1/http`: the http (Layer-7) virtual services as configured with their counters, and
+//! their run-time changes (rules added and deleted, pools' real servers added, edited and
+//! deleted), each a change through the one apply path.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
 use rvs_api::{
     ApiError, CheckView, HttpCountersView, HttpPoolView, HttpRealServerView, HttpRuleSpec, HttpRuleView,
     HttpServiceList, HttpServiceView, RealServerSpec,
 };
-use rvs_core::ServiceKey;
-use rvs_l7::{CounterSnapshot, L7Engine};
-use rvs_model::http::{L7ServiceConfig, PoolPersistence, Rule};
+use rvs_core::http_stats::{CounterSnapshot, L7ServiceStats};
+use rvs_model::http::{PoolPersistence, Rule};
+use rvs_model::{DirectorModel, HttpChange};
 
+use super::{body, changed, error, not_allowed, path_key, Resp, Route};
+use crate::change::Change;
 use crate::health::HealthKey;
+
+pub(crate) async fn route(at: &Route<'_>, rest: &[&str], req: Request<Incoming>) -> Result<Resp, Resp> {
+    let director = at.director;
+    let apply = |change: HttpChange, status: StatusCode| {
+        let changes = [Change::Http(change)];
+        director
+            .apply(&changes)
+            .map(|o| changed(status, &o))
+            .map_err(|e| super::errors::apply_error(e, &changes, false))
+    };
+    match (at.method, rest) {
+        (&Method::GET, []) => {
+            let list = list(&director.model(), director.report().http, &director.health.check_views());
+            Ok(super::json(StatusCode::OK, &list))
+        }
+        (&Method::POST, [addr, "rules"]) => {
+            let service = path_key("tcp", addr)?;
+            let spec: HttpRuleSpec = body(req).await?;
+            let matches: Vec<&str> = spec.matches.iter().map(String::as_str).collect();
+            let rule = Rule::parse(spec.name.clone(), &matches, spec.pool.clone())
+                .map_err(|e| error(StatusCode::BAD_REQUEST, ApiError::field("match", e).with_code("invalid")))?;
+            apply(HttpChange::AddRule { service, rule, before: spec.before }, StatusCode::OK)
+        }
+        (&Method::DELETE, [addr, "rules", name]) => {
+            let service = path_key("tcp", addr)?;
+            apply(HttpChange::DeleteRule { service, name: name.to_string() }, StatusCode::OK)
+        }
+        (&Method::POST, [addr, "pools", pool, "servers"]) => {
+            let service = path_key("tcp", addr)?;
+            let spec: RealServerSpec = body(req).await?;
+            let server = spec.to_core(&service, None, "server").map_err(invalid)?;
+            apply(HttpChange::AddServer { service, pool: pool.to_string(), server }, StatusCode::CREATED)
+        }
+        (m, [addr, "pools", pool, "servers", raddr]) => {
+            let service = path_key("tcp", addr)?;
+            let addr = rvs_core::addr::parse_endpoint(raddr, Some(service.addr.port()))
+                .map_err(|e| error(StatusCode::BAD_REQUEST, ApiError::field("path", e)))?;
+            let pool = pool.to_string();
+            match *m {
+                Method::PUT => {
+                    let spec: RealServerSpec = body(req).await?;
+                    let key = rvs_model::PoolServer { service, pool: pool.clone(), server: addr };
+                    // Absent fields keep their value; a missing server is the change's refusal.
+                    let base = director.model().pool_server(&key).copied();
+                    let server = spec.to_core(&service, base, "server").map_err(invalid)?;
+                    if server.addr != addr {
+                        return Err(invalid(ApiError::field(
+                            "server.address",
+                            format!("{} does not match the path's {addr}", server.addr),
+                        )));
+                    }
+                    apply(HttpChange::EditServer { service, pool, server }, StatusCode::OK)
+                }
+                Method::DELETE => apply(HttpChange::DeleteServer { service, pool, addr }, StatusCode::OK),
+                _ => Err(not_allowed()),
+            }
+        }
+        _ => Err(at.not_found()),
+    }
+}
+
+fn invalid(e: ApiError) -> Resp {
+    error(StatusCode::BAD_REQUEST, e.with_code("invalid"))
+}
 
 /// Request counters without the upstream ones (rules, the default route).
 fn counters(c: &CounterSnapshot) -> HttpCountersView {
@@ -47,10 +114,9 @@ fn persistence_name(p: &PoolPersistence) -> String {
 }
 
 /// Every L7 service with its rules, pools and counters.
-pub fn list(engine: &L7Engine, checks: &HashMap<HealthKey, CheckView>) -> HttpServiceList {
-    let configs = engine.services();
-    let services = engine
-        .stats()
+fn list(model: &DirectorModel, stats: Vec<L7ServiceStats>, checks: &HashMap<HealthKey, CheckView>) -> HttpServiceList {
+    let configs = &model.http;
+    let services = stats
         .into_iter()
         .map(|st| {
             let cfg = configs.iter().find(|c| c.key == st.key);
@@ -125,117 +191,4 @@ pub fn list(engine: &L7Engine, checks: &HashMap<HealthKey, CheckView>) -> HttpSe
         })
         .collect();
     HttpServiceList { services }
-}
-
-/// Why a change to an http service was refused: something missing (404) or bad (400).
-pub enum ChangeError {
-    NotFound(ApiError),
-    Invalid(ApiError),
-}
-
-/// The engine's services with one change made to `key`, checked and published whole.
-fn change(
-    engine: &std::sync::Arc<L7Engine>,
-    key: ServiceKey,
-    f: impl FnOnce(&mut L7ServiceConfig) -> Result<(), ChangeError>,
-) -> Result<(), ChangeError> {
-    let mut all = engine.services();
-    let svc = all.iter_mut().find(|c| c.key == key).ok_or_else(|| {
-        ChangeError::NotFound(ApiError::message(format!("no such http virtual service {}", key.addr)))
-    })?;
-    f(svc)?;
-    engine.publish(all).map_err(|e| ChangeError::Invalid(ApiError::message(e).with_code("invalid")))
-}
-
-/// Adds a rule (before `spec.before`, or last).
-pub fn add_rule(engine: &std::sync::Arc<L7Engine>, key: ServiceKey, spec: HttpRuleSpec) -> Result<(), ChangeError> {
-    let matches: Vec<&str> = spec.matches.iter().map(String::as_str).collect();
-    let rule = Rule::parse(spec.name.clone(), &matches, spec.pool.clone())
-        .map_err(|e| ChangeError::Invalid(ApiError::field("match", e).with_code("invalid")))?;
-    change(engine, key, |svc| {
-        if svc.rules.iter().any(|r| r.name == rule.name) {
-            return Err(ChangeError::Invalid(
-                ApiError::field("name", format!("rule `{}` already exists", rule.name)).with_code("rule_exists"),
-            ));
-        }
-        let at = match &spec.before {
-            None => svc.rules.len(),
-            Some(b) => svc.rules.iter().position(|r| &r.name == b).ok_or_else(|| {
-                ChangeError::NotFound(ApiError::field("before", format!("no rule `{b}`")).with_code("no_rule"))
-            })?,
-        };
-        svc.rules.insert(at, rule);
-        Ok(())
-    })
-}
-
-pub fn delete_rule(engine: &std::sync::Arc<L7Engine>, key: ServiceKey, name: &str) -> Result<(), ChangeError> {
-    change(engine, key, |svc| {
-        let before = svc.rules.len();
-        svc.rules.retain(|r| r.name != name);
-        if svc.rules.len() == before {
-            return Err(ChangeError::NotFound(ApiError::message(format!("no rule `{name}`")).with_code("no_rule")));
-        }
-        Ok(())
-    })
-}
-
-/// A change to one real server of a pool.
-pub enum ServerChange {
-    Add(RealServerSpec),
-    /// Edit the real server at this address (absent fields keep their value).
-    Edit(SocketAddr, RealServerSpec),
-    Delete(SocketAddr),
-}
-
-/// Adds, edits or deletes a real server of `pool`. Its counters and health stay when it
-/// stays; its connections are not cut.
-pub fn change_server(
-    engine: &std::sync::Arc<L7Engine>,
-    key: ServiceKey,
-    pool: &str,
-    what: ServerChange,
-) -> Result<(), ChangeError> {
-    let invalid = |e: ApiError| ChangeError::Invalid(e.with_code("invalid"));
-    change(engine, key, |svc| {
-        let p = svc.pools.iter_mut().find(|p| p.name == pool).ok_or_else(|| {
-            ChangeError::NotFound(ApiError::message(format!("no pool `{pool}` in {}", key.addr)).with_code("no_pool"))
-        })?;
-        let missing = |addr: SocketAddr| {
-            ChangeError::NotFound(
-                ApiError::message(format!("no real server {addr} in pool `{pool}`")).with_code("no_server"),
-            )
-        };
-        match what {
-            ServerChange::Add(spec) => {
-                let server = spec.to_core(&key, None, "server").map_err(invalid)?;
-                if p.servers.iter().any(|s| s.addr == server.addr) {
-                    return Err(ChangeError::Invalid(
-                        ApiError::field("server.address", format!("real server {} already exists", server.addr))
-                            .with_code("server_exists"),
-                    ));
-                }
-                p.servers.push(server);
-            }
-            ServerChange::Edit(addr, spec) => {
-                let slot = p.servers.iter_mut().find(|s| s.addr == addr).ok_or_else(|| missing(addr))?;
-                let server = spec.to_core(&key, Some(*slot), "server").map_err(invalid)?;
-                if server.addr != addr {
-                    return Err(invalid(ApiError::field(
-                        "server.address",
-                        format!("{} does not match the path's {addr}", server.addr),
-                    )));
-                }
-                *slot = server;
-            }
-            ServerChange::Delete(addr) => {
-                let before = p.servers.len();
-                p.servers.retain(|s| s.addr != addr);
-                if p.servers.len() == before {
-                    return Err(missing(addr));
-                }
-            }
-        }
-        Ok(())
-    })
 }
