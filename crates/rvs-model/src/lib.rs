@@ -4,3 +4,5 @@
 //! planes all read these types, and none of them pulls a runtime crate into the others.
 
 #![forbid(unsafe_code)]
+
+pub mod health;
