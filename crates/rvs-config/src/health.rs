@@ -1,53 +1,21 @@
 //! The health-check part of the file: a `check` table per virtual service (the default for
 //! its real servers) or per real server, the service's quorum, sorry-server commands and
-//! failure action, validated into rvs-health's checks and timings.
+//! failure action, validated into rvs-model's check specs and timings.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rvs_core::FailureAction;
-use rvs_health::{
-    AgentCheck, Check, CheckKind, ConnectTo, DnsCheck, ExecCheck, ExpectCheck, HttpCheck, NotifyCommand, Pattern,
-    Quorum, SmtpCheck, StatusRange, Timing, Tls, UdpCheck,
+use rvs_core::pattern::Pattern;
+pub(crate) use rvs_model::health::CheckSpec;
+use rvs_model::health::{
+    AgentCheck, CheckDef, CheckKind, ConnectTo, DnsCheck, ExecCheck, ExpectCheck, HttpCheck, NotifyCommand, SmtpCheck,
+    StatusRange, Timing, Tls, UdpCheck,
 };
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::Unplaced;
-
-/// One real server's check: what to run, when, and what to tell on transitions.
-#[derive(Debug, Clone)]
-pub struct CheckSpec {
-    pub check: Check,
-    pub timing: Timing,
-    pub notify_up: Option<NotifyCommand>,
-    pub notify_down: Option<NotifyCommand>,
-}
-
-/// A virtual service's health settings.
-#[derive(Debug, Clone, Default)]
-pub struct ServiceHealth {
-    /// What a failed real server's entry does.
-    pub on_failure: FailureAction,
-    /// The check every real server gets unless it has its own.
-    pub default_check: Option<CheckSpec>,
-    /// Real servers with their own check.
-    pub server_checks: BTreeMap<SocketAddr, CheckSpec>,
-    pub quorum: Option<Quorum>,
-    pub quorum_up: Option<NotifyCommand>,
-    pub quorum_down: Option<NotifyCommand>,
-    /// An http service's pools with a check, by pool name.
-    pub pool_checks: BTreeMap<String, CheckSpec>,
-}
-
-impl ServiceHealth {
-    /// The check of real server `addr`: its own, else the service's default.
-    pub fn check_for(&self, addr: SocketAddr) -> Option<&CheckSpec> {
-        self.server_checks.get(&addr).or(self.default_check.as_ref())
-    }
-}
 
 /// A `check` table as written.
 #[derive(Debug, Deserialize)]
@@ -220,7 +188,7 @@ impl RawCheck {
                 None => None,
             };
         let to = ConnectTo { ip: connect_ip, port: self.connect_port };
-        let check = Check::with_connect_to(kind, to).map_err(|e| whole(&e))?;
+        let check = CheckDef::with_connect_to(kind, to).map_err(|e| whole(&e))?;
         Ok(CheckSpec {
             check,
             timing,

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use rvs_core::{ServiceKey, TableModel};
 
 pub use error::ConfigError;
-pub use health::{CheckSpec, ServiceHealth};
+pub use rvs_model::health::{CheckSpec, ServiceHealth};
 
 /// Where and how the control API listens.
 #[derive(Debug, Clone, PartialEq, Eq)]

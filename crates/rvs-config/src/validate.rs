@@ -18,11 +18,12 @@ use rvs_core::{
 use toml::Spanned;
 
 use crate::error::Unplaced;
-use crate::health::{command, ServiceHealth};
+use crate::health::command;
 use crate::raw::{RawConfig, RawRealServer, RawService};
 use crate::{
     ApiConfig, Config, DirectorConfig, Relay, DEFAULT_SOCKET, DEFAULT_SOCKMAP_CONNECTIONS, MAX_SOCKMAP_CONNECTIONS,
 };
+use rvs_model::health::ServiceHealth;
 
 type Result<T> = std::result::Result<T, Unplaced>;
 
@@ -294,7 +295,7 @@ fn service(table: &mut TableModel, i: usize, svc: &Spanned<RawService>) -> Resul
     }
     if let Some(q) = &s.quorum {
         health.quorum = Some(
-            rvs_health::Quorum::new(*q.get_ref(), s.hysteresis.unwrap_or(0))
+            rvs_model::health::Quorum::new(*q.get_ref(), s.hysteresis.unwrap_or(0))
                 .map_err(|e| Unplaced::new(span(q), field("quorum"), e))?,
         );
     } else if s.hysteresis.is_some() || s.quorum_up.is_some() || s.quorum_down.is_some() {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use crate::health::{Health, WeightHint};
-use crate::quorum::QuorumState;
+use rvs_model::health::quorum::QuorumState;
 
 /// How many events a log keeps by default.
 pub const DEFAULT_EVENT_CAPACITY: usize = 1000;

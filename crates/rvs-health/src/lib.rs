@@ -1,10 +1,13 @@
 //! rvs-health: health checks for rvs real servers, as keepalived and ldirectord do them. It owns
-//! the checkers, the rise/fall state machine with passive failures, quorum, notify commands, the
-//! event log, and the supervisor that runs one concurrent check loop per real server.
+//! the runtime: the prepared checks and their checkers, the rise/fall state machine with passive
+//! failures, the quorum tracker, the notify queue, the event log, and the supervisor that runs
+//! one concurrent check loop per real server. The specs it runs (check kinds, timing, quorum
+//! settings, notify commands) are rvs-model's, re-exported here.
 //!
 //! How rvsd uses it:
-//! 1. Build a [`Check`] from each real server's checker config ([`Check::new`] validates and
-//!    rejects bad specs with a clear [`CheckError`]) and a [`Timing`].
+//! 1. Prepare a [`Check`] from each real server's validated [`CheckDef`] ([`Check::prepare`]
+//!    builds its TLS client; [`Check::new`] validates a [`CheckKind`] first, with a clear
+//!    [`CheckError`]) and take its [`Timing`].
 //! 2. [`HealthSupervisor::spawn`] with a [`Target`] per real server (key: e.g.
 //!    [`RealServerKey`]); read [`HealthEvent`]s from the receiver. Each is one transition:
 //!    apply it to the table ([`effective_weight`] of the configured weight, 0 or removal when
@@ -22,7 +25,6 @@
 
 pub mod check;
 mod checkers;
-pub mod escape;
 pub mod events;
 pub mod health;
 pub mod jitter;
@@ -32,26 +34,23 @@ mod process;
 pub mod quorum;
 pub mod result;
 pub mod state;
-pub mod status;
 pub mod supervisor;
-pub mod timing;
 
-pub use check::{
-    AgentCheck, Check, CheckError, CheckKind, ConnectTo, DnsCheck, ExecCheck, ExpectCheck, HttpCheck, SmtpCheck, Tls,
-    UdpCheck,
-};
-pub use checkers::dns::{QType, QTypeError};
-pub use escape::{unescape, EscapeError};
+pub use rvs_model::health::{escape, status, timing};
+
+pub use check::{Check, PrepareError};
 pub use events::{Event, EventLog, EventRecord, DEFAULT_EVENT_CAPACITY};
 pub use health::{effective_weight, Health, WeightHint, MAX_WEIGHT};
-pub use notify::{Notification, Notifier, NotifyCommand, NotifyError, NotifyKind, NotifyStats, DEFAULT_NOTIFY_TIMEOUT};
-pub use quorum::{live_weight, Quorum, QuorumError, QuorumState, QuorumTracker, QuorumTransition};
+pub use notify::{Notification, Notifier, NotifyKind, NotifyStats, DEFAULT_NOTIFY_TIMEOUT};
+pub use quorum::{live_weight, QuorumTracker, QuorumTransition};
 pub use result::CheckResult;
-pub use rvs_core::pattern::{Pattern, PatternError};
-pub use state::{CheckState, Totals, Transition};
-pub use status::{StatusError, StatusRange};
-pub use supervisor::{
-    Applied, HealthEvent, HealthSupervisor, RealServerKey, Reconciled, Source, SupervisorError, Target, TargetKey,
-    TargetSnapshot,
+pub use rvs_model::health::{
+    unescape, AgentCheck, CheckDef, CheckError, CheckKind, ConnectTo, DnsCheck, EscapeError, ExecCheck, ExpectCheck,
+    HttpCheck, NotifyCommand, NotifyError, Pattern, PatternError, QType, QTypeError, Quorum, QuorumError, QuorumState,
+    SmtpCheck, StatusError, StatusRange, Timing, TimingError, Tls, UdpCheck,
 };
-pub use timing::{Timing, TimingError};
+pub use state::{CheckState, Totals, Transition};
+pub use supervisor::{
+    Applied, HealthEvent, HealthSupervisor, RealServerKey, Reconciled, Source, SupervisorError, Target, TargetError,
+    TargetKey, TargetSnapshot,
+};

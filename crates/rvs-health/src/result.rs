@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::health::{Health, WeightHint};
+pub use rvs_model::health::timing::human_duration;
 
 /// What one run of a checker found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,32 +57,9 @@ impl fmt::Display for CheckResult {
     }
 }
 
-/// `2s`, `150ms`, `1.5s`, `12µs`: short, for reasons and listings.
-pub fn human_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        return format!("{}µs", d.as_micros());
-    }
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    if d.subsec_millis() == 0 {
-        return format!("{}s", ms / 1000);
-    }
-    format!("{:.1}s", d.as_secs_f64())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(human_duration(Duration::from_secs(2)), "2s");
-        assert_eq!(human_duration(Duration::from_millis(150)), "150ms");
-        assert_eq!(human_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(human_duration(Duration::from_micros(12)), "12µs");
-    }
 
     #[test]
     fn display() {

@@ -19,7 +19,9 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::check::Check;
+use std::convert::Infallible;
+
+use crate::check::{Check, PrepareError};
 use crate::jitter::XorShift;
 use crate::result::CheckResult;
 use crate::state::{CheckState, Transition};
@@ -57,10 +59,31 @@ pub struct Target<K> {
     prior_state: Option<CheckState>,
 }
 
+/// A target that cannot be made: its timing is wrong, or its check cannot be prepared.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error(transparent)]
+    Timing(#[from] TimingError),
+    #[error(transparent)]
+    Check(#[from] PrepareError),
+}
+
+impl From<Infallible> for TargetError {
+    fn from(never: Infallible) -> Self {
+        match never {}
+    }
+}
+
 impl<K> Target<K> {
-    /// Validates the timing.
-    pub fn new(id: K, addr: SocketAddr, check: Check, timing: Timing) -> Result<Self, TimingError> {
+    /// Validates the timing, and prepares the check when given its spec (a [`Check`] is taken as
+    /// it is; a [`rvs_model::health::CheckDef`] is prepared with [`Check::prepare`]).
+    pub fn new<C>(id: K, addr: SocketAddr, check: C, timing: Timing) -> Result<Self, TargetError>
+    where
+        C: TryInto<Check>,
+        TargetError: From<C::Error>,
+    {
         timing.validate()?;
+        let check = check.try_into()?;
         Ok(Self { id, addr, check, timing, prior_state: None })
     }
 

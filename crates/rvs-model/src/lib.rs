@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod director;
+pub mod health;
 pub mod http;
 
 pub use director::{DirectorModel, HttpChange, HttpChangeError, PoolServer, Verdict};

@@ -39,7 +39,7 @@ pub struct HealthSetupError {
     pub pool: Option<String>,
     pub server: SocketAddr,
     #[source]
-    pub source: rvs_health::TimingError,
+    pub source: rvs_health::TargetError,
 }
 
 pub struct HealthPlane {

@@ -11,8 +11,7 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{connect, io_reason, Deadline, Failure, Success, Verdict};
-use crate::escape::excerpt;
+use super::{connect, excerpt, io_reason, Deadline, Failure, Success, Verdict};
 use crate::health::{Health, WeightHint};
 
 /// Most bytes of an agent reply read.

@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use tokio::process::Command;
 
 use super::{io_reason, Deadline, Failure, Success, Verdict};
-use crate::check::ExecCheck;
 use crate::health::WeightHint;
 use crate::process::{self, describe_status, RunError};
+use rvs_model::health::check::ExecCheck;
 
 pub(crate) async fn check(spec: &ExecCheck, addr: SocketAddr, dl: &Deadline) -> Verdict {
     let ip = addr.ip().to_string();

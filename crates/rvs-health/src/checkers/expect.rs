@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{connect, io_reason, Deadline, Failure, Success, Verdict};
-use crate::escape::excerpt;
+use super::{connect, excerpt, io_reason, Deadline, Failure, Success, Verdict};
 use rvs_core::pattern::Pattern;
 
 /// Most bytes read while waiting for a match.

@@ -8,11 +8,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::http_response::{read_body, read_head, MAX_BODY};
 use super::tls::TlsClient;
-use super::{connect, Deadline, Failure, Success, Verdict};
-use crate::check::HttpCheck;
-use crate::escape::excerpt;
+use super::{connect, excerpt, Deadline, Failure, Success, Verdict};
 use crate::md5::md5_hex;
 use crate::status::{describe, DEFAULT_STATUS};
+use rvs_model::health::check::HttpCheck;
 
 pub(crate) async fn check(spec: &HttpCheck, tls: Option<&TlsClient>, addr: SocketAddr, dl: &Deadline) -> Verdict {
     let tcp = connect(addr, dl).await?;

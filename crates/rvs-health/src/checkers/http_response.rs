@@ -5,8 +5,7 @@ use std::io;
 
 use tokio::io::{AsyncBufRead, AsyncReadExt};
 
-use super::{io_reason, read_line, trim_eol, Failure, LineError};
-use crate::escape::excerpt;
+use super::{excerpt, io_reason, read_line, trim_eol, Failure, LineError};
 
 /// Most bytes of status line and headers read.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;

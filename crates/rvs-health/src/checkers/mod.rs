@@ -1,5 +1,6 @@
 //! The checkers, one file each, and what they share: a deadline that turns a stalled step into
-//! "timeout after 2s while connecting", connecting, short reasons for I/O errors, bounded lines.
+//! "timeout after 2s while connecting", connecting, short reasons for I/O errors, printable
+//! excerpts of what a server sent, bounded lines.
 
 pub(crate) mod agent;
 pub(crate) mod dns;
@@ -12,6 +13,7 @@ pub(crate) mod tcp;
 pub(crate) mod tls;
 pub(crate) mod udp;
 
+use std::fmt::Write as _;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -105,6 +107,29 @@ pub(crate) fn io_reason(e: &io::Error) -> String {
     }
 }
 
+/// At most `max` bytes of `data`, printable: ASCII as is, `\r` `\n` `\t`, others as `\xHH`,
+/// with `…` when cut.
+pub(crate) fn excerpt(data: &[u8], max: usize) -> String {
+    let mut out = String::new();
+    for &b in data.iter().take(max) {
+        match b {
+            b'\r' => out.push_str("\\r"),
+            b'\n' => out.push_str("\\n"),
+            b'\t' => out.push_str("\\t"),
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            0x20..=0x7e => out.push(b as char),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    if data.len() > max {
+        out.push('…');
+    }
+    out
+}
+
 /// How reading a bounded line ended badly.
 #[derive(Debug)]
 pub(crate) enum LineError {
@@ -171,6 +196,13 @@ mod tests {
         assert_eq!(io_reason(&io::Error::from(io::ErrorKind::ConnectionRefused)), "connection refused");
         assert_eq!(io_reason(&io::Error::from_raw_os_error(113)), "no route to host");
         assert_eq!(io_reason(&io::Error::other("Boom")), "boom");
+    }
+
+    #[test]
+    fn excerpts() {
+        assert_eq!(excerpt(b"220 hi\r\n", 100), r"220 hi\r\n");
+        assert_eq!(excerpt(b"abcdef", 3), "abc…");
+        assert_eq!(excerpt(&[0xff, b'"'], 10), r#"\xff\""#);
     }
 
     #[tokio::test]

@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncBufRead, AsyncWriteExt, BufReader};
 
-use super::{connect, io_reason, read_line, trim_eol, Deadline, Failure, LineError, Success, Verdict};
-use crate::escape::excerpt;
+use super::{connect, excerpt, io_reason, read_line, trim_eol, Deadline, Failure, LineError, Success, Verdict};
 
 const MAX_LINE: usize = 4096;
 const MAX_LINES: usize = 100;

@@ -16,7 +16,8 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::{Deadline, Failure};
-use crate::check::{CheckError, Tls};
+use crate::check::PrepareError;
+use rvs_model::health::check::Tls;
 
 /// Where the system's CA bundle is on common distributions.
 const SYSTEM_BUNDLES: &[&str] =
@@ -30,11 +31,11 @@ pub(crate) struct TlsClient {
 }
 
 impl TlsClient {
-    pub(crate) fn new(spec: &Tls) -> Result<Self, CheckError> {
+    pub(crate) fn new(spec: &Tls) -> Result<Self, PrepareError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| CheckError::Tls(e.to_string()))?;
+            .map_err(|e| PrepareError::Tls(e.to_string()))?;
         let config = if spec.verify {
             let roots = load_roots(spec.ca_file.as_deref())?;
             builder.with_root_certificates(roots).with_no_client_auth()
@@ -48,7 +49,7 @@ impl TlsClient {
             .sni
             .as_ref()
             .map(|s| {
-                ServerName::try_from(s.clone()).map_err(|_| CheckError::Tls(format!("`{s}` is not a server name")))
+                ServerName::try_from(s.clone()).map_err(|_| PrepareError::Tls(format!("`{s}` is not a server name")))
             })
             .transpose()?;
         Ok(Self { config: Arc::new(config), sni })
@@ -89,22 +90,22 @@ pub(crate) fn host_name(host: &str) -> &str {
     }
 }
 
-fn load_roots(ca_file: Option<&Path>) -> Result<RootCertStore, CheckError> {
+fn load_roots(ca_file: Option<&Path>) -> Result<RootCertStore, PrepareError> {
     let path: PathBuf = match ca_file {
         Some(p) => p.to_owned(),
         None => SYSTEM_BUNDLES.iter().map(PathBuf::from).find(|p| p.exists()).ok_or_else(|| {
-            CheckError::Tls("verify is on but no ca_file is set and no system CA bundle was found".into())
+            PrepareError::Tls("verify is on but no ca_file is set and no system CA bundle was found".into())
         })?,
     };
     let bytes = std::fs::read(&path)
-        .map_err(|e| CheckError::Tls(format!("cannot read CA file {}: {}", path.display(), super::io_reason(&e))))?;
+        .map_err(|e| PrepareError::Tls(format!("cannot read CA file {}: {}", path.display(), super::io_reason(&e))))?;
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&bytes) {
-        let cert = cert.map_err(|e| CheckError::Tls(format!("CA file {}: {e}", path.display())))?;
-        roots.add(cert).map_err(|e| CheckError::Tls(format!("CA file {}: bad certificate: {e}", path.display())))?;
+        let cert = cert.map_err(|e| PrepareError::Tls(format!("CA file {}: {e}", path.display())))?;
+        roots.add(cert).map_err(|e| PrepareError::Tls(format!("CA file {}: bad certificate: {e}", path.display())))?;
     }
     if roots.is_empty() {
-        return Err(CheckError::Tls(format!("CA file {} holds no certificate", path.display())));
+        return Err(PrepareError::Tls(format!("CA file {} holds no certificate", path.display())));
     }
     Ok(roots)
 }

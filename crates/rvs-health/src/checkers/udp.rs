@@ -5,8 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use super::{io_reason, udp_connect, Deadline, Failure, Success, Verdict};
-use crate::escape::excerpt;
+use super::{excerpt, io_reason, udp_connect, Deadline, Failure, Success, Verdict};
 use crate::result::human_duration;
 use rvs_core::pattern::Pattern;
 

@@ -1,7 +1,5 @@
 //! Escape sequences in configured send strings (`\r\n`, `\t`, `\xHH`, ...), honoured as the
-//! nanny and ldirectord do, and the reverse: printable excerpts of what a server sent.
-
-use std::fmt::Write as _;
+//! nanny and ldirectord do: the bytes a check's `send`, `payload` or agent `send` stands for.
 
 /// A send string with a bad escape sequence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,29 +51,6 @@ pub fn unescape(s: &str) -> Result<Vec<u8>, EscapeError> {
     Ok(out)
 }
 
-/// At most `max` bytes of `data`, printable: ASCII as is, `\r` `\n` `\t`, others as `\xHH`,
-/// with `…` when cut.
-pub fn excerpt(data: &[u8], max: usize) -> String {
-    let mut out = String::new();
-    for &b in data.iter().take(max) {
-        match b {
-            b'\r' => out.push_str("\\r"),
-            b'\n' => out.push_str("\\n"),
-            b'\t' => out.push_str("\\t"),
-            b'\\' => out.push_str("\\\\"),
-            b'"' => out.push_str("\\\""),
-            0x20..=0x7e => out.push(b as char),
-            _ => {
-                let _ = write!(out, "\\x{b:02x}");
-            }
-        }
-    }
-    if data.len() > max {
-        out.push('…');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,12 +72,5 @@ mod tests {
         assert!(unescape(r"\xzz").is_err());
         let e = unescape(r"\q").unwrap_err().to_string();
         assert!(e.contains("`\\q` at offset 0"), "{e}");
-    }
-
-    #[test]
-    fn excerpts() {
-        assert_eq!(excerpt(b"220 hi\r\n", 100), r"220 hi\r\n");
-        assert_eq!(excerpt(b"abcdef", 3), "abc…");
-        assert_eq!(excerpt(&[0xff, b'"'], 10), r#"\xff\""#);
     }
 }

@@ -1,11 +1,11 @@
 //! Check timing: how often a real server is checked, how long a check may take, how many
 //! failures take it down (`fall`) and successes bring it back (`rise`), the retry delay, the
-//! random warm-up, `alpha` (start down) and the passive-failure threshold.
+//! random warm-up, `alpha` (start down) and the passive-failure threshold; and durations as
+//! listings and reasons show them (`2s`, `150ms`).
 
 use std::time::Duration;
 
-use crate::health::Health;
-use crate::result::human_duration;
+use rvs_core::Health;
 
 /// When and how often a real server is checked, and how results turn into state.
 ///
@@ -134,6 +134,21 @@ impl Timing {
     }
 }
 
+/// `2s`, `150ms`, `1.5s`, `12µs`: short, for reasons and listings.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return format!("{}µs", d.as_micros());
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    if d.subsec_millis() == 0 {
+        return format!("{}s", ms / 1000);
+    }
+    format!("{:.1}s", d.as_secs_f64())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +172,14 @@ mod tests {
         assert_eq!(Timing { fall: 0, ..t }.validate(), Err(TimingError::ZeroFall));
         assert_eq!(Timing { rise: 0, ..t }.validate(), Err(TimingError::ZeroRise));
         assert_eq!(Timing { retry_delay: Some(Duration::ZERO), ..t }.validate(), Err(TimingError::ZeroRetryDelay));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(human_duration(Duration::from_secs(2)), "2s");
+        assert_eq!(human_duration(Duration::from_millis(150)), "150ms");
+        assert_eq!(human_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(human_duration(Duration::from_micros(12)), "12µs");
     }
 
     #[test]
