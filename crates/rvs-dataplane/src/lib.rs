@@ -3,3 +3,16 @@
 //! built from. It is not an engine itself and holds no service table.
 
 #![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod conn_limit;
+pub mod connect_failures;
+pub mod listeners;
+pub mod proxy_protocol;
+pub mod splice;
+pub mod tcp_options;
+
+pub use clock::Clock;
+pub use conn_limit::{ConnLimit, ConnSlot, ConnSlots};
+pub use connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
+pub use listeners::{bind_listener, ListenError, ListenerSet};

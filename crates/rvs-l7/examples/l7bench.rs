@@ -44,8 +44,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use rvs_core::{SchedulerKind, ServiceKey};
+use rvs_dataplane::Clock;
 use rvs_l7::{L7Engine, L7EngineConfig, L7ServiceConfig, PoolConfig, Rule, TlsCertificate, TlsConfig};
-use rvs_proxy::Clock;
 
 struct Args {
     listen: SocketAddr,
@@ -132,7 +132,7 @@ fn main() -> ExitCode {
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
-        let engine = L7Engine::new(L7EngineConfig::default(), Clock::default(), rvs_proxy::ConnLimit::new(None));
+        let engine = L7Engine::new(L7EngineConfig::default(), Clock::default(), rvs_dataplane::ConnLimit::new(None));
         if let Err(e) = engine.publish(vec![cfg]) {
             eprintln!("l7bench: {e}");
             return ExitCode::FAILURE;

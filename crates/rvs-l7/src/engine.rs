@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rvs_core::{Health, ServiceKey, VirtualService};
-use rvs_proxy::conn_limit::acquire_places;
-use rvs_proxy::connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
-use rvs_proxy::{Clock, ConnLimit, ConnSlot, ConnSlots, ListenerSet};
+use rvs_dataplane::conn_limit::acquire_places;
+use rvs_dataplane::connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
+use rvs_dataplane::{Clock, ConnLimit, ConnSlot, ConnSlots, ListenerSet};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -315,7 +315,7 @@ async fn serve(
         engine.sessions.remove(id);
         return;
     };
-    // TCP options: inherited from the listener (rvs_proxy::tcp_options). The local address is
+    // TCP options: inherited from the listener (rvs_dataplane::tcp_options). The local address is
     // the service's own, unless it listens on a wildcard address: no getsockname otherwise.
     let local = if key.addr.ip().is_unspecified() { stream.local_addr().unwrap_or(key.addr) } else { key.addr };
     // Leaves the session table also when the task is aborted at the shutdown deadline (the

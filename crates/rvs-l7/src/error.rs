@@ -52,7 +52,7 @@ pub enum L7Error {
     #[error("L7 virtual service {key}: {source}")]
     Config { key: ServiceKey, source: Box<ConfigError> },
     #[error(transparent)]
-    Listen(#[from] rvs_proxy::ListenError),
+    Listen(#[from] rvs_dataplane::ListenError),
     #[error("no such L7 virtual service {0}")]
     NoService(ServiceKey),
     #[error("no pool `{pool}` in L7 virtual service {key}")]

@@ -26,7 +26,7 @@ use crate::runtime::ServiceRuntime;
 use crate::service::MAX_HEADERS;
 use crate::session;
 use crate::upstream::UPSTREAM_BUFFER;
-use rvs_proxy::ConnSlot;
+use rvs_dataplane::ConnSlot;
 
 /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
 pub(crate) const MAX_STREAMS: u32 = 100;

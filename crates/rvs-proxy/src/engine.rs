@@ -9,19 +9,18 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use rvs_core::sched::SchedRequest;
 use rvs_core::{Applied, ConnState, Protocol, ServiceKey, Snapshot};
+use rvs_dataplane::clock::Clock;
+use rvs_dataplane::conn_limit::{acquire_places, ConnLimit, ConnSlots, ServiceCaps};
+use rvs_dataplane::connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
+use rvs_dataplane::listeners::{ListenError, ListenerSet};
+use rvs_dataplane::{proxy_protocol, tcp_options};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::clock::Clock;
-use crate::conn_limit::{acquire_places, ConnLimit, ConnSlots, ServiceCaps};
 use crate::conn_table::{ConnEntry, ConnTable};
-use crate::connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
 use crate::kernel_relay::KernelRelay;
-use crate::listeners::{ListenError, ListenerSet};
-use crate::proxy_protocol;
 use crate::relay::Relay;
-use crate::tcp_options;
 
 /// Knobs of the proxy engine.
 #[derive(Debug, Clone, Copy)]

@@ -3,22 +3,11 @@
 //! in the kernel (else splice(2)), PROXY protocol towards real servers. It is not the control
 //! plane: it only reads published snapshots.
 
-pub mod clock;
-pub mod conn_limit;
 pub mod conn_table;
-pub mod connect_failures;
 pub mod engine;
 pub mod kernel_relay;
-pub mod listeners;
-pub mod proxy_protocol;
 mod relay;
-pub mod splice;
-pub mod tcp_options;
 mod udp;
 
-pub use clock::Clock;
-pub use conn_limit::{ConnLimit, ConnSlot, ConnSlots};
-pub use connect_failures::{ConnectFailureObserver, FailedConnect};
 pub use engine::{ConnInfo, Engine, EngineConfig, RelayMode};
 pub use kernel_relay::{KernelRelay, KernelRelayError};
-pub use listeners::{bind_listener, ListenError, ListenerSet};

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rvs_config::Config;
 use rvs_core::{Applied, BatchError, Command, ServiceTable};
-use rvs_proxy::{Clock, Engine, ListenError};
+use rvs_dataplane::{Clock, ListenError};
+use rvs_proxy::Engine;
 
 use crate::health::HealthPlane;
 

@@ -1,6 +1,6 @@
 //! Failed connects to real servers, told to whoever watches them (rvsd's passive health
-//! checking): one observer slot per data plane, set once, read without a lock. Shared by the
-//! L4 and L7 engines.
+//! checking): the record of one, and one observer slot per data plane, set once, read without
+//! a lock.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
