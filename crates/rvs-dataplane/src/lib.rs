@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod clock;
 pub mod conn_limit;
 pub mod connect_failures;
