@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use rvs_bpf::sockmap::KernelRelay;
 use rvs_core::sched::SchedRequest;
 use rvs_core::{Applied, ConnState, Protocol, ServiceKey, Snapshot};
 use rvs_dataplane::accept;
@@ -20,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::conn_table::{ConnEntry, ConnTable};
-use crate::kernel_relay::KernelRelay;
 use crate::relay::Relay;
 
 /// Knobs of the proxy engine.

@@ -1,13 +1,13 @@
 //! rvs-proxy: the L4 data plane. A full-NAT Layer-4 proxy for TCP and UDP: one listener (or
 //! UDP socket) per virtual service, scheduling through rvs-core, a relay that hands long-lived connections to a sockmap
 //! in the kernel (else splice(2)), PROXY protocol towards real servers. It is not the control
-//! plane: it only reads published snapshots.
+//! plane: it only reads published snapshots. Its BPF programs are loaded by rvs-bpf.
+
+#![forbid(unsafe_code)]
 
 pub mod conn_table;
 pub mod engine;
-pub mod kernel_relay;
 mod relay;
 mod udp;
 
 pub use engine::{ConnInfo, Engine, EngineConfig, RelayMode};
-pub use kernel_relay::{KernelRelay, KernelRelayError};

@@ -1,6 +1,8 @@
 //! rvsd, the rvs director daemon: reads the configuration, owns the service table, runs the
 //! proxy engine, serves the control API and metrics, reloads on SIGHUP, drains on SIGTERM.
 
+#![forbid(unsafe_code)]
+
 mod api;
 mod demo;
 mod director;
