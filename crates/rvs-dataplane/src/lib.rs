@@ -4,8 +4,20 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accept;
+pub mod clock;
+pub mod conn_limit;
+pub mod connect_failures;
+pub mod listeners;
 pub mod plane;
+pub mod proxy_protocol;
+pub mod splice;
+pub mod tcp_options;
 
+pub use clock::Clock;
+pub use conn_limit::{ConnLimit, ConnSlot, ConnSlots};
+pub use connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
+pub use listeners::{bind_listener, ListenError, ListenerSet};
 pub use plane::{
     ConnInfo, DataPlane, KernelRelayReport, PlaneError, PlaneErrorKind, PlaneReport, Prepared, Publication,
 };

@@ -46,7 +46,7 @@ use std::process::ExitCode;
 use rvs_core::{SchedulerKind, ServiceKey};
 use rvs_l7::{L7Engine, L7EngineConfig};
 use rvs_model::http::{L7ServiceConfig, PoolConfig, Rule, TlsCertificate, TlsConfig};
-use rvs_proxy::Clock;
+use rvs_dataplane::Clock;
 
 struct Args {
     listen: SocketAddr,
@@ -133,7 +133,7 @@ fn main() -> ExitCode {
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
-        let engine = L7Engine::new(L7EngineConfig::default(), Clock::default(), rvs_proxy::ConnLimit::new(None));
+        let engine = L7Engine::new(L7EngineConfig::default(), Clock::default(), rvs_dataplane::ConnLimit::new(None));
         // Published as the director does: prepared from the model, then published.
         let model = rvs_model::DirectorModel { http: vec![cfg], ..Default::default() };
         let prepared = match rvs_dataplane::DataPlane::prepare(&*engine, &model) {

@@ -59,7 +59,7 @@ impl AsyncRead for TcpRef<'_> {
             ready!(self.0.poll_read_ready(cx))?;
             // A short read clears the readiness, so a pooled connection's idle check after a
             // response costs no syscall.
-            match rvs_proxy::splice::read_clearing(self.0, buf.initialize_unfilled()) {
+            match rvs_dataplane::splice::read_clearing(self.0, buf.initialize_unfilled()) {
                 Ok(n) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 
-use rvs_proxy::ConnLimit;
+use rvs_dataplane::ConnLimit;
 use std::sync::Arc;
 
 use rvs_core::{Command, Health, ServiceKey, ServiceModel, ServiceTable, TableModel};
@@ -206,7 +206,7 @@ impl ServiceControl {
                 counters: self.rule_counters.entry(r.name.clone()).or_default().clone(),
             })
             .collect();
-        let max = rvs_proxy::conn_limit::cap(cfg.max_connections);
+        let max = rvs_dataplane::conn_limit::cap(cfg.max_connections);
         if self.cap.max() != max {
             self.cap.set_max(max);
         }

@@ -13,15 +13,15 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rvs_core::{ServiceKey, VirtualService};
+use rvs_dataplane::accept;
+use rvs_dataplane::connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
+use rvs_dataplane::{Clock, ConnLimit, ConnSlot, ConnSlots, ListenerSet};
 use rvs_dataplane::{PlaneError, PlaneErrorKind};
 use rvs_model::{DirectorModel, PoolServer};
-use rvs_proxy::conn_limit::acquire_places;
-use rvs_proxy::connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
-use rvs_proxy::{Clock, ConnLimit, ConnSlot, ConnSlots, ListenerSet};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::control::{BuildParams, Plan, ServiceControl};
 use crate::error::L7Error;
@@ -279,28 +279,11 @@ pub(crate) struct PreparedServices {
 async fn accept_loop(engine: Arc<L7Engine>, key: ServiceKey, listener: TcpListener, stop: CancellationToken) {
     // The service's cap is kept across publishes: the one published now stays its cap.
     let Some(service_cap) = engine.service(&key).map(|s| s.cap.clone()) else { return };
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = listener.accept() => r,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                // At the service's or the director's cap this connection waits here, and the
-                // next ones in the listen backlog.
-                let places = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    p = acquire_places(&service_cap, &engine.limit) => p,
-                };
-                let e = engine.clone();
-                engine.sessions.spawn(move |id| serve(e, key, stream, peer, id, places));
-            }
-            Err(e) => {
-                warn!(service = %key, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
+    accept::accept_loop(key, listener, stop, &service_cap, &engine.limit, |stream, peer, places| {
+        let e = engine.clone();
+        engine.sessions.spawn(move |id| serve(e, key, stream, peer, id, places));
+    })
+    .await;
 }
 
 /// One client connection: the TLS handshake when the service terminates TLS, then the session
@@ -317,7 +300,7 @@ async fn serve(
         engine.sessions.remove(id);
         return;
     };
-    // TCP options: inherited from the listener (rvs_proxy::tcp_options). The local address is
+    // TCP options: inherited from the listener (rvs_dataplane::tcp_options). The local address is
     // the service's own, unless it listens on a wildcard address: no getsockname otherwise.
     let local = if key.addr.ip().is_unspecified() { stream.local_addr().unwrap_or(key.addr) } else { key.addr };
     // Leaves the session table also when the task is aborted at the shutdown deadline (the

@@ -10,7 +10,7 @@ pub enum L7Error {
     #[error("L7 virtual service {key}: {source}")]
     Config { key: ServiceKey, source: Box<ConfigError> },
     #[error(transparent)]
-    Listen(#[from] rvs_proxy::ListenError),
+    Listen(#[from] rvs_dataplane::ListenError),
 }
 
 impl L7Error {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rvs_core::{Binding, ProxyProtocol, SchedRequest};
-use rvs_proxy::Clock;
+use rvs_dataplane::Clock;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -321,8 +321,8 @@ impl<C: ClientIo> Session<C> {
             Ok(Err(e)) => return Err(failed(false, format!("connect failed: {e}"))),
             Err(_) => return Err(failed(true, format!("connect timed out after {:?}", svc.timeouts.connect))),
         };
-        let _ = rvs_proxy::tcp_options::apply(&stream);
-        if let Some(h) = rvs_proxy::proxy_protocol::header(proxy, self.peer, self.local) {
+        let _ = rvs_dataplane::tcp_options::apply(&stream);
+        if let Some(h) = rvs_dataplane::proxy_protocol::header(proxy, self.peer, self.local) {
             if let Err(e) = TcpRef(&stream).write_all(&h).await {
                 return Err(failed(false, format!("PROXY header not sent: {e}")));
             }

@@ -25,8 +25,8 @@ use crate::engine::L7Engine;
 use crate::runtime::ServiceRuntime;
 use crate::session;
 use crate::upstream::UPSTREAM_BUFFER;
+use rvs_dataplane::ConnSlot;
 use rvs_model::http::MAX_HEADERS;
-use rvs_proxy::ConnSlot;
 
 /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
 pub(crate) const MAX_STREAMS: u32 = 100;

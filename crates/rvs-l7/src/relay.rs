@@ -12,7 +12,7 @@ use crate::body::BodyCursor;
 use crate::buffer::Buffer;
 use crate::chunked::ChunkError;
 use crate::client_io::Sock;
-use rvs_proxy::splice::{give_pipe, take_pipe};
+use rvs_dataplane::splice::{give_pipe, take_pipe};
 
 use crate::splice::splice_exact;
 
@@ -34,7 +34,7 @@ pub(crate) enum RelayError {
 }
 
 /// How a relay may splice: the body length from which it does. It splices only when both
-/// streams expose their sockets, with a pipe borrowed from rvs-proxy's per-thread pool.
+/// streams expose their sockets, with a pipe borrowed from rvs-dataplane's per-thread pool.
 pub(crate) struct SpliceRoute {
     pub threshold: u64,
 }

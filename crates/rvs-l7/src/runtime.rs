@@ -158,7 +158,7 @@ pub(crate) struct ServiceRuntime {
     pub splice_threshold: u64,
     /// The service's own cap on client connections (`max_connections`); its count is the
     /// client connections open now (shared across publishes).
-    pub cap: Arc<rvs_proxy::ConnLimit>,
+    pub cap: Arc<rvs_dataplane::ConnLimit>,
     /// HTTP/2 connections and streams (shared across publishes).
     pub http2: Arc<crate::http2::Http2Counters>,
 }

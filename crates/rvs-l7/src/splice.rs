@@ -1,13 +1,13 @@
 //! splice(2) between two TCP sockets, so payload stays in the kernel: an exact byte count for
 //! bodies of known length, and a pump for Upgrade tunnels that passes a FIN on as a half-close.
-//! The pipes and the single splices are rvs-proxy's (`rvs_proxy::splice`).
+//! The pipes and the single splices are rvs-dataplane's (`rvs_dataplane::splice`).
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustix::net::Shutdown;
-use rvs_proxy::splice::{give_pipe, splice_in, splice_out, take_pipe, Pipe};
+use rvs_dataplane::splice::{give_pipe, splice_in, splice_out, take_pipe, Pipe};
 use tokio::net::TcpStream;
 
 use crate::relay::RelayError;

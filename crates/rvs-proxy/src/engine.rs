@@ -7,22 +7,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use rvs_bpf::sockmap::KernelRelay;
 use rvs_core::sched::SchedRequest;
 use rvs_core::{Applied, ConnState, Protocol, ServiceKey, Snapshot};
+use rvs_dataplane::accept;
+use rvs_dataplane::clock::Clock;
+use rvs_dataplane::conn_limit::{ConnLimit, ConnSlots, ServiceCaps};
+use rvs_dataplane::connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
+use rvs_dataplane::listeners::{ListenError, ListenerSet};
+use rvs_dataplane::{proxy_protocol, tcp_options};
 use rvs_dataplane::ConnInfo;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::clock::Clock;
-use crate::conn_limit::{acquire_places, ConnLimit, ConnSlots, ServiceCaps};
 use crate::conn_table::{ConnEntry, ConnTable};
-use crate::connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
-use crate::kernel_relay::KernelRelay;
-use crate::listeners::{ListenError, ListenerSet};
-use crate::proxy_protocol;
 use crate::relay::Relay;
-use crate::tcp_options;
 
 /// Knobs of the proxy engine.
 #[derive(Debug, Clone, Copy)]
@@ -266,28 +266,10 @@ fn timeout_ms(protocol: Protocol, state: ConnState, t: &rvs_core::Timeouts, conn
 
 async fn accept_loop(engine: Arc<Engine>, key: ServiceKey, listener: TcpListener, stop: CancellationToken) {
     let service_cap = engine.service_caps.get(&key);
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = listener.accept() => r,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                // At the service's or the director's cap this connection waits here, and the
-                // next ones in the listen backlog.
-                let places = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    p = acquire_places(&service_cap, &engine.limit) => p,
-                };
-                tokio::spawn(serve(engine.clone(), key, stream, peer, places));
-            }
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                warn!(service = %key, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
+    accept::accept_loop(key, listener, stop, &service_cap, &engine.limit, |stream, peer, places| {
+        tokio::spawn(serve(engine.clone(), key, stream, peer, places));
+    })
+    .await;
 }
 
 /// One client connection, from accept to close.

@@ -18,12 +18,13 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use rvs_bpf::socket::bytes_written;
+use rvs_bpf::sockmap::{KernelRelay, KernelRelayError, Link};
 use rvs_core::Binding;
+use rvs_dataplane::clock::Clock;
+use rvs_dataplane::splice::{give_pipe, read_clearing, splice_in, splice_out, take_pipe, write_all, Pipe};
 
-use crate::clock::Clock;
 use crate::conn_table::ConnEntry;
-use crate::kernel_relay::{bytes_written, KernelRelay, KernelRelayError, Link};
-use crate::splice::{give_pipe, read_clearing, splice_in, splice_out, take_pipe, write_all, Pipe};
 
 /// Size of the copy path's scratch buffer; a read that fills it switches to splice.
 const COPY_BUF: usize = 16 * 1024;

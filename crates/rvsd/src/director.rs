@@ -16,7 +16,7 @@ use rvs_core::{BatchError, Command, RealServer, ServiceKey, ServiceTable};
 use rvs_dataplane::plane::Drained;
 use rvs_dataplane::{ConnInfo, DataPlane, PlaneError, PlaneReport, Publication};
 use rvs_model::{DirectorModel, HttpChangeError};
-use rvs_proxy::{Clock, ConnLimit};
+use rvs_dataplane::{Clock, ConnLimit};
 
 use crate::change::Change;
 use crate::health::{HealthPlane, HealthSetupError};

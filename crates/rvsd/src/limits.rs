@@ -26,7 +26,7 @@ pub fn raise_nofile_limit() {
 /// holds at two sockets each, less a reserve (so that the cap, not EMFILE, is what stops
 /// accepting).
 pub fn connection_cap(configured: Option<NonZeroU32>) -> NonZeroUsize {
-    rvs_proxy::conn_limit::cap(configured)
+    rvs_dataplane::conn_limit::cap(configured)
         .unwrap_or_else(|| cap_for_nofile(getrlimit(Resource::Nofile).current.unwrap_or(1 << 20)))
 }
 

@@ -1,6 +1,8 @@
 //! rvsd, the rvs director daemon: reads the configuration, owns the service table, runs the
 //! proxy engine, serves the control API and metrics, reloads on SIGHUP, drains on SIGTERM.
 
+#![forbid(unsafe_code)]
+
 mod api;
 mod change;
 mod demo;
@@ -17,7 +19,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rvs_config::Config;
-use rvs_proxy::{Clock, ConnLimit, Engine, EngineConfig, RelayMode};
+use rvs_dataplane::{Clock, ConnLimit};
+use rvs_proxy::{Engine, EngineConfig, RelayMode};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
@@ -149,7 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let director = Arc::new(Director::new(planes, health.clone(), limit, clock, config_path, seed));
     tokio::spawn(health::run(Arc::downgrade(&director), health.clone(), health_events));
     // Both data planes' failed connects are passive health checks.
-    let passive = |health: Arc<health::HealthPlane>| -> rvs_proxy::ConnectFailureObserver {
+    let passive = |health: Arc<health::HealthPlane>| -> rvs_dataplane::ConnectFailureObserver {
         Box::new(move |f| health.passive_failure(f.service, f.pool, f.server, f.reason))
     };
     engine.observe_connect_failures(passive(health.clone()));

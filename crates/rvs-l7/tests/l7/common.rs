@@ -13,11 +13,10 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rvs_core::{Health, SchedulerKind, ServiceKey};
-use rvs_dataplane::{DataPlane, PlaneError, Publication};
+use rvs_dataplane::{Clock, DataPlane, PlaneError, Publication};
 use rvs_l7::{L7Engine, L7EngineConfig, L7Error};
 use rvs_model::http::{L7ServiceConfig, PoolConfig};
 use rvs_model::{DirectorModel, HttpChange, HttpChangeError, PoolServer, Verdict};
-use rvs_proxy::Clock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -211,14 +210,14 @@ pub async fn start(mut cfg: L7ServiceConfig) -> (Arc<L7Engine>, SocketAddr) {
 }
 
 pub async fn start_with(ecfg: L7EngineConfig, cfg: &mut L7ServiceConfig) -> (Arc<L7Engine>, SocketAddr) {
-    start_limited(ecfg, cfg, rvs_proxy::ConnLimit::new(None)).await
+    start_limited(ecfg, cfg, rvs_dataplane::ConnLimit::new(None)).await
 }
 
 /// As [`start_with`], under the director's connection cap `limit`.
 pub async fn start_limited(
     ecfg: L7EngineConfig,
     cfg: &mut L7ServiceConfig,
-    limit: Arc<rvs_proxy::ConnLimit>,
+    limit: Arc<rvs_dataplane::ConnLimit>,
 ) -> (Arc<L7Engine>, SocketAddr) {
     let engine = L7Engine::new(ecfg, Clock::default(), limit);
     for _ in 0..5 {

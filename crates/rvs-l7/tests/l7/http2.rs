@@ -392,7 +392,7 @@ async fn running_streams_take_places_under_the_directors_connection_cap() {
     let pki = pki();
     let (silent, _b, mut cfg) = silent_service(&pki).await;
     // The connection takes one place, each running stream another.
-    let limit = rvs_proxy::ConnLimit::new(std::num::NonZeroUsize::new(3));
+    let limit = rvs_dataplane::ConnLimit::new(std::num::NonZeroUsize::new(3));
     let (engine, addr) = start_limited(L7EngineConfig::default(), &mut cfg, limit.clone()).await;
     let c = h2_client(&pki, addr).await;
     let mut hanging = Vec::new();

@@ -1,7 +1,6 @@
-//! Caps on concurrent client connections: the director's (HAProxy's global `maxconn`) and
-//! each virtual service's (`max_connections`, HAProxy's frontend `maxconn`). At a cap the
-//! accept loop stops accepting, so new clients wait in the kernel's listen backlog instead of
-//! the daemon running out of file descriptors or memory. Shared by the L4 and L7 engines.
+//! Caps on concurrent client connections, the director's (HAProxy's global `maxconn`) and each
+//! virtual service's (`max_connections`): at a cap the accept loop stops accepting, so clients
+//! wait in the listen backlog instead of the daemon running out of file descriptors or memory.
 
 use std::collections::HashMap;
 use std::num::{NonZeroU32, NonZeroUsize};

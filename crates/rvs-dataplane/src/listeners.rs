@@ -1,7 +1,6 @@
 //! The listening sockets of a data plane, one per virtual service (a TCP listener, or the UDP
 //! socket of a UDP service): bound before a change is applied (so an address that cannot be
-//! bound refuses the change), started when the change is published, closed when their service
-//! goes. Shared by the L4 and L7 engines.
+//! bound refuses the change), started when the change is published, closed when its service goes.
 
 use std::collections::HashMap;
 use std::io;

@@ -1,4 +1,5 @@
-//! The data plane's monotonic clock in milliseconds, the `now` the core is driven with.
+//! The data planes' monotonic clock in milliseconds, the `now` the core is driven with. One
+//! clock is copied into every engine and the director, so their timestamps compare.
 
 use std::time::Instant;
 

@@ -1,7 +1,8 @@
 //! The kernel relay: a sockmap whose stream verdict (`bpf/relay.bpf.c`) hands every byte that
-//! arrives on a linked socket straight to its peer's egress, inside the kernel. The relay links
-//! a connection once it proves long-lived; rvsd then only watches its sockets for EOF and
-//! errors, and reads the counters the program keeps in an array shared through mmap.
+//! arrives on a linked socket straight to its peer's egress, inside the kernel. This module
+//! loads and attaches the program, links and unlinks connections' sockets, and reads the
+//! counters the program keeps in an array shared through mmap. When to link a connection is the
+//! L4 engine's policy (rvs-proxy's relay): once linked, rvsd only watches its sockets for EOF.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -83,6 +84,8 @@ pub struct KernelRelay {
 // SAFETY: `slots` points into a shared mapping that lives as long as `self`, and is only
 // accessed through atomics.
 unsafe impl Send for KernelRelay {}
+// SAFETY: as for Send: through `&self` the mapping is only read and written with atomics, and
+// the maps are behind a Mutex.
 unsafe impl Sync for KernelRelay {}
 
 impl std::fmt::Debug for KernelRelay {
@@ -300,31 +303,4 @@ impl Drop for Link {
     fn drop(&mut self) {
         self.relay.unlink(self);
     }
-}
-
-/// Bytes ever written into a TCP socket (by rvsd or by the kernel relay): acknowledged ones
-/// plus those still in the send queue.
-pub fn bytes_written(fd: BorrowedFd<'_>) -> io::Result<u64> {
-    // SAFETY: tcp_info is plain data; the kernel fills at most `len` bytes.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: a valid fd, a buffer of `len` bytes.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut queued: libc::c_int = 0;
-    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one c_int.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut queued) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(info.tcpi_bytes_acked + queued.max(0) as u64)
 }

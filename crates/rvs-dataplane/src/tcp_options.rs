@@ -1,7 +1,6 @@
-//! The TCP options rvs sets on the connections it proxies, in one place for both data planes:
-//! `TCP_NODELAY` (a relay forwards what it has at once) and `TCP_NOTSENT_LOWAT` (a socket takes
-//! more only when little of what it holds is still unsent). Listeners set them once, and the
-//! connections they accept inherit them; connections to real servers set them after connect.
+//! The TCP options rvs sets on the connections it proxies, for both data planes: `TCP_NODELAY`
+//! and `TCP_NOTSENT_LOWAT` (a socket takes more only when little of what it holds is unsent).
+//! Listeners set them once for what they accept; connections to real servers after connect.
 
 use std::io;
 use std::os::fd::AsFd;
