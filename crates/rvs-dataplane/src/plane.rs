@@ -14,6 +14,8 @@ use rvs_core::http_stats::L7ServiceStats;
 use rvs_core::{Applied, ConnState, Protocol, RealServer, ServiceKey, Snapshot};
 use rvs_model::DirectorModel;
 
+use crate::connect_failures::ConnectFailureObserver;
+
 /// What a data plane is told when a change is published. Immutable; the next change
 /// publishes a new one.
 #[derive(Debug, Clone)]
@@ -142,6 +144,10 @@ pub trait DataPlane: Send + Sync {
     fn close_connections_to(&self, _dest: &Arc<RealServer>) -> usize {
         0
     }
+
+    /// Sets who is told of each failed connect to a real server (passive health checking);
+    /// once, later calls are ignored.
+    fn observe_connect_failures(&self, observer: ConnectFailureObserver);
 
     /// Zeroes the counters it keeps itself, of one virtual service or of all (the core's
     /// counters are zeroed by the apply path).

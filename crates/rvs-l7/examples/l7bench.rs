@@ -44,9 +44,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use rvs_core::{SchedulerKind, ServiceKey};
+use rvs_dataplane::Clock;
 use rvs_l7::{L7Engine, L7EngineConfig};
 use rvs_model::http::{L7ServiceConfig, PoolConfig, Rule, TlsCertificate, TlsConfig};
-use rvs_dataplane::Clock;
 
 struct Args {
     listen: SocketAddr,

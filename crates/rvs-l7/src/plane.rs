@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rvs_core::ServiceKey;
+use rvs_dataplane::connect_failures::ConnectFailureObserver;
 use rvs_dataplane::plane::Drained;
 use rvs_dataplane::{DataPlane, PlaneError, PlaneReport, Prepared, Publication};
 use rvs_model::DirectorModel;
@@ -40,6 +41,10 @@ impl DataPlane for L7Engine {
 
     fn zero_counters(&self, service: Option<&ServiceKey>) {
         self.zero(service);
+    }
+
+    fn observe_connect_failures(&self, observer: ConnectFailureObserver) {
+        L7Engine::observe_connect_failures(self, observer);
     }
 
     fn shutdown(&self, deadline: Duration) -> Drained<'_> {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rvs_core::RealServer;
+use rvs_dataplane::connect_failures::ConnectFailureObserver;
 use rvs_dataplane::plane::{Drained, KernelRelayReport};
 use rvs_dataplane::{ConnInfo, DataPlane, PlaneError, PlaneErrorKind, PlaneReport, Prepared, Publication};
 use rvs_model::DirectorModel;
@@ -51,6 +52,10 @@ impl DataPlane for Engine {
 
     fn close_connections_to(&self, dest: &Arc<RealServer>) -> usize {
         Engine::close_connections_to(self, dest)
+    }
+
+    fn observe_connect_failures(&self, observer: ConnectFailureObserver) {
+        Engine::observe_connect_failures(self, observer);
     }
 
     fn shutdown(&self, deadline: Duration) -> Drained<'_> {

@@ -14,9 +14,9 @@ use std::time::Duration;
 use rvs_config::{Config, ServiceHealth};
 use rvs_core::{BatchError, Command, RealServer, ServiceKey, ServiceTable};
 use rvs_dataplane::plane::Drained;
+use rvs_dataplane::{Clock, ConnLimit};
 use rvs_dataplane::{ConnInfo, DataPlane, PlaneError, PlaneReport, Publication};
 use rvs_model::{DirectorModel, HttpChangeError};
-use rvs_dataplane::{Clock, ConnLimit};
 
 use crate::change::Change;
 use crate::health::{HealthPlane, HealthSetupError};
@@ -102,6 +102,13 @@ impl Director {
             loaded: None,
             generation: 0,
         };
+        // Every data plane's failed connects are passive health checks.
+        for plane in &planes {
+            let health = health.clone();
+            plane.observe_connect_failures(Box::new(move |f| {
+                health.passive_failure(f.service, f.pool, f.server, f.reason)
+            }));
+        }
         Self { state: Mutex::new(state), planes, health, limit, clock, config_path }
     }
 

@@ -148,15 +148,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let (health, health_events) = health::HealthPlane::start();
     let l7 = rvs_l7::L7Engine::new(rvs_l7::L7EngineConfig { seed, ..Default::default() }, clock, limit.clone());
     let config_path = if demo { None } else { cli.config.clone() };
-    let planes: Vec<Arc<dyn rvs_dataplane::DataPlane>> = vec![engine.clone(), l7.clone()];
+    let planes: Vec<Arc<dyn rvs_dataplane::DataPlane>> = vec![engine, l7];
     let director = Arc::new(Director::new(planes, health.clone(), limit, clock, config_path, seed));
     tokio::spawn(health::run(Arc::downgrade(&director), health.clone(), health_events));
-    // Both data planes' failed connects are passive health checks.
-    let passive = |health: Arc<health::HealthPlane>| -> rvs_dataplane::ConnectFailureObserver {
-        Box::new(move |f| health.passive_failure(f.service, f.pool, f.server, f.reason))
-    };
-    engine.observe_connect_failures(passive(health.clone()));
-    l7.observe_connect_failures(passive(health.clone()));
     let api = config.api.clone();
     let drain = config.director.drain_timeout;
     director.load(config).context("applying the configuration")?;
