@@ -6,10 +6,12 @@
 
 mod convert;
 mod error;
+mod http_views;
 mod types;
 
 pub use convert::{command_to_api, service_key, table_to_commands, timeouts_view, view_service};
 pub use error::{ApiError, ErrorBody};
+pub use http_views::view_http_service;
 pub use types::*;
 
 /// The path prefix of this version of the API.
