@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/conn_diag.sh: where a balancer's new-connection cost goes, in the bench/netns.sh topology.
-# For rvs, HAProxy and pen (BALS), TEST (close: Connection: close, or ka) runs of wrk -c64 -d3s
+# For rvs, HAProxy and pen (BALS), TEST (close: Connection: close, or ka) runs of wrk -c$CONNS (64) -d3s
 # from the client namespace, ROUNDS rounds; per connection: the balancer's CPU (/proc, user part),
 # its context switches, the director's TCP segments in/out, pure ACKs, TIME_WAIT sockets left per
 # namespace (ss; they last 60 s and ports are reused, so only a first round's are meaningful)
@@ -75,7 +75,7 @@ for ((r=1; r<=ROUNDS; r++)); do
 for b in $BAL; do
   port=${PORT[$b]}
   ip netns exec $NS_CLI curl -s -o /dev/null 198.18.0.1:$port/ || { echo "$b down"; continue; }
-  args=(-c64); [[ $TEST == close ]] && args+=(-H 'Connection: close')
+  args=(-c"${CONNS:-64}"); [[ $TEST == close ]] && args+=(-H 'Connection: close')
   snap > $D/s0; c0=$(ctx ${BP[$b]}); read -r u0 s0x < <(awk '{print $14, $15}' /proc/${BP[$b]}/stat)
   [[ -n ${PERF:-} ]] && { timeout 20 perf record -q -e cpu-clock -F 2000 -g -p ${BP[$b]} -o $D/$b.r$r.perf -- sleep 3.3 2>/dev/null & PS=$!; }
   timeout 15 ip netns exec $NS_CLI "${T1[@]}" wrk -t1 "${args[@]}" -d3s -s "$ROOT/bench/report.lua" http://198.18.0.1:$port/ > $D/wrk.$b 2>&1
