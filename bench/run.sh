@@ -4,11 +4,13 @@
 #   bench/run.sh            full run: 3 rounds of 3 s per measurement, about 4 minutes
 #   bench/run.sh --quick    short run: 1 round of 2 s, 2,000 idle connections, about 1 minute
 #
-# Four ways to reach the same two nginx backends (one nginx, worker_processes 1, listening on
+# Five ways to reach the same two nginx backends (one nginx, worker_processes 1, listening on
 # 127.0.0.1:18101 and :18102):
 #   direct   wrk straight to a backend (127.0.0.1:18101)
 #   rvs      rvsd, full-NAT, relay BENCH_RELAY (splice), rr   (127.0.0.1:18001)
 #   haproxy  HAProxy mode tcp, option splice-auto, roundrobin (127.0.0.1:18002)
+#   pen      pen (Debian's), round robin (-r), -O tcp_nodelay, foreground (127.0.0.1:18007);
+#            single-threaded whatever BENCH_THREADS says (pen has no threads)
 #   nginx    nginx stream proxy_pass to an upstream of both (127.0.0.1:18003)
 # Each balancer gets the same number of threads (BENCH_THREADS, default 1): rvsd through
 # TOKIO_WORKER_THREADS, HAProxy through nbthread, nginx through worker_processes.
@@ -56,7 +58,18 @@
 # build), RVS_BENCH_DIR (/tmp/rvs-bench: configs, logs, wrk outputs); BENCH_L7 (auto: rvsd when
 # `rvsd --check-config` takes a `kind = "http"` service and it then serves, else l7bench;
 # rvsd; l7bench), L7BENCH_BIN (use this l7bench binary, skip its cargo build).
-# Traffic stays on 127.0.0.0/8. Every process the script starts is stopped on exit.
+# BENCH_NETNS (1: after the loopback runs, the network-namespace runs below; 0: not; only: those
+# alone), BENCH_NETNS_TESTS ("ka close"), NETNS_PREFIX (the namespaces' names: rvsb<PID>-*).
+#
+# Network namespaces (bench/netns.sh, which the packet engine's benchmark can source too): a
+# client namespace (198.18.0.2), a director namespace that routes (198.18.0.1 | 198.19.0.1) and
+# runs the balancer, a bridge, two real servers (198.19.0.11, .12; one nginx each, 1 worker).
+# wrk runs in the client namespace; direct = the client straight to real server 1. Measured:
+# requests/s and the whole machine's CPU (/proc/stat, all CPUs) per request, keep-alive and
+# Connection: close, and the extra microseconds per request over direct, paired per round.
+# Traffic stays on 127.0.0.0/8 and inside the namespaces the script creates (198.18.0.0/15).
+# Every process the script starts is stopped on exit, and the namespaces (with their links) are
+# deleted, on error and on ctrl-c too.
 
 set -euo pipefail
 
@@ -71,6 +84,8 @@ done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
+# shellcheck source=bench/netns.sh
+. "$BENCH/netns.sh"
 W=${RVS_BENCH_DIR:-/tmp/rvs-bench}
 THREADS=${BENCH_THREADS:-1}
 L4_TESTS=${BENCH_L4_TESTS:-ka close bulk}
@@ -83,12 +98,16 @@ else
   QUIET_BUDGET=${BENCH_QUIET_BUDGET:-30}
 fi
 QUIET_PCT=${BENCH_QUIET_PCT:-25}
+NETNS=${BENCH_NETNS:-1}
+NS_TESTS=${BENCH_NETNS_TESTS:-ka close}
+[[ $NETNS =~ ^(0|1|only)$ ]] || { echo "bench/run.sh: BENCH_NETNS: 0, 1 or only" >&2; exit 2; }
+for t in $NS_TESTS; do [[ $t =~ ^(ka|close)$ ]] || { echo "bench/run.sh: BENCH_NETNS_TESTS: unknown test '$t' (ka, close)" >&2; exit 2; }; done
 KA_CONNS=64
 CLOSE_CONNS=64
 BULK_CONNS=8
-BALANCERS=(direct rvs haproxy nginx)
+BALANCERS=(direct rvs haproxy pen nginx)
 HTTP_BALANCERS=(rvs-http haproxy-http nginx-http)
-declare -A PORT=([direct]=18101 [rvs]=18001 [haproxy]=18002 [nginx]=18003
+declare -A PORT=([direct]=18101 [rvs]=18001 [haproxy]=18002 [pen]=18007 [nginx]=18003
   [rvs-http]=18004 [haproxy-http]=18005 [nginx-http]=18006)
 BENCH_L7=${BENCH_L7:-auto}
 RELAY=${BENCH_RELAY:-splice}
@@ -130,6 +149,7 @@ cleanup() {
   for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
     stop_pid "${STARTED[$i]}"
   done
+  netns_teardown
   exit "$rc"
 }
 trap cleanup EXIT
@@ -139,6 +159,7 @@ trap 'exit 130' INT TERM
 need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v haproxy >/dev/null || need+=(haproxy)
+command -v pen >/dev/null || need+=(pen)
 command -v nginx >/dev/null || need+=(nginx)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
@@ -187,8 +208,11 @@ fi
 rm -rf "$W"
 mkdir -p "$W/www" "$W/backend" "$W/nginx-lb" "$W/haproxy" "$W/nginx-http" "$W/haproxy-http"
 touch "$W/.rvs-bench"
+PEN_VERSION=$(dpkg-query -W -f='${Version}' pen 2>/dev/null || echo '?')
 BODY='hello from an rvs bench backend: 64 bytes of body, padded to 64'
 head -c 1048576 /dev/urandom >"$W/www/1m"
+
+PEN_MAXCONN=$(((NOFILE - 100) / 2))
 
 # ---------------------------------------------------------------- configurations
 cat >"$W/backend/nginx.conf" <<EOF
@@ -469,6 +493,13 @@ start_bal() { # start_bal NAME
       haproxy -db -f "$W/haproxy/haproxy.cfg" >>"$W/haproxy/haproxy.log" 2>&1 &
       pid=$!
       ;;
+    pen)
+      # -f foreground, -r round robin without client tracking, -x connections (2 fds each, in
+      # the open-files limit it inherits), pending_max: connects in progress (default 100)
+      pen -f -r -O tcp_nodelay -O "pending_max 4096" -x "$PEN_MAXCONN" -c 1024 \
+        "127.0.0.1:${PORT[pen]}" "$BACKEND1" "$BACKEND2" >>"$W/pen.log" 2>&1 &
+      pid=$!
+      ;;
     nginx)
       nginx -p "$W/nginx-lb" -c "$W/nginx-lb/nginx.conf" -e "$W/nginx-lb/error.log" &
       pid=$!
@@ -728,10 +759,272 @@ idle_test() { # idle_test BALANCER MODE(connect|request) N: fresh balancer, N id
   ours "${BAL_PID[$b]}" || log "idle $b $mode: the balancer died (logs in $W)"
 }
 
+# ---------------------------------------------------------------- network namespaces
+# The same balancers on a routed topology of network namespaces (bench/netns.sh): wrk in a
+# client namespace, the balancer in a director namespace that routes, two nginx real servers
+# (one each, worker_processes 1) on a bridge behind it. Loopback flatters a relay (no device,
+# no routing, a cheap softirq); here each packet crosses veth pairs and the director's
+# forwarding. direct = the client straight to real server 1 (routed through the director).
+# CPU is the whole machine's, from /proc/stat (user+nice+system+irq+softirq, all CPUs) over the
+# run: per request it includes wrk's, the real servers' and the kernel's work on every hop, and
+# the extra over direct is what the balancer adds to the machine. Noise from the rest of the
+# machine is in it too: the table shows how much (others %).
+NSW=$W/netns
+NS_BALANCERS=(direct rvs haproxy pen nginx)
+declare -A NS_PID=()
+NS_RS_PIDS=()
+NS_REQS=""   # "ka close" by default (BENCH_NETNS_TESTS)
+
+ns_median() { # ns_median VALUE...: as median, negative values too (an extra over direct can be < 0)
+  local v=() x
+  for x in "$@"; do [[ $x =~ ^-?[0-9.]+$ ]] && v+=("$x"); done
+  ((${#v[@]})) || { echo -; return; }
+  printf '%s\n' "${v[@]}" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+ns_machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+
+ns_wait_http() { # ns_wait_http ADDR PORT: GET / from the client namespace answers the body (10 s)
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ $(ip netns exec "$NS_CLI" curl -s --max-time 1 "http://$1:$2/" 2>/dev/null) == "$BODY" ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+ns_configs() {
+  local rs1=${NS_RS_ADDR[0]}:80 rs2=${NS_RS_ADDR[1]}:80 a=$NS_DIR_CADDR i
+  mkdir -p "$NSW/haproxy" "$NSW/nginx-lb"
+  ln -sfn "$W/www" "$NSW/www"
+  for i in "${!NS_RS_ADDR[@]}"; do
+    netns_rs_nginx_conf "$NSW/rs$((i + 1))" "${NS_RS_ADDR[$i]}" "$BODY" "$NOFILE"
+  done
+  sed -e "s|127.0.0.1:${PORT[haproxy]}|$a:${PORT[haproxy]}|" -e "s|$BACKEND1|$rs1|" -e "s|$BACKEND2|$rs2|" \
+    "$W/haproxy/haproxy.cfg" >"$NSW/haproxy/haproxy.cfg"
+  sed -e "s|127.0.0.1:${PORT[nginx]}|$a:${PORT[nginx]}|" -e "s|$BACKEND1|$rs1|" -e "s|$BACKEND2|$rs2|" \
+    -e "s|$W/nginx-lb|$NSW/nginx-lb|g" "$W/nginx-lb/nginx.conf" >"$NSW/nginx-lb/nginx.conf"
+  sed -e "s|127.0.0.1:${PORT[rvs]}|$a:${PORT[rvs]}|" -e "s|$BACKEND1|$rs1|" -e "s|$BACKEND2|$rs2|" \
+    -e "s|$W/api.sock|$NSW/api.sock|" "$W/rvsd.toml" >"$NSW/rvsd.toml"
+  "$RVSD" --check-config "$NSW/rvsd.toml" >/dev/null || die "netns rvsd config"
+  haproxy -c -q -f "$NSW/haproxy/haproxy.cfg" >/dev/null 2>&1 || die "netns haproxy config"
+}
+
+ns_start_rs() {
+  local i d
+  for i in "${!NS_RS[@]}"; do
+    d=$NSW/rs$((i + 1))
+    ip netns exec "${NS_RS[$i]}" nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log" &
+    STARTED+=("$!")
+    NS_RS_PIDS+=("$!")
+  done
+  for i in "${!NS_RS_ADDR[@]}"; do
+    ns_wait_http "${NS_RS_ADDR[$i]}" 80 || die "netns real server ${NS_RS_ADDR[$i]} did not come up"
+  done
+}
+
+ns_start_bal() { # ns_start_bal NAME: the balancer in the director namespace
+  local b=$1 pid rs1=${NS_RS_ADDR[0]}:80 rs2=${NS_RS_ADDR[1]}:80
+  case $b in
+    direct) return 0 ;;
+    rvs)
+      : >"$NSW/rvsd.out"
+      RVSD_LOG=warn TOKIO_WORKER_THREADS=$THREADS ip netns exec "$NS_DIR" "$RVSD" --config "$NSW/rvsd.toml" \
+        >>"$NSW/rvsd.out" 2>>"$NSW/rvsd.err" &
+      pid=$!
+      wait_line 'rvsd ready' "$NSW/rvsd.out" "$pid" || true
+      ;;
+    haproxy)
+      ip netns exec "$NS_DIR" haproxy -db -f "$NSW/haproxy/haproxy.cfg" >>"$NSW/haproxy/haproxy.log" 2>&1 &
+      pid=$!
+      ;;
+    pen)
+      ip netns exec "$NS_DIR" pen -f -r -O tcp_nodelay -O "pending_max 4096" -x "$PEN_MAXCONN" -c 1024 \
+        "$NS_DIR_CADDR:${PORT[pen]}" "$rs1" "$rs2" >>"$NSW/pen.log" 2>&1 &
+      pid=$!
+      ;;
+    nginx)
+      ip netns exec "$NS_DIR" nginx -p "$NSW/nginx-lb" -c "$NSW/nginx-lb/nginx.conf" -e "$NSW/nginx-lb/error.log" &
+      pid=$!
+      ;;
+  esac
+  STARTED+=("$pid")
+  NS_PID[$b]=$pid
+  ns_wait_http "$NS_DIR_CADDR" "${PORT[$b]}" || die "netns $b did not come up on $NS_DIR_CADDR:${PORT[$b]} (logs in $NSW)"
+}
+
+ns_pids_of() { # the balancer's processes
+  local p=${NS_PID[$1]:-}
+  [[ -z $p ]] && return 0
+  echo "$p"
+  [[ $1 == nginx ]] && pgrep -P "$p" || true
+}
+
+ns_run_wrk() { # ns_run_wrk BALANCER TEST ROUND
+  local b=$1 t=$2 r=$3 host port args=() out pids rpids u0 s0 u1 s1 rt0 rt1 m0 m1 kw0 kw1 line
+  if [[ $b == direct ]]; then host=${NS_RS_ADDR[0]} port=80; else host=$NS_DIR_CADDR port=${PORT[$b]}; fi
+  case $t in
+    ka) args=(-c"$KA_CONNS") ;;
+    close) args=(-c"$CLOSE_CONNS" -H 'Connection: close') ;;
+  esac
+  [[ $b == direct ]] || ours "${NS_PID[$b]}" || die "netns $b is not running any more (logs in $NSW)"
+  if ((WARM && r == 1)); then
+    timeout 15 ip netns exec "$NS_CLI" wrk -t1 "${args[@]}" -d"${WARM}s" "http://$host:$port/" >/dev/null 2>&1 || true
+  fi
+  wait_quiet
+  mapfile -t pids < <(ns_pids_of "$b")
+  mapfile -t rpids < <(for p in "${NS_RS_PIDS[@]}"; do echo "$p"; pgrep -P "$p" || true; done)
+  out=$NSW/wrk-$t-$b-$r.txt
+  read -r u0 s0 < <(cpu_ticks "${pids[@]}")
+  rt0=$(cpu_total "${rpids[@]}")
+  kw0=$(kworker_ticks | tr '\n' ' ')
+  m0=$(ns_machine_ticks)
+  local TIMEFORMAT='%U %S'
+  { time timeout $((DUR + 20)) ip netns exec "$NS_CLI" wrk -t1 "${args[@]}" -d"${DUR}s" --timeout 5s --latency \
+    -s "$BENCH/report.lua" "http://$host:$port/" >"$out" 2>&1; } 2>"$out.time" ||
+    log "netns wrk $t $b exited with an error (see $out)"
+  m1=$(ns_machine_ticks)
+  read -r u1 s1 < <(cpu_ticks "${pids[@]}")
+  rt1=$(cpu_total "${rpids[@]}")
+  kw1=$(kworker_ticks | tr '\n' ' ')
+  line=$(grep '^RESULT ' "$out" || true)
+  [[ -n $line ]] || { log "no result from netns wrk $t $b (see $out)"; return 0; }
+  local requests=0 duration=1 errs=0 kv k v wu ws secs mach bal rs kw other
+  for kv in ${line#RESULT }; do
+    k=${kv%%=*} v=${kv#*=}
+    case $k in requests) requests=$v ;; duration_us) duration=$v ;; err_*) errs=$((errs + v)) ;; esac
+  done
+  ((requests > 0)) || { log "netns wrk $t $b: no requests (see $out)"; return 0; }
+  read -r wu ws <"$out.time" || { wu=0; ws=0; }
+  secs=$(calc "$duration / 1e6" 3)
+  mach=$(calc "($m1 - $m0) / $HZ")
+  bal=$(calc "($u1 + $s1 - $u0 - $s0) / $HZ")
+  rs=$(calc "($rt1 - $rt0) / $HZ")
+  kw=$(calc "$(kworker_delta "$kw0" "$kw1") / $HZ")
+  other=$(calc "(($mach - $bal - $rs - $wu - $ws - $kw) / ($secs * $NCPU)) * 100" 0)
+  ((${other%.*} < 0)) && other=0
+  NR_[$t.rps,$b,$r]=$(calc "$requests / $secs" 0)
+  NR_[$t.mus,$b,$r]=$(calc "$mach * 1e6 / $requests" 1)
+  # the workload's own CPU: wrk + real servers + balancer + kernel workers (softirq work done in a
+  # task's context is charged to that task here), i.e. the machine's minus the other processes'
+  NR_[$t.wlus,$b,$r]=$(calc "($bal + $rs + $wu + $ws + $kw) * 1e6 / $requests" 1)
+  NR_[$t.err,$b,$r]=$errs
+  NR_[$t.other,$b,$r]=$other
+  NR_[$t.rsus,$b,$r]=$(calc "$rs * 1e6 / $requests" 1)
+  NR_[$t.wus,$b,$r]=$(calc "($wu + $ws) * 1e6 / $requests" 1)
+  [[ $b == direct ]] || NR_[$t.bus,$b,$r]=$(calc "$bal * 1e6 / $requests" 1)
+  log "$(printf 'netns r%d %-5s %-8s %8s req/s  machine %6s us/req  workload %6s  balancer %5s us/req  servers %5s  wrk %5s  others %3s%%  errors %s' \
+    "$r" "$t" "$b" "${NR_[$t.rps,$b,$r]}" "${NR_[$t.mus,$b,$r]}" "${NR_[$t.wlus,$b,$r]}" "${NR_[$t.bus,$b,$r]:--}" "${NR_[$t.rsus,$b,$r]}" \
+    "${NR_[$t.wus,$b,$r]}" "$other" "$errs")"
+}
+
+declare -A NR_=() NM=()
+netns_bench() {
+  local r t b order n k vals x d p split
+  command -v ip >/dev/null && ip netns list >/dev/null 2>&1 || { log "netns: no 'ip netns' here: skipped"; return 1; }
+  log "netns: setting up the topology (prefix $NETNS_PREFIX)"
+  netns_setup || die "netns setup failed"
+  ns_configs
+  ns_start_rs
+  for b in "${NS_BALANCERS[@]}"; do ns_start_bal "$b"; done
+  n=${#NS_BALANCERS[@]}
+  for ((r = 1; r <= ROUNDS; r++)); do
+    order=("${NS_BALANCERS[@]:$(((r - 1) % n))}" "${NS_BALANCERS[@]:0:$(((r - 1) % n))}")
+    for t in $NS_TESTS; do
+      for b in "${order[@]}"; do ns_run_wrk "$b" "$t" "$r"; done
+      # the extra over direct, paired within the round
+      for b in "${NS_BALANCERS[@]}"; do
+        [[ $b == direct ]] && continue
+        x=${NR_[$t.mus,$b,$r]:-} d=${NR_[$t.mus,direct,$r]:-}
+        [[ $x =~ ^[0-9.]+$ && $d =~ ^[0-9.]+$ ]] && NR_[$t.extra,$b,$r]=$(calc "$x - $d" 1)
+        x=${NR_[$t.wlus,$b,$r]:-} d=${NR_[$t.wlus,direct,$r]:-}
+        [[ $x =~ ^[0-9.]+$ && $d =~ ^[0-9.]+$ ]] && NR_[$t.wlextra,$b,$r]=$(calc "$x - $d" 1)
+      done
+    done
+  done
+  for b in "${NS_BALANCERS[@]}"; do
+    for t in $NS_TESTS; do
+      for k in rps mus extra wlus wlextra bus; do
+        vals=()
+        for ((r = 1; r <= ROUNDS; r++)); do vals+=("${NR_[$t.$k,$b,$r]:--}"); done
+        NM[$t.$k,$b]=$(ns_median "${vals[@]}")
+      done
+      n=0
+      for ((r = 1; r <= ROUNDS; r++)); do n=$((n + ${NR_[$t.err,$b,$r]:-0})); done
+      NM[$t.err,$b]=$n
+    done
+    vals=()
+    for ((r = 1; r <= ROUNDS; r++)); do for t in $NS_TESTS; do vals+=("${NR_[$t.other,$b,$r]:-0}"); done; done
+    NM[other,$b]=$(printf '%s\n' "${vals[@]}" | awk '{ s += $1 } END { printf "%.0f", NR ? s / NR : 0 }')
+    NM[errs,$b]="${NM[ka.err,$b]:--}/${NM[close.err,$b]:--}"
+  done
+  if [[ -S $NSW/api.sock ]]; then
+    split=$(curl -s --max-time 2 --unix-socket "$NSW/api.sock" http://rvsd/v1/services | python3 -c 'import json,sys
+d = json.load(sys.stdin)
+print(" ".join("%s=%s" % (rs["address"], rs["stats"]["conns"]) for s in d["services"] for rs in s["real_servers"]))' \
+      2>/dev/null || echo '?')
+    log "netns rvsd connections per real server: $split"
+  fi
+  # stop them here (the trap would too): the namespaces go with them
+  for b in "${NS_BALANCERS[@]}"; do [[ -n ${NS_PID[$b]:-} ]] && stop_pid "${NS_PID[$b]}"; done
+  for p in "${NS_RS_PIDS[@]}"; do stop_pid "$p"; done
+  netns_teardown
+}
+
+netns_table() {
+  local b
+  nsrow() {
+    printf '%-40s' "$1"
+    for b in "${NS_BALANCERS[@]}"; do printf ' %10s' "${NM[$2,$b]:--}"; done
+    printf '\n'
+  }
+  echo
+  echo "network namespaces: client $NS_CLI_ADDR -> director $NS_DIR_CADDR (routes; balancer here) -> bridge ->"
+  echo "real servers ${NS_RS_ADDR[*]} (nginx, 1 worker each); direct = client to ${NS_RS_ADDR[0]} via the director's forwarding"
+  echo "wrk -t1 in the client namespace, ${DUR}s per run, median of $ROUNDS round(s); keep-alive -c$KA_CONNS, close -c$CLOSE_CONNS"
+  echo "CPU = the whole machine's (/proc/stat, all $NCPU CPUs); extra = balancer's machine us/req - direct's, per round;"
+  echo "workload = wrk's + the real servers' + the balancer's + kernel workers' CPU (the machine's minus the"
+  echo "other processes' on this shared machine: the steadier figure when others % is high)"
+  echo
+  printf '%-40s' "metric"
+  for b in "${NS_BALANCERS[@]}"; do printf ' %10s' "$b"; done
+  printf '\n'
+  nsrow "keep-alive requests/s" ka.rps
+  nsrow "keep-alive machine us/request" ka.mus
+  nsrow "keep-alive extra us/request over direct" ka.extra
+  nsrow "  workload us/request (see below)" ka.wlus
+  nsrow "  workload extra us/request over direct" ka.wlextra
+  nsrow "  balancer's own processes, us/request" ka.bus
+  nsrow "close new connections/s" close.rps
+  nsrow "close machine us/connection" close.mus
+  nsrow "close extra us/connection over direct" close.extra
+  nsrow "  workload us/connection" close.wlus
+  nsrow "  workload extra us/connection over direct" close.wlextra
+  nsrow "  balancer's own processes, us/conn" close.bus
+  nsrow "wrk errors (ka/close)" errs
+  nsrow "other processes' CPU, % of machine" other
+  echo
+  echo "rvs's extra per request / per connection over the others' (lower is better):"
+  printf '  %-58s %6s\n' "keep-alive extra us vs HAProxy" "$(ratio "${NM[ka.extra,rvs]:--}" "${NM[ka.extra,haproxy]:--}")x"
+  printf '  %-58s %6s\n' "keep-alive extra us vs pen" "$(ratio "${NM[ka.extra,rvs]:--}" "${NM[ka.extra,pen]:--}")x"
+  printf '  %-58s %6s\n' "new-connection extra us vs HAProxy" "$(ratio "${NM[close.extra,rvs]:--}" "${NM[close.extra,haproxy]:--}")x"
+  printf '  %-58s %6s\n' "new-connection extra us vs pen" "$(ratio "${NM[close.extra,rvs]:--}" "${NM[close.extra,pen]:--}")x"
+ printf '  %-58s %6s\n' "workload keep-alive extra us vs HAProxy, vs pen" \
+    "$(ratio "${NM[ka.wlextra,rvs]:--}" "${NM[ka.wlextra,haproxy]:--}")x $(ratio "${NM[ka.wlextra,rvs]:--}" "${NM[ka.wlextra,pen]:--}")x"
+  printf '  %-58s %6s\n' "workload new-connection extra us vs HAProxy, vs pen" \
+    "$(ratio "${NM[close.wlextra,rvs]:--}" "${NM[close.wlextra,haproxy]:--}")x $(ratio "${NM[close.wlextra,rvs]:--}" "${NM[close.wlextra,pen]:--}")x"
+  printf '  %-58s %6s\n' "new connections/s vs HAProxy" "$(ratio "${NM[close.rps,rvs]:--}" "${NM[close.rps,haproxy]:--}")x"
+}
+
 # ---------------------------------------------------------------- run
+if [[ $NETNS == only ]]; then
+  log "BENCH_NETNS=only: the network-namespace runs alone; ${DUR}s per run, $ROUNDS rounds"
+  netns_bench && netns_table | tee "$W/table-netns.txt"
+  exit 0
+fi
 log "threads per balancer: $THREADS; ${DUR}s per run, $ROUNDS rounds; open-files limit $NOFILE; logs in $W"
 start_backend
-for b in rvs haproxy nginx "${HTTP_BALANCERS[@]}"; do start_bal "$b"; done
+for b in rvs haproxy pen nginx "${HTTP_BALANCERS[@]}"; do start_bal "$b"; done
 if [[ $L7_IMPL == rvsd ]]; then L7_DESC="rvsd, kind = \"http\" service"; else L7_DESC="rvs-l7 example l7bench (not rvsd)"; fi
 log "rvs http: $L7_DESC"
 # Rounds: every test on every balancer, the balancer order rotated each round so that none
@@ -843,7 +1136,7 @@ fi
 # socket in the backend: cap N so that a balancer with 2 fds per connection fits the open-files
 # limit. A balancer that needs more holds fewer: the table shows held/asked.
 N_IDLE=$((IDLE_WANT < (NOFILE - 1000) / 2 ? IDLE_WANT : (NOFILE - 1000) / 2))
-for b in rvs haproxy nginx; do
+for b in rvs haproxy pen nginx; do
   ((N_IDLE > 0)) || break
   idle_test "$b" connect "$N_IDLE"
   idle_test "$b" request "$N_IDLE"
@@ -868,7 +1161,8 @@ for b in "${BALANCERS[@]}"; do M[errs,$b]="${M[ka.err,$b]:--}/${M[close.err,$b]:
   echo "threads per balancer: $THREADS (rvsd TOKIO_WORKER_THREADS, haproxy nbthread, nginx worker_processes)"
   echo "wrk -t1, ${DUR}s per run, median of $ROUNDS round(s); keep-alive -c$KA_CONNS, close -c$CLOSE_CONNS, bulk -c$BULK_CONNS on a 1 MiB body"
   echo "backends: one nginx, 1 worker, $BACKEND1 and $BACKEND2; direct = wrk to $BACKEND1"
-  echo "rvs relay $RELAY; haproxy $(haproxy -v | awk 'NR==1 {print $3}') mode tcp, splice-auto; nginx $(nginx -v 2>&1 | sed 's|.*/||') stream"
+  echo "rvs relay $RELAY; haproxy $(haproxy -v | awk 'NR==1 {print $3}') mode tcp, splice-auto; pen $PEN_VERSION -r, tcp_nodelay (1 thread);"
+  echo "nginx $(nginx -v 2>&1 | sed 's|.*/||') stream"
   echo
   printf '%-34s' "metric"
   for b in "${BALANCERS[@]}"; do printf ' %12s' "$b"; done
@@ -907,6 +1201,12 @@ for b in "${BALANCERS[@]}"; do M[errs,$b]="${M[ka.err,$b]:--}/${M[close.err,$b]:
   printf '  %-58s %6s  %s\n' "requests per balancer CPU-s vs HAProxy   (>= 1.20x)" "${r1}x" "$(verdict "$r1" '>=' 1.2)"
   printf '  %-58s %6s  %s\n' "new connections/s vs HAProxy             (>= 1.00x)" "${r2}x" "$(verdict "$r2" '>=' 1.0)"
   printf '  %-58s %6s  %s\n' "bulk Gbit/s vs direct                    (>= 0.90x)" "${r3}x" "$(verdict "$r3" '>=' 0.9)"
+  p1=$(ratio "${M[ka.percpu,rvs]:--}" "${M[ka.percpu,pen]:--}")
+  p2=$(ratio "${M[close.percpu,rvs]:--}" "${M[close.percpu,pen]:--}")
+  p3=$(ratio "${M[close.rps,rvs]:--}" "${M[close.rps,pen]:--}")
+  printf '  %-58s %6s\n' "requests per balancer CPU-s vs pen        (info)" "${p1}x"
+  printf '  %-58s %6s\n' "new connections per balancer CPU-s vs pen (info)" "${p2}x"
+  printf '  %-58s %6s\n' "new connections/s vs pen                  (info)" "${p3}x"
   printf '  %-58s %6s  %s\n' "RSS per idle conn, after 1 request, KiB  (<= 8)" "$m4" "$(verdict "$m4" '<=' 8)"
   printf '  %-58s %6s  %s\n' "RSS per idle conn, connect only, KiB     (<= 8)" "$m5" "$(verdict "$m5" '<=' 8)"
   echo "  ceilings on this machine (median of the rounds; how they are computed: bench/run.sh --help):"
@@ -965,3 +1265,9 @@ for b in "${BALANCERS[@]}"; do M[errs,$b]="${M[ka.err,$b]:--}/${M[close.err,$b]:
   printf '  %-58s %6s\n' "http keep-alive requests/s vs HAProxy (info)" "${h2}x"
   printf '  %-58s %6s\n' "http keep-alive p99 vs HAProxy (info; lower is better)" "${h3}x"
 } | tee "$W/table.txt"
+
+if [[ $NETNS == 1 ]]; then
+  for b in "${BALANCERS[@]}"; do stop_bal "$b"; done
+  stop_pid "$BACKEND_PID"
+  netns_bench && netns_table | tee "$W/table-netns.txt"
+fi
