@@ -55,7 +55,7 @@ impl Bind for UdpSocket {
 #[derive(Debug)]
 struct Slot<L> {
     stop: CancellationToken,
-    /// Bound but not yet accepting (between `bind_new` and `retain`).
+    /// Bound but not yet accepting (between `adopt` and `retain`).
     pending: Option<L>,
 }
 
@@ -104,14 +104,6 @@ impl<L: Bind> ListenerSet<L> {
         for (key, l) in bound {
             slots.entry(key).or_insert_with(|| Slot { stop: CancellationToken::new(), pending: Some(l) });
         }
-    }
-
-    /// Binds listeners for the services in `keys` that have none yet and keeps them. All or
-    /// nothing.
-    pub fn bind_new(&self, keys: impl IntoIterator<Item = ServiceKey>) -> Result<(), ListenError> {
-        let bound = self.bind_missing(keys)?;
-        self.adopt(bound);
-        Ok(())
     }
 
     /// Keeps the listeners of `keys` only (the others close: `what` names them in the log),

@@ -38,4 +38,10 @@ mod watchdog;
 pub use engine::{L7Engine, L7EngineConfig};
 pub use error::L7Error;
 pub use refusal::Refusal;
+
+/// Whether a service's TLS settings build: every certificate parses and fits its key (what
+/// the engine checks when it prepares a change, for `rvsd --check-config`).
+pub fn check_tls(tls: &rvs_model::http::TlsConfig) -> Result<(), rvs_model::http::ConfigError> {
+    tls::server_config(tls).map(drop)
+}
 pub use stats::{CounterSnapshot, L7ServiceStats, PoolStats, RealServerStats, RuleStats, LATENCY_BUCKETS_US};

@@ -73,7 +73,7 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Some(path) = &cli.check_config {
-        return match Config::load(path) {
+        return match Config::load(path).map_err(|e| e.to_string()).and_then(|c| check_runtime(&c).map(|()| c)) {
             Ok(c) => {
                 let servers: usize = c.table.services.values().map(|s| s.servers.len()).sum();
                 let pools: usize = c.http.iter().map(|h| h.pools.len()).sum();
@@ -207,7 +207,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the data planes and the health plane check when they prepare a configuration, beyond
+/// the file's own validation: TLS certificates against their keys, checks' CA files and names.
+fn check_runtime(c: &Config) -> Result<(), String> {
+    for svc in &c.http {
+        if let Some(tls) = &svc.tls {
+            rvs_l7::check_tls(tls).map_err(|e| format!("http virtual service {}: {e}", svc.key.addr))?;
+        }
+    }
+    for (key, h) in &c.health {
+        let specs = h.default_check.iter().chain(h.server_checks.values()).chain(h.pool_checks.values());
+        for spec in specs {
+            rvs_health::Check::prepare(spec.check.clone())
+                .map_err(|e| format!("virtual service {key}: health check {}: {e}", spec.check))?;
+        }
+    }
+    Ok(())
+}
+
 fn print_demo_help(director: &Director, socket: &std::path::Path) {
+    let model = director.model();
     let table = director.table();
     for svc in table.services() {
         println!("rvs demo: virtual service {} ({}) in front of:", svc.key, svc.settings().scheduler);
@@ -228,7 +247,8 @@ fn print_demo_help(director: &Director, socket: &std::path::Path) {
         println!("  curl -s --unix-socket {} http://rvsd/v1/services", socket.display());
         println!("  cargo run -p rvsadm -- --api {} -L -n --stats   # ipvsadm -L, from rvs", socket.display());
     }
-    for svc in &director.model().http {
+    drop(table);
+    for svc in &model.http {
         println!(
             "rvs demo: http virtual service {} (Layer 7): /rs1/... goes to rs1, the rest round robin",
             svc.key.addr

@@ -22,13 +22,14 @@ pub(crate) async fn route(at: &Route<'_>, rest: &[&str], req: Request<Incoming>)
         (&Method::GET, ["info"]) => {
             let report = director.report();
             let limit = director.connection_limit();
+            let services = director.table().services().count();
             Ok(json(
                 StatusCode::OK,
                 &InfoView {
                     version: env!("CARGO_PKG_VERSION").to_string(),
                     generation: director.generation(),
                     connections: report.connections,
-                    services: director.table().services().count(),
+                    services,
                     client_connections: limit.current(),
                     max_connections: limit.max().map_or(0, |m| m.get()),
                     max_connections_waits: limit.waits(),
