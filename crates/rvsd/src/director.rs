@@ -45,7 +45,7 @@ pub enum ReloadError {
     #[error(transparent)]
     Config(#[from] rvs_config::ConfigError),
     #[error("{path}: {source}")]
-    Apply { path: String, source: ApplyError },
+    Apply { path: String, source: Box<ApplyError> },
 }
 
 /// What an applied batch did.
@@ -257,8 +257,9 @@ impl Director {
                 );
             }
         }
-        let outcome =
-            self.load(config).map_err(|source| ReloadError::Apply { path: path.display().to_string(), source })?;
+        let outcome = self
+            .load(config)
+            .map_err(|source| ReloadError::Apply { path: path.display().to_string(), source: Box::new(source) })?;
         Ok((outcome, notes))
     }
 

@@ -39,7 +39,7 @@ pub struct HealthSetupError {
     pub pool: Option<String>,
     pub server: SocketAddr,
     #[source]
-    pub source: rvs_health::TargetError,
+    pub source: Box<rvs_health::TargetError>,
 }
 
 pub struct HealthPlane {
@@ -78,7 +78,12 @@ impl HealthPlane {
         let mut targets = Vec::new();
         let mut target = |key: HealthKey, spec: &rvs_config::CheckSpec| {
             let t = Target::new(key.clone(), key.server, spec.check.clone(), spec.timing).map_err(|source| {
-                HealthSetupError { service: key.service, pool: key.pool.clone(), server: key.server, source }
+                HealthSetupError {
+                    service: key.service,
+                    pool: key.pool.clone(),
+                    server: key.server,
+                    source: Box::new(source),
+                }
             })?;
             targets.push(t);
             Ok::<_, HealthSetupError>(())
