@@ -1,7 +1,8 @@
-//! The control side of one L7 virtual service: a private rvs-core service table holding one
-//! virtual service per pool (so scheduling, persistence, thresholds and health are the core's
-//! own), stable keys and counters per pool and rule across reloads, and building the
-//! immutable runtime the data plane reads. Changes are planned (checked) before committed.
+//! The runtime of one L7 virtual service, derived from the director's model: one rvs-core
+//! virtual service per pool (so scheduling, persistence, thresholds and health verdicts are the
+//! core's own), stable keys and counters per pool and rule across changes, and the immutable
+//! runtime the data plane reads. It holds no configuration of its own: each publication's
+//! model is planned (checked) when the change is prepared and committed when it is published.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
