@@ -32,7 +32,9 @@ pub async fn accept_loop<F>(
     F: FnMut(TcpStream, SocketAddr, ConnSlots),
 {
     loop {
+        // `biased`: polled in order, without drawing a random branch order per connection.
         let accepted = tokio::select! {
+            biased;
             _ = stop.cancelled() => break,
             r = listener.accept() => r,
         };
@@ -41,6 +43,7 @@ pub async fn accept_loop<F>(
                 // At the service's or the director's cap this connection waits here, and the
                 // next ones in the listen backlog.
                 let places = tokio::select! {
+                    biased;
                     _ = stop.cancelled() => break,
                     p = acquire_places(service_cap, director_cap) => p,
                 };

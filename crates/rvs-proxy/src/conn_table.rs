@@ -3,14 +3,82 @@
 //! plane touches one small lock twice per connection (insert, remove) and atomics otherwise.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 
 use rvs_core::{ConnState, Protocol, RealServer};
-use tokio_util::sync::CancellationToken;
 
 const SHARDS: usize = 64;
+
+/// How a connection is closed from outside its task (the idle sweeper, `expire_nodest_conn`,
+/// the shutdown deadline): a flag and the one waiting task's waker, inside the entry. Cheaper
+/// per connection than a `CancellationToken` (no allocation of its own, no `Notify`), and it
+/// holds a single waiter: only the connection's own task waits on it.
+#[derive(Debug, Default)]
+pub struct Closer {
+    closed: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Closer {
+    /// Closes the connection: its task's [`Self::cancelled`] completes.
+    pub fn cancel(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        if let Some(w) = lock(&self.waker).take() {
+            w.wake();
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Completes once [`Self::cancel`] has been called. One waiting task at a time.
+    pub fn cancelled(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.is_cancelled() {
+                return Poll::Ready(());
+            }
+            {
+                let mut w = lock(&self.waker);
+                if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *w = Some(cx.waker().clone());
+                }
+            }
+            // A cancel between the first check and the waker's storing took no waker: look again.
+            if self.is_cancelled() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+}
+
+/// The table's keys are the connections' sequence numbers: spread over the shards already,
+/// they need no SipHash. A multiplicative hash keeps hashbrown's top bits varied.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Shard = Mutex<HashMap<u64, Arc<ConnEntry>, BuildHasherDefault<IdHasher>>>;
 
 /// One connection as the table sees it.
 #[derive(Debug)]
@@ -22,7 +90,7 @@ pub struct ConnEntry {
     dest: Mutex<Option<Arc<RealServer>>>,
     state: AtomicU8,
     last_activity_ms: AtomicU64,
-    pub cancel: CancellationToken,
+    pub cancel: Closer,
 }
 
 impl ConnEntry {
@@ -52,7 +120,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[derive(Debug)]
 pub struct ConnTable {
-    shards: Vec<Mutex<HashMap<u64, Arc<ConnEntry>>>>,
+    shards: Vec<Shard>,
     next_id: AtomicU64,
 }
 
@@ -76,7 +144,7 @@ impl Drop for ConnGuard<'_> {
 }
 
 impl ConnTable {
-    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, Arc<ConnEntry>>> {
+    fn shard(&self, id: u64) -> &Shard {
         &self.shards[(id as usize) % SHARDS]
     }
 
@@ -85,7 +153,6 @@ impl ConnTable {
         protocol: Protocol,
         client: SocketAddr,
         virtual_addr: SocketAddr,
-        cancel: CancellationToken,
         now_ms: u64,
     ) -> ConnGuard<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -97,7 +164,7 @@ impl ConnTable {
             dest: Mutex::new(None),
             state: AtomicU8::new(ConnState::Opening as u8),
             last_activity_ms: AtomicU64::new(now_ms),
-            cancel,
+            cancel: Closer::default(),
         });
         lock(self.shard(id)).insert(id, entry.clone());
         ConnGuard { table: self, entry }

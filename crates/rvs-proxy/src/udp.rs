@@ -19,7 +19,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::conn_table::{ConnEntry, ConnGuard};
+use crate::conn_table::{Closer, ConnEntry, ConnGuard};
 use crate::engine::Engine;
 
 /// The largest datagram relayed.
@@ -117,8 +117,7 @@ async fn open_flow<'a>(
             return None;
         }
     };
-    let cancel = CancellationToken::new();
-    let guard = engine.conns.insert(Protocol::Udp, client, key.addr, cancel, now);
+    let guard = engine.conns.insert(Protocol::Udp, client, key.addr, now);
     guard.entry.set_dest(Some(binding.dest.clone()));
     let binding = Arc::new(binding);
     tokio::spawn(relay_replies(
@@ -141,7 +140,7 @@ async fn connected(local: SocketAddr, dest: SocketAddr) -> io::Result<UdpSocket>
 
 /// A flow ends on an error; when its real server refused (ICMP port unreachable), passive
 /// health checking hears of it.
-fn end_flow(engine: &Engine, key: ServiceKey, binding: &Binding, cancel: &CancellationToken, e: &io::Error) {
+fn end_flow(engine: &Engine, key: ServiceKey, binding: &Binding, cancel: &Closer, e: &io::Error) {
     if e.kind() == io::ErrorKind::ConnectionRefused {
         engine.connect_failed(key, binding.dest.addr, "port unreachable");
     }
@@ -159,7 +158,7 @@ async fn relay_replies(
     socket: Arc<UdpSocket>,
     entry: Arc<ConnEntry>,
 ) {
-    let cancel = entry.cancel.clone();
+    let cancel = &entry.cancel;
     let ended = loop {
         tokio::select! {
             _ = cancel.cancelled() => break None,
@@ -188,7 +187,7 @@ async fn relay_replies(
     };
     if let Some(e) = ended {
         debug!(service = %key, client = %client, dest = %binding.dest.addr, error = %e, "flow ended");
-        end_flow(&engine, key, &binding, &cancel, &e);
+        end_flow(&engine, key, &binding, cancel, &e);
     }
     binding.closing(engine.clock.now_ms());
 }
