@@ -3,11 +3,11 @@
 //! real servers), idle connections and counters, the limits and timeouts, the TLS acceptor.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 use rvs_core::{Binding, ProxyProtocol, SchedRequest, ServiceKey, VirtualService};
+use rvs_dataplane::hasher::UnkeyedMap;
 
 use crate::request_view::RequestView;
 use crate::stats::Counters;
@@ -44,59 +44,13 @@ pub(crate) struct DestRuntime {
     pub set_cookie: Option<Box<[u8]>>,
 }
 
-/// Hashes real server addresses for the lookup of their runtime on every request. The keys
-/// are configured addresses, not client input, so an unkeyed multiply-rotate hash (FxHash's)
-/// will do where SipHash would cost more than the rest of the lookup.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct AddrHasher(u64);
-
-impl AddrHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for AddrHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u16(&mut self, n: u16) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 #[derive(Debug)]
 pub(crate) struct PoolRuntime {
     pub name: String,
     pub vs: Arc<VirtualService>,
     pub sticky: Sticky,
     /// Looked up on every request: keyed by a fast hash.
-    pub dests: HashMap<SocketAddr, DestRuntime, BuildHasherDefault<AddrHasher>>,
+    pub dests: UnkeyedMap<SocketAddr, DestRuntime>,
     pub counters: Arc<Counters>,
 }
 

@@ -2,15 +2,14 @@
 //! connections of a deleted real server and for draining on shutdown. Sharded, so the data
 //! plane touches one small lock twice per connection (insert, remove) and atomics otherwise.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
 use rvs_core::{ConnState, Protocol, RealServer};
+use rvs_dataplane::hasher::UnkeyedMap;
 
 const SHARDS: usize = 64;
 
@@ -59,26 +58,8 @@ impl Closer {
     }
 }
 
-/// The table's keys are the connections' sequence numbers: spread over the shards already,
-/// they need no SipHash. A multiplicative hash keeps hashbrown's top bits varied.
-#[derive(Debug, Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type Shard = Mutex<HashMap<u64, Arc<ConnEntry>, BuildHasherDefault<IdHasher>>>;
+/// The keys are the connections' sequence numbers: no SipHash needed.
+type Shard = Mutex<UnkeyedMap<u64, Arc<ConnEntry>>>;
 
 /// One connection as the table sees it.
 #[derive(Debug)]
