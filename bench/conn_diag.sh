@@ -19,26 +19,14 @@ TEST=${TEST:-close}
 ROUNDS=${ROUNDS:-2}
 NETNS_PREFIX=rvsdiag$$
 . "$ROOT/bench/netns.sh"
+. "$ROOT/bench/configs.sh"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; sleep 0.5; netns_teardown; }
 trap cleanup EXIT; trap 'exit 130' INT TERM
 netns_setup || exit 1
 BODY=hello
-for i in 0 1; do netns_rs_nginx_conf $D/rs$((i+1)) ${NS_RS_ADDR[$i]} "$BODY" 20000; ip netns exec ${NS_RS[$i]} "${T1[@]}" nginx -p $D/rs$((i+1)) -c $D/rs$((i+1))/nginx.conf -e $D/rs$((i+1))/error.log & PIDS+=($!); done
-cat > $D/rvsd.toml <<EOT
-[api]
-socket = "$D/api.sock"
-[director]
-relay = "splice"
-drain_timeout_secs = 1
-[[service]]
-address = "198.18.0.1:18001"
-scheduler = "rr"
-  [[service.real_server]]
-  address = "198.19.0.11:80"
-  [[service.real_server]]
-  address = "198.19.0.12:80"
-EOT
+for i in 0 1; do bench_backend_nginx_conf $D/rs$((i+1)) $D/www "$BODY" 20000 ${NS_RS_ADDR[$i]}:80; ip netns exec ${NS_RS[$i]} "${T1[@]}" nginx -p $D/rs$((i+1)) -c $D/rs$((i+1))/nginx.conf -e $D/rs$((i+1))/error.log & PIDS+=($!); done
+bench_rvsd_toml $D/rvsd.toml "$D/api.sock" splice 198.18.0.1:18001 198.19.0.11:80 198.19.0.12:80
 cat > $D/haproxy.cfg <<EOT
 global
   nbthread 1

@@ -20,8 +20,7 @@
 #   netns_teardown       delete it all: every process left in the namespaces is killed by PID,
 #                        then the namespaces (with their links) are deleted; safe to call twice
 #   netns_exec NS CMD... run CMD in namespace NS (exec: the PID is CMD's)
-#   netns_rs_nginx_conf DIR ADDR BODY NOFILE: an nginx config (in DIR/nginx.conf) serving
-#                        GET / (BODY), /1m (DIR/../www/1m if present) and /bench-status on ADDR:80
+#   (a real server's nginx config: bench_backend_nginx_conf in bench/configs.sh)
 
 NETNS_PREFIX=${NETNS_PREFIX:-rvsb$$}
 NS_CLI_ADDR=198.18.0.2
@@ -111,37 +110,3 @@ netns_teardown() {
   NETNS_UP=0
 }
 
-netns_rs_nginx_conf() { # netns_rs_nginx_conf DIR ADDR BODY NOFILE
-  local d=$1 addr=$2 body=$3 nofile=$4
-  mkdir -p "$d"
-  cat >"$d/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-daemon off;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-worker_rlimit_nofile $nofile;
-events { worker_connections $nofile; }
-http {
-  access_log off;
-  client_body_temp_path $d/body;
-  proxy_temp_path $d/proxy;
-  fastcgi_temp_path $d/fastcgi;
-  uwsgi_temp_path $d/uwsgi;
-  scgi_temp_path $d/scgi;
-  default_type application/octet-stream;
-  sendfile on;
-  tcp_nopush on;
-  tcp_nodelay on;
-  keepalive_timeout 600s;
-  keepalive_requests 10000000;
-  root $d/../www;
-  server {
-    listen $addr:80 backlog=4096;
-    location = / { default_type text/plain; return 200 "$body\n"; }
-    location = /1m { }
-    location = /bench-status { stub_status; }
-  }
-}
-EOF
-}

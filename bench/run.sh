@@ -86,6 +86,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
 # shellcheck source=bench/netns.sh
 . "$BENCH/netns.sh"
+# shellcheck source=bench/configs.sh
+. "$BENCH/configs.sh"
 W=${RVS_BENCH_DIR:-/tmp/rvs-bench}
 THREADS=${BENCH_THREADS:-1}
 L4_TESTS=${BENCH_L4_TESTS:-ka close bulk}
@@ -215,38 +217,7 @@ head -c 1048576 /dev/urandom >"$W/www/1m"
 PEN_MAXCONN=$(((NOFILE - 100) / 2))
 
 # ---------------------------------------------------------------- configurations
-cat >"$W/backend/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-daemon off;
-pid $W/backend/nginx.pid;
-error_log $W/backend/error.log warn;
-worker_rlimit_nofile $NOFILE;
-events { worker_connections $NOFILE; }
-http {
-  access_log off;
-  client_body_temp_path $W/backend/body;
-  proxy_temp_path $W/backend/proxy;
-  fastcgi_temp_path $W/backend/fastcgi;
-  uwsgi_temp_path $W/backend/uwsgi;
-  scgi_temp_path $W/backend/scgi;
-  default_type application/octet-stream;
-  sendfile on;
-  tcp_nopush on;
-  tcp_nodelay on;
-  keepalive_timeout 600s;
-  keepalive_requests 10000000;
-  root $W/www;
-  server {
-    listen $BACKEND1 backlog=4096;
-    listen $BACKEND2 backlog=4096;
-    location = / { default_type text/plain; return 200 "$BODY\n"; }
-    location = /1m { }
-    # new connections accepted by the backends (bench/run.sh reads accepts around each run)
-    location = /bench-status { stub_status; }
-  }
-}
-EOF
+bench_backend_nginx_conf "$W/backend" "$W/www" "$BODY" "$NOFILE" "$BACKEND1" "$BACKEND2"
 
 cat >"$W/nginx-lb/nginx.conf" <<EOF
 $STREAM_LOAD
@@ -289,20 +260,7 @@ backend be
   server s2 $BACKEND2
 EOF
 
-cat >"$W/rvsd.toml" <<EOF
-[api]
-socket = "$W/api.sock"
-[director]
-relay = "$RELAY"
-drain_timeout_secs = 1
-[[service]]
-address = "127.0.0.1:${PORT[rvs]}"
-scheduler = "rr"
-  [[service.real_server]]
-  address = "$BACKEND1"
-  [[service.real_server]]
-  address = "$BACKEND2"
-EOF
+bench_rvsd_toml "$W/rvsd.toml" "$W/api.sock" "$RELAY" "127.0.0.1:${PORT[rvs]}" "$BACKEND1" "$BACKEND2"
 
 # ---- Layer 7: the same backends through three HTTP proxies
 cat >"$W/nginx-http/nginx.conf" <<EOF
@@ -798,7 +756,7 @@ ns_configs() {
   mkdir -p "$NSW/haproxy" "$NSW/nginx-lb"
   ln -sfn "$W/www" "$NSW/www"
   for i in "${!NS_RS_ADDR[@]}"; do
-    netns_rs_nginx_conf "$NSW/rs$((i + 1))" "${NS_RS_ADDR[$i]}" "$BODY" "$NOFILE"
+    bench_backend_nginx_conf "$NSW/rs$((i + 1))" "$NSW/www" "$BODY" "$NOFILE" "${NS_RS_ADDR[$i]}:80"
   done
   sed -e "s|127.0.0.1:${PORT[haproxy]}|$a:${PORT[haproxy]}|" -e "s|$BACKEND1|$rs1|" -e "s|$BACKEND2|$rs2|" \
     "$W/haproxy/haproxy.cfg" >"$NSW/haproxy/haproxy.cfg"
