@@ -352,9 +352,20 @@ fn writer(sh: &Shared, w: usize) -> Result<Log, String> {
     let poisoned: Vec<String> = (0..4).map(|k| format!("127.0.3.{}:{}", 10 + w, 4000 + k)).collect();
     let sid = json!({"protocol": "tcp", "address": sh.vip4.to_string()});
     let mut tail_from = None;
-    for seq in 0..MAX_OPS_PER_WRITER {
+    // A real server added or edited: its address and weight.
+    let server = |method: &str, path: &str, a: &str, weight: u64| {
+        change(&sh.rvsd, method, path, Some(&json!({"address": a, "weight": weight})))
+    };
+    for seq in 0..MAX_OPS_PER_WRITER + TAIL_OPS {
         if sh.stop.load(Ordering::Relaxed) || Instant::now() > sh.deadline {
             break;
+        }
+        // A writer that used its count before the reloads ended waits for them (bounded by the
+        // deadline), so that changes come after the last reload too.
+        if seq >= MAX_OPS_PER_WRITER && tail_from.is_none() {
+            while !sh.reloads_done.load(Ordering::Relaxed) && Instant::now() <= sh.deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
         }
         if sh.reloads_done.load(Ordering::Relaxed) && seq >= *tail_from.get_or_insert(seq) + TAIL_OPS {
             break;
@@ -365,22 +376,12 @@ fn writer(sh: &Shared, w: usize) -> Result<Log, String> {
         match rng.below(12) {
             0 | 1 => {
                 let a = &own4[k];
-                let o = change(
-                    &sh.rvsd,
-                    "POST",
-                    &format!("{svc}/servers"),
-                    Some(&json!({"address": a, "weight": weight})),
-                )?;
+                let o = server("POST", &format!("{svc}/servers"), a, weight)?;
                 log.record("l4 add", &who, seq, o, Effect::L4Add(a.clone(), weight));
             }
             2 => {
                 let a = &own4[k];
-                let o = change(
-                    &sh.rvsd,
-                    "PUT",
-                    &format!("{svc}/servers/{a}"),
-                    Some(&json!({"address": a, "weight": weight})),
-                )?;
+                let o = server("PUT", &format!("{svc}/servers/{a}"), a, weight)?;
                 log.record("l4 edit", &who, seq, o, Effect::L4Edit(a.clone(), weight));
             }
             3 => {
@@ -391,12 +392,7 @@ fn writer(sh: &Shared, w: usize) -> Result<Log, String> {
             4 => {
                 // The real server every file has: writers race on its weight.
                 let a = &sh.s1;
-                let o = change(
-                    &sh.rvsd,
-                    "PUT",
-                    &format!("{svc}/servers/{a}"),
-                    Some(&json!({"address": a, "weight": weight})),
-                )?;
+                let o = server("PUT", &format!("{svc}/servers/{a}"), a, weight)?;
                 if let Outcome::Refused(st, v) = &o {
                     return Err(format!("{who}: the weight edit of {a}, which every file has, was refused: {st} {v}"));
                 }
@@ -420,19 +416,14 @@ fn writer(sh: &Shared, w: usize) -> Result<Log, String> {
             }
             8 => {
                 let a = &own7[k];
-                let o = change(
-                    &sh.rvsd,
-                    "POST",
-                    &format!("{http}/pools/{pool}/servers"),
-                    Some(&json!({"address": a, "weight": weight})),
-                )?;
+                let o = server("POST", &format!("{http}/pools/{pool}/servers"), a, weight)?;
                 log.record("pool add", &who, seq, o, Effect::PoolAdd(pool.into(), a.clone(), weight));
             }
             9 => {
                 let a = &own7[k];
                 let path = format!("{http}/pools/{pool}/servers/{a}");
                 if rng.below(2) == 0 {
-                    let o = change(&sh.rvsd, "PUT", &path, Some(&json!({"address": a, "weight": weight})))?;
+                    let o = server("PUT", &path, a, weight)?;
                     log.record("pool edit", &who, seq, o, Effect::PoolEdit(pool.into(), a.clone(), weight));
                 } else {
                     let o = change(&sh.rvsd, "DELETE", &path, None)?;
@@ -443,7 +434,7 @@ fn writer(sh: &Shared, w: usize) -> Result<Log, String> {
                 // The checked, flapping pool real server every file has.
                 let a = &sh.flap7;
                 let path = format!("{http}/pools/web/servers/{a}");
-                let o = change(&sh.rvsd, "PUT", &path, Some(&json!({"address": a, "weight": weight})))?;
+                let o = server("PUT", &path, a, weight)?;
                 if let Outcome::Refused(st, v) = &o {
                     return Err(format!(
                         "{who}: the weight edit of pool web's {a}, which every file has, was refused: {st} {v}"
