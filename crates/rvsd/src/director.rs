@@ -9,6 +9,8 @@ use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 use rvs_config::{Config, ServiceHealth};
@@ -60,7 +62,6 @@ pub struct Outcome {
 /// What the one lock guards.
 struct State {
     table: ServiceTable,
-    model: Arc<DirectorModel>,
     health: BTreeMap<ServiceKey, ServiceHealth>,
     /// The config as last loaded (for reload notes on settings that need a restart).
     loaded: Option<Config>,
@@ -69,6 +70,9 @@ struct State {
 
 pub struct Director {
     state: Mutex<State>,
+    /// The model as last published: written under `state`'s lock by the apply path only, read
+    /// without any lock (so a reader holding the table never waits on itself).
+    model: ArcSwap<DirectorModel>,
     planes: Vec<Arc<dyn DataPlane>>,
     pub health: Arc<HealthPlane>,
     limit: Arc<ConnLimit>,
@@ -95,13 +99,7 @@ impl Director {
         config_path: Option<PathBuf>,
         seed: u64,
     ) -> Self {
-        let state = State {
-            table: ServiceTable::new(seed),
-            model: Arc::default(),
-            health: BTreeMap::new(),
-            loaded: None,
-            generation: 0,
-        };
+        let state = State { table: ServiceTable::new(seed), health: BTreeMap::new(), loaded: None, generation: 0 };
         // Every data plane's failed connects are passive health checks.
         for plane in &planes {
             let health = health.clone();
@@ -109,7 +107,7 @@ impl Director {
                 health.passive_failure(f.service, f.pool, f.server, f.reason)
             }));
         }
-        Self { state: Mutex::new(state), planes, health, limit, clock, config_path }
+        Self { state: Mutex::new(state), model: ArcSwap::default(), planes, health, limit, clock, config_path }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -126,7 +124,7 @@ impl Director {
 
     /// Everything configured, as of the last applied batch.
     pub fn model(&self) -> Arc<DirectorModel> {
-        self.state().model.clone()
+        self.model.load_full()
     }
 
     /// The sequence number of the last applied batch.
@@ -146,7 +144,7 @@ impl Director {
 
     fn apply_locked(&self, st: &mut State, changes: &[Change]) -> Result<Outcome, ApplyError> {
         // 1. The next model, every change checked on a copy.
-        let mut next = (*st.model).clone();
+        let mut next = (*self.model.load_full()).clone();
         let mut cmds = Vec::new();
         let mut cmd_index = Vec::new();
         let mut health = None;
@@ -209,7 +207,8 @@ impl Director {
                 self.limit.set_max(Some(cap));
             }
         }
-        st.model = publication.model;
+        debug_assert_eq!(&publication.model.table, st.table.model(), "the model's table is the table's own");
+        self.model.store(publication.model);
         let changes: Vec<String> = changes
             .iter()
             .filter(|c| !matches!(c, Change::HealthSettings(_) | Change::MaxConnections(_)))
@@ -226,7 +225,7 @@ impl Director {
         // The difference is taken under the lock the batch is applied under: what the file
         // says is what runs after, whatever came in meanwhile.
         let mut st = self.state();
-        let model = st.model.clone();
+        let model = self.model.load_full();
         let mut changes: Vec<Change> = model.table.diff(&config.table).into_iter().map(Change::Table).collect();
         if model.http != config.http {
             changes.push(Change::HttpServices(config.http.clone()));
