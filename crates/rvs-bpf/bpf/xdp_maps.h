@@ -1,0 +1,173 @@
+/* The packet engine's maps: the one definition of what rvsd (crates/rvs-bpf/src/xdp_maps.rs,
+ * the #[repr(C)] twin, checked against this file by a test) and the XDP program
+ * (xdp_lb.bpf.c) share. Addresses and ports are in network byte order; an IPv4 address sits
+ * in addr[0] with addr[1..3] zero. Everything else is host order. */
+#ifndef RVS_XDP_MAPS_H
+#define RVS_XDP_MAPS_H
+
+#include <linux/types.h>
+
+#define RVS_MAX_SERVICES 4096
+#define RVS_MAX_DESTS 16384
+/* Masq replies: how many virtual services one real server address may be masqueraded behind. */
+#define RVS_REVERSE_SLOTS 4
+/* The longest frame handed to rvsd for scheduling (an Ethernet frame at MTU 1500, VLAN tag
+ * included); longer first packets are dropped and counted (RVS_STAT_NEWFLOW_TOO_LONG). */
+#define RVS_NEWFLOW_MAX_FRAME 1536
+
+#define RVS_FAMILY_V4 4
+#define RVS_FAMILY_V6 6
+
+/* Forwarding methods (struct rvs_dest.method). */
+#define RVS_FWD_GATE 1   /* direct routing: only the MAC changes */
+#define RVS_FWD_MASQ 2   /* NAT: destination rewritten, replies rewritten back */
+#define RVS_FWD_TUNNEL 3 /* IP-in-IP (IPv4 in IPv4, IPv6 in IPv6) */
+
+/* struct rvs_dest.flags */
+#define RVS_DEST_F_AVAILABLE 1 /* in the service; clear once deleted (its flows drain or expire) */
+
+/* struct rvs_config.flags */
+#define RVS_CFG_F_EXPIRE_NODEST_CONN 1
+
+/* Connection states (IPVS's names, struct rvs_conn.state); each has a timeout in
+ * struct rvs_config.timeout_ms. */
+#define RVS_S_NONE 0
+#define RVS_S_ESTABLISHED 1
+#define RVS_S_SYN_SENT 2  /* unused by an input-only director; kept for IPVS's numbering */
+#define RVS_S_SYN_RECV 3
+#define RVS_S_FIN_WAIT 4
+#define RVS_S_TIME_WAIT 5
+#define RVS_S_CLOSE 6
+#define RVS_S_CLOSE_WAIT 7
+#define RVS_S_LAST_ACK 8
+#define RVS_S_UDP 9       /* a UDP flow */
+#define RVS_S_COUNT 10
+
+/* A virtual service: the key of rvs_services. */
+struct rvs_service_key {
+	__u32 addr[4];
+	__u16 port;
+	__u8 proto;  /* IPPROTO_TCP, IPPROTO_UDP */
+	__u8 family; /* RVS_FAMILY_V4 or RVS_FAMILY_V6 */
+};
+
+/* A virtual service: the value of rvs_services, and (by id) of rvs_service_info. */
+struct rvs_service {
+	__u32 id;    /* index into rvs_service_info */
+	__u32 flags; /* reserved, 0 */
+};
+
+/* What a masq reply needs of its service: the address to put back as the source. */
+struct rvs_service_info {
+	struct rvs_service_key vip;
+};
+
+/* A real server of a service (rvs_dests, indexed by dest id). */
+struct rvs_dest {
+	__u32 addr[4];
+	__u16 port;     /* the real server's port (masq rewrites to it; gate and tunnel keep the VIP's) */
+	__u8 method;    /* RVS_FWD_* */
+	__u8 flags;     /* RVS_DEST_F_* */
+	__u32 service;  /* the service id it belongs to */
+	/* Tunnel only: the outer source address, the director's own address the kernel's route to
+	 * the real server would use (rvsd asks the kernel). */
+	__u32 tunnel_src[4];
+};
+
+/* A connection (flow) as the client sent it: the key of rvs_conns. */
+struct rvs_conn_key {
+	__u32 client[4];
+	__u32 vip[4];
+	__u16 client_port;
+	__u16 vip_port;
+	__u8 proto;
+	__u8 family;
+	__u16 _pad;
+};
+
+/* A connection's state: the value of rvs_conns (an LRU hash). */
+struct rvs_conn {
+	__u32 dest;      /* dest id */
+	__u32 last_seen; /* bpf_ktime_get_ns() >> 20: "ticks" of 1.048576 ms, wrapping */
+	__u8 state;      /* RVS_S_* */
+	__u8 flags;      /* reserved, 0 */
+	__u16 _pad;
+	__u32 created;   /* last_seen at creation */
+};
+
+/* Counters per dest id (a per-CPU array); here a packet is an IP packet. */
+struct rvs_dest_counters {
+	__u64 conns;
+	__u64 packets_in;  /* client to real server */
+	__u64 packets_out; /* real server to client (masq only: the others never see replies) */
+	__u64 bytes_in;
+	__u64 bytes_out;
+};
+
+/* Engine-wide counters: rvs_stats, a per-CPU array indexed by these. */
+#define RVS_STAT_PASS 0              /* not for a virtual service: given to the kernel */
+#define RVS_STAT_FORWARDED 1         /* sent on to a real server or back to a client */
+#define RVS_STAT_NEWFLOW 2           /* first packets handed to rvsd */
+#define RVS_STAT_NEWFLOW_RINGBUF_FULL 3
+#define RVS_STAT_NEWFLOW_TOO_LONG 4
+#define RVS_STAT_DROP_NODEST 5       /* a flow whose real server is gone */
+#define RVS_STAT_DROP_MALFORMED 6    /* bad lengths, truncated headers */
+#define RVS_STAT_PASS_UNHANDLED 7    /* fragments, IP options, non-SYN without a flow: to the kernel */
+#define RVS_STAT_NO_NEIGH 8          /* next hop unresolved: kernel asked to resolve it, packet dropped */
+#define RVS_STAT_FRAG_NEEDED 9       /* ICMP "fragmentation needed" / "packet too big" sent */
+#define RVS_STAT_ICMP_FORWARDED 10   /* ICMP errors about a connection sent on */
+#define RVS_STAT_REJECTED 11         /* no real server: ICMP port unreachable sent (as IPVS) */
+#define RVS_STAT_FIB_FAILED 12       /* no route to the real server */
+#define RVS_STAT_COUNT 16
+
+/* Engine settings: rvs_config[0]. */
+struct rvs_config {
+	__u32 timeout_ms[RVS_S_COUNT];
+	__u32 flags; /* RVS_CFG_F_* */
+	__u32 _pad;
+};
+
+/* A first packet handed to rvsd (the rvs_newflows ring buffer): rvsd schedules it with the
+ * domain core, then runs it through the program again (BPF_PROG_TEST_RUN, live frames) with a
+ * struct rvs_verdict as metadata in front of the frame. */
+struct rvs_newflow {
+	struct rvs_conn_key key;
+	__u32 service;   /* service id */
+	__u32 ifindex;   /* where it arrived */
+	__u32 rx_queue;
+	__u16 len;       /* bytes of frame[] that are the frame */
+	__u16 _pad;
+	__u8 frame[RVS_NEWFLOW_MAX_FRAME];
+};
+
+/* rvs_newflow.service for an event that is not a flow: the program found the next hop
+ * (key.vip[], key.family) unresolved on interface `ifindex` and dropped the packet; rvsd asks
+ * the kernel to resolve it (the client's retransmission then goes through). len is 0. */
+#define RVS_NEWFLOW_NEIGH 0xffffffff
+
+#define RVS_VERDICT_MAGIC 0x52565356 /* "RVSV" */
+#define RVS_VERDICT_SCHEDULED 1 /* create the flow to dest, then forward */
+#define RVS_VERDICT_REJECT 2    /* no real server: answer ICMP port unreachable */
+
+/* The metadata rvsd puts before a first packet it hands back (xdp_md.data_meta). */
+struct rvs_verdict {
+	__u32 magic;
+	__u32 verdict;
+	__u32 dest;
+	__u32 _pad;
+};
+
+/* Masq replies: real server address -> the services it may answer for (rvs_reverse). */
+struct rvs_reverse_key {
+	__u32 addr[4];
+	__u16 port;
+	__u8 proto;
+	__u8 family;
+};
+
+struct rvs_reverse {
+	__u32 count;
+	__u32 service[RVS_REVERSE_SLOTS];
+};
+
+#endif
