@@ -108,7 +108,6 @@ impl RealServerSpec {
             let name = match e {
                 E::Weight(_) => "weight",
                 E::Thresholds { .. } => "l_threshold",
-                E::Method(_) => "method",
                 _ => "address",
             };
             ApiError::field(f(name), e)

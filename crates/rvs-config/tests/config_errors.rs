@@ -75,8 +75,14 @@ fn errors_name_line_and_field() {
     let e = err("[[service]]\naddress = \"127.0.0.1:80\"\nscheduler = \"rr\"\nsched_flags = [\"sh-port\"]\n");
     assert!(e.contains("service[0].sched_flags") && e.contains("needs the sh scheduler"), "{e}");
 
-    let e = err("[[service]]\naddress = \"127.0.0.1:80\"\n[[service.real_server]]\naddress = \"127.0.0.1:81\"\nmethod = \"gate\"\n");
-    assert!(e.contains("rvsd.toml:5:10: service[0].real_server[0].method") && e.contains("packet engine"), "{e}");
+    // Every method is accepted; a service's real servers are all fullnat or all packet methods.
+    let two = |m0: &str, m1: &str| {
+        format!("[[service]]\naddress = \"127.0.0.1:80\"\n[[service.real_server]]\naddress = \"127.0.0.1:81\"\nmethod = \"{m0}\"\n[[service.real_server]]\naddress = \"127.0.0.1:82\"\nmethod = \"{m1}\"\n")
+    };
+    let c = parse(&two("gate", "tunnel")).unwrap();
+    assert_eq!(c.table.services.values().next().unwrap().engine(), rvs_core::Engine::Packet);
+    let e = err(&two("masq", "fullnat"));
+    assert!(e.contains("rvsd.toml:8:10: service[0].real_server[1].method") && e.contains("all fullnat"), "{e}");
 
     let e = err("[[service]]\naddress = \"127.0.0.1:80\"\n[[service.real_server]]\naddress = \"[::1]:81\"\n");
     assert!(e.contains("different address families"), "{e}");

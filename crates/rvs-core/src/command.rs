@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use crate::forwarding::ForwardingMethod;
 use crate::health::Health;
 use crate::real_server::{RealServerError, RealServerSettings};
 use crate::service::{ServiceError, ServiceKey, ServiceSettings};
@@ -82,6 +83,19 @@ pub enum CommandError {
     Service { key: ServiceKey, source: ServiceError },
     #[error("real server {addr}: {source}")]
     Server { addr: SocketAddr, source: RealServerError },
+    /// A real server whose method's engine differs from the others' in its service.
+    #[error(
+        "virtual service {service}: real server {addr} ({method}) cannot join real server {other} ({other_method}): \
+         a virtual service's real servers are either all fullnat (the proxy engine) or all gate, masq or tunnel \
+         (the packet engine)"
+    )]
+    MixedEngines {
+        service: ServiceKey,
+        addr: SocketAddr,
+        method: ForwardingMethod,
+        other: SocketAddr,
+        other_method: ForwardingMethod,
+    },
     #[error("timeouts must be from 1 to 31536000 seconds (one year)")]
     Timeout,
     #[error("{0}")]

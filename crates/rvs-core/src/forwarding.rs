@@ -1,5 +1,7 @@
 //! Forwarding methods: how a director hands a connection to a real server. The classic IPVS
 //! methods (masq, gate, tunnel) belong to the packet engine; `fullnat` is the proxy engine's.
+//! The table accepts every method whether or not a packet engine runs, as IPVS accepts rules
+//! before traffic arrives; which engine serves a service is [`Engine`], from its real servers.
 
 use std::fmt;
 use std::str::FromStr;
@@ -39,12 +41,43 @@ impl ForwardingMethod {
         }
     }
 
-    /// Whether the data planes rvs has today can forward with this method.
-    pub fn supported(self) -> Result<(), UnsupportedMethod> {
+    /// The engine that forwards with this method.
+    pub fn engine(self) -> Engine {
         match self {
-            Self::FullNat => Ok(()),
-            other => Err(UnsupportedMethod(other)),
+            Self::FullNat => Engine::Proxy,
+            Self::Masq | Self::Gate | Self::Tunnel => Engine::Packet,
         }
+    }
+}
+
+/// The engine that serves a virtual service: the userspace proxy (full NAT) or the packet
+/// engine (XDP: gate, masq and tunnel, which may be mixed in one service as in IPVS). A
+/// service's real servers are all of one engine (the table refuses a mix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Engine {
+    Proxy,
+    Packet,
+}
+
+impl Engine {
+    /// The engine of a service whose real servers have these methods, in the order added: its
+    /// first real server's. A service with no real servers yet is the proxy engine's (fullnat
+    /// is the config file's and the API's default method); its first real server decides.
+    pub fn of(mut methods: impl Iterator<Item = ForwardingMethod>) -> Engine {
+        methods.next().map_or(Engine::Proxy, ForwardingMethod::engine)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Proxy => "proxy",
+            Self::Packet => "packet",
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -66,14 +99,6 @@ impl FromStr for ForwardingMethod {
         }
     }
 }
-
-/// Refusal of a method the running data planes cannot do yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "forwarding method {0} needs the packet engine (XDP), which rvs does not have yet; \
-     use fullnat (the userspace proxy engine)"
-)]
-pub struct UnsupportedMethod(pub ForwardingMethod);
 
 /// PROXY protocol header sent to a real server before the client's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

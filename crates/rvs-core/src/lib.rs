@@ -22,7 +22,7 @@ pub mod virtual_service;
 
 pub use command::{BatchError, Command, CommandError, DirectorOptions};
 pub use conn::{Binding, ConnState};
-pub use forwarding::{ForwardingMethod, ProxyProtocol};
+pub use forwarding::{Engine, ForwardingMethod, ProxyProtocol};
 pub use health::{FailureAction, Health};
 pub use persistence::{Netmask, Persistence};
 pub use real_server::{RealServer, RealServerSettings};

@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use crate::service::ServiceError;
 
-/// The default persistence timeout, as ipvsadm's `-p` without a value.
-pub const DEFAULT_PERSISTENCE_SECS: u32 = 300;
+/// The default persistence timeout: IPVS's `IP_VS_SVC_PERSISTENT_TIMEOUT` (6 minutes), what
+/// ipvsadm's `-p` without a value gives.
+pub const DEFAULT_PERSISTENCE_SECS: u32 = 360;
 
 /// A persistence netmask: a dotted IPv4 mask or an IPv6 prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::command::{BatchError, Command, CommandError, DirectorOptions};
+use crate::forwarding::Engine;
 use crate::health::Health;
 use crate::real_server::{RealServer, RealServerSettings};
 use crate::service::{ServiceKey, ServiceSettings};
@@ -17,6 +18,30 @@ use crate::virtual_service::VirtualService;
 pub struct ServiceModel {
     pub settings: ServiceSettings,
     pub servers: Vec<RealServerSettings>,
+}
+
+impl ServiceModel {
+    /// The engine that serves this service, decided by its real servers' methods (see
+    /// [`Engine::of`]: the proxy engine while it has none).
+    pub fn engine(&self) -> Engine {
+        Engine::of(self.servers.iter().map(|s| s.method))
+    }
+
+    /// Refuses `server` when its method's engine is not that of the service's other real
+    /// servers (the one with its address, being edited, does not count).
+    fn check_engine(&self, service: &ServiceKey, server: &RealServerSettings) -> Result<(), CommandError> {
+        let other = self.servers.iter().find(|s| s.addr != server.addr && s.method.engine() != server.method.engine());
+        match other {
+            Some(o) => Err(CommandError::MixedEngines {
+                service: *service,
+                addr: server.addr,
+                method: server.method,
+                other: o.addr,
+                other_method: o.method,
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The whole configuration as plain data.
@@ -52,6 +77,7 @@ impl TableModel {
                 if svc.servers.iter().any(|s| s.addr == server.addr) {
                     return Err(CommandError::ServerExists { service: *service, addr: server.addr });
                 }
+                svc.check_engine(service, server)?;
                 svc.servers.push(*server);
             }
             Command::EditServer { service, server } => {
@@ -59,10 +85,11 @@ impl TableModel {
                 let svc = self.service_mut(service)?;
                 let slot = svc
                     .servers
-                    .iter_mut()
-                    .find(|s| s.addr == server.addr)
+                    .iter()
+                    .position(|s| s.addr == server.addr)
                     .ok_or(CommandError::NoServer { service: *service, addr: server.addr })?;
-                *slot = *server;
+                svc.check_engine(service, server)?;
+                svc.servers[slot] = *server;
             }
             Command::DeleteServer { service, addr } => {
                 let svc = self.service_mut(service)?;

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::conn::Binding;
+use crate::forwarding::Engine;
 use crate::persistence::{PersistenceTable, Template};
 use crate::real_server::{RealServer, RealServerSettings};
 use crate::sched::{self, DestView, SchedRequest, Scheduler};
@@ -57,6 +58,12 @@ impl VirtualService {
     /// The real servers in service, in the order they were added.
     pub fn dests(&self) -> Arc<Vec<Arc<RealServer>>> {
         self.dests.load_full()
+    }
+
+    /// The engine that serves this service now, from its real servers' methods (as
+    /// [`crate::ServiceModel::engine`]; the proxy engine while it has none).
+    pub fn engine(&self) -> Engine {
+        Engine::of(self.dests.load().iter().map(|d| d.settings().method))
     }
 
     pub fn dest(&self, addr: SocketAddr) -> Option<Arc<RealServer>> {

@@ -253,3 +253,56 @@ fn sorry_server_takes_new_connections_while_quorum_is_lost() {
     t.apply(Command::SetQuorum { service: vip(), lost: false }).unwrap();
     assert_eq!(svc.schedule(&req("192.0.2.1:3", 0), &[], false).unwrap().dest.addr, sa("10.0.1.1:80"));
 }
+
+fn add_server_with(addr: &str, method: ForwardingMethod) -> Command {
+    let mut s = RealServerSettings::new(sa(addr));
+    s.method = method;
+    Command::AddServer { service: vip(), server: s }
+}
+
+#[test]
+fn every_method_is_accepted_and_the_first_real_server_decides_the_engine() {
+    use ForwardingMethod::*;
+    let mut t = rr_table(&[]);
+    assert_eq!(t.model().services[&vip()].engine(), Engine::Proxy, "no real servers yet: the proxy engine");
+    // Packet methods mix in one service, as in IPVS.
+    for (addr, m) in [("10.0.1.1:80", Gate), ("10.0.1.2:80", Masq), ("10.0.1.3:80", Tunnel)] {
+        t.apply(add_server_with(addr, m)).unwrap();
+    }
+    assert_eq!(t.model().services[&vip()].engine(), Engine::Packet);
+    assert_eq!(t.service(&vip()).unwrap().engine(), Engine::Packet);
+    // Full NAT cannot join them: the error names the service and both real servers.
+    let e = t.apply(add_server_with("10.0.1.4:80", FullNat)).unwrap_err();
+    assert_eq!(
+        e,
+        CommandError::MixedEngines {
+            service: vip(),
+            addr: sa("10.0.1.4:80"),
+            method: FullNat,
+            other: sa("10.0.1.1:80"),
+            other_method: Gate
+        }
+    );
+    let msg = e.to_string();
+    assert!(msg.contains("tcp 10.0.0.1:80") && msg.contains("10.0.1.4:80") && msg.contains("fullnat"), "{msg}");
+    // Nor can an edit turn one of them to full NAT, while the edit of a lone server may.
+    let mut edited = RealServerSettings::new(sa("10.0.1.2:80"));
+    edited.method = FullNat;
+    let edit = Command::EditServer { service: vip(), server: edited };
+    assert!(matches!(t.apply(edit.clone()).unwrap_err(), CommandError::MixedEngines { .. }));
+    for a in ["10.0.1.1:80", "10.0.1.3:80"] {
+        t.apply(Command::DeleteServer { service: vip(), addr: sa(a) }).unwrap();
+    }
+    t.apply(edit).unwrap();
+    assert_eq!(t.model().services[&vip()].engine(), Engine::Proxy);
+    assert_eq!(t.service(&vip()).unwrap().engine(), Engine::Proxy);
+    // A missing server is still "no such real server", whatever its method.
+    let mut ghost = RealServerSettings::new(sa("10.9.9.9:80"));
+    ghost.method = Gate;
+    let e = t.apply(Command::EditServer { service: vip(), server: ghost }).unwrap_err();
+    assert!(matches!(e, CommandError::NoServer { .. }));
+    // A fullnat service refuses a packet method the same way, in a batch all or nothing.
+    let e = t.apply_batch(&[add_server_with("10.0.1.5:80", FullNat), add_server_with("10.0.1.6:80", Tunnel)]);
+    assert_eq!(e.unwrap_err().index, 1);
+    assert_eq!(t.model().services[&vip()].servers.len(), 1);
+}

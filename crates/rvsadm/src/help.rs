@@ -49,8 +49,8 @@ pub fn usage(program: &str) -> String {
         out.push('\n');
     }
     out.push_str(
-        "Differences from ipvsadm: the default forwarding method is --fullnat (rvs's proxy engine; \
-         -g, -i and -m are passed to rvsd, which refuses them until it has a packet engine);\n\
+        "Differences from ipvsadm: --fullnat (rvs's own) forwards through rvs's proxy engine, -g (the default), \
+         -i and -m through its packet engine; a virtual service's real servers are all --fullnat or none;\n\
          -S also saves thresholds and rvs's options; -R applies its whole input or nothing and names \
          the line at fault.\n\
          --add-rule, --del-rule and --list-rules (rvs's own) change and show the rules of http (Layer-7) \

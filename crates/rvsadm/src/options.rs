@@ -448,7 +448,7 @@ pub const OPTIONS: &[OptDef] = &[
         "forwarding-method",
         SERVER_OPT,
         O,
-        "gatewaying (direct routing) (rvsd refuses it for now)",
+        "gatewaying (direct routing) (default)",
     ),
     opt(
         "ipip",
@@ -458,7 +458,7 @@ pub const OPTIONS: &[OptDef] = &[
         "forwarding-method",
         SERVER_OPT,
         O,
-        "ipip encapsulation (tunneling) (rvsd refuses it for now)",
+        "ipip encapsulation (tunneling)",
     ),
     opt(
         "masquerading",
@@ -468,7 +468,7 @@ pub const OPTIONS: &[OptDef] = &[
         "forwarding-method",
         SERVER_OPT,
         O,
-        "masquerading (NAT) (rvsd refuses it for now)",
+        "masquerading (NAT)",
     ),
     opt(
         "fullnat",
@@ -478,7 +478,7 @@ pub const OPTIONS: &[OptDef] = &[
         "forwarding-method",
         "xxxxx x xxx xxxxx",
         O,
-        "full NAT through rvs's proxy engine (the default in rvs); with -R: every real server of the input",
+        "full NAT through rvs's proxy engine; with -R: every real server of the input",
     ),
     opt(
         "weight",
@@ -604,7 +604,7 @@ pub const OPTIONS: &[OptDef] = &[
             "tun-type",
             SERVER_OPT,
             O,
-            "one of ipip|gue|gre, the default tunnel type is ipip (not supported by rvs yet)",
+            "one of ipip|gue|gre, the default tunnel type is ipip (rvs: ipip only)",
         ),
         &["ipip", "gue", "gre"],
     ),

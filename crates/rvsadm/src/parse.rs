@@ -11,8 +11,9 @@ use crate::options::{self, Action, ArgKind, Cmd, Opt, OptDef, OPTIONS};
 
 /// ipvsadm's MAX_TIMEOUT: 31 days.
 pub const MAX_TIMEOUT: i64 = 86400 * 31;
-/// ipvsadm's default persistence timeout.
-pub const DEFAULT_PERSISTENT: u32 = 300;
+/// ipvsadm's default persistence timeout (`-p` without a value): IPVS's
+/// IP_VS_SVC_PERSISTENT_TIMEOUT, 6 minutes.
+pub const DEFAULT_PERSISTENT: u32 = 360;
 pub const DEFAULT_SCHEDULER: &str = "wlc";
 
 /// A virtual service as rvsd keys it.
@@ -802,7 +803,9 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
             return Err(ParseError::fail("One-Packet Scheduling is only for UDP virtual services"));
         }
     }
-    let method = st.method.unwrap_or(Method::FullNat);
+    // ipvsadm's default: no method flag on -a/-e is gatewaying (direct routing). A real server
+    // of an http pool (`--pool`, rvs's own) is full NAT: the proxy engine forwards HTTP.
+    let method = st.method.unwrap_or(if st.pool.is_some() { Method::FullNat } else { Method::Gate });
     if matches!(cmd, Cmd::AddServer | Cmd::EditServer) {
         if let (Some(d), Some(s)) = (st.dest.as_mut(), st.svc) {
             if d.ip.is_ipv6() != s.ip.is_ipv6() && method != Method::Tunnel {
@@ -815,8 +818,11 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
             return Err(ParseError::fail("Tunnel options conflict with forward method"));
         }
         tunnel_opt_check(&st)?;
-        if any_tun {
-            return Err(not_in_rvs("tunnel options (--tun-type, --tun-port, --tun-*csum) are"));
+        // rvs tunnels with IP-in-IP, ipvsadm's default tunnel type: `--tun-type ipip` (what
+        // ipvsadm -S writes after every -i) is taken, GUE and GRE are not (their options, which
+        // the check above allows only with them, go with them).
+        if st.tun_type.as_deref().is_some_and(|t| t != "ipip") {
+            return Err(not_in_rvs("GUE and GRE tunnels (--tun-type gue|gre) are"));
         }
     }
     if cmd == Cmd::List {
@@ -976,7 +982,7 @@ mod tests {
         assert_eq!(a.service.addr, "10.0.0.1:80".parse().unwrap());
         assert_eq!(a.persistent, None);
         let Command::AddService(a) = ok("-A -t 10.0.0.1:80 -s rr -p -M 255.255.255.0") else { panic!() };
-        assert_eq!((a.persistent, a.netmask.as_deref()), (Some(300), Some("255.255.255.0")));
+        assert_eq!((a.persistent, a.netmask.as_deref()), (Some(360), Some("255.255.255.0")), "ipvsadm's 360 s");
         let Command::AddService(a) = ok("-At 10.0.0.1:80 -p600") else { panic!() };
         assert_eq!(a.persistent, Some(600));
         let Command::AddService(a) = ok("--add-service --tcp-service=[::1]:80 --persistent 60 -M 64") else { panic!() };
@@ -987,7 +993,25 @@ mod tests {
     fn servers() {
         let Command::AddServer(s) = ok("-a -t 10.0.0.1:80 -r 10.0.0.2") else { panic!() };
         assert_eq!(s.addr, "10.0.0.2:80".parse().unwrap());
-        assert_eq!((s.weight, s.method), (1, Method::FullNat));
+        assert_eq!((s.weight, s.method), (1, Method::Gate), "no method flag: gatewaying, as in ipvsadm");
+        let Command::EditServer(s) = ok("-e -t 10.0.0.1:80 -r 10.0.0.2:8080") else { panic!() };
+        assert_eq!((s.addr.port(), s.method), (80, Method::Gate), "-e too; direct routing keeps the service port");
+        for (flag, m) in [
+            ("-g", Method::Gate),
+            ("--gatewaying", Method::Gate),
+            ("-m", Method::Masq),
+            ("--masquerading", Method::Masq),
+            ("-i", Method::Tunnel),
+            ("--ipip", Method::Tunnel),
+            ("--fullnat", Method::FullNat),
+        ] {
+            let Command::AddServer(s) = ok(&format!("-a -t 10.0.0.1:80 -r 10.0.0.2:8080 {flag}")) else { panic!() };
+            assert_eq!(s.method, m, "{flag}");
+            let port = if matches!(m, Method::Gate | Method::Tunnel) { 80 } else { 8080 };
+            assert_eq!(s.addr.port(), port, "{flag}");
+        }
+        let Command::AddServer(s) = ok("-a -t 10.0.0.1:80 -r 10.0.0.2 -i -w 3 --tun-type ipip") else { panic!() };
+        assert_eq!((s.method, s.weight), (Method::Tunnel, 3), "what ipvsadm -S writes for a tunnel");
         let Command::EditServer(s) = ok("-e -t 10.0.0.1:80 -r 10.0.0.2:8080 -m -w 0 -x 10 -y 5") else { panic!() };
         assert_eq!((s.addr.port(), s.weight, s.method, s.u_threshold, s.l_threshold), (8080, 0, Method::Masq, 10, 5));
         let Command::AddServer(s) = ok("-a -t 10.0.0.1:80 -r 10.0.0.2:8080 -g") else { panic!() };
@@ -1042,7 +1066,14 @@ mod tests {
         assert!(err("-A -u 10.0.0.1:53 -o").0.contains("--ops"));
         assert!(err("--start-daemon master").0.contains("--start-daemon"));
         assert_eq!(err("--start-daemon foo").0, "illegal start-daemon parameter specified");
-        assert!(err("-a -t 10.0.0.1:80 -r 10.0.0.2 -i --tun-type gre --tun-csum").0.contains("tunnel options"));
+        assert_eq!(
+            err("-a -t 10.0.0.1:80 -r 10.0.0.2 -i --tun-type gre --tun-csum").0,
+            "GUE and GRE tunnels (--tun-type gue|gre) are not supported by rvs yet"
+        );
+        assert_eq!(
+            err("-a -t 10.0.0.1:80 -r 10.0.0.2 -i --tun-type ipip --tun-csum").0,
+            "Illegal 'tun-csum' option with the 'ipip' tunnel type"
+        );
         assert_eq!(
             err("-a -t 10.0.0.1:80 -r 10.0.0.2 --tun-type gre").0,
             "Tunnel options conflict with forward method"

@@ -1,8 +1,7 @@
 //! Commands that change the table, as the API's commands (`POST /v1/commands` applies them,
 //! one or a restore's many, all or nothing). ipvsadm's `-E`/`-e` replace every setting they
-//! carry, with ipvsadm's defaults for what is not given (`-s wlc`, `-w 1`, thresholds 0); the
-//! forwarding method defaults to full NAT, and the PROXY protocol setting (rvs's own) is kept
-//! unless given.
+//! carry, with ipvsadm's defaults for what is not given (`-s wlc`, `-w 1`, thresholds 0, the
+//! forwarding method `-g`), and the PROXY protocol setting (rvs's own) is kept unless given.
 
 use rvs_api::{ApiCommand, RealServerSpec, ServiceSpec, TimeoutsView};
 

@@ -118,10 +118,18 @@ mod tests {
     #[test]
     fn fullnat_takes_in_tunnels() {
         let text = "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -i -w 1 --tun-type ipip\n";
-        let e = parse_rules(text, false).unwrap_err();
+        let cmds = parse_rules(text, false).unwrap();
+        let ApiCommand::AddServer { server, .. } = &cmds[1].1 else { panic!() };
+        assert_eq!(server.method.as_deref(), Some("tunnel"));
+        let cmds = parse_rules(text, true).unwrap();
+        let ApiCommand::AddServer { server, .. } = &cmds[1].1 else { panic!() };
+        assert_eq!(server.method.as_deref(), Some("fullnat"));
+        // A GUE tunnel is refused, but taken in as full NAT.
+        let gue = "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -i -w 1 --tun-type gue --tun-port 6080\n";
+        let e = parse_rules(gue, false).unwrap_err();
         assert_eq!(e.line, 2);
         assert!(e.message.contains("not supported by rvs yet"), "{}", e.message);
-        let cmds = parse_rules(text, true).unwrap();
+        let cmds = parse_rules(gue, true).unwrap();
         let ApiCommand::AddServer { server, .. } = &cmds[1].1 else { panic!() };
         assert_eq!(server.method.as_deref(), Some("fullnat"));
     }

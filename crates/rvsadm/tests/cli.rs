@@ -52,20 +52,32 @@ fn add_edit_delete_services_and_servers() {
     let (r1, r2) = (lo(b1), lo(b2));
 
     run(&rvsd, &format!("-A -t {vip} -s rr")).ok();
-    run(&rvsd, &format!("-a -t {vip} -r {r1} -w 2")).ok();
+    run(&rvsd, &format!("-a -t {vip} -r {r1} -w 2 --fullnat")).ok();
     // Long options, `=` values, the port taken from the service when none is given.
     rvsadm(&rvsd, &["--add-server", &format!("--tcp-service={vip}"), "--real-server", &r2, "--fullnat", "-x", "10"])
         .ok();
     rvsadm(
         &rvsd,
-        &["--edit-server", "-t", &vip, "-r", &r2, "--u-threshold=10", "--l-threshold", "5", "--proxy-protocol", "v1"],
+        &[
+            "--edit-server",
+            "-t",
+            &vip,
+            "-r",
+            &r2,
+            "--fullnat",
+            "--u-threshold=10",
+            "--l-threshold",
+            "5",
+            "--proxy-protocol",
+            "v1",
+        ],
     )
     .ok();
     let t = table(&rvsd);
     let s = service(&t, &vip);
     assert_eq!(s["scheduler"], "rr");
     assert_eq!(server(s, &r1)["weight"], 2);
-    assert_eq!(server(s, &r1)["method"], "fullnat", "full NAT is rvsadm's default method");
+    assert_eq!(server(s, &r1)["method"], "fullnat");
     assert_eq!(server(s, &r2)["u_threshold"], 10);
     assert_eq!(server(s, &r2)["l_threshold"], 5);
     assert_eq!(server(s, &r2)["proxy_protocol"], "v1");
@@ -88,7 +100,7 @@ fn add_edit_delete_services_and_servers() {
     assert_eq!(service(&t, &vip).get("persistent"), None);
 
     // -e too (weight 1, thresholds 0 unless given); the PROXY protocol setting is kept.
-    run(&rvsd, &format!("-e -t {vip} -r {r2} -w 7")).ok();
+    run(&rvsd, &format!("-e -t {vip} -r {r2} -w 7 --fullnat")).ok();
     let t = table(&rvsd);
     let rs = server(service(&t, &vip), &r2);
     assert_eq!((rs["weight"].as_u64(), rs["u_threshold"].as_u64()), (Some(7), Some(0)));
@@ -106,6 +118,60 @@ fn add_edit_delete_services_and_servers() {
     assert_eq!(table(&rvsd)["services"].as_array().unwrap().len(), 2);
     run(&rvsd, "-C").ok();
     assert!(table(&rvsd)["services"].as_array().unwrap().is_empty());
+}
+
+/// ipvsadm's defaults: no method flag is -g (Route), `-p` alone is 360 s; every method lists
+/// with its word and saves with its flag.
+#[test]
+fn ipvsadm_defaults_and_every_method() {
+    let rvsd = empty();
+    let [p1, p2, b1] = [(); 3].map(|_| port());
+    let (vip, fvip) = (lo(p1), lo(p2));
+    run(&rvsd, &format!("-A -t {vip} -s rr -p")).ok();
+    run(&rvsd, &format!("-a -t {vip} -r 127.0.0.2:8080")).ok();
+    run(&rvsd, &format!("-a -t {vip} -r 127.0.0.3:{p1} -m -w 2")).ok();
+    run(&rvsd, &format!("-a -t {vip} -r 127.0.0.4 -i -w 3")).ok();
+    run(&rvsd, &format!("-A -t {fvip}")).ok();
+    run(&rvsd, &format!("-a -t {fvip} -r {} --fullnat", lo(b1))).ok();
+    let t = table(&rvsd);
+    let s = service(&t, &vip);
+    assert_eq!(s["persistent"], 360, "ipvsadm's -p without a value");
+    let rs = server(s, &format!("127.0.0.2:{p1}"));
+    assert_eq!(rs["method"], "gate", "-g is the default, and keeps the service's port");
+    assert_eq!(server(s, &format!("127.0.0.3:{p1}"))["method"], "masq");
+    assert_eq!(server(s, &format!("127.0.0.4:{p1}"))["method"], "tunnel");
+    assert_eq!(server(service(&t, &fvip), &lo(b1))["method"], "fullnat");
+    let want = format!(
+        "{}TCP  {vip} rr persistent 360\n{}{}{}TCP  {fvip} wlc\n{}",
+        title(),
+        dest_line(&format!("127.0.0.2:{p1}"), "Route", 1, 0, 0),
+        dest_line(&format!("127.0.0.3:{p1}"), "Masq", 2, 0, 0),
+        dest_line(&format!("127.0.0.4:{p1}"), "Tunnel", 3, 0, 0),
+        dest_line(&lo(b1), "FullNat", 1, 0, 0),
+    );
+    // Compared line by line: the order of the two services depends on their ports.
+    let listed = run(&rvsd, "-L -n").ok();
+    let mut l: Vec<&str> = listed.lines().collect();
+    let mut w: Vec<&str> = want.lines().collect();
+    l.sort();
+    w.sort();
+    assert_eq!(l, w, "{listed}");
+    let saved = run(&rvsd, "-S -n").ok();
+    for line in [
+        format!("-A -t {vip} -s rr -p 360\n"),
+        format!("-a -t {vip} -r 127.0.0.2:{p1} -g -w 1\n"),
+        format!("-a -t {vip} -r 127.0.0.3:{p1} -m -w 2\n"),
+        format!("-a -t {vip} -r 127.0.0.4:{p1} -i -w 3 --tun-type ipip\n"),
+        format!("-a -t {fvip} -r {} --fullnat -w 1\n", lo(b1)),
+    ] {
+        assert!(saved.contains(&line), "{line:?} not in:\n{saved}");
+    }
+    // -R of -S brings back the same table.
+    let before = table(&rvsd);
+    run(&rvsd, "-C").ok();
+    rvsadm_stdin(&rvsd, &["-R"], &saved).ok();
+    assert_eq!(table(&rvsd), before);
+    assert_eq!(run(&rvsd, "-S -n").ok(), saved);
 }
 
 #[test]
@@ -237,7 +303,7 @@ fn nosort_keeps_the_daemons_order() {
     let vip = lo(port());
     run(&rvsd, &format!("-A -t {vip}")).ok();
     for p in ports.iter().rev() {
-        run(&rvsd, &format!("-a -t {vip} -r {}", lo(*p))).ok();
+        run(&rvsd, &format!("-a -t {vip} -r {} --fullnat", lo(*p))).ok();
     }
     let order = |text: &str| -> Vec<String> {
         text.lines()
@@ -325,7 +391,7 @@ fn restore_is_all_or_nothing() {
         start(&format!("[[service]]\naddress = \"{vip}\"\n  [[service.real_server]]\n  address = \"{}\"\n", lo(b)));
     let before = table(&rvsd);
     let (q, c) = (port(), port());
-    let good = format!("-A -t {0}\n-a -t {0} -r {1}\n", lo(q), lo(c));
+    let good = format!("-A -t {0}\n-a -t {0} -r {1} --fullnat\n", lo(q), lo(c));
 
     // Refused by rvsadm: the line number and ipvsadm's message, exit 2.
     let r = rvsadm_stdin(&rvsd, &["-R"], &format!("{good}\n-a -t {vip} -r 127.0.0.1:9 -w 70000\n"));
@@ -338,7 +404,8 @@ fn restore_is_all_or_nothing() {
     assert_eq!(table(&rvsd), before);
     let r = rvsadm_stdin(&rvsd, &["-R"], &format!("{good}-a -t {0} -r {1} -m\n", lo(q), lo(port())));
     assert_eq!(r.code, 255);
-    assert!(r.stderr.starts_with("line 3: forwarding method masq needs the packet engine"), "{}", r.stderr);
+    assert!(r.stderr.starts_with(&format!("line 3: virtual service tcp {}: real server", lo(q))), "{}", r.stderr);
+    assert!(r.stderr.contains("(masq) cannot join") && r.stderr.contains("all fullnat"), "{}", r.stderr);
     assert_eq!(table(&rvsd), before);
     let r = rvsadm_stdin(&rvsd, &["-R"], &format!("{good}-A -t 127.0.0.1:0 -p\n"));
     assert_eq!(r.code, 255);
@@ -353,28 +420,46 @@ fn restore_is_all_or_nothing() {
     assert_eq!(table(&rvsd)["services"].as_array().unwrap().len(), 2);
 }
 
-/// What a real `ipvsadm -S -n` writes: -g/-m are refused by rvsd (naming the line), and
-/// `-R --fullnat` takes them in as full NAT.
+/// What a real `ipvsadm -S -n` writes (-m, -g, and -i with `--tun-type ipip`): `-R` takes it
+/// as it is and `-S -n` writes it back line for line; `-R --fullnat` takes it in as full NAT.
 #[test]
 fn restore_reads_real_ipvsadm_rules() {
     let rvsd = empty();
-    let [p1, p2, b1, b2] = [(); 4].map(|_| port());
+    let [p1, p2, p3, b1, b2] = [(); 5].map(|_| port());
     let dump = format!(
         "-A -t 127.0.0.1:{p1} -s wlc
 -a -t 127.0.0.1:{p1} -r 127.0.0.1:{b1} -m -w 1
 -a -t 127.0.0.1:{p1} -r 127.0.0.1:{b2} -m -w 2
 -A -t 127.0.0.1:{p2} -s rr -p 300
 -a -t 127.0.0.1:{p2} -r 127.0.0.2:{p2} -g -w 1
+-A -u 127.0.0.1:{p3} -s rr
+-a -u 127.0.0.1:{p3} -r 127.0.0.3:{p3} -i -w 1 --tun-type ipip
+-a -u 127.0.0.1:{p3} -r 127.0.0.4:{p3} -g -w 2
 "
     );
-    let r = rvsadm_stdin(&rvsd, &["-R"], &dump);
-    assert_eq!(r.code, 255);
-    assert!(r.stderr.starts_with("line 2: forwarding method masq needs the packet engine (XDP)"), "{}", r.stderr);
-    assert!(table(&rvsd)["services"].as_array().unwrap().is_empty());
+    rvsadm_stdin(&rvsd, &["-R"], &dump).ok();
+    let t = table(&rvsd);
+    let methods = |svc: &str| -> Vec<String> {
+        service(&t, svc)["real_servers"].as_array().unwrap().iter().map(|r| r["method"].to_string()).collect()
+    };
+    assert_eq!(methods(&lo(p1)), ["\"masq\"", "\"masq\""]);
+    assert_eq!(methods(&lo(p2)), ["\"gate\""]);
+    assert_eq!(methods(&lo(p3)), ["\"tunnel\"", "\"gate\""], "packet methods mix, as in IPVS");
+    let saved = run(&rvsd, "-S -n").ok();
+    let (mut want, mut got): (Vec<&str>, Vec<&str>) = (dump.lines().collect(), saved.lines().collect());
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "-S -n writes ipvsadm's rules back:\n{saved}");
+    let listed = run(&rvsd, "-L -n").ok();
+    for (rs, fwd) in [(lo(b1), "Masq"), (format!("127.0.0.2:{p2}"), "Route"), (format!("127.0.0.3:{p3}"), "Tunnel")] {
+        assert!(listed.contains(&dest_line(&rs, fwd, 1, 0, 0)), "{rs} {fwd}:\n{listed}");
+    }
+    run(&rvsd, "-C").ok();
 
     rvsadm_stdin(&rvsd, &["-R", "--fullnat"], &dump).ok();
     let saved = run(&rvsd, "-S -n").ok();
-    assert_eq!(saved.matches("--fullnat").count(), 3, "{saved}");
+    assert_eq!(saved.matches("--fullnat").count(), 5, "{saved}");
+    assert!(!saved.contains("--tun-type"), "{saved}");
     assert!(saved.contains(&format!("-A -t 127.0.0.1:{p2} -s rr -p 300\n")), "{saved}");
 }
 
@@ -387,6 +472,10 @@ fn bad_input_is_refused_and_changes_nothing() {
     let vip2 = lo(port());
     let before = table(&rvsd);
     let t_before = timeouts(&rvsd);
+    // Direct routing and tunnels keep the service's port, as in ipvsadm.
+    let gate_refused =
+        format!("virtual service tcp {vip}: real server 127.0.0.1:{p} (gate) cannot join real server {rs}");
+    let tunnel_refused = format!("real server 127.0.0.1:{p} (tunnel) cannot join real server {rs} (fullnat)");
     let cases: Vec<(Vec<String>, i32, &str)> = vec![
         (vec!["--bogus".into()], 255, "Try `rvsadm -h' or 'rvsadm --help' for more information."),
         (vec!["-A".into(), "-t".into(), vip2.clone(), "--bogus".into()], 255, "--bogus: unknown option"),
@@ -493,22 +582,29 @@ fn bad_input_is_refused_and_changes_nothing() {
             255,
             "all-port (port 0) services need the packet engine",
         ),
+        // The service's real server is fullnat (the file's default): a packet method cannot
+        // join it, whether given or ipvsadm's default (-g).
         (
             vec!["-a".into(), "-t".into(), vip.clone(), "-r".into(), "127.0.0.1:9".into(), "-g".into()],
             255,
-            "forwarding method gate needs the packet engine (XDP)",
+            &gate_refused,
         ),
         (
             vec!["-a".into(), "-t".into(), vip.clone(), "-r".into(), "127.0.0.1:9".into(), "-i".into()],
             255,
-            "forwarding method tunnel needs the packet engine (XDP)",
+            &tunnel_refused,
         ),
+        (vec!["-a".into(), "-t".into(), vip.clone(), "-r".into(), "127.0.0.1:9".into()], 255, &gate_refused),
         (vec!["-A".into(), "-t".into(), vip.clone()], 255, "Service already exists"),
         (vec!["-E".into(), "-t".into(), vip2.clone()], 255, "No such service"),
         (vec!["-D".into(), "-t".into(), vip2.clone()], 255, "No such service"),
         (vec!["-Z".into(), "-t".into(), vip2.clone()], 255, "No such service"),
         (vec!["-a".into(), "-t".into(), vip2.clone(), "-r".into(), rs.clone()], 255, "Service not defined"),
-        (vec!["-a".into(), "-t".into(), vip.clone(), "-r".into(), rs.clone()], 255, "Destination already exists"),
+        (
+            vec!["-a".into(), "-t".into(), vip.clone(), "-r".into(), rs.clone(), "--fullnat".into()],
+            255,
+            "Destination already exists",
+        ),
         (vec!["-d".into(), "-t".into(), vip.clone(), "-r".into(), "127.0.0.1:9".into()], 255, "No such destination"),
         (vec!["-e".into(), "-t".into(), vip.clone(), "-r".into(), "127.0.0.1:9".into()], 255, "No such destination"),
         (vec!["-A".into(), "-t".into(), vip2.clone(), "-s".into(), "nosuch".into()], 255, "unknown scheduler `nosuch`"),

@@ -52,9 +52,9 @@ fn check_config_names_file_line_and_field() {
         ),
         ("[[service]]\naddress = \"127.0.0.1:8080\"\nscheduler = \"fastest\"\n", 3, &["service[0].scheduler", "fastest"]),
         (
-            "[[service]]\naddress = \"127.0.0.1:8080\"\n  [[service.real_server]]\n  address = \"127.0.0.1:9001\"\n  method = \"gate\"\n",
-            5,
-            &["service[0].real_server[0].method", "packet engine"],
+            "[[service]]\naddress = \"127.0.0.1:8080\"\n  [[service.real_server]]\n  address = \"127.0.0.1:9001\"\n  method = \"gate\"\n  [[service.real_server]]\n  address = \"127.0.0.1:9002\"\n  method = \"fullnat\"\n",
+            8,
+            &["service[0].real_server[1].method", "all fullnat", "127.0.0.1:9001 (gate)"],
         ),
         ("[timeouts]\ntcp = 0\n", 2, &["timeouts.tcp", "from 1"]),
         (
@@ -188,7 +188,7 @@ fn bad_api_requests_change_nothing_while_a_transfer_flows() {
             r#"{"address": "127.0.0.1:2", "method": "gate"}"#.into(),
             400,
             Some("server.method"),
-            "packet engine",
+            "all fullnat",
         ),
         bad(
             "POST",

@@ -4,7 +4,9 @@
 //! hashing (mh) of a regex capture of the URI or a header field.
 
 use rvs_core::sched::MH_DEFAULT_TABLE_SIZE;
-use rvs_core::{Persistence, ProxyProtocol, RealServerSettings, SchedFlags, SchedulerKind, ServiceSettings};
+use rvs_core::{
+    ForwardingMethod, Persistence, ProxyProtocol, RealServerSettings, SchedFlags, SchedulerKind, ServiceSettings,
+};
 
 use super::error::ConfigError;
 use super::matcher::is_tchar;
@@ -144,6 +146,12 @@ impl PoolConfig {
                 return Err(ConfigError::MixedFamily { pool: self.name.clone(), addr: s.addr });
             }
         }
+        if let Some(s) = self.servers.iter().find(|s| s.method != ForwardingMethod::FullNat) {
+            return Err(bad(&format!(
+                "real server {} is {}: an http pool's real servers are fullnat (the proxy engine forwards HTTP)",
+                s.addr, s.method
+            )));
+        }
         for (i, s) in self.servers.iter().enumerate() {
             if self.servers[..i].iter().any(|o| o.addr == s.addr) {
                 return Err(bad(&format!("real server {} is listed twice", s.addr)));
@@ -213,6 +221,9 @@ mod tests {
         assert!(p.validate().is_ok());
         let mixed = p.clone().server("[::1]:80".parse().unwrap());
         assert!(matches!(mixed.validate(), Err(ConfigError::MixedFamily { .. })));
+        let mut gate = p.clone();
+        gate.servers[0].method = ForwardingMethod::Gate;
+        assert!(gate.validate().unwrap_err().to_string().contains("fullnat"));
         let dup = p.clone().server("10.0.0.1:80".parse().unwrap());
         assert!(dup.validate().is_err());
         let hash = p.clone().with_persistence(PoolPersistence::Hash(HashOn::uri("x").unwrap()));

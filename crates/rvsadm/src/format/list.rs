@@ -155,12 +155,13 @@ fn service_entry(out: &mut String, svc: &ServiceView, fmt: &ListFormat, res: &dy
                 rs.weight, rs.persistent_conns, rs.active, rs.inactive
             );
         } else if fmt.tun_info {
-            // "  -> %-28s %-7s %-13s %-6d %-10u %-10u\n"; rvs has no tunnels: n/a
+            // "  -> %-28s %-7s %-13s %-6d %-10u %-10u\n"; fwd_tun_info: rvs's tunnels are ipip,
+            // every other method n/a
             let _ = writeln!(
                 out,
                 "  -> {dname:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
                 fwd_name(&rs.method),
-                "n/a",
+                if rs.method == "tunnel" { "ipip" } else { "n/a" },
                 rs.weight,
                 rs.active,
                 rs.inactive

@@ -1,5 +1,6 @@
 //! `-S`: the table as the commands that rebuild it, in ipvsadm's rule format
-//! (`-A -t addr -s sched [-p T [-M mask]] [-b flags]`, `-a -t addr -r addr -m -w W`). Unlike
+//! (`-A -t addr -s sched [-p T [-M mask]] [-b flags]`, `-a -t addr -r addr -m -w W`, a tunnel's
+//! `-i -w W --tun-type ipip`). Unlike
 //! ipvsadm it keeps the thresholds (`-x`, `-y`) and rvs's own settings, so `-R` restores the
 //! same table. Real servers are saved with their configured weight (a health checker's
 //! dynamic weight is state, not configuration).
@@ -74,6 +75,10 @@ pub fn save(list: &ServiceList, res: &dyn Resolver) -> String {
                 fwd_switch(&rs.method),
                 rs.configured_weight
             );
+            // ipvsadm's print_tunnel_rule: rvs's tunnels are IP-in-IP.
+            if rs.method == "tunnel" {
+                out.push_str(" --tun-type ipip");
+            }
             if rs.u_threshold != 0 {
                 let _ = write!(out, " -x {}", rs.u_threshold);
             }

@@ -10,7 +10,9 @@ ipvsadm's formats. The only departures are rvs's, written out here:
   - the Forward column says "FullNat" for full NAT, and -S writes "--fullnat" for it;
   - -S keeps thresholds (-x/-y) and rvs's options (--proxy-protocol, --mh-table-size,
     --sorry-server, --max-connections), and the configured weight;
-  - rvs has no tunnels, so --tun-info prints "n/a";
+  - rvs's tunnels are IP-in-IP only (ipvsadm's default type), so --tun-info prints "ipip"
+    for a tunnel and -S writes "--tun-type ipip" after its weight, as fwd_tun_info and
+    print_tunnel_rule do for that type;
   - sorting uses the true numeric order (ipvsadm subtracts 32-bit values in an int, which
     misorders addresses that differ by 2^31 or more).
 
@@ -158,6 +160,8 @@ def print_service_entry(se, fmt):
             dname = dname[:28]
         if "rule" in fmt:
             out += "-a %s -r %s %s -w %d" % (svc_name, dname, FWD_SWITCH[e["method"]], e["configured_weight"])
+            if e["method"] == "tunnel":
+                out += " --tun-type %s" % "ipip"
             # rvs keeps what ipvsadm drops
             if e["u_threshold"]:
                 out += " -x %d" % e["u_threshold"]
@@ -186,7 +190,8 @@ def print_service_entry(se, fmt):
                 dname, e["weight"], e["persistent_conns"], e["active"], e["inactive"])
         elif "tun_info" in fmt:
             out += "  -> %-28s %-7s %-13s %-6d %-10u %-10u\n" % (
-                dname, FWD_NAME[e["method"]], "n/a", e["weight"], e["active"], e["inactive"])
+                dname, FWD_NAME[e["method"]], "ipip" if e["method"] == "tunnel" else "n/a",
+                e["weight"], e["active"], e["inactive"])
         else:
             out += "  -> %-28s %-7s %-6d %-10u %-10u\n" % (
                 dname, FWD_NAME[e["method"]], e["weight"], e["active"], e["inactive"])

@@ -42,7 +42,13 @@ pub(crate) fn apply_error(e: ApplyError, changes: &[Change], batch: bool) -> Res
     match e {
         ApplyError::Command(b) => {
             let (status, code) = classify(&b.error);
-            let field = batch.then(|| format!("commands[{}]", b.index));
+            // A method that cannot join its service's real servers is the change's own field.
+            let own = matches!(b.error, CommandError::MixedEngines { .. }).then_some("server.method");
+            let field = match (batch, own) {
+                (true, Some(f)) => Some(format!("commands[{}].{f}", b.index)),
+                (true, None) => Some(format!("commands[{}]", b.index)),
+                (false, f) => f.map(str::to_string),
+            };
             error(status, ApiError { field, message: b.error.to_string(), code: Some(code.into()) })
         }
         ApplyError::Http { index, error: e } => {
