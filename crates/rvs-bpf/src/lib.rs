@@ -2,12 +2,16 @@
 //! that no safe crate wraps. The one crate of the workspace where `unsafe` is allowed; every
 //! block carries its SAFETY comment.
 //!
-//! One module per BPF program: [`sockmap`] (the L4 engine's kernel relay) now, the XDP packet
-//! engine beside it later. [`socket`] holds the socket queries they need.
+//! One module per BPF program: [`sockmap`] (the L4 engine's kernel relay), [`decap`] (a real
+//! server's tunnel decapsulation), the XDP packet engine beside them. [`socket`] holds the
+//! socket queries they need, [`test_run`] runs a program on a fixture (BPF_PROG_TEST_RUN).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod decap;
 pub mod socket;
 pub mod sockmap;
+pub mod test_run;
 
+pub use decap::{AttachMode, Decap, DecapCounters, DecapError};
 pub use sockmap::{KernelRelay, KernelRelayError};
