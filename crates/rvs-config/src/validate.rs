@@ -363,7 +363,7 @@ pub(crate) fn place_server_error(rs: &Spanned<RawRealServer>, at: &str, e: Comma
         CommandError::Server { source: E::Thresholds { .. }, .. } => {
             (r.l_threshold.as_ref().and_then(span), field("l_threshold"))
         }
-        CommandError::MixedEngines { .. } => (r.method.as_ref().and_then(span), field("method")),
+        CommandError::MixedEngines(_) => (r.method.as_ref().and_then(span), field("method")),
         _ => (span(&r.address), field("address")),
     };
     Unplaced::new(sp.or_else(|| span(rs)), f, e)

@@ -84,22 +84,28 @@ pub enum CommandError {
     #[error("real server {addr}: {source}")]
     Server { addr: SocketAddr, source: RealServerError },
     /// A real server whose method's engine differs from the others' in its service.
-    #[error(
-        "virtual service {service}: real server {addr} ({method}) cannot join real server {other} ({other_method}): \
-         a virtual service's real servers are either all fullnat (the proxy engine) or all gate, masq or tunnel \
-         (the packet engine)"
-    )]
-    MixedEngines {
-        service: ServiceKey,
-        addr: SocketAddr,
-        method: ForwardingMethod,
-        other: SocketAddr,
-        other_method: ForwardingMethod,
-    },
+    #[error(transparent)]
+    MixedEngines(Box<EngineConflict>),
     #[error("timeouts must be from 1 to 31536000 seconds (one year)")]
     Timeout,
     #[error("{0}")]
     Unsupported(String),
+}
+
+/// A real server that cannot join its service: its method is served by the other engine than
+/// that of `other`, a real server already there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "virtual service {service}: real server {addr} ({method}) cannot join real server {other} ({other_method}): \
+     a virtual service's real servers are either all fullnat (the proxy engine) or all gate, masq or tunnel \
+     (the packet engine)"
+)]
+pub struct EngineConflict {
+    pub service: ServiceKey,
+    pub addr: SocketAddr,
+    pub method: ForwardingMethod,
+    pub other: SocketAddr,
+    pub other_method: ForwardingMethod,
 }
 
 /// A refused command inside a batch: which one, and why.

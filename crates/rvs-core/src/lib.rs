@@ -20,7 +20,7 @@ pub mod table;
 pub mod timeouts;
 pub mod virtual_service;
 
-pub use command::{BatchError, Command, CommandError, DirectorOptions};
+pub use command::{BatchError, Command, CommandError, DirectorOptions, EngineConflict};
 pub use conn::{Binding, ConnState};
 pub use forwarding::{Engine, ForwardingMethod, ProxyProtocol};
 pub use health::{FailureAction, Health};

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::command::{BatchError, Command, CommandError, DirectorOptions};
+use crate::command::{BatchError, Command, CommandError, DirectorOptions, EngineConflict};
 use crate::forwarding::Engine;
 use crate::health::Health;
 use crate::real_server::{RealServer, RealServerSettings};
@@ -32,13 +32,13 @@ impl ServiceModel {
     fn check_engine(&self, service: &ServiceKey, server: &RealServerSettings) -> Result<(), CommandError> {
         let other = self.servers.iter().find(|s| s.addr != server.addr && s.method.engine() != server.method.engine());
         match other {
-            Some(o) => Err(CommandError::MixedEngines {
+            Some(o) => Err(CommandError::MixedEngines(Box::new(EngineConflict {
                 service: *service,
                 addr: server.addr,
                 method: server.method,
                 other: o.addr,
                 other_method: o.method,
-            }),
+            }))),
             None => Ok(()),
         }
     }

@@ -275,13 +275,13 @@ fn every_method_is_accepted_and_the_first_real_server_decides_the_engine() {
     let e = t.apply(add_server_with("10.0.1.4:80", FullNat)).unwrap_err();
     assert_eq!(
         e,
-        CommandError::MixedEngines {
+        CommandError::MixedEngines(Box::new(EngineConflict {
             service: vip(),
             addr: sa("10.0.1.4:80"),
             method: FullNat,
             other: sa("10.0.1.1:80"),
             other_method: Gate
-        }
+        }))
     );
     let msg = e.to_string();
     assert!(msg.contains("tcp 10.0.0.1:80") && msg.contains("10.0.1.4:80") && msg.contains("fullnat"), "{msg}");
@@ -289,7 +289,7 @@ fn every_method_is_accepted_and_the_first_real_server_decides_the_engine() {
     let mut edited = RealServerSettings::new(sa("10.0.1.2:80"));
     edited.method = FullNat;
     let edit = Command::EditServer { service: vip(), server: edited };
-    assert!(matches!(t.apply(edit.clone()).unwrap_err(), CommandError::MixedEngines { .. }));
+    assert!(matches!(t.apply(edit.clone()).unwrap_err(), CommandError::MixedEngines(_)));
     for a in ["10.0.1.1:80", "10.0.1.3:80"] {
         t.apply(Command::DeleteServer { service: vip(), addr: sa(a) }).unwrap();
     }

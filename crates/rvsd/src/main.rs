@@ -10,6 +10,7 @@ mod director;
 mod health;
 mod limits;
 mod metrics;
+mod real_server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,10 +61,20 @@ enum Cmd {
         #[arg(long, default_value = "/tmp/rvsd-demo.sock")]
         api_socket: PathBuf,
     },
+    /// Set up, check (--check) or undo (--remove) this machine as a real server behind a
+    /// director that forwards by direct routing or tunnel; no director needs to run here.
+    RealServer {
+        #[command(subcommand)]
+        cmd: real_server::RealServerCmd,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let cli = match cli.command {
+        Some(Cmd::RealServer { cmd }) => return real_server::run(cmd),
+        _ => cli,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RVSD_LOG")
@@ -123,6 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         (None, Some(path)) => (Config::load(path)?, false),
         (None, None) => anyhow::bail!("give --config FILE (or `rvsd demo`); see rvsd --help"),
+        (Some(Cmd::RealServer { .. }), _) => unreachable!("main runs real-server commands"),
     };
     let mut config = config;
     if let Some(s) = cli.api_socket {

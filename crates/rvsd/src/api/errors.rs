@@ -43,7 +43,7 @@ pub(crate) fn apply_error(e: ApplyError, changes: &[Change], batch: bool) -> Res
         ApplyError::Command(b) => {
             let (status, code) = classify(&b.error);
             // A method that cannot join its service's real servers is the change's own field.
-            let own = matches!(b.error, CommandError::MixedEngines { .. }).then_some("server.method");
+            let own = matches!(b.error, CommandError::MixedEngines(_)).then_some("server.method");
             let field = match (batch, own) {
                 (true, Some(f)) => Some(format!("commands[{}].{f}", b.index)),
                 (true, None) => Some(format!("commands[{}]", b.index)),
