@@ -306,3 +306,16 @@ pub fn view_service(svc: &VirtualService, now_ms: u64) -> ServiceView {
         real_servers,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persistence_without_a_timeout_is_ipvs_default() {
+        let spec: ServiceSpec =
+            serde_json::from_str(r#"{"protocol":"tcp","address":"10.0.0.1:80","netmask":"255.255.255.0"}"#).unwrap();
+        let (_, s) = spec.to_core("service").unwrap();
+        assert_eq!(s.persistence.map(|p| p.timeout_secs), Some(360));
+    }
+}

@@ -81,6 +81,10 @@ fn errors_name_line_and_field() {
     };
     let c = parse(&two("gate", "tunnel")).unwrap();
     assert_eq!(c.table.services.values().next().unwrap().engine(), rvs_core::Engine::Packet);
+    // Persistence without a timeout is IPVS's 360 s.
+    let c = parse("[[service]]\naddress = \"127.0.0.1:80\"\nnetmask = \"255.255.255.0\"\n").unwrap();
+    let p = c.table.services.values().next().unwrap().settings.persistence.unwrap();
+    assert_eq!(p.timeout_secs, 360);
     let e = err(&two("masq", "fullnat"));
     assert!(e.contains("rvsd.toml:8:10: service[0].real_server[1].method") && e.contains("all fullnat"), "{e}");
 
