@@ -124,6 +124,9 @@ median() { # median VALUE...: of the numeric values ("-" when none); negative on
 first_words() { # first_words FILE: its first 120 characters on one line (nothing when it is empty)
   { head -c 120 "$1" 2>/dev/null || true; } | tr '\n' ' '
 }
+rounded() { # rounded VALUE DECIMALS: VALUE to DECIMALS places ("-" stays)
+  if num "$1"; then calc "$1" "$2"; else echo "$1"; fi
+}
 ratio() { # ratio A B: A/B to 2 places, or -
   num "$1" && num "$2" && awk "BEGIN { if ($2 != 0) printf \"%.2f\", $1 / $2; else print \"-\" }" || echo -
 }
@@ -154,6 +157,8 @@ stop_pid() { # TERM, up to 5 s, then KILL; only our own children
   wait "$pid" 2>/dev/null || true
 }
 
+# in_ns NS CMD...: CMD in namespace NS, in the foreground (a function: started with & it would be a
+# subshell, and $! its PID, not the command's; background commands use ip netns exec directly)
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 # rvsd real-server runs with only the network namespace switched (nsenter), not through `ip
@@ -363,7 +368,7 @@ start_real_servers() {
   for i in "${!NS_RS[@]}"; do
     d=$W/rs$((i + 1))
     bench_backend_nginx_conf "$d" "$W/www" "$BODY" "$NOFILE" "$PORT" # *:80: its address and the VIP
-    in_ns "${NS_RS[$i]}" nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log" &
+    ip netns exec "${NS_RS[$i]}" nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log" &
     STARTED+=("$!") RS_PIDS+=("$!")
   done
   for i in "${!RS_ADDR[@]}"; do wait_http "${RS_ADDR[$i]}" || die "real server ${RS_ADDR[$i]} did not come up"; done
@@ -374,12 +379,15 @@ rs_accepts() { # new connections real server INDEX has accepted so far (nginx st
 }
 
 # ---------------------------------------------------------------- each run's set-up
-tw_drain() { # tw_drain RUN: wait (up to 65 s) while TIME_WAITs on the director's VIP:80 would stop a listener
+tw_drain() { # tw_drain RUN: wait (up to 70 s) while sockets left on the director's VIP (an earlier
+  # round's TIME_WAITs, FIN_WAITs of a stopped proxy) would make a listener's bind fail
   local i n=0
-  for ((i = 0; i < 65; i++)); do
-    n=$(in_ns "$NS_DIR" ss -Htan state time-wait src "${VIPS[$1]}" 2>/dev/null | wc -l)
+  for ((i = 0; i < 70; i++)); do
+    n=$(in_ns "$NS_DIR" ss -Htan src "${VIPS[$1]}" 2>/dev/null | grep -vc '^LISTEN' || true)
     ((n == 0)) && return 0
-    ((i == 0)) && log "$1: waiting for $n TIME_WAITs on ${VIPS[$1]} (an earlier round's) to expire"
+    ((i == 0)) && log "$1: waiting for $n sockets left on ${VIPS[$1]} ($(in_ns "$NS_DIR" ss -Htan src "${VIPS[$1]}" |
+      awk '{ c[$1]++ } END { for (s in c) printf "%s %d ", s, c[s] }')) to go"
+    ((i == 0)) && log "listeners on it: $(in_ns "$NS_DIR" ss -Htlnp src "${VIPS[$1]}" | tr "\n" " ")"
     sleep 1
   done
 }
@@ -403,7 +411,7 @@ rs_route_back() { # rs_route_back on|off: the real servers reach the client thro
 start_rvsd() { # start_rvsd METHOD: rvsd in the director; packet engine: check it attached
   local m=$1 i info
   : >"$W/rvsd-$m.out"
-  RVSD_LOG=${RVSD_LOG:-warn} TOKIO_WORKER_THREADS=$BAL_THREADS in_ns "$NS_DIR" "$RVSD" --config "$W/rvsd-$m.toml" \
+  RVSD_LOG=${RVSD_LOG:-warn} TOKIO_WORKER_THREADS=$BAL_THREADS ip netns exec "$NS_DIR" "$RVSD" --config "$W/rvsd-$m.toml" \
     >>"$W/rvsd-$m.out" 2>>"$W/rvsd-$m.err" &
   CUR_PID=$!
   STARTED+=("$CUR_PID")
@@ -484,7 +492,7 @@ backend be
   server s1 ${RS_ADDR[0]}:$PORT
   server s2 ${RS_ADDR[1]}:$PORT
 EOF
-      in_ns "$NS_DIR" haproxy -db -f "$W/haproxy.cfg" >>"$W/haproxy.log" 2>&1 &
+      ip netns exec "$NS_DIR" haproxy -db -f "$W/haproxy.cfg" >>"$W/haproxy.log" 2>&1 &
       CUR_PID=$!
       STARTED+=("$CUR_PID")
       ;;
@@ -596,7 +604,7 @@ for run in "${RUNS[@]}"; do
     for k in rps p99 us; do
       vals=()
       for ((r = 1; r <= ROUNDS; r++)); do vals+=("${R[$t.$k,$run,$r]:--}"); done
-      M[$t.$k,$run]=$(median "${vals[@]}")
+      M[$t.$k,$run]=$(rounded "$(median "${vals[@]}")" "$(case $k in rps) echo 0 ;; p99) echo 2 ;; *) echo 1 ;; esac)")
     done
     # the director's own cost: this run's machine us/request minus the baseline's of the round
     vals=() e=0 sp=
@@ -607,10 +615,10 @@ for run in "${RUNS[@]}"; do
       e=$((e + ${R[$t.err,$run,$r]:-0}))
       sp=${R[$t.split,$run,$r]:-$sp}
     done
-    [[ $run == baseline ]] || M[$t.own,$run]=$(median "${vals[@]}")
+    [[ $run == baseline ]] || M[$t.own,$run]=$(rounded "$(median "${vals[@]}")" 1)
     vals=()
     for ((r = 1; r <= ROUNDS; r++)); do vals+=("${R[$t.rel,$run,$r]:--}"); done
-    M[$t.rel,$run]=$(median "${vals[@]}")
+    M[$t.rel,$run]=$(rounded "$(median "${vals[@]}")" 2)
     M[$t.err,$run]=$e
     M[$t.split,$run]=${sp:--}
   done
