@@ -60,6 +60,9 @@
 # rvsd; l7bench), L7BENCH_BIN (use this l7bench binary, skip its cargo build).
 # BENCH_NETNS (1: after the loopback runs, the network-namespace runs below; 0: not; only: those
 # alone), BENCH_NETNS_TESTS ("ka close"), NETNS_PREFIX (the namespaces' names: rvsb<PID>-*).
+# BENCH_XDP (1: last, the packet engine's benchmark bench/xdp.sh with this rvsd, its own
+# namespaces and table, in $RVS_BENCH_DIR/xdp; 0: not; only: it alone; XDP_BENCH_SECS defaults to
+# 10, 3 with --quick; the other XDP_BENCH_* settings: bench/xdp.sh --help).
 #
 # Network namespaces (bench/netns.sh, which the packet engine's benchmark can source too): a
 # client namespace (198.18.0.2), a director namespace that routes (198.18.0.1 | 198.19.0.1) and
@@ -101,6 +104,8 @@ else
 fi
 QUIET_PCT=${BENCH_QUIET_PCT:-25}
 NETNS=${BENCH_NETNS:-1}
+XDP=${BENCH_XDP:-1}
+[[ $XDP =~ ^(0|1|only)$ ]] || { echo "bench/run.sh: BENCH_XDP: 0, 1 or only" >&2; exit 2; }
 NS_TESTS=${BENCH_NETNS_TESTS:-ka close}
 [[ $NETNS =~ ^(0|1|only)$ ]] || { echo "bench/run.sh: BENCH_NETNS: 0, 1 or only" >&2; exit 2; }
 for t in $NS_TESTS; do [[ $t =~ ^(ka|close)$ ]] || { echo "bench/run.sh: BENCH_NETNS_TESTS: unknown test '$t' (ka, close)" >&2; exit 2; }; done
@@ -191,6 +196,19 @@ else
   RVSD=$ROOT/target/release/rvsd
 fi
 [[ -x $RVSD ]] || die "no rvsd binary at $RVSD"
+
+xdp_bench() { # the packet engine's benchmark: bench/xdp.sh, with this rvsd (its own namespaces, its own table)
+  local secs=10
+  ((QUICK)) && secs=3
+  RVSD_BIN=$RVSD XDP_BENCH_DIR=${XDP_BENCH_DIR:-$W/xdp} XDP_BENCH_SECS=${XDP_BENCH_SECS:-$secs} "$BENCH/xdp.sh" ||
+    log "bench/xdp.sh failed (status $?; logs in ${XDP_BENCH_DIR:-$W/xdp})"
+}
+if [[ $XDP == only ]]; then
+  log "BENCH_XDP=only: the packet engine's benchmark alone (bench/xdp.sh)"
+  mkdir -p "$W"
+  xdp_bench
+  exit 0
+fi
 
 # Open files: raise the soft limit to the hard one (children inherit it). The hard limit
 # caps the idle-connection test: a proxy needs two sockets per connection.
@@ -978,6 +996,7 @@ netns_table() {
 if [[ $NETNS == only ]]; then
   log "BENCH_NETNS=only: the network-namespace runs alone; ${DUR}s per run, $ROUNDS rounds"
   netns_bench && netns_table | tee "$W/table-netns.txt"
+  [[ $XDP == 1 ]] && xdp_bench
   exit 0
 fi
 log "threads per balancer: $THREADS; ${DUR}s per run, $ROUNDS rounds; open-files limit $NOFILE; logs in $W"
@@ -1224,8 +1243,13 @@ for b in "${BALANCERS[@]}"; do M[errs,$b]="${M[ka.err,$b]:--}/${M[close.err,$b]:
   printf '  %-58s %6s\n' "http keep-alive p99 vs HAProxy (info; lower is better)" "${h3}x"
 } | tee "$W/table.txt"
 
-if [[ $NETNS == 1 ]]; then
+if [[ $NETNS == 1 || $XDP == 1 ]]; then
   for b in "${BALANCERS[@]}"; do stop_bal "$b"; done
   stop_pid "$BACKEND_PID"
+fi
+if [[ $NETNS == 1 ]]; then
   netns_bench && netns_table | tee "$W/table-netns.txt"
+fi
+if [[ $XDP == 1 ]]; then
+  xdp_bench
 fi
