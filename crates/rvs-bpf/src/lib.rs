@@ -2,12 +2,15 @@
 //! that no safe crate wraps. The one crate of the workspace where `unsafe` is allowed; every
 //! block carries its SAFETY comment.
 //!
-//! One module per BPF program: [`sockmap`] (the L4 engine's kernel relay) now, the XDP packet
-//! engine beside it later. [`socket`] holds the socket queries they need.
+//! One module per BPF program: [`sockmap`] (the L4 engine's kernel relay) and [`xdp`] (the XDP
+//! packet engine, its map layout in [`xdp_maps`]). [`socket`] holds the socket queries they need.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod socket;
 pub mod sockmap;
+pub mod xdp;
+pub mod xdp_maps;
 
 pub use sockmap::{KernelRelay, KernelRelayError};
+pub use xdp::{PacketProgram, XdpAttach, XdpError, XdpMode};
