@@ -167,14 +167,7 @@ impl Dest {
     /// others keep the VIP's). For a tunnel, set `tunnel_src` with [`Dest::with_tunnel_src`].
     pub fn new(addr: SocketAddr, method: u8, service: u32) -> Self {
         let (a, _) = addr_words(addr.ip());
-        Self {
-            addr: a,
-            port: addr.port().to_be(),
-            method,
-            flags: DEST_F_AVAILABLE,
-            service,
-            tunnel_src: [0; 4],
-        }
+        Self { addr: a, port: addr.port().to_be(), method, flags: DEST_F_AVAILABLE, service, tunnel_src: [0; 4] }
     }
     pub fn with_tunnel_src(mut self, src: IpAddr) -> Self {
         self.tunnel_src = addr_words(src).0;
@@ -399,7 +392,20 @@ macro_rules! pod {
         )*
     };
 }
-pod!(ServiceKey, Service, ServiceInfo, Dest, ConnKey, Conn, DestCounters, Config, NewFlowHeader, Verdict, ReverseKey, Reverse);
+pod!(
+    ServiceKey,
+    Service,
+    ServiceInfo,
+    Dest,
+    ConnKey,
+    Conn,
+    DestCounters,
+    Config,
+    NewFlowHeader,
+    Verdict,
+    ReverseKey,
+    Reverse
+);
 
 #[cfg(test)]
 mod tests {
@@ -481,12 +487,11 @@ return 0;
         let out = Command::new(&bin).output().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         let text = String::from_utf8(out.stdout).unwrap();
-        let c: std::collections::HashMap<String, String> = text
-            .lines()
-            .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_string(), v.to_string())))
-            .collect();
+        let c: std::collections::HashMap<String, String> =
+            text.lines().filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_string(), v.to_string()))).collect();
         for (name, rust) in rust_layout() {
-            let cval: usize = c.get(&name).unwrap_or_else(|| panic!("{name} missing from the C output")).parse().unwrap();
+            let cval: usize =
+                c.get(&name).unwrap_or_else(|| panic!("{name} missing from the C output")).parse().unwrap();
             assert_eq!(rust, cval, "{name}: Rust {rust}, C {cval}");
         }
         assert_eq!(c["newflow_total"].parse::<usize>().unwrap(), NEWFLOW_SIZE);
