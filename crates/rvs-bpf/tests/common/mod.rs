@@ -264,3 +264,46 @@ pub fn verify_frame(f: &[u8]) -> Result<(), String> {
     }
     verify_ip(&f[14..])
 }
+
+// ---- the fixture namespace (see tests/xdp_fixtures.rs) ----
+
+pub const D0: [u8; 6] = [2, 0, 0, 0, 0xd0, 0];
+pub const D1: [u8; 6] = [2, 0, 0, 0, 0xd1, 0];
+pub const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 1, 0];
+
+pub fn rs_mac(n: u8) -> [u8; 6] {
+    [2, 0, 0, 0, 0, n]
+}
+
+pub fn a(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+pub fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The fixture namespace.
+pub fn fixture_ns() -> Netns {
+    let ns = Netns::new("xdpfx");
+    ns.ip(&["link", "add", "d0", "address", &mac_str(D0), "type", "veth", "peer", "name", "p0"]);
+    ns.ip(&["link", "add", "d1", "address", &mac_str(D1), "type", "veth", "peer", "name", "p1"]);
+    for dev in ["d0", "p0", "d1", "p1"] {
+        ns.ip(&["link", "set", dev, "up"]);
+    }
+    ns.ip(&["addr", "add", "198.18.0.1/24", "dev", "d0"]);
+    ns.ip(&["-6", "addr", "add", "2001:db8::1/64", "dev", "d0", "nodad"]);
+    ns.ip(&["addr", "add", "198.18.1.1/24", "dev", "d1"]);
+    ns.ip(&["-6", "addr", "add", "2001:db8:1::1/64", "dev", "d1", "nodad"]);
+    for n in [0x11u8, 0x12, 0x13] {
+        let m = mac_str(rs_mac(n));
+        ns.ip(&["neigh", "add", &format!("198.18.0.{n}"), "lladdr", &m, "dev", "d0", "nud", "permanent"]);
+        ns.ip(&["neigh", "add", &format!("2001:db8::{n:x}"), "lladdr", &m, "dev", "d0", "nud", "permanent"]);
+    }
+    let cm = mac_str(CLIENT_MAC);
+    ns.ip(&["neigh", "add", "198.18.1.100", "lladdr", &cm, "dev", "d1", "nud", "permanent"]);
+    ns.ip(&["neigh", "add", "2001:db8:1::100", "lladdr", &cm, "dev", "d1", "nud", "permanent"]);
+    ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
+    ns
+}
