@@ -1,7 +1,7 @@
-//! Builds every BPF program of bpf/ (each `bpf/NAME.bpf.c` to `$OUT_DIR/NAME.bpf.o`) with clang
-//! when clang and libbpf's headers are there, and otherwise uses the object committed beside
-//! its source (`bpf/NAME.bpf.o`, made by the same command), so a machine without them still
-//! builds rvs.
+//! Builds every BPF program of the crate (`bpf/*.bpf.c`: the kernel relay, the XDP packet
+//! engine, ...) with clang when clang and libbpf's headers are there, and otherwise uses the
+//! object committed beside each source (`bpf/NAME.bpf.o`, made by the same command), so a
+//! machine without them still builds rvs. Each object lands in OUT_DIR as `NAME.bpf.o`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,25 +11,32 @@ fn main() {
     println!("cargo:rerun-if-changed=bpf");
     let mut sources: Vec<PathBuf> = std::fs::read_dir("bpf")
         .expect("read bpf/")
-        .map(|e| e.expect("read bpf/").path())
+        .map(|e| e.expect("a bpf/ entry").path())
         .filter(|p| p.to_str().is_some_and(|s| s.ends_with(".bpf.c")))
         .collect();
     sources.sort();
-    for src in &sources {
-        build(src, &out_dir);
+    // Headers every program may include: a change rebuilds them all.
+    for entry in std::fs::read_dir("bpf").expect("read bpf/") {
+        let path = entry.expect("a bpf/ entry").path();
+        if path.extension().is_some_and(|e| e == "h") {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+    for src in sources {
+        build(&src, &out_dir);
     }
 }
 
 fn build(src: &Path, out_dir: &Path) {
-    let name = src.file_name().and_then(|n| n.to_str()).expect("a UTF-8 file name");
-    let object = name.strip_suffix(".c").map(|stem| format!("{stem}.o")).expect("NAME.bpf.c");
-    let committed = src.with_file_name(&object);
+    let file = src.file_name().and_then(|f| f.to_str()).expect("a UTF-8 file name");
+    let stem = file.strip_suffix(".bpf.c").expect("a .bpf.c file");
+    let committed = src.with_file_name(format!("{stem}.bpf.o"));
     println!("cargo:rerun-if-changed={}", src.display());
     println!("cargo:rerun-if-changed={}", committed.display());
-    let out = out_dir.join(&object);
+    let out = out_dir.join(format!("{stem}.bpf.o"));
     let arch_include = format!("-I/usr/include/{}-linux-gnu", std::env::consts::ARCH);
     let built = Command::new("clang")
-        .args(["-O2", "-g", "-target", "bpf", &arch_include, "-c"])
+        .args(["-O2", "-g", "-target", "bpf", &arch_include, "-Ibpf", "-c"])
         .arg(src)
         .arg("-o")
         .arg(&out)

@@ -118,6 +118,8 @@ struct rvs_dest_counters {
 #define RVS_STAT_ICMP_FORWARDED 10   /* ICMP errors about a connection sent on */
 #define RVS_STAT_REJECTED 11         /* no real server: ICMP port unreachable sent (as IPVS) */
 #define RVS_STAT_FIB_FAILED 12       /* no route to the real server */
+#define RVS_STAT_DROP_TOO_BIG 13     /* too big for the next hop and no ICMP can be sent (an IPv4
+                                      * packet without DF, an ICMP error, a masq reply) */
 #define RVS_STAT_COUNT 16
 
 /* Engine settings: rvs_config[0]. */

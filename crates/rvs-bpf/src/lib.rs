@@ -2,9 +2,10 @@
 //! that no safe crate wraps. The one crate of the workspace where `unsafe` is allowed; every
 //! block carries its SAFETY comment.
 //!
-//! One module per BPF program: [`sockmap`] (the L4 engine's kernel relay), [`decap`] (a real
-//! server's tunnel decapsulation), the XDP packet engine beside them. [`socket`] holds the
-//! socket queries they need, [`test_run`] runs a program on a fixture (BPF_PROG_TEST_RUN).
+//! One module per BPF program: [`sockmap`] (the L4 engine's kernel relay), [`xdp`] (the XDP
+//! packet engine, its map layout in [`xdp_maps`]) and [`decap`] (a real server's tunnel
+//! decapsulation). [`socket`] holds the socket queries they need, [`test_run`] runs a program
+//! on a fixture (BPF_PROG_TEST_RUN).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -12,6 +13,9 @@ pub mod decap;
 pub mod socket;
 pub mod sockmap;
 pub mod test_run;
+pub mod xdp;
+pub mod xdp_maps;
 
 pub use decap::{AttachMode, Decap, DecapCounters, DecapError};
 pub use sockmap::{KernelRelay, KernelRelayError};
+pub use xdp::{PacketProgram, XdpAttach, XdpError, XdpMode};

@@ -1,0 +1,1110 @@
+// SPDX-License-Identifier: GPL-2.0
+/* rvs XDP packet engine: IPVS's forwarding methods (gate = direct routing, masq = NAT,
+ * tunnel = IP-in-IP) for established flows, in XDP. First packets of flows go to rvsd through
+ * the rvs_newflows ring buffer; rvsd schedules them and hands them back with a verdict in the
+ * XDP metadata (BPF_PROG_TEST_RUN, live frames). The maps are described in xdp_maps.h.
+ *
+ * What happens to a frame (stat = the rvs_stats index counted):
+ *
+ *   frame                                             action      stat
+ *   ------------------------------------------------  ----------  ----------------------
+ *   shorter than an Ethernet header                   DROP        DROP_MALFORMED
+ *   not IPv4/IPv6, or 802.1Q/802.1ad tagged (VLANs    PASS        PASS
+ *     are left to the kernel: rvs does not skip tags)
+ *   IPv4: header truncated, version != 4, IHL < 5,    DROP        DROP_MALFORMED
+ *     tot_len < IHL*4 or tot_len > the frame
+ *   IPv4: IHL > 5 (IP options)                        PASS        PASS_UNHANDLED
+ *   IPv4: a fragment (MF set or offset != 0)          PASS        PASS_UNHANDLED
+ *   IPv6: header truncated, version != 6,             DROP        DROP_MALFORMED
+ *     40 + payload_len > the frame
+ *   IPv6: an extension header next (hop-by-hop,       PASS        PASS_UNHANDLED
+ *     routing, fragment, ESP, AH, dest opts, ...)
+ *   neither TCP, UDP nor ICMP/ICMPv6                  PASS        PASS
+ *   TCP/UDP/ICMP header truncated (frame or IP len),  DROP        DROP_MALFORMED
+ *     TCP doff < 5 or beyond the IP packet
+ *   (IP length is tot_len / 40 + payload_len: Ethernet padding after it is ignored, and
+ *   forwarded along unchanged)
+ *
+ *   TCP/UDP to a virtual service (rvs_services):
+ *     live flow, dest available                       forwarded   FORWARDED
+ *     live flow, dest not available                   DROP        DROP_NODEST
+ *       (with RVS_CFG_F_EXPIRE_NODEST_CONN the flow is deleted instead, and the packet goes
+ *       on as one without a flow)
+ *     no live flow (none, or expired: then deleted):
+ *       TCP without SYN, or SYN with ACK              PASS        PASS_UNHANDLED
+ *       SYN / UDP, metadata verdict SCHEDULED         flow made, forwarded (dest conns + 1)
+ *       SYN / UDP, metadata verdict REJECT            TX ICMP port unreachable   REJECTED
+ *       SYN / UDP, no verdict                         DROP, ring event   NEWFLOW
+ *         frame > RVS_NEWFLOW_MAX_FRAME               DROP        NEWFLOW_TOO_LONG
+ *         ring buffer full                            DROP        NEWFLOW_RINGBUF_FULL
+ *   TCP/UDP from a masq real server (rvs_reverse,     source -> VIP, forwarded to the client
+ *     a flow whose dest is that address and port)     (FORWARDED); else PASS (PASS)
+ *   ICMP dest unreachable / time exceeded (v4), dest unreachable / packet too big / time
+ *     exceeded (v6) about a flow:
+ *     to the VIP, embedded VIP:vport -> client:cport  forwarded to the flow's real server by
+ *                                                     its method (masq: outer destination and
+ *                                                     embedded source -> RIP:rport)
+ *     embedded client:cport -> RIP:rport of a masq    outer source and embedded destination
+ *       flow                                          -> VIP:vport, forwarded to the client
+ *                                                     both: FORWARDED and ICMP_FORWARDED
+ *     anything else ICMP                              PASS        PASS
+ *   everything else                                   PASS        PASS
+ *
+ *   Forwarding (bpf_fib_lookup towards the real server, or the client for replies, with the
+ *   packet's length as it will leave):
+ *     success                                         MACs set; TX if the egress is the
+ *                                                     ingress, else redirect
+ *     FRAG_NEEDED, client packet, IPv4 with DF / IPv6 TX ICMP frag needed (MTU - overhead)
+ *                                                     / packet too big    FRAG_NEEDED
+ *     FRAG_NEEDED, IPv4 without DF, ICMP error or     DROP        DROP_TOO_BIG
+ *       masq reply
+ *     NO_NEIGH                                        DROP, ring event (RVS_NEWFLOW_NEIGH)
+ *                                                                 NO_NEIGH
+ *     any other failure                               DROP        FIB_FAILED
+ *   (the kernel's fib lookup needs forwarding enabled on the ingress interface: without it
+ *   every lookup fails, FIB_FAILED)
+ *
+ * ICMP errors this program builds (port unreachable, frag needed, packet too big) come from
+ * the VIP to the client, TTL/hop limit 64, and embed the client packet's IP header and the
+ * first 8 bytes after it (RFC 792's minimum; for IPv6 the same 40 + 8 bytes), which is all a
+ * TCP/UDP stack reads of them. Embedded L4 checksums are not rewritten when an ICMP error is
+ * NATed (as IPVS).
+ *
+ * Connection state: IPVS's TCP input-only table (ip_vs_proto_tcp.c) on the client's packets;
+ * a masq server's packets refresh last_seen only. A flow's entry is written only when its
+ * state changes or last_seen is older than min(1024 ticks (~1 s), timeout / 8); expiry is
+ * now - last_seen > timeout_ms[state] in ticks (ns >> 20), wrap-safe in u32. A timeout of 0
+ * expires a flow at once: rvsd (PacketProgram::load) writes IPVS's defaults first.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "xdp_maps.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+
+#define ETH_LEN 14
+#define IP4_LEN 20
+#define IP6_LEN 40
+#define L4_V4 (ETH_LEN + IP4_LEN) /* IPv4 without options only */
+#define L4_V6 (ETH_LEN + IP6_LEN)
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+#define IP_DF 0x4000
+
+/* linux/icmp.h pulls in libc's socket headers, which a BPF target lacks. */
+struct icmphdr {
+	__u8 type;
+	__u8 code;
+	__u16 checksum;
+	union {
+		struct {
+			__u16 __unused;
+			__u16 mtu;
+		} frag;
+		__u32 gateway;
+	} un;
+};
+#define ICMP_DEST_UNREACH 3
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PORT_UNREACH 3
+#define ICMP_FRAG_NEEDED 4
+
+/* ICMP errors built here: the IP header and 8 bytes of the packet they are about. */
+#define ICMP4_EMBED (IP4_LEN + 8)
+#define ICMP6_EMBED (IP6_LEN + 8)
+#define ICMP4_FRAME (ETH_LEN + IP4_LEN + 8 + ICMP4_EMBED) /* 70 */
+#define ICMP6_FRAME (ETH_LEN + IP6_LEN + 8 + ICMP6_EMBED) /* 110 */
+
+/* Write a flow back at least this often (ticks) while packets flow. */
+#define REFRESH_TICKS 1024
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RVS_MAX_SERVICES);
+	__type(key, struct rvs_service_key);
+	__type(value, struct rvs_service);
+} rvs_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RVS_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct rvs_service_info);
+} rvs_service_info SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RVS_MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct rvs_dest);
+} rvs_dests SEC(".maps");
+
+/* max_entries is set by the loader (PacketProgram::load). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct rvs_conn_key);
+	__type(value, struct rvs_conn);
+} rvs_conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RVS_MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct rvs_dest_counters);
+} rvs_dest_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RVS_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} rvs_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rvs_config);
+} rvs_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} rvs_newflows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RVS_MAX_DESTS);
+	__type(key, struct rvs_reverse_key);
+	__type(value, struct rvs_reverse);
+} rvs_reverse SEC(".maps");
+
+/* What the parser found. Addresses in network order, IPv4 in [0]. */
+struct pkt {
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u16 sport;
+	__u16 dport;
+	__u16 ip_len;  /* the IP packet's length */
+	__u8 proto;    /* IPPROTO_TCP, _UDP, _ICMP, _ICMPV6 */
+	__u8 v6;
+	__u8 tcp_flags;
+	__u8 df;       /* IPv4 DF set (always 1 for IPv6: it is never fragmented on the way) */
+	__u8 family;   /* RVS_FAMILY_* */
+	__u8 _pad;
+};
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&rvs_stats, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline int count(__u32 idx, int action)
+{
+	stat_inc(idx);
+	return action;
+}
+
+static __always_inline __u32 now_ticks(void)
+{
+	return (__u32)(bpf_ktime_get_ns() >> 20);
+}
+
+static __always_inline __u32 ms_to_ticks(__u32 ms)
+{
+	return (__u32)(((__u64)ms * 1000000) >> 20);
+}
+
+/* ---- checksums (ones' complement sums are byte-order independent: raw memory words) ---- */
+
+static __always_inline __u16 csum_fold(__u32 s)
+{
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)s;
+}
+
+/* RFC 1624: HC' = ~(~HC + ~m + m'). */
+static __always_inline void csum_replace4(__u16 *sum, __u32 from, __u32 to)
+{
+	__u32 nf = ~from;
+	__u32 s = (__u16)~*sum;
+	s += (nf & 0xffff) + (nf >> 16) + (to & 0xffff) + (to >> 16);
+	*sum = ~csum_fold(s);
+}
+
+static __always_inline void csum_replace2(__u16 *sum, __u16 from, __u16 to)
+{
+	__u32 s = (__u16)~*sum;
+	s += (__u16)~from + to;
+	*sum = ~csum_fold(s);
+}
+
+static __always_inline __u32 csum_words(const __u16 *w, int n, __u32 s)
+{
+#pragma unroll
+	for (int i = 0; i < n; i++)
+		s += w[i];
+	return s;
+}
+
+/* ---- small pieces ---- */
+
+static __always_inline int addr_eq(const __u32 *a, const __u32 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+static __always_inline void addr_copy(__u32 *dst, const __u32 *src)
+{
+	dst[0] = src[0];
+	dst[1] = src[1];
+	dst[2] = src[2];
+	dst[3] = src[3];
+}
+
+/* IPVS's TCP input-only state table: rows syn, fin, ack, rst; one nibble per current state
+ * (NONE .. LAST_ACK, low nibble first). */
+#define ROW_SYN 0x333333113ULL /* SR ES ES SR SR SR SR SR SR */
+#define ROW_FIN 0x876545246ULL /* CL FW SS TW FW TW CL CW LA */
+#define ROW_ACK 0x676541216ULL /* CL ES SS ES FW TW CL CW CL */
+#define ROW_RST 0x866663666ULL /* CL CL CL SR CL CL CL CL LA */
+
+static __always_inline __u8 tcp_next_state(__u8 state, __u8 flags)
+{
+	__u64 row;
+	if (flags & TCP_RST)
+		row = ROW_RST;
+	else if (flags & TCP_SYN)
+		row = ROW_SYN;
+	else if (flags & TCP_FIN)
+		row = ROW_FIN;
+	else if (flags & TCP_ACK)
+		row = ROW_ACK;
+	else
+		return state;
+	if (state > RVS_S_LAST_ACK)
+		return state;
+	return (row >> (state * 4)) & 0xf;
+}
+
+static __always_inline __u32 state_timeout(const struct rvs_config *cfg, __u8 state)
+{
+	if (!cfg)
+		return 0;
+	__u32 i = state;
+	if (i >= RVS_S_COUNT)
+		i = RVS_S_NONE;
+	return ms_to_ticks(cfg->timeout_ms[i]);
+}
+
+static __always_inline void dest_count(__u32 id, __u16 len, int out, int conn)
+{
+	struct rvs_dest_counters *c = bpf_map_lookup_elem(&rvs_dest_counters, &id);
+	if (!c)
+		return;
+	if (conn)
+		c->conns += 1;
+	if (out) {
+		c->packets_out += 1;
+		c->bytes_out += len;
+	} else {
+		c->packets_in += 1;
+		c->bytes_in += len;
+	}
+}
+
+/* ---- ring buffer events ---- */
+
+static __always_inline int newflow(struct xdp_md *ctx, const struct rvs_conn_key *key, __u32 service)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 len = data_end - data;
+	if (len > RVS_NEWFLOW_MAX_FRAME)
+		return count(RVS_STAT_NEWFLOW_TOO_LONG, XDP_DROP);
+	struct rvs_newflow *ev = bpf_ringbuf_reserve(&rvs_newflows, sizeof(*ev), 0);
+	if (!ev)
+		return count(RVS_STAT_NEWFLOW_RINGBUF_FULL, XDP_DROP);
+	__builtin_memcpy(&ev->key, key, sizeof(*key));
+	ev->service = service;
+	ev->ifindex = ctx->ingress_ifindex;
+	ev->rx_queue = ctx->rx_queue_index;
+	ev->len = len;
+	ev->_pad = 0;
+	/* Keep the verifier's view of len bounded (the compiler may reuse an unbounded copy). */
+	__u64 n = len;
+	asm volatile("" : "+r"(n));
+	if (n < 1 || n > RVS_NEWFLOW_MAX_FRAME || bpf_xdp_load_bytes(ctx, 0, ev->frame, n) < 0) {
+		bpf_ringbuf_discard(ev, 0);
+		return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
+	}
+	bpf_ringbuf_submit(ev, 0);
+	return count(RVS_STAT_NEWFLOW, XDP_DROP);
+}
+
+static __always_inline int no_neigh(struct xdp_md *ctx, const struct bpf_fib_lookup *f, int v6)
+{
+	struct rvs_newflow *ev = bpf_ringbuf_reserve(&rvs_newflows, sizeof(*ev), 0);
+	if (ev) {
+		__builtin_memset(&ev->key, 0, sizeof(ev->key));
+		if (v6) {
+			ev->key.vip[0] = f->ipv6_dst[0];
+			ev->key.vip[1] = f->ipv6_dst[1];
+			ev->key.vip[2] = f->ipv6_dst[2];
+			ev->key.vip[3] = f->ipv6_dst[3];
+		} else {
+			ev->key.vip[0] = f->ipv4_dst;
+		}
+		ev->key.family = v6 ? RVS_FAMILY_V6 : RVS_FAMILY_V4;
+		ev->service = RVS_NEWFLOW_NEIGH;
+		ev->ifindex = f->ifindex;
+		ev->rx_queue = ctx->rx_queue_index;
+		ev->len = 0;
+		ev->_pad = 0;
+		bpf_ringbuf_submit(ev, 0);
+	} else {
+		stat_inc(RVS_STAT_NEWFLOW_RINGBUF_FULL);
+	}
+	return count(RVS_STAT_NO_NEIGH, XDP_DROP);
+}
+
+/* ---- ICMP errors built here ---- */
+
+/* Turns the frame (an IPv4 packet from a client, without options) into an ICMP error from
+ * its destination back to its source, to be sent with XDP_TX. */
+static __always_inline int icmp4_reply(struct xdp_md *ctx, __u8 type, __u8 code, __u16 mtu)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	if (data + ICMP4_FRAME - (IP4_LEN + 8) > data_end)
+		return XDP_DROP;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + ETH_LEN;
+	__u8 smac[ETH_ALEN], dmac[ETH_ALEN];
+	__builtin_memcpy(smac, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(dmac, eth->h_source, ETH_ALEN);
+	__u32 src = ip->daddr, dst = ip->saddr;
+
+	if (bpf_xdp_adjust_head(ctx, -(int)(IP4_LEN + 8)))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	int extra = (int)(data_end - data) - ICMP4_FRAME;
+	if (extra > 0 && bpf_xdp_adjust_tail(ctx, -extra))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + ICMP4_FRAME > data_end)
+		return XDP_DROP;
+
+	eth = data;
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+	eth->h_proto = bpf_htons(ETH_P_IP);
+
+	ip = data + ETH_LEN;
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->tos = 0xc0; /* as the kernel's icmp_send: internetwork control */
+	ip->tot_len = bpf_htons(IP4_LEN + 8 + ICMP4_EMBED);
+	ip->id = 0;
+	ip->frag_off = 0;
+	ip->ttl = 64;
+	ip->protocol = IPPROTO_ICMP;
+	ip->check = 0;
+	ip->saddr = src;
+	ip->daddr = dst;
+	ip->check = ~csum_fold(csum_words((__u16 *)ip, IP4_LEN / 2, 0));
+
+	struct icmphdr *icmp = data + L4_V4;
+	icmp->type = type;
+	icmp->code = code;
+	icmp->checksum = 0;
+	icmp->un.frag.__unused = 0;
+	icmp->un.frag.mtu = bpf_htons(mtu);
+	icmp->checksum = ~csum_fold(csum_words((__u16 *)icmp, (8 + ICMP4_EMBED) / 2, 0));
+	return XDP_TX;
+}
+
+/* The same for IPv6 (ICMPv6; `info` is the MTU of packet too big, else 0). */
+static __always_inline int icmp6_reply(struct xdp_md *ctx, __u8 type, __u8 code, __u32 info)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	if (data + ICMP6_FRAME - (IP6_LEN + 8) > data_end)
+		return XDP_DROP;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6 = data + ETH_LEN;
+	__u8 smac[ETH_ALEN], dmac[ETH_ALEN];
+	__builtin_memcpy(smac, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(dmac, eth->h_source, ETH_ALEN);
+	__u32 src[4], dst[4];
+	addr_copy(src, ip6->daddr.in6_u.u6_addr32);
+	addr_copy(dst, ip6->saddr.in6_u.u6_addr32);
+
+	if (bpf_xdp_adjust_head(ctx, -(int)(IP6_LEN + 8)))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	int extra = (int)(data_end - data) - ICMP6_FRAME;
+	if (extra > 0 && bpf_xdp_adjust_tail(ctx, -extra))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + ICMP6_FRAME > data_end)
+		return XDP_DROP;
+
+	eth = data;
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+	eth->h_proto = bpf_htons(ETH_P_IPV6);
+
+	ip6 = data + ETH_LEN;
+	__u32 *w = (__u32 *)ip6;
+	w[0] = bpf_htonl(0x60000000);
+	ip6->payload_len = bpf_htons(8 + ICMP6_EMBED);
+	ip6->nexthdr = IPPROTO_ICMPV6;
+	ip6->hop_limit = 64;
+	addr_copy(ip6->saddr.in6_u.u6_addr32, src);
+	addr_copy(ip6->daddr.in6_u.u6_addr32, dst);
+
+	__u8 *icmp = data + L4_V6;
+	icmp[0] = type;
+	icmp[1] = code;
+	*(__u16 *)(icmp + 2) = 0;
+	*(__u32 *)(icmp + 4) = bpf_htonl(info);
+	/* pseudo header: addresses, upper-layer length, next header */
+	__u32 s = csum_words((__u16 *)ip6->saddr.in6_u.u6_addr32, 16, 0);
+	s += bpf_htons(8 + ICMP6_EMBED) + bpf_htons(IPPROTO_ICMPV6);
+	s = csum_words((__u16 *)icmp, (8 + ICMP6_EMBED) / 2, s);
+	*(__u16 *)(icmp + 2) = ~csum_fold(s);
+	return XDP_TX;
+}
+
+/* The client packet is too big for the next hop once `overhead` bytes are added. */
+static __always_inline int too_big(struct xdp_md *ctx, const struct pkt *p, __u32 mtu, __u32 overhead,
+				   int may_answer)
+{
+	if (!may_answer || !p->df || mtu <= overhead)
+		return count(RVS_STAT_DROP_TOO_BIG, XDP_DROP);
+	int rc;
+	if (p->v6)
+		rc = icmp6_reply(ctx, 2 /* ICMPV6_PKT_TOOBIG */, 0, mtu - overhead);
+	else
+		rc = icmp4_reply(ctx, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, mtu - overhead);
+	if (rc != XDP_TX)
+		return count(RVS_STAT_DROP_MALFORMED, rc);
+	return count(RVS_STAT_FRAG_NEEDED, XDP_TX);
+}
+
+/* ---- forwarding ---- */
+
+static __always_inline int fib(struct xdp_md *ctx, struct bpf_fib_lookup *f, int v6, const __u32 *src,
+			       const __u32 *dst, __u8 proto, __u16 tot_len)
+{
+	__builtin_memset(f, 0, sizeof(*f));
+	f->ifindex = ctx->ingress_ifindex;
+	f->l4_protocol = proto;
+	f->tot_len = tot_len;
+	if (v6) {
+		f->family = AF_INET6;
+		addr_copy(f->ipv6_src, src);
+		addr_copy(f->ipv6_dst, dst);
+	} else {
+		f->family = AF_INET;
+		f->ipv4_src = src[0];
+		f->ipv4_dst = dst[0];
+	}
+	return bpf_fib_lookup(ctx, f, sizeof(*f), 0);
+}
+
+static __always_inline int fib_failed(struct xdp_md *ctx, const struct bpf_fib_lookup *f, int rc, int v6)
+{
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return no_neigh(ctx, f, v6);
+	return count(RVS_STAT_FIB_FAILED, XDP_DROP);
+}
+
+static __always_inline int xmit(struct xdp_md *ctx, const struct bpf_fib_lookup *f)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
+	__builtin_memcpy(eth->h_dest, f->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, f->smac, ETH_ALEN);
+	stat_inc(RVS_STAT_FORWARDED);
+	if (f->ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	return bpf_redirect(f->ifindex, 0);
+}
+
+/* Rewrites the destination (dst = 1: address and port) or the source (dst = 0) of a TCP/UDP
+ * packet, with the IPv4 header and the L4 checksums. */
+static __always_inline int nat_l4(struct xdp_md *ctx, int v6, __u8 proto, int dst, const __u32 *addr,
+				  __u16 port)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u16 *ck;
+	__u16 *pp;
+	if (v6) {
+		struct ipv6hdr *ip6 = data + ETH_LEN;
+		void *l4 = data + L4_V6;
+		if (proto == IPPROTO_TCP) {
+			if (l4 + sizeof(struct tcphdr) > data_end)
+				return -1;
+			ck = &((struct tcphdr *)l4)->check;
+		} else {
+			if (l4 + sizeof(struct udphdr) > data_end)
+				return -1;
+			ck = &((struct udphdr *)l4)->check;
+		}
+		pp = dst ? (__u16 *)(l4 + 2) : (__u16 *)l4;
+		__u32 *a = dst ? ip6->daddr.in6_u.u6_addr32 : ip6->saddr.in6_u.u6_addr32;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			csum_replace4(ck, a[i], addr[i]);
+			a[i] = addr[i];
+		}
+		csum_replace2(ck, *pp, port);
+		*pp = port;
+		if (proto == IPPROTO_UDP && *ck == 0)
+			*ck = 0xffff;
+		return 0;
+	}
+	struct iphdr *ip = data + ETH_LEN;
+	void *l4 = data + L4_V4;
+	int fix_l4 = 1;
+	if (proto == IPPROTO_TCP) {
+		if (l4 + sizeof(struct tcphdr) > data_end)
+			return -1;
+		ck = &((struct tcphdr *)l4)->check;
+	} else {
+		if (l4 + sizeof(struct udphdr) > data_end)
+			return -1;
+		ck = &((struct udphdr *)l4)->check;
+		fix_l4 = *ck != 0; /* no checksum stays no checksum */
+	}
+	pp = dst ? (__u16 *)(l4 + 2) : (__u16 *)l4;
+	__u32 *a = dst ? &ip->daddr : &ip->saddr;
+	csum_replace4(&ip->check, *a, addr[0]);
+	if (fix_l4) {
+		csum_replace4(ck, *a, addr[0]);
+		csum_replace2(ck, *pp, port);
+		if (proto == IPPROTO_UDP && *ck == 0)
+			*ck = 0xffff;
+	}
+	*a = addr[0];
+	*pp = port;
+	return 0;
+}
+
+/* NAT of an ICMP error about a flow. in = 1 (towards the real server): the outer destination
+ * and the embedded source (address, port) become addr:port; in = 0 (towards the client): the
+ * outer source and the embedded destination. */
+static __always_inline int nat_icmp(struct xdp_md *ctx, int v6, int in, const __u32 *addr, __u16 port)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	if (v6) {
+		struct ipv6hdr *ip6 = data + ETH_LEN;
+		__u16 *ck = data + L4_V6 + 2;
+		struct ipv6hdr *e6 = data + L4_V6 + 8;
+		__u16 *ports = data + L4_V6 + 8 + IP6_LEN;
+		if ((void *)(ports + 2) > data_end)
+			return -1;
+		__u32 *oa = in ? ip6->daddr.in6_u.u6_addr32 : ip6->saddr.in6_u.u6_addr32;
+		__u32 *ea = in ? e6->saddr.in6_u.u6_addr32 : e6->daddr.in6_u.u6_addr32;
+		__u16 *ep = in ? &ports[0] : &ports[1];
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			csum_replace4(ck, oa[i], addr[i]);
+			oa[i] = addr[i];
+			csum_replace4(ck, ea[i], addr[i]);
+			ea[i] = addr[i];
+		}
+		csum_replace2(ck, *ep, port);
+		*ep = port;
+		return 0;
+	}
+	struct iphdr *ip = data + ETH_LEN;
+	__u16 *ck = data + L4_V4 + 2;
+	struct iphdr *e = data + L4_V4 + 8;
+	__u16 *ports = data + L4_V4 + 8 + IP4_LEN;
+	if ((void *)(ports + 2) > data_end)
+		return -1;
+	__u32 *oa = in ? &ip->daddr : &ip->saddr;
+	__u32 *ea = in ? &e->saddr : &e->daddr;
+	__u16 *ep = in ? &ports[0] : &ports[1];
+	csum_replace4(&ip->check, *oa, addr[0]);
+	*oa = addr[0];
+	__u16 old_check = e->check;
+	csum_replace4(&e->check, *ea, addr[0]);
+	csum_replace4(ck, *ea, addr[0]);
+	csum_replace2(ck, old_check, e->check);
+	*ea = addr[0];
+	csum_replace2(ck, *ep, port);
+	*ep = port;
+	return 0;
+}
+
+/* IP-in-IP: an outer header from d->tunnel_src to d->addr in front of the IP packet. */
+static __always_inline int encap(struct xdp_md *ctx, int v6, const struct rvs_dest *d, __u16 ip_len)
+{
+	void *data, *data_end;
+	if (v6) {
+		if (bpf_xdp_adjust_head(ctx, -(int)IP6_LEN))
+			return -1;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		struct ethhdr *eth = data;
+		struct ipv6hdr *o = data + ETH_LEN;
+		struct ipv6hdr *in = data + ETH_LEN + IP6_LEN;
+		if ((void *)(in + 1) > data_end)
+			return -1;
+		eth->h_proto = bpf_htons(ETH_P_IPV6);
+		/* version 6, the inner traffic class, flow label 0 */
+		__u32 vtc = bpf_ntohl(*(__u32 *)in) & 0x0ff00000;
+		*(__u32 *)o = bpf_htonl(0x60000000 | vtc);
+		o->payload_len = bpf_htons(ip_len);
+		o->nexthdr = IPPROTO_IPV6;
+		o->hop_limit = 64;
+		addr_copy(o->saddr.in6_u.u6_addr32, d->tunnel_src);
+		addr_copy(o->daddr.in6_u.u6_addr32, d->addr);
+		return 0;
+	}
+	if (bpf_xdp_adjust_head(ctx, -(int)IP4_LEN))
+		return -1;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *o = data + ETH_LEN;
+	struct iphdr *in = data + ETH_LEN + IP4_LEN;
+	if ((void *)(in + 1) > data_end)
+		return -1;
+	eth->h_proto = bpf_htons(ETH_P_IP);
+	o->version = 4;
+	o->ihl = 5;
+	o->tos = in->tos;
+	o->tot_len = bpf_htons(ip_len + IP4_LEN);
+	o->id = 0;
+	o->frag_off = in->frag_off & bpf_htons(IP_DF);
+	o->ttl = 64;
+	o->protocol = IPPROTO_IPIP;
+	o->check = 0;
+	o->saddr = d->tunnel_src[0];
+	o->daddr = d->addr[0];
+	o->check = ~csum_fold(csum_words((__u16 *)o, IP4_LEN / 2, 0));
+	return 0;
+}
+
+/* Sends a client's packet (or an ICMP error about a flow, icmp = 1) on to real server d. */
+static __always_inline int forward_in(struct xdp_md *ctx, const struct pkt *p, const struct rvs_dest *d, int icmp)
+{
+	struct bpf_fib_lookup f;
+	int v6 = p->v6;
+	int tunnel = d->method == RVS_FWD_TUNNEL;
+	__u32 overhead = tunnel ? (v6 ? IP6_LEN : IP4_LEN) : 0;
+	__u8 proto = tunnel ? (v6 ? IPPROTO_IPV6 : IPPROTO_IPIP) : p->proto;
+	int rc = fib(ctx, &f, v6, tunnel ? d->tunnel_src : p->saddr, d->addr, proto, p->ip_len + overhead);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return too_big(ctx, p, f.mtu_result, overhead, !icmp);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return fib_failed(ctx, &f, rc, v6);
+	if (d->method == RVS_FWD_MASQ) {
+		rc = icmp ? nat_icmp(ctx, v6, 1, d->addr, d->port) : nat_l4(ctx, v6, p->proto, 1, d->addr, d->port);
+		if (rc)
+			return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
+	} else if (tunnel) {
+		if (encap(ctx, v6, d, p->ip_len))
+			return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
+	} else if (d->method != RVS_FWD_GATE) {
+		return count(RVS_STAT_FIB_FAILED, XDP_DROP);
+	}
+	return xmit(ctx, &f);
+}
+
+/* Sends a masq real server's packet (or ICMP error) on to the client as from vip. */
+static __always_inline int forward_out(struct xdp_md *ctx, const struct pkt *p, const struct rvs_service_key *vip,
+				       int icmp)
+{
+	struct bpf_fib_lookup f;
+	int v6 = p->v6;
+	int rc = fib(ctx, &f, v6, vip->addr, p->daddr, p->proto, p->ip_len);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return count(RVS_STAT_DROP_TOO_BIG, XDP_DROP);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return fib_failed(ctx, &f, rc, v6);
+	rc = icmp ? nat_icmp(ctx, v6, 0, vip->addr, vip->port) : nat_l4(ctx, v6, p->proto, 0, vip->addr, vip->port);
+	if (rc)
+		return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
+	return xmit(ctx, &f);
+}
+
+/* ---- the flow table ---- */
+
+/* A live flow of key, or NULL (an expired one is deleted). */
+static __always_inline struct rvs_conn *live_conn(const struct rvs_conn_key *key, const struct rvs_config *cfg,
+						  __u32 now)
+{
+	struct rvs_conn *c = bpf_map_lookup_elem(&rvs_conns, key);
+	if (!c)
+		return 0;
+	if ((__u32)(now - c->last_seen) > state_timeout(cfg, c->state)) {
+		bpf_map_delete_elem(&rvs_conns, key);
+		return 0;
+	}
+	return c;
+}
+
+static __always_inline void touch(struct rvs_conn *c, const struct rvs_config *cfg, __u8 state, __u32 now)
+{
+	__u32 refresh = state_timeout(cfg, c->state) >> 3;
+	if (refresh > REFRESH_TICKS)
+		refresh = REFRESH_TICKS;
+	if (state != c->state || (__u32)(now - c->last_seen) >= refresh) {
+		c->state = state;
+		c->last_seen = now;
+	}
+}
+
+static __always_inline void conn_key(struct rvs_conn_key *k, const __u32 *client, __u16 cport, const __u32 *vip,
+				     __u16 vport, __u8 proto, __u8 family)
+{
+	addr_copy(k->client, client);
+	addr_copy(k->vip, vip);
+	k->client_port = cport;
+	k->vip_port = vport;
+	k->proto = proto;
+	k->family = family;
+	k->_pad = 0;
+}
+
+/* A TCP/UDP packet to a virtual service. */
+static __always_inline int to_service(struct xdp_md *ctx, const struct pkt *p, const struct rvs_service *svc)
+{
+	struct rvs_conn_key key;
+	__u32 zero = 0;
+	struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &zero);
+	__u32 now = now_ticks();
+	conn_key(&key, p->saddr, p->sport, p->daddr, p->dport, p->proto, p->family);
+
+	struct rvs_conn *c = live_conn(&key, cfg, now);
+	if (c) {
+		__u32 did = c->dest;
+		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
+		if (d && (d->flags & RVS_DEST_F_AVAILABLE)) {
+			__u8 st = p->proto == IPPROTO_TCP ? tcp_next_state(c->state, p->tcp_flags) : RVS_S_UDP;
+			touch(c, cfg, st, now);
+			dest_count(did, p->ip_len, 0, 0);
+			return forward_in(ctx, p, d, 0);
+		}
+		if (!cfg || !(cfg->flags & RVS_CFG_F_EXPIRE_NODEST_CONN))
+			return count(RVS_STAT_DROP_NODEST, XDP_DROP);
+		bpf_map_delete_elem(&rvs_conns, &key);
+	}
+
+	/* No live flow: only a SYN (without ACK) or a UDP datagram starts one. */
+	if (p->proto == IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
+		return count(RVS_STAT_PASS_UNHANDLED, XDP_PASS);
+
+	void *data = (void *)(long)ctx->data;
+	struct rvs_verdict *v = (void *)(long)ctx->data_meta;
+	if ((void *)(v + 1) > data || v->magic != RVS_VERDICT_MAGIC)
+		return newflow(ctx, &key, svc->id);
+
+	if (v->verdict == RVS_VERDICT_REJECT) {
+		int rc = p->v6 ? icmp6_reply(ctx, 1 /* ICMPV6_DEST_UNREACH */, 4 /* port unreachable */, 0)
+			       : icmp4_reply(ctx, ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, 0);
+		if (rc != XDP_TX)
+			return count(RVS_STAT_DROP_MALFORMED, rc);
+		return count(RVS_STAT_REJECTED, XDP_TX);
+	}
+	if (v->verdict != RVS_VERDICT_SCHEDULED)
+		return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
+	__u32 did = v->dest;
+	struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
+	if (!d || !(d->flags & RVS_DEST_F_AVAILABLE))
+		return count(RVS_STAT_DROP_NODEST, XDP_DROP);
+	struct rvs_conn nc = {
+		.dest = did,
+		.last_seen = now,
+		.state = p->proto == IPPROTO_TCP ? tcp_next_state(RVS_S_NONE, p->tcp_flags) : RVS_S_UDP,
+		.created = now,
+	};
+	bpf_map_update_elem(&rvs_conns, &key, &nc, BPF_ANY);
+	dest_count(did, p->ip_len, 0, 1);
+	return forward_in(ctx, p, d, 0);
+}
+
+/* A TCP/UDP packet that may be a masq real server's reply (source in rvs_reverse). */
+static __always_inline int from_server(struct xdp_md *ctx, const struct pkt *p)
+{
+	struct rvs_reverse_key rk = {};
+	addr_copy(rk.addr, p->saddr);
+	rk.port = p->sport;
+	rk.proto = p->proto;
+	rk.family = p->family;
+	struct rvs_reverse *r = bpf_map_lookup_elem(&rvs_reverse, &rk);
+	if (!r)
+		return count(RVS_STAT_PASS, XDP_PASS);
+	__u32 zero = 0;
+	struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &zero);
+	__u32 now = now_ticks();
+	__u32 n = r->count;
+	for (int i = 0; i < RVS_REVERSE_SLOTS; i++) {
+		if (i >= n)
+			break;
+		__u32 sid = r->service[i];
+		struct rvs_service_info *info = bpf_map_lookup_elem(&rvs_service_info, &sid);
+		if (!info)
+			continue;
+		struct rvs_conn_key key;
+		conn_key(&key, p->daddr, p->dport, info->vip.addr, info->vip.port, p->proto, p->family);
+		struct rvs_conn *c = live_conn(&key, cfg, now);
+		if (!c)
+			continue;
+		__u32 did = c->dest;
+		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
+		if (!d || d->method != RVS_FWD_MASQ || d->port != p->sport || !addr_eq(d->addr, p->saddr))
+			continue;
+		touch(c, cfg, c->state, now);
+		dest_count(did, p->ip_len, 1, 0);
+		return forward_out(ctx, p, &info->vip, 0);
+	}
+	return count(RVS_STAT_PASS, XDP_PASS);
+}
+
+/* An ICMP error: about a flow (see the table at the top) or left to the kernel. */
+static __always_inline int icmp_error(struct xdp_md *ctx, const struct pkt *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 es[4] = {}, ed[4] = {};
+	__u16 esport, edport;
+	__u8 eproto;
+	if (p->v6) {
+		__u8 *icmp = data + L4_V6;
+		struct ipv6hdr *e6 = data + L4_V6 + 8;
+		__u16 *ports = data + L4_V6 + 8 + IP6_LEN;
+		if ((void *)(ports + 2) > data_end || p->ip_len < IP6_LEN + 8 + IP6_LEN + 4)
+			return count(RVS_STAT_PASS, XDP_PASS);
+		if (icmp[0] != 1 && icmp[0] != 2 && icmp[0] != 3)
+			return count(RVS_STAT_PASS, XDP_PASS);
+		eproto = e6->nexthdr;
+		addr_copy(es, e6->saddr.in6_u.u6_addr32);
+		addr_copy(ed, e6->daddr.in6_u.u6_addr32);
+		esport = ports[0];
+		edport = ports[1];
+	} else {
+		struct icmphdr *icmp = data + L4_V4;
+		struct iphdr *e = data + L4_V4 + 8;
+		__u16 *ports = data + L4_V4 + 8 + IP4_LEN;
+		if ((void *)(ports + 2) > data_end || p->ip_len < IP4_LEN + 8 + IP4_LEN + 4)
+			return count(RVS_STAT_PASS, XDP_PASS);
+		if (icmp->type != ICMP_DEST_UNREACH && icmp->type != ICMP_TIME_EXCEEDED)
+			return count(RVS_STAT_PASS, XDP_PASS);
+		if (e->version != 4 || e->ihl != 5)
+			return count(RVS_STAT_PASS, XDP_PASS);
+		eproto = e->protocol;
+		es[0] = e->saddr;
+		ed[0] = e->daddr;
+		esport = ports[0];
+		edport = ports[1];
+	}
+	if (eproto != IPPROTO_TCP && eproto != IPPROTO_UDP)
+		return count(RVS_STAT_PASS, XDP_PASS);
+
+	__u32 zero = 0;
+	struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &zero);
+	__u32 now = now_ticks();
+	struct rvs_conn_key key;
+
+	/* About a packet from the VIP to a client (a gate/tunnel real server's, or a masq reply),
+	 * sent to the VIP. */
+	struct rvs_service_key sk = {};
+	addr_copy(sk.addr, es);
+	sk.port = esport;
+	sk.proto = eproto;
+	sk.family = p->family;
+	if (addr_eq(p->daddr, es) && bpf_map_lookup_elem(&rvs_services, &sk)) {
+		conn_key(&key, ed, edport, es, esport, eproto, p->family);
+		struct rvs_conn *c = live_conn(&key, cfg, now);
+		if (!c)
+			return count(RVS_STAT_PASS, XDP_PASS);
+		__u32 did = c->dest;
+		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
+		if (!d || !(d->flags & RVS_DEST_F_AVAILABLE))
+			return count(RVS_STAT_PASS, XDP_PASS);
+		dest_count(did, p->ip_len, 0, 0);
+		stat_inc(RVS_STAT_ICMP_FORWARDED);
+		return forward_in(ctx, p, d, 1);
+	}
+
+	/* About a packet the director sent a masq real server (client -> RIP:rport). */
+	struct rvs_reverse_key rk = {};
+	addr_copy(rk.addr, ed);
+	rk.port = edport;
+	rk.proto = eproto;
+	rk.family = p->family;
+	struct rvs_reverse *r = bpf_map_lookup_elem(&rvs_reverse, &rk);
+	if (!r)
+		return count(RVS_STAT_PASS, XDP_PASS);
+	__u32 n = r->count;
+	for (int i = 0; i < RVS_REVERSE_SLOTS; i++) {
+		if (i >= n)
+			break;
+		__u32 sid = r->service[i];
+		struct rvs_service_info *info = bpf_map_lookup_elem(&rvs_service_info, &sid);
+		if (!info)
+			continue;
+		conn_key(&key, es, esport, info->vip.addr, info->vip.port, eproto, p->family);
+		struct rvs_conn *c = live_conn(&key, cfg, now);
+		if (!c)
+			continue;
+		__u32 did = c->dest;
+		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
+		if (!d || d->method != RVS_FWD_MASQ || d->port != edport || !addr_eq(d->addr, ed))
+			continue;
+		dest_count(did, p->ip_len, 1, 0);
+		stat_inc(RVS_STAT_ICMP_FORWARDED);
+		return forward_out(ctx, p, &info->vip, 1);
+	}
+	return count(RVS_STAT_PASS, XDP_PASS);
+}
+
+/* ---- parsing ---- */
+
+static __always_inline int is_ext_header(__u8 nh)
+{
+	switch (nh) {
+	case 0:   /* hop-by-hop */
+	case 43:  /* routing */
+	case 44:  /* fragment */
+	case 50:  /* ESP */
+	case 51:  /* AH */
+	case 60:  /* destination options */
+	case 135: /* mobility */
+	case 139: /* HIP */
+	case 140: /* shim6 */
+		return 1;
+	}
+	return 0;
+}
+
+SEC("xdp")
+int rvs_xdp_lb(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct pkt p = {};
+	__u32 frame = data_end - data;
+	void *l4;
+
+	if ((void *)(eth + 1) > data_end)
+		return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data + ETH_LEN;
+		if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
+			return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
+		__u16 tot = bpf_ntohs(ip->tot_len);
+		if (tot < ip->ihl * 4 || tot > frame - ETH_LEN)
+			return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
+		if (ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff)))
+			return count(RVS_STAT_PASS_UNHANDLED, XDP_PASS);
+		p.saddr[0] = ip->saddr;
+		p.daddr[0] = ip->daddr;
+		p.ip_len = tot;
+		p.proto = ip->protocol;
+		p.df = !!(ip->frag_off & bpf_htons(IP_DF));
+		p.family = RVS_FAMILY_V4;
+		l4 = data + L4_V4;
+		if (p.proto == IPPROTO_ICMP) {
+			if (l4 + 8 > data_end || tot < IP4_LEN + 8)
+				return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
+			return icmp_error(ctx, &p);
+		}
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data + ETH_LEN;
+		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
+			return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
+		__u32 tot = bpf_ntohs(ip6->payload_len) + IP6_LEN;
+		if (tot > frame - ETH_LEN)
+			return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
+		if (is_ext_header(ip6->nexthdr))
+			return count(RVS_STAT_PASS_UNHANDLED, XDP_PASS);
+		addr_copy(p.saddr, ip6->saddr.in6_u.u6_addr32);
+		addr_copy(p.daddr, ip6->daddr.in6_u.u6_addr32);
+		p.ip_len = tot;
+		p.proto = ip6->nexthdr;
+		p.v6 = 1;
+		p.df = 1;
+		p.family = RVS_FAMILY_V6;
+		l4 = data + L4_V6;
+		if (p.proto == IPPROTO_ICMPV6) {
+			if (l4 + 8 > data_end || tot < IP6_LEN + 8)
+				return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
+			return icmp_error(ctx, &p);
+		}
+	} else {
+		return count(RVS_STAT_PASS, XDP_PASS);
+	}
+
+	__u32 l3_len = p.v6 ? IP6_LEN : IP4_LEN;
+	if (p.proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+		if ((void *)(th + 1) > data_end || th->doff < 5 || l3_len + th->doff * 4 > p.ip_len)
+			return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
+		p.sport = th->source;
+		p.dport = th->dest;
+		p.tcp_flags = ((__u8 *)th)[13];
+	} else if (p.proto == IPPROTO_UDP) {
+		struct udphdr *uh = l4;
+		if ((void *)(uh + 1) > data_end || l3_len + sizeof(*uh) > p.ip_len)
+			return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
+		p.sport = uh->source;
+		p.dport = uh->dest;
+	} else {
+		return count(RVS_STAT_PASS, XDP_PASS);
+	}
+
+	struct rvs_service_key sk = {};
+	addr_copy(sk.addr, p.daddr);
+	sk.port = p.dport;
+	sk.proto = p.proto;
+	sk.family = p.family;
+	struct rvs_service *svc = bpf_map_lookup_elem(&rvs_services, &sk);
+	if (svc)
+		return to_service(ctx, &p, svc);
+	return from_server(ctx, &p);
+}
+
+/* Passes everything: for the peer of a veth that native-XDP frames are sent to (a veth only
+ * receives them when its peer has an XDP program), and for tests. */
+SEC("xdp")
+int rvs_xdp_pass(struct xdp_md *ctx)
+{
+	return XDP_PASS;
+}
