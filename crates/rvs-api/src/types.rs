@@ -337,6 +337,32 @@ pub struct InfoView {
     /// The sockmap, when `relay` is `"sockmap"`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sockmap: Option<SockmapView>,
+    /// The XDP packet engine (gate, masq and tunnel real servers).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub packet_engine: Option<PacketEngineView>,
+}
+
+/// The packet engine in `GET /v1/info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketEngineView {
+    /// Whether the XDP program is attached to any interface. When it is not, `services` get
+    /// no traffic: `[packet_engine] interfaces` names where to attach.
+    pub attached: bool,
+    /// Interface name to attach mode (`native` in the driver, `generic` otherwise).
+    pub interfaces: std::collections::BTreeMap<String, String>,
+    /// Virtual services whose real servers use gate, masq or tunnel.
+    pub services: usize,
+    /// Flows in the kernel's connection table, and how many it holds at most.
+    pub flows: usize,
+    pub capacity: u32,
+    /// Kernel memory of the connection table in bytes, when the kernel tells it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub table_bytes: Option<u64>,
+    /// First packets scheduled by rvsd, and refused for want of a real server.
+    pub scheduled: u64,
+    pub rejected: u64,
+    /// The XDP program's own counters (passed to the kernel, forwarded, dropped by reason).
+    pub counters: std::collections::BTreeMap<String, u64>,
 }
 
 /// The kernel relay's occupancy.

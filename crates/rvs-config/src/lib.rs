@@ -85,7 +85,34 @@ pub struct Config {
     pub health: BTreeMap<ServiceKey, ServiceHealth>,
     /// Layer-7 (`kind = "http"`) virtual services, in file order.
     pub http: Vec<rvs_model::http::L7ServiceConfig>,
+    /// The XDP packet engine (gate, masq and tunnel real servers), when the file attaches it.
+    pub packet_engine: Option<PacketEngineConfig>,
 }
+
+/// `[packet_engine]`: the interfaces the XDP program attaches to and its connection table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketEngineConfig {
+    /// Interface names, each checked to be a valid name (1 to 15 bytes, no `/`, no space).
+    pub interfaces: Vec<String>,
+    pub xdp_mode: XdpMode,
+    /// Flows the connection table holds (an LRU: the least recently used goes when full).
+    pub connections: u32,
+}
+
+/// `[packet_engine] xdp_mode`: how the program attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XdpMode {
+    /// Native (in the driver) where the driver has it, generic otherwise.
+    #[default]
+    Auto,
+    Native,
+    Generic,
+}
+
+/// Flows the packet engine's connection table holds when `connections` is not set.
+pub const DEFAULT_PACKET_CONNECTIONS: u32 = 1 << 20;
+/// The most `[packet_engine] connections` may ask for.
+pub const MAX_PACKET_CONNECTIONS: u32 = 1 << 26;
 
 /// The default unix socket of the control API.
 pub const DEFAULT_SOCKET: &str = "/run/rvsd.sock";

@@ -18,6 +18,8 @@ pub struct RawConfig {
     pub director: RawDirector,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    #[serde(default)]
+    pub packet_engine: Option<Spanned<RawPacketEngine>>,
     #[serde(default, rename = "service")]
     pub services: Vec<Spanned<RawService>>,
 }
@@ -44,6 +46,16 @@ pub struct RawDirector {
     pub expire_nodest_conn: bool,
     #[serde(default)]
     pub expire_quiescent_template: bool,
+}
+
+/// `[packet_engine]`: where the XDP program attaches and how big its connection table is.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPacketEngine {
+    #[serde(default)]
+    pub interfaces: Vec<Spanned<String>>,
+    pub xdp_mode: Option<Spanned<String>>,
+    pub connections: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -21,7 +21,8 @@ use crate::error::Unplaced;
 use crate::health::command;
 use crate::raw::{RawConfig, RawRealServer, RawService};
 use crate::{
-    ApiConfig, Config, DirectorConfig, Relay, DEFAULT_SOCKET, DEFAULT_SOCKMAP_CONNECTIONS, MAX_SOCKMAP_CONNECTIONS,
+    ApiConfig, Config, DirectorConfig, PacketEngineConfig, Relay, XdpMode, DEFAULT_PACKET_CONNECTIONS, DEFAULT_SOCKET,
+    DEFAULT_SOCKMAP_CONNECTIONS, MAX_PACKET_CONNECTIONS, MAX_SOCKMAP_CONNECTIONS,
 };
 use rvs_model::health::ServiceHealth;
 
@@ -73,6 +74,54 @@ fn relay(d: &crate::raw::RawDirector) -> Result<Relay> {
             format!("unknown relay {other:?}: use \"splice\" or \"sockmap\""),
         )),
     }
+}
+
+/// `[packet_engine]`.
+fn packet_engine(raw: &Spanned<crate::raw::RawPacketEngine>) -> Result<PacketEngineConfig> {
+    let p = raw.get_ref();
+    if p.interfaces.is_empty() {
+        return Err(Unplaced::new(span(raw), "packet_engine.interfaces", "name at least one interface to attach to"));
+    }
+    let mut interfaces: Vec<String> = Vec::new();
+    for name in &p.interfaces {
+        let n = name.get_ref();
+        let valid = !n.is_empty() && n.len() < 16 && n != "." && n != ".." && !n.contains(['/', ' ', ':', '\0']);
+        if !valid {
+            return Err(Unplaced::new(
+                span(name),
+                "packet_engine.interfaces",
+                format!("{n:?} is not an interface name (1 to 15 bytes, no '/', ':' or space)"),
+            ));
+        }
+        if interfaces.contains(n) {
+            return Err(Unplaced::new(span(name), "packet_engine.interfaces", format!("{n} is named twice")));
+        }
+        interfaces.push(n.clone());
+    }
+    let xdp_mode = match p.xdp_mode.as_ref().map(|m| (m, m.get_ref().as_str())) {
+        None | Some((_, "auto")) => XdpMode::Auto,
+        Some((_, "native")) => XdpMode::Native,
+        Some((_, "generic")) => XdpMode::Generic,
+        Some((m, other)) => {
+            return Err(Unplaced::new(
+                span(m),
+                "packet_engine.xdp_mode",
+                format!("unknown XDP mode {other:?}: use \"auto\", \"native\" or \"generic\""),
+            ))
+        }
+    };
+    let connections = match &p.connections {
+        None => DEFAULT_PACKET_CONNECTIONS,
+        Some(n) if (1..=MAX_PACKET_CONNECTIONS).contains(n.get_ref()) => *n.get_ref(),
+        Some(n) => {
+            return Err(Unplaced::new(
+                span(n),
+                "packet_engine.connections",
+                format!("must be between 1 and {MAX_PACKET_CONNECTIONS}"),
+            ))
+        }
+    };
+    Ok(PacketEngineConfig { interfaces, xdp_mode, connections })
 }
 
 pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
@@ -172,7 +221,8 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
             ));
         }
     }
-    Ok(Config { api, director, table, health, http })
+    let packet_engine = raw.packet_engine.as_ref().map(packet_engine).transpose()?;
+    Ok(Config { api, director, table, health, http, packet_engine })
 }
 
 fn api(raw: &RawConfig) -> Result<ApiConfig> {

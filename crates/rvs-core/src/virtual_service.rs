@@ -173,6 +173,20 @@ impl VirtualService {
         Some(Binding::new(self.clone(), d, None, req.now_ms))
     }
 
+    /// A binding for a connection that exists already, accounted to real server `dest` without
+    /// scheduling: a packet-engine flow found in the kernel's table when rvsd starts. With
+    /// persistence, the client's template is bound (or renewed) to `dest`, so its next
+    /// connections follow. `None` when `dest` is not a real server (or the sorry server) of it.
+    pub fn adopt(self: &Arc<Self>, client: SocketAddr, dest: SocketAddr, now_ms: u64) -> Option<Binding> {
+        let d = self.dest(dest).or_else(|| self.sorry_server().filter(|s| s.addr == dest))?;
+        let template = self.settings.load().persistence.map(|p| {
+            let timeout_ms = u64::from(p.timeout_secs) * 1000;
+            let client_net = p.netmask.apply(client.ip());
+            (lock(&self.templates).bind(client_net, d.addr, now_ms, timeout_ms), timeout_ms)
+        });
+        Some(Binding::new(self.clone(), d, template, now_ms))
+    }
+
     /// A binding to the sorry server, unless there is none or it is in `exclude`: for a caller
     /// that sends to it when [`VirtualService::schedule`] finds no real server.
     pub fn sorry_binding(self: &Arc<Self>, exclude: &[SocketAddr], now_ms: u64) -> Option<Binding> {

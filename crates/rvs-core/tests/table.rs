@@ -306,3 +306,25 @@ fn every_method_is_accepted_and_the_first_real_server_decides_the_engine() {
     assert_eq!(e.unwrap_err().index, 1);
     assert_eq!(t.model().services[&vip()].servers.len(), 1);
 }
+
+#[test]
+fn an_adopted_connection_is_accounted_and_binds_its_clients_template() {
+    let mut t = ServiceTable::new(1);
+    let settings = ServiceSettings {
+        scheduler: SchedulerKind::Rr,
+        persistence: Some(Persistence::new(60, Netmask::host(sa("10.1.0.1:1").ip()))),
+        ..Default::default()
+    };
+    t.apply_batch(&[add_service(settings), add_server("10.0.1.1:80", 1), add_server("10.0.1.2:80", 1)]).unwrap();
+    let svc = t.service(&vip()).unwrap().clone();
+    let second = svc.dests()[1].clone();
+    let b = svc.adopt(sa("10.1.0.1:5000"), second.addr, 0).expect("a real server of the service");
+    assert_eq!(second.inactive(), 1);
+    // The client's next connection follows its template to the adopted real server.
+    for port in [5001, 5002] {
+        let next = svc.schedule(&req(&format!("10.1.0.1:{port}"), 10), &[], false).unwrap();
+        assert_eq!(next.dest.addr, second.addr);
+    }
+    drop(b);
+    assert!(svc.adopt(sa("10.1.0.1:5003"), sa("10.0.9.9:80"), 20).is_none(), "not a real server of it");
+}

@@ -108,6 +108,31 @@ pub struct PlaneReport {
     pub draining: bool,
     /// The counters of the http services it runs.
     pub http: Vec<L7ServiceStats>,
+    /// The packet engine's state, from the packet engine.
+    pub packet: Option<PacketReport>,
+}
+
+/// What the packet engine reports: where it is attached, its flows and its counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PacketReport {
+    /// Virtual services with gate, masq or tunnel real servers in the table.
+    pub services: usize,
+    /// Interfaces and how the program is attached to each (`native`, `generic`); empty when the
+    /// engine is not attached, and then those services get no traffic.
+    pub interfaces: Vec<(String, &'static str)>,
+    /// Flows rvsd scheduled that the kernel table still holds.
+    pub flows: usize,
+    /// Flows the kernel table holds at most.
+    pub capacity: u32,
+    /// Kernel memory of the connection table, when the kernel says.
+    pub table_bytes: Option<u64>,
+    /// First packets scheduled and handed back; refused for want of a real server.
+    pub scheduled: u64,
+    pub rejected: u64,
+    /// Time spent scheduling first packets, in all.
+    pub schedule_ns: u64,
+    /// The program's own counters by name (passed, forwarded, dropped, ...).
+    pub stats: Vec<(&'static str, u64)>,
 }
 
 /// The sockmap relay's occupancy.

@@ -36,6 +36,7 @@ impl DataPlane for L7Engine {
             kernel_relay: None,
             draining: self.is_stopping(),
             http: self.stats(),
+            packet: None,
         }
     }
 

@@ -141,8 +141,13 @@ impl Engine {
     /// Publishes a new snapshot with the sockets prepared for it: starts accepting on the
     /// services it adds, closes the listeners of services it no longer has (their connections
     /// drain), and closes connections of removed real servers when `expire_nodest_conn` is set.
-    pub(crate) fn publish(self: &Arc<Self>, bound: BoundSockets, snapshot: Arc<Snapshot>, applied: &Applied) {
-        let keys: Vec<ServiceKey> = snapshot.services.keys().copied().collect();
+    pub(crate) fn publish(
+        self: &Arc<Self>,
+        bound: BoundSockets,
+        keys: Vec<ServiceKey>,
+        snapshot: Arc<Snapshot>,
+        applied: &Applied,
+    ) {
         let expire_nodest = snapshot.options.expire_nodest_conn;
         self.service_caps.publish(
             snapshot

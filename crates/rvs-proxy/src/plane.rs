@@ -13,6 +13,18 @@ use rvs_model::DirectorModel;
 
 use crate::engine::{BoundSockets, Engine};
 
+/// The TCP and UDP services this engine serves: those whose real servers it proxies (full NAT);
+/// the packet engine serves the others.
+fn proxy_services(model: &DirectorModel) -> Vec<rvs_core::ServiceKey> {
+    model
+        .table
+        .services
+        .iter()
+        .filter(|(_, m)| m.engine() == rvs_core::forwarding::Engine::Proxy)
+        .map(|(k, _)| *k)
+        .collect()
+}
+
 impl DataPlane for Engine {
     fn name(&self) -> &'static str {
         "proxy"
@@ -20,7 +32,7 @@ impl DataPlane for Engine {
 
     fn prepare(&self, next: &DirectorModel) -> Result<Prepared, PlaneError> {
         let bound = self
-            .bind_missing(next.table.services.keys().copied())
+            .bind_missing(proxy_services(next))
             .map_err(|e| PlaneError::new(PlaneErrorKind::Listen, Some(e.key), e))?;
         Ok(Prepared::new(bound))
     }
@@ -30,7 +42,7 @@ impl DataPlane for Engine {
             tracing::error!("proxy engine: handed another data plane's prepared change; not published");
             return;
         };
-        Engine::publish(&self, bound, next.services.clone(), &next.removed);
+        Engine::publish(&self, bound, proxy_services(&next.model), next.services.clone(), &next.removed);
     }
 
     fn report(&self) -> PlaneReport {
@@ -43,6 +55,7 @@ impl DataPlane for Engine {
             }),
             draining: self.draining(),
             http: Vec::new(),
+            packet: None,
         }
     }
 

@@ -6,8 +6,10 @@
 
 mod backend;
 mod http;
+pub mod netns;
 mod rvsd;
 
 pub use backend::{closed_port, connect_name, free_port, Backend};
 pub use http::{http_backend, http_get};
+pub use netns::Netns;
 pub use rvsd::{Rvsd, RvsdBuilder};

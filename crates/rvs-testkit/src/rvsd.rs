@@ -23,6 +23,7 @@ pub struct RvsdBuilder {
     body: String,
     api_extra: String,
     env: Vec<(String, String)>,
+    netns: Option<String>,
 }
 
 impl RvsdBuilder {
@@ -38,13 +39,19 @@ impl RvsdBuilder {
         self
     }
 
+    /// Runs rvsd inside a network namespace (`ip netns exec NAME rvsd ...`).
+    pub fn netns(mut self, name: &str) -> Self {
+        self.netns = Some(name.to_string());
+        self
+    }
+
     pub fn start(self) -> Rvsd {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("api.sock");
         let config = dir.path().join("rvsd.toml");
         let rvsd = Rvsd { dir, socket, config, child: None, api_extra: self.api_extra };
         rvsd.write_config(&self.body);
-        rvsd.spawn(&self.env)
+        rvsd.spawn(&self.env, self.netns.as_deref())
     }
 }
 
@@ -59,7 +66,7 @@ pub struct Rvsd {
 impl Rvsd {
     /// A builder for rvsd with `body` as the configuration (without an `[api]` table).
     pub fn builder(body: &str) -> RvsdBuilder {
-        RvsdBuilder { body: body.to_string(), api_extra: String::new(), env: Vec::new() }
+        RvsdBuilder { body: body.to_string(), api_extra: String::new(), env: Vec::new(), netns: None }
     }
 
     /// Starts rvsd with `body` as its configuration and waits until its API answers.
@@ -82,9 +89,18 @@ impl Rvsd {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    fn spawn(mut self, env: &[(String, String)]) -> Rvsd {
+    fn spawn(mut self, env: &[(String, String)], netns: Option<&str>) -> Rvsd {
         let log = std::fs::File::create(self.log_path()).expect("log file");
-        let child = Command::new(rvsd_bin())
+        let mut command = match netns {
+            None => Command::new(rvsd_bin()),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                // exec: the pid is rvsd's own, so signals reach it.
+                c.args(["netns", "exec", ns]).arg(rvsd_bin());
+                c
+            }
+        };
+        let child = command
             .arg("--config")
             .arg(&self.config)
             .env("RVSD_LOG", "debug")

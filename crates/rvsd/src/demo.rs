@@ -50,6 +50,7 @@ pub async fn start(vip: SocketAddr, http_vip: SocketAddr, socket: std::path::Pat
         table,
         health: Default::default(),
         http: vec![http],
+        packet_engine: None,
     })
 }
 

@@ -255,6 +255,9 @@ impl Director {
                         .to_string(),
                 );
             }
+            if old.packet_engine != config.packet_engine {
+                notes.push("[packet_engine] changes at restart only".to_string());
+            }
         }
         let outcome = self
             .load(config)
@@ -270,6 +273,7 @@ impl Director {
             all.kernel_relay = all.kernel_relay.or(r.kernel_relay);
             all.draining |= r.draining;
             all.http.extend(r.http);
+            all.packet = all.packet.or(r.packet);
         }
         all
     }

@@ -160,7 +160,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let (health, health_events) = health::HealthPlane::start();
     let l7 = rvs_l7::L7Engine::new(rvs_l7::L7EngineConfig { seed, ..Default::default() }, clock, limit.clone());
     let config_path = if demo { None } else { cli.config.clone() };
-    let planes: Vec<Arc<dyn rvs_dataplane::DataPlane>> = vec![engine, l7];
+    let packet = match &config.packet_engine {
+        None => rvs_xdp::PacketEngine::detached(clock),
+        Some(p) => rvs_xdp::PacketEngine::start(
+            &rvs_xdp::PacketSettings {
+                interfaces: p.interfaces.clone(),
+                attach: match p.xdp_mode {
+                    rvs_config::XdpMode::Auto => rvs_xdp::XdpAttach::Auto,
+                    rvs_config::XdpMode::Native => rvs_xdp::XdpAttach::Native,
+                    rvs_config::XdpMode::Generic => rvs_xdp::XdpAttach::Generic,
+                },
+                connections: p.connections,
+            },
+            clock,
+        )
+        .context("starting the packet engine ([packet_engine])")?,
+    };
+    let planes: Vec<Arc<dyn rvs_dataplane::DataPlane>> = vec![engine, l7, packet];
     let director = Arc::new(Director::new(planes, health.clone(), limit, clock, config_path, seed));
     tokio::spawn(health::run(Arc::downgrade(&director), health.clone(), health_events));
     let api = config.api.clone();

@@ -85,11 +85,35 @@ pub fn render(director: &Director) -> Response<Full<Bytes>> {
             k.linked, k.capacity, k.linked_total
         );
     }
+    if let Some(p) = &report.packet {
+        packet_families(&mut out, p);
+    }
     http_families(&mut out, &report.http);
     Response::builder()
         .header(CONTENT_TYPE, "text/plain; version=0.0.4")
         .body(Full::new(Bytes::from(out)))
         .unwrap_or_default()
+}
+
+/// The packet engine: its flows, first packets scheduled, and the XDP program's counters.
+fn packet_families(out: &mut String, p: &rvs_dataplane::plane::PacketReport) {
+    let _ = writeln!(
+        out,
+        "# HELP rvs_packet_flows Flows in the packet engine's connection table.\n\
+         # TYPE rvs_packet_flows gauge\nrvs_packet_flows {}\n\
+         # HELP rvs_packet_flow_capacity Flows the packet engine's connection table holds at most.\n\
+         # TYPE rvs_packet_flow_capacity gauge\nrvs_packet_flow_capacity {}\n\
+         # HELP rvs_packet_scheduled_total First packets scheduled by rvsd and handed back.\n\
+         # TYPE rvs_packet_scheduled_total counter\nrvs_packet_scheduled_total {}\n\
+         # HELP rvs_packet_rejected_total First packets with no real server (ICMP port unreachable sent).\n\
+         # TYPE rvs_packet_rejected_total counter\nrvs_packet_rejected_total {}\n\
+         # HELP rvs_packet_program_total Packets the XDP program handled, by outcome.\n\
+         # TYPE rvs_packet_program_total counter",
+        p.flows, p.capacity, p.scheduled, p.rejected
+    );
+    for (name, v) in &p.stats {
+        let _ = writeln!(out, "rvs_packet_program_total{{outcome=\"{name}\"}} {v}");
+    }
 }
 
 /// The Layer-7 services: requests by status class per service, rule and pool, and upstream

@@ -5,7 +5,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use rvs_api::{
     table_to_commands, timeouts_view, ApiCommand, ApiError, CommandBatch, ConnectionList, ConnectionView, InfoView,
-    OptionsView, ReloadReport, ServiceId, SockmapView, TemplateList, TemplateView, TimeoutsView,
+    OptionsView, PacketEngineView, ReloadReport, ServiceId, SockmapView, TemplateList, TemplateView, TimeoutsView,
 };
 use rvs_core::timeouts::MAX_TIMEOUT_SECS;
 use rvs_core::Command;
@@ -40,6 +40,17 @@ pub(crate) async fn route(at: &Route<'_>, rest: &[&str], req: Request<Incoming>)
                         capacity: k.capacity,
                         linked: k.linked,
                         linked_total: k.linked_total,
+                    }),
+                    packet_engine: report.packet.map(|p| PacketEngineView {
+                        attached: !p.interfaces.is_empty(),
+                        interfaces: p.interfaces.into_iter().map(|(n, m)| (n, m.to_string())).collect(),
+                        services: p.services,
+                        flows: p.flows,
+                        capacity: p.capacity,
+                        table_bytes: p.table_bytes,
+                        scheduled: p.scheduled,
+                        rejected: p.rejected,
+                        counters: p.stats.into_iter().map(|(n, v)| (n.to_string(), v)).collect(),
                     }),
                 },
             ))

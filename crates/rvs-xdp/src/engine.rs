@@ -1,0 +1,416 @@
+//! The packet engine as a data plane: `prepare` plans the packet services' slots and map entries
+//! (refusing what the maps cannot hold), `publish` writes them, a scheduling thread serves the
+//! first packets of new flows, and a sweep reads the kernel's connection table and counters
+//! back into the core's accounting once a second.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rvs_bpf::xdp::{now_ticks, PacketProgram, XdpAttach, XdpError, XdpMode};
+use rvs_bpf::xdp_maps as maps;
+use rvs_core::{RealServer, VirtualService};
+use rvs_dataplane::clock::Clock;
+use rvs_dataplane::connect_failures::ConnectFailureObserver;
+use rvs_dataplane::plane::{Drained, PacketReport};
+use rvs_dataplane::{ConnInfo, DataPlane, PlaneError, PlaneErrorKind, PlaneReport, Prepared, Publication};
+use rvs_model::DirectorModel;
+
+use crate::flows::{Flows, Seen};
+use crate::layout::{self, Assignment, Plan};
+use crate::new_flows::{Scheduler, SchedulingCounters};
+
+/// How often the sweep runs (each flow is looked at only when due).
+const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+/// Milliseconds per tick of the program's clock (`bpf_ktime_get_ns() >> 20`).
+const MS_PER_TICK: f64 = 1.048_576;
+
+/// Where the engine attaches and how big its connection table is (`[packet_engine]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketSettings {
+    pub interfaces: Vec<String>,
+    pub attach: XdpAttach,
+    pub connections: u32,
+}
+
+/// Why the packet engine did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Xdp(#[from] XdpError),
+    #[error("the packet engine's {0} thread: {1}")]
+    Thread(&'static str, std::io::Error),
+}
+
+/// What the scheduling thread and the sweep read of the last publication.
+#[derive(Debug, Default)]
+pub struct Published {
+    by_id: HashMap<u32, Arc<VirtualService>>,
+    pub assignment: Assignment,
+    pub expire_quiescent_template: bool,
+    config: maps::Config,
+}
+
+impl Published {
+    /// The virtual service in slot `id`.
+    pub fn service(&self, id: u32) -> Option<&Arc<VirtualService>> {
+        self.by_id.get(&id)
+    }
+}
+
+/// The XDP program and what rvsd keeps beside it.
+struct Running {
+    program: Arc<PacketProgram>,
+    attached: Vec<(String, XdpMode)>,
+    capacity: u32,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The packet engine.
+pub struct PacketEngine {
+    running: Option<Running>,
+    published: Arc<ArcSwap<Published>>,
+    /// The slots as last published; `prepare` plans from it, the sweep releases drained ones.
+    assignment: Mutex<Assignment>,
+    flows: Arc<Flows>,
+    counters: Arc<SchedulingCounters>,
+    /// The last per-slot counter readings, for the deltas added to the core's counters.
+    read: Mutex<HashMap<u32, maps::DestCounters>>,
+    /// Packet services in the table, attached or not.
+    packet_services: std::sync::atomic::AtomicUsize,
+    clock: Clock,
+    stop: Arc<AtomicBool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The director's address the kernel would send from to reach `to`: a connected UDP socket
+/// asks the routing table without sending anything.
+fn route_source(to: IpAddr) -> std::io::Result<IpAddr> {
+    let any: SocketAddr = if to.is_ipv4() { "0.0.0.0:0".parse() } else { "[::]:0".parse() }.expect("an address");
+    let s = UdpSocket::bind(any)?;
+    s.connect(SocketAddr::new(to, 9))?;
+    Ok(s.local_addr()?.ip())
+}
+
+impl PacketEngine {
+    /// An engine with no interface: it accepts packet services (as IPVS accepts rules before
+    /// traffic arrives) and reports that they are not served.
+    pub fn detached(clock: Clock) -> Arc<Self> {
+        Arc::new(Self::new(None, clock))
+    }
+
+    fn new(running: Option<Running>, clock: Clock) -> Self {
+        Self {
+            running,
+            published: Arc::new(ArcSwap::default()),
+            assignment: Mutex::new(Assignment::default()),
+            flows: Arc::new(Flows::default()),
+            counters: Arc::new(SchedulingCounters::default()),
+            read: Mutex::new(HashMap::new()),
+            packet_services: Default::default(),
+            clock,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Loads the program, attaches it to every interface of `settings` and starts the
+    /// scheduling thread and the sweep.
+    pub fn start(settings: &PacketSettings, clock: Clock) -> Result<Arc<Self>, StartError> {
+        let mut program = PacketProgram::load(settings.connections)?;
+        let mut attached = Vec::new();
+        for name in &settings.interfaces {
+            let mode = program.attach(name, settings.attach)?;
+            tracing::info!(interface = %name, mode = ?mode, "packet engine attached");
+            for family in ["ipv4", "ipv6"] {
+                let path = format!("/proc/sys/net/{family}/conf/{name}/forwarding");
+                if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "0") {
+                    tracing::error!(
+                        interface = %name,
+                        "{family} forwarding is off on {name}: the kernel answers the packet engine's route \
+                         lookups only where it is on, so its {family} packets are dropped; \
+                         sysctl -w net.{family}.conf.{name}.forwarding=1"
+                    );
+                }
+            }
+            attached.push((name.clone(), mode));
+        }
+        let ring = program.take_newflows().ok_or(XdpError::Missing("the new-flow ring buffer"))?;
+        let program = Arc::new(program);
+        let running =
+            Running { program: program.clone(), attached, capacity: settings.connections, threads: Mutex::default() };
+        let engine = Arc::new(Self::new(Some(running), clock));
+        let scheduler = Scheduler {
+            program,
+            published: engine.published.clone(),
+            flows: engine.flows.clone(),
+            counters: engine.counters.clone(),
+            clock,
+            stop: engine.stop.clone(),
+        };
+        let sched = std::thread::Builder::new()
+            .name("rvs-new-flows".into())
+            .spawn(move || scheduler.run(ring))
+            .map_err(|e| StartError::Thread("scheduling", e))?;
+        let weak = Arc::downgrade(&engine);
+        let stop = engine.stop.clone();
+        let sweep = std::thread::Builder::new()
+            .name("rvs-flow-sweep".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(SWEEP_INTERVAL);
+                    match weak.upgrade() {
+                        Some(engine) => engine.sweep(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| StartError::Thread("sweep", e))?;
+        if let Some(r) = &engine.running {
+            lock(&r.threads).extend([sched, sweep]);
+        }
+        Ok(engine)
+    }
+
+    /// Whether a program is attached.
+    pub fn attached(&self) -> bool {
+        self.running.as_ref().is_some_and(|r| !r.attached.is_empty())
+    }
+
+    /// Reads the kernel's flows and counters back: flows move between opening, established
+    /// and closing in the core's accounting, those past their timeout or evicted end, drained
+    /// real servers' slots are freed, and packet and byte counts reach the core's counters.
+    pub fn sweep(&self) {
+        let Some(r) = &self.running else { return };
+        let published = self.published.load_full();
+        let now_ms = self.clock.now_ms();
+        let now = now_ticks();
+        for key in self.flows.due(now_ms) {
+            let (seen, timeout) = match r.program.conn(&key) {
+                None => (Seen::Gone, 0),
+                Some(c) => {
+                    let idle_ms = (now.wrapping_sub(c.last_seen) as f64 * MS_PER_TICK) as u64;
+                    let timeout = u64::from(published.config.timeout_ms.get(c.state as usize).copied().unwrap_or(0));
+                    if idle_ms > timeout {
+                        let _ = r.program.remove_conn(&key);
+                        (Seen::Gone, 0)
+                    } else {
+                        (Seen::Live { state: c.state, idle_ms }, timeout)
+                    }
+                }
+            };
+            self.flows.observe(&key, seen, timeout, now_ms);
+        }
+        self.read_counters(r, &published);
+        let mut assignment = lock(&self.assignment);
+        let drained: Vec<u32> = assignment.retired().map(|(id, _)| id).filter(|id| !self.flows.uses(*id)).collect();
+        for id in drained {
+            if let Err(e) = r.program.set_dest(id, &maps::Dest::default()) {
+                tracing::warn!("packet engine: clearing real server slot {id}: {e}");
+            }
+            r.program.zero_dest_counters(id);
+            lock(&self.read).remove(&id);
+            assignment.release(id);
+        }
+    }
+
+    fn read_counters(&self, r: &Running, published: &Published) {
+        let mut read = lock(&self.read);
+        for (id, key) in published.assignment.dest_ids() {
+            let now = r.program.dest_counters(id);
+            let last = read.insert(id, now).unwrap_or_default();
+            let (pin, bin) = (now.packets_in.wrapping_sub(last.packets_in), now.bytes_in.wrapping_sub(last.bytes_in));
+            let (pout, bout) =
+                (now.packets_out.wrapping_sub(last.packets_out), now.bytes_out.wrapping_sub(last.bytes_out));
+            if pin == 0 && pout == 0 {
+                continue;
+            }
+            let Some(svc) = published.assignment.service_id(&key.service).and_then(|sid| published.service(sid)) else {
+                continue;
+            };
+            svc.stats.counters.add_in_packets(pin, bin);
+            svc.stats.counters.add_out_packets(pout, bout);
+            let dest = svc.dest(key.addr).or_else(|| svc.sorry_server().filter(|s| s.addr == key.addr));
+            if let Some(d) = dest {
+                d.stats.counters.add_in_packets(pin, bin);
+                d.stats.counters.add_out_packets(pout, bout);
+            }
+        }
+    }
+
+    fn expires(&self, r: &Running, key: &maps::ConnKey) -> Option<(u8, u64)> {
+        let c = r.program.conn(key)?;
+        let published = self.published.load();
+        let idle_ms = (now_ticks().wrapping_sub(c.last_seen) as f64 * MS_PER_TICK) as u64;
+        let timeout = u64::from(published.config.timeout_ms.get(c.state as usize).copied().unwrap_or(0));
+        Some((c.state, timeout.saturating_sub(idle_ms)))
+    }
+
+    /// Writes a plan to the maps. Errors here are the kernel refusing an update of a map the
+    /// plan fits in: logged, never half-reported as a refusal.
+    fn write(&self, r: &Running, plan: &Plan, next: &Publication) {
+        let p = &r.program;
+        let log = |what: &str, e: XdpError| tracing::error!("packet engine: writing {what}: {e}");
+        let known = lock(&self.assignment).clone();
+        if let Err(e) = p.set_config(&plan.config) {
+            log("its settings", e);
+        }
+        for s in &plan.services {
+            let runtime = next.services.services.get(&s.key);
+            let info = maps::ServiceInfo::new(s.map_key);
+            if let Err(e) = p.set_service_info(s.id, &info) {
+                log("a service", e);
+            }
+            for (dk, id, dest) in &s.dests {
+                let in_service = runtime.is_some_and(|svc| {
+                    svc.dest(dk.addr).is_some() || svc.sorry_server().is_some_and(|x| x.addr == dk.addr)
+                });
+                let d = dest.with_available(in_service);
+                if let Err(e) = p.set_dest(*id, &d) {
+                    log("a real server", e);
+                }
+                if known.dest_id(dk).is_none() {
+                    if let Err(e) = crate::neighbour::probe(dk.addr.ip(), None) {
+                        tracing::warn!(dest = %dk.addr, "packet engine: resolving the next hop: {e}");
+                    }
+                }
+            }
+            if let Err(e) = p.put_service(&s.map_key, &maps::Service::new(s.id)) {
+                log("a service", e);
+            }
+        }
+        for id in &plan.newly_retired {
+            if let Err(e) = p.set_dest(*id, &maps::Dest::default()) {
+                log("a deleted real server", e);
+            }
+        }
+        for key in &plan.removed_services {
+            let proto = if key.protocol == rvs_core::Protocol::Udp { 17 } else { 6 };
+            if let Err(e) = p.remove_service(&maps::ServiceKey::new(key.addr, proto)) {
+                log("a deleted service", e);
+            }
+        }
+        for (k, v) in &plan.reverse {
+            if let Err(e) = p.put_reverse(k, v) {
+                log("a masq reply entry", e);
+            }
+        }
+        for k in &plan.removed_reverse {
+            if let Err(e) = p.remove_reverse(k) {
+                log("a masq reply entry", e);
+            }
+        }
+    }
+}
+
+impl DataPlane for PacketEngine {
+    fn name(&self) -> &'static str {
+        "xdp"
+    }
+
+    fn prepare(&self, next: &DirectorModel) -> Result<Prepared, PlaneError> {
+        let current = lock(&self.assignment).clone();
+        let plan = layout::plan(&current, &next.table, &route_source)
+            .map_err(|e| PlaneError::new(PlaneErrorKind::Invalid, e.service(), e))?;
+        Ok(Prepared::new(plan))
+    }
+
+    fn publish(self: Arc<Self>, prepared: Prepared, next: &Publication) {
+        let Some(plan) = prepared.take::<Plan>() else {
+            tracing::error!("packet engine: handed another data plane's prepared change; not published");
+            return;
+        };
+        if let Some(r) = &self.running {
+            self.write(r, &plan, next);
+        } else if !plan.services.is_empty() && self.packet_services.load(Ordering::Relaxed) == 0 {
+            tracing::warn!(
+                services = plan.services.len(),
+                "virtual services with gate, masq or tunnel real servers need the packet engine, which is \
+                 not attached: name its interfaces in [packet_engine]"
+            );
+        }
+        self.packet_services.store(plan.services.len(), Ordering::Relaxed);
+        let by_id = plan
+            .services
+            .iter()
+            .filter_map(|s| next.services.services.get(&s.key).map(|svc| (s.id, svc.clone())))
+            .collect();
+        self.published.store(Arc::new(Published {
+            by_id,
+            assignment: plan.next.clone(),
+            expire_quiescent_template: next.services.options.expire_quiescent_template,
+            config: plan.config,
+        }));
+        *lock(&self.assignment) = plan.next;
+    }
+
+    fn report(&self) -> PlaneReport {
+        let packet = PacketReport {
+            services: self.packet_services.load(Ordering::Relaxed),
+            interfaces: self
+                .running
+                .iter()
+                .flat_map(|r| r.attached.iter())
+                .map(|(name, mode)| {
+                    (
+                        name.clone(),
+                        match mode {
+                            XdpMode::Native => "native",
+                            XdpMode::Generic => "generic",
+                        },
+                    )
+                })
+                .collect(),
+            flows: self.flows.len(),
+            capacity: self.running.as_ref().map_or(0, |r| r.capacity),
+            table_bytes: self.running.as_ref().and_then(|r| r.program.conn_table_bytes()),
+            scheduled: self.counters.scheduled.load(Ordering::Relaxed),
+            rejected: self.counters.rejected.load(Ordering::Relaxed),
+            schedule_ns: self.counters.busy_ns.load(Ordering::Relaxed),
+            stats: self
+                .running
+                .as_ref()
+                .map(|r| {
+                    maps::STAT_NAMES.iter().copied().zip(r.program.stats()).filter(|(n, _)| !n.is_empty()).collect()
+                })
+                .unwrap_or_default(),
+        };
+        PlaneReport { connections: self.flows.len(), packet: Some(packet), ..PlaneReport::default() }
+    }
+
+    fn connections(&self) -> Vec<ConnInfo> {
+        let Some(r) = &self.running else { return Vec::new() };
+        self.flows.list(|k| self.expires(r, k))
+    }
+
+    fn close_connections_to(&self, dest: &Arc<RealServer>) -> usize {
+        let keys = self.flows.remove_to(dest, self.clock.now_ms());
+        if let Some(r) = &self.running {
+            for k in &keys {
+                let _ = r.program.remove_conn(k);
+            }
+        }
+        keys.len()
+    }
+
+    fn observe_connect_failures(&self, _observer: ConnectFailureObserver) {
+        // The packet engine never connects: a real server's failures show in its health checks.
+    }
+
+    fn shutdown(&self, _deadline: Duration) -> Drained<'_> {
+        self.stop.store(true, Ordering::Relaxed);
+        let threads: Vec<JoinHandle<()>> =
+            self.running.iter().flat_map(|r| lock(&r.threads).drain(..).collect::<Vec<_>>()).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+        let ended = self.flows.clear(self.clock.now_ms());
+        Box::pin(async move { ended })
+    }
+}

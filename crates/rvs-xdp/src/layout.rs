@@ -1,0 +1,382 @@
+//! The service table as the XDP program's maps hold it: which slot each virtual service and real
+//! server has, and what each map entry says. Planned from the next model while nothing changes
+//! (so a refusal, such as a full table or a tunnel with no route, comes before anything is
+//! applied), written to the maps when the change is published.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use rvs_bpf::xdp_maps as maps;
+use rvs_core::forwarding::Engine;
+use rvs_core::{ForwardingMethod, Protocol, ServiceKey, ServiceModel, TableModel, Timeouts};
+
+use crate::ids::IdPool;
+
+/// One real server of one virtual service: what a slot in `rvs_dests` stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DestKey {
+    pub service: ServiceKey,
+    pub addr: SocketAddr,
+}
+
+/// The slots handed out, kept from one change to the next so that a flow's slot keeps meaning
+/// the same real server.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    services: BTreeMap<ServiceKey, u32>,
+    dests: HashMap<DestKey, u32>,
+    /// Slots of real servers no longer in the model, kept until their last flow is gone.
+    retired: BTreeMap<u32, DestKey>,
+    reverse: HashSet<maps::ReverseKey>,
+    service_ids: IdPool,
+    dest_ids: IdPool,
+}
+
+impl Default for Assignment {
+    fn default() -> Self {
+        Self {
+            services: BTreeMap::new(),
+            dests: HashMap::new(),
+            retired: BTreeMap::new(),
+            reverse: HashSet::new(),
+            service_ids: IdPool::new(maps::MAX_SERVICES),
+            dest_ids: IdPool::new(maps::MAX_DESTS),
+        }
+    }
+}
+
+impl Assignment {
+    pub fn service_id(&self, key: &ServiceKey) -> Option<u32> {
+        self.services.get(key).copied()
+    }
+
+    pub fn dest_id(&self, key: &DestKey) -> Option<u32> {
+        self.dests.get(key).copied()
+    }
+
+    /// The real server a slot stands for, in the model or retired.
+    pub fn dest_of(&self, id: u32) -> Option<DestKey> {
+        self.retired.get(&id).copied().or_else(|| self.dests.iter().find(|(_, v)| **v == id).map(|(k, _)| *k))
+    }
+
+    /// Slots of real servers that left the model and may still carry flows.
+    pub fn retired(&self) -> impl Iterator<Item = (u32, DestKey)> + '_ {
+        self.retired.iter().map(|(id, k)| (*id, *k))
+    }
+
+    /// Frees a retired slot once no flow refers to it.
+    pub fn release(&mut self, id: u32) {
+        if self.retired.remove(&id).is_some() {
+            self.dest_ids.give(id);
+        }
+    }
+
+    /// Every slot in use (in the model and retired), for reading counters.
+    pub fn dest_ids(&self) -> impl Iterator<Item = (u32, DestKey)> + '_ {
+        self.dests.iter().map(|(k, v)| (*v, *k)).chain(self.retired())
+    }
+}
+
+/// The packet engine's share of the model and what its maps will say.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub next: Assignment,
+    pub services: Vec<PlannedService>,
+    /// Services the maps hold now that the model no longer has.
+    pub removed_services: Vec<ServiceKey>,
+    /// Slots whose real servers just left the model: marked unavailable on publish.
+    pub newly_retired: Vec<u32>,
+    pub reverse: Vec<(maps::ReverseKey, maps::Reverse)>,
+    pub removed_reverse: Vec<maps::ReverseKey>,
+    pub config: maps::Config,
+}
+
+/// One virtual service's entries.
+#[derive(Debug, Clone)]
+pub struct PlannedService {
+    pub key: ServiceKey,
+    pub id: u32,
+    pub map_key: maps::ServiceKey,
+    /// Its real servers (and sorry server) with their slots; `flags` left 0: whether each is
+    /// available (in service now) is decided on publish, from the runtime table.
+    pub dests: Vec<(DestKey, u32, maps::Dest)>,
+}
+
+/// Why the packet engine refuses a model.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("the packet engine holds at most {} virtual services", maps::MAX_SERVICES)]
+    TooManyServices,
+    #[error(
+        "the packet engine holds at most {} real servers (across services, with those still draining)",
+        maps::MAX_DESTS
+    )]
+    TooManyDests,
+    #[error(
+        "real server {addr} is masqueraded behind more than {} virtual services; the packet engine \
+         tells their replies apart by address, so give it another address or port",
+        maps::REVERSE_SLOTS
+    )]
+    TooManyReverse { addr: SocketAddr },
+    #[error("tunnel real server {addr}: the kernel has no route to it ({source})")]
+    NoRoute { addr: SocketAddr, source: io::Error },
+}
+
+impl LayoutError {
+    /// The service at fault, when there is one.
+    pub fn service(&self) -> Option<ServiceKey> {
+        None
+    }
+}
+
+fn proto(p: Protocol) -> u8 {
+    match p {
+        Protocol::Tcp => 6,
+        Protocol::Udp => 17,
+    }
+}
+
+fn method(m: ForwardingMethod) -> u8 {
+    match m {
+        ForwardingMethod::Gate => maps::FWD_GATE,
+        ForwardingMethod::Masq => maps::FWD_MASQ,
+        ForwardingMethod::Tunnel => maps::FWD_TUNNEL,
+        // Not a packet-engine method; such a service is never planned here.
+        ForwardingMethod::FullNat => 0,
+    }
+}
+
+/// Timeouts in the program's ticks (ms), per state, as IPVS sets them: `tcp`, `tcpfin` and `udp`
+/// from the table; the others IPVS's defaults.
+pub fn config(timeouts: &Timeouts, expire_nodest_conn: bool) -> maps::Config {
+    let s = |secs: u32| secs.saturating_mul(1000);
+    let mut timeout_ms = [0u32; maps::S_COUNT];
+    timeout_ms[maps::S_NONE as usize] = s(2);
+    timeout_ms[maps::S_ESTABLISHED as usize] = s(timeouts.tcp_secs);
+    timeout_ms[maps::S_SYN_SENT as usize] = s(120);
+    timeout_ms[maps::S_SYN_RECV as usize] = s(60);
+    timeout_ms[maps::S_FIN_WAIT as usize] = s(timeouts.tcpfin_secs);
+    timeout_ms[maps::S_TIME_WAIT as usize] = s(timeouts.tcpfin_secs);
+    timeout_ms[maps::S_CLOSE as usize] = s(10);
+    timeout_ms[maps::S_CLOSE_WAIT as usize] = s(60);
+    timeout_ms[maps::S_LAST_ACK as usize] = s(30);
+    timeout_ms[maps::S_UDP as usize] = s(timeouts.udp_secs);
+    maps::Config {
+        timeout_ms,
+        flags: if expire_nodest_conn { maps::CFG_F_EXPIRE_NODEST_CONN } else { 0 },
+        ..Default::default()
+    }
+}
+
+/// Plans `table` on top of `current`. `route_source` answers which of the director's addresses
+/// the kernel would send from to reach a tunnel real server.
+pub fn plan(
+    current: &Assignment,
+    table: &TableModel,
+    route_source: &dyn Fn(IpAddr) -> io::Result<IpAddr>,
+) -> Result<Plan, LayoutError> {
+    let mut next = current.clone();
+    let wanted: BTreeMap<&ServiceKey, &ServiceModel> =
+        table.services.iter().filter(|(_, m)| m.engine() == Engine::Packet).collect();
+    let removed_services: Vec<ServiceKey> = next.services.keys().filter(|k| !wanted.contains_key(k)).copied().collect();
+    for k in &removed_services {
+        if let Some(id) = next.services.remove(k) {
+            next.service_ids.give(id);
+        }
+    }
+    // Real servers that left (with their service or alone) retire.
+    let wanted_dests: BTreeSet<DestKey> = wanted
+        .iter()
+        .flat_map(|(key, m)| {
+            m.servers.iter().map(|s| s.addr).chain(m.settings.sorry_server).map(|addr| DestKey { service: **key, addr })
+        })
+        .collect();
+    let mut newly_retired = Vec::new();
+    next.dests.retain(|k, id| {
+        let keep = wanted_dests.contains(k);
+        if !keep {
+            newly_retired.push(*id);
+            next.retired.insert(*id, *k);
+        }
+        keep
+    });
+    let mut services = Vec::new();
+    let mut reverse: HashMap<maps::ReverseKey, Vec<u32>> = HashMap::new();
+    for (key, m) in wanted {
+        let id = match next.services.get(key) {
+            Some(id) => *id,
+            None => {
+                let id = next.service_ids.take().ok_or(LayoutError::TooManyServices)?;
+                next.services.insert(*key, id);
+                id
+            }
+        };
+        let first_method = m.servers.first().map_or(ForwardingMethod::Gate, |s| s.method);
+        let servers = m
+            .servers
+            .iter()
+            .map(|s| (s.addr, s.method))
+            .chain(m.settings.sorry_server.map(|addr| (addr, first_method)));
+        let mut dests = Vec::new();
+        for (addr, fwd) in servers {
+            let dk = DestKey { service: *key, addr };
+            let dest_id = match next.dests.get(&dk) {
+                Some(id) => *id,
+                None => {
+                    // A real server that comes back while its old slot still drains takes the
+                    // old slot again: its flows are its own.
+                    let old = next.retired.iter().find(|(_, k)| **k == dk).map(|(id, _)| *id);
+                    let id = match old {
+                        Some(id) => {
+                            next.retired.remove(&id);
+                            newly_retired.retain(|r| *r != id);
+                            id
+                        }
+                        None => next.dest_ids.take().ok_or(LayoutError::TooManyDests)?,
+                    };
+                    next.dests.insert(dk, id);
+                    id
+                }
+            };
+            // The real server's own port: masq rewrites to it; gate and tunnel keep the virtual
+            // service's port whatever it says, as IPVS does (it is kept to name the server).
+            let mut dest = maps::Dest::new(addr, method(fwd), id).with_available(false);
+            if fwd == ForwardingMethod::Tunnel {
+                let src = route_source(addr.ip()).map_err(|source| LayoutError::NoRoute { addr, source })?;
+                dest = dest.with_tunnel_src(src);
+            }
+            if fwd == ForwardingMethod::Masq {
+                let ids = reverse.entry(maps::ReverseKey::new(addr, proto(key.protocol))).or_default();
+                if !ids.contains(&id) {
+                    if ids.len() >= maps::REVERSE_SLOTS {
+                        return Err(LayoutError::TooManyReverse { addr });
+                    }
+                    ids.push(id);
+                }
+            }
+            dests.push((dk, dest_id, dest));
+        }
+        services.push(PlannedService {
+            key: *key,
+            id,
+            map_key: maps::ServiceKey::new(key.addr, proto(key.protocol)),
+            dests,
+        });
+    }
+    let removed_reverse = next.reverse.iter().filter(|k| !reverse.contains_key(k)).copied().collect();
+    next.reverse = reverse.keys().copied().collect();
+    let reverse = reverse.into_iter().map(|(k, ids)| (k, maps::Reverse::new(&ids))).collect();
+    Ok(Plan {
+        next,
+        services,
+        removed_services,
+        newly_retired,
+        reverse,
+        removed_reverse,
+        config: config(&table.timeouts, table.options.expire_nodest_conn),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_core::{RealServerSettings, ServiceSettings};
+
+    fn server(addr: &str, method: ForwardingMethod) -> RealServerSettings {
+        RealServerSettings { method, ..RealServerSettings::new(addr.parse().unwrap()) }
+    }
+
+    fn table(services: &[(&str, Protocol, Vec<RealServerSettings>)]) -> TableModel {
+        let mut t = TableModel::default();
+        for (addr, protocol, servers) in services {
+            t.services.insert(
+                ServiceKey { protocol: *protocol, addr: addr.parse().unwrap() },
+                ServiceModel { settings: ServiceSettings::default(), servers: servers.clone() },
+            );
+        }
+        t
+    }
+
+    fn no_route(_: IpAddr) -> io::Result<IpAddr> {
+        Err(io::Error::new(io::ErrorKind::NetworkUnreachable, "unreachable"))
+    }
+
+    fn local(_: IpAddr) -> io::Result<IpAddr> {
+        Ok("198.18.0.1".parse().unwrap())
+    }
+
+    #[test]
+    fn fullnat_services_are_the_proxys_and_packet_services_get_slots() {
+        let t = table(&[
+            ("198.18.1.10:80", Protocol::Tcp, vec![server("198.18.0.11:80", ForwardingMethod::Gate)]),
+            ("198.18.1.11:80", Protocol::Tcp, vec![server("127.0.0.1:8080", ForwardingMethod::FullNat)]),
+        ]);
+        let p = plan(&Assignment::default(), &t, &no_route).unwrap();
+        assert_eq!(p.services.len(), 1);
+        let s = &p.services[0];
+        assert_eq!((s.id, s.dests.len()), (0, 1));
+        assert_eq!(s.dests[0].2.method, maps::FWD_GATE);
+        assert_eq!(u16::from_be(s.dests[0].2.port), 80);
+    }
+
+    #[test]
+    fn slots_stay_with_their_real_servers_and_a_leaving_one_retires_until_released() {
+        let a = server("198.18.0.11:8080", ForwardingMethod::Masq);
+        let b = server("198.18.0.12:8080", ForwardingMethod::Masq);
+        let both = table(&[("198.18.1.10:80", Protocol::Tcp, vec![a, b])]);
+        let p1 = plan(&Assignment::default(), &both, &no_route).unwrap();
+        let ids: Vec<u32> = p1.services[0].dests.iter().map(|d| d.1).collect();
+        assert_eq!(ids, [0, 1]);
+        assert_eq!(u16::from_be(p1.services[0].dests[0].2.port), 8080, "masq goes to the real server's port");
+        assert_eq!(p1.reverse.len(), 2);
+
+        let only_b = table(&[("198.18.1.10:80", Protocol::Tcp, vec![b])]);
+        let p2 = plan(&p1.next, &only_b, &no_route).unwrap();
+        assert_eq!(p2.services[0].dests[0].1, 1, "b keeps its slot");
+        assert_eq!(p2.newly_retired, [0]);
+        assert_eq!(p2.removed_reverse.len(), 1);
+        let mut next = p2.next.clone();
+        assert_eq!(next.retired().count(), 1);
+
+        // a comes back while draining: its old slot again.
+        let p3 = plan(&next, &both, &no_route).unwrap();
+        assert_eq!(p3.services[0].dests.iter().map(|d| d.1).collect::<Vec<_>>(), [0, 1]);
+        assert!(p3.newly_retired.is_empty());
+
+        // Released, the slot is handed out again.
+        next.release(0);
+        let c = server("198.18.0.13:8080", ForwardingMethod::Masq);
+        let p4 = plan(&next, &table(&[("198.18.1.10:80", Protocol::Tcp, vec![b, c])]), &no_route).unwrap();
+        assert_eq!(p4.services[0].dests[1].1, 0);
+    }
+
+    #[test]
+    fn a_tunnel_needs_a_route_and_takes_the_kernels_source() {
+        let t = table(&[("198.18.1.10:80", Protocol::Tcp, vec![server("198.18.0.11:80", ForwardingMethod::Tunnel)])]);
+        let e = plan(&Assignment::default(), &t, &no_route).unwrap_err();
+        assert!(e.to_string().contains("198.18.0.11:80"), "{e}");
+        let p = plan(&Assignment::default(), &t, &local).unwrap();
+        assert_eq!(p.services[0].dests[0].2.tunnel_src, maps::addr_words("198.18.0.1".parse().unwrap()).0);
+    }
+
+    #[test]
+    fn one_masq_address_behind_too_many_services_is_refused() {
+        let s = server("198.18.0.11:8080", ForwardingMethod::Masq);
+        let services: Vec<(String, Protocol, Vec<RealServerSettings>)> =
+            (0..=maps::REVERSE_SLOTS).map(|i| (format!("198.18.1.{}:80", 10 + i), Protocol::Tcp, vec![s])).collect();
+        let refs: Vec<(&str, Protocol, Vec<RealServerSettings>)> =
+            services.iter().map(|(a, p, v)| (a.as_str(), *p, v.clone())).collect();
+        let e = plan(&Assignment::default(), &table(&refs), &no_route).unwrap_err();
+        assert!(matches!(e, LayoutError::TooManyReverse { .. }), "{e}");
+    }
+
+    #[test]
+    fn timeouts_follow_the_table() {
+        let c = config(&Timeouts { tcp_secs: 10, tcpfin_secs: 5, udp_secs: 7 }, true);
+        assert_eq!(c.timeout_ms[maps::S_ESTABLISHED as usize], 10_000);
+        assert_eq!(c.timeout_ms[maps::S_FIN_WAIT as usize], 5_000);
+        assert_eq!(c.timeout_ms[maps::S_UDP as usize], 7_000);
+        assert_eq!(c.flags, maps::CFG_F_EXPIRE_NODEST_CONN);
+    }
+}

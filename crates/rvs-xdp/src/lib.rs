@@ -1,0 +1,21 @@
+//! rvs-xdp: the packet engine. IPVS's own forwarding methods (gate, masq, tunnel) done by an XDP
+//! program (crates/rvs-bpf, `xdp_lb.bpf.c`) that never terminates TCP. This crate is the
+//! engine's Rust side, behind the data-plane interface: it turns each published snapshot into
+//! map contents ([`layout`]), schedules every new flow with the domain core ([`new_flows`]),
+//! and mirrors the kernel's connection table for accounting, listings and counters ([`flows`]).
+//!
+//! It is not the BPF loader (rvs-bpf, the one crate with `unsafe`), and it holds no scheduling
+//! rule of its own: the first packet of a flow is handed to rvsd, scheduled by
+//! `VirtualService::schedule` exactly as the proxy engines schedule, and handed back.
+
+#![forbid(unsafe_code)]
+
+pub mod engine;
+pub mod flows;
+pub mod ids;
+pub mod layout;
+pub mod neighbour;
+pub mod new_flows;
+
+pub use engine::{PacketEngine, PacketSettings};
+pub use rvs_bpf::xdp::{XdpAttach, XdpMode};

@@ -1,0 +1,353 @@
+//! The packet engine end to end: rvsd in a director namespace with its XDP program on a veth,
+//! a client and real servers in namespaces of their own, laid out as LVS users do (one L2
+//! segment for gate and tunnel, so replies go straight back to the client; real servers routing
+//! through the director for masq). Byte-exact 1 MiB transfers both ways, UDP request and reply,
+//! the rr distribution, persistence, weight changes, deletion and reloads mid-flow, IPv4 and
+//! IPv6. Every namespace (with its links and processes) is removed when the test ends.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use common::*;
+use rvs_testkit::netns::Netns;
+
+const VIP4: &str = "198.18.1.10";
+const VIP6: &str = "2001:db8:1::10";
+
+/// The XDP_PASS program a veth peer needs so that frames the director sends with XDP_TX or
+/// XDP_REDIRECT are received (the veth driver's rule for native XDP).
+fn attach_pass(ns: &Netns, dev: &str) {
+    let obj = concat!(env!("CARGO_MANIFEST_DIR"), "/../rvs-bpf/bpf/xdp_decap.bpf.o");
+    ns.run(&format!("ip link set dev {dev} xdpdrv obj {obj} sec xdp program rvs_xdp_pass"));
+}
+
+/// A veth hands the kernel's unfinished (offloaded) checksums along as metadata, which a frame
+/// forwarded in XDP loses; a NIC would have finished them on the wire. So the hosts that send
+/// through the director compute their checksums themselves.
+fn no_checksum_offload(ns: &Netns) {
+    ns.run("ethtool -K eth0 tx off >/dev/null");
+}
+
+/// The namespaces of one test.
+struct Farm {
+    _switch: Netns,
+    client: Netns,
+    director: Netns,
+    servers: Vec<Netns>,
+    /// The real servers' addresses, IPv4 and IPv6.
+    rs4: Vec<String>,
+    rs6: Vec<String>,
+}
+
+impl Farm {
+    /// Client, director and `n` real servers on one bridge (LVS-DR and LVS-TUN): the client
+    /// routes the virtual addresses through the director; real servers answer it directly.
+    fn one_segment(n: usize) -> Farm {
+        let switch = Netns::new("sw");
+        switch.run("ip link add br0 type bridge && ip link set br0 up");
+        let client = Netns::new("cli");
+        client.veth("eth0", &switch, "pcli", &["198.18.0.2/24", "2001:db8::2/64"]);
+        no_checksum_offload(&client);
+        let director = Netns::new("dir");
+        director.veth("eth0", &switch, "pdir", &["198.18.0.1/24", "2001:db8::1/64"]);
+        // The kernel's route lookup for XDP (bpf_fib_lookup) answers only where forwarding is on.
+        director.run("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1");
+        switch.run("ip link set pcli master br0 && ip link set pdir master br0");
+        attach_pass(&switch, "pdir");
+        client.run(&format!("ip route add {VIP4}/32 via 198.18.0.1 && ip -6 route add {VIP6}/128 via 2001:db8::1"));
+        let mut servers = Vec::new();
+        let (mut rs4, mut rs6) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let rs = Netns::new(&format!("rs{}", i + 1));
+            let (a4, a6) = (format!("198.18.0.{}", 11 + i), format!("2001:db8::{}", 11 + i));
+            rs.veth("eth0", &switch, &format!("prs{i}"), &[&format!("{a4}/24"), &format!("{a6}/64")]);
+            switch.run(&format!("ip link set prs{i} master br0"));
+            no_checksum_offload(&rs);
+            servers.push(rs);
+            rs4.push(a4);
+            rs6.push(a6);
+        }
+        Farm { _switch: switch, client, director, servers, rs4, rs6 }
+    }
+
+    /// Sets up every real server for direct routing with rvsd's own command.
+    fn real_servers_dr(&self) {
+        for rs in &self.servers {
+            let out = rs
+                .nsenter(env!("CARGO_BIN_EXE_rvsd"))
+                .args(["real-server", "dr", "--vip", VIP4, "--vip", VIP6])
+                .output()
+                .expect("run rvsd real-server");
+            assert!(out.status.success(), "rvsd real-server dr: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+
+    /// rvsd in the director namespace with the packet engine on its eth0 and `services`.
+    fn rvsd(&self, services: &str) -> Rvsd {
+        let body = format!("[packet_engine]\ninterfaces = [\"eth0\"]\nxdp_mode = \"native\"\n\n{services}");
+        Rvsd::builder(&body).netns(self.director.name()).start()
+    }
+
+    /// A TCP connection from the client namespace.
+    fn connect(&self, to: SocketAddr) -> std::io::Result<TcpStream> {
+        self.client.enter(|| TcpStream::connect_timeout(&to, Duration::from_secs(5)))
+    }
+
+    /// A UDP socket in the client namespace.
+    fn udp(&self, v6: bool) -> UdpSocket {
+        let s = self.client.enter(|| UdpSocket::bind(if v6 { "[::]:0" } else { "0.0.0.0:0" }).unwrap());
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s
+    }
+}
+
+/// Echo real servers (the testkit's: a name line, then every byte back) on the VIP in each
+/// real server's namespace.
+fn echo_servers(farm: &Farm, vip: SocketAddr) -> Vec<Backend> {
+    farm.servers
+        .iter()
+        .enumerate()
+        .map(|(i, rs)| rs.enter(|| Backend::start_on(&format!("rs{}", i + 1), vip)))
+        .collect()
+}
+
+/// UDP real servers on the VIP: each datagram answered with `NAME:` and the datagram.
+fn udp_servers(farm: &Farm, vip: SocketAddr) {
+    for (i, rs) in farm.servers.iter().enumerate() {
+        let s = rs.enter(|| UdpSocket::bind(vip).unwrap());
+        let name = format!("rs{}", i + 1);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                let mut reply = format!("{name}:").into_bytes();
+                reply.extend_from_slice(&buf[..n]);
+                let _ = s.send_to(&reply, from);
+            }
+        });
+    }
+}
+
+fn service(protocol: &str, vip: SocketAddr, scheduler: &str, extra: &str, servers: &[(String, &str)]) -> String {
+    let mut s =
+        format!("[[service]]\nprotocol = \"{protocol}\"\naddress = \"{vip}\"\nscheduler = \"{scheduler}\"\n{extra}\n");
+    for (addr, method) in servers {
+        s.push_str(&format!("  [[service.real_server]]\n  address = \"{addr}\"\n  method = \"{method}\"\n"));
+    }
+    s
+}
+
+/// What to look at when traffic did not get through: the engine's counters and rvsd's log.
+fn diag(rvsd: &Rvsd) -> String {
+    let (_, info) = rvsd.api("GET", "/v1/info", None);
+    let log = rvsd.log();
+    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+    format!(
+        "packet engine: {}\nrvsd log (last lines):\n{}",
+        info["packet_engine"],
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    )
+}
+
+/// Connects through the director and reads the real server's name line.
+fn connect_name_through(farm: &Farm, rvsd: &Rvsd, vip: SocketAddr) -> (TcpStream, String) {
+    let mut s = farm.connect(vip).unwrap_or_else(|e| panic!("connect {vip}: {e}\n{}", diag(rvsd)));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let name = read_line(&mut s).expect("the name line");
+    (s, name)
+}
+
+/// Sends 1 MiB and reads it back, byte for byte: both directions carry 1 MiB.
+fn mib_both_ways(mut s: TcpStream) {
+    let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let mut reader = s.try_clone().unwrap();
+    let expected = data.clone();
+    let back = std::thread::spawn(move || {
+        let mut got = vec![0u8; expected.len()];
+        reader.read_exact(&mut got).map(|_| got == expected)
+    });
+    s.write_all(&data).unwrap();
+    assert!(back.join().unwrap().expect("read 1 MiB back"), "the echoed MiB differs");
+    let _ = s.shutdown(Shutdown::Both);
+}
+
+fn info(rvsd: &Rvsd) -> serde_json::Value {
+    let (st, v) = rvsd.api("GET", "/v1/info", None);
+    assert_eq!(st, 200, "{v}");
+    v
+}
+
+#[test]
+fn gate_tcp_carries_a_mib_both_ways_and_spreads_round_robin_v4_and_v6() {
+    let farm = Farm::one_segment(2);
+    farm.real_servers_dr();
+    let vip4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let vip6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
+    let _b4 = echo_servers(&farm, vip4);
+    let _b6 = echo_servers(&farm, vip6);
+    let gate4: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "gate")).collect();
+    let gate6: Vec<(String, &str)> = farm.rs6.iter().map(|a| (format!("[{a}]:80"), "gate")).collect();
+    let rvsd =
+        farm.rvsd(&format!("{}\n{}", service("tcp", vip4, "rr", "", &gate4), service("tcp", vip6, "rr", "", &gate6)));
+    let i = info(&rvsd);
+    assert_eq!(i["packet_engine"]["attached"], true, "{i}");
+    assert_eq!(i["packet_engine"]["interfaces"]["eth0"], "native", "{i}");
+
+    for vip in [vip4, vip6] {
+        let mut names = Vec::new();
+        for _ in 0..4 {
+            let (s, name) = connect_name_through(&farm, &rvsd, vip);
+            names.push(name);
+            drop(s);
+        }
+        names.sort();
+        assert_eq!(names, ["rs1", "rs1", "rs2", "rs2"], "rr through {vip}");
+        let (s, _) = connect_name_through(&farm, &rvsd, vip);
+        mib_both_ways(s);
+    }
+    let i = info(&rvsd);
+    assert!(i["packet_engine"]["scheduled"].as_u64().unwrap() >= 10, "{i}");
+    assert!(i["packet_engine"]["counters"]["forwarded"].as_u64().unwrap() > 700, "1 MiB is > 700 packets: {i}");
+    // The flows are listed as ipvsadm -L -c lists them.
+    let (st, conns) = rvsd.api("GET", "/v1/connections", None);
+    assert_eq!(st, 200);
+    assert!(conns.to_string().contains("198.18.0.2"), "{conns}");
+}
+
+#[test]
+fn gate_udp_request_and_reply_and_a_service_with_no_real_server_is_refused() {
+    let farm = Farm::one_segment(2);
+    farm.real_servers_dr();
+    let vip: SocketAddr = format!("{VIP4}:53").parse().unwrap();
+    udp_servers(&farm, vip);
+    let gate: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:53"), "gate")).collect();
+    let rvsd = farm.rvsd(&service("udp", vip, "rr", "", &gate));
+    let c = farm.udp(false);
+    let mut buf = [0u8; 2048];
+    c.send_to(b"hello", vip).unwrap();
+    let (n, from) = c.recv_from(&mut buf).expect("a reply through the director");
+    assert!(String::from_utf8_lossy(&buf[..n]).ends_with(":hello"));
+    assert_eq!(from, vip, "the real server answers from the VIP");
+    // The same flow keeps its real server.
+    let first = String::from_utf8_lossy(&buf[..n]).split(':').next().unwrap().to_string();
+    for _ in 0..3 {
+        c.send_to(b"again", vip).unwrap();
+        let (n, _) = c.recv_from(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with(&first));
+    }
+    drop(rvsd);
+}
+
+#[test]
+fn masq_rewrites_both_ways_to_the_real_servers_own_port_v4_and_v6() {
+    let farm = Farm::one_segment(2);
+    // The replies must come back through the director, which puts the VIP back.
+    for rs in &farm.servers {
+        rs.run("ip route add 198.18.0.2/32 via 198.18.0.1 && ip -6 route add 2001:db8::2/128 via 2001:db8::1");
+    }
+    let vip4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let vip6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
+    let mut backends = Vec::new();
+    let (mut m4, mut m6) = (Vec::new(), Vec::new());
+    for (i, rs) in farm.servers.iter().enumerate() {
+        let a4: SocketAddr = format!("{}:8080", farm.rs4[i]).parse().unwrap();
+        let a6: SocketAddr = format!("[{}]:8080", farm.rs6[i]).parse().unwrap();
+        backends.push(rs.enter(|| Backend::start_on(&format!("rs{}", i + 1), a4)));
+        backends.push(rs.enter(|| Backend::start_on(&format!("rs{}", i + 1), a6)));
+        m4.push((a4.to_string(), "masq"));
+        m6.push((a6.to_string(), "masq"));
+    }
+    let rvsd = farm.rvsd(&format!("{}\n{}", service("tcp", vip4, "rr", "", &m4), service("tcp", vip6, "rr", "", &m6)));
+    for vip in [vip4, vip6] {
+        let (s, name) = connect_name_through(&farm, &rvsd, vip);
+        assert!(name.starts_with("rs"), "{name}");
+        assert_eq!(s.peer_addr().unwrap(), vip, "the client sees the VIP");
+        mib_both_ways(s);
+    }
+    let i = info(&rvsd);
+    assert_eq!(i["packet_engine"]["flows"].as_u64().map(|n| n >= 2), Some(true), "{i}");
+}
+
+#[test]
+fn tunnel_reaches_real_servers_that_decapsulate_with_rvs_own_program() {
+    let farm = Farm::one_segment(2);
+    for rs in &farm.servers {
+        let out = rs
+            .nsenter(env!("CARGO_BIN_EXE_rvsd"))
+            .args(["real-server", "tunnel", "--vip", VIP4, "--vip", VIP6, "--interface", "eth0"])
+            .output()
+            .expect("run rvsd real-server tunnel");
+        assert!(out.status.success(), "rvsd real-server tunnel: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let vip4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let vip6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
+    let _b4 = echo_servers(&farm, vip4);
+    let _b6 = echo_servers(&farm, vip6);
+    let t4: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "tunnel")).collect();
+    let t6: Vec<(String, &str)> = farm.rs6.iter().map(|a| (format!("[{a}]:80"), "tunnel")).collect();
+    let rvsd = farm.rvsd(&format!("{}\n{}", service("tcp", vip4, "rr", "", &t4), service("tcp", vip6, "rr", "", &t6)));
+    for vip in [vip4, vip6] {
+        let mut names = Vec::new();
+        for _ in 0..2 {
+            let (s, name) = connect_name_through(&farm, &rvsd, vip);
+            names.push(name);
+            drop(s);
+        }
+        names.sort();
+        assert_eq!(names, ["rs1", "rs2"], "rr through {vip}");
+        let (s, _) = connect_name_through(&farm, &rvsd, vip);
+        mib_both_ways(s);
+    }
+}
+
+#[test]
+fn persistence_weight_zero_deletion_and_reload_mid_flow() {
+    let farm = Farm::one_segment(2);
+    farm.real_servers_dr();
+    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let _b = echo_servers(&farm, vip);
+    let gate: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "gate")).collect();
+    let config = service("tcp", vip, "rr", "persistent = 60", &gate);
+    let rvsd = farm.rvsd(&config);
+
+    // Persistence: one client, one real server, connection after connection.
+    let (mut held, first) = connect_name_through(&farm, &rvsd, vip);
+    for _ in 0..3 {
+        let (_, name) = connect_name_through(&farm, &rvsd, vip);
+        assert_eq!(name, first, "persistence keeps the client on {first}");
+    }
+    let held_rs = farm.rs4[if first == "rs1" { 0 } else { 1 }].clone();
+    let other_rs = farm.rs4[if first == "rs1" { 1 } else { 0 }].clone();
+
+    // A reload that changes nothing of the service keeps the flow.
+    rvsd.write_config(&config);
+    rvsd.signal("HUP");
+    wait_until(Duration::from_secs(5), "the reload", || rvsd.log().contains("configuration reloaded"));
+    held.write_all(b"after reload\n").unwrap();
+    let mut buf = [0u8; 13];
+    held.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"after reload\n");
+
+    // Weight 0 quiesces: the held flow goes on; the template still points there, so new
+    // connections of this client go there too until it expires (IPVS without
+    // expire_quiescent_template).
+    let body = format!("{{\"address\": \"{held_rs}:80\", \"weight\": 0}}");
+    let (st, v) = rvsd.api("PUT", &format!("/v1/services/tcp/{vip}/servers/{held_rs}:80"), Some(&body));
+    assert_eq!(st, 200, "{v}");
+    held.write_all(b"quiesced ok\n").unwrap();
+    let mut buf = [0u8; 12];
+    held.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"quiesced ok\n");
+
+    // Deleted: its flows stop (IPVS drops their packets), new connections go to the other.
+    let (st, v) = rvsd.api("DELETE", &format!("/v1/services/tcp/{vip}/servers/{held_rs}:80"), None);
+    assert_eq!(st, 200, "{v}");
+    let (_, name) = connect_name_through(&farm, &rvsd, vip);
+    assert_ne!(name, first, "a deleted real server gets no new connection ({other_rs})");
+    held.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    let _ = held.write_all(b"lost\n");
+    let mut buf = [0u8; 5];
+    assert!(held.read_exact(&mut buf).is_err(), "a deleted real server's flow no longer passes");
+}
