@@ -206,7 +206,7 @@ trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- tools
 need=()
-for t in wrk haproxy nginx nft curl python3 nsenter; do
+for t in wrk haproxy nginx nft curl python3 nsenter ethtool; do
   command -v "$t" >/dev/null || case $t in nft) need+=(nftables) ;; nsenter) need+=(util-linux) ;; *) need+=("$t") ;; esac
 done
 if ((${#need[@]})); then
@@ -319,6 +319,12 @@ ns_setup() {
   ip -n "$NS_DIR" addr add "$DIR_ADDR/24" dev eth0
   for i in "${!NS_RS[@]}"; do ip -n "${NS_RS[$i]}" addr add "${RS_ADDR[$i]}/24" dev eth0; done
   for ns in "$NS_CLI" "$NS_DIR" "${NS_RS[@]}"; do ip -n "$ns" link set eth0 up; done
+  # A veth passes unfinished (offloaded) checksums along as metadata, which a frame forwarded
+  # in XDP loses (a NIC finishes them on the wire): the hosts compute their own, in every run
+  # alike, so the baseline pays the same.
+  for ns in "$NS_CLI" "${NS_RS[@]}"; do
+    in_ns "$ns" ethtool -K eth0 tx off >/dev/null || { echo "xdp.sh: ethtool -K eth0 tx off failed in $ns" >&2; return 1; }
+  done
   # the client reaches the VIPs through the director
   ip -n "$NS_CLI" route add "$VIP_NET" via "$DIR_ADDR" dev eth0
   in_ns "$NS_DIR" sysctl -qw net.ipv4.ip_forward=1
