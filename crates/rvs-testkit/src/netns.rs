@@ -4,6 +4,8 @@
 //! namespace afterwards, so the test can use it from any thread.
 
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -41,6 +43,30 @@ impl Netns {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Its file under /run/netns.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// The namespace's inode: what rvsd names the state it keeps per namespace after
+    /// (`/sys/fs/bpf/rvs/*-netns-INODE`, `/run/rvs/*-netns-INODE.json`).
+    pub fn ino(&self) -> u64 {
+        std::fs::metadata(self.path()).map(|m| m.ino()).unwrap_or(0)
+    }
+
+    /// `ip -n NAME ARGS`: its output; panics when it fails.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let out = Command::new("ip").args(["-n", &self.name]).args(args).output().expect("run ip");
+        assert!(out.status.success(), "ip -n {} {args:?}: {}", self.name, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A sysctl's value inside the namespace (`net.ipv4.conf.all.rp_filter`).
+    pub fn sysctl(&self, name: &str) -> String {
+        let path = format!("/proc/sys/{}", name.replace('.', "/"));
+        self.enter(|| std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).trim().to_string()
     }
 
     /// Runs a shell command inside the namespace; panics when it fails.
@@ -115,6 +141,19 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        // What rvsd keeps for this namespace outside it (pinned BPF objects, its notes of what
+        // it changed) goes with it.
+        let ino = self.ino();
+        for dir in ["/sys/fs/bpf/rvs", "/run/rvs"] {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let stem = name.strip_suffix(".json").unwrap_or(&name);
+                if ino != 0 && stem.ends_with(&format!("-netns-{ino}")) {
+                    let p = entry.path();
+                    let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                }
+            }
+        }
         // Processes left inside would keep it (and their sockets) alive.
         let _ = Command::new("sh")
             .arg("-c")

@@ -223,7 +223,13 @@ fn gate_udp_request_and_reply_and_a_service_with_no_real_server_is_refused() {
     let vip: SocketAddr = format!("{VIP4}:53").parse().unwrap();
     udp_servers(&farm, vip);
     let gate: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:53"), "gate")).collect();
-    let rvsd = farm.rvsd(&service("udp", vip, "rr", "", &gate));
+    // A second service whose only real server is quiesced: nobody to schedule to.
+    let quiet: SocketAddr = format!("{VIP4}:54").parse().unwrap();
+    let quiesced = format!(
+        "{}  weight = 0\n",
+        service("udp", quiet, "rr", "", &[(format!("{}:54", farm.rs4[0]), "gate")])
+    );
+    let rvsd = farm.rvsd(&format!("{}\n{quiesced}", service("udp", vip, "rr", "", &gate)));
     let c = farm.udp(false);
     let mut buf = [0u8; 2048];
     c.send_to(b"hello", vip).unwrap();
@@ -237,7 +243,13 @@ fn gate_udp_request_and_reply_and_a_service_with_no_real_server_is_refused() {
         let (n, _) = c.recv_from(&mut buf).unwrap();
         assert!(String::from_utf8_lossy(&buf[..n]).starts_with(&first));
     }
-    drop(rvsd);
+    // No real server: the client is told at once with ICMP port unreachable, as IPVS does.
+    let refused = farm.udp(false);
+    refused.connect(quiet).unwrap();
+    refused.send(b"anyone?").unwrap();
+    let e = refused.recv(&mut buf).expect_err("no reply without a real server");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}\n{}", diag(&rvsd));
+    assert_eq!(info(&rvsd)["packet_engine"]["rejected"], 1);
 }
 
 #[test]

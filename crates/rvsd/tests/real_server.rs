@@ -7,114 +7,46 @@
 //! as it was. Needs root (network namespaces, XDP).
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::AsFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use rvs_testkit::Netns;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const RVSD: &str = env!("CARGO_BIN_EXE_rvsd");
 
-/// A network namespace, deleted (with what rvsd left for it) on drop.
-struct Netns {
-    name: String,
+/// `rvsd ARGS` in `ns` (its network namespace only: the bpf filesystem and /run are the
+/// machine's, as for a real server).
+fn rvsd(ns: &Netns, args: &[&str]) -> Output {
+    ns.nsenter(RVSD).args(args).output().expect("run nsenter")
 }
 
-impl Netns {
-    fn new(tag: &str) -> Self {
-        let name = format!("rvs-rs-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Self { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from("/run/netns").join(&self.name)
-    }
-
-    fn ino(&self) -> u64 {
-        std::fs::metadata(self.path()).unwrap().ino()
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["ip", "-n", &self.name];
-        all.extend(args);
-        sh(&all)
-    }
-
-    /// `rvsd ARGS` in this namespace (its network namespace only: the bpf filesystem and /run
-    /// are the machine's, as for a real server).
-    fn rvsd(&self, args: &[&str]) -> Output {
-        let net = format!("--net={}", self.path().display());
-        Command::new("nsenter").arg(net).arg(RVSD).args(args).output().expect("run nsenter")
-    }
-
-    /// Runs `f` on a thread inside this namespace (sockets it opens are the namespace's).
-    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let file = std::fs::File::open(self.path()).unwrap();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                rustix::thread::move_into_link_name_space(
-                    file.as_fd(),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )
-                .expect("setns");
-                f()
-            })
-            .join()
-            .unwrap()
-        })
-    }
-
-    fn sysctl(&self, name: &str) -> String {
-        self.enter(|| std::fs::read_to_string(format!("/proc/sys/{}", name.replace('.', "/"))).unwrap())
-            .trim()
-            .to_string()
-    }
-
-    /// What `rvsd real-server` may touch: lo's state and addresses, the ARP and reverse-path
-    /// sysctls, XDP on `ifname`, rvsd's files for this namespace.
-    fn snapshot(&self, ifname: &str) -> String {
-        let lo = self.ip(&["addr", "show", "dev", "lo"]);
-        let sysctls: Vec<String> = [
-            "net.ipv4.conf.all.arp_ignore".to_string(),
-            "net.ipv4.conf.all.arp_announce".to_string(),
-            "net.ipv4.conf.all.rp_filter".to_string(),
-            format!("net.ipv4.conf.{ifname}.rp_filter"),
-        ]
-        .iter()
-        .map(|n| format!("{n}={}", self.sysctl(n)))
-        .collect();
-        let xdp = self.ip(&["-d", "link", "show", "dev", ifname]).contains("xdp");
-        let files = [self.pin_dir(), self.state_file()].map(|p| p.exists());
-        format!("{lo}\n{sysctls:?}\nxdp {xdp}\nfiles {files:?}")
-    }
-
-    fn pin_dir(&self) -> PathBuf {
-        PathBuf::from(format!("/sys/fs/bpf/rvs/decap-netns-{}", self.ino()))
-    }
-
-    fn state_file(&self) -> PathBuf {
-        PathBuf::from(format!("/run/rvs/real-server-netns-{}.json", self.ino()))
-    }
+fn pin_dir(ns: &Netns) -> PathBuf {
+    PathBuf::from(format!("/sys/fs/bpf/rvs/decap-netns-{}", ns.ino()))
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(self.pin_dir());
-        let _ = std::fs::remove_file(self.state_file());
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
-    }
+fn state_file(ns: &Netns) -> PathBuf {
+    PathBuf::from(format!("/run/rvs/real-server-netns-{}.json", ns.ino()))
 }
 
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+/// What `rvsd real-server` may touch: lo's state and addresses, the ARP and reverse-path
+/// sysctls, XDP on `ifname`, rvsd's files for this namespace.
+fn snapshot(ns: &Netns, ifname: &str) -> String {
+    let lo = ns.ip(&["addr", "show", "dev", "lo"]);
+    let sysctls: Vec<String> = [
+        "net.ipv4.conf.all.arp_ignore".to_string(),
+        "net.ipv4.conf.all.arp_announce".to_string(),
+        "net.ipv4.conf.all.rp_filter".to_string(),
+        format!("net.ipv4.conf.{ifname}.rp_filter"),
+    ]
+    .iter()
+    .map(|n| format!("{n}={}", ns.sysctl(n)))
+    .collect();
+    let xdp = ns.ip(&["-d", "link", "show", "dev", ifname]).contains("xdp");
+    let files = [pin_dir(ns), state_file(ns)].map(|p| p.exists());
+    format!("{lo}\n{sysctls:?}\nxdp {xdp}\nfiles {files:?}")
 }
 
 #[track_caller]
@@ -136,7 +68,7 @@ fn pair(tag: &str) -> (Netns, Netns) {
     let (d, r) = (Netns::new(&format!("{tag}d")), Netns::new(&format!("{tag}r")));
     let (dv, rv) =
         (format!("rvd{tag}{}", std::process::id() % 10000), format!("rvr{tag}{}", std::process::id() % 10000));
-    sh(&["ip", "link", "add", &dv, "netns", &d.name, "type", "veth", "peer", "name", &rv, "netns", &r.name]);
+    rvs_testkit::netns::ip(&format!("link add {dv} netns {} type veth peer name {rv} netns {}", d.name(), r.name()));
     d.ip(&["link", "set", &dv, "name", "veth-d"]);
     r.ip(&["link", "set", &rv, "name", "veth-r"]);
     d.ip(&["addr", "add", "198.18.0.1/24", "dev", "veth-d"]);
@@ -225,10 +157,10 @@ fn tunnel_exchange(director: &Netns, client: SocketAddr, outer_dst: IpAddr, inne
 #[test]
 fn tunnel_real_server_takes_ipip_and_answers_the_client_directly() {
     let (director, rs) = pair("t");
-    let before = rs.snapshot("veth-r");
+    let before = snapshot(&rs, "veth-r");
     let args = ["real-server", "tunnel", "--vip", "198.18.1.10", "--vip", "2001:db8:1::10", "--interface", "veth-r"];
     let check = [&args[..], &["--check"]].concat();
-    let m = missing(&rs.rvsd(&check));
+    let m = missing(&rvsd(&rs, &check));
     for piece in [
         "VIP 198.18.1.10 is not on lo",
         "arp_ignore",
@@ -240,14 +172,14 @@ fn tunnel_real_server_takes_ipip_and_answers_the_client_directly() {
     }
     // Strict reverse-path filtering is relaxed (loose), as it would drop decapsulated packets.
     rs.enter(|| std::fs::write("/proc/sys/net/ipv4/conf/veth-r/rp_filter", "1").unwrap());
-    let before_rp = rs.snapshot("veth-r");
-    assert!(missing(&rs.rvsd(&check)).contains("reverse-path filtering is strict on veth-r"));
-    let applied = ok(&rs.rvsd(&args));
+    let before_rp = snapshot(&rs, "veth-r");
+    assert!(missing(&rvsd(&rs, &check)).contains("reverse-path filtering is strict on veth-r"));
+    let applied = ok(&rvsd(&rs, &args));
     assert!(applied.contains("decapsulation attached to veth-r"), "{applied}");
     assert_eq!(rs.sysctl("net.ipv4.conf.veth-r.rp_filter"), "2");
     // The command has exited: the program stays attached (pinned).
-    assert_eq!(ok(&rs.rvsd(&check)), "real server set-up complete\n");
-    assert!(ok(&rs.rvsd(&args)).is_empty(), "applying again changes nothing");
+    assert_eq!(ok(&rvsd(&rs, &check)), "real server set-up complete\n");
+    assert!(ok(&rvsd(&rs, &args)).is_empty(), "applying again changes nothing");
 
     // The real server's stack gets the inner datagrams on the VIP and answers the client.
     let servers = rs.enter(|| {
@@ -284,11 +216,11 @@ fn tunnel_real_server_takes_ipip_and_answers_the_client_directly() {
     assert_eq!(got, [(b"question".to_vec(), c4), (b"question6".to_vec(), c6)], "the inner source is the client");
 
     // --remove: the namespace as it was.
-    ok(&rs.rvsd(&[&args[..], &["--remove"]].concat()));
-    assert_eq!(rs.snapshot("veth-r"), before_rp);
-    assert!(missing(&rs.rvsd(&check)).contains("not attached to veth-r"));
+    ok(&rvsd(&rs, &[&args[..], &["--remove"]].concat()));
+    assert_eq!(snapshot(&rs, "veth-r"), before_rp);
+    assert!(missing(&rvsd(&rs, &check)).contains("not attached to veth-r"));
     rs.enter(|| std::fs::write("/proc/sys/net/ipv4/conf/veth-r/rp_filter", "0").unwrap());
-    assert_eq!(rs.snapshot("veth-r"), before);
+    assert_eq!(snapshot(&rs, "veth-r"), before);
 }
 
 #[test]
@@ -296,15 +228,15 @@ fn dr_real_server_check_apply_remove() {
     let (director, rs) = pair("g");
     // lo down (as a namespace starts) is brought up, and down again by --remove.
     rs.ip(&["link", "set", "lo", "down"]);
-    let before = rs.snapshot("veth-r");
+    let before = snapshot(&rs, "veth-r");
     let args = ["real-server", "dr", "--vip", "198.18.0.10", "--vip", "2001:db8::10"];
     let check = [&args[..], &["--check"]].concat();
-    let m = missing(&rs.rvsd(&check));
+    let m = missing(&rvsd(&rs, &check));
     let want = "missing: lo is down\nmissing: VIP 198.18.0.10 is not on lo\nmissing: VIP 2001:db8::10 is not on lo\n\
                 missing: net.ipv4.conf.all.arp_ignore is 0, not 1\nmissing: net.ipv4.conf.all.arp_announce is 0, not 2\n";
     assert_eq!(m, want);
-    ok(&rs.rvsd(&args));
-    assert_eq!(ok(&rs.rvsd(&check)), "real server set-up complete\n");
+    ok(&rvsd(&rs, &args));
+    assert_eq!(ok(&rvsd(&rs, &check)), "real server set-up complete\n");
     let lo = rs.ip(&["addr", "show", "dev", "lo"]);
     assert!(lo.contains("inet 198.18.0.10/32") && lo.contains("inet6 2001:db8::10/128"), "{lo}");
     assert!(lo.contains("UP"), "{lo}");
@@ -328,9 +260,9 @@ fn dr_real_server_check_apply_remove() {
     assert!(resolves("198.18.0.2"), "the real server's own address answers ARP");
     assert!(!resolves("198.18.0.10"), "the VIP on lo must not answer ARP on veth-r");
     // Removing one VIP keeps the set-up of the other; removing the last puts everything back.
-    ok(&rs.rvsd(&["real-server", "dr", "--vip", "2001:db8::10", "--remove"]));
+    ok(&rvsd(&rs, &["real-server", "dr", "--vip", "2001:db8::10", "--remove"]));
     assert_eq!(rs.sysctl("net.ipv4.conf.all.arp_ignore"), "1");
-    ok(&rs.rvsd(&["real-server", "dr", "--vip", "198.18.0.10", "--remove"]));
-    assert_eq!(rs.snapshot("veth-r"), before);
-    assert_eq!(missing(&rs.rvsd(&check)), want);
+    ok(&rvsd(&rs, &["real-server", "dr", "--vip", "198.18.0.10", "--remove"]));
+    assert_eq!(snapshot(&rs, "veth-r"), before);
+    assert_eq!(missing(&rvsd(&rs, &check)), want);
 }
