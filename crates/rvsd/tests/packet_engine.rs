@@ -225,10 +225,8 @@ fn gate_udp_request_and_reply_and_a_service_with_no_real_server_is_refused() {
     let gate: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:53"), "gate")).collect();
     // A second service whose only real server is quiesced: nobody to schedule to.
     let quiet: SocketAddr = format!("{VIP4}:54").parse().unwrap();
-    let quiesced = format!(
-        "{}  weight = 0\n",
-        service("udp", quiet, "rr", "", &[(format!("{}:54", farm.rs4[0]), "gate")])
-    );
+    let quiesced =
+        format!("{}  weight = 0\n", service("udp", quiet, "rr", "", &[(format!("{}:54", farm.rs4[0]), "gate")]));
     let rvsd = farm.rvsd(&format!("{}\n{quiesced}", service("udp", vip, "rr", "", &gate)));
     let c = farm.udp(false);
     let mut buf = [0u8; 2048];
@@ -362,4 +360,58 @@ fn persistence_weight_zero_deletion_and_reload_mid_flow() {
     let _ = held.write_all(b"lost\n");
     let mut buf = [0u8; 5];
     assert!(held.read_exact(&mut buf).is_err(), "a deleted real server's flow no longer passes");
+}
+
+#[test]
+fn a_real_server_failing_its_health_check_gets_no_new_flows() {
+    let farm = Farm::one_segment(2);
+    farm.real_servers_dr();
+    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    // Listening on every address: the VIP for the traffic, the real server's own for the check.
+    let any: SocketAddr = "0.0.0.0:80".parse().unwrap();
+    let mut backends: Vec<Option<Backend>> = farm
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, rs)| Some(rs.enter(|| Backend::start_on(&format!("rs{}", i + 1), any))))
+        .collect();
+    let gate: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "gate")).collect();
+    let check = r#"check = { type = "tcp", interval = 0.2, timeout = 0.2, fall = 2, rise = 2, warmup = 0.05 }"#;
+    let rvsd = farm.rvsd(&service("tcp", vip, "rr", check, &gate));
+    let mut names: Vec<String> = (0..2).map(|_| connect_name_through(&farm, &rvsd, vip).1).collect();
+    names.sort();
+    assert_eq!(names, ["rs1", "rs2"]);
+    backends[0] = None; // rs1 stops listening: its checks fail
+    let rs1: SocketAddr = format!("{}:80", farm.rs4[0]).parse().unwrap();
+    wait_until(Duration::from_secs(10), "rs1 taken out by its check", || {
+        server_view(&rvsd, vip, rs1).is_some_and(|v| v["check"]["health"] == "down")
+    });
+    for _ in 0..4 {
+        assert_eq!(connect_name_through(&farm, &rvsd, vip).1, "rs2", "only the healthy real server takes flows");
+    }
+    drop(backends);
+}
+
+#[test]
+fn schedulers_choose_as_the_core_does_wrr_weights_and_sh_stickiness() {
+    let farm = Farm::one_segment(2);
+    farm.real_servers_dr();
+    let wrr: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let sh: SocketAddr = format!("{VIP4}:81").parse().unwrap();
+    let _b = echo_servers(&farm, wrr);
+    let _c = echo_servers(&farm, sh);
+    let weighted = format!(
+        "[[service]]\nprotocol = \"tcp\"\naddress = \"{wrr}\"\nscheduler = \"wrr\"\n\
+         [[service.real_server]]\naddress = \"{}:80\"\nmethod = \"gate\"\nweight = 3\n\
+         [[service.real_server]]\naddress = \"{}:80\"\nmethod = \"gate\"\nweight = 1\n",
+        farm.rs4[0], farm.rs4[1]
+    );
+    let hashed: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:81"), "gate")).collect();
+    let rvsd = farm.rvsd(&format!("{weighted}\n{}", service("tcp", sh, "sh", "", &hashed)));
+    let names: Vec<String> = (0..8).map(|_| connect_name_through(&farm, &rvsd, wrr).1).collect();
+    assert_eq!(names.iter().filter(|n| *n == "rs1").count(), 6, "wrr 3:1 over 8 connections: {names:?}");
+    let first = connect_name_through(&farm, &rvsd, sh).1;
+    for _ in 0..4 {
+        assert_eq!(connect_name_through(&farm, &rvsd, sh).1, first, "sh keeps one client on one real server");
+    }
 }
