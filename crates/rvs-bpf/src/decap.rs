@@ -12,13 +12,12 @@
 
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLinkId;
-use aya::programs::{Xdp, XdpMode};
+use aya::programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 
 /// The compiled decapsulation program (see build.rs).
@@ -173,19 +172,32 @@ impl Decap {
         Ok(self.ebpf.program_mut(name).ok_or(DecapError::Missing("XDP program"))?.try_into()?)
     }
 
-    /// The decapsulation program's fd (for [`crate::test_run::test_run`]).
-    pub fn decap_fd(&self) -> Result<BorrowedFd<'_>, DecapError> {
-        self.fd(DECAP)
+    /// Runs `frame` once through the decapsulation program (BPF_PROG_TEST_RUN): its verdict and
+    /// the frame as it left it. For fixtures; nothing is sent.
+    pub fn run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), DecapError> {
+        self.run_prog(DECAP, frame)
     }
 
-    /// The pass-everything program's fd.
-    pub fn pass_fd(&self) -> Result<BorrowedFd<'_>, DecapError> {
-        self.fd(PASS)
+    /// As [`Decap::run`], with the pass-everything program.
+    pub fn run_pass(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), DecapError> {
+        self.run_prog(PASS, frame)
     }
 
-    fn fd(&self, name: &'static str) -> Result<BorrowedFd<'_>, DecapError> {
+    fn run_prog(&self, name: &'static str, frame: &[u8]) -> Result<(u32, Vec<u8>), DecapError> {
         let prog: &Xdp = self.ebpf.program(name).ok_or(DecapError::Missing("XDP program"))?.try_into()?;
-        Ok(prog.fd()?.as_fd())
+        // Room for what a program may add (an XDP program's headroom is 256 bytes).
+        let mut out = vec![0u8; frame.len() + 512];
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: None,
+            ctx_out: None,
+            repeat: 1,
+            attrs: TestRunAttrs::new(),
+        };
+        let r = prog.test_run(opts)?;
+        out.truncate((r.data_size_out as usize).min(out.len()));
+        Ok((r.return_value, out))
     }
 
     fn attach_prog(

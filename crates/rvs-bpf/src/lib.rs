@@ -4,15 +4,13 @@
 //!
 //! One module per BPF program: [`sockmap`] (the L4 engine's kernel relay), [`xdp`] (the XDP
 //! packet engine, its map layout in [`xdp_maps`]) and [`decap`] (a real server's tunnel
-//! decapsulation). [`socket`] holds the socket queries they need, [`test_run`] runs a program
-//! on a fixture (BPF_PROG_TEST_RUN).
+//! decapsulation). [`socket`] holds the socket queries they need.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod decap;
 pub mod socket;
 pub mod sockmap;
-pub mod test_run;
 pub mod xdp;
 pub mod xdp_maps;
 

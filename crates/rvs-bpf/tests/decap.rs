@@ -5,7 +5,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use rvs_bpf::test_run::test_run;
 use rvs_bpf::{Decap, DecapCounters};
 
 const XDP_DROP: u32 = 1;
@@ -94,8 +93,7 @@ fn decap() -> Decap {
 }
 
 fn run(d: &Decap, frame: &[u8]) -> (u32, Vec<u8>) {
-    let r = test_run(d.decap_fd().unwrap(), frame, None).expect("BPF_PROG_TEST_RUN");
-    (r.retval, r.data)
+    d.run(frame).expect("BPF_PROG_TEST_RUN")
 }
 
 #[test]
@@ -193,6 +191,5 @@ fn congestion_marks_follow_rfc_6040() {
 fn the_pass_program_passes() {
     let d = decap();
     let f = eth(IPV4, &ipv4(DIRECTOR4, RS4, 4, 0, &[], &inner4()));
-    let r = test_run(d.pass_fd().unwrap(), &f, None).unwrap();
-    assert_eq!((r.retval, r.data), (XDP_PASS, f));
+    assert_eq!(d.run_pass(&f).unwrap(), (XDP_PASS, f));
 }
