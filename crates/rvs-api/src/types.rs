@@ -361,6 +361,9 @@ pub struct PacketEngineView {
     /// First packets scheduled by rvsd, and refused for want of a real server.
     pub scheduled: u64,
     pub rejected: u64,
+    /// Nanoseconds rvsd spent scheduling first packets and handing them back, in all.
+    #[serde(default)]
+    pub schedule_ns: u64,
     /// The XDP program's own counters (passed to the kernel, forwarded, dropped by reason).
     pub counters: std::collections::BTreeMap<String, u64>,
 }

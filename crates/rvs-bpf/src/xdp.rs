@@ -487,7 +487,7 @@ impl PacketProgram {
             ctx_in: Some(&md),
             ctx_out: None,
             repeat: ctx.repeat.max(1),
-            attrs: TestRunAttrs::new().xdp_live_frames(0),
+            attrs: TestRunAttrs::new().xdp_live_frames(1),
         };
         self.prog("rvs_xdp_lb")?.test_run(opts).map_err(XdpError::TestRun)?;
         Ok(())

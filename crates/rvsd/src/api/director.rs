@@ -50,6 +50,7 @@ pub(crate) async fn route(at: &Route<'_>, rest: &[&str], req: Request<Incoming>)
                         table_bytes: p.table_bytes,
                         scheduled: p.scheduled,
                         rejected: p.rejected,
+                        schedule_ns: p.schedule_ns,
                         counters: p.stats.into_iter().map(|(n, v)| (n.to_string(), v)).collect(),
                     }),
                 },
