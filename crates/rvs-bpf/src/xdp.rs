@@ -765,6 +765,11 @@ fn layout_marker() -> String {
     format!("layout-{:016x}", layout_hash())
 }
 
+/// Whether the maps pinned in `dir` were pinned by an rvsd of this map layout.
+pub fn layout_marker_present(dir: &Path) -> bool {
+    dir.join(layout_marker()).exists()
+}
+
 /// Whether maps are pinned in `dir` (`None`: none), and whether they fit a program of this
 /// layout with room for `conn_capacity` flows (`Err`: why not).
 pub fn check_pinned(dir: &Path, conn_capacity: u32) -> Option<Result<(), String>> {
