@@ -16,7 +16,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, MapInfo, MapType, PerCpuArray, PerCpuValues, RingBuf};
+use aya::maps::{
+    Array, HashMap as BpfHashMap, MapData, MapError, MapInfo, MapType, PerCpuArray, PerCpuValues, RingBuf,
+};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::{XdpLink, XdpLinkId};
 use aya::programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp};
@@ -364,7 +366,12 @@ impl PacketProgram {
         Ok(mode)
     }
 
-    fn attach_id(&mut self, name: &'static str, ifname: &str, how: XdpAttach) -> Result<(XdpLinkId, XdpMode), XdpError> {
+    fn attach_id(
+        &mut self,
+        name: &'static str,
+        ifname: &str,
+        how: XdpAttach,
+    ) -> Result<(XdpLinkId, XdpMode), XdpError> {
         let prog = self.xdp_mut(name)?;
         let native = aya::programs::XdpMode::Driver;
         let generic = aya::programs::XdpMode::Skb;
@@ -429,8 +436,10 @@ impl PacketProgram {
     /// Replaces the program on the pinned link at `path` with `rvs_xdp_lb` (BPF_LINK_UPDATE).
     fn replace_on(&mut self, path: &Path) -> Result<(), XdpError> {
         let name = "rvs_xdp_lb";
-        let pinned = PinnedLink::from_pin(path).map_err(|e| XdpError::Io { path: path.into(), source: std::io::Error::other(e) })?;
-        let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| XdpError::Io { path: path.into(), source: std::io::Error::other(e) })?;
+        let pinned = PinnedLink::from_pin(path)
+            .map_err(|e| XdpError::Io { path: path.into(), source: std::io::Error::other(e) })?;
+        let link = XdpLink::try_from(FdLink::from(pinned))
+            .map_err(|e| XdpError::Io { path: path.into(), source: std::io::Error::other(e) })?;
         let prog = self.xdp_mut(name)?;
         let id = prog.attach_to_link(link).map_err(|source| XdpError::Program { name, source })?;
         // The pin keeps the link (and so the attachment); this process's fd to it can go.
@@ -709,7 +718,13 @@ struct PinnedMap {
 
 /// The maps that outlive rvsd (not the ring buffer of first packets: each program has its own).
 const PINNED_MAPS: &[PinnedMap] = &[
-    PinnedMap { name: "rvs_conns", kind: MapType::LruHash, key: size_of::<ConnKey>(), value: size_of::<Conn>(), entries: None },
+    PinnedMap {
+        name: "rvs_conns",
+        kind: MapType::LruHash,
+        key: size_of::<ConnKey>(),
+        value: size_of::<Conn>(),
+        entries: None,
+    },
     PinnedMap { name: "rvs_dests", kind: MapType::Array, key: 4, value: size_of::<Dest>(), entries: Some(MAX_DESTS) },
     PinnedMap {
         name: "rvs_services",
@@ -755,9 +770,9 @@ pub fn layout_hash() -> u64 {
     }
     text.push_str(rest);
     // FNV-1a, 64 bits.
-    text.bytes().filter(|b| !b.is_ascii_whitespace()).fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    text.bytes()
+        .filter(|b| !b.is_ascii_whitespace())
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The directory (bpffs allows directories) that marks pins of this layout.
@@ -782,7 +797,10 @@ pub fn check_pinned(dir: &Path, conn_capacity: u32) -> Option<Result<(), String>
         return Some(Err(format!("maps missing: {}", missing.join(", "))));
     }
     if !dir.join(layout_marker()).exists() {
-        return Some(Err(format!("they were pinned by an rvsd of another map layout (this one's is {})", layout_marker())));
+        return Some(Err(format!(
+            "they were pinned by an rvsd of another map layout (this one's is {})",
+            layout_marker()
+        )));
     }
     for m in PINNED_MAPS {
         let info = match MapInfo::from_pin(dir.join(m.name)) {

@@ -415,7 +415,8 @@ mod tests {
             p.services.iter().map(|s| (s.map_key, maps::Service::new(s.id))).collect();
         let info: HashMap<u32, maps::ServiceInfo> =
             p.services.iter().map(|s| (s.id, maps::ServiceInfo::new(s.map_key))).collect();
-        let dests: Vec<(u32, maps::Dest)> = p.services.iter().flat_map(|s| s.dests.iter().map(|d| (d.1, d.2))).collect();
+        let dests: Vec<(u32, maps::Dest)> =
+            p.services.iter().flat_map(|s| s.dests.iter().map(|d| (d.1, d.2))).collect();
         let reverse: Vec<maps::ReverseKey> = p.reverse.iter().map(|r| r.0).collect();
         let rebuilt = Assignment::from_maps(&services, &|id| info.get(&id).copied(), &dests, &reverse);
         for s in &p.services {
@@ -427,7 +428,9 @@ mod tests {
         assert_eq!(rebuilt.by_slot(), p.next.by_slot());
         // Planning the same table again changes no slot and removes nothing.
         let again = plan(&rebuilt, &t, &no_route).unwrap();
-        assert!(again.newly_retired.is_empty() && again.removed_services.is_empty() && again.removed_reverse.is_empty());
+        assert!(
+            again.newly_retired.is_empty() && again.removed_services.is_empty() && again.removed_reverse.is_empty()
+        );
         assert_eq!(again.next.by_slot(), p.next.by_slot());
         // New slots come from the free ones.
         let c = server("198.18.0.13:80", ForwardingMethod::Gate);
@@ -435,7 +438,11 @@ mod tests {
         let mut t2 = t.clone();
         t2.services.extend(more.services);
         let p2 = plan(&rebuilt, &t2, &no_route).unwrap();
-        let new = p2.services.iter().find(|s| s.key.addr.port() == 80 && s.key.addr.ip().to_string() == "198.18.1.12").unwrap();
+        let new = p2
+            .services
+            .iter()
+            .find(|s| s.key.addr.port() == 80 && s.key.addr.ip().to_string() == "198.18.1.12")
+            .unwrap();
         assert!(!p.services.iter().any(|s| s.id == new.id));
         assert!(!dests.iter().any(|d| d.0 == new.dests[0].1));
     }

@@ -69,7 +69,10 @@ fn run_inner(args: &PacketEngineArgs) -> anyhow::Result<()> {
     }
     match rvs_bpf::xdp::check_pinned(&dir, 0) {
         None => println!("  no maps"),
-        Some(_) => println!("  maps: {}", if rvs_bpf::xdp::layout_marker_present(&dir) { "this rvsd's layout" } else { "another layout" }),
+        Some(_) => println!(
+            "  maps: {}",
+            if rvs_bpf::xdp::layout_marker_present(&dir) { "this rvsd's layout" } else { "another layout" }
+        ),
     }
     Ok(())
 }
