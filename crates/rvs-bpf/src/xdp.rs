@@ -81,6 +81,8 @@ pub enum XdpError {
     NotALink(String),
     #[error("pinning {path}: {source}")]
     Pin { path: PathBuf, source: aya::pin::PinError },
+    #[error("another running rvsd holds the packet engine pinned in {0}: stop it first")]
+    Busy(PathBuf),
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> XdpError {
@@ -108,6 +110,8 @@ pub struct PacketProgram {
     /// Attachments pinned in `pin_dir` (they outlive this process).
     lasting: Vec<(String, XdpMode)>,
     pin_dir: Option<PathBuf>,
+    /// The pin directory, locked (flock) while this instance holds it.
+    _pin_lock: Option<std::fs::File>,
     conn_table_bytes: Option<u64>,
     nr_cpus: usize,
     ebpf: Ebpf,
@@ -279,6 +283,7 @@ impl PacketProgram {
             crate::decap::ensure_bpffs(Path::new(BPFFS))?;
         }
         std::fs::create_dir_all(dir).map_err(|source| XdpError::Io { path: dir.into(), source })?;
+        let lock = lock_dir(dir)?;
         let state = match check_pinned(dir, conn_capacity) {
             None => PinnedState::Fresh,
             Some(Ok(())) => PinnedState::Reused,
@@ -296,7 +301,8 @@ impl PacketProgram {
         let ebpf = loader.load(PROGRAM)?;
         let marker = dir.join(layout_marker());
         std::fs::create_dir_all(&marker).map_err(|source| XdpError::Io { path: marker, source })?;
-        let p = Self::finish(ebpf, Some(dir.to_path_buf()))?;
+        let mut p = Self::finish(ebpf, Some(dir.to_path_buf()))?;
+        p._pin_lock = Some(lock);
         if state != PinnedState::Reused {
             p.set_config(&Config::default())?;
         }
@@ -334,6 +340,7 @@ impl PacketProgram {
             attached: Vec::new(),
             lasting: Vec::new(),
             pin_dir,
+            _pin_lock: None,
             conn_table_bytes,
             nr_cpus,
             ebpf,
@@ -671,6 +678,17 @@ impl PacketProgram {
     }
 }
 
+/// Locks the pin directory `dir` (flock, exclusive, not waiting): one rvsd at a time drives
+/// the maps pinned there. The lock goes with the returned file (with the process).
+fn lock_dir(dir: &Path) -> Result<std::fs::File, XdpError> {
+    let f = std::fs::File::open(dir).map_err(|source| XdpError::Io { path: dir.into(), source })?;
+    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(f),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(XdpError::Busy(dir.into())),
+        Err(e) => Err(XdpError::Io { path: dir.into(), source: e.into() }),
+    }
+}
+
 /// Where bpf filesystems are mounted.
 const BPFFS: &str = "/sys/fs/bpf";
 
@@ -911,6 +929,9 @@ pub fn default_pin_dir() -> std::io::Result<PathBuf> {
 /// interfaces, its flows stop) and its maps, and removes `dir`. Returns the interfaces it was
 /// attached to; nothing pinned there is not an error.
 pub fn remove_pinned(dir: &Path) -> Result<Vec<String>, XdpError> {
+    if dir.exists() {
+        drop(lock_dir(dir)?);
+    }
     let links: Vec<String> = pinned_links(dir).into_iter().map(|(i, ..)| i).collect();
     crate::decap::unpin(dir)?;
     Ok(links)

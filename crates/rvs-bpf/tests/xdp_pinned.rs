@@ -62,6 +62,9 @@ fn pinned_maps_and_link_outlive_the_loader_and_are_reused_reset_and_removed() {
             assert_eq!(p.dests().len(), 1);
             assert_eq!(p.attach_lasting("v0", XdpAttach::Auto).map_err(e)?, Lasting::Replaced(XdpMode::Generic));
             assert_eq!(p.attached(), [("v0".to_string(), XdpMode::Generic)]);
+            // One holder at a time: a second load, or a removal, is refused meanwhile.
+            assert!(matches!(PacketProgram::load_pinned(1024, &dir.0), Err(xdp::XdpError::Busy(_))));
+            assert!(matches!(xdp::remove_pinned(&dir.0), Err(xdp::XdpError::Busy(_))));
             drop(p);
 
             // Another size: the maps are made anew, the link is reused.

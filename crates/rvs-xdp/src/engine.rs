@@ -148,25 +148,36 @@ impl PacketEngine {
     pub fn start(settings: &PacketSettings, clock: Clock) -> Result<Arc<Self>, StartError> {
         let (mut program, restored) = match &settings.pin_dir {
             None => (PacketProgram::load(settings.connections)?, false),
-            Some(dir) => {
-                let (program, state) = PacketProgram::load_pinned(settings.connections, dir)?;
-                let dir = dir.display();
-                match &state {
-                    PinnedState::Fresh => tracing::info!("packet engine: maps pinned in {dir}"),
-                    PinnedState::Reused => tracing::info!(
-                        "packet engine: taking over the maps pinned in {dir} by a previous rvsd: its flows go on"
-                    ),
-                    PinnedState::Reset(why) => tracing::error!(
-                        "packet engine: the maps pinned in {dir} do not fit this rvsd ({why}): unpinned them and \
-                         starting fresh; the flows they held are lost"
-                    ),
+            Some(dir) => match PacketProgram::load_pinned(settings.connections, dir) {
+                Ok((program, state)) => {
+                    let dir = dir.display();
+                    match &state {
+                        PinnedState::Fresh => tracing::info!("packet engine: maps pinned in {dir}"),
+                        PinnedState::Reused => tracing::info!(
+                            "packet engine: taking over the maps pinned in {dir} by a previous rvsd: its flows go on"
+                        ),
+                        PinnedState::Reset(why) => tracing::error!(
+                            "packet engine: the maps pinned in {dir} do not fit this rvsd ({why}): unpinned them and \
+                             starting fresh; the flows they held are lost"
+                        ),
+                    }
+                    (program, state == PinnedState::Reused)
                 }
-                (program, state == PinnedState::Reused)
-            }
+                // No bpf filesystem to pin in (a container without one, say): the engine still
+                // runs, as before pinning existed.
+                Err(e @ (XdpError::Pins(_) | XdpError::Io { .. })) => {
+                    tracing::warn!(
+                        "packet engine: cannot pin in {} ({e}): running unpinned, its flows end with this rvsd",
+                        dir.display()
+                    );
+                    (PacketProgram::load(settings.connections)?, false)
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
         let mut attached = Vec::new();
         for name in &settings.interfaces {
-            let mode = if settings.pin_dir.is_some() {
+            let mode = if program.pin_dir().is_some() {
                 match program.attach_lasting(name, settings.attach)? {
                     Lasting::Attached(mode) => mode,
                     Lasting::Replaced(mode) => {
