@@ -57,6 +57,9 @@ fn run_inner(args: &PacketEngineArgs) -> anyhow::Result<()> {
             println!("detached from {ifname}");
         }
         println!("removed {}", dir.display());
+        if let Some(parent) = dir.parent().filter(|p| p.ends_with("rvs")) {
+            let _ = std::fs::remove_dir(parent); // when empty: rvsd made it for the default directory
+        }
         return Ok(());
     }
     if !dir.exists() {
@@ -67,12 +70,12 @@ fn run_inner(args: &PacketEngineArgs) -> anyhow::Result<()> {
     for (ifname, mode, _) in &links {
         println!("  attached to {ifname} ({mode:?})");
     }
-    match rvs_bpf::xdp::check_pinned(&dir, 0) {
-        None => println!("  no maps"),
-        Some(_) => println!(
-            "  maps: {}",
-            if rvs_bpf::xdp::layout_marker_present(&dir) { "this rvsd's layout" } else { "another layout" }
-        ),
+    if dir.join("rvs_conns").exists() {
+        let layout =
+            if rvs_bpf::xdp::layout_marker_present(&dir) { "this rvsd's map layout" } else { "another map layout" };
+        println!("  maps pinned ({layout})");
+    } else {
+        println!("  no maps");
     }
     Ok(())
 }

@@ -385,7 +385,7 @@ struct Pins(std::path::PathBuf);
 impl Drop for Pins {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-        if let Some(parent) = self.0.parent().filter(|p| p.ends_with("rvs-test")) {
+        if let Some(parent) = self.0.parent().filter(|p| p.ends_with("rvs-test") || p.ends_with("rvs")) {
             let _ = std::fs::remove_dir(parent); // only when empty: another run may use it
         }
     }
