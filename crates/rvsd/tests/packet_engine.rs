@@ -127,6 +127,9 @@ impl Drop for Farm {
         for path in self.real_server_leftovers() {
             let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir_all(&path));
         }
+        // Their parents too, when nothing else is left in them.
+        let _ = std::fs::remove_dir("/run/rvs");
+        let _ = std::fs::remove_dir("/sys/fs/bpf/rvs");
     }
 }
 
@@ -523,4 +526,39 @@ fn pins_of_another_connection_table_size_are_replaced_and_the_default_directory_
     assert!(!farm.xdp_on_eth0(), "the program is detached");
     let (ok, out) = farm.packet_engine_command(&["--remove"]);
     assert!(ok && out.contains("nothing pinned"), "{out}");
+}
+
+#[test]
+fn after_a_restart_without_its_real_server_a_flow_is_left_to_drain_as_after_a_deletion() {
+    let farm = Farm::one_segment(2);
+    farm.real_servers_dr();
+    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let _b = echo_servers(&farm, vip);
+    let gate = |rs: &[String]| -> String {
+        let servers: Vec<(String, &str)> = rs.iter().map(|a| (format!("{a}:80"), "gate")).collect();
+        service("tcp", vip, "rr", "", &servers)
+    };
+    let pins = Pins(format!("/sys/fs/bpf/rvs-test/{}", farm.director.name()).into());
+    let mut first = farm.rvsd_pinned(Some(&pins.0), 4096, &gate(&farm.rs4));
+    let (mut held, name) = connect_name_through(&farm, &first, vip);
+    let (gone, kept) = if name == "rs1" { (0, 1) } else { (1, 0) };
+    echo_line(&mut held, "before\n", "with the first rvsd");
+    first.signal("TERM");
+    assert_eq!(first.wait(Duration::from_secs(15)), Some(0), "{}", first.log());
+
+    // The next configuration no longer has the held flow's real server.
+    let second = farm.rvsd_pinned(Some(&pins.0), 4096, &gate(&farm.rs4[kept..=kept]));
+    let log = second.log();
+    assert!(log.contains("0 adopted, 1 to real servers no longer configured"), "{log}");
+    let (s, name) = connect_name_through(&farm, &second, vip);
+    assert_eq!(name, format!("rs{}", kept + 1), "new connections go to the remaining real server");
+    drop(s);
+    held.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    let _ = held.write_all(b"lost\n");
+    let mut buf = [0u8; 5];
+    assert!(held.read_exact(&mut buf).is_err(), "rs{}'s flow no longer passes, as after a deletion", gone + 1);
+    drop(second);
+    let (ok, out) = farm.packet_engine_command(&["--remove", "--pin-path", pins.0.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(!pins.0.exists());
 }
