@@ -3,12 +3,24 @@
 //! buffer of first packets, and runs frames through it with `BPF_PROG_TEST_RUN`: for tests,
 //! and live (`BPF_F_TEST_XDP_LIVE_FRAMES`) to hand a scheduled first packet back with its
 //! verdict as XDP metadata, which then really leaves (XDP_TX / redirect).
+//!
+//! Two ways to hold it, as [`crate::decap`]. [`PacketProgram::load`] gives a private instance
+//! whose maps and attachments go with it. [`PacketProgram::load_pinned`] keeps the maps (all but
+//! the ring buffer of first packets) pinned in a directory of a bpf filesystem, and
+//! [`PacketProgram::attach_lasting`] pins the attachment there too (`link-IFNAME-MODE`), so the
+//! program and its flows stay after the process exits; the next process that loads on the same
+//! directory uses the same maps and replaces the program on the pinned link atomically (no
+//! moment without a program). [`remove_pinned`] undoes it.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf};
-use aya::programs::xdp::XdpLinkId;
+use aya::maps::{
+    Array, HashMap as BpfHashMap, MapData, MapError, MapInfo, MapType, PerCpuArray, PerCpuValues, RingBuf,
+};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::xdp::{XdpLink, XdpLinkId};
 use aya::programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
 
@@ -61,6 +73,16 @@ pub enum XdpError {
     Cpus(std::io::Error),
     #[error("an empty frame cannot be run")]
     EmptyFrame,
+    #[error("the packet engine's pins: {0}")]
+    Pins(#[from] crate::decap::DecapError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the attachment to {0} is not a BPF link (attached through netlink): it cannot be pinned")]
+    NotALink(String),
+    #[error("pinning {path}: {source}")]
+    Pin { path: PathBuf, source: aya::pin::PinError },
+    #[error("another running rvsd holds the packet engine pinned in {0}: stop it first")]
+    Busy(PathBuf),
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> XdpError {
@@ -85,6 +107,11 @@ pub struct PacketProgram {
     maps: Mutex<Maps>,
     newflows: Option<RingBuf<MapData>>,
     attached: Vec<(String, XdpMode, &'static str, XdpLinkId)>,
+    /// Attachments pinned in `pin_dir` (they outlive this process).
+    lasting: Vec<(String, XdpMode)>,
+    pin_dir: Option<PathBuf>,
+    /// The pin directory, locked (flock) while this instance holds it.
+    _pin_lock: Option<std::fs::File>,
     conn_table_bytes: Option<u64>,
     nr_cpus: usize,
     ebpf: Ebpf,
@@ -235,7 +262,54 @@ impl PacketProgram {
         if conn_capacity == 0 {
             return Err(XdpError::Capacity);
         }
-        let mut ebpf = EbpfLoader::new().map_max_entries("rvs_conns", conn_capacity).load(PROGRAM)?;
+        let ebpf = EbpfLoader::new().map_max_entries("rvs_conns", conn_capacity).load(PROGRAM)?;
+        let p = Self::finish(ebpf, None)?;
+        p.set_config(&Config::default())?;
+        Ok(p)
+    }
+
+    /// Loads the engine with its maps pinned in `dir` (a directory of a bpf filesystem; made if
+    /// missing, and /sys/fs/bpf mounted if it is not one): the maps pinned there already are
+    /// used when they fit this program (its layout and `conn_capacity`), so the flows, real
+    /// servers and services the last process left are the ones this program sees. When they do
+    /// not fit they are unpinned and new ones pinned ([`PinnedState::Reset`]); the pinned
+    /// attachments are kept either way, for [`PacketProgram::attach_lasting`] to replace the
+    /// program on them.
+    pub fn load_pinned(conn_capacity: u32, dir: &Path) -> Result<(Self, PinnedState), XdpError> {
+        if conn_capacity == 0 {
+            return Err(XdpError::Capacity);
+        }
+        if dir.starts_with(BPFFS) {
+            crate::decap::ensure_bpffs(Path::new(BPFFS))?;
+        }
+        std::fs::create_dir_all(dir).map_err(|source| XdpError::Io { path: dir.into(), source })?;
+        let lock = lock_dir(dir)?;
+        let state = match check_pinned(dir, conn_capacity) {
+            None => PinnedState::Fresh,
+            Some(Ok(())) => PinnedState::Reused,
+            Some(Err(why)) => {
+                unpin_maps(dir)?;
+                PinnedState::Reset(why)
+            }
+        };
+        let paths: Vec<(&'static str, PathBuf)> = PINNED_MAPS.iter().map(|m| (m.name, dir.join(m.name))).collect();
+        let mut loader = EbpfLoader::new();
+        loader.map_max_entries("rvs_conns", conn_capacity);
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let ebpf = loader.load(PROGRAM)?;
+        let marker = dir.join(layout_marker());
+        std::fs::create_dir_all(&marker).map_err(|source| XdpError::Io { path: marker, source })?;
+        let mut p = Self::finish(ebpf, Some(dir.to_path_buf()))?;
+        p._pin_lock = Some(lock);
+        if state != PinnedState::Reused {
+            p.set_config(&Config::default())?;
+        }
+        Ok((p, state))
+    }
+
+    fn finish(mut ebpf: Ebpf, pin_dir: Option<PathBuf>) -> Result<Self, XdpError> {
         for name in ["rvs_xdp_lb", "rvs_xdp_pass"] {
             let prog: &mut Xdp = ebpf
                 .program_mut(name)
@@ -260,16 +334,17 @@ impl PacketProgram {
         };
         let newflows: RingBuf<MapData> = take(&mut ebpf, "rvs_newflows")?;
         let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| XdpError::Cpus(e))?;
-        let p = Self {
+        Ok(Self {
             maps: Mutex::new(maps),
             newflows: Some(newflows),
             attached: Vec::new(),
+            lasting: Vec::new(),
+            pin_dir,
+            _pin_lock: None,
             conn_table_bytes,
             nr_cpus,
             ebpf,
-        };
-        p.set_config(&Config::default())?;
-        Ok(p)
+        })
     }
 
     fn maps(&self) -> MutexGuard<'_, Maps> {
@@ -284,13 +359,27 @@ impl PacketProgram {
             .map_err(|source| XdpError::Program { name, source })
     }
 
-    fn attach_prog(&mut self, name: &'static str, ifname: &str, how: XdpAttach) -> Result<XdpMode, XdpError> {
-        let prog: &mut Xdp = self
-            .ebpf
+    fn xdp_mut(&mut self, name: &'static str) -> Result<&mut Xdp, XdpError> {
+        self.ebpf
             .program_mut(name)
             .ok_or(XdpError::Missing(name))?
             .try_into()
-            .map_err(|source| XdpError::Program { name, source })?;
+            .map_err(|source| XdpError::Program { name, source })
+    }
+
+    fn attach_prog(&mut self, name: &'static str, ifname: &str, how: XdpAttach) -> Result<XdpMode, XdpError> {
+        let (id, mode) = self.attach_id(name, ifname, how)?;
+        self.attached.push((ifname.to_string(), mode, name, id));
+        Ok(mode)
+    }
+
+    fn attach_id(
+        &mut self,
+        name: &'static str,
+        ifname: &str,
+        how: XdpAttach,
+    ) -> Result<(XdpLinkId, XdpMode), XdpError> {
+        let prog = self.xdp_mut(name)?;
         let native = aya::programs::XdpMode::Driver;
         let generic = aya::programs::XdpMode::Skb;
         let (id, mode) = match how {
@@ -305,8 +394,83 @@ impl PacketProgram {
             },
         };
         let id = id.map_err(|source| XdpError::Attach { ifname: ifname.to_string(), source })?;
-        self.attached.push((ifname.to_string(), mode, name, id));
-        Ok(mode)
+        Ok((id, mode))
+    }
+
+    /// Attaches `rvs_xdp_lb` to an interface for good: the attachment is a BPF link pinned in
+    /// the pin directory (only for an instance from [`PacketProgram::load_pinned`]), so the
+    /// program stays when this process exits. When a pinned link to `ifname` is there (a
+    /// previous rvsd's) and its mode fits `how`, this program replaces the old one on it
+    /// atomically; a link whose interface is gone, or of the other mode, is unpinned first.
+    pub fn attach_lasting(&mut self, ifname: &str, how: XdpAttach) -> Result<Lasting, XdpError> {
+        let dir = self.pin_dir.clone().ok_or(XdpError::Missing("pin directory (use PacketProgram::load_pinned)"))?;
+        let mut why = None;
+        for (mode, path) in link_pins(&dir, ifname) {
+            let fits = match how {
+                XdpAttach::Auto => true,
+                XdpAttach::Native => mode == XdpMode::Native,
+                XdpAttach::Generic => mode == XdpMode::Generic,
+            };
+            if !fits {
+                why.get_or_insert(format!("the pinned attachment is {mode:?}, {how:?} is asked for"));
+            } else if why.is_none() && !self.lasting.iter().any(|(n, _)| n == ifname) {
+                match self.replace_on(&path) {
+                    Ok(()) => {
+                        self.lasting.push((ifname.to_string(), mode));
+                        continue;
+                    }
+                    Err(e) => why = Some(format!("the pinned link could not take the program: {e}")),
+                }
+            }
+            remove_pin(&path)?;
+        }
+        if let Some((_, mode)) = self.lasting.iter().find(|(n, _)| n == ifname) {
+            return Ok(Lasting::Replaced(*mode));
+        }
+        let (id, mode) = self.attach_id("rvs_xdp_lb", ifname, how)?;
+        let name = "rvs_xdp_lb";
+        let link = self.xdp_mut(name)?.take_link(id).map_err(|source| XdpError::Program { name, source })?;
+        let link: FdLink = link.try_into().map_err(|_| XdpError::NotALink(ifname.to_string()))?;
+        let path = link_path(&dir, ifname, mode);
+        link.pin(&path).map_err(|source| XdpError::Pin { path, source })?;
+        self.lasting.push((ifname.to_string(), mode));
+        Ok(match why {
+            None => Lasting::Attached(mode),
+            Some(why) => Lasting::Reattached { mode, why },
+        })
+    }
+
+    /// Replaces the program on the pinned link at `path` with `rvs_xdp_lb` (BPF_LINK_UPDATE).
+    fn replace_on(&mut self, path: &Path) -> Result<(), XdpError> {
+        let name = "rvs_xdp_lb";
+        let pinned = PinnedLink::from_pin(path)
+            .map_err(|e| XdpError::Io { path: path.into(), source: std::io::Error::other(e) })?;
+        let link = XdpLink::try_from(FdLink::from(pinned))
+            .map_err(|e| XdpError::Io { path: path.into(), source: std::io::Error::other(e) })?;
+        let prog = self.xdp_mut(name)?;
+        let id = prog.attach_to_link(link).map_err(|source| XdpError::Program { name, source })?;
+        // The pin keeps the link (and so the attachment); this process's fd to it can go.
+        drop(prog.take_link(id).map_err(|source| XdpError::Program { name, source })?);
+        Ok(())
+    }
+
+    /// Unpins the lasting attachments to interfaces not in `keep` (their program detaches):
+    /// interfaces a previous rvsd attached to that the configuration no longer names.
+    pub fn detach_lasting_except(&mut self, keep: &[String]) -> Result<Vec<String>, XdpError> {
+        let Some(dir) = self.pin_dir.clone() else { return Ok(Vec::new()) };
+        let mut gone = Vec::new();
+        for (ifname, _, path) in pinned_links(&dir) {
+            if !keep.contains(&ifname) {
+                remove_pin(&path)?;
+                gone.push(ifname);
+            }
+        }
+        Ok(gone)
+    }
+
+    /// The pin directory, for an instance from [`PacketProgram::load_pinned`].
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pin_dir.as_deref()
     }
 
     /// Attaches `rvs_xdp_lb` to an interface (of the calling thread's network namespace).
@@ -337,7 +501,7 @@ impl PacketProgram {
 
     /// The interfaces attached to, and how.
     pub fn attached(&self) -> Vec<(String, XdpMode)> {
-        self.attached.iter().map(|(n, m, ..)| (n.clone(), *m)).collect()
+        self.attached.iter().map(|(n, m, ..)| (n.clone(), *m)).chain(self.lasting.iter().cloned()).collect()
     }
 
     pub fn set_config(&self, c: &Config) -> Result<(), XdpError> {
@@ -366,6 +530,26 @@ impl PacketProgram {
 
     pub fn remove_reverse(&self, k: &ReverseKey) -> Result<(), XdpError> {
         self.maps().reverse.remove(k).map_err(map_err("rvs_reverse"))
+    }
+
+    /// The services in `rvs_services` (key and slot).
+    pub fn services(&self) -> Vec<(ServiceKey, Service)> {
+        self.maps().services.iter().filter_map(Result::ok).collect()
+    }
+
+    pub fn service_info(&self, id: u32) -> Option<ServiceInfo> {
+        self.maps().service_info.get(&id, 0).ok()
+    }
+
+    /// The slots of `rvs_dests` that hold a real server (a method set), and what they hold.
+    pub fn dests(&self) -> Vec<(u32, Dest)> {
+        let maps = self.maps();
+        (0..MAX_DESTS).filter_map(|id| maps.dests.get(&id, 0).ok().filter(|d| d.method != 0).map(|d| (id, d))).collect()
+    }
+
+    /// The keys of `rvs_reverse` (masq replies).
+    pub fn reverse_keys(&self) -> Vec<ReverseKey> {
+        self.maps().reverse.keys().filter_map(Result::ok).collect()
     }
 
     /// A walk of the flow table (entries changing meanwhile may be missed or seen twice).
@@ -492,4 +676,263 @@ impl PacketProgram {
         self.prog("rvs_xdp_lb")?.test_run(opts).map_err(XdpError::TestRun)?;
         Ok(())
     }
+}
+
+/// Locks the pin directory `dir` (flock, exclusive, not waiting): one rvsd at a time drives
+/// the maps pinned there. The lock goes with the returned file (with the process).
+fn lock_dir(dir: &Path) -> Result<std::fs::File, XdpError> {
+    let f = std::fs::File::open(dir).map_err(|source| XdpError::Io { path: dir.into(), source })?;
+    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(f),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(XdpError::Busy(dir.into())),
+        Err(e) => Err(XdpError::Io { path: dir.into(), source: e.into() }),
+    }
+}
+
+/// Where bpf filesystems are mounted.
+const BPFFS: &str = "/sys/fs/bpf";
+
+/// What [`PacketProgram::load_pinned`] found in its directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PinnedState {
+    /// No pinned maps: new ones were made and pinned.
+    Fresh,
+    /// The pinned maps fit: they are this program's, with what they hold.
+    Reused,
+    /// The pinned maps did not fit (why): they were unpinned, new ones pinned.
+    Reset(String),
+}
+
+/// What [`PacketProgram::attach_lasting`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lasting {
+    /// A new pinned link in this mode (there was none).
+    Attached(XdpMode),
+    /// The program replaced the one on the pinned link, of this mode: no moment without one.
+    Replaced(XdpMode),
+    /// The pinned link could not be reused (why): it was unpinned and a new one made, so the
+    /// interface had no program for a moment.
+    Reattached { mode: XdpMode, why: String },
+}
+
+impl Lasting {
+    /// The mode the program runs in on the interface.
+    pub fn mode(&self) -> XdpMode {
+        match self {
+            Lasting::Attached(m) | Lasting::Replaced(m) | Lasting::Reattached { mode: m, .. } => *m,
+        }
+    }
+}
+
+/// A pinned map: its name (and pin file), type, key and value sizes, and entries (`None`: the
+/// connection table's, set by the loader).
+struct PinnedMap {
+    name: &'static str,
+    kind: MapType,
+    key: usize,
+    value: usize,
+    entries: Option<u32>,
+}
+
+/// The maps that outlive rvsd (not the ring buffer of first packets: each program has its own).
+const PINNED_MAPS: &[PinnedMap] = &[
+    PinnedMap {
+        name: "rvs_conns",
+        kind: MapType::LruHash,
+        key: size_of::<ConnKey>(),
+        value: size_of::<Conn>(),
+        entries: None,
+    },
+    PinnedMap { name: "rvs_dests", kind: MapType::Array, key: 4, value: size_of::<Dest>(), entries: Some(MAX_DESTS) },
+    PinnedMap {
+        name: "rvs_services",
+        kind: MapType::Hash,
+        key: size_of::<ServiceKey>(),
+        value: size_of::<Service>(),
+        entries: Some(MAX_SERVICES),
+    },
+    PinnedMap {
+        name: "rvs_service_info",
+        kind: MapType::Array,
+        key: 4,
+        value: size_of::<ServiceInfo>(),
+        entries: Some(MAX_SERVICES),
+    },
+    PinnedMap {
+        name: "rvs_reverse",
+        kind: MapType::Hash,
+        key: size_of::<ReverseKey>(),
+        value: size_of::<Reverse>(),
+        entries: Some(MAX_DESTS),
+    },
+    PinnedMap { name: "rvs_config", kind: MapType::Array, key: 4, value: size_of::<Config>(), entries: Some(1) },
+    PinnedMap {
+        name: "rvs_dest_counters",
+        kind: MapType::PerCpuArray,
+        key: 4,
+        value: size_of::<DestCounters>(),
+        entries: Some(MAX_DESTS),
+    },
+    PinnedMap { name: "rvs_stats", kind: MapType::PerCpuArray, key: 4, value: 8, entries: Some(STAT_COUNT as u32) },
+];
+
+/// The layout the maps follow: a hash of `xdp_maps.h` (comments and white space left out), so
+/// that maps pinned by an rvsd of another layout are never taken for this one's.
+pub fn layout_hash() -> u64 {
+    let header = include_str!("../bpf/xdp_maps.h");
+    let mut text = String::with_capacity(header.len());
+    let mut rest = header;
+    while let Some(i) = rest.find("/*") {
+        text.push_str(&rest[..i]);
+        rest = rest[i..].find("*/").map_or("", |j| &rest[i + j + 2..]);
+    }
+    text.push_str(rest);
+    // FNV-1a, 64 bits.
+    text.bytes()
+        .filter(|b| !b.is_ascii_whitespace())
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The directory (bpffs allows directories) that marks pins of this layout.
+fn layout_marker() -> String {
+    format!("layout-{:016x}", layout_hash())
+}
+
+/// Whether the maps pinned in `dir` were pinned by an rvsd of this map layout.
+pub fn layout_marker_present(dir: &Path) -> bool {
+    dir.join(layout_marker()).exists()
+}
+
+/// Whether maps are pinned in `dir` (`None`: none), and whether they fit a program of this
+/// layout with room for `conn_capacity` flows (`Err`: why not).
+pub fn check_pinned(dir: &Path, conn_capacity: u32) -> Option<Result<(), String>> {
+    let pinned: Vec<&PinnedMap> = PINNED_MAPS.iter().filter(|m| dir.join(m.name).exists()).collect();
+    if pinned.is_empty() {
+        return None;
+    }
+    if pinned.len() != PINNED_MAPS.len() {
+        let missing: Vec<&str> = PINNED_MAPS.iter().filter(|m| !dir.join(m.name).exists()).map(|m| m.name).collect();
+        return Some(Err(format!("maps missing: {}", missing.join(", "))));
+    }
+    if !dir.join(layout_marker()).exists() {
+        return Some(Err(format!(
+            "they were pinned by an rvsd of another map layout (this one's is {})",
+            layout_marker()
+        )));
+    }
+    for m in PINNED_MAPS {
+        let info = match MapInfo::from_pin(dir.join(m.name)) {
+            Ok(i) => i,
+            Err(e) => return Some(Err(format!("{}: {e}", m.name))),
+        };
+        let entries = m.entries.unwrap_or(conn_capacity);
+        if info.max_entries() != entries && m.entries.is_none() {
+            return Some(Err(format!(
+                "the connection table holds {} flows, the configuration asks for {entries} ([packet_engine] connections)",
+                info.max_entries()
+            )));
+        }
+        let fits = info.map_type().is_ok_and(|t| t == m.kind)
+            && info.key_size() as usize == m.key
+            && info.value_size() as usize == m.value
+            && info.max_entries() == entries;
+        if !fits {
+            return Some(Err(format!(
+                "{} is not this program's (type {:?}, key {} bytes, value {} bytes, {} entries; expected {:?}, {}, {}, {entries})",
+                m.name,
+                info.map_type().ok(),
+                info.key_size(),
+                info.value_size(),
+                info.max_entries(),
+                m.kind,
+                m.key,
+                m.value
+            )));
+        }
+    }
+    Some(Ok(()))
+}
+
+/// Unpins the maps in `dir` (and the layout markers), keeping the pinned links.
+fn unpin_maps(dir: &Path) -> Result<(), XdpError> {
+    for m in PINNED_MAPS {
+        remove_pin(&dir.join(m.name))?;
+    }
+    let entries = std::fs::read_dir(dir).map_err(|source| XdpError::Io { path: dir.into(), source })?;
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with("layout-") {
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+    Ok(())
+}
+
+fn remove_pin(path: &Path) -> Result<(), XdpError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(XdpError::Io { path: path.into(), source }),
+    }
+}
+
+fn mode_name(mode: XdpMode) -> &'static str {
+    match mode {
+        XdpMode::Native => "native",
+        XdpMode::Generic => "generic",
+    }
+}
+
+fn link_path(dir: &Path, ifname: &str, mode: XdpMode) -> PathBuf {
+    dir.join(format!("link-{ifname}-{}", mode_name(mode)))
+}
+
+/// The pinned links to `ifname` in `dir`, with their modes.
+fn link_pins(dir: &Path, ifname: &str) -> Vec<(XdpMode, PathBuf)> {
+    [XdpMode::Native, XdpMode::Generic]
+        .into_iter()
+        .map(|m| (m, link_path(dir, ifname, m)))
+        .filter(|(_, p)| p.exists())
+        .collect()
+}
+
+/// The lasting attachments pinned in `dir`: interface, mode, pin.
+pub fn pinned_links(dir: &Path) -> Vec<(String, XdpMode, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<(String, XdpMode, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let rest = name.strip_prefix("link-")?;
+            let (ifname, mode) = rest.rsplit_once('-')?;
+            let mode = match mode {
+                "native" => XdpMode::Native,
+                "generic" => XdpMode::Generic,
+                _ => return None,
+            };
+            Some((ifname.to_string(), mode, e.path()))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The default pin directory of the calling thread's network namespace:
+/// `/sys/fs/bpf/rvs/xdp-netns-INODE` (the inode of `/proc/thread-self/ns/net`), so that rvsd
+/// instances in different namespaces never share one.
+pub fn default_pin_dir() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata("/proc/thread-self/ns/net")?.ino();
+    Ok(Path::new(BPFFS).join("rvs").join(format!("xdp-netns-{ino}")))
+}
+
+/// Removes a pinned packet engine: unpins its links (the program detaches from those
+/// interfaces, its flows stop) and its maps, and removes `dir`. Returns the interfaces it was
+/// attached to; nothing pinned there is not an error.
+pub fn remove_pinned(dir: &Path) -> Result<Vec<String>, XdpError> {
+    if dir.exists() {
+        drop(lock_dir(dir)?);
+    }
+    let links: Vec<String> = pinned_links(dir).into_iter().map(|(i, ..)| i).collect();
+    crate::decap::unpin(dir)?;
+    Ok(links)
 }

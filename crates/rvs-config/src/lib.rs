@@ -97,6 +97,10 @@ pub struct PacketEngineConfig {
     pub xdp_mode: XdpMode,
     /// Flows the connection table holds (an LRU: the least recently used goes when full).
     pub connections: u32,
+    /// `pin_path`: the directory of a BPF filesystem where the engine's maps and attachments
+    /// are pinned, so that its flows outlive an rvsd restart. `None`: the default, one
+    /// directory per network namespace (`/sys/fs/bpf/rvs/xdp-netns-INODE`).
+    pub pin_path: Option<std::path::PathBuf>,
 }
 
 /// `[packet_engine] xdp_mode`: how the program attaches.

@@ -56,6 +56,7 @@ pub struct RawPacketEngine {
     pub interfaces: Vec<Spanned<String>>,
     pub xdp_mode: Option<Spanned<String>>,
     pub connections: Option<Spanned<u32>>,
+    pub pin_path: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -121,7 +121,20 @@ fn packet_engine(raw: &Spanned<crate::raw::RawPacketEngine>) -> Result<PacketEng
             ))
         }
     };
-    Ok(PacketEngineConfig { interfaces, xdp_mode, connections })
+    let pin_path = match &p.pin_path {
+        None => None,
+        Some(path) if path.get_ref().starts_with('/') && !path.get_ref().contains('\0') => {
+            Some(std::path::PathBuf::from(path.get_ref()))
+        }
+        Some(path) => {
+            return Err(Unplaced::new(
+                span(path),
+                "packet_engine.pin_path",
+                "must be an absolute path (a directory on a BPF filesystem, such as /sys/fs/bpf/rvs/NAME)",
+            ))
+        }
+    };
+    Ok(PacketEngineConfig { interfaces, xdp_mode, connections, pin_path })
 }
 
 pub(crate) fn validate(raw: RawConfig) -> Result<Config> {

@@ -171,3 +171,13 @@ fn the_relay_is_splice_unless_sockmap_is_asked_for() {
         assert!(e.starts_with(want), "{text:?}: {e}");
     }
 }
+
+#[test]
+fn the_packet_engines_pin_path_is_absolute_or_the_default() {
+    let c = parse("[packet_engine]\ninterfaces = [\"eth0\"]\n").unwrap();
+    assert_eq!(c.packet_engine.unwrap().pin_path, None, "the namespace's default directory");
+    let c = parse("[packet_engine]\ninterfaces = [\"eth0\"]\npin_path = \"/sys/fs/bpf/rvs/lb1\"\n").unwrap();
+    assert_eq!(c.packet_engine.unwrap().pin_path, Some("/sys/fs/bpf/rvs/lb1".into()));
+    let e = err("[packet_engine]\ninterfaces = [\"eth0\"]\npin_path = \"rvs\"\n");
+    assert!(e.contains("packet_engine.pin_path") && e.contains("absolute"), "{e}");
+}

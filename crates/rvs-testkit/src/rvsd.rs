@@ -23,7 +23,16 @@ pub struct RvsdBuilder {
     body: String,
     api_extra: String,
     env: Vec<(String, String)>,
-    netns: Option<String>,
+    netns: Option<(String, Enter)>,
+}
+
+/// How rvsd gets into a network namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Enter {
+    /// `ip netns exec`: a private /sys, so what rvsd pins in /sys/fs/bpf goes with it.
+    IpNetnsExec,
+    /// `nsenter --net`: the host's /sys, so its pins outlive it (for restarts).
+    Nsenter,
 }
 
 impl RvsdBuilder {
@@ -41,7 +50,15 @@ impl RvsdBuilder {
 
     /// Runs rvsd inside a network namespace (`ip netns exec NAME rvsd ...`).
     pub fn netns(mut self, name: &str) -> Self {
-        self.netns = Some(name.to_string());
+        self.netns = Some((name.to_string(), Enter::IpNetnsExec));
+        self
+    }
+
+    /// Runs rvsd in a network namespace's network only (`nsenter --net=/var/run/netns/NAME
+    /// rvsd ...`): unlike [`RvsdBuilder::netns`] it keeps the host's /sys, so what rvsd pins in
+    /// the BPF filesystem outlives the process (a test of restarts; it must remove the pins).
+    pub fn nsenter(mut self, name: &str) -> Self {
+        self.netns = Some((name.to_string(), Enter::Nsenter));
         self
     }
 
@@ -51,7 +68,7 @@ impl RvsdBuilder {
         let config = dir.path().join("rvsd.toml");
         let rvsd = Rvsd { dir, socket, config, child: None, api_extra: self.api_extra };
         rvsd.write_config(&self.body);
-        rvsd.spawn(&self.env, self.netns.as_deref())
+        rvsd.spawn(&self.env, self.netns.as_ref().map(|(n, e)| (n.as_str(), *e)))
     }
 }
 
@@ -89,14 +106,19 @@ impl Rvsd {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    fn spawn(mut self, env: &[(String, String)], netns: Option<&str>) -> Rvsd {
+    fn spawn(mut self, env: &[(String, String)], netns: Option<(&str, Enter)>) -> Rvsd {
         let log = std::fs::File::create(self.log_path()).expect("log file");
+        // Both exec: the pid is rvsd's own, so signals reach it.
         let mut command = match netns {
             None => Command::new(rvsd_bin()),
-            Some(ns) => {
+            Some((ns, Enter::IpNetnsExec)) => {
                 let mut c = Command::new("ip");
-                // exec: the pid is rvsd's own, so signals reach it.
                 c.args(["netns", "exec", ns]).arg(rvsd_bin());
+                c
+            }
+            Some((ns, Enter::Nsenter)) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/var/run/netns/{ns}")).arg(rvsd_bin());
                 c
             }
         };

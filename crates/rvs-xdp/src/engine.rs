@@ -2,25 +2,33 @@
 //! (refusing what the maps cannot hold), `publish` writes them, a scheduling thread serves the
 //! first packets of new flows, and a sweep reads the kernel's connection table and counters
 //! back into the core's accounting once a second.
+//!
+//! With a pin directory ([`PacketSettings::pin_dir`]) the maps and the attachments are pinned
+//! in a bpf filesystem and outlive rvsd: a stopped rvsd leaves the program forwarding the flows
+//! it knows (first packets of new flows are dropped until an rvsd runs again), and the next one
+//! takes the maps over, replaces the program on the pinned links atomically, rebuilds its slots
+//! from the maps ([`Assignment::from_maps`]) and, after its first publication, adopts every
+//! flow of the kernel's table into the core's accounting ([`VirtualService::adopt`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rvs_bpf::xdp::{now_ticks, PacketProgram, XdpAttach, XdpError, XdpMode};
+use rvs_bpf::xdp::{now_ticks, Lasting, PacketProgram, PinnedState, XdpAttach, XdpError, XdpMode};
 use rvs_bpf::xdp_maps as maps;
-use rvs_core::{RealServer, VirtualService};
+use rvs_core::{Protocol, RealServer, VirtualService};
 use rvs_dataplane::clock::Clock;
 use rvs_dataplane::connect_failures::ConnectFailureObserver;
 use rvs_dataplane::plane::{Drained, PacketReport};
 use rvs_dataplane::{ConnInfo, DataPlane, PlaneError, PlaneErrorKind, PlaneReport, Prepared, Publication};
 use rvs_model::DirectorModel;
 
-use crate::flows::{Flows, Seen};
+use crate::flows::{Flow, Flows, Seen};
 use crate::layout::{self, Assignment, Plan};
 use crate::new_flows::{Scheduler, SchedulingCounters};
 
@@ -28,6 +36,8 @@ use crate::new_flows::{Scheduler, SchedulingCounters};
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 /// Milliseconds per tick of the program's clock (`bpf_ktime_get_ns() >> 20`).
 const MS_PER_TICK: f64 = 1.048_576;
+/// How often flows taken over from a previous rvsd whose real server is gone are looked at.
+const ORPHAN_CHECK_MS: u64 = 5_000;
 
 /// Where the engine attaches and how big its connection table is (`[packet_engine]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +45,10 @@ pub struct PacketSettings {
     pub interfaces: Vec<String>,
     pub attach: XdpAttach,
     pub connections: u32,
+    /// Where the maps and attachments are pinned (a directory of a bpf filesystem): they
+    /// outlive rvsd, and the next one takes them over. `None`: a private instance, detached
+    /// with its flows when the engine goes.
+    pub pin_dir: Option<PathBuf>,
 }
 
 /// Why the packet engine did not start.
@@ -84,6 +98,12 @@ pub struct PacketEngine {
     packet_services: std::sync::atomic::AtomicUsize,
     clock: Clock,
     stop: Arc<AtomicBool>,
+    /// The maps were taken over from a previous rvsd: adopt their flows at the next publish.
+    adopt_pending: AtomicBool,
+    /// Flows taken over whose real server is no longer in the model (key -> slot): their slot
+    /// stays retired while one of them lives in the kernel's table.
+    orphans: Mutex<HashMap<maps::ConnKey, u32>>,
+    orphans_checked_ms: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -117,16 +137,61 @@ impl PacketEngine {
             packet_services: Default::default(),
             clock,
             stop: Arc::new(AtomicBool::new(false)),
+            adopt_pending: AtomicBool::new(false),
+            orphans: Mutex::new(HashMap::new()),
+            orphans_checked_ms: Default::default(),
         }
     }
 
     /// Loads the program, attaches it to every interface of `settings` and starts the
     /// scheduling thread and the sweep.
     pub fn start(settings: &PacketSettings, clock: Clock) -> Result<Arc<Self>, StartError> {
-        let mut program = PacketProgram::load(settings.connections)?;
+        let (mut program, restored) = match &settings.pin_dir {
+            None => (PacketProgram::load(settings.connections)?, false),
+            Some(dir) => match PacketProgram::load_pinned(settings.connections, dir) {
+                Ok((program, state)) => {
+                    let dir = dir.display();
+                    match &state {
+                        PinnedState::Fresh => tracing::info!("packet engine: maps pinned in {dir}"),
+                        PinnedState::Reused => tracing::info!(
+                            "packet engine: taking over the maps pinned in {dir} by a previous rvsd: its flows go on"
+                        ),
+                        PinnedState::Reset(why) => tracing::error!(
+                            "packet engine: the maps pinned in {dir} do not fit this rvsd ({why}): unpinned them and \
+                             starting fresh; the flows they held are lost"
+                        ),
+                    }
+                    (program, state == PinnedState::Reused)
+                }
+                // No bpf filesystem to pin in (a container without one, say): the engine still
+                // runs, as before pinning existed.
+                Err(e @ (XdpError::Pins(_) | XdpError::Io { .. })) => {
+                    tracing::warn!(
+                        "packet engine: cannot pin in {} ({e}): running unpinned, its flows end with this rvsd",
+                        dir.display()
+                    );
+                    (PacketProgram::load(settings.connections)?, false)
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
         let mut attached = Vec::new();
         for name in &settings.interfaces {
-            let mode = program.attach(name, settings.attach)?;
+            let mode = if program.pin_dir().is_some() {
+                match program.attach_lasting(name, settings.attach)? {
+                    Lasting::Attached(mode) => mode,
+                    Lasting::Replaced(mode) => {
+                        tracing::info!(interface = %name, "packet engine: replaced the previous rvsd's program on its pinned link");
+                        mode
+                    }
+                    Lasting::Reattached { mode, why } => {
+                        tracing::warn!(interface = %name, "packet engine: attached anew ({why})");
+                        mode
+                    }
+                }
+            } else {
+                program.attach(name, settings.attach)?
+            };
             tracing::info!(interface = %name, mode = ?mode, "packet engine attached");
             for family in ["ipv4", "ipv6"] {
                 let path = format!("/proc/sys/net/{family}/conf/{name}/forwarding");
@@ -141,11 +206,36 @@ impl PacketEngine {
             }
             attached.push((name.clone(), mode));
         }
+        for name in program.detach_lasting_except(&settings.interfaces)? {
+            tracing::info!(interface = %name, "packet engine: detached from an interface the configuration no longer names");
+        }
         let ring = program.take_newflows().ok_or(XdpError::Missing("the new-flow ring buffer"))?;
+        let restored = restored.then(|| {
+            let assignment = Assignment::from_maps(
+                &program.services(),
+                &|id| program.service_info(id),
+                &program.dests(),
+                &program.reverse_keys(),
+            );
+            // Counters count from this rvsd's start: the kernel's totals so far are the baseline.
+            let read: HashMap<u32, maps::DestCounters> =
+                assignment.dest_ids().map(|(id, _)| (id, program.dest_counters(id))).collect();
+            (assignment, read)
+        });
         let program = Arc::new(program);
         let running =
             Running { program: program.clone(), attached, capacity: settings.connections, threads: Mutex::default() };
         let engine = Arc::new(Self::new(Some(running), clock));
+        if let Some((assignment, read)) = restored {
+            tracing::info!(
+                services = assignment.services_len(),
+                real_servers = assignment.dest_ids().count(),
+                "packet engine: slots rebuilt from the pinned maps"
+            );
+            *lock(&engine.assignment) = assignment;
+            *lock(&engine.read) = read;
+            engine.adopt_pending.store(true, Ordering::Relaxed);
+        }
         let scheduler = Scheduler {
             program,
             published: engine.published.clone(),
@@ -208,8 +298,13 @@ impl PacketEngine {
             self.flows.observe(&key, seen, timeout, now_ms);
         }
         self.read_counters(r, &published);
+        let orphaned = self.check_orphans(r, &published, now_ms);
         let mut assignment = lock(&self.assignment);
-        let drained: Vec<u32> = assignment.retired().map(|(id, _)| id).filter(|id| !self.flows.uses(*id)).collect();
+        let drained: Vec<u32> = assignment
+            .retired()
+            .map(|(id, _)| id)
+            .filter(|id| !self.flows.uses(*id) && !orphaned.contains(id))
+            .collect();
         for id in drained {
             if let Err(e) = r.program.set_dest(id, &maps::Dest::default()) {
                 tracing::warn!("packet engine: clearing real server slot {id}: {e}");
@@ -218,6 +313,79 @@ impl PacketEngine {
             lock(&self.read).remove(&id);
             assignment.release(id);
         }
+    }
+
+    /// Forgets the flows taken over without a real server that are gone (or past their
+    /// timeout: then deleted) from the kernel's table, every ORPHAN_CHECK_MS; the slots the
+    /// others still use.
+    fn check_orphans(&self, r: &Running, published: &Published, now_ms: u64) -> HashSet<u32> {
+        let mut orphans = lock(&self.orphans);
+        if orphans.is_empty() {
+            return HashSet::new();
+        }
+        if now_ms >= self.orphans_checked_ms.load(Ordering::Relaxed) + ORPHAN_CHECK_MS {
+            self.orphans_checked_ms.store(now_ms, Ordering::Relaxed);
+            let now = now_ticks();
+            orphans.retain(|key, id| match r.program.conn(key) {
+                Some(c) if c.dest == *id => {
+                    let idle_ms = (now.wrapping_sub(c.last_seen) as f64 * MS_PER_TICK) as u64;
+                    let timeout = u64::from(published.config.timeout_ms.get(c.state as usize).copied().unwrap_or(0));
+                    if idle_ms > timeout {
+                        let _ = r.program.remove_conn(key);
+                    }
+                    idle_ms <= timeout
+                }
+                _ => false,
+            });
+        }
+        orphans.values().copied().collect()
+    }
+
+    /// Takes over the flows of the kernel's table (left by a previous rvsd): each one whose
+    /// real server is in the model gets a core binding to it ([`VirtualService::adopt`]); one
+    /// whose real server just left the model is left to drain with its retired slot; one whose
+    /// slot means nothing now (its real server was deleted before the restart: its packets
+    /// were dropped already) is deleted, so that a new real server in that slot never gets it.
+    fn adopt(&self, r: &Running) {
+        let published = self.published.load_full();
+        let by_slot = published.assignment.by_slot();
+        let retired: HashSet<u32> = published.assignment.retired().map(|(id, _)| id).collect();
+        let now_ms = self.clock.now_ms();
+        let (mut adopted, mut draining, mut deleted) = (0usize, 0usize, 0usize);
+        let mut orphans = lock(&self.orphans);
+        for (key, conn) in r.program.conns() {
+            if self.flows.dest_of(&key).is_some() {
+                continue; // scheduled by this rvsd already
+            }
+            let Some(dk) = by_slot.get(&conn.dest) else {
+                let _ = r.program.remove_conn(&key);
+                deleted += 1;
+                continue;
+            };
+            let binding = (!retired.contains(&conn.dest))
+                .then(|| published.assignment.service_id(&dk.service).and_then(|id| published.service(id)))
+                .flatten()
+                .and_then(|svc| svc.adopt(key.client(), dk.addr, now_ms));
+            match binding {
+                Some(binding) => {
+                    let protocol = if key.proto == 17 { Protocol::Udp } else { Protocol::Tcp };
+                    self.flows.insert(key, Flow { binding, dest_id: conn.dest, protocol }, now_ms);
+                    adopted += 1;
+                }
+                None => {
+                    orphans.insert(key, conn.dest);
+                    draining += 1;
+                }
+            }
+        }
+        self.orphans_checked_ms.store(now_ms, Ordering::Relaxed);
+        tracing::info!(
+            adopted,
+            draining,
+            deleted,
+            "packet engine: took over the flows of the connection table ({adopted} adopted, {draining} to real \
+             servers no longer configured, {deleted} to real servers deleted before)"
+        );
     }
 
     fn read_counters(&self, r: &Running, published: &Published) {
@@ -348,6 +516,11 @@ impl DataPlane for PacketEngine {
             config: plan.config,
         }));
         *lock(&self.assignment) = plan.next;
+        if let Some(r) = &self.running {
+            if self.adopt_pending.swap(false, Ordering::Relaxed) {
+                self.adopt(r);
+            }
+        }
     }
 
     fn report(&self) -> PlaneReport {

@@ -34,6 +34,27 @@ impl IdPool {
         self.free.sort_unstable_by(|a, b| b.cmp(a));
     }
 
+    /// Takes `id` out of the free slots (a slot found in use in pinned maps). False when it is
+    /// out of range or taken already.
+    pub fn reserve(&mut self, id: u32) -> bool {
+        if id >= self.capacity {
+            return false;
+        }
+        if id >= self.next {
+            self.free.extend(self.next..id);
+            self.next = id + 1;
+            self.free.sort_unstable_by(|a, b| b.cmp(a));
+            return true;
+        }
+        match self.free.iter().position(|f| *f == id) {
+            Some(i) => {
+                self.free.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Slots in use.
     pub fn in_use(&self) -> u32 {
         self.next - self.free.len() as u32
@@ -59,5 +80,17 @@ mod tests {
         assert_eq!(p.take(), Some(0));
         assert_eq!(p.take(), Some(2));
         assert_eq!(p.in_use(), 3);
+    }
+
+    #[test]
+    fn reserved_slots_are_not_handed_out() {
+        let mut p = IdPool::new(8);
+        assert!(p.reserve(3));
+        assert!(!p.reserve(3), "taken already");
+        assert!(p.reserve(1));
+        assert!(!p.reserve(8), "out of range");
+        let got: Vec<u32> = (0..6).filter_map(|_| p.take()).collect();
+        assert_eq!(got, [0, 2, 4, 5, 6, 7]);
+        assert_eq!(p.take(), None);
     }
 }

@@ -51,6 +51,11 @@ impl Assignment {
         self.services.get(key).copied()
     }
 
+    /// Virtual services with a slot.
+    pub fn services_len(&self) -> usize {
+        self.services.len()
+    }
+
     pub fn dest_id(&self, key: &DestKey) -> Option<u32> {
         self.dests.get(key).copied()
     }
@@ -70,6 +75,50 @@ impl Assignment {
         if self.retired.remove(&id).is_some() {
             self.dest_ids.give(id);
         }
+    }
+
+    /// The slots a previous rvsd left in the pinned maps: `services` from `rvs_services` (key,
+    /// slot) checked against `service_info` (`rvs_service_info`, the VIP of a slot), `dests`
+    /// from `rvs_dests` (the slots that hold a real server), `reverse` the keys of
+    /// `rvs_reverse`. Each slot keeps meaning the same virtual service and real server, so the
+    /// flows in the kernel's table go on to theirs; a real server whose service is not among
+    /// `services` is left out (its slot is free). The next [`plan`] retires what the new
+    /// model no longer has.
+    pub fn from_maps(
+        services: &[(maps::ServiceKey, maps::Service)],
+        service_info: &dyn Fn(u32) -> Option<maps::ServiceInfo>,
+        dests: &[(u32, maps::Dest)],
+        reverse: &[maps::ReverseKey],
+    ) -> Assignment {
+        let mut a = Assignment::default();
+        let mut by_slot: HashMap<u32, (ServiceKey, u8)> = HashMap::new();
+        for (k, v) in services {
+            let protocol = match k.proto {
+                6 => Protocol::Tcp,
+                17 => Protocol::Udp,
+                _ => continue,
+            };
+            if service_info(v.id).is_some_and(|i| i.vip != *k) || !a.service_ids.reserve(v.id) {
+                continue;
+            }
+            let key = ServiceKey { protocol, addr: k.addr() };
+            a.services.insert(key, v.id);
+            by_slot.insert(v.id, (key, k.family));
+        }
+        for (id, d) in dests {
+            let Some((service, family)) = by_slot.get(&d.service) else { continue };
+            if !a.dest_ids.reserve(*id) {
+                continue;
+            }
+            a.dests.insert(DestKey { service: *service, addr: d.addr(*family) }, *id);
+        }
+        a.reverse = reverse.iter().copied().collect();
+        a
+    }
+
+    /// The real server of every slot in use (in the model and retired).
+    pub fn by_slot(&self) -> HashMap<u32, DestKey> {
+        self.dest_ids().collect()
     }
 
     /// Every slot in use (in the model and retired), for reading counters.
@@ -349,6 +398,53 @@ mod tests {
         let c = server("198.18.0.13:8080", ForwardingMethod::Masq);
         let p4 = plan(&next, &table(&[("198.18.1.10:80", Protocol::Tcp, vec![b, c])]), &no_route).unwrap();
         assert_eq!(p4.services[0].dests[1].1, 0);
+    }
+
+    #[test]
+    fn an_assignment_rebuilt_from_the_maps_keeps_every_slot() {
+        let a = server("198.18.0.11:8080", ForwardingMethod::Masq);
+        let b = server("198.18.0.12:80", ForwardingMethod::Gate);
+        let t = table(&[
+            ("198.18.1.10:80", Protocol::Tcp, vec![a]),
+            ("[2001:db8:1::10]:53", Protocol::Udp, vec![server("[2001:db8::11]:53", ForwardingMethod::Gate)]),
+            ("198.18.1.11:80", Protocol::Tcp, vec![a, b]),
+        ]);
+        let p = plan(&Assignment::default(), &t, &no_route).unwrap();
+        // What publish writes, as the maps hold it.
+        let services: Vec<(maps::ServiceKey, maps::Service)> =
+            p.services.iter().map(|s| (s.map_key, maps::Service::new(s.id))).collect();
+        let info: HashMap<u32, maps::ServiceInfo> =
+            p.services.iter().map(|s| (s.id, maps::ServiceInfo::new(s.map_key))).collect();
+        let dests: Vec<(u32, maps::Dest)> =
+            p.services.iter().flat_map(|s| s.dests.iter().map(|d| (d.1, d.2))).collect();
+        let reverse: Vec<maps::ReverseKey> = p.reverse.iter().map(|r| r.0).collect();
+        let rebuilt = Assignment::from_maps(&services, &|id| info.get(&id).copied(), &dests, &reverse);
+        for s in &p.services {
+            assert_eq!(rebuilt.service_id(&s.key), Some(s.id));
+            for (dk, id, _) in &s.dests {
+                assert_eq!(rebuilt.dest_id(dk), Some(*id), "{dk:?}");
+            }
+        }
+        assert_eq!(rebuilt.by_slot(), p.next.by_slot());
+        // Planning the same table again changes no slot and removes nothing.
+        let again = plan(&rebuilt, &t, &no_route).unwrap();
+        assert!(
+            again.newly_retired.is_empty() && again.removed_services.is_empty() && again.removed_reverse.is_empty()
+        );
+        assert_eq!(again.next.by_slot(), p.next.by_slot());
+        // New slots come from the free ones.
+        let c = server("198.18.0.13:80", ForwardingMethod::Gate);
+        let more = table(&[("198.18.1.12:80", Protocol::Tcp, vec![c])]);
+        let mut t2 = t.clone();
+        t2.services.extend(more.services);
+        let p2 = plan(&rebuilt, &t2, &no_route).unwrap();
+        let new = p2
+            .services
+            .iter()
+            .find(|s| s.key.addr.port() == 80 && s.key.addr.ip().to_string() == "198.18.1.12")
+            .unwrap();
+        assert!(!p.services.iter().any(|s| s.id == new.id));
+        assert!(!dests.iter().any(|d| d.0 == new.dests[0].1));
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod director;
 mod health;
 mod limits;
 mod metrics;
+mod packet_engine;
 mod real_server;
 
 use std::net::SocketAddr;
@@ -67,12 +68,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: real_server::RealServerCmd,
     },
+    /// Show (or with --remove, take away) the packet engine a stopped rvsd left pinned: its
+    /// program stays attached and its flows keep flowing until the next rvsd takes over.
+    PacketEngine(packet_engine::PacketEngineArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let cli = match cli.command {
         Some(Cmd::RealServer { cmd }) => return real_server::run(cmd),
+        Some(Cmd::PacketEngine(args)) => return packet_engine::run(args),
         _ => cli,
     };
     tracing_subscriber::fmt()
@@ -134,7 +139,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         (None, Some(path)) => (Config::load(path)?, false),
         (None, None) => anyhow::bail!("give --config FILE (or `rvsd demo`); see rvsd --help"),
-        (Some(Cmd::RealServer { .. }), _) => unreachable!("main runs real-server commands"),
+        (Some(Cmd::RealServer { .. } | Cmd::PacketEngine(_)), _) => unreachable!("main runs these commands"),
     };
     let mut config = config;
     if let Some(s) = cli.api_socket {
@@ -171,6 +176,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     rvs_config::XdpMode::Generic => rvs_xdp::XdpAttach::Generic,
                 },
                 connections: p.connections,
+                pin_dir: Some(
+                    packet_engine::pin_dir(p.pin_path.as_ref()).context("the packet engine's pin directory")?,
+                ),
             },
             clock,
         )

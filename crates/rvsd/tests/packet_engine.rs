@@ -73,6 +73,22 @@ impl Farm {
         Farm { _switch: switch, client, director, servers, rs4, rs6 }
     }
 
+    /// What `rvsd real-server` leaves outside a real server's namespace, keyed by the
+    /// namespace's inode: its state file and the decapsulation program's pins.
+    fn real_server_leftovers(&self) -> Vec<std::path::PathBuf> {
+        self.servers
+            .iter()
+            .filter_map(|rs| std::fs::metadata(format!("/var/run/netns/{}", rs.name())).ok())
+            .flat_map(|m| {
+                let ino = std::os::unix::fs::MetadataExt::ino(&m);
+                [
+                    format!("/run/rvs/real-server-netns-{ino}.json").into(),
+                    format!("/sys/fs/bpf/rvs/decap-netns-{ino}").into(),
+                ]
+            })
+            .collect()
+    }
+
     /// Sets up every real server for direct routing with rvsd's own command.
     fn real_servers_dr(&self) {
         for rs in &self.servers {
@@ -101,6 +117,19 @@ impl Farm {
         let s = self.client.enter(|| UdpSocket::bind(if v6 { "[::]:0" } else { "0.0.0.0:0" }).unwrap());
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         s
+    }
+}
+
+impl Drop for Farm {
+    /// The real servers' state files and pins go with their namespaces (a later namespace may
+    /// get the same inode, and so would find them).
+    fn drop(&mut self) {
+        for path in self.real_server_leftovers() {
+            let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir_all(&path));
+        }
+        // Their parents too, when nothing else is left in them.
+        let _ = std::fs::remove_dir("/run/rvs");
+        let _ = std::fs::remove_dir("/sys/fs/bpf/rvs");
     }
 }
 
@@ -414,4 +443,186 @@ fn schedulers_choose_as_the_core_does_wrr_weights_and_sh_stickiness() {
     for _ in 0..4 {
         assert_eq!(connect_name_through(&farm, &rvsd, sh).1, first, "sh keeps one client on one real server");
     }
+}
+
+/// A pin directory of one test: whatever is left in it is removed on drop (even when the test
+/// fails), with the program's attachments.
+struct Pins(std::path::PathBuf);
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        if let Some(parent) = self.0.parent().filter(|p| p.ends_with("rvs-test") || p.ends_with("rvs")) {
+            let _ = std::fs::remove_dir(parent); // only when empty: another run may use it
+        }
+    }
+}
+
+impl Farm {
+    /// rvsd started with `nsenter --net` (the host's /sys: its pins outlive it), the packet
+    /// engine on eth0, `pin` as its `pin_path` (none: the namespace's default).
+    fn rvsd_pinned(&self, pin: Option<&std::path::Path>, connections: u32, services: &str) -> Rvsd {
+        let pin_line = pin.map(|p| format!("pin_path = \"{}\"\n", p.display())).unwrap_or_default();
+        let body = format!(
+            "[packet_engine]\ninterfaces = [\"eth0\"]\nxdp_mode = \"native\"\nconnections = {connections}\n{pin_line}\n{services}"
+        );
+        Rvsd::builder(&body).nsenter(self.director.name()).start()
+    }
+
+    /// `rvsd packet-engine ARGS` in the director's network namespace: (success, stdout).
+    fn packet_engine_command(&self, args: &[&str]) -> (bool, String) {
+        let out = self
+            .director
+            .nsenter(env!("CARGO_BIN_EXE_rvsd"))
+            .arg("packet-engine")
+            .args(args)
+            .output()
+            .expect("run rvsd packet-engine");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+
+    fn xdp_on_eth0(&self) -> bool {
+        String::from_utf8_lossy(&self.director.run("ip link show dev eth0").stdout).contains("xdp")
+    }
+}
+
+/// Writes `line` on a held echo connection and reads it back.
+fn echo_line(s: &mut TcpStream, line: &str, what: &str) {
+    s.write_all(line.as_bytes()).unwrap_or_else(|e| panic!("{what}: write: {e}"));
+    let mut buf = vec![0u8; line.len()];
+    s.read_exact(&mut buf).unwrap_or_else(|e| panic!("{what}: read back: {e}"));
+    assert_eq!(buf, line.as_bytes(), "{what}");
+}
+
+#[test]
+fn an_rvsd_restart_keeps_an_established_flow_and_the_next_rvsd_adopts_it() {
+    let farm = Farm::one_segment(2);
+    farm.real_servers_dr();
+    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let _b = echo_servers(&farm, vip);
+    let gate: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "gate")).collect();
+    let config = service("tcp", vip, "rr", "", &gate);
+    let pins = Pins(format!("/sys/fs/bpf/rvs-test/{}", farm.director.name()).into());
+
+    let mut first = farm.rvsd_pinned(Some(&pins.0), 4096, &config);
+    let (mut held, name) = connect_name_through(&farm, &first, vip);
+    let held_rs = format!("{}:80", farm.rs4[if name == "rs1" { 0 } else { 1 }]);
+    let client_port = held.local_addr().unwrap().port();
+    echo_line(&mut held, "before the restart\n", "with the first rvsd");
+
+    // The first rvsd stops: the program stays, the flow goes on with no rvsd at all.
+    first.signal("TERM");
+    for i in 0..5 {
+        echo_line(&mut held, &format!("while stopping {i}\n"), "while the first rvsd stops");
+    }
+    assert_eq!(first.wait(Duration::from_secs(15)), Some(0), "rvsd stops on TERM; log:\n{}", first.log());
+    assert!(first.log().contains("packet engine"), "{}", first.log());
+    assert!(farm.xdp_on_eth0(), "the program stays attached");
+    for i in 0..5 {
+        echo_line(&mut held, &format!("no rvsd {i}\n"), "with no rvsd running");
+    }
+    let (ok, shown) = farm.packet_engine_command(&["--pin-path", pins.0.to_str().unwrap()]);
+    assert!(ok && shown.contains("attached to eth0"), "{shown}");
+
+    // The second takes over: the same flow goes on, it is listed and counted.
+    let second = farm.rvsd_pinned(Some(&pins.0), 4096, &config);
+    let log = second.log();
+    assert!(log.contains("taking over the maps pinned in"), "{log}");
+    assert!(log.contains("replaced the previous rvsd's program on its pinned link"), "{log}");
+    assert!(log.contains("1 adopted"), "{log}");
+    echo_line(&mut held, "after the restart\n", "with the second rvsd");
+    let (st, conns) = second.api("GET", "/v1/connections", None);
+    assert_eq!(st, 200);
+    assert!(conns.to_string().contains(&format!("198.18.0.2:{client_port}")), "the held flow is listed: {conns}");
+    wait_until(Duration::from_secs(5), "the adopted flow to count as active", || {
+        server_view(&second, vip, held_rs.parse().unwrap()).is_some_and(|v| v["active"] == 1)
+    });
+    // A new connection is scheduled by the second rvsd.
+    let (fresh, _) = connect_name_through(&farm, &second, vip);
+    drop(fresh);
+    assert!(info(&second)["packet_engine"]["scheduled"].as_u64().unwrap() >= 1);
+    echo_line(&mut held, "still there\n", "after a new connection");
+    mib_both_ways(held);
+
+    // Stopped again, then removed for good: nothing stays pinned or attached.
+    drop(second);
+    let (ok, out) = farm.packet_engine_command(&["--remove", "--pin-path", pins.0.to_str().unwrap()]);
+    assert!(ok && out.contains("detached from eth0"), "{out}");
+    assert!(!pins.0.exists(), "the pins are gone");
+    assert!(!farm.xdp_on_eth0(), "the program is detached");
+}
+
+#[test]
+fn pins_of_another_connection_table_size_are_replaced_and_the_default_directory_is_per_namespace() {
+    let farm = Farm::one_segment(1);
+    farm.real_servers_dr();
+    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let _b = echo_servers(&farm, vip);
+    let config = service("tcp", vip, "rr", "", &[(format!("{}:80", farm.rs4[0]), "gate")]);
+    // The default directory: this namespace's inode.
+    let ino = std::os::unix::fs::MetadataExt::ino(
+        &std::fs::metadata(format!("/var/run/netns/{}", farm.director.name())).unwrap(),
+    );
+    let pins = Pins(format!("/sys/fs/bpf/rvs/xdp-netns-{ino}").into());
+
+    let mut first = farm.rvsd_pinned(None, 1024, &config);
+    let (s, _) = connect_name_through(&farm, &first, vip);
+    drop(s);
+    first.signal("TERM");
+    assert_eq!(first.wait(Duration::from_secs(15)), Some(0), "{}", first.log());
+    assert!(pins.0.join("rvs_conns").exists(), "pinned in the namespace's default directory {}", pins.0.display());
+
+    let second = farm.rvsd_pinned(None, 2048, &config);
+    let log = second.log();
+    assert!(
+        log.contains("do not fit this rvsd") && log.contains("holds 1024 flows") && log.contains("starting fresh"),
+        "a clear line on the incompatible pins: {log}"
+    );
+    let (s, name) = connect_name_through(&farm, &second, vip);
+    assert_eq!(name, "rs1");
+    mib_both_ways(s);
+    drop(second);
+
+    let (ok, out) = farm.packet_engine_command(&["--remove"]);
+    assert!(ok && out.contains("detached from eth0"), "{out}");
+    assert!(!pins.0.exists(), "the pins are gone");
+    assert!(!farm.xdp_on_eth0(), "the program is detached");
+    let (ok, out) = farm.packet_engine_command(&["--remove"]);
+    assert!(ok && out.contains("nothing pinned"), "{out}");
+}
+
+#[test]
+fn after_a_restart_without_its_real_server_a_flow_is_left_to_drain_as_after_a_deletion() {
+    let farm = Farm::one_segment(2);
+    farm.real_servers_dr();
+    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let _b = echo_servers(&farm, vip);
+    let gate = |rs: &[String]| -> String {
+        let servers: Vec<(String, &str)> = rs.iter().map(|a| (format!("{a}:80"), "gate")).collect();
+        service("tcp", vip, "rr", "", &servers)
+    };
+    let pins = Pins(format!("/sys/fs/bpf/rvs-test/{}", farm.director.name()).into());
+    let mut first = farm.rvsd_pinned(Some(&pins.0), 4096, &gate(&farm.rs4));
+    let (mut held, name) = connect_name_through(&farm, &first, vip);
+    let (gone, kept) = if name == "rs1" { (0, 1) } else { (1, 0) };
+    echo_line(&mut held, "before\n", "with the first rvsd");
+    first.signal("TERM");
+    assert_eq!(first.wait(Duration::from_secs(15)), Some(0), "{}", first.log());
+
+    // The next configuration no longer has the held flow's real server.
+    let second = farm.rvsd_pinned(Some(&pins.0), 4096, &gate(&farm.rs4[kept..=kept]));
+    let log = second.log();
+    assert!(log.contains("0 adopted, 1 to real servers no longer configured"), "{log}");
+    let (s, name) = connect_name_through(&farm, &second, vip);
+    assert_eq!(name, format!("rs{}", kept + 1), "new connections go to the remaining real server");
+    drop(s);
+    held.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    let _ = held.write_all(b"lost\n");
+    let mut buf = [0u8; 5];
+    assert!(held.read_exact(&mut buf).is_err(), "rs{}'s flow no longer passes, as after a deletion", gone + 1);
+    drop(second);
+    let (ok, out) = farm.packet_engine_command(&["--remove", "--pin-path", pins.0.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(!pins.0.exists());
 }
