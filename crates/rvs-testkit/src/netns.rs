@@ -153,6 +153,8 @@ impl Drop for Netns {
                     let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
                 }
             }
+            // The folder too, once nothing else is left in it.
+            let _ = std::fs::remove_dir(dir);
         }
         // Processes left inside would keep it (and their sockets) alive.
         let _ = Command::new("sh")

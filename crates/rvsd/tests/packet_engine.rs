@@ -73,22 +73,6 @@ impl Farm {
         Farm { _switch: switch, client, director, servers, rs4, rs6 }
     }
 
-    /// What `rvsd real-server` leaves outside a real server's namespace, keyed by the
-    /// namespace's inode: its state file and the decapsulation program's pins.
-    fn real_server_leftovers(&self) -> Vec<std::path::PathBuf> {
-        self.servers
-            .iter()
-            .filter_map(|rs| std::fs::metadata(format!("/var/run/netns/{}", rs.name())).ok())
-            .flat_map(|m| {
-                let ino = std::os::unix::fs::MetadataExt::ino(&m);
-                [
-                    format!("/run/rvs/real-server-netns-{ino}.json").into(),
-                    format!("/sys/fs/bpf/rvs/decap-netns-{ino}").into(),
-                ]
-            })
-            .collect()
-    }
-
     /// Sets up every real server for direct routing with rvsd's own command.
     fn real_servers_dr(&self) {
         for rs in &self.servers {
@@ -117,19 +101,6 @@ impl Farm {
         let s = self.client.enter(|| UdpSocket::bind(if v6 { "[::]:0" } else { "0.0.0.0:0" }).unwrap());
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         s
-    }
-}
-
-impl Drop for Farm {
-    /// The real servers' state files and pins go with their namespaces (a later namespace may
-    /// get the same inode, and so would find them).
-    fn drop(&mut self) {
-        for path in self.real_server_leftovers() {
-            let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir_all(&path));
-        }
-        // Their parents too, when nothing else is left in them.
-        let _ = std::fs::remove_dir("/run/rvs");
-        let _ = std::fs::remove_dir("/sys/fs/bpf/rvs");
     }
 }
 
