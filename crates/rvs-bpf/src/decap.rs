@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLinkId;
-use aya::programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode};
+use aya::programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp};
+
+use crate::xdp_attach::{XdpAttach, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 
 /// The compiled decapsulation program (see build.rs).
@@ -51,25 +53,6 @@ pub enum DecapError {
     Pin { path: PathBuf, source: aya::pin::PinError },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-}
-
-/// How the program runs on an interface: in the driver (native XDP) or in the stack (generic
-/// XDP, every interface has it). `Auto` asks for native and falls back to generic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttachMode {
-    Auto,
-    Native,
-    Generic,
-}
-
-impl AttachMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Native => "native",
-            Self::Generic => "generic",
-        }
-    }
 }
 
 /// `struct rvs_decap_vip` of the program: an address (IPv4 in the first word) and its family.
@@ -204,41 +187,31 @@ impl Decap {
         &mut self,
         name: &'static str,
         ifname: &str,
-        mode: AttachMode,
-    ) -> Result<(XdpLinkId, AttachMode), DecapError> {
+        how: XdpAttach,
+    ) -> Result<(XdpLinkId, XdpMode), DecapError> {
         let prog = self.program(name)?;
-        let err = |source| DecapError::Attach { interface: ifname.to_string(), source };
-        match mode {
-            AttachMode::Native => Ok((prog.attach(ifname, XdpMode::Driver).map_err(err)?, AttachMode::Native)),
-            AttachMode::Generic => Ok((prog.attach(ifname, XdpMode::Skb).map_err(err)?, AttachMode::Generic)),
-            AttachMode::Auto => match prog.attach(ifname, XdpMode::Driver) {
-                Ok(id) => Ok((id, AttachMode::Native)),
-                Err(aya::programs::ProgramError::UnknownInterface { name }) => {
-                    Err(err(aya::programs::ProgramError::UnknownInterface { name }))
-                }
-                Err(_) => Ok((prog.attach(ifname, XdpMode::Skb).map_err(err)?, AttachMode::Generic)),
-            },
-        }
+        crate::xdp_attach::attach(prog, ifname, how)
+            .map_err(|source| DecapError::Attach { interface: ifname.to_string(), source })
     }
 
     /// Attaches the decapsulation program to `ifname` for as long as `self` lives; returns the
     /// mode it runs in.
-    pub fn attach(&mut self, ifname: &str, mode: AttachMode) -> Result<AttachMode, DecapError> {
-        Ok(self.attach_prog(DECAP, ifname, mode)?.1)
+    pub fn attach(&mut self, ifname: &str, how: XdpAttach) -> Result<XdpMode, DecapError> {
+        Ok(self.attach_prog(DECAP, ifname, how)?.1)
     }
 
     /// Attaches the pass-everything program to `ifname` for as long as `self` lives (a veth
     /// peer that must receive native-XDP XDP_TX frames).
-    pub fn attach_pass(&mut self, ifname: &str, mode: AttachMode) -> Result<AttachMode, DecapError> {
-        Ok(self.attach_prog(PASS, ifname, mode)?.1)
+    pub fn attach_pass(&mut self, ifname: &str, how: XdpAttach) -> Result<XdpMode, DecapError> {
+        Ok(self.attach_prog(PASS, ifname, how)?.1)
     }
 
     /// Attaches the decapsulation program to `ifname` and pins the attachment in the pin
     /// directory (`link-IFNAME`), so it stays after this process exits. Only for an instance
     /// from [`Decap::load_pinned`].
-    pub fn attach_lasting(&mut self, ifname: &str, mode: AttachMode) -> Result<AttachMode, DecapError> {
+    pub fn attach_lasting(&mut self, ifname: &str, how: XdpAttach) -> Result<XdpMode, DecapError> {
         let dir = self.pin_dir.clone().ok_or(DecapError::Missing("pin directory (use Decap::load_pinned)"))?;
-        let (id, got) = self.attach_prog(DECAP, ifname, mode)?;
+        let (id, got) = self.attach_prog(DECAP, ifname, how)?;
         let link = self.program(DECAP)?.take_link(id)?;
         let link: FdLink = link.try_into().map_err(|_| DecapError::NotALink(ifname.to_string()))?;
         let path = link_path(&dir, ifname);

@@ -12,8 +12,9 @@ pub mod decap;
 pub mod socket;
 pub mod sockmap;
 pub mod xdp;
+pub mod xdp_attach;
 pub mod xdp_maps;
 
-pub use decap::{AttachMode, Decap, DecapCounters, DecapError};
+pub use decap::{Decap, DecapCounters, DecapError};
 pub use sockmap::{KernelRelay, KernelRelayError};
 pub use xdp::{PacketProgram, XdpAttach, XdpError, XdpMode};

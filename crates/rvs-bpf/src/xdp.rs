@@ -29,24 +29,7 @@ use crate::xdp_maps::*;
 /// The compiled packet engine (see build.rs).
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp_lb.bpf.o"));
 
-/// How an interface got the program.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum XdpMode {
-    /// In the driver (native XDP).
-    Native,
-    /// In the kernel's generic hook (skb mode): works everywhere, slower.
-    Generic,
-}
-
-/// How to attach.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum XdpAttach {
-    /// Native if the driver supports it, else generic.
-    #[default]
-    Auto,
-    Native,
-    Generic,
-}
+pub use crate::xdp_attach::{XdpAttach, XdpMode};
 
 /// What failed.
 #[derive(Debug, thiserror::Error)]
@@ -380,21 +363,8 @@ impl PacketProgram {
         how: XdpAttach,
     ) -> Result<(XdpLinkId, XdpMode), XdpError> {
         let prog = self.xdp_mut(name)?;
-        let native = aya::programs::XdpMode::Driver;
-        let generic = aya::programs::XdpMode::Skb;
-        let (id, mode) = match how {
-            XdpAttach::Native => (prog.attach(ifname, native), XdpMode::Native),
-            XdpAttach::Generic => (prog.attach(ifname, generic), XdpMode::Generic),
-            XdpAttach::Auto => match prog.attach(ifname, native) {
-                Ok(id) => (Ok(id), XdpMode::Native),
-                Err(ProgramError::UnknownInterface { name }) => {
-                    (Err(ProgramError::UnknownInterface { name }), XdpMode::Native)
-                }
-                Err(_) => (prog.attach(ifname, generic), XdpMode::Generic),
-            },
-        };
-        let id = id.map_err(|source| XdpError::Attach { ifname: ifname.to_string(), source })?;
-        Ok((id, mode))
+        crate::xdp_attach::attach(prog, ifname, how)
+            .map_err(|source| XdpError::Attach { ifname: ifname.to_string(), source })
     }
 
     /// Attaches `rvs_xdp_lb` to an interface for good: the attachment is a BPF link pinned in
@@ -875,15 +845,8 @@ fn remove_pin(path: &Path) -> Result<(), XdpError> {
     }
 }
 
-fn mode_name(mode: XdpMode) -> &'static str {
-    match mode {
-        XdpMode::Native => "native",
-        XdpMode::Generic => "generic",
-    }
-}
-
 fn link_path(dir: &Path, ifname: &str, mode: XdpMode) -> PathBuf {
-    dir.join(format!("link-{ifname}-{}", mode_name(mode)))
+    dir.join(format!("link-{ifname}-{}", mode.name()))
 }
 
 /// The pinned links to `ifname` in `dir`, with their modes.

@@ -530,15 +530,7 @@ impl DataPlane for PacketEngine {
                 .running
                 .iter()
                 .flat_map(|r| r.attached.iter())
-                .map(|(name, mode)| {
-                    (
-                        name.clone(),
-                        match mode {
-                            XdpMode::Native => "native",
-                            XdpMode::Generic => "generic",
-                        },
-                    )
-                })
+                .map(|(name, mode)| (name.clone(), mode.name()))
                 .collect(),
             flows: self.flows.len(),
             capacity: self.running.as_ref().map_or(0, |r| r.capacity),

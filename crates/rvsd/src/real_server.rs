@@ -26,7 +26,8 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
-use rvs_bpf::decap::{self, AttachMode, Decap};
+use rvs_bpf::decap::{self, Decap};
+use rvs_bpf::xdp_attach::XdpAttach;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Subcommand)]
@@ -76,12 +77,12 @@ pub enum XdpModeArg {
     Generic,
 }
 
-impl From<XdpModeArg> for AttachMode {
+impl From<XdpModeArg> for XdpAttach {
     fn from(m: XdpModeArg) -> Self {
         match m {
-            XdpModeArg::Auto => AttachMode::Auto,
-            XdpModeArg::Native => AttachMode::Native,
-            XdpModeArg::Generic => AttachMode::Generic,
+            XdpModeArg::Auto => XdpAttach::Auto,
+            XdpModeArg::Native => XdpAttach::Native,
+            XdpModeArg::Generic => XdpAttach::Generic,
         }
     }
 }
