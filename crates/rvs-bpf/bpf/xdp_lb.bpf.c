@@ -73,8 +73,20 @@
  * Connection state: IPVS's TCP input-only table (ip_vs_proto_tcp.c) on the client's packets;
  * a masq server's packets refresh last_seen only. A flow's entry is written only when its
  * state changes or last_seen is older than min(1024 ticks (~1 s), timeout / 8); expiry is
- * now - last_seen > timeout_ms[state] in ticks (ns >> 20), wrap-safe in u32. A timeout of 0
- * expires a flow at once: rvsd (PacketProgram::load) writes IPVS's defaults first.
+ * now - last_seen > timeout_ms[state] in ticks (CLOCK_MONOTONIC_COARSE ns >> 20; a stamp up
+ * to AHEAD_TICKS ahead, rvsd's fine clock, is now), wrap-safe in u32. A timeout of 0 expires
+ * a flow at once: rvsd (PacketProgram::load) writes IPVS's defaults first.
+ *
+ * The fast path (what an established flow's packets cost, see rvs_flow_cache and
+ * rvs_nexthops): hash lookups (~50 ns each here) and helper calls are what a packet pays
+ * for, so an established flow's packet that changes nothing in its entry is forwarded from
+ * two per-CPU caches, with no hash lookup, no clock read (jiffies, inlined) and no
+ * bpf_fib_lookup: the flow (key, dest, state) as the program last read it, for a window of
+ * at most its write-back interval, and the real server's next hop as bpf_fib_lookup last gave
+ * it (refilled at least every NEXTHOP_JIFFIES; an unresolved neighbour is never cached). Any
+ * other packet takes the lookups as the table above says (service, then flow) and refills
+ * them. rvs_config.cache_gen (bumped by the loader after it writes flows, real servers or
+ * services) drops both at once. RVS_CFG_F_NO_MASQ skips the masq reply lookups.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>

@@ -135,9 +135,10 @@ struct rvs_config {
 	 * seen) and each real server's next hop (what bpf_fib_lookup gave: egress, MACs, route MTU;
 	 * refilled at least every ~1 s). An entry is used only while this is what it was at its
 	 * fill, so a change here drops them all. The loader (PacketProgram) owns it: it bumps it
-	 * after each write of rvs_conns or rvs_dests and on flush_caches() (e.g. routes or
-	 * neighbours changed), and set_config keeps it (the caller's value is ignored). Whoever
-	 * writes those maps otherwise must bump it after the write. */
+	 * after each write of rvs_conns or rvs_dests, each removal from rvs_services, and on
+	 * flush_caches() (e.g. routes or neighbours changed), and set_config keeps it (the
+	 * caller's value is ignored). Whoever writes those maps otherwise must bump it after the
+	 * write (the program reads it before the maps it guards). */
 	__u32 cache_gen;
 };
 

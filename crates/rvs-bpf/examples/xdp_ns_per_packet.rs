@@ -110,7 +110,7 @@ fn measure(repeat: u32) {
         let mut i = 0u32;
         let s = single(&p, &syn, &ctx, singles, || {
             i += 1;
-            if i % 1000 == 0 {
+            if i.is_multiple_of(1000) {
                 while ring.next().is_some() {}
             }
         });
