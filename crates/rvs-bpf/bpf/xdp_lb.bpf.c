@@ -73,8 +73,20 @@
  * Connection state: IPVS's TCP input-only table (ip_vs_proto_tcp.c) on the client's packets;
  * a masq server's packets refresh last_seen only. A flow's entry is written only when its
  * state changes or last_seen is older than min(1024 ticks (~1 s), timeout / 8); expiry is
- * now - last_seen > timeout_ms[state] in ticks (ns >> 20), wrap-safe in u32. A timeout of 0
- * expires a flow at once: rvsd (PacketProgram::load) writes IPVS's defaults first.
+ * now - last_seen > timeout_ms[state] in ticks (CLOCK_MONOTONIC_COARSE ns >> 20; a stamp up
+ * to AHEAD_TICKS ahead, rvsd's fine clock, is now), wrap-safe in u32. A timeout of 0 expires
+ * a flow at once: rvsd (PacketProgram::load) writes IPVS's defaults first.
+ *
+ * The fast path (what an established flow's packets cost, see rvs_flow_cache and
+ * rvs_nexthops): hash lookups (~50 ns each here) and helper calls are what a packet pays
+ * for, so an established flow's packet that changes nothing in its entry is forwarded from
+ * two per-CPU caches, with no hash lookup, no clock read (jiffies, inlined) and no
+ * bpf_fib_lookup: the flow (key, dest, state) as the program last read it, for a window of
+ * at most its write-back interval, and the real server's next hop as bpf_fib_lookup last gave
+ * it (refilled at least every NEXTHOP_JIFFIES; an unresolved neighbour is never cached). Any
+ * other packet takes the lookups as the table above says (service, then flow) and refills
+ * them. rvs_config.cache_gen (bumped by the loader after it writes flows, real servers or
+ * services) drops both at once. RVS_CFG_F_NO_MASQ skips the masq reply lookups.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -195,6 +207,66 @@ struct {
 	__type(value, struct rvs_reverse);
 } rvs_reverse SEC(".maps");
 
+/* The next hop to a real server as bpf_fib_lookup last gave it, per CPU, by dest id: the
+ * program's own (rvsd neither reads nor writes it). An entry is used only while it is for the
+ * same real server address and method, the same ingress interface, rvs_config.cache_gen is
+ * what it was, it is younger than NEXTHOP_JIFFIES, and the packet fits the route's MTU; otherwise
+ * the packet takes bpf_fib_lookup (whose failures, NO_NEIGH included, are never cached) and a
+ * success refills the entry. As IPVS's per-dest route cache, the client's source address is
+ * not part of it: policy routing by client source is seen only at fills. */
+struct rvs_nexthop {
+	__u32 addr[4];  /* the real server it was looked up for */
+	__u32 iif;      /* the ingress interface of the lookup */
+	__u32 oif;      /* where the lookup sends it */
+	__u32 stamp;    /* jiffies (low 32 bits) at the fill */
+	__u32 gen;      /* rvs_config.cache_gen at the fill */
+	__u16 mtu;      /* the route's MTU (0xffff: at least that) */
+	__u8 method;    /* RVS_FWD_* it was looked up for (tunnel: another source, protocol) */
+	__u8 valid;
+	__u32 _pad;
+	/* The new Ethernet addresses as they go in the frame: destination, then source (one
+	 * 8-byte and one 4-byte copy rather than twelve of a byte). */
+	__u8 mac[2 * ETH_ALEN] __attribute__((aligned(8)));
+};
+
+/* Refill a cached next hop at least this often (jiffies: 1 s at HZ 100, 0.1 s at HZ 1000). */
+#define NEXTHOP_JIFFIES 100
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RVS_MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct rvs_nexthop);
+} rvs_nexthops SEC(".maps");
+
+/* Flows as the program last read them from rvs_conns, per CPU, in a direct-mapped table (slot
+ * = a hash of the key): the program's own. An established flow's packet that changes nothing
+ * in its entry (same state, last_seen younger than the refresh interval: the packets the flow
+ * write throttle would not write for) is forwarded from here without the rvs_conns lookup;
+ * any other packet, a different rvs_config.cache_gen, or another key in the slot takes the
+ * lookup (and refills the slot). So rvs_conns is written exactly as without it, and a
+ * cached flow is never one expired there (refresh <= timeout / 8); only the LRU's recently
+ * used mark of an established flow is set once per refresh interval rather than per packet. */
+#define FLOW_CACHE_BITS 13
+struct rvs_flow_cache {
+	struct rvs_conn_key key;
+	__u32 dest;
+	__u32 jif;    /* jiffies (low 32 bits) at the fill */
+	__u32 window; /* jiffies it may be used for */
+	__u32 gen;    /* rvs_config.cache_gen at the fill */
+	__u8 state;
+	__u8 valid;
+	__u8 ack_keeps; /* an ACK leaves the state as it is (TCP) */
+	__u8 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1 << FLOW_CACHE_BITS);
+	__type(key, __u32);
+	__type(value, struct rvs_flow_cache);
+} rvs_flow_cache SEC(".maps");
+
 /* What the parser found. Addresses in network order, IPv4 in [0]. */
 struct pkt {
 	__u32 saddr[4];
@@ -223,9 +295,22 @@ static __always_inline int count(__u32 idx, int action)
 	return action;
 }
 
+/* CLOCK_MONOTONIC_COARSE (the last timer tick's CLOCK_MONOTONIC: no clock source read, a few
+ * ns instead of ~30 for bpf_ktime_get_ns here) in ticks of 2^20 ns. */
 static __always_inline __u32 now_ticks(void)
 {
-	return (__u32)(bpf_ktime_get_ns() >> 20);
+	return (__u32)(bpf_ktime_get_coarse_ns() >> 20);
+}
+
+/* How far a stamp may be ahead of now_ticks() and count as now: rvsd stamps with the fine
+ * clock, which runs up to a timer tick (1-10 ms) ahead of the coarse one. */
+#define AHEAD_TICKS 64
+
+/* Ticks from stamp t to now, wrap-safe in u32; a stamp just ahead (AHEAD_TICKS) is 0. */
+static __always_inline __u32 since(__u32 now, __u32 t)
+{
+	__u32 d = now - t;
+	return d > (__u32)-AHEAD_TICKS ? 0 : d;
 }
 
 static __always_inline __u32 ms_to_ticks(__u32 ms)
@@ -719,21 +804,65 @@ static __always_inline int encap(struct xdp_md *ctx, int v6, const struct rvs_de
 	return 0;
 }
 
-/* Sends a client's packet (or an ICMP error about a flow, icmp = 1) on to real server d. */
-static __always_inline int forward_in(struct xdp_md *ctx, const struct pkt *p, const struct rvs_dest *d, int icmp)
+/* Sets the MACs of a cached next hop and sends the frame there. */
+static __always_inline int xmit_nh(struct xdp_md *ctx, const struct rvs_nexthop *nh)
 {
-	struct bpf_fib_lookup f;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
+	*(__u64 *)eth = *(const __u64 *)nh->mac;
+	*(__u32 *)((__u8 *)eth + 8) = *(const __u32 *)(nh->mac + 8);
+	stat_inc(RVS_STAT_FORWARDED);
+	if (nh->oif == ctx->ingress_ifindex)
+		return XDP_TX;
+	return bpf_redirect(nh->oif, 0);
+}
+
+/* Sends a client's packet (or an ICMP error about a flow, icmp = 1) on to real server d (dest
+ * id did), through its cached next hop (rvs_nexthops) or bpf_fib_lookup. */
+static __always_inline int forward_in(struct xdp_md *ctx, const struct pkt *p, __u32 did, const struct rvs_dest *d,
+				      int icmp, const struct rvs_config *cfg, __u32 jif)
+{
 	int v6 = p->v6;
 	int tunnel = d->method == RVS_FWD_TUNNEL;
 	__u32 overhead = tunnel ? (v6 ? IP6_LEN : IP4_LEN) : 0;
-	__u8 proto = tunnel ? (v6 ? IPPROTO_IPV6 : IPPROTO_IPIP) : p->proto;
-	int rc = fib(ctx, &f, v6, tunnel ? d->tunnel_src : p->saddr, d->addr, proto, p->ip_len + overhead);
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
-		return too_big(ctx, p, f.mtu_result, overhead, !icmp);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
-		return fib_failed(ctx, &f, rc, v6);
+	__u32 len = p->ip_len + overhead;
+	__u32 gen = cfg ? cfg->cache_gen : 0;
+	struct rvs_nexthop *nh = bpf_map_lookup_elem(&rvs_nexthops, &did);
+	if (!nh)
+		return count(RVS_STAT_FIB_FAILED, XDP_DROP);
+	if (!nh->valid || nh->iif != ctx->ingress_ifindex || nh->gen != gen || nh->method != d->method ||
+	    (__u32)(jif - nh->stamp) >= NEXTHOP_JIFFIES || len > nh->mtu || !addr_eq(nh->addr, d->addr)) {
+		struct bpf_fib_lookup f;
+		__u8 proto = tunnel ? (v6 ? IPPROTO_IPV6 : IPPROTO_IPIP) : p->proto;
+		const __u32 *src = tunnel ? d->tunnel_src : p->saddr;
+		int rc = fib(ctx, &f, v6, src, d->addr, proto, len);
+		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+			return too_big(ctx, p, f.mtu_result, overhead, !icmp);
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+			return fib_failed(ctx, &f, rc, v6);
+		addr_copy(nh->addr, d->addr);
+		nh->iif = ctx->ingress_ifindex;
+		nh->oif = f.ifindex;
+		nh->stamp = jif;
+		nh->gen = gen;
+		nh->method = d->method;
+		__builtin_memcpy(nh->mac, f.dmac, ETH_ALEN);
+		__builtin_memcpy(nh->mac + ETH_ALEN, f.smac, ETH_ALEN);
+		/* The route's MTU: the kernel tells it only to a packet too big for it. */
+		rc = fib(ctx, &f, v6, src, d->addr, proto, 0xffff);
+		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+			nh->mtu = f.mtu_result;
+		else if (rc == BPF_FIB_LKUP_RET_SUCCESS)
+			nh->mtu = 0xffff;
+		else
+			nh->mtu = len; /* at least this packet's length fits */
+		nh->valid = 1;
+	}
 	if (d->method == RVS_FWD_MASQ) {
-		rc = icmp ? nat_icmp(ctx, v6, 1, d->addr, d->port) : nat_l4(ctx, v6, p->proto, 1, d->addr, d->port);
+		int rc = icmp ? nat_icmp(ctx, v6, 1, d->addr, d->port) : nat_l4(ctx, v6, p->proto, 1, d->addr, d->port);
 		if (rc)
 			return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
 	} else if (tunnel) {
@@ -742,7 +871,7 @@ static __always_inline int forward_in(struct xdp_md *ctx, const struct pkt *p, c
 	} else if (d->method != RVS_FWD_GATE) {
 		return count(RVS_STAT_FIB_FAILED, XDP_DROP);
 	}
-	return xmit(ctx, &f);
+	return xmit_nh(ctx, nh);
 }
 
 /* Sends a masq real server's packet (or ICMP error) on to the client as from vip. */
@@ -771,19 +900,26 @@ static __always_inline struct rvs_conn *live_conn(const struct rvs_conn_key *key
 	struct rvs_conn *c = bpf_map_lookup_elem(&rvs_conns, key);
 	if (!c)
 		return 0;
-	if ((__u32)(now - c->last_seen) > state_timeout(cfg, c->state)) {
+	if (since(now, c->last_seen) > state_timeout(cfg, c->state)) {
 		bpf_map_delete_elem(&rvs_conns, key);
 		return 0;
 	}
 	return c;
 }
 
-static __always_inline void touch(struct rvs_conn *c, const struct rvs_config *cfg, __u8 state, __u32 now)
+/* How often a flow in `state` is written back while packets flow: min(1024, timeout / 8). */
+static __always_inline __u32 refresh_ticks(const struct rvs_config *cfg, __u8 state)
 {
-	__u32 refresh = state_timeout(cfg, c->state) >> 3;
+	__u32 refresh = state_timeout(cfg, state) >> 3;
 	if (refresh > REFRESH_TICKS)
 		refresh = REFRESH_TICKS;
-	if (state != c->state || (__u32)(now - c->last_seen) >= refresh) {
+	return refresh;
+}
+
+static __always_inline void touch(struct rvs_conn *c, const struct rvs_config *cfg, __u8 state, __u32 now)
+{
+	__u32 refresh = refresh_ticks(cfg, c->state);
+	if (state != c->state || since(now, c->last_seen) >= refresh) {
 		c->state = state;
 		c->last_seen = now;
 	}
@@ -801,28 +937,59 @@ static __always_inline void conn_key(struct rvs_conn_key *k, const __u32 *client
 	k->_pad = 0;
 }
 
-/* A TCP/UDP packet to a virtual service. */
-static __always_inline int to_service(struct xdp_md *ctx, const struct pkt *p, const struct rvs_service *svc)
+/* Caches flow c (just looked up and touched) in fc; valid for a window of jiffies no longer
+ * than its refresh interval: jiffies are the one clock without a call (the verifier inlines
+ * bpf_jiffies64), HZ is unknown here, so the window assumes the slowest (HZ 100: ~10 ticks a
+ * jiffy): 1/10 of the refresh interval in jiffies, up to 1 s at HZ 100 and 0.1 s at HZ 1000. */
+static __always_inline void flow_cache_fill(struct rvs_flow_cache *fc, const struct rvs_conn_key *key,
+					    const struct rvs_conn *c, const struct rvs_config *cfg, __u32 gen,
+					    __u32 jif)
 {
-	struct rvs_conn_key key;
-	__u32 zero = 0;
-	struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &zero);
-	__u32 now = now_ticks();
-	conn_key(&key, p->saddr, p->sport, p->daddr, p->dport, p->proto, p->family);
+	__builtin_memcpy(&fc->key, key, sizeof(*key));
+	fc->dest = c->dest;
+	fc->jif = jif;
+	fc->window = refresh_ticks(cfg, c->state) / 10;
+	fc->gen = gen;
+	fc->state = c->state;
+	fc->ack_keeps = tcp_next_state(c->state, TCP_ACK) == c->state;
+	fc->valid = 1;
+}
 
-	struct rvs_conn *c = live_conn(&key, cfg, now);
+static __always_inline __u32 flow_slot(const struct rvs_conn_key *k)
+{
+	__u32 h = k->client[0] ^ k->client[1] ^ k->client[2] ^ k->client[3] ^ k->vip[0] ^ k->vip[3];
+	h ^= ((__u32)k->client_port << 16) ^ k->vip_port ^ ((__u32)k->proto << 8);
+	h *= 0x9e3779b1;
+	return h >> (32 - FLOW_CACHE_BITS);
+}
+
+static __always_inline int key_eq(const struct rvs_conn_key *a, const struct rvs_conn_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
+}
+
+/* A TCP/UDP packet to a virtual service without a live flow to an available real server: c is
+ * its flow's entry as looked up (NULL, expired, or to a real server not available). */
+static __always_inline int to_service(struct xdp_md *ctx, const struct pkt *p, const struct rvs_service *svc,
+				      const struct rvs_conn_key *key, struct rvs_flow_cache *fc,
+				      const struct rvs_config *cfg, __u32 gen, __u32 jif)
+{
+	__u32 now = now_ticks();
+	struct rvs_conn *c = live_conn(key, cfg, now);
 	if (c) {
 		__u32 did = c->dest;
 		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
 		if (d && (d->flags & RVS_DEST_F_AVAILABLE)) {
 			__u8 st = p->proto == IPPROTO_TCP ? tcp_next_state(c->state, p->tcp_flags) : RVS_S_UDP;
 			touch(c, cfg, st, now);
+			flow_cache_fill(fc, key, c, cfg, gen, jif);
 			dest_count(did, p->ip_len, 0, 0);
-			return forward_in(ctx, p, d, 0);
+			return forward_in(ctx, p, did, d, 0, cfg, jif);
 		}
 		if (!cfg || !(cfg->flags & RVS_CFG_F_EXPIRE_NODEST_CONN))
 			return count(RVS_STAT_DROP_NODEST, XDP_DROP);
-		bpf_map_delete_elem(&rvs_conns, &key);
+		bpf_map_delete_elem(&rvs_conns, key);
 	}
 
 	/* No live flow: only a SYN (without ACK) or a UDP datagram starts one. */
@@ -832,7 +999,7 @@ static __always_inline int to_service(struct xdp_md *ctx, const struct pkt *p, c
 	void *data = (void *)(long)ctx->data;
 	struct rvs_verdict *v = (void *)(long)ctx->data_meta;
 	if ((void *)(v + 1) > data || v->magic != RVS_VERDICT_MAGIC)
-		return newflow(ctx, &key, svc->id);
+		return newflow(ctx, key, svc->id);
 
 	if (v->verdict == RVS_VERDICT_REJECT) {
 		int rc = p->v6 ? icmp6_reply(ctx, 1 /* ICMPV6_DEST_UNREACH */, 4 /* port unreachable */, 0)
@@ -853,14 +1020,16 @@ static __always_inline int to_service(struct xdp_md *ctx, const struct pkt *p, c
 		.state = p->proto == IPPROTO_TCP ? tcp_next_state(RVS_S_NONE, p->tcp_flags) : RVS_S_UDP,
 		.created = now,
 	};
-	bpf_map_update_elem(&rvs_conns, &key, &nc, BPF_ANY);
+	bpf_map_update_elem(&rvs_conns, key, &nc, BPF_ANY);
 	dest_count(did, p->ip_len, 0, 1);
-	return forward_in(ctx, p, d, 0);
+	return forward_in(ctx, p, did, d, 0, cfg, jif);
 }
 
 /* A TCP/UDP packet that may be a masq real server's reply (source in rvs_reverse). */
-static __always_inline int from_server(struct xdp_md *ctx, const struct pkt *p)
+static __always_inline int from_server(struct xdp_md *ctx, const struct pkt *p, const struct rvs_config *cfg)
 {
+	if (cfg && (cfg->flags & RVS_CFG_F_NO_MASQ))
+		return count(RVS_STAT_PASS, XDP_PASS);
 	struct rvs_reverse_key rk = {};
 	addr_copy(rk.addr, p->saddr);
 	rk.port = p->sport;
@@ -869,8 +1038,6 @@ static __always_inline int from_server(struct xdp_md *ctx, const struct pkt *p)
 	struct rvs_reverse *r = bpf_map_lookup_elem(&rvs_reverse, &rk);
 	if (!r)
 		return count(RVS_STAT_PASS, XDP_PASS);
-	__u32 zero = 0;
-	struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &zero);
 	__u32 now = now_ticks();
 	__u32 n = r->count;
 	for (int i = 0; i < RVS_REVERSE_SLOTS; i++) {
@@ -959,10 +1126,12 @@ static __always_inline int icmp_error(struct xdp_md *ctx, const struct pkt *p)
 			return count(RVS_STAT_PASS, XDP_PASS);
 		dest_count(did, p->ip_len, 0, 0);
 		stat_inc(RVS_STAT_ICMP_FORWARDED);
-		return forward_in(ctx, p, d, 1);
+		return forward_in(ctx, p, did, d, 1, cfg, (__u32)bpf_jiffies64());
 	}
 
 	/* About a packet the director sent a masq real server (client -> RIP:rport). */
+	if (cfg && (cfg->flags & RVS_CFG_F_NO_MASQ))
+		return count(RVS_STAT_PASS, XDP_PASS);
 	struct rvs_reverse_key rk = {};
 	addr_copy(rk.addr, ed);
 	rk.port = edport;
@@ -1019,7 +1188,7 @@ int rvs_xdp_lb(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
-	struct pkt p = {};
+	struct pkt p __attribute__((aligned(8))) = {};
 	__u32 frame = data_end - data;
 	void *l4;
 
@@ -1090,6 +1259,31 @@ int rvs_xdp_lb(struct xdp_md *ctx)
 		return count(RVS_STAT_PASS, XDP_PASS);
 	}
 
+	/* An established flow in this CPU's flow cache: no hash lookup. */
+	struct rvs_conn_key key __attribute__((aligned(8)));
+	conn_key(&key, p.saddr, p.sport, p.daddr, p.dport, p.proto, p.family);
+	__u32 zero = 0;
+	struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &zero);
+	/* Read before any map it guards: the loader bumps it after writing them. */
+	__u32 gen = cfg ? cfg->cache_gen : 0;
+	__u32 jif = (__u32)bpf_jiffies64();
+	__u32 slot = flow_slot(&key);
+	struct rvs_flow_cache *fc = bpf_map_lookup_elem(&rvs_flow_cache, &slot);
+	if (!fc)
+		return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
+	if (fc->valid && fc->gen == gen && (__u32)(jif - fc->jif) < fc->window && key_eq(&fc->key, &key)) {
+		/* The state stays: UDP, or TCP without SYN, FIN, RST and an ACK that keeps it. */
+		__u8 f = p.tcp_flags;
+		int keeps = p.proto != IPPROTO_TCP || (!(f & (TCP_SYN | TCP_FIN | TCP_RST)) && (fc->ack_keeps || !(f & TCP_ACK)));
+		__u32 did = fc->dest;
+		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
+		if (keeps && d && (d->flags & RVS_DEST_F_AVAILABLE)) {
+			dest_count(did, p.ip_len, 0, 0);
+			return forward_in(ctx, &p, did, d, 0, cfg, jif);
+		}
+	}
+	fc->valid = 0;
+
 	struct rvs_service_key sk = {};
 	addr_copy(sk.addr, p.daddr);
 	sk.port = p.dport;
@@ -1097,8 +1291,8 @@ int rvs_xdp_lb(struct xdp_md *ctx)
 	sk.family = p.family;
 	struct rvs_service *svc = bpf_map_lookup_elem(&rvs_services, &sk);
 	if (svc)
-		return to_service(ctx, &p, svc);
-	return from_server(ctx, &p);
+		return to_service(ctx, &p, svc, &key, fc, cfg, gen, jif);
+	return from_server(ctx, &p, cfg);
 }
 
 /* Passes everything: for the peer of a veth that native-XDP frames are sent to (a veth only

@@ -28,6 +28,11 @@
 
 /* struct rvs_config.flags */
 #define RVS_CFG_F_EXPIRE_NODEST_CONN 1
+/* rvs_reverse is empty (no masq real server): the program skips its reply lookups (a packet
+ * not to a virtual service then costs one hash lookup less). Set it only while rvs_reverse
+ * holds no entry: clear it before putting the first, set it after removing the last. Clear
+ * (the default) is always correct. */
+#define RVS_CFG_F_NO_MASQ 2
 
 /* Connection states (IPVS's names, struct rvs_conn.state); each has a timeout in
  * struct rvs_config.timeout_ms. */
@@ -126,7 +131,15 @@ struct rvs_dest_counters {
 struct rvs_config {
 	__u32 timeout_ms[RVS_S_COUNT];
 	__u32 flags; /* RVS_CFG_F_* */
-	__u32 _pad;
+	/* The program keeps per-CPU caches of what it read: flows of rvs_conns (dest, state, last
+	 * seen) and each real server's next hop (what bpf_fib_lookup gave: egress, MACs, route MTU;
+	 * refilled at least every ~1 s). An entry is used only while this is what it was at its
+	 * fill, so a change here drops them all. The loader (PacketProgram) owns it: it bumps it
+	 * after each write of rvs_conns or rvs_dests, each removal from rvs_services, and on
+	 * flush_caches() (e.g. routes or neighbours changed), and set_config keeps it (the
+	 * caller's value is ignored). Whoever writes those maps otherwise must bump it after the
+	 * write (the program reads it before the maps it guards). */
+	__u32 cache_gen;
 };
 
 /* A first packet handed to rvsd (the rvs_newflows ring buffer): rvsd schedules it with the

@@ -82,6 +82,25 @@ struct Maps {
     stats: PerCpuArray<MapData, u64>,
     config: Array<MapData, Config>,
     reverse: BpfHashMap<MapData, ReverseKey, Reverse>,
+    /// The settings as last given to `set_config` (its `cache_gen` is ours).
+    settings: Config,
+    /// `rvs_config.cache_gen`: the generation of the program's per-CPU caches of flows and
+    /// next hops, bumped after every write they could be stale against.
+    cache_gen: u32,
+}
+
+impl Maps {
+    fn write_config(&mut self) -> Result<(), XdpError> {
+        let c = Config { cache_gen: self.cache_gen, ..self.settings };
+        self.config.set(0, c, 0).map_err(map_err("rvs_config"))
+    }
+
+    /// Drops the program's cached flows and next hops (after the write that made them stale:
+    /// the program reads the generation before the maps it guards).
+    fn bump(&mut self) -> Result<(), XdpError> {
+        self.cache_gen = self.cache_gen.wrapping_add(1);
+        self.write_config()
+    }
 }
 
 /// The loaded packet engine: its programs (`rvs_xdp_lb` and the `rvs_xdp_pass` helper), maps
@@ -314,6 +333,8 @@ impl PacketProgram {
             stats: take(&mut ebpf, "rvs_stats")?,
             config: take(&mut ebpf, "rvs_config")?,
             reverse: take(&mut ebpf, "rvs_reverse")?,
+            settings: Config::default(),
+            cache_gen: 0,
         };
         let newflows: RingBuf<MapData> = take(&mut ebpf, "rvs_newflows")?;
         let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| XdpError::Cpus(e))?;
@@ -474,8 +495,19 @@ impl PacketProgram {
         self.attached.iter().map(|(n, m, ..)| (n.clone(), *m)).chain(self.lasting.iter().cloned()).collect()
     }
 
+    /// Writes the engine's settings; `c.cache_gen` is ignored (the generation of the program's
+    /// caches is this loader's).
     pub fn set_config(&self, c: &Config) -> Result<(), XdpError> {
-        self.maps().config.set(0, c, 0).map_err(map_err("rvs_config"))
+        let mut m = self.maps();
+        m.settings = *c;
+        m.write_config()
+    }
+
+    /// Makes the program drop its per-CPU caches of flows and next hops (it refills them from
+    /// the maps and bpf_fib_lookup): e.g. when routes or neighbours changed, to see it at once
+    /// rather than within a second. Writes of flows, real servers and services do it already.
+    pub fn flush_caches(&self) -> Result<(), XdpError> {
+        self.maps().bump()
     }
 
     pub fn put_service(&self, k: &ServiceKey, v: &Service) -> Result<(), XdpError> {
@@ -483,7 +515,9 @@ impl PacketProgram {
     }
 
     pub fn remove_service(&self, k: &ServiceKey) -> Result<(), XdpError> {
-        self.maps().services.remove(k).map_err(map_err("rvs_services"))
+        let mut m = self.maps();
+        m.services.remove(k).map_err(map_err("rvs_services"))?;
+        m.bump()
     }
 
     pub fn set_service_info(&self, id: u32, v: &ServiceInfo) -> Result<(), XdpError> {
@@ -491,7 +525,9 @@ impl PacketProgram {
     }
 
     pub fn set_dest(&self, id: u32, d: &Dest) -> Result<(), XdpError> {
-        self.maps().dests.set(id, d, 0).map_err(map_err("rvs_dests"))
+        let mut m = self.maps();
+        m.dests.set(id, d, 0).map_err(map_err("rvs_dests"))?;
+        m.bump()
     }
 
     pub fn put_reverse(&self, k: &ReverseKey, v: &Reverse) -> Result<(), XdpError> {
@@ -532,11 +568,16 @@ impl PacketProgram {
     }
 
     pub fn insert_conn(&self, k: &ConnKey, v: &Conn) -> Result<(), XdpError> {
-        self.maps().conns.insert(k, v, 0).map_err(map_err("rvs_conns"))
+        let mut m = self.maps();
+        m.conns.insert(k, v, 0).map_err(map_err("rvs_conns"))?;
+        m.bump()
     }
 
     pub fn remove_conn(&self, k: &ConnKey) -> Result<(), XdpError> {
-        self.maps().conns.remove(k).map_err(map_err("rvs_conns"))
+        let mut m = self.maps();
+        let r = m.conns.remove(k).map_err(map_err("rvs_conns"));
+        m.bump()?;
+        r
     }
 
     /// A real server's counters, summed over CPUs (zero if `id` is out of range).

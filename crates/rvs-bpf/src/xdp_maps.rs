@@ -20,6 +20,8 @@ pub const FWD_TUNNEL: u8 = 3;
 pub const DEST_F_AVAILABLE: u8 = 1;
 
 pub const CFG_F_EXPIRE_NODEST_CONN: u32 = 1;
+/// rvs_reverse is empty: the program skips masq reply lookups (see xdp_maps.h).
+pub const CFG_F_NO_MASQ: u32 = 2;
 
 pub const S_NONE: u8 = 0;
 pub const S_ESTABLISHED: u8 = 1;
@@ -275,7 +277,10 @@ impl std::ops::AddAssign for DestCounters {
 pub struct Config {
     pub timeout_ms: [u32; S_COUNT],
     pub flags: u32,
-    pub _pad: u32,
+    /// The generation of the program's per-CPU caches (flows, next hops): owned by
+    /// `PacketProgram`, which bumps it after writing flows or real servers; `set_config` ignores
+    /// the value given here (see xdp_maps.h).
+    pub cache_gen: u32,
 }
 
 impl Default for Config {
@@ -292,7 +297,7 @@ impl Default for Config {
         timeout_ms[S_CLOSE_WAIT as usize] = 60_000;
         timeout_ms[S_LAST_ACK as usize] = 30_000;
         timeout_ms[S_UDP as usize] = 300_000;
-        Self { timeout_ms, flags: 0, _pad: 0 }
+        Self { timeout_ms, flags: 0, cache_gen: 0 }
     }
 }
 
@@ -429,7 +434,7 @@ mod tests {
         s!("rvs_conn_key", ConnKey, client, vip, client_port, vip_port, proto, family, _pad);
         s!("rvs_conn", Conn, dest, last_seen, state, flags, _pad, created);
         s!("rvs_dest_counters", DestCounters, conns, packets_in, packets_out, bytes_in, bytes_out);
-        s!("rvs_config", Config, timeout_ms, flags, _pad);
+        s!("rvs_config", Config, timeout_ms, flags, cache_gen);
         s!("rvs_newflow", NewFlowHeader, key, service, ifindex, rx_queue, len, _pad);
         s!("rvs_verdict", Verdict, magic, verdict, dest, _pad);
         s!("rvs_reverse_key", ReverseKey, addr, port, proto, family);
@@ -451,16 +456,16 @@ S(rvs_dest) F(rvs_dest, addr) F(rvs_dest, port) F(rvs_dest, method) F(rvs_dest, 
 S(rvs_conn_key) F(rvs_conn_key, client) F(rvs_conn_key, vip) F(rvs_conn_key, client_port) F(rvs_conn_key, vip_port) F(rvs_conn_key, proto) F(rvs_conn_key, family) F(rvs_conn_key, _pad)
 S(rvs_conn) F(rvs_conn, dest) F(rvs_conn, last_seen) F(rvs_conn, state) F(rvs_conn, flags) F(rvs_conn, _pad) F(rvs_conn, created)
 S(rvs_dest_counters) F(rvs_dest_counters, conns) F(rvs_dest_counters, packets_in) F(rvs_dest_counters, packets_out) F(rvs_dest_counters, bytes_in) F(rvs_dest_counters, bytes_out)
-S(rvs_config) F(rvs_config, timeout_ms) F(rvs_config, flags) F(rvs_config, _pad)
+S(rvs_config) F(rvs_config, timeout_ms) F(rvs_config, flags) F(rvs_config, cache_gen)
 printf("sizeof rvs_newflow %zu\n", offsetof(struct rvs_newflow, frame));
 F(rvs_newflow, key) F(rvs_newflow, service) F(rvs_newflow, ifindex) F(rvs_newflow, rx_queue) F(rvs_newflow, len) F(rvs_newflow, _pad)
 S(rvs_verdict) F(rvs_verdict, magic) F(rvs_verdict, verdict) F(rvs_verdict, dest) F(rvs_verdict, _pad)
 S(rvs_reverse_key) F(rvs_reverse_key, addr) F(rvs_reverse_key, port) F(rvs_reverse_key, proto) F(rvs_reverse_key, family)
 S(rvs_reverse) F(rvs_reverse, count) F(rvs_reverse, service)
 printf("newflow_total %zu\n", sizeof(struct rvs_newflow));
-printf("const %d %d %d %d %d %d %d %d %d %d %d %d\n", RVS_MAX_SERVICES, RVS_MAX_DESTS, RVS_REVERSE_SLOTS,
+printf("const %d %d %d %d %d %d %d %d %d %d %d %d %d %d\n", RVS_MAX_SERVICES, RVS_MAX_DESTS, RVS_REVERSE_SLOTS,
   RVS_NEWFLOW_MAX_FRAME, RVS_FWD_GATE, RVS_FWD_MASQ, RVS_FWD_TUNNEL, RVS_S_UDP, RVS_S_COUNT, RVS_STAT_COUNT,
-  RVS_STAT_DROP_TOO_BIG, RVS_VERDICT_MAGIC);
+  RVS_STAT_DROP_TOO_BIG, RVS_VERDICT_MAGIC, RVS_CFG_F_EXPIRE_NODEST_CONN, RVS_CFG_F_NO_MASQ);
 return 0;
 }
 "#;
@@ -510,6 +515,8 @@ return 0;
             STAT_COUNT as u64,
             STAT_DROP_TOO_BIG as u64,
             VERDICT_MAGIC as u64,
+            CFG_F_EXPIRE_NODEST_CONN as u64,
+            CFG_F_NO_MASQ as u64,
         ];
         assert_eq!(got, want);
     }

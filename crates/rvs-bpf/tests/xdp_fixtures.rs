@@ -249,6 +249,26 @@ fn fixtures() -> Vec<String> {
         let want_bytes = (input.len() - 14) as u64;
         fx.check(&format!("{n} counters"), dc.packets_in == 1 && dc.bytes_in == want_bytes, || format!("{dc:?}"));
 
+        // Again: from the program's flow and next-hop caches now, the same frame, counted.
+        let got = fx.run(&input, fx.d1, None);
+        fx.expect(&format!("{n} established, cached"), got, XDP_REDIRECT, Some(&forwarded(s, &input)));
+        let dc = fx.p.dest_counters(s.id);
+        fx.check(&format!("{n} cached counters"), dc.packets_in == 2, || format!("{dc:?}"));
+        if s.proto == TCP {
+            // A FIN on a cached flow still moves its state in rvs_conns.
+            let fin = s.client_frame(0x11, payload, IpOpts::default());
+            let got = fx.run(&fin, fx.d1, None);
+            fx.expect(&format!("{n} fin"), got, XDP_REDIRECT, Some(&forwarded(s, &fin)));
+            let c = fx.p.conn(&s.key());
+            fx.check(&format!("{n} fin state"), c.is_some_and(|c| c.state == S_FIN_WAIT), || format!("{c:?}"));
+            // A flow rvsd deleted is not served from the cache.
+            fx.p.remove_conn(&s.key()).unwrap();
+            let got = fx.run(&input, fx.d1, None);
+            fx.expect(&format!("{n} deleted flow, cached before"), got, XDP_PASS, Some(&input));
+            established(&fx.p, s);
+        }
+        fx.p.zero_dest_counters(s.id);
+
         // UDP checksum 0 on IPv4 stays 0 (masq).
         if s.method == FWD_MASQ && s.proto == UDP && !s.v6() {
             let mut input = input.clone();
