@@ -197,8 +197,9 @@ fn method(m: ForwardingMethod) -> u8 {
 }
 
 /// Timeouts in the program's ticks (ms), per state, as IPVS sets them: `tcp`, `tcpfin` and `udp`
-/// from the table; the others IPVS's defaults.
-pub fn config(timeouts: &Timeouts, expire_nodest_conn: bool) -> maps::Config {
+/// from the table; the others IPVS's defaults. Without masq real servers (`masq` false) the
+/// program skips looking for masq replies.
+pub fn config(timeouts: &Timeouts, expire_nodest_conn: bool, masq: bool) -> maps::Config {
     let s = |secs: u32| secs.saturating_mul(1000);
     let mut timeout_ms = [0u32; maps::S_COUNT];
     timeout_ms[maps::S_NONE as usize] = s(2);
@@ -213,7 +214,8 @@ pub fn config(timeouts: &Timeouts, expire_nodest_conn: bool) -> maps::Config {
     timeout_ms[maps::S_UDP as usize] = s(timeouts.udp_secs);
     maps::Config {
         timeout_ms,
-        flags: if expire_nodest_conn { maps::CFG_F_EXPIRE_NODEST_CONN } else { 0 },
+        flags: if expire_nodest_conn { maps::CFG_F_EXPIRE_NODEST_CONN } else { 0 }
+            | if masq { 0 } else { maps::CFG_F_NO_MASQ },
         ..Default::default()
     }
 }
@@ -316,6 +318,7 @@ pub fn plan(
     let removed_reverse = next.reverse.iter().filter(|k| !reverse.contains_key(k)).copied().collect();
     next.reverse = reverse.keys().copied().collect();
     let reverse = reverse.into_iter().map(|(k, ids)| (k, maps::Reverse::new(&ids))).collect();
+    let masq = !next.reverse.is_empty();
     Ok(Plan {
         next,
         services,
@@ -323,7 +326,7 @@ pub fn plan(
         newly_retired,
         reverse,
         removed_reverse,
-        config: config(&table.timeouts, table.options.expire_nodest_conn),
+        config: config(&table.timeouts, table.options.expire_nodest_conn, masq),
     })
 }
 
@@ -469,10 +472,12 @@ mod tests {
 
     #[test]
     fn timeouts_follow_the_table() {
-        let c = config(&Timeouts { tcp_secs: 10, tcpfin_secs: 5, udp_secs: 7 }, true);
+        let c = config(&Timeouts { tcp_secs: 10, tcpfin_secs: 5, udp_secs: 7 }, true, true);
         assert_eq!(c.timeout_ms[maps::S_ESTABLISHED as usize], 10_000);
         assert_eq!(c.timeout_ms[maps::S_FIN_WAIT as usize], 5_000);
         assert_eq!(c.timeout_ms[maps::S_UDP as usize], 7_000);
         assert_eq!(c.flags, maps::CFG_F_EXPIRE_NODEST_CONN);
+        let c = config(&Timeouts::default(), false, false);
+        assert_eq!(c.flags, maps::CFG_F_NO_MASQ, "no masq real server: no reply lookups");
     }
 }
