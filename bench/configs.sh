@@ -5,6 +5,8 @@
 #       serving GET / (BODY), /1m (ROOT/1m if present) and /bench-status on each LISTEN address
 #   bench_rvsd_toml FILE SOCKET RELAY ADDRESS REAL...: rvsd with one rr TCP service on ADDRESS
 #       in front of the REAL servers, its API on SOCKET, relay RELAY
+#   bench_haproxy_tcp_cfg FILE THREADS MAXCONN BIND REAL...: HAProxy in mode tcp, round robin over
+#       the REAL servers, splice-auto, listening on BIND
 
 bench_backend_nginx_conf() {
   local d=$1 root=$2 body=$3 nofile=$4 listen
@@ -62,5 +64,20 @@ address = "$address"
 scheduler = "rr"
 EOF
     for real in "$@"; do printf '  [[service.real_server]]\n  address = "%s"\n' "$real"; done
+  } >"$file"
+}
+
+bench_haproxy_tcp_cfg() {
+  local file=$1 threads=$2 maxconn=$3 bind=$4 i=0 real
+  shift 4
+  {
+    printf 'global\n  nbthread %s\n  maxpipes 256\n  maxconn %s\n' "$threads" "$maxconn"
+    printf 'defaults\n  mode tcp\n  option splice-auto\n  timeout connect 3s\n  timeout client 600s\n  timeout server 600s\n'
+    printf 'frontend fe\n  bind %s\n  backlog 4096\n  default_backend be\n' "$bind"
+    printf 'backend be\n  balance roundrobin\n'
+    for real in "$@"; do
+      i=$((i + 1))
+      printf '  server s%d %s\n' "$i" "$real"
+    done
   } >"$file"
 }

@@ -27,26 +27,7 @@ netns_setup || exit 1
 BODY=hello
 for i in 0 1; do bench_backend_nginx_conf $D/rs$((i+1)) $D/www "$BODY" 20000 ${NS_RS_ADDR[$i]}:80; ip netns exec ${NS_RS[$i]} "${T1[@]}" nginx -p $D/rs$((i+1)) -c $D/rs$((i+1))/nginx.conf -e $D/rs$((i+1))/error.log & PIDS+=($!); done
 bench_rvsd_toml $D/rvsd.toml "$D/api.sock" splice 198.18.0.1:18001 198.19.0.11:80 198.19.0.12:80
-cat > $D/haproxy.cfg <<EOT
-global
-  nbthread 1
-  maxpipes 256
-  maxconn 9000
-defaults
-  mode tcp
-  option splice-auto
-  timeout connect 3s
-  timeout client 600s
-  timeout server 600s
-frontend fe
-  bind 198.18.0.1:18002
-  backlog 4096
-  default_backend be
-backend be
-  balance roundrobin
-  server s1 198.19.0.11:80
-  server s2 198.19.0.12:80
-EOT
+bench_haproxy_tcp_cfg $D/haproxy.cfg 1 9000 198.18.0.1:18002 198.19.0.11:80 198.19.0.12:80
 declare -A PORT=([rvs]=18001 [haproxy]=18002 [pen]=18007) BP=()
 for b in $BAL; do
   case $b in

@@ -22,6 +22,9 @@
 #   netns_exec NS CMD... run CMD in namespace NS (exec: the PID is CMD's)
 #   (a real server's nginx config: bench_backend_nginx_conf in bench/configs.sh)
 
+# shellcheck source=bench/procs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/procs.sh"
+
 NETNS_PREFIX=${NETNS_PREFIX:-rvsb$$}
 NS_CLI_ADDR=198.18.0.2
 NS_DIR_CADDR=198.18.0.1
@@ -97,15 +100,8 @@ netns_teardown() {
   local ns p left
   ((NETNS_UP)) || return 0
   for ns in $(netns_names); do
-    [[ -e /run/netns/$ns ]] || continue
-    # processes still inside (the caller should have stopped its own): by PID, TERM then KILL
-    left=$(ip netns pids "$ns" 2>/dev/null || true)
-    if [[ -n $left ]]; then
-      for p in $left; do kill -TERM "$p" 2>/dev/null || true; done
-      sleep 0.5
-      for p in $(ip netns pids "$ns" 2>/dev/null || true); do kill -KILL "$p" 2>/dev/null || true; done
-    fi
-    ip netns del "$ns" 2>/dev/null || true
+    # processes still inside (the caller should have stopped its own) go first
+    netns_delete "$ns" || true
   done
   NETNS_UP=0
 }

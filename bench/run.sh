@@ -87,6 +87,8 @@ done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
+# shellcheck source=bench/procs.sh
+. "$BENCH/procs.sh"
 # shellcheck source=bench/netns.sh
 . "$BENCH/netns.sh"
 # shellcheck source=bench/configs.sh
@@ -129,26 +131,6 @@ die() { log "error: $*"; exit 1; }
 STARTED=()   # every background process this script started
 declare -A BAL_PID=()
 BACKEND_PID=
-
-ours() { # ours PID: true while PID is a live child of this script (never signal a reused PID)
-  local st f
-  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  read -r -a f <<<"${st##*) }"
-  [[ ${f[1]} == "$$" && ${f[0]} != Z ]]
-}
-
-stop_pid() { # stop_pid PID: TERM, wait up to 5 s, then KILL; only our own children
-  local pid=$1 i
-  if ours "$pid"; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      ours "$pid" || break
-      sleep 0.1
-    done
-    ours "$pid" && kill -KILL "$pid" 2>/dev/null
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local rc=$? i
@@ -256,27 +238,9 @@ stream {
 }
 EOF
 
-cat >"$W/haproxy/haproxy.cfg" <<EOF
-global
-  nbthread $THREADS
-  # fds: 2 per connection + 2 per pipe must fit the open-files limit, or HAProxy refuses to start
-  maxpipes 256
-  maxconn $(((NOFILE - 400 - 512) / 2))
-defaults
-  mode tcp
-  option splice-auto
-  timeout connect 3s
-  timeout client 600s
-  timeout server 600s
-frontend fe
-  bind 127.0.0.1:${PORT[haproxy]}
-  backlog 4096
-  default_backend be
-backend be
-  balance roundrobin
-  server s1 $BACKEND1
-  server s2 $BACKEND2
-EOF
+# fds: 2 per connection + 2 per pipe must fit the open-files limit, or HAProxy refuses to start
+bench_haproxy_tcp_cfg "$W/haproxy/haproxy.cfg" "$THREADS" $(((NOFILE - 400 - 512) / 2)) "127.0.0.1:${PORT[haproxy]}" \
+  "$BACKEND1" "$BACKEND2"
 
 bench_rvsd_toml "$W/rvsd.toml" "$W/api.sock" "$RELAY" "127.0.0.1:${PORT[rvs]}" "$BACKEND1" "$BACKEND2"
 

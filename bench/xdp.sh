@@ -65,6 +65,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
 # shellcheck source=bench/configs.sh
 . "$BENCH/configs.sh"
+# shellcheck source=bench/procs.sh
+. "$BENCH/procs.sh"
 
 case ${1:-} in
   -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
@@ -137,25 +139,6 @@ NS_MADE=()     # the namespaces this script created
 declare -A RS_SETUP=()   # real server index -> "dr" or "tunnel" while rvsd real-server set it up
 declare -A NS_INO=()     # namespace -> its inode (the id rvsd real-server names its state by)
 
-ours() { # ours PID: true while PID is a live child of this script
-  local st f
-  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  read -r -a f <<<"${st##*) }"
-  [[ ${f[1]} == "$$" && ${f[0]} != Z ]]
-}
-
-stop_pid() { # TERM, up to 5 s, then KILL; only our own children
-  local pid=$1 i
-  if ours "$pid"; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      ours "$pid" || break
-      sleep 0.1
-    done
-    ours "$pid" && kill -KILL "$pid" 2>/dev/null
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 
 # in_ns NS CMD...: CMD in namespace NS, in the foreground (a function: started with & it would be a
 # subshell, and $! its PID, not the command's; background commands use ip netns exec directly)
@@ -184,14 +167,7 @@ cleanup() {
   for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop_pid "${STARTED[$i]}"; done
   for i in "${!NS_RS[@]}"; do [[ -n ${RS_SETUP[$i]:-} && -e /run/netns/${NS_RS[$i]} ]] && rs_undo "$i"; done
   for ns in "${NS_MADE[@]}"; do
-    [[ -e /run/netns/$ns ]] || continue
-    left=$(ip netns pids "$ns" 2>/dev/null || true)
-    if [[ -n $left ]]; then
-      for p in $left; do kill -TERM "$p" 2>/dev/null || true; done
-      sleep 0.5
-      for p in $(ip netns pids "$ns" 2>/dev/null || true); do kill -KILL "$p" 2>/dev/null || true; done
-    fi
-    ip netns del "$ns" 2>/dev/null || log "could not delete namespace $ns"
+    netns_delete "$ns" || log "could not delete namespace $ns"
   done
   # whatever rvsd real-server left behind for these namespaces (named by the namespace's inode)
   for ns in "${!NS_INO[@]}"; do
@@ -309,6 +285,10 @@ ns_setup() {
     ip -n "$ns" link set lo up
   done
   ip -n "$NS_SW" link add br0 type bridge
+  # a switch forwards frames, it does not filter them: no netfilter on bridged traffic (the
+  # kernel's br_netfilter would run iptables hooks on every frame crossing br0)
+  in_ns "$NS_SW" sysctl -qw net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0 \
+    net.bridge.bridge-nf-call-arptables=0 2>/dev/null || true
   ip -n "$NS_SW" link set br0 up
   # one veth per host, its peer a port of the bridge: pc (client), pd (director), p1, p2
   ip -n "$NS_CLI" link add eth0 type veth peer name pc netns "$NS_SW"
@@ -478,26 +458,9 @@ EOF
     haproxy)
       ip -n "$NS_DIR" addr add "${VIPS[haproxy]}/32" dev lo
       tw_drain haproxy
-      cat >"$W/haproxy.cfg" <<EOF
-global
-  nbthread $BAL_THREADS
-  maxpipes 256
-  maxconn $(((NOFILE - 400 - 512) / 2 < 100000 ? (NOFILE - 400 - 512) / 2 : 100000))
-defaults
-  mode tcp
-  option splice-auto
-  timeout connect 3s
-  timeout client 600s
-  timeout server 600s
-frontend fe
-  bind ${VIPS[haproxy]}:$PORT
-  backlog 4096
-  default_backend be
-backend be
-  balance roundrobin
-  server s1 ${RS_ADDR[0]}:$PORT
-  server s2 ${RS_ADDR[1]}:$PORT
-EOF
+      bench_haproxy_tcp_cfg "$W/haproxy.cfg" "$BAL_THREADS" \
+        $(((NOFILE - 400 - 512) / 2 < 100000 ? (NOFILE - 400 - 512) / 2 : 100000)) "${VIPS[haproxy]}:$PORT" \
+        "${RS_ADDR[0]}:$PORT" "${RS_ADDR[1]}:$PORT"
       ip netns exec "$NS_DIR" haproxy -db -f "$W/haproxy.cfg" >>"$W/haproxy.log" 2>&1 &
       CUR_PID=$!
       STARTED+=("$CUR_PID")

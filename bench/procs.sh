@@ -1,0 +1,39 @@
+# bench/procs.sh: the benchmarks' bookkeeping of what they start (sourced by bench/run.sh,
+# bench/xdp.sh and bench/netns.sh): processes are signalled only while they are this script's
+# own live children (a PID may be reused), and a namespace goes with every process left in it.
+#
+#   ours PID            true while PID is a live child of this script
+#   stop_pid PID        TERM, up to 5 s, then KILL; only our own children
+#   netns_delete NS     the processes still inside NS by PID (TERM, then KILL), then NS itself
+
+ours() {
+  local st f
+  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read -r -a f <<<"${st##*) }"
+  [[ ${f[1]} == "$$" && ${f[0]} != Z ]]
+}
+
+stop_pid() {
+  local pid=$1 i
+  if ours "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      ours "$pid" || break
+      sleep 0.1
+    done
+    ours "$pid" && kill -KILL "$pid" 2>/dev/null
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+netns_delete() {
+  local ns=$1 p left
+  [[ -e /run/netns/$ns ]] || return 0
+  left=$(ip netns pids "$ns" 2>/dev/null || true)
+  if [[ -n $left ]]; then
+    for p in $left; do kill -TERM "$p" 2>/dev/null || true; done
+    sleep 0.5
+    for p in $(ip netns pids "$ns" 2>/dev/null || true); do kill -KILL "$p" 2>/dev/null || true; done
+  fi
+  ip netns del "$ns" 2>/dev/null
+}
