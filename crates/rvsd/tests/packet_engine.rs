@@ -251,7 +251,7 @@ fn gate_udp_request_and_reply_and_a_service_with_no_real_server_is_refused() {
 }
 
 #[test]
-fn masq_rewrites_both_ways_to_the_real_servers_own_port_v4_and_v6() {
+fn masq_rewrites_both_ways_to_the_real_servers_own_port_tcp_v4_v6_and_udp() {
     let farm = Farm::one_segment(2);
     // The replies must come back through the director, which puts the VIP back.
     for rs in &farm.servers {
@@ -269,19 +269,44 @@ fn masq_rewrites_both_ways_to_the_real_servers_own_port_v4_and_v6() {
         m4.push((a4.to_string(), "masq"));
         m6.push((a6.to_string(), "masq"));
     }
-    let rvsd = farm.rvsd(&format!("{}\n{}", service("tcp", vip4, "rr", "", &m4), service("tcp", vip6, "rr", "", &m6)));
+    // UDP too: a datagram to VIP:53 reaches a real server's own port 5353, and the answer comes
+    // back from the VIP.
+    let udp_vip: SocketAddr = format!("{VIP4}:53").parse().unwrap();
+    let mut mu = Vec::new();
+    for (i, rs) in farm.servers.iter().enumerate() {
+        let a: SocketAddr = format!("{}:5353", farm.rs4[i]).parse().unwrap();
+        let sock = rs.enter(|| UdpSocket::bind(a).unwrap());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let _ = sock.send_to(&[b"rs:", &buf[..n]].concat(), from);
+            }
+        });
+        mu.push((a.to_string(), "masq"));
+    }
+    let rvsd = farm.rvsd(&format!(
+        "{}\n{}\n{}",
+        service("tcp", vip4, "rr", "", &m4),
+        service("tcp", vip6, "rr", "", &m6),
+        service("udp", udp_vip, "rr", "", &mu)
+    ));
     for vip in [vip4, vip6] {
         let (s, name) = connect_name_through(&farm, &rvsd, vip);
         assert!(name.starts_with("rs"), "{name}");
         assert_eq!(s.peer_addr().unwrap(), vip, "the client sees the VIP");
         mib_both_ways(s);
     }
+    let c = farm.udp(false);
+    c.send_to(b"question", udp_vip).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, from) = c.recv_from(&mut buf).unwrap_or_else(|e| panic!("a masq UDP reply: {e}\n{}", diag(&rvsd)));
+    assert_eq!((&buf[..n], from), (&b"rs:question"[..], udp_vip), "the answer comes back from the VIP");
     let i = info(&rvsd);
-    assert_eq!(i["packet_engine"]["flows"].as_u64().map(|n| n >= 2), Some(true), "{i}");
+    assert_eq!(i["packet_engine"]["flows"].as_u64().map(|n| n >= 3), Some(true), "{i}");
 }
 
 #[test]
-fn tunnel_reaches_real_servers_that_decapsulate_with_rvs_own_program() {
+fn tunnel_reaches_real_servers_that_decapsulate_with_rvs_own_program_and_clients_learn_the_mtu() {
     let farm = Farm::one_segment(2);
     for rs in &farm.servers {
         let out = rs
@@ -310,6 +335,11 @@ fn tunnel_reaches_real_servers_that_decapsulate_with_rvs_own_program() {
         let (s, _) = connect_name_through(&farm, &rvsd, vip);
         mib_both_ways(s);
     }
+    // Full-size client segments do not fit the MTU once encapsulated: the client was told
+    // (ICMP fragmentation needed / packet too big, with the room the tunnel leaves), lowered its
+    // path MTU, and the MiB went through anyway.
+    let i = info(&rvsd);
+    assert!(i["packet_engine"]["counters"]["frag_needed"].as_u64().unwrap() >= 2, "v4 and v6: {i}");
 }
 
 #[test]
