@@ -1,7 +1,10 @@
-# bench/procs.sh: the benchmarks' bookkeeping of what they start (sourced by bench/run.sh,
-# bench/xdp.sh and bench/netns.sh): processes are signalled only while they are this script's
-# own live children (a PID may be reused), and a namespace goes with every process left in it.
+# bench/procs.sh: what the benchmarks need and start (sourced by bench/run.sh, bench/xdp.sh and
+# bench/netns.sh): the Debian packages they install, and the bookkeeping of their processes,
+# signalled only while they are this script's own live children (a PID may be reused); a
+# namespace goes with every process left in it.
 #
+#   apt_install PKG...  installs the packages (apt-get update first only if the install fails);
+#                       dies (the caller's `die`) when it cannot
 #   ours PID            true while PID is a live child of this script
 #   stop_pid PID        TERM, up to 5 s, then KILL; only our own children
 #   netns_delete NS     the processes still inside NS by PID (TERM, then KILL), then NS itself
@@ -36,4 +39,13 @@ netns_delete() {
     for p in $(ip netns pids "$ns" 2>/dev/null || true); do kill -KILL "$p" 2>/dev/null || true; done
   fi
   ip netns del "$ns" 2>/dev/null
+}
+
+apt_install() {
+  (($#)) || return 0
+  log "installing $*"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >/dev/null 2>&1; then
+    apt-get update >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >/dev/null || die "apt-get install $* failed"
+  fi
 }

@@ -160,13 +160,7 @@ else
   STREAM_LOAD="load_module /usr/lib/nginx/modules/ngx_stream_module.so;"
   [[ -f /usr/lib/nginx/modules/ngx_stream_module.so ]] || need+=(libnginx-mod-stream)
 fi
-if ((${#need[@]})); then
-  log "installing ${need[*]}"
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" >/dev/null 2>&1; then
-    apt-get update >/dev/null 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" >/dev/null || die "apt-get install ${need[*]} failed"
-  fi
-fi
+apt_install "${need[@]}"
 # Debian's nginx may start the packaged service on install: this script never uses it and
 # never stops it either; it only needs its own ports free.
 

@@ -185,13 +185,7 @@ need=()
 for t in wrk haproxy nginx nft curl python3 nsenter ethtool; do
   command -v "$t" >/dev/null || case $t in nft) need+=(nftables) ;; nsenter) need+=(util-linux) ;; *) need+=("$t") ;; esac
 done
-if ((${#need[@]})); then
-  log "installing ${need[*]}"
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" >/dev/null 2>&1; then
-    apt-get update >/dev/null 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" >/dev/null || die "apt-get install ${need[*]} failed"
-  fi
-fi
+apt_install "${need[@]}"
 if [[ -n ${RVSD_BIN:-} ]]; then
   RVSD=$RVSD_BIN
 else
