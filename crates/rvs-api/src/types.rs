@@ -352,6 +352,12 @@ pub struct PacketEngineView {
     pub interfaces: std::collections::BTreeMap<String, String>,
     /// Virtual services whose real servers use gate, masq or tunnel.
     pub services: usize,
+    /// Where the engine's maps and attachments are pinned, so that flows outlive rvsd.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pin_dir: Option<String>,
+    /// Flows taken over at start from the previous rvsd's pinned table.
+    #[serde(default)]
+    pub taken_over: usize,
     /// Flows in the kernel's connection table, and how many it holds at most.
     pub flows: usize,
     pub capacity: u32,

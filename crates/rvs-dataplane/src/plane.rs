@@ -117,6 +117,10 @@ pub struct PlaneReport {
 pub struct PacketReport {
     /// Virtual services with gate, masq or tunnel real servers in the table.
     pub services: usize,
+    /// Where its maps and attachments are pinned (they outlive rvsd), when they are.
+    pub pin_dir: Option<String>,
+    /// Flows taken over at start from the previous rvsd's pinned table.
+    pub taken_over: usize,
     /// Interfaces and how the program is attached to each (`native`, `generic`); empty when the
     /// engine is not attached, and then those services get no traffic.
     pub interfaces: Vec<(String, &'static str)>,

@@ -104,6 +104,8 @@ pub struct PacketEngine {
     /// stays retired while one of them lives in the kernel's table.
     orphans: Mutex<HashMap<maps::ConnKey, u32>>,
     orphans_checked_ms: std::sync::atomic::AtomicU64,
+    /// Flows taken over from a previous rvsd at start (adopted into the accounting).
+    taken_over: std::sync::atomic::AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -138,6 +140,7 @@ impl PacketEngine {
             clock,
             stop: Arc::new(AtomicBool::new(false)),
             adopt_pending: AtomicBool::new(false),
+            taken_over: Default::default(),
             orphans: Mutex::new(HashMap::new()),
             orphans_checked_ms: Default::default(),
         }
@@ -379,6 +382,7 @@ impl PacketEngine {
             }
         }
         self.orphans_checked_ms.store(now_ms, Ordering::Relaxed);
+        self.taken_over.store(adopted, Ordering::Relaxed);
         tracing::info!(
             adopted,
             draining,
@@ -526,6 +530,8 @@ impl DataPlane for PacketEngine {
     fn report(&self) -> PlaneReport {
         let packet = PacketReport {
             services: self.packet_services.load(Ordering::Relaxed),
+            pin_dir: self.running.as_ref().and_then(|r| r.program.pin_dir()).map(|d| d.display().to_string()),
+            taken_over: self.taken_over.load(Ordering::Relaxed),
             interfaces: self
                 .running
                 .iter()

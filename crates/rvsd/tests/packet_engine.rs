@@ -542,7 +542,10 @@ fn an_rvsd_restart_keeps_an_established_flow_and_the_next_rvsd_adopts_it() {
     // A new connection is scheduled by the second rvsd.
     let (fresh, _) = connect_name_through(&farm, &second, vip);
     drop(fresh);
-    assert!(info(&second)["packet_engine"]["scheduled"].as_u64().unwrap() >= 1);
+    let i = info(&second);
+    assert!(i["packet_engine"]["scheduled"].as_u64().unwrap() >= 1, "{i}");
+    assert!(i["packet_engine"]["taken_over"].as_u64().unwrap() >= 1, "the held flow was taken over: {i}");
+    assert_eq!(i["packet_engine"]["pin_dir"], pins.0.display().to_string(), "{i}");
     echo_line(&mut held, "still there\n", "after a new connection");
     mib_both_ways(held);
 

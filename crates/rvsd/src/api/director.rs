@@ -45,6 +45,8 @@ pub(crate) async fn route(at: &Route<'_>, rest: &[&str], req: Request<Incoming>)
                         attached: !p.interfaces.is_empty(),
                         interfaces: p.interfaces.into_iter().map(|(n, m)| (n, m.to_string())).collect(),
                         services: p.services,
+                        pin_dir: p.pin_dir,
+                        taken_over: p.taken_over,
                         flows: p.flows,
                         capacity: p.capacity,
                         table_bytes: p.table_bytes,
