@@ -210,6 +210,15 @@ fn gate_tcp_carries_a_mib_both_ways_and_spreads_round_robin_v4_and_v6() {
     let i = info(&rvsd);
     assert!(i["packet_engine"]["scheduled"].as_u64().unwrap() >= 10, "{i}");
     assert!(i["packet_engine"]["counters"]["forwarded"].as_u64().unwrap() > 700, "1 MiB is > 700 packets: {i}");
+    // --stats: the real servers' IP packets and bytes reach the core's counters (read back
+    // from the kernel's per-CPU counters about every 250 ms); gate sees only the client's half.
+    wait_until(Duration::from_secs(5), "the packet counters", || {
+        service_view(&rvsd, vip4)["stats"]["inpkts"].as_u64().unwrap_or(0) > 700
+    });
+    let stats = &service_view(&rvsd, vip4)["stats"];
+    assert!(stats["inbytes"].as_u64().unwrap() > 1 << 20, "{stats}");
+    assert_eq!(stats["conns"], 5, "{stats}");
+    assert_eq!(stats["outpkts"], 0, "replies go straight to the client: {stats}");
     // The flows are listed as ipvsadm -L -c lists them.
     let (st, conns) = rvsd.api("GET", "/v1/connections", None);
     assert_eq!(st, 200);
