@@ -181,3 +181,32 @@ fn the_packet_engines_pin_path_is_absolute_or_the_default() {
     let e = err("[packet_engine]\ninterfaces = [\"eth0\"]\npin_path = \"rvs\"\n");
     assert!(e.contains("packet_engine.pin_path") && e.contains("absolute"), "{e}");
 }
+
+#[test]
+fn packet_engine_settings_are_checked_where_they_stand() {
+    let c = parse("[packet_engine]\ninterfaces = [\"eth0\", \"eth1\"]\nxdp_mode = \"generic\"\nconnections = 4096\n")
+        .unwrap()
+        .packet_engine
+        .unwrap();
+    assert_eq!((c.interfaces.len(), c.xdp_mode, c.connections), (2, rvs_config::XdpMode::Generic, 4096));
+    for (text, want) in [
+        ("[packet_engine]\n", "packet_engine.interfaces: name at least one interface"),
+        (
+            "[packet_engine]\ninterfaces = [\"eth0/1\"]\n",
+            "rvsd.toml:2:15: packet_engine.interfaces: \"eth0/1\" is not an interface name",
+        ),
+        ("[packet_engine]\ninterfaces = [\"eth0\", \"eth0\"]\n", "packet_engine.interfaces: eth0 is named twice"),
+        (
+            "[packet_engine]\ninterfaces = [\"eth0\"]\nxdp_mode = \"fast\"\n",
+            "rvsd.toml:3:12: packet_engine.xdp_mode: unknown XDP mode \"fast\"",
+        ),
+        (
+            "[packet_engine]\ninterfaces = [\"eth0\"]\nconnections = 0\n",
+            "rvsd.toml:3:15: packet_engine.connections: must be between 1 and",
+        ),
+        ("[packet_engine]\ninterfaces = [\"eth0\"]\nqueues = 4\n", "unknown field `queues`"),
+    ] {
+        let e = err(text);
+        assert!(e.contains(want), "{text:?}: {e}");
+    }
+}
