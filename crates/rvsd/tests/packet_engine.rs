@@ -639,3 +639,19 @@ fn after_a_restart_without_its_real_server_a_flow_is_left_to_drain_as_after_a_de
     assert!(ok, "{out}");
     assert!(!pins.0.exists());
 }
+
+#[test]
+fn packet_services_without_an_attached_engine_are_accepted_and_reported() {
+    // As IPVS accepts rules before traffic arrives: the table takes them, /v1/info and the log
+    // say that nothing serves them yet, and the proxy engine does not bind their address.
+    let vip: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let rvsd = Rvsd::start(&service("tcp", vip, "rr", "", &[("198.18.0.11:1".to_string(), "gate")]));
+    let i = info(&rvsd);
+    assert_eq!(i["packet_engine"]["attached"], false, "{i}");
+    assert_eq!(i["packet_engine"]["services"], 1, "{i}");
+    assert!(rvsd.log().contains("need the packet engine, which is not attached"), "{}", rvsd.log());
+    assert!(TcpStream::connect_timeout(&vip, Duration::from_millis(500)).is_err(), "no proxy listens on it");
+    let (st, v) = rvsd.api("GET", &format!("/v1/services/tcp/{vip}"), None);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["real_servers"][0]["method"], "gate", "{v}");
+}
