@@ -474,6 +474,31 @@ static __always_inline int no_neigh(struct xdp_md *ctx, const struct bpf_fib_loo
 
 /* ---- ICMP errors built here ---- */
 
+/* Reshapes the frame for an ICMP error sent back where it came from: `grow` bytes of new
+ * headers in front (an IP header and the ICMP header), the whole cut to `frame` bytes (what the
+ * error embeds of the original), the MACs swapped (`smac`/`dmac` as the reply sends them) and
+ * the Ethernet type set. 0 when done; the caller re-reads ctx->data and checks `frame` bytes. */
+static __always_inline int reply_frame(struct xdp_md *ctx, int grow, int frame, const __u8 *smac,
+				       const __u8 *dmac, __u16 proto)
+{
+	if (bpf_xdp_adjust_head(ctx, -grow))
+		return -1;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	int extra = (int)(data_end - data) - frame;
+	if (extra > 0 && bpf_xdp_adjust_tail(ctx, -extra))
+		return -1;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + ETH_LEN > data_end)
+		return -1;
+	struct ethhdr *eth = data;
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+	eth->h_proto = bpf_htons(proto);
+	return 0;
+}
+
 /* Turns the frame (an IPv4 packet from a client, without options) into an ICMP error from
  * its destination back to its source, to be sent with XDP_TX. */
 static __always_inline int icmp4_reply(struct xdp_md *ctx, __u8 type, __u8 code, __u16 mtu)
@@ -489,22 +514,12 @@ static __always_inline int icmp4_reply(struct xdp_md *ctx, __u8 type, __u8 code,
 	__builtin_memcpy(dmac, eth->h_source, ETH_ALEN);
 	__u32 src = ip->daddr, dst = ip->saddr;
 
-	if (bpf_xdp_adjust_head(ctx, -(int)(IP4_LEN + 8)))
-		return XDP_DROP;
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	int extra = (int)(data_end - data) - ICMP4_FRAME;
-	if (extra > 0 && bpf_xdp_adjust_tail(ctx, -extra))
+	if (reply_frame(ctx, IP4_LEN + 8, ICMP4_FRAME, smac, dmac, ETH_P_IP))
 		return XDP_DROP;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	if (data + ICMP4_FRAME > data_end)
 		return XDP_DROP;
-
-	eth = data;
-	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
-	eth->h_proto = bpf_htons(ETH_P_IP);
 
 	ip = data + ETH_LEN;
 	ip->version = 4;
@@ -546,22 +561,12 @@ static __always_inline int icmp6_reply(struct xdp_md *ctx, __u8 type, __u8 code,
 	addr_copy(src, ip6->daddr.in6_u.u6_addr32);
 	addr_copy(dst, ip6->saddr.in6_u.u6_addr32);
 
-	if (bpf_xdp_adjust_head(ctx, -(int)(IP6_LEN + 8)))
-		return XDP_DROP;
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	int extra = (int)(data_end - data) - ICMP6_FRAME;
-	if (extra > 0 && bpf_xdp_adjust_tail(ctx, -extra))
+	if (reply_frame(ctx, IP6_LEN + 8, ICMP6_FRAME, smac, dmac, ETH_P_IPV6))
 		return XDP_DROP;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	if (data + ICMP6_FRAME > data_end)
 		return XDP_DROP;
-
-	eth = data;
-	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
-	eth->h_proto = bpf_htons(ETH_P_IPV6);
 
 	ip6 = data + ETH_LEN;
 	__u32 *w = (__u32 *)ip6;
