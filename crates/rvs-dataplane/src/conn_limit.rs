@@ -71,12 +71,17 @@ impl ConnLimit {
         }
     }
 
+    /// Counts one wait at the cap (an accept loop that found it reached and paused).
+    pub fn note_wait(&self) {
+        self.waits.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A place for one more connection, waiting while the cap is reached.
     pub async fn acquire(self: &Arc<Self>) -> ConnSlot {
         if let Some(slot) = self.try_acquire() {
             return slot;
         }
-        self.waits.fetch_add(1, Ordering::Relaxed);
+        self.note_wait();
         // Counted as waiting before each check of `current` (both SeqCst): a connection that
         // ends either sees the waiter and wakes it, or the waiter's check sees the free place.
         // A guard, as the wait may be dropped (the accept loop stopping).
@@ -113,6 +118,16 @@ pub struct ConnSlots {
 pub async fn acquire_places(service: &Arc<ConnLimit>, director: &Arc<ConnLimit>) -> ConnSlots {
     let service = service.acquire().await;
     ConnSlots { _service: service, _director: director.acquire().await }
+}
+
+/// Places for one accepted connection if both caps allow it now (its service's first, as
+/// [`acquire_places`]); otherwise the cap that is reached.
+pub fn try_places<'a>(
+    service: &'a Arc<ConnLimit>,
+    director: &'a Arc<ConnLimit>,
+) -> Result<ConnSlots, &'a Arc<ConnLimit>> {
+    let s = service.try_acquire().ok_or(service)?;
+    Ok(ConnSlots { _service: s, _director: director.try_acquire().ok_or(director)? })
 }
 
 /// A cap in the configuration's terms (`None`: no cap).

@@ -18,7 +18,7 @@ pub mod tcp_options;
 pub use clock::Clock;
 pub use conn_limit::{ConnLimit, ConnSlot, ConnSlots};
 pub use connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
-pub use listeners::{bind_listener, ListenError, ListenerSet};
+pub use listeners::{bind_listener, bind_std_listener, ListenError, ListenerSet};
 pub use plane::{
     ConnInfo, DataPlane, KernelRelayReport, PlaneError, PlaneErrorKind, PlaneReport, Prepared, Publication,
 };

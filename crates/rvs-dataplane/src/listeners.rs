@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 
 use rvs_core::ServiceKey;
-use tokio::net::{TcpListener, TcpSocket, UdpSocket};
+use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -21,15 +22,22 @@ pub struct ListenError {
     pub source: io::Error,
 }
 
-/// A listening socket for a virtual service: `SO_REUSEADDR` and the relay's TCP options (which
-/// accepted connections inherit: [`crate::tcp_options`]), bound to `addr`, with `backlog`.
-pub fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
+/// A listening socket for a virtual service, non-blocking: `SO_REUSEADDR` and the relay's TCP
+/// options (which accepted connections inherit: [`crate::tcp_options`]), bound to `addr`, with
+/// `backlog`. For an engine's own event loop; [`bind_listener`] is the same for tokio.
+pub fn bind_std_listener(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking().cloexec(), Some(SockProtocol::TCP))?;
+    socket.set_reuse_address(true)?;
     // Accepted connections inherit the options from the listener: no setsockopt per connection.
     crate::tcp_options::apply(&socket)?;
-    socket.bind(addr)?;
-    socket.listen(backlog)
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
+}
+
+/// [`bind_std_listener`] registered with tokio (within a runtime).
+pub fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    TcpListener::from_std(bind_std_listener(addr, backlog)?)
 }
 
 /// A socket a virtual service receives on.
@@ -40,6 +48,12 @@ pub trait Bind: Sized {
 impl Bind for TcpListener {
     fn bind(addr: SocketAddr, backlog: u32) -> io::Result<Self> {
         bind_listener(addr, backlog)
+    }
+}
+
+impl Bind for std::net::TcpListener {
+    fn bind(addr: SocketAddr, backlog: u32) -> io::Result<Self> {
+        bind_std_listener(addr, backlog)
     }
 }
 

@@ -36,6 +36,17 @@ impl Closer {
         self.closed.load(Ordering::SeqCst)
     }
 
+    /// Has `waker` woken at [`Self::cancel`] (an event loop's, for the connections it drives)
+    /// instead of a waiting task's; woken at once when the close came first.
+    pub fn watch(&self, waker: Waker) {
+        *lock(&self.waker) = Some(waker);
+        if self.is_cancelled() {
+            if let Some(w) = lock(&self.waker).take() {
+                w.wake();
+            }
+        }
+    }
+
     /// Completes once [`Self::cancel`] has been called. One waiting task at a time.
     pub fn cancelled(&self) -> impl Future<Output = ()> + '_ {
         std::future::poll_fn(move |cx| {
@@ -120,7 +131,7 @@ pub struct ConnGuard<'a> {
 
 impl Drop for ConnGuard<'_> {
     fn drop(&mut self) {
-        lock(self.table.shard(self.entry.id)).remove(&self.entry.id);
+        self.table.remove(self.entry.id);
     }
 }
 
@@ -129,6 +140,7 @@ impl ConnTable {
         &self.shards[(id as usize) % SHARDS]
     }
 
+    /// Enters a connection; its entry leaves the table when the guard goes.
     pub fn insert(
         &self,
         protocol: Protocol,
@@ -136,6 +148,18 @@ impl ConnTable {
         virtual_addr: SocketAddr,
         now_ms: u64,
     ) -> ConnGuard<'_> {
+        ConnGuard { table: self, entry: self.enter(protocol, client, virtual_addr, now_ms) }
+    }
+
+    /// Enters a connection whose owner [`Self::remove`]s it when it ends (an event loop's
+    /// connection, which cannot hold a guard borrowing the table).
+    pub fn enter(
+        &self,
+        protocol: Protocol,
+        client: SocketAddr,
+        virtual_addr: SocketAddr,
+        now_ms: u64,
+    ) -> Arc<ConnEntry> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let entry = Arc::new(ConnEntry {
             id,
@@ -148,7 +172,12 @@ impl ConnTable {
             cancel: Closer::default(),
         });
         lock(self.shard(id)).insert(id, entry.clone());
-        ConnGuard { table: self, entry }
+        entry
+    }
+
+    /// Removes connection `id` (it ended).
+    pub fn remove(&self, id: u64) {
+        lock(self.shard(id)).remove(&id);
     }
 
     /// Every connection, in no particular order.

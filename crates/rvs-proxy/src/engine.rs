@@ -1,28 +1,26 @@
-//! The proxy engine: one listener per virtual service, the per-connection path (schedule,
-//! connect with timeout and retries, PROXY header, relay), the idle-timeout sweeper and the
-//! drain on shutdown. It reads the service table only through the published [`Snapshot`].
+//! The proxy engine: one listener per virtual service, served by the TCP event loops (each
+//! connection's path: schedule, connect with timeout and retries, PROXY header, relay: see
+//! `event_loop` and `tcp_conn`) and the UDP tasks; the idle-timeout sweeper and the drain on
+//! shutdown. It reads the service table only through the published [`Snapshot`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Guard};
 use rvs_bpf::sockmap::KernelRelay;
-use rvs_core::sched::SchedRequest;
 use rvs_core::{Applied, ConnState, Protocol, ServiceKey, Snapshot};
-use rvs_dataplane::accept;
 use rvs_dataplane::clock::Clock;
-use rvs_dataplane::conn_limit::{ConnLimit, ConnSlots, ServiceCaps};
+use rvs_dataplane::conn_limit::{ConnLimit, ServiceCaps};
 use rvs_dataplane::connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
 use rvs_dataplane::listeners::{ListenError, ListenerSet};
 use rvs_dataplane::ConnInfo;
-use rvs_dataplane::{proxy_protocol, tcp_options};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use std::net::TcpListener;
+use tokio::net::UdpSocket;
+use tracing::{debug, error, info, warn};
 
 use crate::conn_table::{ConnEntry, ConnTable};
-use crate::relay::Relay;
+use crate::event_loop::{self, Cmd, LoopHandle};
 
 /// Knobs of the proxy engine.
 #[derive(Debug, Clone, Copy)]
@@ -35,11 +33,19 @@ pub struct EngineConfig {
     pub backlog: u32,
     /// How established connections are relayed.
     pub relay: RelayMode,
+    /// TCP event loops (threads); their connections are spread over them as they are accepted.
+    pub loops: usize,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { connect_timeout: Duration::from_secs(3), connect_retries: 2, backlog: 4096, relay: RelayMode::default() }
+        Self {
+            connect_timeout: Duration::from_secs(3),
+            connect_retries: 2,
+            backlog: 4096,
+            relay: RelayMode::default(),
+            loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
     }
 }
 
@@ -72,7 +78,9 @@ pub(crate) struct BoundSockets {
 pub struct Engine {
     cfg: EngineConfig,
     snapshot: ArcSwap<Snapshot>,
-    listeners: ListenerSet,
+    listeners: ListenerSet<TcpListener>,
+    /// The TCP event loops.
+    loops: Vec<LoopHandle>,
     /// The sockets of the UDP services.
     udp: ListenerSet<UdpSocket>,
     pub(crate) conns: ConnTable,
@@ -86,7 +94,7 @@ pub struct Engine {
     /// The sockmap that relays long-lived connections, when loaded.
     kernel: Option<Arc<KernelRelay>>,
     /// The director's cap on client connections (shared with the L7 engine).
-    limit: Arc<ConnLimit>,
+    pub(crate) limit: Arc<ConnLimit>,
     /// Each TCP service's own cap (`max_connections`).
     service_caps: ServiceCaps,
 }
@@ -112,10 +120,19 @@ impl Engine {
                 }
             },
         };
-        let engine = Arc::new(Self {
+        let engine = Arc::new_cyclic(|weak| Self {
             cfg,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             listeners: ListenerSet::new(cfg.backlog),
+            loops: (0..cfg.loops.max(1))
+                .filter_map(|n| match event_loop::spawn(weak.clone(), n) {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        error!(error = %e, "cannot start a TCP event loop");
+                        None
+                    }
+                })
+                .collect(),
             udp: ListenerSet::new(cfg.backlog),
             conns: ConnTable::default(),
             clock,
@@ -161,7 +178,17 @@ impl Engine {
         self.udp.adopt(bound.udp);
         for (key, listener, stop) in self.listeners.retain(&keys, "virtual service") {
             info!(service = %key, "accepting");
-            tokio::spawn(accept_loop(self.clone(), key, listener, stop));
+            let (listener, cap) = (Arc::new(listener), self.service_caps.get(&key));
+            for l in &self.loops {
+                l.send(Cmd::Listen { key, listener: listener.clone(), cap: cap.clone() });
+            }
+            let engine = Arc::downgrade(self);
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                if let Some(engine) = engine.upgrade() {
+                    engine.loops.iter().for_each(|l| l.send(Cmd::Unlisten { key }));
+                }
+            });
         }
         for (key, socket, stop) in self.udp.retain(&keys, "virtual service") {
             info!(service = %key, "receiving");
@@ -179,6 +206,24 @@ impl Engine {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// The published snapshot, borrowed for a moment (no reference count taken).
+    pub(crate) fn snapshot_ref(&self) -> Guard<Arc<Snapshot>> {
+        self.snapshot.load()
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.cfg.connect_timeout
+    }
+
+    pub(crate) fn connect_retries(&self) -> u32 {
+        self.cfg.connect_retries
+    }
+
+    /// Whether the shutdown deadline has passed: what is left is closed, nothing new is taken.
+    pub(crate) fn stopped(&self) -> bool {
+        self.stopped.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Tells the observer of failed connects (passive health checking) of one.
@@ -267,86 +312,6 @@ fn timeout_ms(protocol: Protocol, state: ConnState, t: &rvs_core::Timeouts, conn
         ConnState::Established => u64::from(t.tcp_secs) * 1000,
         ConnState::Closing => u64::from(t.tcpfin_secs) * 1000,
     }
-}
-
-async fn accept_loop(engine: Arc<Engine>, key: ServiceKey, listener: TcpListener, stop: CancellationToken) {
-    let service_cap = engine.service_caps.get(&key);
-    accept::accept_loop(key, listener, stop, &service_cap, &engine.limit, |stream, peer, places| {
-        // Boxed: the task then holds a pointer instead of the whole state machine (about
-        // 1.8 KiB), which tokio would otherwise move several times on spawn and at completion.
-        tokio::spawn(Box::pin(serve(engine.clone(), key, stream, peer, places)));
-    })
-    .await;
-}
-
-/// One client connection, from accept to close.
-async fn serve(engine: Arc<Engine>, key: ServiceKey, client: TcpStream, peer: SocketAddr, _places: ConnSlots) {
-    let Some(service) = engine.snapshot.load().services.get(&key).cloned() else { return };
-    // The listener is bound to the service's own address (never a wildcard), so that is the
-    // local address: no getsockname per connection.
-    let local = key.addr;
-    // TCP options (tcp_options): inherited from the listener.
-    // The idle sweeper, `expire_nodest_conn` and the shutdown deadline close the connection
-    // through its entry in the table.
-    let guard = engine.conns.insert(key.protocol, peer, local, engine.clock.now_ms());
-    if engine.stopped.load(std::sync::atomic::Ordering::SeqCst) {
-        return;
-    }
-    let entry = &guard.entry;
-    let cancel = &entry.cancel;
-
-    let mut tried: Vec<SocketAddr> = Vec::new();
-    let connected = loop {
-        let req = SchedRequest { client: peer, destination: local, now_ms: engine.clock.now_ms() };
-        let eqt = engine.snapshot.load().options.expire_quiescent_template;
-        let Some(binding) = service.schedule(&req, &tried, eqt) else {
-            debug!(service = %key, client = %peer, "no real server available");
-            break None;
-        };
-        entry.set_dest(Some(binding.dest.clone()));
-        let addr = binding.dest.addr;
-        let attempt = tokio::select! {
-            biased; // no random branch order: the close check is the cheap one
-            _ = cancel.cancelled() => return,
-            r = tokio::time::timeout(engine.cfg.connect_timeout, TcpStream::connect(addr)) => r,
-        };
-        let reason = match attempt {
-            Ok(Ok(server)) => break Some((binding, server)),
-            Ok(Err(e)) => format!("connect failed: {e}"),
-            Err(_) => format!("connect timed out after {:?}", engine.cfg.connect_timeout),
-        };
-        debug!(service = %key, dest = %addr, "{reason}");
-        engine.connect_failed(key, addr, &reason);
-        binding.connect_failed(engine.clock.now_ms());
-        tried.push(addr);
-        if tried.len() > engine.cfg.connect_retries as usize {
-            break None;
-        }
-    };
-    let Some((binding, server)) = connected else { return };
-    binding.established();
-    entry.set_state(ConnState::Established);
-    entry.touch(engine.clock.now_ms());
-    let _ = tcp_options::apply(&server);
-
-    let relay = Relay::new(&binding, entry, engine.clock, engine.kernel.as_ref());
-    let result = async {
-        let pp = binding.dest.settings().proxy_protocol;
-        if let Some(h) = proxy_protocol::header(pp, peer, local) {
-            relay.send_to_server(&server, &h).await?;
-        }
-        relay.run(&client, &server).await
-    };
-    tokio::select! {
-        biased;
-        _ = cancel.cancelled() => debug!(service = %key, client = %peer, "connection closed by the director"),
-        r = result => if let Err(e) = r {
-            debug!(service = %key, client = %peer, error = %e, "connection ended with an error");
-        },
-    }
-    drop(relay);
-    binding.finish(engine.clock.now_ms());
-    drop(guard);
 }
 
 /// Closes connections idle for longer than their state's timeout, once a second, with the

@@ -7,8 +7,9 @@
 
 pub mod conn_table;
 pub mod engine;
+mod event_loop;
 mod plane;
-mod relay;
+mod tcp_conn;
 mod udp;
 
 pub use engine::{Engine, EngineConfig, RelayMode};

@@ -37,8 +37,8 @@ struct Cli {
     /// Validate the configuration file and exit.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
-    /// Worker threads (default: one per CPU). With 1, rvsd runs on a single-threaded runtime,
-    /// the cheapest per connection. `TOKIO_WORKER_THREADS` is honoured too.
+    /// Worker threads (default: one per CPU), and as many TCP event loops. With 1, rvsd runs
+    /// on a single-threaded runtime. `TOKIO_WORKER_THREADS` is honoured too.
     #[arg(long, env = "RVSD_THREADS", value_name = "N")]
     threads: Option<usize>,
     /// Override the API unix socket of the configuration.
@@ -148,6 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let clock = Clock::default();
     // One cap for both data planes; `Director::load` sets it from the file (and on reload).
     let limit = ConnLimit::new(None);
+    let threads = cli.threads.or_else(|| std::env::var("TOKIO_WORKER_THREADS").ok()?.parse().ok());
     let engine = Engine::new(
         EngineConfig {
             connect_timeout: config.director.connect_timeout,
@@ -156,6 +157,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 rvs_config::Relay::Sockmap { connections } => RelayMode::Sockmap { capacity: connections },
                 rvs_config::Relay::Splice => RelayMode::Splice,
             },
+            // As many TCP event loops as worker threads.
+            loops: threads.unwrap_or(EngineConfig::default().loops),
             ..EngineConfig::default()
         },
         clock,
