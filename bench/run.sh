@@ -152,15 +152,14 @@ command -v pen >/dev/null || need+=(pen)
 command -v nginx >/dev/null || need+=(nginx)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
-STREAM_LOAD=
-nginx_v=$(nginx -V 2>&1 || true)
-if [[ -n $nginx_v && $nginx_v != *--with-stream=dynamic* ]]; then
-  : # stream compiled in (or absent: nginx -t below will say so)
-else
-  STREAM_LOAD="load_module /usr/lib/nginx/modules/ngx_stream_module.so;"
-  [[ -f /usr/lib/nginx/modules/ngx_stream_module.so ]] || need+=(libnginx-mod-stream)
-fi
 apt_install "${need[@]}"
+# nginx's stream module: compiled in, or Debian's dynamic module (a package of its own). Asked
+# of the nginx installed now, which may be the one just installed.
+STREAM_LOAD=
+if [[ $(nginx -V 2>&1 || true) == *--with-stream=dynamic* ]]; then
+  STREAM_LOAD="load_module /usr/lib/nginx/modules/ngx_stream_module.so;"
+  [[ -f /usr/lib/nginx/modules/ngx_stream_module.so ]] || apt_install libnginx-mod-stream
+fi
 # Debian's nginx may start the packaged service on install: this script never uses it and
 # never stops it either; it only needs its own ports free.
 

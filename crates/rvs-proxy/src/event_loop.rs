@@ -202,7 +202,9 @@ impl EventLoop {
                     at_most(Duration::from_millis(c.deadline_ms.saturating_sub(now)));
                 }
             }
-            if self.conns.iter().any(|(_, c)| c.linked()) {
+            // With a kernel relay, a tick a second for its counters (looking for linked
+            // connections would cost a walk of every connection per turn).
+            if engine.kernel_relay().is_some() {
                 at_most(Duration::from_millis((self.last_sync_ms + SYNC_EVERY_MS).saturating_sub(now)));
             }
         }
@@ -247,7 +249,12 @@ impl EventLoop {
         }
         self.closing.sort_unstable();
         self.closing.dedup();
-        for index in std::mem::take(&mut self.closing) {
+        let closing = std::mem::take(&mut self.closing);
+        // Their keys may be reused from the next turn on: nothing else may name them.
+        for list in [&mut self.again, &mut self.waiting, &mut self.deferred, &mut self.connecting] {
+            list.retain(|i| closing.binary_search(i).is_err());
+        }
+        for index in closing {
             if self.conns.contains(index) {
                 self.conns.remove(index).close(engine, now_ms);
             }
