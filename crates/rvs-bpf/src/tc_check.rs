@@ -10,7 +10,7 @@ use aya::programs::tc::{self, SchedClassifierLinkId, TcAttachType};
 use aya::programs::{SchedClassifier, TestRun, TestRunAttrs, TestRunOptions};
 use aya::{Ebpf, EbpfLoader};
 
-use crate::xdp_maps::{addr_words, FAMILY_V4, FAMILY_V6, FWD_GATE, FWD_TUNNEL};
+use crate::xdp_maps::{addr_words, FWD_GATE, FWD_TUNNEL};
 
 /// The compiled program (see build.rs).
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tc_check.bpf.o"));
@@ -189,6 +189,7 @@ impl SkbCtx {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xdp_maps::{FAMILY_V4, FAMILY_V6};
     use std::process::Command;
 
     const C_PROGRAM: &str = r#"

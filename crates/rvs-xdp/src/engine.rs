@@ -26,8 +26,11 @@ use rvs_dataplane::clock::Clock;
 use rvs_dataplane::connect_failures::ConnectFailureObserver;
 use rvs_dataplane::plane::{Drained, PacketReport};
 use rvs_dataplane::{ConnInfo, DataPlane, PlaneError, PlaneErrorKind, PlaneReport, Prepared, Publication};
+use rvs_bpf::tc_check::MARK_BASE;
+use rvs_model::health::{CheckPath, CheckPaths, ViaVip};
 use rvs_model::DirectorModel;
 
+use crate::check_route::CheckRoute;
 use crate::flows::{Flow, Flows, Seen};
 use crate::layout::{self, Assignment, Plan};
 use crate::new_flows::{Scheduler, SchedulingCounters};
@@ -82,6 +85,8 @@ struct Running {
     attached: Vec<(String, XdpMode)>,
     capacity: u32,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The road of the checks through the VIP, or why there is none; taken down on shutdown.
+    checks: Mutex<Result<CheckRoute, String>>,
 }
 
 /// The packet engine.
@@ -119,6 +124,33 @@ fn route_source(to: IpAddr) -> std::io::Result<IpAddr> {
     let s = UdpSocket::bind(any)?;
     s.connect(SocketAddr::new(to, 9))?;
     Ok(s.local_addr()?.ip())
+}
+
+/// The replies to checks through the VIP come from the VIP to this director: reverse-path
+/// filtering drops them unless the main table routes the VIP back out of the interface.
+fn warn_rp_filter(interfaces: &[String]) {
+    let read = |dev: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{dev}/rp_filter"))
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    for name in interfaces {
+        let rp = read("all").max(read(name));
+        if rp != 0 {
+            tracing::warn!(
+                interface = %name,
+                "rp_filter is {rp} on {name}: the replies to health checks through the VIP (from the VIP to \
+                 this director) are dropped unless the main routing table routes each VIP out of {name}; \
+                 add such a route or set net.ipv4.conf.{{all,{name}}}.rp_filter=0"
+            );
+        }
+    }
+}
+
+/// Whether `ip` is an address of this director: the kernel's route to it then starts from it.
+fn is_local(ip: IpAddr) -> bool {
+    route_source(ip).is_ok_and(|src| src == ip)
 }
 
 impl PacketEngine {
@@ -225,9 +257,24 @@ impl PacketEngine {
                 assignment.dest_ids().map(|(id, _)| (id, program.dest_counters(id))).collect();
             (assignment, read)
         });
+        let checks = CheckRoute::install().map_err(|e| {
+            tracing::error!(
+                "packet engine: health checks of gate and tunnel real servers cannot go through the VIP ({e}): \
+                 they check each real server's own address"
+            );
+            e.to_string()
+        });
+        if checks.is_ok() {
+            warn_rp_filter(&settings.interfaces);
+        }
         let program = Arc::new(program);
-        let running =
-            Running { program: program.clone(), attached, capacity: settings.connections, threads: Mutex::default() };
+        let running = Running {
+            program: program.clone(),
+            attached,
+            capacity: settings.connections,
+            threads: Mutex::default(),
+            checks: Mutex::new(checks),
+        };
         let engine = Arc::new(Self::new(Some(running), clock));
         if let Some((assignment, read)) = restored {
             tracing::info!(
@@ -424,6 +471,62 @@ impl PacketEngine {
         Some((c.state, timeout.saturating_sub(idle_ms)))
     }
 
+    /// How the check of each gate and tunnel real server of `plan` reaches it through its VIP:
+    /// VIP:port with the mark of its slot, from the address the kernel routes it from; or why
+    /// not (no engine attached, no check route, a VIP that is an address of this director, no
+    /// route to the real server).
+    fn check_paths(&self, plan: &Plan) -> CheckPaths {
+        let road: Result<(), String> = match &self.running {
+            None => Err("no packet engine is attached ([packet_engine] names no interface)".into()),
+            Some(r) => lock(&r.checks).as_ref().map(|_| ()).map_err(|e| format!("no check route: {e}")),
+        };
+        let mut paths = CheckPaths::new();
+        for s in &plan.services {
+            let vip = s.key.addr;
+            let local = road.is_ok() && is_local(vip.ip());
+            for (dk, id, dest) in &s.dests {
+                if dest.method != maps::FWD_GATE && dest.method != maps::FWD_TUNNEL {
+                    continue;
+                }
+                let path = match &road {
+                    Err(why) => CheckPath::Unavailable(why.clone()),
+                    Ok(()) if local => CheckPath::Unavailable(format!(
+                        "the VIP {} is an address of this director: the kernel delivers packets to it locally",
+                        vip.ip()
+                    )),
+                    Ok(()) => match route_source(dk.addr.ip()) {
+                        Ok(source) => CheckPath::Via(ViaVip { vip, mark: MARK_BASE | id, source }),
+                        Err(e) => CheckPath::Unavailable(format!("no route to the real server: {e}")),
+                    },
+                };
+                paths.insert((s.key, dk.addr), path);
+            }
+        }
+        paths
+    }
+
+    /// Writes the check program's path of each gate and tunnel real server of `plan`, and
+    /// clears those of the real servers that left.
+    fn write_check_paths(&self, r: &Running, plan: &Plan) {
+        let checks = lock(&r.checks);
+        let Ok(route) = checks.as_ref() else { return };
+        for s in &plan.services {
+            for (dk, id, dest) in &s.dests {
+                let tunnel_src = match dest.method {
+                    maps::FWD_GATE => None,
+                    maps::FWD_TUNNEL => Some(maps::words_addr(&dest.tunnel_src, maps::addr_words(dk.addr.ip()).1)),
+                    _ => continue,
+                };
+                if let Err(e) = route.set(*id, dk.addr.ip(), tunnel_src) {
+                    tracing::error!(dest = %dk.addr, "packet engine: writing the check path: {e}");
+                }
+            }
+        }
+        for id in &plan.newly_retired {
+            let _ = route.clear(*id);
+        }
+    }
+
     /// Writes a plan to the maps. Errors here are the kernel refusing an update of a map the
     /// plan fits in: logged, never half-reported as a refusal.
     fn write(&self, r: &Running, plan: &Plan, next: &Publication) {
@@ -490,7 +593,8 @@ impl DataPlane for PacketEngine {
         let current = lock(&self.assignment).clone();
         let plan = layout::plan(&current, &next.table, &route_source)
             .map_err(|e| PlaneError::new(PlaneErrorKind::Invalid, e.service(), e))?;
-        Ok(Prepared::new(plan))
+        let paths = self.check_paths(&plan);
+        Ok(Prepared::new(plan).with_check_paths(paths))
     }
 
     fn publish(self: Arc<Self>, prepared: Prepared, next: &Publication) {
@@ -500,6 +604,7 @@ impl DataPlane for PacketEngine {
         };
         if let Some(r) = &self.running {
             self.write(r, &plan, next);
+            self.write_check_paths(r, &plan);
         } else if !plan.services.is_empty() && self.packet_services.load(Ordering::Relaxed) == 0 {
             tracing::warn!(
                 services = plan.services.len(),
@@ -576,6 +681,10 @@ impl DataPlane for PacketEngine {
 
     fn shutdown(&self, _deadline: Duration) -> Drained<'_> {
         self.stop.store(true, Ordering::Relaxed);
+        // The checks stop with rvsd; the flows (XDP) go on.
+        if let Some(r) = &self.running {
+            *lock(&r.checks) = Err("rvsd is stopping".into());
+        }
         let threads: Vec<JoinHandle<()>> =
             self.running.iter().flat_map(|r| lock(&r.threads).drain(..).collect::<Vec<_>>()).collect();
         for t in threads {
