@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use rvs_bpf::tc_check::MARK_BASE;
 use rvs_bpf::xdp::{now_ticks, Lasting, PacketProgram, PinnedState, XdpAttach, XdpError, XdpMode};
 use rvs_bpf::xdp_maps as maps;
 use rvs_core::{Protocol, RealServer, VirtualService};
@@ -26,7 +27,6 @@ use rvs_dataplane::clock::Clock;
 use rvs_dataplane::connect_failures::ConnectFailureObserver;
 use rvs_dataplane::plane::{Drained, PacketReport};
 use rvs_dataplane::{ConnInfo, DataPlane, PlaneError, PlaneErrorKind, PlaneReport, Prepared, Publication};
-use rvs_bpf::tc_check::MARK_BASE;
 use rvs_model::health::{CheckPath, CheckPaths, ViaVip};
 use rvs_model::DirectorModel;
 
