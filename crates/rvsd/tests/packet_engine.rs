@@ -530,6 +530,8 @@ fn an_rvsd_restart_keeps_an_established_flow_and_the_next_rvsd_adopts_it() {
     assert_eq!(first.wait(Duration::from_secs(15)), Some(0), "rvsd stops on TERM; log:\n{}", first.log());
     assert!(first.log().contains("packet engine"), "{}", first.log());
     assert!(farm.xdp_on_eth0(), "the program stays attached");
+    // The health checks' device and routing go with rvsd (flows do not need them).
+    farm.director.run("! ip link show rvs-hc0 2>/dev/null && ! ip rule | grep -q 0x52560000");
     for i in 0..5 {
         echo_line(&mut held, &format!("no rvsd {i}\n"), "with no rvsd running");
     }
@@ -596,10 +598,17 @@ fn pins_of_another_connection_table_size_are_replaced_and_the_default_directory_
     let (s, name) = connect_name_through(&farm, &second, vip);
     assert_eq!(name, "rs1");
     mib_both_ways(s);
+    // Killed, it leaves the health checks' device and routing behind: --remove takes them too.
+    farm.director.run("ip link show rvs-hc0 >/dev/null && ip rule | grep -q 0x52560000");
+    let mut second = second;
+    second.signal("KILL");
+    second.wait(Duration::from_secs(15));
     drop(second);
 
     let (ok, out) = farm.packet_engine_command(&["--remove"]);
     assert!(ok && out.contains("detached from eth0"), "{out}");
+    assert!(out.contains("removed the health checks' device rvs-hc0"), "{out}");
+    farm.director.run("! ip link show rvs-hc0 2>/dev/null && ! ip rule | grep -q 0x52560000");
     assert!(!pins.0.exists(), "the pins are gone");
     assert!(!farm.xdp_on_eth0(), "the program is detached");
     let (ok, out) = farm.packet_engine_command(&["--remove"]);
