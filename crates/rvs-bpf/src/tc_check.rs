@@ -151,7 +151,7 @@ impl CheckProgram {
     pub fn run(&self, frame: &[u8], mark: u32, ifindex: u32) -> Result<(u32, Vec<u8>), CheckProgramError> {
         let prog: &SchedClassifier =
             self.ebpf.program(PROG).ok_or(CheckProgramError::Missing("rvs_tc_check program"))?.try_into()?;
-        let ctx = SkbCtx { mark, ifindex, ..SkbCtx::default() }.to_bytes();
+        let ctx = SkbCtx { mark, ifindex }.to_bytes();
         let mut out = vec![0u8; frame.len() + 256];
         let opts = TestRunOptions {
             data_in: Some(frame),
