@@ -108,6 +108,52 @@ impl Drop for CheckRoute {
     }
 }
 
+/// The interface the main table routes `to` out of (`ip -o route get`), if any.
+fn route_dev(to: IpAddr) -> Option<String> {
+    let out = Command::new("ip").args(["-o", "route", "get", &to.to_string()]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    words.by_ref().find(|w| *w == "dev")?;
+    words.next().map(str::to_string)
+}
+
+fn rp_filter(dev: &str) -> u32 {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{dev}/rp_filter"))
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Why reverse-path filtering would drop the replies to a check of `real_server` through
+/// `vip`, or `None`. The replies come from the VIP (IPv4 only: IPv6 has no rp_filter) on the
+/// interface the director reaches the real server by; with `rp_filter` on there (1 strict, 2
+/// loose, the higher of `all` and the interface's) the kernel keeps them only when the main
+/// table routes the VIP (out of that interface, in strict mode).
+pub fn reply_filtered(vip: IpAddr, real_server: IpAddr) -> Option<String> {
+    if !vip.is_ipv4() {
+        return None;
+    }
+    let dev = route_dev(real_server)?;
+    let rp = rp_filter("all").max(rp_filter(&dev));
+    if rp == 0 {
+        return None;
+    }
+    let fix = format!("route {vip} out of {dev} in the main table, or set net.ipv4.conf.{{all,{dev}}}.rp_filter=0");
+    match route_dev(vip) {
+        None => Some(format!(
+            "rp_filter is {rp} on {dev} and the main table has no route to {vip}: the replies would be dropped; {fix}"
+        )),
+        Some(other) if rp == 1 && other != dev => Some(format!(
+            "rp_filter is 1 (strict) on {dev} and the main table routes {vip} out of {other}: the replies would be \
+             dropped; {fix}"
+        )),
+        Some(_) => None,
+    }
+}
+
 /// Removes the check device (its routes go with it) and the rules; true when something was
 /// there. Nothing there is not an error.
 pub fn remove() -> bool {

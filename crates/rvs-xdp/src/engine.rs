@@ -30,7 +30,7 @@ use rvs_dataplane::{ConnInfo, DataPlane, PlaneError, PlaneErrorKind, PlaneReport
 use rvs_model::health::{CheckPath, CheckPaths, ViaVip};
 use rvs_model::DirectorModel;
 
-use crate::check_route::CheckRoute;
+use crate::check_route::{self, CheckRoute};
 use crate::flows::{Flow, Flows, Seen};
 use crate::layout::{self, Assignment, Plan};
 use crate::new_flows::{Scheduler, SchedulingCounters};
@@ -39,6 +39,8 @@ use crate::new_flows::{Scheduler, SchedulingCounters};
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 /// Milliseconds per tick of the program's clock (`bpf_ktime_get_ns() >> 20`).
 const MS_PER_TICK: f64 = 1.048_576;
+/// How long a finding of [`check_route::reply_filtered`] is kept.
+const REPLY_FILTER_TTL: Duration = Duration::from_secs(60);
 /// How often flows taken over from a previous rvsd whose real server is gone are looked at.
 const ORPHAN_CHECK_MS: u64 = 5_000;
 
@@ -111,6 +113,9 @@ pub struct PacketEngine {
     orphans_checked_ms: std::sync::atomic::AtomicU64,
     /// Flows taken over from a previous rvsd at start (adopted into the accounting).
     taken_over: std::sync::atomic::AtomicUsize,
+    /// Whether reverse-path filtering drops the replies of a check through a VIP, by (VIP,
+    /// real server), as last found and when.
+    reply_filters: Mutex<HashMap<(IpAddr, IpAddr), (std::time::Instant, Option<String>)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,28 +129,6 @@ fn route_source(to: IpAddr) -> std::io::Result<IpAddr> {
     let s = UdpSocket::bind(any)?;
     s.connect(SocketAddr::new(to, 9))?;
     Ok(s.local_addr()?.ip())
-}
-
-/// The replies to checks through the VIP come from the VIP to this director: reverse-path
-/// filtering drops them unless the main table routes the VIP back out of the interface.
-fn warn_rp_filter(interfaces: &[String]) {
-    let read = |dev: &str| {
-        std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{dev}/rp_filter"))
-            .ok()
-            .and_then(|v| v.trim().parse::<u32>().ok())
-            .unwrap_or(0)
-    };
-    for name in interfaces {
-        let rp = read("all").max(read(name));
-        if rp != 0 {
-            tracing::warn!(
-                interface = %name,
-                "rp_filter is {rp} on {name}: the replies to health checks through the VIP (from the VIP to \
-                 this director) are dropped unless the main routing table routes each VIP out of {name}; \
-                 add such a route or set net.ipv4.conf.{{all,{name}}}.rp_filter=0"
-            );
-        }
-    }
 }
 
 /// Whether `ip` is an address of this director: the kernel's route to it then starts from it.
@@ -175,6 +158,7 @@ impl PacketEngine {
             taken_over: Default::default(),
             orphans: Mutex::new(HashMap::new()),
             orphans_checked_ms: Default::default(),
+            reply_filters: Mutex::new(HashMap::new()),
         }
     }
 
@@ -264,9 +248,6 @@ impl PacketEngine {
             );
             e.to_string()
         });
-        if checks.is_ok() {
-            warn_rp_filter(&settings.interfaces);
-        }
         let program = Arc::new(program);
         let running = Running {
             program: program.clone(),
@@ -474,7 +455,7 @@ impl PacketEngine {
     /// How the check of each gate and tunnel real server of `plan` reaches it through its VIP:
     /// VIP:port with the mark of its slot, from the address the kernel routes it from; or why
     /// not (no engine attached, no check route, a VIP that is an address of this director, no
-    /// route to the real server).
+    /// route to the real server, reverse-path filtering that would drop the replies).
     fn check_paths(&self, plan: &Plan) -> CheckPaths {
         let road: Result<(), String> = match &self.running {
             None => Err("no packet engine is attached ([packet_engine] names no interface)".into()),
@@ -495,14 +476,30 @@ impl PacketEngine {
                         vip.ip()
                     )),
                     Ok(()) => match route_source(dk.addr.ip()) {
-                        Ok(source) => CheckPath::Via(ViaVip { vip, mark: MARK_BASE | id, source }),
                         Err(e) => CheckPath::Unavailable(format!("no route to the real server: {e}")),
+                        Ok(source) => match self.reply_filtered(vip.ip(), dk.addr.ip()) {
+                            Some(why) => CheckPath::Unavailable(why),
+                            None => CheckPath::Via(ViaVip { vip, mark: MARK_BASE | id, source }),
+                        },
                     },
                 };
                 paths.insert((s.key, dk.addr), path);
             }
         }
         paths
+    }
+
+    /// [`check_route::reply_filtered`], asked again at most once a minute per VIP and real
+    /// server (it runs `ip route get`; every change prepares every check path).
+    fn reply_filtered(&self, vip: IpAddr, real_server: IpAddr) -> Option<String> {
+        let now = std::time::Instant::now();
+        let mut cache = lock(&self.reply_filters);
+        cache.retain(|_, (at, _)| now.duration_since(*at) < REPLY_FILTER_TTL);
+        cache
+            .entry((vip, real_server))
+            .or_insert_with(|| (now, check_route::reply_filtered(vip, real_server)))
+            .1
+            .clone()
     }
 
     /// Writes the check program's path of each gate and tunnel real server of `plan`, and

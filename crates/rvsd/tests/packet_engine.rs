@@ -681,10 +681,13 @@ fn servers_on_every_address(farm: &Farm) -> Vec<Backend> {
         .collect()
 }
 
-/// Waits until the check of `rs` behind `vip` says `health`, through the VIP.
+/// Waits until the check of `rs` behind `vip` says `health`, through the VIP, with its last
+/// two results agreeing (a server starts up: "up" means its checks pass).
 fn wait_check(rvsd: &Rvsd, vip: SocketAddr, rs: SocketAddr, health: &str) {
+    let in_a_row = if health == "up" { "consecutive_successes" } else { "consecutive_failures" };
     wait_until(Duration::from_secs(15), &format!("{rs} behind {vip} {health} by its check through the VIP"), || {
-        server_view(rvsd, vip, rs).is_some_and(|v| v["check"]["health"] == health)
+        server_view(rvsd, vip, rs)
+            .is_some_and(|v| v["check"]["health"] == health && v["check"][in_a_row].as_u64().unwrap_or(0) >= 2)
     });
     let v = server_view(rvsd, vip, rs).unwrap();
     assert_eq!(v["check"]["via_vip"], true, "{v}\n{}", diag(rvsd));
@@ -790,4 +793,38 @@ fn checks_that_cannot_or_should_not_go_through_the_vip_check_the_real_servers_ow
         assert_eq!(v["check"]["health"], "up", "{v}");
     }
     assert_eq!(rvsd.log().matches("is an address of this director").count(), 1, "said once");
+}
+
+#[test]
+fn with_strict_reverse_path_filtering_a_check_goes_through_the_vip_only_where_its_replies_pass() {
+    let farm = Farm::one_segment(1);
+    real_server(&farm.servers[0], "dr", &[]);
+    let _backends = servers_on_every_address(&farm);
+    farm.director.run("sysctl -qw net.ipv4.conf.all.rp_filter=1");
+    let vip4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let vip6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
+    let (rs4, rs6): (SocketAddr, SocketAddr) =
+        (format!("{}:80", farm.rs4[0]).parse().unwrap(), format!("[{}]:80", farm.rs6[0]).parse().unwrap());
+    let config = format!(
+        "{}\n{}",
+        service("tcp", vip4, "rr", FAST_CHECK, &[(rs4.to_string(), "gate")]),
+        service("tcp", vip6, "rr", FAST_CHECK, &[(rs6.to_string(), "gate")])
+    );
+    // No route to the VIP: the replies (from the VIP) would be dropped, so the IPv4 check
+    // falls back to the real server's own address and the log says why. IPv6 has no rp_filter.
+    let rvsd = farm.rvsd(&config);
+    wait_until(Duration::from_secs(10), "the reason in the log", || {
+        rvsd.log().contains(&format!("rp_filter is 1 on eth0 and the main table has no route to {VIP4}"))
+    });
+    wait_check(&rvsd, vip6, rs6, "up");
+    wait_until(Duration::from_secs(10), "the IPv4 check on the real server's own address", || {
+        server_view(&rvsd, vip4, rs4).is_some_and(|v| v["check"]["last_result"] == "up")
+    });
+    let v = server_view(&rvsd, vip4, rs4).unwrap();
+    assert_eq!((v["check"]["via_vip"].clone(), v["check"]["address"].clone()), (false.into(), rs4.to_string().into()));
+    drop(rvsd);
+    // A route to the VIP out of eth0: the replies pass, the check goes through the VIP.
+    farm.director.run(&format!("ip route add {VIP4}/32 dev eth0"));
+    let rvsd = farm.rvsd(&config);
+    wait_check(&rvsd, vip4, rs4, "up");
 }
