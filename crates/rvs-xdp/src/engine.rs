@@ -691,3 +691,33 @@ impl DataPlane for PacketEngine {
         Box::pin(async move { ended })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_core::{ForwardingMethod, RealServerSettings, ServiceKey, ServiceModel, ServiceSettings};
+
+    #[test]
+    fn without_an_attached_engine_gate_and_tunnel_checks_have_no_path_and_masq_ones_none_to_take() {
+        let mut model = DirectorModel::default();
+        let key = ServiceKey { protocol: Protocol::Tcp, addr: "198.18.1.10:80".parse().unwrap() };
+        let server =
+            |addr: &str, method| RealServerSettings { method, ..RealServerSettings::new(addr.parse().unwrap()) };
+        let servers = vec![
+            server("198.18.0.11:80", ForwardingMethod::Gate),
+            server("127.0.0.1:80", ForwardingMethod::Tunnel),
+            server("198.18.0.13:8080", ForwardingMethod::Masq),
+        ];
+        model.table.services.insert(key, ServiceModel { settings: ServiceSettings::default(), servers });
+        let engine = PacketEngine::detached(Clock::default());
+        let prepared = engine.prepare(&model).unwrap();
+        let paths = prepared.check_paths().unwrap();
+        assert_eq!(paths.len(), 2, "gate and tunnel, not masq: {paths:?}");
+        for rs in ["198.18.0.11:80", "127.0.0.1:80"] {
+            match &paths[&(key, rs.parse().unwrap())] {
+                CheckPath::Unavailable(why) => assert!(why.contains("no packet engine is attached"), "{why}"),
+                other => panic!("{rs}: {other:?}"),
+            }
+        }
+    }
+}
