@@ -650,7 +650,22 @@ impl DataPlane for PacketEngine {
                 .running
                 .as_ref()
                 .map(|r| {
-                    maps::STAT_NAMES.iter().copied().zip(r.program.stats()).filter(|(n, _)| !n.is_empty()).collect()
+                    let mut stats: Vec<(&'static str, u64)> = maps::STAT_NAMES
+                        .iter()
+                        .copied()
+                        .zip(r.program.stats())
+                        .filter(|(n, _)| !n.is_empty())
+                        .collect();
+                    // The checks through the VIP, as the check program counted them.
+                    if let Some(c) = lock(&r.checks).as_ref().ok().and_then(|route| route.counters()) {
+                        stats.extend([
+                            ("check_sent", c.sent),
+                            ("check_unknown", c.unknown),
+                            ("check_no_route", c.no_route),
+                            ("check_encap_failed", c.encap_failed),
+                        ]);
+                    }
+                    stats
                 })
                 .unwrap_or_default(),
         };

@@ -732,6 +732,10 @@ fn gate_checks_go_through_the_vip_and_catch_a_real_server_that_does_not_hold_it_
         assert_eq!(names, ["rs1", "rs2"], "both take flows through {vip}");
     }
     assert!(!rvsd.log().contains("checking the real server's own address"), "{}", rvsd.log());
+    let i = info(&rvsd);
+    let counters = &i["packet_engine"]["counters"];
+    assert!(counters["check_sent"].as_u64().unwrap() > 0, "{i}");
+    assert_eq!(counters["check_no_route"], 0, "{i}");
 }
 
 #[test]
