@@ -39,6 +39,9 @@ use crate::new_flows::{Scheduler, SchedulingCounters};
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 /// Milliseconds per tick of the program's clock (`bpf_ktime_get_ns() >> 20`).
 const MS_PER_TICK: f64 = 1.048_576;
+/// A finding of [`check_route::reply_filtered`] and when it was made.
+type ReplyFilter = (std::time::Instant, Option<String>);
+
 /// How long a finding of [`check_route::reply_filtered`] is kept.
 const REPLY_FILTER_TTL: Duration = Duration::from_secs(60);
 /// How often flows taken over from a previous rvsd whose real server is gone are looked at.
@@ -115,7 +118,7 @@ pub struct PacketEngine {
     taken_over: std::sync::atomic::AtomicUsize,
     /// Whether reverse-path filtering drops the replies of a check through a VIP, by (VIP,
     /// real server), as last found and when.
-    reply_filters: Mutex<HashMap<(IpAddr, IpAddr), (std::time::Instant, Option<String>)>>,
+    reply_filters: Mutex<HashMap<(IpAddr, IpAddr), ReplyFilter>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
