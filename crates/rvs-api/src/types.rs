@@ -114,6 +114,13 @@ pub struct RealServerView {
 pub struct CheckView {
     /// What is checked, e.g. `HTTP GET /health`.
     pub check: String,
+    /// The address the check connects to: the real server's own (or `connect_ip`), or with
+    /// `via_vip` the virtual address, reached through the real server as its traffic is.
+    #[serde(default)]
+    pub address: String,
+    /// The check goes through the VIP (a gate or tunnel real server of the packet engine).
+    #[serde(default)]
+    pub via_vip: bool,
     /// up, down or drain.
     pub health: String,
     /// Milliseconds since the health last changed.

@@ -3,18 +3,21 @@
 //! block carries its SAFETY comment.
 //!
 //! One module per BPF program: [`sockmap`] (the L4 engine's kernel relay), [`xdp`] (the XDP
-//! packet engine, its map layout in [`xdp_maps`]) and [`decap`] (a real server's tunnel
-//! decapsulation). [`socket`] holds the socket queries they need.
+//! packet engine, its map layout in [`xdp_maps`]), [`decap`] (a real server's tunnel
+//! decapsulation) and [`tc_check`] (health checks sent through the VIP). [`socket`] holds the
+//! socket queries they need.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod decap;
 pub mod socket;
 pub mod sockmap;
+pub mod tc_check;
 pub mod xdp;
 pub mod xdp_attach;
 pub mod xdp_maps;
 
 pub use decap::{Decap, DecapCounters, DecapError};
 pub use sockmap::{KernelRelay, KernelRelayError};
+pub use tc_check::{CheckProgram, CheckProgramError};
 pub use xdp::{PacketProgram, XdpAttach, XdpError, XdpMode};

@@ -34,6 +34,8 @@ pub(crate) struct RawCheck {
     passive_fall: Option<u32>,
     connect_ip: Option<Spanned<String>>,
     connect_port: Option<u16>,
+    #[serde(default = "yes")]
+    through_vip: bool,
     // http, https
     path: Option<String>,
     method: Option<String>,
@@ -65,6 +67,11 @@ pub(crate) struct RawCheck {
     agent_port: Option<u16>,
     notify_up: Option<Spanned<String>>,
     notify_down: Option<Spanned<String>>,
+}
+
+/// `through_vip`'s default.
+fn yes() -> bool {
+    true
 }
 
 fn secs(v: &Option<Spanned<f64>>, field: &str) -> Result<Option<Duration>, Unplaced> {
@@ -187,7 +194,7 @@ impl RawCheck {
                 })?),
                 None => None,
             };
-        let to = ConnectTo { ip: connect_ip, port: self.connect_port };
+        let to = ConnectTo { ip: connect_ip, port: self.connect_port, through_vip: self.through_vip };
         let check = CheckDef::with_connect_to(kind, to).map_err(|e| whole(&e))?;
         Ok(CheckSpec {
             check,

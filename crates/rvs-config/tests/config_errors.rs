@@ -210,3 +210,28 @@ fn packet_engine_settings_are_checked_where_they_stand() {
         assert!(e.contains(want), "{text:?}: {e}");
     }
 }
+
+#[test]
+fn checks_go_through_the_vip_unless_through_vip_is_false() {
+    let c = parse(
+        r#"
+[[service]]
+address = "198.18.1.10:80"
+check = { type = "tcp" }
+  [[service.real_server]]
+  address = "198.18.0.11:80"
+  method = "gate"
+  [[service.real_server]]
+  address = "198.18.0.12:80"
+  method = "gate"
+  check = { type = "tcp", through_vip = false }
+"#,
+    )
+    .unwrap();
+    let h = c.health.values().next().unwrap();
+    let to = |rs: &str| h.check_for(rs.parse().unwrap()).unwrap().check.connect_to();
+    assert!(to("198.18.0.11:80").through_vip, "the default");
+    assert!(!to("198.18.0.12:80").through_vip);
+    let e = err("[[service]]\naddress = \"198.18.1.10:80\"\ncheck = { type = \"tcp\", through_vip = \"no\" }\n");
+    assert!(e.contains("through_vip"), "{e}");
+}

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use rvs_core::http_stats::L7ServiceStats;
 use rvs_core::{Applied, ConnState, Protocol, RealServer, ServiceKey, Snapshot};
+use rvs_model::health::CheckPaths;
 use rvs_model::DirectorModel;
 
 use crate::connect_failures::ConnectFailureObserver;
@@ -64,12 +65,24 @@ impl PlaneError {
 }
 
 /// What a data plane acquired for one change, held until it is published (or dropped, which
-/// releases it: bound listeners close, loaded programs unload).
-pub struct Prepared(Box<dyn Any + Send>);
+/// releases it: bound listeners close, loaded programs unload), and what it tells the health
+/// plane of that change: how the checks of its real servers reach them ([`CheckPaths`]).
+pub struct Prepared(Box<dyn Any + Send>, Option<CheckPaths>);
 
 impl Prepared {
     pub fn new<T: Any + Send>(what: T) -> Self {
-        Self(Box::new(what))
+        Self(Box::new(what), None)
+    }
+
+    /// With the check paths of the real servers this data plane forwards to (the packet
+    /// engine's gate and tunnel real servers): the director hands them to the health plane.
+    pub fn with_check_paths(mut self, paths: CheckPaths) -> Self {
+        self.1 = Some(paths);
+        self
+    }
+
+    pub fn check_paths(&self) -> Option<&CheckPaths> {
+        self.1.as_ref()
     }
 
     /// What the data plane put in; `None` if this came from another data plane (a bug the

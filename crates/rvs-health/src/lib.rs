@@ -38,7 +38,7 @@ pub mod supervisor;
 
 pub use rvs_model::health::{escape, status, timing};
 
-pub use check::{Check, PrepareError};
+pub use check::{Check, Endpoint, PrepareError};
 pub use events::{Event, EventLog, EventRecord, DEFAULT_EVENT_CAPACITY};
 pub use health::{effective_weight, Health, WeightHint, MAX_WEIGHT};
 pub use notify::{Notification, Notifier, NotifyKind, NotifyStats, DEFAULT_NOTIFY_TIMEOUT};
@@ -47,7 +47,7 @@ pub use result::CheckResult;
 pub use rvs_model::health::{
     unescape, AgentCheck, CheckDef, CheckError, CheckKind, ConnectTo, DnsCheck, EscapeError, ExecCheck, ExpectCheck,
     HttpCheck, NotifyCommand, NotifyError, Pattern, PatternError, QType, QTypeError, Quorum, QuorumError, QuorumState,
-    SmtpCheck, StatusError, StatusRange, Timing, TimingError, Tls, UdpCheck,
+    SmtpCheck, StatusError, StatusRange, Timing, TimingError, Tls, UdpCheck, ViaVip,
 };
 pub use state::{CheckState, Totals, Transition};
 pub use supervisor::{

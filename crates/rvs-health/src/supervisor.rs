@@ -4,6 +4,9 @@
 //! unchanged ones running with their state); passive failures are fed in without waiting; every
 //! target's state can be listed.
 //!
+//! A target may be checked through its VIP ([`Target::with_via`]); the path is part of what
+//! a reload compares.
+//!
 //! Exactly once: a target's task sends a transition's event and publishes the state it leads to
 //! in one step, under the lock that stopping the task takes. A target restarted on reload
 //! resumes from the last published state, so no transition is lost or sent twice.
@@ -21,11 +24,12 @@ use tokio::time::Instant;
 
 use std::convert::Infallible;
 
-use crate::check::{Check, PrepareError};
+use crate::check::{Check, Endpoint, PrepareError};
 use crate::jitter::XorShift;
 use crate::result::CheckResult;
 use crate::state::{CheckState, Transition};
 use crate::timing::{Timing, TimingError};
+use rvs_model::health::ViaVip;
 
 /// How many events may wait for rvsd before a target's task waits for room.
 pub const EVENT_QUEUE: usize = 1024;
@@ -57,6 +61,7 @@ pub struct Target<K> {
     check: Check,
     timing: Timing,
     prior_state: Option<CheckState>,
+    via: Option<ViaVip>,
 }
 
 /// A target that cannot be made: its timing is wrong, or its check cannot be prepared.
@@ -84,7 +89,7 @@ impl<K> Target<K> {
     {
         timing.validate()?;
         let check = check.try_into()?;
-        Ok(Self { id, addr, check, timing, prior_state: None })
+        Ok(Self { id, addr, check, timing, prior_state: None, via: None })
     }
 
     /// Start from this state instead of a fresh one (or, on replace, instead of the running
@@ -94,8 +99,19 @@ impl<K> Target<K> {
         self
     }
 
+    /// Check it through its VIP on this path (the packet engine's, for a gate or tunnel real
+    /// server) unless its check says otherwise (see [`Check::endpoint_via`]).
+    pub fn with_via(mut self, via: Option<ViaVip>) -> Self {
+        self.via = via;
+        self
+    }
+
     pub fn id(&self) -> &K {
         &self.id
+    }
+
+    pub fn via(&self) -> Option<&ViaVip> {
+        self.via.as_ref()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -140,6 +156,8 @@ pub struct TargetSnapshot<K> {
     pub check: Check,
     pub timing: Timing,
     pub state: CheckState,
+    /// Where the check connects (through the VIP or not).
+    pub endpoint: Endpoint,
 }
 
 /// What [`HealthSupervisor::replace`] did.
@@ -187,6 +205,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 struct Entry {
     addr: SocketAddr,
+    via: Option<ViaVip>,
     check: Arc<Check>,
     timing: Timing,
     shared: Arc<Shared>,
@@ -206,7 +225,7 @@ impl Entry {
     }
 
     fn runs(&self, t: &Target<impl TargetKey>) -> bool {
-        self.addr == t.addr && *self.check == t.check && self.timing == t.timing
+        self.addr == t.addr && self.via == t.via && *self.check == t.check && self.timing == t.timing
     }
 }
 
@@ -377,13 +396,14 @@ impl<K: TargetKey> HealthSupervisor<K> {
         let runner = Runner {
             id: t.id,
             addr: t.addr,
+            via: t.via,
             check: check.clone(),
             timing: t.timing,
             shared: shared.clone(),
             events: self.inner.events.clone(),
         };
         let task = self.inner.runtime.spawn(runner.run(state, h.finish()));
-        Entry { addr: t.addr, check, timing: t.timing, shared, task }
+        Entry { addr: t.addr, via: t.via, check, timing: t.timing, shared, task }
     }
 }
 
@@ -401,6 +421,7 @@ fn snapshot_of<K: Clone>(id: &K, e: &Entry) -> TargetSnapshot<K> {
         check: (*e.check).clone(),
         timing: e.timing,
         state: lock(&e.shared.published).state.clone(),
+        endpoint: e.check.endpoint_via(e.addr, e.via.as_ref()),
     }
 }
 
@@ -408,6 +429,7 @@ fn snapshot_of<K: Clone>(id: &K, e: &Entry) -> TargetSnapshot<K> {
 struct Runner<K> {
     id: K,
     addr: SocketAddr,
+    via: Option<ViaVip>,
     check: Arc<Check>,
     timing: Timing,
     shared: Arc<Shared>,
@@ -431,7 +453,7 @@ impl<K: TargetKey> Runner<K> {
                 }
             }
             let started = Instant::now();
-            let run = self.check.run(self.addr, self.timing.timeout);
+            let run = self.check.run_via(self.addr, self.via.as_ref(), self.timing.timeout);
             tokio::pin!(run);
             let result = loop {
                 tokio::select! {

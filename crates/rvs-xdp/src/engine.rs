@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use rvs_bpf::tc_check::MARK_BASE;
 use rvs_bpf::xdp::{now_ticks, Lasting, PacketProgram, PinnedState, XdpAttach, XdpError, XdpMode};
 use rvs_bpf::xdp_maps as maps;
 use rvs_core::{Protocol, RealServer, VirtualService};
@@ -26,8 +27,10 @@ use rvs_dataplane::clock::Clock;
 use rvs_dataplane::connect_failures::ConnectFailureObserver;
 use rvs_dataplane::plane::{Drained, PacketReport};
 use rvs_dataplane::{ConnInfo, DataPlane, PlaneError, PlaneErrorKind, PlaneReport, Prepared, Publication};
+use rvs_model::health::{CheckPath, CheckPaths, ViaVip};
 use rvs_model::DirectorModel;
 
+use crate::check_route::{self, CheckRoute};
 use crate::flows::{Flow, Flows, Seen};
 use crate::layout::{self, Assignment, Plan};
 use crate::new_flows::{Scheduler, SchedulingCounters};
@@ -36,6 +39,11 @@ use crate::new_flows::{Scheduler, SchedulingCounters};
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 /// Milliseconds per tick of the program's clock (`bpf_ktime_get_ns() >> 20`).
 const MS_PER_TICK: f64 = 1.048_576;
+/// A finding of [`check_route::reply_filtered`] and when it was made.
+type ReplyFilter = (std::time::Instant, Option<String>);
+
+/// How long a finding of [`check_route::reply_filtered`] is kept.
+const REPLY_FILTER_TTL: Duration = Duration::from_secs(60);
 /// How often flows taken over from a previous rvsd whose real server is gone are looked at.
 const ORPHAN_CHECK_MS: u64 = 5_000;
 
@@ -82,6 +90,8 @@ struct Running {
     attached: Vec<(String, XdpMode)>,
     capacity: u32,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The road of the checks through the VIP, or why there is none; taken down on shutdown.
+    checks: Mutex<Result<CheckRoute, String>>,
 }
 
 /// The packet engine.
@@ -106,6 +116,9 @@ pub struct PacketEngine {
     orphans_checked_ms: std::sync::atomic::AtomicU64,
     /// Flows taken over from a previous rvsd at start (adopted into the accounting).
     taken_over: std::sync::atomic::AtomicUsize,
+    /// Whether reverse-path filtering drops the replies of a check through a VIP, by (VIP,
+    /// real server), as last found and when.
+    reply_filters: Mutex<HashMap<(IpAddr, IpAddr), ReplyFilter>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -119,6 +132,11 @@ fn route_source(to: IpAddr) -> std::io::Result<IpAddr> {
     let s = UdpSocket::bind(any)?;
     s.connect(SocketAddr::new(to, 9))?;
     Ok(s.local_addr()?.ip())
+}
+
+/// Whether `ip` is an address of this director: the kernel's route to it then starts from it.
+fn is_local(ip: IpAddr) -> bool {
+    route_source(ip).is_ok_and(|src| src == ip)
 }
 
 impl PacketEngine {
@@ -143,6 +161,7 @@ impl PacketEngine {
             taken_over: Default::default(),
             orphans: Mutex::new(HashMap::new()),
             orphans_checked_ms: Default::default(),
+            reply_filters: Mutex::new(HashMap::new()),
         }
     }
 
@@ -225,9 +244,21 @@ impl PacketEngine {
                 assignment.dest_ids().map(|(id, _)| (id, program.dest_counters(id))).collect();
             (assignment, read)
         });
+        let checks = CheckRoute::install().map_err(|e| {
+            tracing::error!(
+                "packet engine: health checks of gate and tunnel real servers cannot go through the VIP ({e}): \
+                 they check each real server's own address"
+            );
+            e.to_string()
+        });
         let program = Arc::new(program);
-        let running =
-            Running { program: program.clone(), attached, capacity: settings.connections, threads: Mutex::default() };
+        let running = Running {
+            program: program.clone(),
+            attached,
+            capacity: settings.connections,
+            threads: Mutex::default(),
+            checks: Mutex::new(checks),
+        };
         let engine = Arc::new(Self::new(Some(running), clock));
         if let Some((assignment, read)) = restored {
             tracing::info!(
@@ -424,6 +455,78 @@ impl PacketEngine {
         Some((c.state, timeout.saturating_sub(idle_ms)))
     }
 
+    /// How the check of each gate and tunnel real server of `plan` reaches it through its VIP:
+    /// VIP:port with the mark of its slot, from the address the kernel routes it from; or why
+    /// not (no engine attached, no check route, a VIP that is an address of this director, no
+    /// route to the real server, reverse-path filtering that would drop the replies).
+    fn check_paths(&self, plan: &Plan) -> CheckPaths {
+        let road: Result<(), String> = match &self.running {
+            None => Err("no packet engine is attached ([packet_engine] names no interface)".into()),
+            Some(r) => lock(&r.checks).as_ref().map(|_| ()).map_err(|e| format!("no check route: {e}")),
+        };
+        let mut paths = CheckPaths::new();
+        for s in &plan.services {
+            let vip = s.key.addr;
+            let local = road.is_ok() && is_local(vip.ip());
+            for (dk, id, dest) in &s.dests {
+                if dest.method != maps::FWD_GATE && dest.method != maps::FWD_TUNNEL {
+                    continue;
+                }
+                let path = match &road {
+                    Err(why) => CheckPath::Unavailable(why.clone()),
+                    Ok(()) if local => CheckPath::Unavailable(format!(
+                        "the VIP {} is an address of this director: the kernel delivers packets to it locally",
+                        vip.ip()
+                    )),
+                    Ok(()) => match route_source(dk.addr.ip()) {
+                        Err(e) => CheckPath::Unavailable(format!("no route to the real server: {e}")),
+                        Ok(source) => match self.reply_filtered(vip.ip(), dk.addr.ip()) {
+                            Some(why) => CheckPath::Unavailable(why),
+                            None => CheckPath::Via(ViaVip { vip, mark: MARK_BASE | id, source }),
+                        },
+                    },
+                };
+                paths.insert((s.key, dk.addr), path);
+            }
+        }
+        paths
+    }
+
+    /// [`check_route::reply_filtered`], asked again at most once a minute per VIP and real
+    /// server (it runs `ip route get`; every change prepares every check path).
+    fn reply_filtered(&self, vip: IpAddr, real_server: IpAddr) -> Option<String> {
+        let now = std::time::Instant::now();
+        let mut cache = lock(&self.reply_filters);
+        cache.retain(|_, (at, _)| now.duration_since(*at) < REPLY_FILTER_TTL);
+        cache
+            .entry((vip, real_server))
+            .or_insert_with(|| (now, check_route::reply_filtered(vip, real_server)))
+            .1
+            .clone()
+    }
+
+    /// Writes the check program's path of each gate and tunnel real server of `plan`, and
+    /// clears those of the real servers that left.
+    fn write_check_paths(&self, r: &Running, plan: &Plan) {
+        let checks = lock(&r.checks);
+        let Ok(route) = checks.as_ref() else { return };
+        for s in &plan.services {
+            for (dk, id, dest) in &s.dests {
+                let tunnel_src = match dest.method {
+                    maps::FWD_GATE => None,
+                    maps::FWD_TUNNEL => Some(maps::words_addr(&dest.tunnel_src, maps::addr_words(dk.addr.ip()).1)),
+                    _ => continue,
+                };
+                if let Err(e) = route.set(*id, dk.addr.ip(), tunnel_src) {
+                    tracing::error!(dest = %dk.addr, "packet engine: writing the check path: {e}");
+                }
+            }
+        }
+        for id in &plan.newly_retired {
+            let _ = route.clear(*id);
+        }
+    }
+
     /// Writes a plan to the maps. Errors here are the kernel refusing an update of a map the
     /// plan fits in: logged, never half-reported as a refusal.
     fn write(&self, r: &Running, plan: &Plan, next: &Publication) {
@@ -490,7 +593,8 @@ impl DataPlane for PacketEngine {
         let current = lock(&self.assignment).clone();
         let plan = layout::plan(&current, &next.table, &route_source)
             .map_err(|e| PlaneError::new(PlaneErrorKind::Invalid, e.service(), e))?;
-        Ok(Prepared::new(plan))
+        let paths = self.check_paths(&plan);
+        Ok(Prepared::new(plan).with_check_paths(paths))
     }
 
     fn publish(self: Arc<Self>, prepared: Prepared, next: &Publication) {
@@ -500,6 +604,7 @@ impl DataPlane for PacketEngine {
         };
         if let Some(r) = &self.running {
             self.write(r, &plan, next);
+            self.write_check_paths(r, &plan);
         } else if !plan.services.is_empty() && self.packet_services.load(Ordering::Relaxed) == 0 {
             tracing::warn!(
                 services = plan.services.len(),
@@ -548,7 +653,22 @@ impl DataPlane for PacketEngine {
                 .running
                 .as_ref()
                 .map(|r| {
-                    maps::STAT_NAMES.iter().copied().zip(r.program.stats()).filter(|(n, _)| !n.is_empty()).collect()
+                    let mut stats: Vec<(&'static str, u64)> = maps::STAT_NAMES
+                        .iter()
+                        .copied()
+                        .zip(r.program.stats())
+                        .filter(|(n, _)| !n.is_empty())
+                        .collect();
+                    // The checks through the VIP, as the check program counted them.
+                    if let Some(c) = lock(&r.checks).as_ref().ok().and_then(|route| route.counters()) {
+                        stats.extend([
+                            ("check_sent", c.sent),
+                            ("check_unknown", c.unknown),
+                            ("check_no_route", c.no_route),
+                            ("check_encap_failed", c.encap_failed),
+                        ]);
+                    }
+                    stats
                 })
                 .unwrap_or_default(),
         };
@@ -576,6 +696,10 @@ impl DataPlane for PacketEngine {
 
     fn shutdown(&self, _deadline: Duration) -> Drained<'_> {
         self.stop.store(true, Ordering::Relaxed);
+        // The checks stop with rvsd; the flows (XDP) go on.
+        if let Some(r) = &self.running {
+            *lock(&r.checks) = Err("rvsd is stopping".into());
+        }
         let threads: Vec<JoinHandle<()>> =
             self.running.iter().flat_map(|r| lock(&r.threads).drain(..).collect::<Vec<_>>()).collect();
         for t in threads {
@@ -583,5 +707,35 @@ impl DataPlane for PacketEngine {
         }
         let ended = self.flows.clear(self.clock.now_ms());
         Box::pin(async move { ended })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_core::{ForwardingMethod, RealServerSettings, ServiceKey, ServiceModel, ServiceSettings};
+
+    #[test]
+    fn without_an_attached_engine_gate_and_tunnel_checks_have_no_path_and_masq_ones_none_to_take() {
+        let mut model = DirectorModel::default();
+        let key = ServiceKey { protocol: Protocol::Tcp, addr: "198.18.1.10:80".parse().unwrap() };
+        let server =
+            |addr: &str, method| RealServerSettings { method, ..RealServerSettings::new(addr.parse().unwrap()) };
+        let servers = vec![
+            server("198.18.0.11:80", ForwardingMethod::Gate),
+            server("127.0.0.1:80", ForwardingMethod::Tunnel),
+            server("198.18.0.13:8080", ForwardingMethod::Masq),
+        ];
+        model.table.services.insert(key, ServiceModel { settings: ServiceSettings::default(), servers });
+        let engine = PacketEngine::detached(Clock::default());
+        let prepared = engine.prepare(&model).unwrap();
+        let paths = prepared.check_paths().unwrap();
+        assert_eq!(paths.len(), 2, "gate and tunnel, not masq: {paths:?}");
+        for rs in ["198.18.0.11:80", "127.0.0.1:80"] {
+            match &paths[&(key, rs.parse().unwrap())] {
+                CheckPath::Unavailable(why) => assert!(why.contains("no packet engine is attached"), "{why}"),
+                other => panic!("{rs}: {other:?}"),
+            }
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! program (crates/rvs-bpf, `xdp_lb.bpf.c`) that never terminates TCP. This crate is the
 //! engine's Rust side, behind the data-plane interface: it turns each published snapshot into
 //! map contents ([`layout`]), schedules every new flow with the domain core ([`new_flows`]),
-//! and mirrors the kernel's connection table for accounting, listings and counters ([`flows`]).
+//! mirrors the kernel's connection table for accounting, listings and counters ([`flows`]), and
+//! routes the health checks of gate and tunnel real servers through the VIP ([`check_route`]).
 //!
 //! It is not the BPF loader (rvs-bpf, the one crate with `unsafe`), and it holds no scheduling
 //! rule of its own: the first packet of a flow is handed to rvsd, scheduled by
@@ -10,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod check_route;
 pub mod engine;
 pub mod flows;
 pub mod ids;

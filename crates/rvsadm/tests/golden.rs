@@ -163,3 +163,31 @@ fn save_parses_back() {
     let cmds = rvsadm::restore::parse_rules(&text, false).unwrap();
     assert_eq!(cmds.len(), text.lines().count());
 }
+
+/// `--health` (rvs's own listing, no ipvsadm counterpart): a check through the VIP says so
+/// and names the address it connects to; another check does not.
+#[test]
+fn health_listing_names_checks_through_the_vip() {
+    let mut fx = fixture();
+    let svc = &mut fx.services.services[0];
+    let vip = svc.address.clone();
+    let view = |via_vip: bool, address: &str| rvs_api::CheckView {
+        check: "TCP".into(),
+        address: address.into(),
+        via_vip,
+        health: "up".into(),
+        since_ms: 0,
+        last_result: Some("up".into()),
+        last_reason: "connected".into(),
+        consecutive_successes: 3,
+        consecutive_failures: 0,
+    };
+    let own = svc.real_servers[1].address.clone();
+    svc.real_servers[0].check = Some(view(true, &vip));
+    svc.real_servers[1].check = Some(view(false, &own));
+    let out = list(&fx, &["numeric", "health"]);
+    let line = |rs: &str| out.lines().find(|l| l.contains(rs)).unwrap_or_else(|| panic!("{rs} in {out}")).to_string();
+    let first = line(&fx.services.services[0].real_servers[0].address);
+    assert!(first.ends_with(&format!("TCP via VIP {vip}: up (connected)")), "{first}");
+    assert!(line(&own).ends_with("TCP: up (connected)"), "{out}");
+}

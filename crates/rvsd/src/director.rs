@@ -175,7 +175,10 @@ impl Director {
             let p = plane.prepare(&next).map_err(|error| ApplyError::Plane { plane: plane.name(), error })?;
             prepared.push(p);
         }
-        let targets = self.health.prepare(&next, health.unwrap_or(&st.health))?;
+        // The packet engine's check paths (gate and tunnel real servers through their VIP)
+        // come with its prepared change.
+        let paths = prepared.iter().find_map(|p| p.check_paths()).cloned().unwrap_or_default();
+        let targets = self.health.prepare(&next, health.unwrap_or(&st.health), &paths)?;
         // 3. Apply (the table's batch was checked above and is all or nothing itself), then
         //    publish.
         let removed = st

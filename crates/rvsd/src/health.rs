@@ -16,6 +16,7 @@ use rvs_health::{
     live_weight, Event, EventLog, HealthEvent, HealthSupervisor, Notification, Notifier, NotifyKind, QuorumState,
     QuorumTracker, Target, DEFAULT_EVENT_CAPACITY, DEFAULT_NOTIFY_TIMEOUT,
 };
+use rvs_model::health::{CheckPath, CheckPaths, ViaVip};
 use rvs_model::{DirectorModel, HttpChange, PoolServer, Verdict};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -48,6 +49,9 @@ pub struct HealthPlane {
     events: Mutex<EventLog>,
     notifier: Notifier,
     quorum: Mutex<HashMap<ServiceKey, QuorumTracker>>,
+    /// Real servers whose check could not go through the VIP, with why, as last logged (said
+    /// once, and again only when the reason changes).
+    own_address: Mutex<HashMap<HealthKey, String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -64,19 +68,23 @@ impl HealthPlane {
             events: Mutex::new(EventLog::new(DEFAULT_EVENT_CAPACITY)),
             notifier: Notifier::spawn(DEFAULT_NOTIFY_TIMEOUT),
             quorum: Mutex::default(),
+            own_address: Mutex::default(),
         });
         (plane, rx)
     }
 
     /// The check of every real server that has one in `model` under `settings`: what
-    /// [`Self::publish`] starts. Refuses a check it could not run, changing nothing.
+    /// [`Self::publish`] starts. A gate or tunnel real server with a path through its VIP in
+    /// `paths` (the packet engine's) is checked through it, unless its check says otherwise.
+    /// Refuses a check it could not run, changing nothing.
     pub fn prepare(
         &self,
         model: &DirectorModel,
         settings: &BTreeMap<ServiceKey, ServiceHealth>,
+        paths: &CheckPaths,
     ) -> Result<Vec<Target<HealthKey>>, HealthSetupError> {
         let mut targets = Vec::new();
-        let mut target = |key: HealthKey, spec: &rvs_config::CheckSpec| {
+        let mut target = |key: HealthKey, spec: &rvs_config::CheckSpec, via: Option<ViaVip>| {
             let t = Target::new(key.clone(), key.server, spec.check.clone(), spec.timing).map_err(|source| {
                 HealthSetupError {
                     service: key.service,
@@ -85,14 +93,16 @@ impl HealthPlane {
                     source: Box::new(source),
                 }
             })?;
-            targets.push(t);
+            targets.push(t.with_via(via));
             Ok::<_, HealthSetupError>(())
         };
         for (key, svc) in &model.table.services {
             let Some(h) = settings.get(key) else { continue };
             for rs in &svc.servers {
                 if let Some(spec) = h.check_for(rs.addr) {
-                    target(HealthKey { service: *key, pool: None, server: rs.addr }, spec)?;
+                    let hk = HealthKey { service: *key, pool: None, server: rs.addr };
+                    let via = self.via(&hk, spec, paths.get(&(*key, rs.addr)));
+                    target(hk, spec, via)?;
                 }
             }
         }
@@ -101,11 +111,38 @@ impl HealthPlane {
             for pool in &svc.pools {
                 let Some(spec) = h.pool_checks.get(&pool.name) else { continue };
                 for rs in &pool.servers {
-                    target(HealthKey { service: svc.key, pool: Some(pool.name.clone()), server: rs.addr }, spec)?;
+                    target(HealthKey { service: svc.key, pool: Some(pool.name.clone()), server: rs.addr }, spec, None)?;
                 }
             }
         }
         Ok(targets)
+    }
+
+    /// The path through the VIP a real server's check takes, if any; says once in the log when
+    /// one that should go through the VIP cannot, and why.
+    fn via(&self, key: &HealthKey, spec: &rvs_config::CheckSpec, path: Option<&CheckPath>) -> Option<ViaVip> {
+        let to = spec.check.connect_to();
+        if !to.through_vip || to.ip.is_some() {
+            return None;
+        }
+        match path? {
+            CheckPath::Via(v) => {
+                lock(&self.own_address).remove(key);
+                Some(*v)
+            }
+            CheckPath::Unavailable(why) => {
+                let mut noted = lock(&self.own_address);
+                if noted.get(key) != Some(why) {
+                    warn!(
+                        service = %key.service,
+                        server = %key.server,
+                        "health check through the VIP not possible ({why}): checking the real server's own address"
+                    );
+                    noted.insert(key.clone(), why.clone());
+                }
+                None
+            }
+        }
     }
 
     /// Makes the running checks the prepared ones, with `settings` in force: unchanged checks
@@ -155,6 +192,8 @@ impl HealthPlane {
                 let s = &t.state;
                 let view = CheckView {
                     check: t.check.to_string(),
+                    address: t.endpoint.addr.to_string(),
+                    via_vip: t.endpoint.via_vip(),
                     health: s.health().name().into(),
                     since_ms: now.saturating_duration_since(s.since()).as_millis() as u64,
                     last_result: s.last_result().map(|r| r.outcome.name().to_string()),

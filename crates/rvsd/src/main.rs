@@ -235,12 +235,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         connections = director.report().connections,
         "stopping: no new connections, draining"
     );
+    // The checks stop first: those through a VIP lose their road when the packet engine stops,
+    // and no health transition is to come of that.
+    health.shutdown();
     let closed = director.shutdown(drain).await;
     if closed > 0 {
         warn!(closed, "drain deadline reached: closed the remaining connections");
     }
     ticker.abort();
-    health.shutdown();
     let _ = std::fs::remove_file(&api.socket);
     info!("stopped");
     Ok(())

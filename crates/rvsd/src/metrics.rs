@@ -107,7 +107,7 @@ fn packet_families(out: &mut String, p: &rvs_dataplane::plane::PacketReport) {
          # TYPE rvs_packet_scheduled_total counter\nrvs_packet_scheduled_total {}\n\
          # HELP rvs_packet_rejected_total First packets with no real server (ICMP port unreachable sent).\n\
          # TYPE rvs_packet_rejected_total counter\nrvs_packet_rejected_total {}\n\
-         # HELP rvs_packet_program_total Packets the XDP program handled, by outcome.\n\
+         # HELP rvs_packet_program_total Packets the packet engine's programs handled, by outcome (check_*: health checks through the VIP).\n\
          # TYPE rvs_packet_program_total counter",
         p.flows, p.capacity, p.scheduled, p.rejected
     );

@@ -29,6 +29,13 @@ pub fn pin_dir(configured: Option<&PathBuf>) -> std::io::Result<PathBuf> {
     }
 }
 
+/// What a stopped rvsd may have left of the checks through the VIP (the device and the rules).
+fn remove_check_route() {
+    if rvs_xdp::check_route::remove() {
+        println!("removed the health checks' device {} and its routing", rvs_xdp::check_route::DEVICE);
+    }
+}
+
 pub fn run(args: PacketEngineArgs) -> ExitCode {
     match run_inner(&args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -49,10 +56,12 @@ fn run_inner(args: &PacketEngineArgs) -> anyhow::Result<()> {
     let links = rvs_bpf::xdp::pinned_links(&dir);
     if args.remove {
         if !dir.exists() {
+            remove_check_route();
             println!("nothing pinned in {}", dir.display());
             return Ok(());
         }
         let detached = rvs_bpf::xdp::remove_pinned(&dir)?;
+        remove_check_route();
         for ifname in &detached {
             println!("detached from {ifname}");
         }

@@ -76,12 +76,7 @@ impl Farm {
     /// Sets up every real server for direct routing with rvsd's own command.
     fn real_servers_dr(&self) {
         for rs in &self.servers {
-            let out = rs
-                .nsenter(env!("CARGO_BIN_EXE_rvsd"))
-                .args(["real-server", "dr", "--vip", VIP4, "--vip", VIP6])
-                .output()
-                .expect("run rvsd real-server");
-            assert!(out.status.success(), "rvsd real-server dr: {}", String::from_utf8_lossy(&out.stderr));
+            real_server(rs, "dr", &[]);
         }
     }
 
@@ -102,6 +97,17 @@ impl Farm {
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         s
     }
+}
+
+/// `rvsd real-server METHOD --vip VIP4 --vip VIP6 EXTRA...` in a real server's namespace.
+fn real_server(rs: &Netns, method: &str, extra: &[&str]) {
+    let out = rs
+        .nsenter(env!("CARGO_BIN_EXE_rvsd"))
+        .args(["real-server", method, "--vip", VIP4, "--vip", VIP6])
+        .args(extra)
+        .output()
+        .expect("run rvsd real-server");
+    assert!(out.status.success(), "rvsd real-server {method}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Echo real servers (the testkit's: a name line, then every byte back) on the VIP in each
@@ -318,12 +324,7 @@ fn masq_rewrites_both_ways_to_the_real_servers_own_port_tcp_v4_v6_and_udp() {
 fn tunnel_reaches_real_servers_that_decapsulate_with_rvs_own_program_and_clients_learn_the_mtu() {
     let farm = Farm::one_segment(2);
     for rs in &farm.servers {
-        let out = rs
-            .nsenter(env!("CARGO_BIN_EXE_rvsd"))
-            .args(["real-server", "tunnel", "--vip", VIP4, "--vip", VIP6, "--interface", "eth0"])
-            .output()
-            .expect("run rvsd real-server tunnel");
-        assert!(out.status.success(), "rvsd real-server tunnel: {}", String::from_utf8_lossy(&out.stderr));
+        real_server(rs, "tunnel", &["--interface", "eth0"]);
     }
     let vip4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
     let vip6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
@@ -529,6 +530,8 @@ fn an_rvsd_restart_keeps_an_established_flow_and_the_next_rvsd_adopts_it() {
     assert_eq!(first.wait(Duration::from_secs(15)), Some(0), "rvsd stops on TERM; log:\n{}", first.log());
     assert!(first.log().contains("packet engine"), "{}", first.log());
     assert!(farm.xdp_on_eth0(), "the program stays attached");
+    // The health checks' device and routing go with rvsd (flows do not need them).
+    farm.director.run("! ip link show rvs-hc0 2>/dev/null && ! ip rule | grep -q 0x52560000");
     for i in 0..5 {
         echo_line(&mut held, &format!("no rvsd {i}\n"), "with no rvsd running");
     }
@@ -595,10 +598,17 @@ fn pins_of_another_connection_table_size_are_replaced_and_the_default_directory_
     let (s, name) = connect_name_through(&farm, &second, vip);
     assert_eq!(name, "rs1");
     mib_both_ways(s);
+    // Killed, it leaves the health checks' device and routing behind: --remove takes them too.
+    farm.director.run("ip link show rvs-hc0 >/dev/null && ip rule | grep -q 0x52560000");
+    let mut second = second;
+    second.signal("KILL");
+    second.wait(Duration::from_secs(15));
     drop(second);
 
     let (ok, out) = farm.packet_engine_command(&["--remove"]);
     assert!(ok && out.contains("detached from eth0"), "{out}");
+    assert!(out.contains("removed the health checks' device rvs-hc0"), "{out}");
+    farm.director.run("! ip link show rvs-hc0 2>/dev/null && ! ip rule | grep -q 0x52560000");
     assert!(!pins.0.exists(), "the pins are gone");
     assert!(!farm.xdp_on_eth0(), "the program is detached");
     let (ok, out) = farm.packet_engine_command(&["--remove"]);
@@ -654,4 +664,171 @@ fn packet_services_without_an_attached_engine_are_accepted_and_reported() {
     let (st, v) = rvsd.api("GET", &format!("/v1/services/tcp/{vip}"), None);
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["real_servers"][0]["method"], "gate", "{v}");
+}
+
+/// A fast TCP check, as the health-check tests use it.
+const FAST_CHECK: &str =
+    r#"check = { type = "tcp", interval = 0.2, timeout = 0.3, fall = 2, rise = 2, warmup = 0.05 }"#;
+
+/// Listens on port 80 of every address (IPv4 and IPv6) in each real server's namespace: its own
+/// addresses answer whether or not it holds the VIP.
+fn servers_on_every_address(farm: &Farm) -> Vec<Backend> {
+    let any: SocketAddr = "[::]:80".parse().unwrap();
+    farm.servers
+        .iter()
+        .enumerate()
+        .map(|(i, rs)| rs.enter(|| Backend::start_on(&format!("rs{}", i + 1), any)))
+        .collect()
+}
+
+/// Waits until the check of `rs` behind `vip` says `health`, through the VIP, with its last
+/// two results agreeing (a server starts up: "up" means its checks pass).
+fn wait_check(rvsd: &Rvsd, vip: SocketAddr, rs: SocketAddr, health: &str) {
+    let in_a_row = if health == "up" { "consecutive_successes" } else { "consecutive_failures" };
+    wait_until(Duration::from_secs(15), &format!("{rs} behind {vip} {health} by its check through the VIP"), || {
+        server_view(rvsd, vip, rs)
+            .is_some_and(|v| v["check"]["health"] == health && v["check"][in_a_row].as_u64().unwrap_or(0) >= 2)
+    });
+    let v = server_view(rvsd, vip, rs).unwrap();
+    assert_eq!(v["check"]["via_vip"], true, "{v}\n{}", diag(rvsd));
+    assert_eq!(v["check"]["address"], vip.to_string(), "{v}");
+}
+
+#[test]
+fn gate_checks_go_through_the_vip_and_catch_a_real_server_that_does_not_hold_it_v4_and_v6() {
+    let farm = Farm::one_segment(2);
+    // rs1 holds the VIPs; rs2 is up on its own addresses but has no VIP.
+    real_server(&farm.servers[0], "dr", &[]);
+    let _backends = servers_on_every_address(&farm);
+    let vip4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let vip6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
+    let g4: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "gate")).collect();
+    let g6: Vec<(String, &str)> = farm.rs6.iter().map(|a| (format!("[{a}]:80"), "gate")).collect();
+    let rvsd = farm.rvsd(&format!(
+        "{}\n{}",
+        service("tcp", vip4, "rr", FAST_CHECK, &g4),
+        service("tcp", vip6, "rr", FAST_CHECK, &g6)
+    ));
+    let rs = |vip: SocketAddr, i: usize| -> SocketAddr {
+        if vip.is_ipv4() { format!("{}:80", farm.rs4[i]) } else { format!("[{}]:80", farm.rs6[i]) }.parse().unwrap()
+    };
+    for vip in [vip4, vip6] {
+        wait_check(&rvsd, vip, rs(vip, 1), "down");
+        wait_check(&rvsd, vip, rs(vip, 0), "up");
+        for _ in 0..4 {
+            assert_eq!(
+                connect_name_through(&farm, &rvsd, vip).1,
+                "rs1",
+                "only the real server holding {vip} takes flows"
+            );
+        }
+    }
+    // rs2 gets the VIPs: its checks through them succeed.
+    real_server(&farm.servers[1], "dr", &[]);
+    for vip in [vip4, vip6] {
+        wait_check(&rvsd, vip, rs(vip, 1), "up");
+        let mut names: Vec<String> = (0..2).map(|_| connect_name_through(&farm, &rvsd, vip).1).collect();
+        names.sort();
+        assert_eq!(names, ["rs1", "rs2"], "both take flows through {vip}");
+    }
+    assert!(!rvsd.log().contains("checking the real server's own address"), "{}", rvsd.log());
+    let i = info(&rvsd);
+    let counters = &i["packet_engine"]["counters"];
+    assert!(counters["check_sent"].as_u64().unwrap() > 0, "{i}");
+    assert_eq!(counters["check_no_route"], 0, "{i}");
+}
+
+#[test]
+fn tunnel_checks_are_encapsulated_and_catch_a_real_server_that_does_not_decapsulate_v4_and_v6() {
+    let farm = Farm::one_segment(2);
+    // rs1 decapsulates with rvs's program; rs2 holds the VIPs but cannot take the tunnel off.
+    real_server(&farm.servers[0], "tunnel", &["--interface", "eth0"]);
+    real_server(&farm.servers[1], "dr", &[]);
+    let _backends = servers_on_every_address(&farm);
+    let vip4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let vip6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
+    let t4: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "tunnel")).collect();
+    let t6: Vec<(String, &str)> = farm.rs6.iter().map(|a| (format!("[{a}]:80"), "tunnel")).collect();
+    let rvsd = farm.rvsd(&format!(
+        "{}\n{}",
+        service("tcp", vip4, "rr", FAST_CHECK, &t4),
+        service("tcp", vip6, "rr", FAST_CHECK, &t6)
+    ));
+    for (vip, rs1, rs2) in [
+        (vip4, format!("{}:80", farm.rs4[0]), format!("{}:80", farm.rs4[1])),
+        (vip6, format!("[{}]:80", farm.rs6[0]), format!("[{}]:80", farm.rs6[1])),
+    ] {
+        wait_check(&rvsd, vip, rs2.parse().unwrap(), "down");
+        wait_check(&rvsd, vip, rs1.parse().unwrap(), "up");
+        for _ in 0..3 {
+            assert_eq!(connect_name_through(&farm, &rvsd, vip).1, "rs1", "only the decapsulating real server");
+        }
+    }
+}
+
+#[test]
+fn checks_that_cannot_or_should_not_go_through_the_vip_check_the_real_servers_own_address() {
+    let farm = Farm::one_segment(1);
+    real_server(&farm.servers[0], "dr", &[]);
+    let _backends = servers_on_every_address(&farm);
+    // VIP4 is also an address of the director: its local table would take the check. The
+    // second service's check opts out (ldirectord's default); its real server lacks that VIP.
+    farm.director.run(&format!("ip addr add {VIP4}/32 dev lo"));
+    let local: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let other: SocketAddr = "198.18.1.11:80".parse().unwrap();
+    let rs: SocketAddr = format!("{}:80", farm.rs4[0]).parse().unwrap();
+    let opt_out = FAST_CHECK.replace("type = \"tcp\"", "type = \"tcp\", through_vip = false");
+    let gate = [(rs.to_string(), "gate")];
+    let rvsd = farm.rvsd(&format!(
+        "{}\n{}",
+        service("tcp", local, "rr", FAST_CHECK, &gate),
+        service("tcp", other, "rr", &opt_out, &gate)
+    ));
+    wait_until(Duration::from_secs(10), "the fallback said in the log", || {
+        rvsd.log().contains("is an address of this director")
+    });
+    for vip in [local, other] {
+        wait_until(Duration::from_secs(10), "checked", || {
+            server_view(&rvsd, vip, rs).is_some_and(|v| v["check"]["last_result"] == "up")
+        });
+        let v = server_view(&rvsd, vip, rs).unwrap();
+        assert_eq!(v["check"]["via_vip"], false, "{v}");
+        assert_eq!(v["check"]["address"], rs.to_string(), "{v}");
+        assert_eq!(v["check"]["health"], "up", "{v}");
+    }
+    assert_eq!(rvsd.log().matches("is an address of this director").count(), 1, "said once");
+}
+
+#[test]
+fn with_strict_reverse_path_filtering_a_check_goes_through_the_vip_only_where_its_replies_pass() {
+    let farm = Farm::one_segment(1);
+    real_server(&farm.servers[0], "dr", &[]);
+    let _backends = servers_on_every_address(&farm);
+    farm.director.run("sysctl -qw net.ipv4.conf.all.rp_filter=1");
+    let vip4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let vip6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
+    let (rs4, rs6): (SocketAddr, SocketAddr) =
+        (format!("{}:80", farm.rs4[0]).parse().unwrap(), format!("[{}]:80", farm.rs6[0]).parse().unwrap());
+    let config = format!(
+        "{}\n{}",
+        service("tcp", vip4, "rr", FAST_CHECK, &[(rs4.to_string(), "gate")]),
+        service("tcp", vip6, "rr", FAST_CHECK, &[(rs6.to_string(), "gate")])
+    );
+    // No route to the VIP: the replies (from the VIP) would be dropped, so the IPv4 check
+    // falls back to the real server's own address and the log says why. IPv6 has no rp_filter.
+    let rvsd = farm.rvsd(&config);
+    wait_until(Duration::from_secs(10), "the reason in the log", || {
+        rvsd.log().contains(&format!("rp_filter is 1 on eth0 and the main table has no route to {VIP4}"))
+    });
+    wait_check(&rvsd, vip6, rs6, "up");
+    wait_until(Duration::from_secs(10), "the IPv4 check on the real server's own address", || {
+        server_view(&rvsd, vip4, rs4).is_some_and(|v| v["check"]["last_result"] == "up")
+    });
+    let v = server_view(&rvsd, vip4, rs4).unwrap();
+    assert_eq!((v["check"]["via_vip"].clone(), v["check"]["address"].clone()), (false.into(), rs4.to_string().into()));
+    drop(rvsd);
+    // A route to the VIP out of eth0: the replies pass, the check goes through the VIP.
+    farm.director.run(&format!("ip route add {VIP4}/32 dev eth0"));
+    let rvsd = farm.rvsd(&config);
+    wait_check(&rvsd, vip4, rs4, "up");
 }

@@ -7,18 +7,16 @@
 //! `fail` and `stopped` are down; `drain` (or `0%`) is drain; otherwise up, with the weight.
 //! A reply with no word rvs knows is a failed check.
 
-use std::net::SocketAddr;
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{connect, excerpt, io_reason, Deadline, Failure, Success, Verdict};
+use super::{connect, excerpt, io_reason, Deadline, Endpoint, Failure, Success, Verdict};
 use crate::health::{Health, WeightHint};
 
 /// Most bytes of an agent reply read.
 const MAX_REPLY: usize = 1024;
 
-pub(crate) async fn check(send: Option<&[u8]>, addr: SocketAddr, dl: &Deadline) -> Verdict {
-    let mut stream = connect(addr, dl).await?;
+pub(crate) async fn check(send: Option<&[u8]>, to: Endpoint, dl: &Deadline) -> Verdict {
+    let mut stream = connect(&to, dl).await?;
     if let Some(data) = send {
         dl.io("sending to the agent", stream.write_all(data)).await?;
     }

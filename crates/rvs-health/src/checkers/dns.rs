@@ -2,9 +2,8 @@
 //! server is up when it answers NOERROR with at least one answer record.
 
 use std::io;
-use std::net::SocketAddr;
 
-use super::{io_reason, udp_connect, Deadline, Failure, Success, Verdict};
+use super::{io_reason, udp_connect, Deadline, Endpoint, Failure, Success, Verdict};
 use crate::jitter::XorShift;
 use rvs_model::health::dns::QType;
 
@@ -48,8 +47,9 @@ pub(crate) fn judge(id: u16, resp: &[u8], name: &str, qtype: QType) -> Option<Ve
     })
 }
 
-pub(crate) async fn check(qname: &[u8], name: &str, qtype: QType, addr: SocketAddr, dl: &Deadline) -> Verdict {
-    let sock = dl.io("opening a UDP socket", udp_connect(addr)).await?;
+pub(crate) async fn check(qname: &[u8], name: &str, qtype: QType, to: Endpoint, dl: &Deadline) -> Verdict {
+    let addr = to.addr;
+    let sock = dl.io("opening a UDP socket", udp_connect(&to)).await?;
     let id = XorShift::seeded(u64::from(addr.port())).next_u64() as u16;
     let query = build_query(id, qname, qtype);
     dl.io("sending the DNS query", sock.send(&query)).await?;

@@ -1,18 +1,16 @@
 //! The send/expect check (ldirectord's `negotiate`, the nanny's send/expect): connect, send a
 //! string if one is set, and read until what was received matches the expected regex.
 
-use std::net::SocketAddr;
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{connect, excerpt, io_reason, Deadline, Failure, Success, Verdict};
+use super::{connect, excerpt, io_reason, Deadline, Endpoint, Failure, Success, Verdict};
 use rvs_core::pattern::Pattern;
 
 /// Most bytes read while waiting for a match.
 const MAX_READ: usize = 64 * 1024;
 
-pub(crate) async fn check(send: Option<&[u8]>, expect: &Pattern, addr: SocketAddr, dl: &Deadline) -> Verdict {
-    let mut stream = connect(addr, dl).await?;
+pub(crate) async fn check(send: Option<&[u8]>, expect: &Pattern, to: Endpoint, dl: &Deadline) -> Verdict {
+    let mut stream = connect(&to, dl).await?;
     if let Some(data) = send {
         dl.io("sending", stream.write_all(data)).await?;
     }

@@ -8,13 +8,14 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::http_response::{read_body, read_head, MAX_BODY};
 use super::tls::TlsClient;
-use super::{connect, excerpt, Deadline, Failure, Success, Verdict};
+use super::{connect, excerpt, Deadline, Endpoint, Failure, Success, Verdict};
 use crate::md5::md5_hex;
 use crate::status::{describe, DEFAULT_STATUS};
 use rvs_model::health::check::HttpCheck;
 
-pub(crate) async fn check(spec: &HttpCheck, tls: Option<&TlsClient>, addr: SocketAddr, dl: &Deadline) -> Verdict {
-    let tcp = connect(addr, dl).await?;
+pub(crate) async fn check(spec: &HttpCheck, tls: Option<&TlsClient>, to: Endpoint, dl: &Deadline) -> Verdict {
+    let addr = to.addr;
+    let tcp = connect(&to, dl).await?;
     let request = request(spec, addr, tls.is_some());
     match tls {
         None => exchange(tcp, spec, &request, dl).await,

@@ -19,8 +19,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 use crate::health::{Health, WeightHint};
@@ -80,9 +81,31 @@ impl Deadline {
     }
 }
 
-/// Connects to `addr` before the deadline.
-pub(crate) async fn connect(addr: SocketAddr, dl: &Deadline) -> Result<TcpStream, Failure> {
-    let stream = dl.io("connecting", TcpStream::connect(addr)).await?;
+pub(crate) use crate::check::Endpoint;
+
+/// A socket for a check through the VIP: marked (policy routing sends it to the packet
+/// engine's check device) and bound to the source the real server answers to.
+fn marked_socket(to: &Endpoint, kind: Type, mark: u32) -> io::Result<Socket> {
+    let domain = if to.addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let sock = Socket::new(domain, kind, None)?;
+    sock.set_mark(mark)?;
+    sock.set_nonblocking(true)?;
+    if let Some(src) = to.source {
+        sock.bind(&SocketAddr::new(src, 0).into())?;
+    }
+    Ok(sock)
+}
+
+/// Connects to `to` before the deadline (marked and bound for a check through the VIP).
+pub(crate) async fn connect(to: &Endpoint, dl: &Deadline) -> Result<TcpStream, Failure> {
+    let stream = match to.mark {
+        None => dl.io("connecting", TcpStream::connect(to.addr)).await?,
+        Some(mark) => {
+            let sock = marked_socket(to, Type::STREAM, mark).map_err(|e| Failure(io_reason(&e)))?;
+            let sock = TcpSocket::from_std_stream(std::net::TcpStream::from(sock));
+            dl.io("connecting", sock.connect(to.addr)).await?
+        }
+    };
     let _ = stream.set_nodelay(true);
     Ok(stream)
 }
@@ -178,8 +201,15 @@ pub(crate) fn trim_eol(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// The UDP socket to reach `addr`: bound to the unspecified address of its family, connected.
-pub(crate) async fn udp_connect(addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
+/// The UDP socket to reach `to`: bound to the unspecified address of its family (or, through
+/// the VIP, marked and bound to its source), connected.
+pub(crate) async fn udp_connect(to: &Endpoint) -> io::Result<tokio::net::UdpSocket> {
+    let addr = to.addr;
+    if let Some(mark) = to.mark {
+        let sock = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(marked_socket(to, Type::DGRAM, mark)?))?;
+        sock.connect(addr).await?;
+        return Ok(sock);
+    }
     let bind: SocketAddr =
         if addr.is_ipv4() { "0.0.0.0:0".parse() } else { "[::]:0".parse() }.expect("literal socket address");
     let sock = tokio::net::UdpSocket::bind(bind).await?;

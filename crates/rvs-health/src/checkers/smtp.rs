@@ -1,17 +1,17 @@
 //! The SMTP check (keepalived's `SMTP_CHECK`): read the 220 banner, send `HELO name` and expect
 //! 250, then say `QUIT`.
 
-use std::net::SocketAddr;
-
 use tokio::io::{AsyncBufRead, AsyncWriteExt, BufReader};
 
-use super::{connect, excerpt, io_reason, read_line, trim_eol, Deadline, Failure, LineError, Success, Verdict};
+use super::{
+    connect, excerpt, io_reason, read_line, trim_eol, Deadline, Endpoint, Failure, LineError, Success, Verdict,
+};
 
 const MAX_LINE: usize = 4096;
 const MAX_LINES: usize = 100;
 
-pub(crate) async fn check(helo: &str, addr: SocketAddr, dl: &Deadline) -> Verdict {
-    let stream = connect(addr, dl).await?;
+pub(crate) async fn check(helo: &str, to: Endpoint, dl: &Deadline) -> Verdict {
+    let stream = connect(&to, dl).await?;
     let mut stream = BufReader::new(stream);
     let (code, text) = dl.run("waiting for the SMTP banner", reply(&mut stream)).await??;
     if code != 220 {

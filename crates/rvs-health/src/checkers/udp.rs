@@ -3,9 +3,8 @@
 //! ICMP port unreachable comes back (ECONNREFUSED on the connected socket) within the timeout.
 
 use std::io;
-use std::net::SocketAddr;
 
-use super::{excerpt, io_reason, udp_connect, Deadline, Failure, Success, Verdict};
+use super::{excerpt, io_reason, udp_connect, Deadline, Endpoint, Failure, Success, Verdict};
 use crate::result::human_duration;
 use rvs_core::pattern::Pattern;
 
@@ -13,10 +12,10 @@ pub(crate) async fn check(
     payload: &[u8],
     expect: Option<&Pattern>,
     reply_required: bool,
-    addr: SocketAddr,
+    to: Endpoint,
     dl: &Deadline,
 ) -> Verdict {
-    let sock = dl.io("opening a UDP socket", udp_connect(addr)).await?;
+    let sock = dl.io("opening a UDP socket", udp_connect(&to)).await?;
     let refused = || Failure::new("port unreachable (ICMP)");
     match dl.run("sending", sock.send(payload)).await? {
         Ok(_) => {}

@@ -127,10 +127,22 @@ pub struct AgentCheck {
 
 /// Where to check instead of the real server's own address (keepalived's `connect_ip`,
 /// `connect_port`): each part overrides that part of the target address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+///
+/// `through_vip` (default true): a gate or tunnel real server of a packet service is checked
+/// through the virtual address, as its traffic reaches it (the packet engine sends the check's
+/// packets there); false checks its own address, as ldirectord does by default. An explicit
+/// `ip` wins over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnectTo {
     pub ip: Option<IpAddr>,
     pub port: Option<u16>,
+    pub through_vip: bool,
+}
+
+impl Default for ConnectTo {
+    fn default() -> Self {
+        Self { ip: None, port: None, through_vip: true }
+    }
 }
 
 /// A checker spec that is wrong (what the config says, before any file is read or socket opened).
@@ -284,7 +296,11 @@ impl fmt::Display for CheckDef {
             (Some(ip), None) => write!(f, " via {ip}"),
             (None, Some(port)) => write!(f, " via port {port}"),
             (None, None) => Ok(()),
+        }?;
+        if !self.connect_to.through_vip && self.connect_to.ip.is_none() {
+            write!(f, " (own address)")?;
         }
+        Ok(())
     }
 }
 
@@ -359,7 +375,7 @@ mod tests {
         );
         assert_eq!(CheckDef::new(CheckKind::Agent(AgentCheck { port: 0, send: None })), Err(CheckError::AgentPort));
         assert_eq!(
-            CheckDef::with_connect_to(CheckKind::Tcp, ConnectTo { ip: None, port: Some(0) }),
+            CheckDef::with_connect_to(CheckKind::Tcp, ConnectTo { port: Some(0), ..ConnectTo::default() }),
             Err(CheckError::ConnectPort)
         );
     }

@@ -6,6 +6,7 @@ pub mod check;
 pub mod dns;
 pub mod escape;
 pub mod notify;
+pub mod path;
 pub mod quorum;
 pub mod service;
 pub mod status;
@@ -18,6 +19,7 @@ pub use check::{
 pub use dns::{QType, QTypeError};
 pub use escape::{unescape, EscapeError};
 pub use notify::{NotifyCommand, NotifyError};
+pub use path::{CheckPath, CheckPaths, ViaVip};
 pub use quorum::{Quorum, QuorumError, QuorumState};
 pub use rvs_core::pattern::{Pattern, PatternError};
 pub use service::{CheckSpec, ServiceHealth};

@@ -131,10 +131,11 @@ fn service_entry(out: &mut String, svc: &ServiceView, fmt: &ListFormat, res: &dy
             let _ = match &rs.check {
                 Some(c) => writeln!(
                     out,
-                    "  -> {dname:<28} {:<6} {:<6} {}: {} ({})",
+                    "  -> {dname:<28} {:<6} {:<6} {}{}: {} ({})",
                     c.health,
                     rs.weight,
                     c.check,
+                    if c.via_vip { format!(" via VIP {}", c.address) } else { String::new() },
                     c.last_result.as_deref().unwrap_or("not checked yet"),
                     c.last_reason
                 ),
