@@ -70,8 +70,9 @@
  * TCP/UDP stack reads of them. Embedded L4 checksums are not rewritten when an ICMP error is
  * NATed (as IPVS).
  *
- * Connection state: IPVS's TCP input-only table (ip_vs_proto_tcp.c) on the client's packets;
- * a masq server's packets refresh last_seen only. A flow's entry is written only when its
+ * Connection state: IPVS's TCP state tables (ip_vs_proto_tcp.c): for gate and tunnel the
+ * input-only table on the client's packets; for masq the input table on the client's packets
+ * and the output table on the real server's replies. A flow's entry is written only when its
  * state changes or last_seen is older than min(1024 ticks (~1 s), timeout / 8); expiry is
  * now - last_seen > timeout_ms[state] in ticks (CLOCK_MONOTONIC_COARSE ns >> 20; a stamp up
  * to AHEAD_TICKS ahead, rvsd's fine clock, is now), wrap-safe in u32. A timeout of 0 expires
@@ -366,29 +367,45 @@ static __always_inline void addr_copy(__u32 *dst, const __u32 *src)
 	dst[3] = src[3];
 }
 
-/* IPVS's TCP input-only state table: rows syn, fin, ack, rst; one nibble per current state
- * (NONE .. LAST_ACK, low nibble first). */
-#define ROW_SYN 0x333333113ULL /* SR ES ES SR SR SR SR SR SR */
-#define ROW_FIN 0x876545246ULL /* CL FW SS TW FW TW CL CW LA */
-#define ROW_ACK 0x676541216ULL /* CL ES SS ES FW TW CL CW CL */
-#define ROW_RST 0x866663666ULL /* CL CL CL SR CL CL CL CL LA */
+/* IPVS's TCP state tables (ip_vs_proto_tcp.c): rows syn, fin, ack, rst; one nibble per current
+ * state (NONE .. LAST_ACK, low nibble first). INPUT for a masq client's packets, OUTPUT for its
+ * real server's replies, INPUT_ONLY where the replies do not pass the director (gate, tunnel).
+ * INPUT and INPUT_ONLY differ in their fin row only. */
+#define ROW_SYN 0x333333113ULL	   /* SR ES ES SR SR SR SR SR SR */
+#define ROW_FIN_IN 0x876555276ULL  /* CL CW SS TW TW TW CL CW LA */
+#define ROW_FIN_IO 0x876545246ULL  /* CL FW SS TW FW TW CL CW LA */
+#define ROW_ACK 0x676541216ULL	   /* CL ES SS ES FW TW CL CW CL */
+#define ROW_RST 0x866663666ULL	   /* CL CL CL SR CL CL CL CL LA */
+#define ROW_SYN_OUT 0x222223212ULL /* SS ES SS SR SS SS SS SS SS */
+#define ROW_FIN_OUT 0x856545245ULL /* TW FW SS TW FW TW CL TW LA */
+#define ROW_ACK_OUT 0x876541211ULL /* ES ES SS ES FW TW CL CW LA */
+#define ROW_RST_OUT 0x666566266ULL /* CL CL SS CL CL TW CL CL CL */
 
-static __always_inline __u8 tcp_next_state(__u8 state, __u8 flags)
+enum tcp_dir { TCP_DIR_INPUT, TCP_DIR_OUTPUT, TCP_DIR_INPUT_ONLY };
+
+static __always_inline __u8 tcp_next_state(__u8 state, __u8 flags, enum tcp_dir dir)
 {
 	__u64 row;
+	int out = dir == TCP_DIR_OUTPUT;
 	if (flags & TCP_RST)
-		row = ROW_RST;
+		row = out ? ROW_RST_OUT : ROW_RST;
 	else if (flags & TCP_SYN)
-		row = ROW_SYN;
+		row = out ? ROW_SYN_OUT : ROW_SYN;
 	else if (flags & TCP_FIN)
-		row = ROW_FIN;
+		row = out ? ROW_FIN_OUT : dir == TCP_DIR_INPUT ? ROW_FIN_IN : ROW_FIN_IO;
 	else if (flags & TCP_ACK)
-		row = ROW_ACK;
+		row = out ? ROW_ACK_OUT : ROW_ACK;
 	else
 		return state;
 	if (state > RVS_S_LAST_ACK)
 		return state;
 	return (row >> (state * 4)) & 0xf;
+}
+
+/* The table a client's packet to real server `d` follows. */
+static __always_inline enum tcp_dir input_dir(const struct rvs_dest *d)
+{
+	return d->method == RVS_FWD_MASQ ? TCP_DIR_INPUT : TCP_DIR_INPUT_ONLY;
 }
 
 static __always_inline __u32 state_timeout(const struct rvs_config *cfg, __u8 state)
@@ -956,7 +973,7 @@ static __always_inline void flow_cache_fill(struct rvs_flow_cache *fc, const str
 	fc->window = refresh_ticks(cfg, c->state) / 10;
 	fc->gen = gen;
 	fc->state = c->state;
-	fc->ack_keeps = tcp_next_state(c->state, TCP_ACK) == c->state;
+	fc->ack_keeps = tcp_next_state(c->state, TCP_ACK, TCP_DIR_INPUT) == c->state; /* one ack row in */
 	fc->valid = 1;
 }
 
@@ -986,7 +1003,7 @@ static __always_inline int to_service(struct xdp_md *ctx, const struct pkt *p, c
 		__u32 did = c->dest;
 		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
 		if (d && (d->flags & RVS_DEST_F_AVAILABLE)) {
-			__u8 st = p->proto == IPPROTO_TCP ? tcp_next_state(c->state, p->tcp_flags) : RVS_S_UDP;
+			__u8 st = p->proto == IPPROTO_TCP ? tcp_next_state(c->state, p->tcp_flags, input_dir(d)) : RVS_S_UDP;
 			touch(c, cfg, st, now);
 			flow_cache_fill(fc, key, c, cfg, gen, jif);
 			dest_count(did, p->ip_len, 0, 0);
@@ -1022,7 +1039,7 @@ static __always_inline int to_service(struct xdp_md *ctx, const struct pkt *p, c
 	struct rvs_conn nc = {
 		.dest = did,
 		.last_seen = now,
-		.state = p->proto == IPPROTO_TCP ? tcp_next_state(RVS_S_NONE, p->tcp_flags) : RVS_S_UDP,
+		.state = p->proto == IPPROTO_TCP ? tcp_next_state(RVS_S_NONE, p->tcp_flags, input_dir(d)) : RVS_S_UDP,
 		.created = now,
 	};
 	bpf_map_update_elem(&rvs_conns, key, &nc, BPF_ANY);
@@ -1061,7 +1078,10 @@ static __always_inline int from_server(struct xdp_md *ctx, const struct pkt *p, 
 		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
 		if (!d || d->method != RVS_FWD_MASQ || d->port != p->sport || !addr_eq(d->addr, p->saddr))
 			continue;
-		touch(c, cfg, c->state, now);
+		/* The reply drives the state too (IPVS's OUTPUT table): a real server's FIN or RST
+		 * moves the flow to tcpfin's timeout as it does in IPVS NAT. */
+		touch(c, cfg, p->proto == IPPROTO_TCP ? tcp_next_state(c->state, p->tcp_flags, TCP_DIR_OUTPUT) : c->state,
+		      now);
 		dest_count(did, p->ip_len, 1, 0);
 		return forward_out(ctx, p, &info->vip, 0);
 	}

@@ -260,7 +260,10 @@ fn fixtures() -> Vec<String> {
             let got = fx.run(&fin, fx.d1, None);
             fx.expect(&format!("{n} fin"), got, XDP_REDIRECT, Some(&forwarded(s, &fin)));
             let c = fx.p.conn(&s.key());
-            fx.check(&format!("{n} fin state"), c.is_some_and(|c| c.state == S_FIN_WAIT), || format!("{c:?}"));
+            // IPVS's input table for masq (the replies pass the director: the client's FIN
+            // leaves the server's side open), its input-only table for gate and tunnel.
+            let want = if s.method == FWD_MASQ { S_CLOSE_WAIT } else { S_FIN_WAIT };
+            fx.check(&format!("{n} fin state"), c.is_some_and(|c| c.state == want), || format!("{c:?}"));
             // A flow rvsd deleted is not served from the cache.
             fx.p.remove_conn(&s.key()).unwrap();
             let got = fx.run(&input, fx.d1, None);
@@ -293,6 +296,26 @@ fn fixtures() -> Vec<String> {
             let other = eth(D0, s.rs_mac, &ip(rs.ip(), c.ip(), s.proto, &seg, IpOpts::default()));
             let got = fx.run(&other, fx.d0, None);
             fx.expect(&format!("{n} not a reply"), got, XDP_PASS, Some(&other));
+            if s.proto == TCP {
+                // The replies drive the state (IPVS's output table): the server's FIN, then
+                // the client's, take the flow through FIN_WAIT to TIME_WAIT; a RST closes it.
+                let state = |fx: &Fx| fx.p.conn(&s.key()).map(|c| c.state);
+                let seg = l4(rs.ip(), c.ip(), s.proto, rs.port(), c.port(), 0x11, b"");
+                let fin = eth(D0, s.rs_mac, &ip(rs.ip(), c.ip(), s.proto, &seg, IpOpts::default()));
+                fx.run(&fin, fx.d0, None);
+                let now = state(&fx);
+                fx.check(&format!("{n} reply fin state"), now == Some(S_FIN_WAIT), || format!("{now:?}"));
+                fx.run(&s.client_frame(0x11, b"", IpOpts::default()), fx.d1, None);
+                let now = state(&fx);
+                fx.check(&format!("{n} then client fin"), now == Some(S_TIME_WAIT), || format!("{now:?}"));
+                established(&fx.p, s);
+                let seg = l4(rs.ip(), c.ip(), s.proto, rs.port(), c.port(), 0x04, b"");
+                let rst = eth(D0, s.rs_mac, &ip(rs.ip(), c.ip(), s.proto, &seg, IpOpts::default()));
+                fx.run(&rst, fx.d0, None);
+                let now = state(&fx);
+                fx.check(&format!("{n} reply rst state"), now == Some(S_CLOSE), || format!("{now:?}"));
+                established(&fx.p, s);
+            }
         }
 
         // ICMP errors about the flow.
