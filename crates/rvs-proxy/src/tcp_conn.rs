@@ -271,7 +271,7 @@ impl TcpConn {
         r.writable |= flags.intersects(EventFlags::OUT | EventFlags::HUP | EventFlags::ERR);
         if !self.relaying {
             if side == SERVER && self.ready[SERVER].writable {
-                return self.connected(cx);
+                return self.connected(flags.intersects(EventFlags::ERR | EventFlags::HUP), cx);
             }
             return Next::default(); // the client's bytes wait for the real server
         }
@@ -279,12 +279,14 @@ impl TcpConn {
     }
 
     /// The real server's socket became writable: connected, or failed.
-    fn connected(&mut self, cx: &mut Cx<'_>) -> Next {
+    /// `failed`: the event said error or hang-up (else writable alone means connected, and
+    /// no `getsockopt(SO_ERROR)` is needed).
+    fn connected(&mut self, failed: bool, cx: &mut Cx<'_>) -> Next {
         let Some(server) = &self.server else { return Next::default() };
-        let error = match server.take_error() {
-            Ok(None) => None,
-            Ok(Some(e)) | Err(e) => Some(e),
-        };
+        let error = failed.then(|| match server.take_error() {
+            Ok(Some(e)) | Err(e) => e,
+            Ok(None) => io::ErrorKind::ConnectionRefused.into(),
+        });
         if let Some(e) = error {
             let Some(binding) = self.binding.take() else { return Next::CLOSE };
             return if self.connect_failed(binding, format!("connect failed: {e}"), cx) {
@@ -348,11 +350,10 @@ impl TcpConn {
     /// the half-close is passed on. Waiting for the turn's end keeps the TIME_WAIT on the
     /// peers' sockets rather than rvsd's.
     pub fn end_of_turn(&mut self, cx: &Cx<'_>) -> Next {
-        let ready = |w: &Way| w.eof && w.flushed();
-        let ends: Vec<usize> =
-            [CLIENT, SERVER].into_iter().filter(|&w| !self.ways[w].done && ready(&self.ways[w])).collect();
-        for &way in &ends {
-            if !matches!(self.caught_up(way), Ok(true)) {
+        let mut ended = [false; 2];
+        for way in [CLIENT, SERVER] {
+            let w = &self.ways[way];
+            if w.done || !(w.eof && w.flushed()) || !matches!(self.caught_up(way), Ok(true)) {
                 continue;
             }
             if let Some(b) = &self.binding {
@@ -360,12 +361,13 @@ impl TcpConn {
                 self.entry.set_state(b.state());
             }
             self.ways[way].done = true;
+            ended[way] = true;
         }
         if self.ways.iter().all(|w| w.done) {
             return Next::CLOSE;
         }
-        for way in ends {
-            if self.ways[way].done {
+        for way in [CLIENT, SERVER] {
+            if ended[way] {
                 match rustix::net::shutdown(self.socket(1 - way), Shutdown::Write) {
                     Ok(()) | Err(Errno::NOTCONN) => {}
                     Err(_) => return Next::CLOSE,
