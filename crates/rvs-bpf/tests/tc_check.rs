@@ -37,21 +37,7 @@ fn encapsulated(frame: &[u8], src: &str, dst: &str) -> Vec<u8> {
 
 #[test]
 fn check_program_fixtures() {
-    if !root() {
-        eprintln!("note: not root; the check program's fixtures are skipped");
-        return;
-    }
-    let ns = fixture_ns();
-    let failures = std::thread::scope(|sc| {
-        sc.spawn(|| {
-            ns.enter();
-            fixtures()
-        })
-        .join()
-        .expect("the fixture thread")
-    });
-    drop(ns);
-    assert!(failures.is_empty(), "{} fixture(s) failed:\n{}", failures.len(), failures.join("\n"));
+    run_in_fixture_ns("the check program's fixtures", fixtures);
 }
 
 fn fixtures() -> Vec<String> {

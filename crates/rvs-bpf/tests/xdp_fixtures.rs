@@ -207,21 +207,7 @@ fn icmp_answer(s: &Svc, input: &[u8], typ: u8, code: u8, rest: u32) -> Vec<u8> {
 
 #[test]
 fn xdp_fixtures() {
-    if !root() {
-        eprintln!("note: not root; the XDP fixtures are skipped");
-        return;
-    }
-    let ns = fixture_ns();
-    let failures = std::thread::scope(|sc| {
-        sc.spawn(|| {
-            ns.enter();
-            fixtures()
-        })
-        .join()
-        .expect("the fixture thread")
-    });
-    drop(ns);
-    assert!(failures.is_empty(), "{} fixture(s) failed:\n{}", failures.len(), failures.join("\n"));
+    run_in_fixture_ns("the XDP fixtures", fixtures);
 }
 
 fn fixtures() -> Vec<String> {

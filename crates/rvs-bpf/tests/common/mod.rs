@@ -284,6 +284,26 @@ pub fn root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Runs `fixtures` (which returns its failures) on a thread inside the fixture namespace, as
+/// root only (`what` names them in the note when skipped), and fails with every failure.
+pub fn run_in_fixture_ns(what: &str, fixtures: fn() -> Vec<String>) {
+    if !root() {
+        eprintln!("note: not root; {what} are skipped");
+        return;
+    }
+    let ns = fixture_ns();
+    let failures = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            ns.enter();
+            fixtures()
+        })
+        .join()
+        .expect("the fixture thread")
+    });
+    drop(ns);
+    assert!(failures.is_empty(), "{} fixture(s) failed:\n{}", failures.len(), failures.join("\n"));
+}
+
 /// The fixture namespace.
 pub fn fixture_ns() -> Netns {
     let ns = Netns::new("xdpfx");
