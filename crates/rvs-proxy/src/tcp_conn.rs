@@ -388,49 +388,13 @@ impl TcpConn {
     /// Moves bytes one way until its source or destination would block, or the budget is
     /// spent (then `false`).
     fn pump(&mut self, way: usize, cx: &mut Cx<'_>) -> io::Result<bool> {
-        let (from, to) = (way, 1 - way);
+        let from = way;
         for _ in 0..BUDGET {
             // What the destination has not taken yet goes first.
-            if self.ways[way].in_pipe > 0 {
-                if !self.ready[to].writable {
-                    return Ok(true);
-                }
-                let w = &self.ways[way];
-                let pipe = w.pipe.as_ref().expect("bytes in a pipe");
-                match splice(&pipe.r, None, self.socket(to), None, w.in_pipe, SpliceFlags::MOVE | SpliceFlags::NONBLOCK)
-                {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => self.ways[way].in_pipe -= n,
-                    Err(Errno::AGAIN) => {
-                        self.ready[to].writable = false;
-                        return Ok(true);
-                    }
-                    Err(Errno::INTR) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                continue;
-            }
-            if !self.ways[way].pending.is_empty() {
-                if !self.ready[to].writable {
-                    return Ok(true);
-                }
-                match rustix::io::write(self.socket(to), &self.ways[way].pending) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => {
-                        self.ways[way].pending.drain(..n);
-                        if self.ways[way].pending.is_empty() {
-                            self.ways[way].pending = Vec::new();
-                            self.maybe_link();
-                        }
-                    }
-                    Err(Errno::AGAIN) => {
-                        self.ready[to].writable = false;
-                        return Ok(true);
-                    }
-                    Err(Errno::INTR) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                continue;
+            match self.flush(way)? {
+                Some(true) => return Ok(true),
+                Some(false) => continue,
+                None => {}
             }
             if self.ways[way].eof || !self.ready[from].readable {
                 return Ok(true);
@@ -450,6 +414,47 @@ impl TcpConn {
             }
         }
         Ok(false)
+    }
+
+    /// One write of what `way`'s destination has not taken yet (a pipe's bytes, or the rest of
+    /// a copy): `None` when it holds nothing, else whether the destination would block.
+    fn flush(&mut self, way: usize) -> io::Result<Option<bool>> {
+        let to = 1 - way;
+        let w = &self.ways[way];
+        if w.in_pipe == 0 && w.pending.is_empty() {
+            return Ok(None);
+        }
+        if !self.ready[to].writable {
+            return Ok(Some(true));
+        }
+        let sent = match &w.pipe {
+            Some(p) if w.in_pipe > 0 => {
+                splice(&p.r, None, self.socket(to), None, w.in_pipe, SpliceFlags::MOVE | SpliceFlags::NONBLOCK)
+            }
+            _ => rustix::io::write(self.socket(to), &w.pending),
+        };
+        match sent {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                let w = &mut self.ways[way];
+                if w.in_pipe > 0 {
+                    w.in_pipe -= n;
+                } else {
+                    w.pending.drain(..n);
+                    if w.pending.is_empty() {
+                        w.pending = Vec::new();
+                        self.maybe_link();
+                    }
+                }
+                Ok(Some(false))
+            }
+            Err(Errno::AGAIN) => {
+                self.ready[to].writable = false;
+                Ok(Some(true))
+            }
+            Err(Errno::INTR) => Ok(Some(false)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// One read into the loop's buffer and a write of what the destination takes now.
