@@ -128,6 +128,15 @@ pub(crate) fn spawn(engine: Weak<Engine>, n: usize) -> io::Result<LoopHandle> {
     Ok(LoopHandle { tx, bell })
 }
 
+/// Gives a work list's buffer back to its field once a pass over it is done, unless the pass
+/// filed new work there (then that list is kept): no allocation per turn.
+fn reuse(field: &mut Vec<usize>, mut list: Vec<usize>) {
+    list.clear();
+    if field.is_empty() {
+        *field = list;
+    }
+}
+
 struct Listener {
     key: ServiceKey,
     socket: Arc<TcpListener>,
@@ -217,7 +226,7 @@ impl EventLoop {
             let data = ev.data.u64();
             let flags = ev.flags;
             match data & 3 {
-                KIND_WAKE => self.doorbell(engine, now_ms),
+                KIND_WAKE => self.doorbell(),
                 KIND_LISTENER => self.accept((data >> 10) as usize, engine, now_ms),
                 side => {
                     let (index, attempt) = ((data >> 10) as usize, ((data >> 2) & 0xff) as u8);
@@ -225,12 +234,16 @@ impl EventLoop {
                 }
             }
         }
-        for index in std::mem::take(&mut self.again) {
+        let list = std::mem::take(&mut self.again);
+        for &index in &list {
             self.with_conn(engine, now_ms, index, |c, cx| c.drive(cx));
         }
-        for index in std::mem::take(&mut self.waiting) {
+        reuse(&mut self.again, list);
+        let list = std::mem::take(&mut self.waiting);
+        for &index in &list {
             self.with_conn(engine, now_ms, index, |c, cx| c.drive(cx));
         }
+        reuse(&mut self.waiting, list);
         self.connect_deadlines(engine, now_ms);
         if self.bell.closes.swap(false, Ordering::SeqCst) {
             for (index, c) in &self.conns {
@@ -240,9 +253,11 @@ impl EventLoop {
                 }
             }
         }
-        for index in std::mem::take(&mut self.deferred) {
+        let list = std::mem::take(&mut self.deferred);
+        for &index in &list {
             self.with_conn(engine, now_ms, index, |c, cx| c.end_of_turn(cx));
         }
+        reuse(&mut self.deferred, list);
         if now_ms >= self.last_sync_ms + SYNC_EVERY_MS {
             self.last_sync_ms = now_ms;
             self.conns.iter().filter(|(_, c)| c.linked()).for_each(|(_, c)| c.sync_kernel_counts(now_ms));
@@ -254,11 +269,12 @@ impl EventLoop {
         for list in [&mut self.again, &mut self.waiting, &mut self.deferred, &mut self.connecting] {
             list.retain(|i| closing.binary_search(i).is_err());
         }
-        for index in closing {
+        for &index in &closing {
             if self.conns.contains(index) {
                 self.conns.remove(index).close(engine, now_ms);
             }
         }
+        reuse(&mut self.closing, closing);
         self.resume_listeners(engine, now_ms);
     }
 
@@ -302,22 +318,31 @@ impl EventLoop {
 
     /// Connects that ran out of time go on to the next real server.
     fn connect_deadlines(&mut self, engine: &Engine, now_ms: u64) {
-        for index in std::mem::take(&mut self.connecting) {
-            let Some(c) = self.conns.get_mut(index) else { continue };
-            if !c.connecting() || self.closing.contains(&index) {
-                c.listed_connecting = false;
+        let mut list = std::mem::take(&mut self.connecting);
+        let mut i = 0;
+        while i < list.len() {
+            let index = list[i];
+            let Some(c) = self.conns.get_mut(index) else {
+                list.swap_remove(i);
+                continue;
+            };
+            let connecting = c.connecting() && !self.closing.contains(&index);
+            if connecting && now_ms < c.deadline_ms {
+                i += 1;
                 continue;
             }
-            if now_ms >= c.deadline_ms {
-                c.listed_connecting = false;
+            c.listed_connecting = false;
+            list.swap_remove(i);
+            if connecting {
+                // Listed again (by `file`) if it goes on to another real server.
                 self.with_conn(engine, now_ms, index, |c, cx| c.connect_timed_out(cx));
-            } else {
-                self.connecting.push(index);
             }
         }
+        list.append(&mut self.connecting);
+        self.connecting = list;
     }
 
-    fn doorbell(&mut self, engine: &Engine, now_ms: u64) {
+    fn doorbell(&mut self) {
         let mut buf = [0u8; 8];
         let _ = rustix::io::read(&self.bell.fd, &mut buf);
         while let Ok(cmd) = self.rx.try_recv() {
@@ -341,7 +366,6 @@ impl EventLoop {
                 }
             }
         }
-        let _ = (engine, now_ms);
     }
 
     fn arm(&self, index: usize) -> io::Result<()> {
