@@ -156,10 +156,10 @@ impl VrrpInstanceSpec {
         }
         let ms = self.advert_interval_ms;
         match self.version {
-            VrrpVersion::V3 if ms < 10 || ms > MAX_V3_INTERVAL_MS || ms % 10 != 0 => {
+            VrrpVersion::V3 if !(10..=MAX_V3_INTERVAL_MS).contains(&ms) || !ms.is_multiple_of(10) => {
                 return Err(VrrpSpecError::IntervalV3(ms))
             }
-            VrrpVersion::V2 if ms < 1000 || ms > MAX_V2_INTERVAL_MS || ms % 1000 != 0 => {
+            VrrpVersion::V2 if !(1000..=MAX_V2_INTERVAL_MS).contains(&ms) || !ms.is_multiple_of(1000) => {
                 return Err(VrrpSpecError::IntervalV2(ms))
             }
             _ => {}

@@ -258,7 +258,7 @@ pub fn encode(adv: &Advertisement, src: IpAddr, dst: IpAddr) -> Result<Vec<u8>, 
                 return Err(EncodeError::Version2OverIpv6);
             }
             let secs = adv.interval_cs / 100;
-            if adv.interval_cs % 100 != 0 || secs == 0 || secs > 255 {
+            if !adv.interval_cs.is_multiple_of(100) || !(1..=255).contains(&secs) {
                 return Err(EncodeError::Interval(adv.interval_cs));
             }
             [0, secs as u8]

@@ -278,7 +278,7 @@ fn thousands_of_random_and_mutated_packets_never_panic() {
             b
         };
         for (family, (src, dst)) in [(Family::V4, V4), (Family::V6, V6)] {
-            let ttl = if rng.next() % 8 == 0 { rng.next() as u8 } else { 255 };
+            let ttl = if rng.next().is_multiple_of(8) { rng.next() as u8 } else { 255 };
             if let Ok(adv) = decode(&bytes, family, ip(src), ip(dst), ttl) {
                 // What is accepted re-encodes to the very bytes.
                 assert_eq!(encode(&adv, ip(src), ip(dst)).unwrap(), bytes);
