@@ -165,9 +165,14 @@ impl Router {
         Millis::from(self.master_adver_interval_cs) * 10
     }
 
-    /// Skew_Time = ((256 - Priority) * Master_Adver_Interval) / 256, in milliseconds.
+    /// Skew_Time in milliseconds: ((256 - Priority) * Master_Adver_Interval) / 256 in version 3
+    /// (RFC 5798), (256 - Priority) / 256 seconds whatever the interval in version 2 (RFC 3768).
     pub fn skew_time_ms(&self) -> Millis {
-        (256 - Millis::from(self.priority)) * self.master_adver_interval_ms() / 256
+        let unit = match self.config.version {
+            VrrpVersion::V2 => 1000,
+            VrrpVersion::V3 => self.master_adver_interval_ms(),
+        };
+        (256 - Millis::from(self.priority)) * unit / 256
     }
 
     /// Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time, in milliseconds.
@@ -414,5 +419,86 @@ impl Router {
                 self.out.push(Action::Announce { repeat: self.config.announcements.repeat });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(version: VrrpVersion, priority: u8, interval_cs: u16) -> RouterConfig {
+        RouterConfig {
+            vrid: 1,
+            version,
+            priority,
+            advert_interval_cs: interval_cs,
+            preempt: Preempt::default(),
+            addresses: vec![IpAddr::from([198, 18, 1, 1])],
+            primary: IpAddr::from([198, 18, 0, 1]),
+            announcements: Announcements { repeat: 2, delay_ms: None, refresh_ms: Some(10_000) },
+        }
+    }
+
+    fn notifies(acts: &[Action]) -> Vec<State> {
+        acts.iter().filter_map(|a| if let Action::Notify(s) = a { Some(*s) } else { None }).collect()
+    }
+
+    #[test]
+    fn timers_follow_each_versions_formula() {
+        // Version 3: 3 * 250 + (256 - 200) * 250 / 256 = 750 + 54.6875.
+        let r = Router::new(config(VrrpVersion::V3, 200, 25));
+        assert_eq!((r.skew_time_ms(), r.master_down_interval_ms()), (54, 804));
+        // Version 2: the skew is (256 - 200) / 256 s whatever the interval: 218.75 ms.
+        let r = Router::new(config(VrrpVersion::V2, 200, 300));
+        assert_eq!((r.skew_time_ms(), r.master_down_interval_ms()), (218, 9218));
+    }
+
+    #[test]
+    fn fault_takes_a_master_down_with_priority_0_and_back_through_backup() {
+        let mut r = Router::new(config(VrrpVersion::V3, 100, 100));
+        r.start(0);
+        let acts = r.poll(r.deadline().unwrap());
+        assert_eq!(notifies(&acts), [State::Master]);
+        let acts = r.set_fault(true, 5000);
+        assert!(matches!(&acts[0], Action::SendAdvertisement(a) if a.priority == 0));
+        assert_eq!(acts[1..], [Action::RemoveAddresses, Action::Notify(State::Fault)]);
+        assert_eq!(r.deadline(), None, "no timers in FAULT");
+        let adv = Advertisement { priority: 200, ..r.advertisement(200) };
+        assert_eq!(r.receive(&adv, IpAddr::from([198, 18, 0, 2]), 5100), Err(Ignored::NotListening));
+        assert!(r.set_fault(true, 5200).is_empty(), "once per transition");
+        assert_eq!(r.set_fault(false, 6000), [Action::Notify(State::Backup)]);
+        assert_eq!(r.deadline(), Some(6000 + r.master_down_interval_ms()));
+    }
+
+    #[test]
+    fn the_owner_leaves_fault_straight_for_master_and_refreshes_announcements() {
+        let mut r = Router::new(config(VrrpVersion::V3, 255, 100));
+        r.set_fault(true, 0);
+        assert_eq!(notifies(&r.start(0)), [State::Fault], "a fault known at start is entered at once");
+        let acts = r.set_fault(false, 100);
+        assert_eq!(notifies(&acts), [State::Master]);
+        assert!(acts.contains(&Action::Announce { repeat: 2 }));
+        let acts = r.poll(10_100);
+        assert!(acts.contains(&Action::Announce { repeat: 2 }), "refreshed every 10 s: {acts:?}");
+    }
+
+    #[test]
+    fn a_master_advertises_a_new_priority_at_once() {
+        let mut r = Router::new(config(VrrpVersion::V3, 255, 100));
+        r.start(0);
+        let acts = r.set_priority(90, 420);
+        assert!(matches!(&acts[..], [Action::SendAdvertisement(a)] if a.priority == 90), "{acts:?}");
+        assert_eq!(r.deadline(), Some(1420));
+        assert!(r.set_priority(90, 500).is_empty());
+        assert_eq!(r.set_priority(0, 600).len(), 1, "0 is taken as 1");
+        assert_eq!(r.priority(), 1);
+    }
+
+    #[test]
+    fn a_router_never_started_stops_silently() {
+        let mut r = Router::new(config(VrrpVersion::V3, 100, 100));
+        assert!(r.shutdown(0).is_empty());
+        assert_eq!(r.state(), State::Stopped);
+        assert!(r.start(10).is_empty(), "a stopped router does not start again");
     }
 }
