@@ -137,3 +137,12 @@ fn unknown_fields_and_other_mistakes_are_refused() {
     let e = err("[[vrrp]]\ninterface = \"eth0\"\nvrid = 1\nvirtual_addresses = [\"198.18.1.1\"]\nunicast_source = \"198.18.0.1\"\n");
     assert!(e.starts_with("rvsd.toml:5:18: vrrp[0].unicast_source: unicast_source needs unicast_peers"), "{e}");
 }
+
+#[test]
+fn the_readme_example_is_valid() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section = readme.split("### Director failover (VRRP)").nth(1).expect("the README's VRRP section");
+    let example = section.split("```toml\n").nth(1).and_then(|s| s.split("```").next()).unwrap();
+    let c = parse(&format!("{SERVICE}{example}")).unwrap();
+    assert_eq!((c.vrrp[0].vrid, c.vrrp[0].priority), (51, 150));
+}
