@@ -9,6 +9,7 @@ mod health;
 mod http;
 mod raw;
 mod validate;
+mod vrrp;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -87,6 +88,8 @@ pub struct Config {
     pub http: Vec<rvs_model::http::L7ServiceConfig>,
     /// The XDP packet engine (gate, masq and tunnel real servers), when the file attaches it.
     pub packet_engine: Option<PacketEngineConfig>,
+    /// `[[vrrp]]`: the VRRP instances, in file order (none: rvsd runs no VRRP).
+    pub vrrp: Vec<rvs_model::vrrp::VrrpInstanceSpec>,
 }
 
 /// `[packet_engine]`: the interfaces the XDP program attaches to and its connection table.

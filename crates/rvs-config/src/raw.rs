@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::health::RawCheck;
 use crate::http::{RawPool, RawRule, RawTls};
+use crate::vrrp::RawVrrp;
 use toml::Spanned;
 
 #[derive(Debug, Deserialize)]
@@ -22,6 +23,8 @@ pub struct RawConfig {
     pub packet_engine: Option<Spanned<RawPacketEngine>>,
     #[serde(default, rename = "service")]
     pub services: Vec<Spanned<RawService>>,
+    #[serde(default)]
+    pub vrrp: Vec<Spanned<RawVrrp>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
