@@ -386,7 +386,10 @@ mod tests {
         assert_eq!(err(&b, None), "count");
         b = good.clone();
         b[HEADER_LEN + 3] = 9; // method
-        assert_eq!(Message::decode(&b, None).unwrap_err(), DecodeError::Entry { index: 0, what: "unknown forwarding method" });
+        assert_eq!(
+            Message::decode(&b, None).unwrap_err(),
+            DecodeError::Entry { index: 0, what: "unknown forwarding method" }
+        );
         b = good.clone();
         b[HEADER_LEN + 30 + 1] = 5; // family of the second
         assert_eq!(err(&b, None), "entry");

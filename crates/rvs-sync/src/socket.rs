@@ -22,7 +22,8 @@ pub struct Endpoint {
 
 fn ifindex(name: &str) -> io::Result<u32> {
     let path = format!("/sys/class/net/{name}/ifindex");
-    let text = std::fs::read_to_string(&path).map_err(|e| io::Error::new(e.kind(), format!("interface {name}: {e}")))?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| io::Error::new(e.kind(), format!("interface {name}: {e}")))?;
     text.trim().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: not a number")))
 }
 

@@ -33,7 +33,11 @@ const BUCKET_MS: u64 = 250;
 struct Entry {
     flow: Flow,
     due_ms: u64,
+    /// The kernel state last seen (`NOT_SEEN` before the first look).
+    state: u8,
 }
+
+const NOT_SEEN: u8 = u8::MAX;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -47,7 +51,7 @@ struct Inner {
 impl Inner {
     fn add(&mut self, key: maps::ConnKey, flow: Flow) {
         *self.per_dest.entry(flow.dest_id).or_default() += 1;
-        if let Some(old) = self.flows.insert(key, Entry { flow, due_ms: 0 }) {
+        if let Some(old) = self.flows.insert(key, Entry { flow, due_ms: 0, state: NOT_SEEN }) {
             self.forget(old.flow.dest_id);
         }
     }
@@ -143,16 +147,19 @@ impl Flows {
 
     /// Moves a flow's binding along with what the kernel saw; `Gone` ends it, a live flow is
     /// looked at again when it could next have changed. `timeout_ms` is its state's timeout.
-    pub fn observe(&self, key: &maps::ConnKey, seen: Seen, timeout_ms: u64, now_ms: u64) {
+    /// Whether a live flow's kernel state changed since the last look (for connection sync).
+    pub fn observe(&self, key: &maps::ConnKey, seen: Seen, timeout_ms: u64, now_ms: u64) -> bool {
         let mut inner = lock(&self.map);
         match seen {
             Seen::Gone => {
                 if let Some(f) = inner.remove(key) {
                     f.binding.finish(now_ms);
                 }
+                false
             }
             Seen::Live { state, idle_ms } => {
-                let Some(e) = inner.flows.get(key) else { return };
+                let Some(e) = inner.flows.get_mut(key) else { return false };
+                let changed = std::mem::replace(&mut e.state, state) != state;
                 let f = &e.flow;
                 if f.protocol == Protocol::Tcp {
                     match core_state(state) {
@@ -166,8 +173,14 @@ impl Flows {
                 }
                 let left = timeout_ms.saturating_sub(idle_ms) + BUCKET_MS;
                 inner.schedule(*key, now_ms + left.min(MAX_CHECK_MS));
+                changed
             }
         }
+    }
+
+    /// The service and real server of a flow rvsd knows.
+    pub fn bound(&self, key: &maps::ConnKey) -> Option<(Arc<rvs_core::VirtualService>, Arc<RealServer>)> {
+        lock(&self.map).flows.get(key).map(|e| (e.flow.binding.service.clone(), e.flow.binding.dest.clone()))
     }
 
     /// Ends every flow to `dest` (`expire_nodest_conn`); their keys, for the caller to delete

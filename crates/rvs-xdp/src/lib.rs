@@ -18,6 +18,7 @@ pub mod ids;
 pub mod layout;
 pub mod neighbour;
 pub mod new_flows;
+pub mod sync;
 
 pub use engine::{PacketEngine, PacketSettings};
 pub use rvs_bpf::xdp::{XdpAttach, XdpMode};
