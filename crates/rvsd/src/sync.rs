@@ -1,0 +1,283 @@
+//! The sync daemon (IPVS's `--start-daemon`): a master thread that sends the packet engine's
+//! flow changes every 100 ms in datagrams of at most 1,400 bytes, and a backup thread that
+//! validates what it receives (malformed: counted by reason, dropped) and installs the rest.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rvs_api::SyncDaemonSpec;
+use rvs_sync::message::{Entry, Message, DEFAULT_PORT, MAX_DATAGRAM, REASONS};
+use rvs_sync::socket::{Endpoint, Receiver, Sender};
+use rvs_xdp::PacketEngine;
+
+/// How often a master sends what changed.
+const SEND_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Which of the two daemons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Master,
+    Backup,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "master" => Some(Role::Master),
+            "backup" => Some(Role::Backup),
+            _ => None,
+        }
+    }
+}
+
+/// Why a daemon did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("state must be master or backup, not {0:?}")]
+    State(String),
+    #[error("peer {0:?} is not an IP address")]
+    Peer(String),
+    #[error("a master needs --mcast-interface or --sync-peer")]
+    NoTarget,
+    #[error("the {0} sync daemon is already running")]
+    Running(&'static str),
+    #[error("no {0} sync daemon is running")]
+    NotRunning(&'static str),
+    #[error("the sync socket: {0}")]
+    Socket(#[from] std::io::Error),
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    sent_datagrams: AtomicU64,
+    sent_entries: AtomicU64,
+    send_errors: AtomicU64,
+    received_datagrams: AtomicU64,
+    installed_flows: AtomicU64,
+    installed_templates: AtomicU64,
+    skipped: AtomicU64,
+    rejected: [AtomicU64; REASONS.len()],
+}
+
+struct Running {
+    spec: SyncDaemonSpec,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The master and backup daemons of this director (either, both or none).
+pub struct SyncDaemon {
+    engine: Arc<PacketEngine>,
+    master: Mutex<Option<Running>>,
+    backup: Mutex<Option<Running>>,
+    counters: Arc<Counters>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn name(role: Role) -> &'static str {
+    match role {
+        Role::Master => "master",
+        Role::Backup => "backup",
+    }
+}
+
+impl SyncDaemon {
+    pub fn new(engine: Arc<PacketEngine>) -> Self {
+        Self { engine, master: Mutex::default(), backup: Mutex::default(), counters: Arc::default() }
+    }
+
+    fn slot(&self, role: Role) -> &Mutex<Option<Running>> {
+        match role {
+            Role::Master => &self.master,
+            Role::Backup => &self.backup,
+        }
+    }
+
+    /// Starts a daemon as `spec` says.
+    pub fn start(&self, spec: &SyncDaemonSpec) -> Result<(), SyncError> {
+        let role = Role::parse(&spec.state).ok_or_else(|| SyncError::State(spec.state.clone()))?;
+        let peer = match &spec.peer {
+            None => None,
+            Some(p) => Some(p.parse::<IpAddr>().map_err(|_| SyncError::Peer(p.clone()))?),
+        };
+        if role == Role::Master && peer.is_none() && spec.mcast_interface.is_none() {
+            return Err(SyncError::NoTarget);
+        }
+        let mut slot = lock(self.slot(role));
+        if slot.is_some() {
+            return Err(SyncError::Running(name(role)));
+        }
+        let at = Endpoint { interface: spec.mcast_interface.clone(), peer, port: spec.port.unwrap_or(DEFAULT_PORT) };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (engine, counters, syncid, halt) = (self.engine.clone(), self.counters.clone(), spec.syncid, stop.clone());
+        let thread = match role {
+            Role::Master => {
+                let sender = Sender::open(&at)?;
+                engine.sync_master(true);
+                std::thread::Builder::new()
+                    .name("rvs-sync-master".into())
+                    .spawn(move || master(&engine, &sender, syncid, &counters, &halt))?
+            }
+            Role::Backup => {
+                let receiver = Receiver::open(&at)?;
+                std::thread::Builder::new()
+                    .name("rvs-sync-backup".into())
+                    .spawn(move || backup(&engine, &receiver, syncid, &counters, &halt))?
+            }
+        };
+        tracing::info!("started the {spec}");
+        *slot = Some(Running { spec: spec.clone(), stop, thread: Some(thread) });
+        Ok(())
+    }
+
+    /// Stops a daemon.
+    pub fn stop(&self, role: Role) -> Result<(), SyncError> {
+        let running = lock(self.slot(role)).take().ok_or(SyncError::NotRunning(name(role)))?;
+        if role == Role::Master {
+            self.engine.sync_master(false);
+        }
+        tracing::info!("stopped the {}", running.spec);
+        drop(running);
+        Ok(())
+    }
+
+    /// The daemons running.
+    pub fn daemons(&self) -> Vec<SyncDaemonSpec> {
+        [&self.master, &self.backup].iter().filter_map(|m| lock(m).as_ref().map(|r| r.spec.clone())).collect()
+    }
+
+    /// The counters by name (for `/v1/sync` and `/metrics`).
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut m: BTreeMap<String, u64> = [
+            ("sent_datagrams", get(&c.sent_datagrams)),
+            ("sent_entries", get(&c.sent_entries)),
+            ("send_errors", get(&c.send_errors)),
+            ("received_datagrams", get(&c.received_datagrams)),
+            ("installed_flows", get(&c.installed_flows)),
+            ("installed_templates", get(&c.installed_templates)),
+            ("skipped", get(&c.skipped)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (reason, n) in REASONS.iter().zip(&c.rejected) {
+            m.insert(format!("rejected_{reason}"), get(n));
+        }
+        m
+    }
+
+    /// Stops both (rvsd stops).
+    pub fn shutdown(&self) {
+        let _ = self.stop(Role::Master);
+        let _ = self.stop(Role::Backup);
+    }
+}
+
+/// The entries in datagrams that fit [`MAX_DATAGRAM`].
+fn batches(syncid: u8, entries: Vec<Entry>) -> Vec<Message> {
+    let mut out = Vec::new();
+    let mut m = Message { syncid, entries: Vec::new() };
+    for e in entries {
+        if !m.fits(&e) {
+            out.push(std::mem::replace(&mut m, Message { syncid, entries: Vec::new() }));
+        }
+        m.entries.push(e);
+    }
+    if !m.entries.is_empty() {
+        out.push(m);
+    }
+    debug_assert!(out.iter().all(|m| m.wire_len() <= MAX_DATAGRAM));
+    out
+}
+
+fn master(engine: &PacketEngine, sender: &Sender, syncid: u8, c: &Counters, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(SEND_INTERVAL);
+        for m in batches(syncid, engine.sync_take()) {
+            match sender.send(&m.encode()) {
+                Ok(_) => {
+                    c.sent_datagrams.fetch_add(1, Ordering::Relaxed);
+                    c.sent_entries.fetch_add(m.entries.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    if c.send_errors.fetch_add(1, Ordering::Relaxed) % 100 == 0 {
+                        tracing::warn!(to = %sender.target(), "connection sync: sending: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn backup(engine: &PacketEngine, receiver: &Receiver, syncid: u8, c: &Counters, stop: &AtomicBool) {
+    let mut buf = vec![0u8; 65_536];
+    while !stop.load(Ordering::Relaxed) {
+        let (bytes, from) = match receiver.recv(&mut buf) {
+            Ok(Some(got)) => got,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!("connection sync: receiving: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        c.received_datagrams.fetch_add(1, Ordering::Relaxed);
+        match Message::decode(bytes, Some(syncid)) {
+            Ok(m) => {
+                let done = engine.sync_install(&m.entries);
+                c.installed_flows.fetch_add(done.flows, Ordering::Relaxed);
+                c.installed_templates.fetch_add(done.templates, Ordering::Relaxed);
+                c.skipped.fetch_add(done.skipped, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let i = REASONS.iter().position(|r| *r == e.reason()).unwrap_or(0);
+                if c.rejected[i].fetch_add(1, Ordering::Relaxed) < 10 {
+                    tracing::warn!(%from, "connection sync: dropped a datagram: {e}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_sync::{FlowEntry, Method};
+
+    #[test]
+    fn entries_are_split_into_datagrams_that_fit() {
+        let e = |i: u16| {
+            Entry::Flow(FlowEntry {
+                protocol: 6,
+                client: format!("198.18.0.2:{i}").parse().unwrap(),
+                vip: "198.18.1.10:80".parse().unwrap(),
+                real_server: "198.18.0.11:80".parse().unwrap(),
+                method: Method::Gate,
+                state: 1,
+                flags: 0,
+                timeout_ms: 1,
+            })
+        };
+        let b = batches(3, (0..100).map(e).collect());
+        assert_eq!(b.iter().map(|m| m.entries.len()).collect::<Vec<_>>(), [46, 46, 8]);
+        assert!(batches(3, Vec::new()).is_empty());
+    }
+}
