@@ -218,7 +218,7 @@ fn master(engine: &PacketEngine, sender: &Sender, syncid: u8, c: &Counters, stop
                     c.sent_entries.fetch_add(m.entries.len() as u64, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    if c.send_errors.fetch_add(1, Ordering::Relaxed) % 100 == 0 {
+                    if c.send_errors.fetch_add(1, Ordering::Relaxed).is_multiple_of(100) {
                         tracing::warn!(to = %sender.target(), "connection sync: sending: {e}");
                     }
                 }
