@@ -8,6 +8,7 @@ mod error;
 mod health;
 mod http;
 mod raw;
+mod sync;
 mod validate;
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use rvs_core::{ServiceKey, TableModel};
 
 pub use error::ConfigError;
 pub use rvs_model::health::{CheckSpec, ServiceHealth};
+pub use sync::{SyncConfig, SyncState};
 
 /// Where and how the control API listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +89,8 @@ pub struct Config {
     pub http: Vec<rvs_model::http::L7ServiceConfig>,
     /// The XDP packet engine (gate, masq and tunnel real servers), when the file attaches it.
     pub packet_engine: Option<PacketEngineConfig>,
+    /// The connection sync daemon started with rvsd (`[sync]`).
+    pub sync: Option<SyncConfig>,
 }
 
 /// `[packet_engine]`: the interfaces the XDP program attaches to and its connection table.

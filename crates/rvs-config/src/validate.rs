@@ -235,7 +235,8 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
         }
     }
     let packet_engine = raw.packet_engine.as_ref().map(packet_engine).transpose()?;
-    Ok(Config { api, director, table, health, http, packet_engine })
+    let sync = raw.sync.as_ref().map(crate::sync::sync).transpose()?;
+    Ok(Config { api, director, table, health, http, packet_engine, sync })
 }
 
 fn api(raw: &RawConfig) -> Result<ApiConfig> {

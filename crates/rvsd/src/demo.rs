@@ -51,6 +51,7 @@ pub async fn start(vip: SocketAddr, http_vip: SocketAddr, socket: std::path::Pat
         health: Default::default(),
         http: vec![http],
         packet_engine: None,
+        sync: None,
     })
 }
 

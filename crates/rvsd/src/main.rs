@@ -194,7 +194,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     tokio::spawn(health::run(Arc::downgrade(&director), health.clone(), health_events));
     let api = config.api.clone();
     let drain = config.director.drain_timeout;
+    let sync_config = config.sync.clone();
     director.load(config).context("applying the configuration")?;
+    if let Some(s) = sync_config {
+        sync.start(&sync::spec(&s)).context("starting the connection sync daemon ([sync])")?;
+    }
     let _unix = api::serve_unix(&api.socket, director.clone())
         .with_context(|| format!("control API socket {}", api.socket.display()))?;
     if let (Some(addr), Some(token)) = (api.listen, api.token.clone()) {

@@ -191,6 +191,21 @@ impl SyncDaemon {
     }
 }
 
+/// The daemon a `[sync]` table asks for.
+pub fn spec(c: &rvs_config::SyncConfig) -> SyncDaemonSpec {
+    SyncDaemonSpec {
+        state: match c.state {
+            rvs_config::SyncState::Master => "master",
+            rvs_config::SyncState::Backup => "backup",
+        }
+        .to_string(),
+        syncid: c.syncid,
+        mcast_interface: c.mcast_interface.clone(),
+        peer: c.peer.map(|p| p.to_string()),
+        port: c.port,
+    }
+}
+
 /// The entries in datagrams that fit [`MAX_DATAGRAM`].
 fn batches(syncid: u8, entries: Vec<Entry>) -> Vec<Message> {
     let mut out = Vec::new();

@@ -933,8 +933,13 @@ fn sync_malformed_datagrams_at_the_backup_are_counted_and_flows_go_on() {
     let _b = echo_servers(&farm, vip);
     let gate: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "gate")).collect();
     let dir_b = farm.backup_director();
-    let b = farm.rvsd_on(&dir_b, &service("tcp", vip, "rr", "", &gate));
-    start_sync(&b, r#"{"state": "backup", "syncid": 3}"#);
+    // The backup daemon from the file's [sync] table.
+    let b = farm.rvsd_on(
+        &dir_b,
+        &format!("[sync]\nstate = \"backup\"\nsyncid = 3\n\n{}", service("tcp", vip, "rr", "", &gate)),
+    );
+    let (_, shown) = b.api("GET", "/v1/sync", None);
+    assert_eq!(shown["daemons"][0]["state"], "backup", "{shown}");
     farm.route_vip_via("198.18.0.3");
     let (mut held, _) = connect_name_through(&farm, &b, vip);
     echo_line(&mut held, "before\n", "before the garbage");
