@@ -989,3 +989,28 @@ fn sync_malformed_datagrams_at_the_backup_are_counted_and_flows_go_on() {
     assert_eq!(b.api("DELETE", "/v1/sync/backup", None).0, 200);
     assert_eq!(b.api("DELETE", "/v1/sync/backup", None).0, 404);
 }
+
+#[test]
+fn sync_over_ipvs_multicast_group_reaches_a_backup_on_the_segment() {
+    let farm = Farm::one_segment(1);
+    farm.real_servers_dr();
+    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let _b = echo_servers(&farm, vip);
+    let gate: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "gate")).collect();
+    let config = service("tcp", vip, "rr", "", &gate);
+    let dir_b = farm.backup_director();
+    let a = farm.rvsd(&config);
+    let b = farm.rvsd_on(&dir_b, &config);
+    start_sync(&b, r#"{"state": "backup", "syncid": 1, "mcast_interface": "eth0"}"#);
+    start_sync(&a, r#"{"state": "master", "syncid": 1, "mcast_interface": "eth0"}"#);
+    let (mut held, _) = connect_name_through(&farm, &a, vip);
+    let port = held.local_addr().unwrap().port();
+    echo_line(&mut held, "through A\n", "through the master");
+    wait_until(Duration::from_secs(5), "the backup to list the flow sent to 224.0.0.81", || {
+        b.api("GET", "/v1/connections", None).1.to_string().contains(&format!("198.18.0.2:{port}"))
+    });
+    let (_, shown) = a.api("GET", "/v1/sync", None);
+    assert_eq!(shown["daemons"][0]["mcast_interface"], "eth0", "{shown}");
+    farm.route_vip_via("198.18.0.3");
+    echo_line(&mut held, "through B\n", "through the backup");
+}
