@@ -84,10 +84,12 @@ pub enum Entry {
 }
 
 impl Entry {
+    /// An entry is IPv6 when any of its addresses is (IPv4 ones are then written v4-mapped, as
+    /// a full-NAT service may have real servers of the other family).
     fn v6(&self) -> bool {
         match self {
-            Entry::Flow(f) => f.vip.is_ipv6(),
-            Entry::Template(t) => t.vip.is_ipv6(),
+            Entry::Flow(f) => f.vip.is_ipv6() || f.client.is_ipv6() || f.real_server.is_ipv6(),
+            Entry::Template(t) => t.vip.is_ipv6() || t.client_net.is_ipv6() || t.real_server.is_ipv6(),
         }
     }
 
@@ -155,7 +157,7 @@ fn put_ip(out: &mut Vec<u8>, ip: IpAddr, v6: bool) {
         (IpAddr::V4(a), false) => out.extend_from_slice(&a.octets()),
         (IpAddr::V4(a), true) => out.extend_from_slice(&a.to_ipv6_mapped().octets()),
         (IpAddr::V6(a), true) => out.extend_from_slice(&a.octets()),
-        // A v6 address in a v4 entry cannot happen for flows of one family; written unspecified.
+        // Not made: an entry with an IPv6 address is an IPv6 entry.
         (IpAddr::V6(_), false) => out.extend_from_slice(&[0; 4]),
     }
 }
@@ -362,6 +364,20 @@ mod tests {
         assert_eq!(bytes.len(), m.wire_len());
         assert!(bytes.len() <= MAX_DATAGRAM);
         assert_eq!(Message::decode(&bytes, Some(7)).unwrap(), m);
+    }
+
+    #[test]
+    fn an_ipv4_real_server_of_an_ipv6_service_travels_v4_mapped() {
+        let t = Entry::Template(TemplateEntry {
+            protocol: 6,
+            client_net: "2001:db8::".parse().unwrap(),
+            vip: "[2001:db8:1::10]:80".parse().unwrap(),
+            real_server: "198.18.0.11:80".parse().unwrap(),
+            timeout_ms: 300_000,
+        });
+        assert_eq!(t.wire_len(), 64);
+        let m = Message { syncid: 0, entries: vec![t] };
+        assert_eq!(Message::decode(&m.encode(), None).unwrap(), m);
     }
 
     #[test]
