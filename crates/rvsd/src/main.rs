@@ -191,6 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let sync = Arc::new(sync::SyncDaemon::new(packet.clone()));
     let planes: Vec<Arc<dyn rvs_dataplane::DataPlane>> = vec![engine, l7, packet];
     let director = Arc::new(Director::new(planes, health.clone(), sync.clone(), limit, clock, config_path, seed));
+    sync.attach(&director);
     tokio::spawn(health::run(Arc::downgrade(&director), health.clone(), health_events));
     let api = config.api.clone();
     let drain = config.director.drain_timeout;

@@ -1,21 +1,29 @@
 //! The sync daemon (IPVS's `--start-daemon`): a master thread that sends the packet engine's
 //! flow changes every 100 ms in datagrams of at most 1,400 bytes, and a backup thread that
 //! validates what it receives (malformed: counted by reason, dropped) and installs the rest.
+//! Full-NAT services' persistence templates (read from the service table once a second, sent
+//! when new or moved) are synced too; their connections are not (they end with the director).
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rvs_api::SyncDaemonSpec;
+use rvs_core::{ForwardingMethod, Protocol, ServiceKey};
 use rvs_sync::message::{Entry, Message, DEFAULT_PORT, MAX_DATAGRAM, REASONS};
 use rvs_sync::socket::{Endpoint, Receiver, Sender};
+use rvs_sync::TemplateEntry;
 use rvs_xdp::PacketEngine;
+
+use crate::director::Director;
 
 /// How often a master sends what changed.
 const SEND_INTERVAL: Duration = Duration::from_millis(100);
+/// How often a master reads the full-NAT services' templates (in send intervals).
+const TEMPLATE_TICKS: u32 = 10;
 
 /// Which of the two daemons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +92,8 @@ pub struct SyncDaemon {
     master: Mutex<Option<Running>>,
     backup: Mutex<Option<Running>>,
     counters: Arc<Counters>,
+    /// The director, for the service table's templates (set once it exists).
+    director: Arc<OnceLock<Weak<Director>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -99,7 +109,18 @@ fn name(role: Role) -> &'static str {
 
 impl SyncDaemon {
     pub fn new(engine: Arc<PacketEngine>) -> Self {
-        Self { engine, master: Mutex::default(), backup: Mutex::default(), counters: Arc::default() }
+        Self {
+            engine,
+            master: Mutex::default(),
+            backup: Mutex::default(),
+            counters: Arc::default(),
+            director: Arc::default(),
+        }
+    }
+
+    /// The director whose service table holds the templates.
+    pub fn attach(&self, director: &Arc<Director>) {
+        let _ = self.director.set(Arc::downgrade(director));
     }
 
     fn slot(&self, role: Role) -> &Mutex<Option<Running>> {
@@ -126,19 +147,20 @@ impl SyncDaemon {
         let at = Endpoint { interface: spec.mcast_interface.clone(), peer, port: spec.port.unwrap_or(DEFAULT_PORT) };
         let stop = Arc::new(AtomicBool::new(false));
         let (engine, counters, syncid, halt) = (self.engine.clone(), self.counters.clone(), spec.syncid, stop.clone());
+        let director = self.director.clone();
         let thread = match role {
             Role::Master => {
                 let sender = Sender::open(&at)?;
                 engine.sync_master(true);
                 std::thread::Builder::new()
                     .name("rvs-sync-master".into())
-                    .spawn(move || master(&engine, &sender, syncid, &counters, &halt))?
+                    .spawn(move || master(&engine, &director, &sender, syncid, &counters, &halt))?
             }
             Role::Backup => {
                 let receiver = Receiver::open(&at)?;
                 std::thread::Builder::new()
                     .name("rvs-sync-backup".into())
-                    .spawn(move || backup(&engine, &receiver, syncid, &counters, &halt))?
+                    .spawn(move || backup(&engine, &director, &receiver, syncid, &counters, &halt))?
             }
         };
         tracing::info!("started the {spec}");
@@ -223,10 +245,72 @@ fn batches(syncid: u8, entries: Vec<Entry>) -> Vec<Message> {
     out
 }
 
-fn master(engine: &PacketEngine, sender: &Sender, syncid: u8, c: &Counters, stop: &AtomicBool) {
+/// What a master last sent of one template: its real server, its expiry, and when.
+type SentTemplates = HashMap<(ServiceKey, IpAddr), (SocketAddr, u64, u64)>;
+
+/// The templates of full-NAT persistent services that are new or moved since `sent` (a held
+/// one, whose expiry restarts when its connections end, again each half of its timeout).
+fn fullnat_templates(d: &Director, sent: &mut SentTemplates) -> Vec<Entry> {
+    let now = d.clock.now_ms();
+    let table = d.table();
+    let mut out = Vec::new();
+    let mut live = HashSet::new();
+    for svc in table.services() {
+        let Some(p) = svc.settings().persistence else { continue };
+        if !svc.dests().first().is_some_and(|r| r.settings().method == ForwardingMethod::FullNat) {
+            continue;
+        }
+        let timeout = u64::from(p.timeout_secs) * 1000;
+        for (t, left) in svc.templates(now) {
+            let held = t.controlled() > 0;
+            let left = if held { timeout } else { left };
+            if left == 0 {
+                continue;
+            }
+            let k = (svc.key, t.client_net);
+            live.insert(k);
+            let fresh = match sent.get(&k) {
+                None => true,
+                Some((dest, _, _)) if *dest != t.dest => true,
+                Some((_, _, at)) if held => now.saturating_sub(*at) > timeout / 2,
+                Some((_, expires, _)) => (now + left).abs_diff(*expires) > 1_000,
+            };
+            if fresh {
+                sent.insert(k, (t.dest, now + left, now));
+                out.push(Entry::Template(TemplateEntry {
+                    protocol: if svc.key.protocol == Protocol::Udp { 17 } else { 6 },
+                    client_net: t.client_net,
+                    vip: svc.key.addr,
+                    real_server: t.dest,
+                    timeout_ms: left.min(u64::from(u32::MAX)) as u32,
+                }));
+            }
+        }
+    }
+    sent.retain(|k, _| live.contains(k));
+    out
+}
+
+fn master(
+    engine: &PacketEngine,
+    director: &OnceLock<Weak<Director>>,
+    sender: &Sender,
+    syncid: u8,
+    c: &Counters,
+    stop: &AtomicBool,
+) {
+    let mut sent = SentTemplates::new();
+    let mut tick = 0u32;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(SEND_INTERVAL);
-        for m in batches(syncid, engine.sync_take()) {
+        let mut entries = engine.sync_take();
+        tick += 1;
+        if tick % TEMPLATE_TICKS == 0 {
+            if let Some(d) = director.get().and_then(Weak::upgrade) {
+                entries.extend(fullnat_templates(&d, &mut sent));
+            }
+        }
+        for m in batches(syncid, entries) {
             match sender.send(&m.encode()) {
                 Ok(_) => {
                     c.sent_datagrams.fetch_add(1, Ordering::Relaxed);
@@ -242,7 +326,14 @@ fn master(engine: &PacketEngine, sender: &Sender, syncid: u8, c: &Counters, stop
     }
 }
 
-fn backup(engine: &PacketEngine, receiver: &Receiver, syncid: u8, c: &Counters, stop: &AtomicBool) {
+fn backup(
+    engine: &PacketEngine,
+    director: &OnceLock<Weak<Director>>,
+    receiver: &Receiver,
+    syncid: u8,
+    c: &Counters,
+    stop: &AtomicBool,
+) {
     let mut buf = vec![0u8; 65_536];
     while !stop.load(Ordering::Relaxed) {
         let (bytes, from) = match receiver.recv(&mut buf) {
@@ -256,7 +347,25 @@ fn backup(engine: &PacketEngine, receiver: &Receiver, syncid: u8, c: &Counters, 
         };
         c.received_datagrams.fetch_add(1, Ordering::Relaxed);
         match Message::decode(bytes, Some(syncid)) {
-            Ok(m) => {
+            Ok(mut m) => {
+                // Templates go to the service table (packet and full-NAT services alike).
+                if let Some(d) = director.get().and_then(Weak::upgrade) {
+                    let now = d.clock.now_ms();
+                    let table = d.table();
+                    m.entries.retain(|e| {
+                        let Entry::Template(t) = e else { return true };
+                        let key = ServiceKey {
+                            protocol: if t.protocol == 17 { Protocol::Udp } else { Protocol::Tcp },
+                            addr: t.vip,
+                        };
+                        let ok = table.service(&key).is_some_and(|s| {
+                            s.restore_template(t.client_net, t.real_server, now, u64::from(t.timeout_ms))
+                        });
+                        let n = if ok { &c.installed_templates } else { &c.skipped };
+                        n.fetch_add(1, Ordering::Relaxed);
+                        false
+                    });
+                }
                 let done = engine.sync_install(&m.entries);
                 c.installed_flows.fetch_add(done.flows, Ordering::Relaxed);
                 c.installed_templates.fetch_add(done.templates, Ordering::Relaxed);
