@@ -305,7 +305,7 @@ fn master(
         std::thread::sleep(SEND_INTERVAL);
         let mut entries = engine.sync_take();
         tick += 1;
-        if tick % TEMPLATE_TICKS == 0 {
+        if tick.is_multiple_of(TEMPLATE_TICKS) {
             if let Some(d) = director.get().and_then(Weak::upgrade) {
                 entries.extend(fullnat_templates(&d, &mut sent));
             }
