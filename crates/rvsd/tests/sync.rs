@@ -43,3 +43,26 @@ fn full_nat_persistence_templates_reach_the_backup_and_keep_clients_on_their_rea
     assert_eq!(b_ns.enter(|| name_from(c3, vip)), on3, "client 3 stays on {on3} through the backup");
     assert_eq!(b_ns.enter(|| name_from(c2, vip)), on2, "client 2 stays on {on2} through the backup");
 }
+
+#[test]
+fn bad_sync_requests_are_refused_and_counters_reach_the_metrics() {
+    let rvsd = Rvsd::start("");
+    for (body, status) in [
+        (r#"{"state": "primary"}"#, 400),
+        (r#"{"state": "master", "peer": "not-an-address"}"#, 400),
+        (r#"{"state": "master"}"#, 400),
+        (r#"{"state": "backup", "syncid": 300}"#, 400),
+        (r#"not json"#, 400),
+    ] {
+        let (st, v) = rvsd.api("POST", "/v1/sync", Some(body));
+        assert_eq!(st, status, "{body}: {v}");
+    }
+    assert_eq!(rvsd.api("DELETE", "/v1/sync/other", None).0, 400);
+    assert_eq!(rvsd.api("DELETE", "/v1/sync/master", None).0, 404);
+    assert_eq!(rvsd.api("PUT", "/v1/sync", None).0, 405);
+    let (_, v) = rvsd.api("GET", "/v1/sync", None);
+    assert_eq!(v["daemons"], serde_json::json!([]), "{v}");
+    let (_, m) = rvsd.api("GET", "/metrics", None);
+    let text = m.as_str().unwrap_or_default();
+    assert!(text.contains("rvs_sync_total{counter=\"rejected_syncid\"} 0"), "{text}");
+}
