@@ -1014,3 +1014,47 @@ fn sync_over_ipvs_multicast_group_reaches_a_backup_on_the_segment() {
     farm.route_vip_via("198.18.0.3");
     echo_line(&mut held, "through B\n", "through the backup");
 }
+
+#[test]
+fn sync_masq_and_tunnel_flows_go_on_through_the_backup_after_the_master_is_killed() {
+    let farm = Farm::one_segment(2);
+    // rs1 behind masq (its replies come back through the director), rs2 behind a tunnel.
+    farm.servers[0].run("ip route add 198.18.0.2/32 via 198.18.0.1");
+    real_server(&farm.servers[1], "tunnel", &["--interface", "eth0"]);
+    let masq: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let tunnel: SocketAddr = format!("{VIP4}:81").parse().unwrap();
+    let rs1: SocketAddr = format!("{}:8080", farm.rs4[0]).parse().unwrap();
+    let _m = farm.servers[0].enter(|| Backend::start_on("rs1", rs1));
+    let _t = farm.servers[1].enter(|| Backend::start_on("rs2", tunnel));
+    let config = format!(
+        "{}\n{}",
+        service("tcp", masq, "rr", "", &[(rs1.to_string(), "masq")]),
+        service("tcp", tunnel, "rr", "", &[(format!("{}:81", farm.rs4[1]), "tunnel")])
+    );
+    let dir_b = farm.backup_director();
+    let mut a = farm.rvsd(&config);
+    let b = farm.rvsd_on(&dir_b, &config);
+    start_sync(&b, r#"{"state": "backup", "syncid": 9}"#);
+    start_sync(&a, r#"{"state": "master", "syncid": 9, "peer": "198.18.0.3"}"#);
+    let mut held = Vec::new();
+    for vip in [masq, tunnel] {
+        let (mut s, name) = connect_name_through(&farm, &a, vip);
+        echo_line(&mut s, "through A\n", &format!("{name} through the master"));
+        held.push((s, name));
+    }
+    for (s, name) in &held {
+        let port = s.local_addr().unwrap().port();
+        wait_until(Duration::from_secs(5), &format!("the backup to list the {name} flow"), || {
+            b.api("GET", "/v1/connections", None).1.to_string().contains(&format!("198.18.0.2:{port}"))
+        });
+    }
+    // Takeover: the client and the masq real server send through B; A dies.
+    farm.route_vip_via("198.18.0.3");
+    farm.servers[0].run("ip route replace 198.18.0.2/32 via 198.18.0.3");
+    a.signal("KILL");
+    let _ = a.wait(Duration::from_secs(5));
+    for (mut s, name) in held {
+        echo_line(&mut s, "through B\n", &format!("{name} through the backup: {}", diag(&b)));
+        mib_both_ways(s);
+    }
+}
