@@ -83,6 +83,11 @@ impl PacketEngine {
         }
     }
 
+    /// How many flow changes are noted and not yet taken.
+    pub fn sync_pending(&self) -> usize {
+        self.sync.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// The entries of the flows noted since the last call, read from the kernel's table now
     /// (state and time left); flows gone meanwhile are left out.
     pub fn sync_take(&self) -> Vec<Entry> {

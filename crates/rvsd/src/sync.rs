@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rvs_api::SyncDaemonSpec;
 use rvs_core::{ForwardingMethod, Protocol, ServiceKey};
@@ -20,10 +20,15 @@ use rvs_xdp::PacketEngine;
 
 use crate::director::Director;
 
-/// How often a master sends what changed.
+/// How often a master sends what changed (sooner when a datagram's worth is waiting).
 const SEND_INTERVAL: Duration = Duration::from_millis(100);
-/// How often a master reads the full-NAT services' templates (in send intervals).
-const TEMPLATE_TICKS: u32 = 10;
+/// How often a master looks whether a datagram's worth is waiting.
+const LOOK_INTERVAL: Duration = Duration::from_millis(10);
+/// IPv4 flow entries a datagram holds: the master sends as soon as that many wait.
+const DATAGRAM_ENTRIES: usize =
+    (MAX_DATAGRAM - rvs_sync::message::HEADER_LEN) / rvs_sync::message::entry_len(true, false);
+/// How often a master reads the full-NAT services' templates.
+const TEMPLATE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Which of the two daemons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,12 +305,16 @@ fn master(
     stop: &AtomicBool,
 ) {
     let mut sent = SentTemplates::new();
-    let mut tick = 0u32;
+    let (mut last_send, mut last_templates) = (Instant::now(), Instant::now());
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(SEND_INTERVAL);
+        std::thread::sleep(LOOK_INTERVAL);
+        if last_send.elapsed() < SEND_INTERVAL && engine.sync_pending() < DATAGRAM_ENTRIES {
+            continue;
+        }
+        last_send = Instant::now();
         let mut entries = engine.sync_take();
-        tick += 1;
-        if tick.is_multiple_of(TEMPLATE_TICKS) {
+        if last_templates.elapsed() >= TEMPLATE_INTERVAL {
+            last_templates = Instant::now();
             if let Some(d) = director.get().and_then(Weak::upgrade) {
                 entries.extend(fullnat_templates(&d, &mut sent));
             }
@@ -402,6 +411,7 @@ mod tests {
         };
         let b = batches(3, (0..100).map(e).collect());
         assert_eq!(b.iter().map(|m| m.entries.len()).collect::<Vec<_>>(), [46, 46, 8]);
+        assert_eq!(DATAGRAM_ENTRIES, 46, "a master sends as soon as a datagram is full");
         assert!(batches(3, Vec::new()).is_empty());
     }
 }
