@@ -991,28 +991,39 @@ fn sync_malformed_datagrams_at_the_backup_are_counted_and_flows_go_on() {
 }
 
 #[test]
-fn sync_over_ipvs_multicast_group_reaches_a_backup_on_the_segment() {
+fn sync_over_ipvs_multicast_group_reaches_a_backup_on_the_segment_v4_and_v6() {
     let farm = Farm::one_segment(1);
     farm.real_servers_dr();
-    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
-    let _b = echo_servers(&farm, vip);
-    let gate: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "gate")).collect();
-    let config = service("tcp", vip, "rr", "", &gate);
+    let vip4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let vip6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
+    let _b4 = echo_servers(&farm, vip4);
+    let _b6 = echo_servers(&farm, vip6);
+    let gate4: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "gate")).collect();
+    let gate6: Vec<(String, &str)> = farm.rs6.iter().map(|a| (format!("[{a}]:80"), "gate")).collect();
+    let config = format!("{}\n{}", service("tcp", vip4, "rr", "", &gate4), service("tcp", vip6, "rr", "", &gate6));
     let dir_b = farm.backup_director();
     let a = farm.rvsd(&config);
     let b = farm.rvsd_on(&dir_b, &config);
     start_sync(&b, r#"{"state": "backup", "syncid": 1, "mcast_interface": "eth0"}"#);
     start_sync(&a, r#"{"state": "master", "syncid": 1, "mcast_interface": "eth0"}"#);
-    let (mut held, _) = connect_name_through(&farm, &a, vip);
-    let port = held.local_addr().unwrap().port();
-    echo_line(&mut held, "through A\n", "through the master");
-    wait_until(Duration::from_secs(5), "the backup to list the flow sent to 224.0.0.81", || {
-        b.api("GET", "/v1/connections", None).1.to_string().contains(&format!("198.18.0.2:{port}"))
-    });
+    let mut held = Vec::new();
+    for vip in [vip4, vip6] {
+        let (mut s, _) = connect_name_through(&farm, &a, vip);
+        echo_line(&mut s, "through A\n", "through the master");
+        let client = s.local_addr().unwrap();
+        wait_until(Duration::from_secs(5), &format!("the backup to list {client}, sent to 224.0.0.81"), || {
+            b.api("GET", "/v1/connections", None).1.to_string().contains(&client.to_string())
+        });
+        held.push(s);
+    }
     let (_, shown) = a.api("GET", "/v1/sync", None);
     assert_eq!(shown["daemons"][0]["mcast_interface"], "eth0", "{shown}");
     farm.route_vip_via("198.18.0.3");
-    echo_line(&mut held, "through B\n", "through the backup");
+    farm.client.run(&format!("ip -6 route replace {VIP6}/128 via 2001:db8::3"));
+    drop(a);
+    for mut s in held {
+        echo_line(&mut s, "through B\n", "through the backup");
+    }
 }
 
 #[test]
