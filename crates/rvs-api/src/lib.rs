@@ -7,11 +7,13 @@
 mod convert;
 mod error;
 mod http_views;
+mod sync;
 mod types;
 
 pub use convert::{command_to_api, service_key, table_to_commands, timeouts_view, view_service};
 pub use error::{ApiError, ErrorBody};
 pub use http_views::view_http_service;
+pub use sync::{SyncDaemonSpec, SyncView};
 pub use types::*;
 
 /// The path prefix of this version of the API.

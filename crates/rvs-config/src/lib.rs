@@ -8,6 +8,7 @@ mod error;
 mod health;
 mod http;
 mod raw;
+mod sync;
 mod validate;
 mod vrrp;
 
@@ -22,6 +23,7 @@ use rvs_core::{ServiceKey, TableModel};
 
 pub use error::ConfigError;
 pub use rvs_model::health::{CheckSpec, ServiceHealth};
+pub use sync::{SyncConfig, SyncState};
 
 /// Where and how the control API listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +92,8 @@ pub struct Config {
     pub packet_engine: Option<PacketEngineConfig>,
     /// `[[vrrp]]`: the VRRP instances, in file order (none: rvsd runs no VRRP).
     pub vrrp: Vec<rvs_model::vrrp::VrrpInstanceSpec>,
+    /// The connection sync daemon started with rvsd (`[sync]`).
+    pub sync: Option<SyncConfig>,
 }
 
 /// `[packet_engine]`: the interfaces the XDP program attaches to and its connection table.

@@ -21,6 +21,8 @@ pub struct RawConfig {
     pub timeouts: RawTimeouts,
     #[serde(default)]
     pub packet_engine: Option<Spanned<RawPacketEngine>>,
+    #[serde(default)]
+    pub sync: Option<Spanned<crate::sync::RawSync>>,
     #[serde(default, rename = "service")]
     pub services: Vec<Spanned<RawService>>,
     #[serde(default)]

@@ -237,7 +237,8 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
     let packet_engine = raw.packet_engine.as_ref().map(packet_engine).transpose()?;
     let services: Vec<ServiceKey> = table.services.keys().copied().chain(http.iter().map(|h| h.key)).collect();
     let vrrp = crate::vrrp::vrrp(&raw.vrrp, &services)?;
-    Ok(Config { api, director, table, health, http, packet_engine, vrrp })
+    let sync = raw.sync.as_ref().map(crate::sync::sync).transpose()?;
+    Ok(Config { api, director, table, health, http, packet_engine, vrrp, sync })
 }
 
 fn api(raw: &RawConfig) -> Result<ApiConfig> {

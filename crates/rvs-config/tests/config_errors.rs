@@ -235,3 +235,26 @@ check = { type = "tcp" }
     let e = err("[[service]]\naddress = \"198.18.1.10:80\"\ncheck = { type = \"tcp\", through_vip = \"no\" }\n");
     assert!(e.contains("through_vip"), "{e}");
 }
+
+#[test]
+fn the_sync_table_starts_a_daemon_and_names_what_is_wrong() {
+    let c = parse("[sync]\nstate = \"master\"\nsyncid = 7\nmcast_interface = \"eth0\"\n").unwrap();
+    assert_eq!(
+        c.sync,
+        Some(rvs_config::SyncConfig {
+            state: rvs_config::SyncState::Master,
+            syncid: 7,
+            mcast_interface: Some("eth0".into()),
+            peer: None,
+            port: None,
+        })
+    );
+    let c = parse("[sync]\nstate = \"backup\"\nport = 9000\n").unwrap();
+    assert_eq!(c.sync.unwrap().port, Some(9000));
+    assert!(parse("").unwrap().sync.is_none());
+    assert!(err("[sync]\nstate = \"primary\"\n").contains("sync.state"));
+    assert!(err("[sync]\nstate = \"backup\"\nsyncid = 256\n").contains("sync.syncid"));
+    assert!(err("[sync]\nstate = \"master\"\npeer = \"nowhere\"\n").contains("sync.peer"));
+    assert!(err("[sync]\nstate = \"master\"\n").contains("mcast_interface or peer"));
+    assert!(err("[sync]\nstate = \"backup\"\nport = 0\n").contains("sync.port"));
+}

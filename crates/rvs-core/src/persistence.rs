@@ -171,6 +171,22 @@ impl PersistenceTable {
         t
     }
 
+    /// A template learnt from elsewhere (a sync master): `client_net` bound to `dest` until
+    /// `expires_ms`, with no connection of its own. A live template to another real server is
+    /// replaced; one to the same real server keeps the later expiry.
+    pub fn restore(&mut self, client_net: IpAddr, dest: SocketAddr, expires_ms: u64) {
+        let t = self
+            .templates
+            .entry(client_net)
+            .and_modify(|t| {
+                if t.dest != dest {
+                    *t = Arc::new(Template::new(client_net, dest));
+                }
+            })
+            .or_insert_with(|| Arc::new(Template::new(client_net, dest)));
+        t.expires_ms.fetch_max(expires_ms, Ordering::Relaxed);
+    }
+
     /// Drops the template of `client_net` (its real server can no longer be used).
     pub fn expire(&mut self, client_net: IpAddr) {
         self.templates.remove(&client_net);
@@ -217,6 +233,17 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_restored_template_holds_its_client_until_it_expires_and_keeps_the_later_expiry() {
+        let mut t = PersistenceTable::default();
+        let rs: SocketAddr = "198.18.0.11:80".parse().unwrap();
+        t.restore(ip("198.18.0.0"), rs, 5_000);
+        t.restore(ip("198.18.0.0"), rs, 3_000);
+        let got = t.lookup(ip("198.18.0.0"), 4_000).expect("live at 4 s");
+        assert_eq!((got.dest, got.controlled(), got.expires_in_ms(4_000)), (rs, 0, 1_000));
+        assert!(t.lookup(ip("198.18.0.0"), 5_001).is_none(), "expired");
     }
 
     #[test]

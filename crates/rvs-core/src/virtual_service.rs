@@ -2,7 +2,7 @@
 //! (swapped atomically by the control side), its scheduler and persistence templates, its
 //! counters. `schedule` is the IPVS decision for one new connection.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -185,6 +185,17 @@ impl VirtualService {
             (lock(&self.templates).bind(client_net, d.addr, now_ms, timeout_ms), timeout_ms)
         });
         Some(Binding::new(self.clone(), d, template, now_ms))
+    }
+
+    /// Installs a persistence template learnt from a sync master: `client_net` stays on `dest`
+    /// for `remaining_ms` more. False when the service is not persistent or has no such real
+    /// server.
+    pub fn restore_template(&self, client_net: IpAddr, dest: SocketAddr, now_ms: u64, remaining_ms: u64) -> bool {
+        if self.settings.load().persistence.is_none() || self.dest(dest).is_none() {
+            return false;
+        }
+        lock(&self.templates).restore(client_net, dest, now_ms + remaining_ms);
+        true
     }
 
     /// A binding to the sorry server, unless there is none or it is in `exclude`: for a caller

@@ -34,11 +34,12 @@ use crate::check_route::{self, CheckRoute};
 use crate::flows::{Flow, Flows, Seen};
 use crate::layout::{self, Assignment, Plan};
 use crate::new_flows::{Scheduler, SchedulingCounters};
+use crate::sync::SyncQueue;
 
 /// How often the sweep runs (each flow is looked at only when due).
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 /// Milliseconds per tick of the program's clock (`bpf_ktime_get_ns() >> 20`).
-const MS_PER_TICK: f64 = 1.048_576;
+pub(crate) const MS_PER_TICK: f64 = 1.048_576;
 /// A finding of [`check_route::reply_filtered`] and when it was made.
 type ReplyFilter = (std::time::Instant, Option<String>);
 
@@ -74,7 +75,7 @@ pub struct Published {
     by_id: HashMap<u32, Arc<VirtualService>>,
     pub assignment: Assignment,
     pub expire_quiescent_template: bool,
-    config: maps::Config,
+    pub(crate) config: maps::Config,
 }
 
 impl Published {
@@ -82,11 +83,16 @@ impl Published {
     pub fn service(&self, id: u32) -> Option<&Arc<VirtualService>> {
         self.by_id.get(&id)
     }
+
+    /// The timeout of a flow in kernel state `state`, in milliseconds.
+    pub(crate) fn timeout_ms(&self, state: u8) -> u64 {
+        u64::from(self.config.timeout_ms.get(usize::from(state)).copied().unwrap_or(0))
+    }
 }
 
 /// The XDP program and what rvsd keeps beside it.
-struct Running {
-    program: Arc<PacketProgram>,
+pub(crate) struct Running {
+    pub(crate) program: Arc<PacketProgram>,
     attached: Vec<(String, XdpMode)>,
     capacity: u32,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -96,17 +102,19 @@ struct Running {
 
 /// The packet engine.
 pub struct PacketEngine {
-    running: Option<Running>,
-    published: Arc<ArcSwap<Published>>,
+    pub(crate) running: Option<Running>,
+    pub(crate) published: Arc<ArcSwap<Published>>,
     /// The slots as last published; `prepare` plans from it, the sweep releases drained ones.
     assignment: Mutex<Assignment>,
-    flows: Arc<Flows>,
+    pub(crate) flows: Arc<Flows>,
     counters: Arc<SchedulingCounters>,
+    /// The flow changes connection sync is to send (when it runs as master).
+    pub(crate) sync: Arc<SyncQueue>,
     /// The last per-slot counter readings, for the deltas added to the core's counters.
     read: Mutex<HashMap<u32, maps::DestCounters>>,
     /// Packet services in the table, attached or not.
     packet_services: std::sync::atomic::AtomicUsize,
-    clock: Clock,
+    pub(crate) clock: Clock,
     stop: Arc<AtomicBool>,
     /// The maps were taken over from a previous rvsd: adopt their flows at the next publish.
     adopt_pending: AtomicBool,
@@ -153,6 +161,7 @@ impl PacketEngine {
             assignment: Mutex::new(Assignment::default()),
             flows: Arc::new(Flows::default()),
             counters: Arc::new(SchedulingCounters::default()),
+            sync: Arc::new(SyncQueue::default()),
             read: Mutex::new(HashMap::new()),
             packet_services: Default::default(),
             clock,
@@ -275,6 +284,7 @@ impl PacketEngine {
             published: engine.published.clone(),
             flows: engine.flows.clone(),
             counters: engine.counters.clone(),
+            sync: engine.sync.clone(),
             clock,
             stop: engine.stop.clone(),
         };
@@ -329,7 +339,9 @@ impl PacketEngine {
                     }
                 }
             };
-            self.flows.observe(&key, seen, timeout, now_ms);
+            if self.flows.observe(&key, seen, timeout, now_ms) {
+                self.sync.changed(key);
+            }
         }
         self.read_counters(r, &published);
         let orphaned = self.check_orphans(r, &published, now_ms);

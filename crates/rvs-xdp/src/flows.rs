@@ -33,7 +33,13 @@ const BUCKET_MS: u64 = 250;
 struct Entry {
     flow: Flow,
     due_ms: u64,
+    /// The kernel state last seen (`NOT_SEEN` before the first look).
+    state: u8,
+    /// When connection sync was last told of this flow.
+    synced_ms: u64,
 }
+
+const NOT_SEEN: u8 = u8::MAX;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -47,7 +53,7 @@ struct Inner {
 impl Inner {
     fn add(&mut self, key: maps::ConnKey, flow: Flow) {
         *self.per_dest.entry(flow.dest_id).or_default() += 1;
-        if let Some(old) = self.flows.insert(key, Entry { flow, due_ms: 0 }) {
+        if let Some(old) = self.flows.insert(key, Entry { flow, due_ms: 0, state: NOT_SEEN, synced_ms: 0 }) {
             self.forget(old.flow.dest_id);
         }
     }
@@ -143,16 +149,25 @@ impl Flows {
 
     /// Moves a flow's binding along with what the kernel saw; `Gone` ends it, a live flow is
     /// looked at again when it could next have changed. `timeout_ms` is its state's timeout.
-    pub fn observe(&self, key: &maps::ConnKey, seen: Seen, timeout_ms: u64, now_ms: u64) {
+    /// Whether connection sync is to send the flow again: its kernel state changed since the
+    /// last look, or half its timeout went by since it was last sent (so that a backup's copy of
+    /// a long flow does not expire while the flow lives).
+    pub fn observe(&self, key: &maps::ConnKey, seen: Seen, timeout_ms: u64, now_ms: u64) -> bool {
         let mut inner = lock(&self.map);
         match seen {
             Seen::Gone => {
                 if let Some(f) = inner.remove(key) {
                     f.binding.finish(now_ms);
                 }
+                false
             }
             Seen::Live { state, idle_ms } => {
-                let Some(e) = inner.flows.get(key) else { return };
+                let Some(e) = inner.flows.get_mut(key) else { return false };
+                let changed = std::mem::replace(&mut e.state, state) != state
+                    || now_ms.saturating_sub(e.synced_ms) > timeout_ms / 2;
+                if changed {
+                    e.synced_ms = now_ms;
+                }
                 let f = &e.flow;
                 if f.protocol == Protocol::Tcp {
                     match core_state(state) {
@@ -166,8 +181,14 @@ impl Flows {
                 }
                 let left = timeout_ms.saturating_sub(idle_ms) + BUCKET_MS;
                 inner.schedule(*key, now_ms + left.min(MAX_CHECK_MS));
+                changed
             }
         }
+    }
+
+    /// The service and real server of a flow rvsd knows.
+    pub fn bound(&self, key: &maps::ConnKey) -> Option<(Arc<rvs_core::VirtualService>, Arc<RealServer>)> {
+        lock(&self.map).flows.get(key).map(|e| (e.flow.binding.service.clone(), e.flow.binding.dest.clone()))
     }
 
     /// Ends every flow to `dest` (`expire_nodest_conn`); their keys, for the caller to delete
@@ -269,6 +290,21 @@ mod tests {
         flows.observe(&k, Seen::Gone, 0, 13_000);
         assert_eq!((rs.active(), rs.inactive()), (0, 0));
         assert!(!flows.uses(0) && flows.is_empty());
+    }
+
+    #[test]
+    fn a_flow_is_to_be_synced_when_its_state_changes_and_again_each_half_timeout() {
+        let (t, key) = table();
+        let flows = Flows::default();
+        let (k, f) = flow(&t, &key, "198.18.0.2:40000");
+        flows.insert(k, f, 0);
+        let live = |state| Seen::Live { state, idle_ms: 0 };
+        assert!(flows.observe(&k, live(maps::S_ESTABLISHED), 900_000, 1_000), "first look: new state");
+        assert!(!flows.observe(&k, live(maps::S_ESTABLISHED), 900_000, 11_000), "unchanged");
+        assert!(flows.observe(&k, live(maps::S_ESTABLISHED), 900_000, 452_000), "half the timeout went by");
+        assert!(!flows.observe(&k, live(maps::S_ESTABLISHED), 900_000, 462_000));
+        assert!(flows.observe(&k, live(maps::S_FIN_WAIT), 120_000, 463_000), "closing");
+        assert!(!flows.observe(&k, Seen::Gone, 0, 470_000), "gone: nothing to send");
     }
 
     #[test]

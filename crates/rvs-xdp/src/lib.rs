@@ -3,7 +3,8 @@
 //! engine's Rust side, behind the data-plane interface: it turns each published snapshot into
 //! map contents ([`layout`]), schedules every new flow with the domain core ([`new_flows`]),
 //! mirrors the kernel's connection table for accounting, listings and counters ([`flows`]), and
-//! routes the health checks of gate and tunnel real servers through the VIP ([`check_route`]).
+//! routes the health checks of gate and tunnel real servers through the VIP ([`check_route`]),
+//! and gives connection sync its flow changes and installs a master's flows ([`sync`]).
 //!
 //! It is not the BPF loader (rvs-bpf, the one crate with `unsafe`), and it holds no scheduling
 //! rule of its own: the first packet of a flow is handed to rvsd, scheduled by
@@ -18,6 +19,7 @@ pub mod ids;
 pub mod layout;
 pub mod neighbour;
 pub mod new_flows;
+pub mod sync;
 
 pub use engine::{PacketEngine, PacketSettings};
 pub use rvs_bpf::xdp::{XdpAttach, XdpMode};

@@ -42,6 +42,7 @@ pub(crate) struct Scheduler {
     pub published: Arc<arc_swap::ArcSwap<Published>>,
     pub flows: Arc<Flows>,
     pub counters: Arc<SchedulingCounters>,
+    pub sync: Arc<crate::sync::SyncQueue>,
     pub clock: Clock,
     pub stop: Arc<AtomicBool>,
 }
@@ -101,6 +102,7 @@ impl Scheduler {
                     verdict = maps::Verdict::scheduled(dest_id);
                     let protocol = if event.key.proto == 17 { Protocol::Udp } else { Protocol::Tcp };
                     self.flows.insert(event.key, Flow { binding, dest_id, protocol }, now_ms);
+                    self.sync.created(event.key);
                 }
                 None => tracing::error!(dest = %key.addr, "packet engine: a scheduled real server has no slot"),
             }

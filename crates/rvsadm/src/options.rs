@@ -128,6 +128,7 @@ pub enum Opt {
     Pool,
     Before,
     Rules,
+    SyncPeer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,7 +319,7 @@ pub const OPTIONS: &[OptDef] = &[
             &[],
             Value("state"),
             Cmd::StartDaemon,
-            "start connection sync daemon (not in rvs yet)",
+            "start connection sync daemon",
             "--start-daemon {master|backup} [daemon-options]",
         ),
         &["master", "backup"],
@@ -329,7 +330,7 @@ pub const OPTIONS: &[OptDef] = &[
             &[],
             Value("state"),
             Cmd::StopDaemon,
-            "stop connection sync daemon (not in rvs yet)",
+            "stop connection sync daemon",
             "--stop-daemon {master|backup}",
         ),
         &["master", "backup"],
@@ -593,6 +594,16 @@ pub const OPTIONS: &[OptDef] = &[
         DAEMON_OPT,
         D,
         "Max sync message length (default=1472)",
+    ),
+    opt(
+        "sync-peer",
+        &[],
+        Value("address"),
+        Opt::SyncPeer,
+        "sync-peer",
+        DAEMON_OPT,
+        R,
+        "unicast peer of the sync daemon (a master sends there, not to the group)",
     ),
     opt("tun-info", &[], Flag, Opt::TunInfo, "tun-info", LIST_OPT, O, "output of tunnel information"),
     with_values(

@@ -176,6 +176,10 @@ pub enum Command {
         service: ServiceRef,
         name: String,
     },
+    /// `--start-daemon master|backup` with its daemon options.
+    StartDaemon(rvs_api::SyncDaemonSpec),
+    /// `--stop-daemon master|backup`.
+    StopDaemon(String),
     Help,
     Version,
     Completions(String),
@@ -200,6 +204,8 @@ impl Command {
             Command::Zero(_) => Cmd::Zero.name(),
             Command::AddRule(_) => Cmd::AddRule.name(),
             Command::DeleteRule { .. } => Cmd::DelRule.name(),
+            Command::StartDaemon(_) => Cmd::StartDaemon.name(),
+            Command::StopDaemon(_) => Cmd::StopDaemon.name(),
             Command::Help => Cmd::Help.name(),
             Command::Version => Cmd::Version.name(),
             Command::Completions(_) => Cmd::Completions.name(),
@@ -371,6 +377,10 @@ struct State {
     pool: Option<String>,
     before: Option<String>,
     args: Vec<String>,
+    syncid: Option<u8>,
+    mcast_interface: Option<String>,
+    mcast_port: Option<u16>,
+    sync_peer: Option<String>,
 }
 
 impl State {
@@ -539,7 +549,14 @@ fn option(st: &mut State, o: Opt, def: &'static OptDef, value: Option<String>) -
         Opt::UThreshold => st.u_threshold = Some(number(&v, 0, i64::from(i32::MAX), "u_threshold")?),
         Opt::LThreshold => st.l_threshold = Some(number(&v, 0, i64::from(i32::MAX), "l_threshold")?),
         Opt::Numeric => st.format.numeric = true,
-        Opt::Connection | Opt::Timeout | Opt::Daemon | Opt::Sort | Opt::McastInterface => {}
+        Opt::Connection | Opt::Timeout | Opt::Daemon | Opt::Sort => {}
+        Opt::McastInterface => st.mcast_interface = Some(v),
+        Opt::SyncPeer => {
+            if v.parse::<IpAddr>().is_err() {
+                return Err(ParseError::fail(format!("invalid sync-peer `{v}' (an IP address)")));
+            }
+            st.sync_peer = Some(v);
+        }
         Opt::Stats => st.format.stats = true,
         Opt::Rate => st.format.rate = true,
         Opt::Thresholds => st.format.thresholds = true,
@@ -548,9 +565,7 @@ fn option(st: &mut State, o: Opt, def: &'static OptDef, value: Option<String>) -
         Opt::NoSort => st.format.nosort = true,
         Opt::Exact => st.format.exact = true,
         Opt::TunInfo => st.format.tun_info = true,
-        Opt::SyncId => {
-            number(&v, 0, 255, "syncid")?;
-        }
+        Opt::SyncId => st.syncid = Some(number(&v, 0, 255, "syncid")? as u8),
         Opt::Ops | Opt::Pe => {}
         Opt::SchedFlags => st.sched_flags = Some(v),
         Opt::McastGroup => {
@@ -559,10 +574,13 @@ fn option(st: &mut State, o: Opt, def: &'static OptDef, value: Option<String>) -
                 let fam = if v.contains(':') { "IPv6" } else { "IPv4" };
                 return Err(ParseError::fail(format!("invalid {fam} mcast-group `{v}'")));
             }
+            if v != "224.0.0.81" {
+                return Err(ParseError::fail(
+                    "sync groups other than 224.0.0.81 (--mcast-group) are not supported by rvs yet",
+                ));
+            }
         }
-        Opt::McastPort => {
-            number(&v, 1, 65535, "mcast-port")?;
-        }
+        Opt::McastPort => st.mcast_port = Some(number(&v, 1, 65535, "mcast-port")? as u16),
         Opt::McastTtl => {
             number(&v, 1, 255, "mcast-ttl")?;
         }
@@ -906,12 +924,14 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
             Command::DeleteServer { service, addr, pool: st.pool.clone() }
         }
         Cmd::Set => Command::SetTimeouts { tcp: timeouts.0, tcpfin: timeouts.1, udp: timeouts.2 },
-        Cmd::StartDaemon | Cmd::StopDaemon => {
-            return Err(ParseError::fail(format!(
-                "connection synchronization (--{}) is not supported by rvs yet: rvsd has no sync daemon",
-                cmd.name()
-            )))
-        }
+        Cmd::StartDaemon => Command::StartDaemon(rvs_api::SyncDaemonSpec {
+            state: st.command_value.clone().unwrap_or_default(),
+            syncid: st.syncid.unwrap_or(0),
+            mcast_interface: st.mcast_interface.clone(),
+            peer: st.sync_peer.clone(),
+            port: st.mcast_port,
+        }),
+        Cmd::StopDaemon => Command::StopDaemon(st.command_value.clone().unwrap_or_default()),
         Cmd::Restore => Command::Restore { fullnat: st.method == Some(Method::FullNat) },
         Cmd::Save => Command::Save { numeric: st.format.numeric, json: st.json },
         Cmd::Zero => Command::Zero(service),
@@ -1064,8 +1084,47 @@ mod tests {
         assert!(err("-A --sctp-service 10.0.0.1:80").0.contains("SCTP services (--sctp-service)"));
         assert!(err("-A -t 10.0.0.1:80 --pe sip").0.contains("--pe"));
         assert!(err("-A -u 10.0.0.1:53 -o").0.contains("--ops"));
-        assert!(err("--start-daemon master").0.contains("--start-daemon"));
         assert_eq!(err("--start-daemon foo").0, "illegal start-daemon parameter specified");
+        assert_eq!(err("--stop-daemon foo").0, "illegal start_daemon specified");
+        assert!(err("--start-daemon master --mcast-group 239.1.1.1").0.contains("--mcast-group"));
+        assert!(err("--start-daemon master --sync-peer nowhere").0.contains("sync-peer"));
+        assert!(err("--start-daemon master --syncid 256").0.contains("syncid"));
+    }
+
+    #[test]
+    fn sync_daemons_start_stop_and_list() {
+        let spec = |state: &str, syncid, i: Option<&str>, peer: Option<&str>, port| rvs_api::SyncDaemonSpec {
+            state: state.into(),
+            syncid,
+            mcast_interface: i.map(Into::into),
+            peer: peer.map(Into::into),
+            port,
+        };
+        assert_eq!(
+            ok("--start-daemon master --syncid 1 --mcast-interface eth0"),
+            Command::StartDaemon(spec("master", 1, Some("eth0"), None, None))
+        );
+        assert_eq!(
+            ok("--start-daemon backup --mcast-interface eth1 --mcast-port 9000 --mcast-group 224.0.0.81"),
+            Command::StartDaemon(spec("backup", 0, Some("eth1"), None, Some(9000)))
+        );
+        assert_eq!(
+            ok("--start-daemon master --syncid 7 --sync-peer 198.18.0.3"),
+            Command::StartDaemon(spec("master", 7, None, Some("198.18.0.3"), None))
+        );
+        assert_eq!(ok("--stop-daemon backup"), Command::StopDaemon("backup".into()));
+        match ok("-L --daemon") {
+            Command::List(a) => assert_eq!(a.view, ListView::Daemon),
+            other => panic!("{other:?}"),
+        }
+        let view = rvs_api::SyncView {
+            daemons: vec![spec("master", 1, Some("eth0"), None, None), spec("backup", 1, Some("eth0"), None, None)],
+            counters: Default::default(),
+        };
+        assert_eq!(
+            crate::format::daemon(&view),
+            "master sync daemon (mcast=eth0, syncid=1)\nbackup sync daemon (mcast=eth0, syncid=1)\n"
+        );
         assert_eq!(
             err("-a -t 10.0.0.1:80 -r 10.0.0.2 -i --tun-type gre --tun-csum").0,
             "GUE and GRE tunnels (--tun-type gue|gre) are not supported by rvs yet"

@@ -55,6 +55,8 @@ pub fn to_api(cmd: &Command, fullnat: bool) -> Option<ApiCommand> {
         // `-R`: a restore refuses them.
         Command::AddRule(_) | Command::DeleteRule { .. } => return None,
         Command::List(_)
+        | Command::StartDaemon(_)
+        | Command::StopDaemon(_)
         | Command::Restore { .. }
         | Command::Save { .. }
         | Command::Help

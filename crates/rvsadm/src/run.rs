@@ -106,6 +106,10 @@ pub fn run(client: &Client, cmd: &Command) -> Result<String> {
             std::io::stdin().read_to_string(&mut text).map_err(|e| Failure::new(format!("reading stdin: {e}"), 1))?;
             restore_text(client, &text, *fullnat).map(|_| String::new())
         }
+        Command::StartDaemon(spec) => http_change(client, "POST", "/v1/sync", Some(spec)),
+        Command::StopDaemon(state) => {
+            http_change::<Value>(client, "DELETE", &format!("/v1/sync/{}", encode_segment(state)), None)
+        }
         Command::AddRule(a) => {
             let path = format!("/v1/http/{}/rules", encode_segment(&a.service.addr.to_string()));
             http_change(client, "POST", &path, Some(&a.spec()))
@@ -267,11 +271,11 @@ pub fn list(client: &Client, args: &ListArgs) -> Result<String> {
             }
         }
         ListView::Daemon => {
-            let _: InfoView = client.get("/v1/info").map_err(fail)?;
+            let sync: rvs_api::SyncView = client.get("/v1/sync").map_err(fail)?;
             if args.json {
-                json(&serde_json::json!({"daemons": []}))
+                json(&sync)
             } else {
-                format::daemon()
+                format::daemon(&sync)
             }
         }
         ListView::Rules(None) => {

@@ -566,16 +566,7 @@ fn bad_input_is_refused_and_changes_nothing() {
             2,
             "one-packet scheduling (-o/--ops) is not supported by rvs yet",
         ),
-        (
-            vec!["--start-daemon".into(), "master".into()],
-            2,
-            "connection synchronization (--start-daemon) is not supported by rvs yet",
-        ),
-        (
-            vec!["--stop-daemon".into(), "backup".into()],
-            2,
-            "connection synchronization (--stop-daemon) is not supported by rvs yet",
-        ),
+        (vec!["--stop-daemon".into(), "backup".into()], 255, "no backup sync daemon is running"),
         // Refused by rvsd: its message (ipvsadm's words where it has some), exit 255.
         (
             vec!["-A".into(), "-t".into(), "127.0.0.1:0".into(), "-p".into()],
@@ -752,4 +743,26 @@ check = {{ type = "tcp", interval = 0.2, timeout = 0.2, fall = 1, rise = 1, warm
     // --health is a listing format: it does not combine with -c, like the others.
     let r = run(&rvsd, "-L -c --health");
     assert_ne!(r.code, 0);
+}
+
+#[test]
+fn sync_daemons_are_started_listed_and_stopped_as_ipvsadm_does() {
+    let rvsd = start("");
+    let p = port().to_string();
+    assert_eq!(rvsadm(&rvsd, &["-L", "--daemon"]).ok(), "", "none running");
+    rvsadm(&rvsd, &["--start-daemon", "backup", "--syncid", "5", "--mcast-port", &p]).ok();
+    rvsadm(&rvsd, &["--start-daemon", "master", "--syncid", "5", "--sync-peer", "127.0.0.1", "--mcast-port", &p]).ok();
+    assert_eq!(
+        rvsadm(&rvsd, &["-L", "--daemon"]).ok(),
+        "master sync daemon (peer=127.0.0.1, syncid=5)\nbackup sync daemon (syncid=5)\n"
+    );
+    let again = rvsadm(&rvsd, &["--start-daemon", "backup", "--mcast-port", &p]);
+    assert_eq!(again.code, 255);
+    assert!(again.stderr.contains("already running"), "{again:?}");
+    let no_target = rvsadm(&rvsd, &["--stop-daemon", "master"]);
+    assert_eq!(no_target.code, 0, "{no_target:?}");
+    let r = rvsadm(&rvsd, &["--start-daemon", "master"]);
+    assert!(r.code == 255 && r.stderr.contains("--mcast-interface or --sync-peer"), "{r:?}");
+    rvsadm(&rvsd, &["--stop-daemon", "backup"]).ok();
+    assert_eq!(rvsadm(&rvsd, &["-L", "--daemon"]).ok(), "");
 }

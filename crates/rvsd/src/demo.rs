@@ -52,6 +52,7 @@ pub async fn start(vip: SocketAddr, http_vip: SocketAddr, socket: std::path::Pat
         http: vec![http],
         packet_engine: None,
         vrrp: Vec::new(),
+        sync: None,
     })
 }
 

@@ -75,6 +75,8 @@ pub struct Director {
     model: ArcSwap<DirectorModel>,
     planes: Vec<Arc<dyn DataPlane>>,
     pub health: Arc<HealthPlane>,
+    /// Connection sync's daemons (they read and write the packet engine's flows).
+    pub sync: Arc<crate::sync::SyncDaemon>,
     limit: Arc<ConnLimit>,
     pub clock: Clock,
     config_path: Option<PathBuf>,
@@ -94,6 +96,7 @@ impl Director {
     pub fn new(
         planes: Vec<Arc<dyn DataPlane>>,
         health: Arc<HealthPlane>,
+        sync: Arc<crate::sync::SyncDaemon>,
         limit: Arc<ConnLimit>,
         clock: Clock,
         config_path: Option<PathBuf>,
@@ -107,7 +110,7 @@ impl Director {
                 health.passive_failure(f.service, f.pool, f.server, f.reason)
             }));
         }
-        Self { state: Mutex::new(state), model: ArcSwap::default(), planes, health, limit, clock, config_path }
+        Self { state: Mutex::new(state), model: ArcSwap::default(), planes, health, sync, limit, clock, config_path }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

@@ -12,6 +12,7 @@ mod limits;
 mod metrics;
 mod packet_engine;
 mod real_server;
+mod sync;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -187,12 +188,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         )
         .context("starting the packet engine ([packet_engine])")?,
     };
+    let sync = Arc::new(sync::SyncDaemon::new(packet.clone()));
     let planes: Vec<Arc<dyn rvs_dataplane::DataPlane>> = vec![engine, l7, packet];
-    let director = Arc::new(Director::new(planes, health.clone(), limit, clock, config_path, seed));
+    let director = Arc::new(Director::new(planes, health.clone(), sync.clone(), limit, clock, config_path, seed));
+    sync.attach(&director);
     tokio::spawn(health::run(Arc::downgrade(&director), health.clone(), health_events));
     let api = config.api.clone();
     let drain = config.director.drain_timeout;
+    let sync_config = config.sync.clone();
     director.load(config).context("applying the configuration")?;
+    if let Some(s) = sync_config {
+        sync.start(&sync::spec(&s)).context("starting the connection sync daemon ([sync])")?;
+    }
     let _unix = api::serve_unix(&api.socket, director.clone())
         .with_context(|| format!("control API socket {}", api.socket.display()))?;
     if let (Some(addr), Some(token)) = (api.listen, api.token.clone()) {
@@ -238,6 +245,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // The checks stop first: those through a VIP lose their road when the packet engine stops,
     // and no health transition is to come of that.
     health.shutdown();
+    sync.shutdown();
     let closed = director.shutdown(drain).await;
     if closed > 0 {
         warn!(closed, "drain deadline reached: closed the remaining connections");

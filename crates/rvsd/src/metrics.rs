@@ -89,6 +89,14 @@ pub fn render(director: &Director) -> Response<Full<Bytes>> {
         packet_families(&mut out, p);
     }
     http_families(&mut out, &report.http);
+    let _ = writeln!(
+        out,
+        "# HELP rvs_sync_total Connection sync: datagrams and entries sent, received, installed, skipped, rejected by reason.\n\
+         # TYPE rvs_sync_total counter"
+    );
+    for (name, v) in director.sync.counters() {
+        let _ = writeln!(out, "rvs_sync_total{{counter=\"{name}\"}} {v}");
+    }
     Response::builder()
         .header(CONTENT_TYPE, "text/plain; version=0.0.4")
         .body(Full::new(Bytes::from(out)))

@@ -832,3 +832,240 @@ fn with_strict_reverse_path_filtering_a_check_goes_through_the_vip_only_where_it
     let rvsd = farm.rvsd(&config);
     wait_check(&rvsd, vip4, rs4, "up");
 }
+
+/// Connection sync: a second director on the segment (198.18.0.3), its packet engine on its own
+/// eth0, the same services; the client's route to the VIPs moves to it for a takeover.
+impl Farm {
+    fn backup_director(&self) -> Netns {
+        let b = Netns::new("dirb");
+        b.veth("eth0", &self._switch, "pdirb", &["198.18.0.3/24", "2001:db8::3/64"]);
+        b.run("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1");
+        self._switch.run("ip link set pdirb master br0");
+        attach_pass(&self._switch, "pdirb");
+        b
+    }
+
+    fn rvsd_on(&self, director: &Netns, services: &str) -> Rvsd {
+        let body = format!("[packet_engine]\ninterfaces = [\"eth0\"]\nxdp_mode = \"native\"\n\n{services}");
+        Rvsd::builder(&body).netns(director.name()).start()
+    }
+
+    /// The client sends to the VIP through `director` (198.18.0.1 or .3) from now on.
+    fn route_vip_via(&self, director: &str) {
+        self.client.run(&format!("ip route replace {VIP4}/32 via {director}"));
+    }
+}
+
+fn start_sync(rvsd: &Rvsd, spec: &str) {
+    let (st, v) = rvsd.api("POST", "/v1/sync", Some(spec));
+    assert_eq!(st, 201, "start the sync daemon {spec}: {v}\n{}", rvsd.log());
+}
+
+fn sync_counter(rvsd: &Rvsd, name: &str) -> u64 {
+    let (_, v) = rvsd.api("GET", "/v1/sync", None);
+    v["counters"][name].as_u64().unwrap_or_else(|| panic!("no counter {name}: {v}"))
+}
+
+#[test]
+fn sync_a_long_transfer_continues_byte_exact_through_the_backup_after_the_master_is_killed() {
+    let farm = Farm::one_segment(2);
+    farm.real_servers_dr();
+    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let sticky: SocketAddr = format!("{VIP4}:81").parse().unwrap();
+    let _b = echo_servers(&farm, vip);
+    let _s = echo_servers(&farm, sticky);
+    let gate =
+        |port: u16| -> Vec<(String, &str)> { farm.rs4.iter().map(|a| (format!("{a}:{port}"), "gate")).collect() };
+    let config = format!(
+        "{}\n{}",
+        service("tcp", vip, "rr", "", &gate(80)),
+        service("tcp", sticky, "rr", "persistent = 300", &gate(81))
+    );
+    let dir_b = farm.backup_director();
+    let mut a = farm.rvsd(&config);
+    let b = farm.rvsd_on(&dir_b, &config);
+    start_sync(&b, r#"{"state": "backup", "syncid": 7, "mcast_interface": "eth0"}"#);
+    start_sync(&a, r#"{"state": "master", "syncid": 7, "peer": "198.18.0.3"}"#);
+    let (_, shown) = a.api("GET", "/v1/sync", None);
+    assert_eq!(shown["daemons"][0]["state"], "master", "{shown}");
+
+    // A persistent client's template, then a long transfer, both through A.
+    let (first, sticky_rs) = connect_name_through(&farm, &a, sticky);
+    drop(first);
+    let (stream, name) = connect_name_through(&farm, &a, vip);
+    let port = stream.local_addr().unwrap().port();
+    let t = Transfer::start_on(Conn { stream, name }, 6 << 20, Duration::from_millis(150));
+    wait_progress(&t, 512 << 10);
+    // B holds the flow (and the template) before anything happens to A.
+    wait_until(Duration::from_secs(5), "the backup to list the synced flow", || {
+        b.api("GET", "/v1/connections", None).1.to_string().contains(&format!("198.18.0.2:{port}"))
+    });
+    let (_, templates) = b.api("GET", "/v1/templates", None);
+    assert!(templates.to_string().contains("198.18.0.2"), "the template is synced: {templates}");
+    assert!(sync_counter(&a, "sent_datagrams") >= 1);
+    assert!(sync_counter(&b, "installed_flows") >= 2, "both flows installed");
+    assert!(sync_counter(&b, "installed_templates") >= 1);
+
+    // Takeover: the client's route moves to B, A dies.
+    t.assert_in_flight("at the takeover");
+    farm.route_vip_via("198.18.0.3");
+    a.signal("KILL");
+    let _ = a.wait(Duration::from_secs(5));
+    let echoed = t.join().unwrap_or_else(|e| panic!("the transfer across the takeover: {e}\n{}", diag(&b)));
+    assert_eq!(echoed, 6 << 20);
+    // The persistent client stays on its real server through B.
+    for _ in 0..3 {
+        let (s, name) = connect_name_through(&farm, &b, sticky);
+        assert_eq!(name, sticky_rs, "after the takeover the persistent client stays on {sticky_rs}");
+        drop(s);
+    }
+    let i = info(&b);
+    assert!(i["packet_engine"]["counters"]["forwarded"].as_u64().unwrap() > 100, "B forwarded the rest: {i}");
+    assert_eq!(sync_counter(&b, "rejected_entry") + sync_counter(&b, "rejected_truncated"), 0);
+}
+
+#[test]
+fn sync_malformed_datagrams_at_the_backup_are_counted_and_flows_go_on() {
+    use rvs_sync::message::{Entry, Message};
+    let farm = Farm::one_segment(1);
+    farm.real_servers_dr();
+    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let _b = echo_servers(&farm, vip);
+    let gate: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "gate")).collect();
+    let dir_b = farm.backup_director();
+    // The backup daemon from the file's [sync] table.
+    let b = farm.rvsd_on(
+        &dir_b,
+        &format!("[sync]\nstate = \"backup\"\nsyncid = 3\n\n{}", service("tcp", vip, "rr", "", &gate)),
+    );
+    let (_, shown) = b.api("GET", "/v1/sync", None);
+    assert_eq!(shown["daemons"][0]["state"], "backup", "{shown}");
+    farm.route_vip_via("198.18.0.3");
+    let (mut held, _) = connect_name_through(&farm, &b, vip);
+    echo_line(&mut held, "before\n", "before the garbage");
+
+    let flow = |svc: &str| {
+        Entry::Flow(rvs_sync::FlowEntry {
+            protocol: 6,
+            client: "198.18.0.2:41000".parse().unwrap(),
+            vip: svc.parse().unwrap(),
+            real_server: format!("{}:80", farm.rs4[0]).parse().unwrap(),
+            method: rvs_sync::Method::Gate,
+            state: 1,
+            flags: 0,
+            timeout_ms: 60_000,
+        })
+    };
+    let good = Message { syncid: 3, entries: vec![flow(&vip.to_string())] }.encode();
+    let mut bad_version = good.clone();
+    bad_version[4] = 2;
+    let mut absurd = good.clone();
+    absurd[6..8].copy_from_slice(&[0xff, 0xff]);
+    let wrong_id = Message { syncid: 4, entries: vec![flow(&vip.to_string())] }.encode();
+    let unknown_service = Message { syncid: 3, entries: vec![flow("198.18.1.99:80")] }.encode();
+    let s = farm.udp(false);
+    for d in
+        [&good[..7], &good[..good.len() - 3], &bad_version, &absurd, &wrong_id, b"hello world!", &unknown_service[..]]
+    {
+        for _ in 0..3 {
+            s.send_to(d, "198.18.0.3:8848").unwrap();
+        }
+    }
+    wait_until(Duration::from_secs(5), "the garbage to be counted", || sync_counter(&b, "received_datagrams") >= 21);
+    assert_eq!(sync_counter(&b, "rejected_truncated"), 6);
+    assert_eq!(sync_counter(&b, "rejected_version"), 3);
+    assert_eq!(sync_counter(&b, "rejected_count"), 3);
+    assert_eq!(sync_counter(&b, "rejected_syncid"), 3);
+    assert_eq!(sync_counter(&b, "rejected_magic"), 3);
+    assert_eq!(sync_counter(&b, "skipped"), 3, "the unknown service's entries");
+    assert_eq!(sync_counter(&b, "installed_flows"), 0);
+    // rvsd runs on, the held flow and new ones go through.
+    echo_line(&mut held, "after\n", "after the garbage");
+    let (fresh, _) = connect_name_through(&farm, &b, vip);
+    mib_both_ways(fresh);
+    // A well-formed one is installed; stopping the daemon is answered, twice is not found.
+    s.send_to(&good, "198.18.0.3:8848").unwrap();
+    wait_until(Duration::from_secs(5), "a good datagram to be installed", || sync_counter(&b, "installed_flows") == 1);
+    assert_eq!(b.api("DELETE", "/v1/sync/backup", None).0, 200);
+    assert_eq!(b.api("DELETE", "/v1/sync/backup", None).0, 404);
+}
+
+#[test]
+fn sync_over_ipvs_multicast_group_reaches_a_backup_on_the_segment_v4_and_v6() {
+    let farm = Farm::one_segment(1);
+    farm.real_servers_dr();
+    let vip4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let vip6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
+    let _b4 = echo_servers(&farm, vip4);
+    let _b6 = echo_servers(&farm, vip6);
+    let gate4: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "gate")).collect();
+    let gate6: Vec<(String, &str)> = farm.rs6.iter().map(|a| (format!("[{a}]:80"), "gate")).collect();
+    let config = format!("{}\n{}", service("tcp", vip4, "rr", "", &gate4), service("tcp", vip6, "rr", "", &gate6));
+    let dir_b = farm.backup_director();
+    let a = farm.rvsd(&config);
+    let b = farm.rvsd_on(&dir_b, &config);
+    start_sync(&b, r#"{"state": "backup", "syncid": 1, "mcast_interface": "eth0"}"#);
+    start_sync(&a, r#"{"state": "master", "syncid": 1, "mcast_interface": "eth0"}"#);
+    let mut held = Vec::new();
+    for vip in [vip4, vip6] {
+        let (mut s, _) = connect_name_through(&farm, &a, vip);
+        echo_line(&mut s, "through A\n", "through the master");
+        let client = s.local_addr().unwrap();
+        wait_until(Duration::from_secs(5), &format!("the backup to list {client}, sent to 224.0.0.81"), || {
+            b.api("GET", "/v1/connections", None).1.to_string().contains(&client.to_string())
+        });
+        held.push(s);
+    }
+    let (_, shown) = a.api("GET", "/v1/sync", None);
+    assert_eq!(shown["daemons"][0]["mcast_interface"], "eth0", "{shown}");
+    farm.route_vip_via("198.18.0.3");
+    farm.client.run(&format!("ip -6 route replace {VIP6}/128 via 2001:db8::3"));
+    drop(a);
+    for mut s in held {
+        echo_line(&mut s, "through B\n", "through the backup");
+    }
+}
+
+#[test]
+fn sync_masq_and_tunnel_flows_go_on_through_the_backup_after_the_master_is_killed() {
+    let farm = Farm::one_segment(2);
+    // rs1 behind masq (its replies come back through the director), rs2 behind a tunnel.
+    farm.servers[0].run("ip route add 198.18.0.2/32 via 198.18.0.1");
+    real_server(&farm.servers[1], "tunnel", &["--interface", "eth0"]);
+    let masq: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let tunnel: SocketAddr = format!("{VIP4}:81").parse().unwrap();
+    let rs1: SocketAddr = format!("{}:8080", farm.rs4[0]).parse().unwrap();
+    let _m = farm.servers[0].enter(|| Backend::start_on("rs1", rs1));
+    let _t = farm.servers[1].enter(|| Backend::start_on("rs2", tunnel));
+    let config = format!(
+        "{}\n{}",
+        service("tcp", masq, "rr", "", &[(rs1.to_string(), "masq")]),
+        service("tcp", tunnel, "rr", "", &[(format!("{}:81", farm.rs4[1]), "tunnel")])
+    );
+    let dir_b = farm.backup_director();
+    let mut a = farm.rvsd(&config);
+    let b = farm.rvsd_on(&dir_b, &config);
+    start_sync(&b, r#"{"state": "backup", "syncid": 9}"#);
+    start_sync(&a, r#"{"state": "master", "syncid": 9, "peer": "198.18.0.3"}"#);
+    let mut held = Vec::new();
+    for vip in [masq, tunnel] {
+        let (mut s, name) = connect_name_through(&farm, &a, vip);
+        echo_line(&mut s, "through A\n", &format!("{name} through the master"));
+        held.push((s, name));
+    }
+    for (s, name) in &held {
+        let port = s.local_addr().unwrap().port();
+        wait_until(Duration::from_secs(5), &format!("the backup to list the {name} flow"), || {
+            b.api("GET", "/v1/connections", None).1.to_string().contains(&format!("198.18.0.2:{port}"))
+        });
+    }
+    // Takeover: the client and the masq real server send through B; A dies.
+    farm.route_vip_via("198.18.0.3");
+    farm.servers[0].run("ip route replace 198.18.0.2/32 via 198.18.0.3");
+    a.signal("KILL");
+    let _ = a.wait(Duration::from_secs(5));
+    for (mut s, name) in held {
+        echo_line(&mut s, "through B\n", &format!("{name} through the backup: {}", diag(&b)));
+        mib_both_ways(s);
+    }
+}

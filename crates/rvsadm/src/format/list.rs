@@ -204,7 +204,7 @@ pub fn timeout(t: &TimeoutsView) -> String {
     format!("Timeout (tcp tcpfin udp): {} {} {}\n", t.tcp, t.tcpfin, t.udp)
 }
 
-/// `-L --daemon`: one line per running sync daemon; rvsd has none.
-pub fn daemon() -> String {
-    String::new()
+/// `-L --daemon`: one line per sync daemon, as ipvsadm prints them.
+pub fn daemon(sync: &rvs_api::SyncView) -> String {
+    sync.daemons.iter().map(|d| format!("{d}\n")).collect()
 }

@@ -1,0 +1,192 @@
+//! The packet engine's side of connection sync: as master, the flows that were created or whose
+//! kernel state changed (noted by the new-flow path and the sweep, at the cost of one relaxed
+//! load when sync is off) become sync entries; as backup, entries received become flows of the
+//! kernel's table and core bindings, as a restart's adoption makes them.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use rvs_bpf::xdp::now_ticks;
+use rvs_bpf::xdp_maps as maps;
+use rvs_core::{ForwardingMethod, Protocol, ServiceKey};
+use rvs_sync::message::Entry;
+use rvs_sync::{FlowEntry, Method, TemplateEntry};
+
+use crate::engine::{PacketEngine, MS_PER_TICK};
+use crate::flows::Flow;
+use crate::layout::DestKey;
+
+/// Flows to send, noted as they change.
+#[derive(Debug, Default)]
+pub struct SyncQueue {
+    on: AtomicBool,
+    /// Keys with whether the flow is new (its persistence template goes with it).
+    pending: Mutex<Vec<(maps::ConnKey, bool)>>,
+}
+
+/// The most keys held between two sends (beyond: dropped, as a full sync queue is in IPVS).
+const MAX_PENDING: usize = 1 << 16;
+
+impl SyncQueue {
+    fn note(&self, key: maps::ConnKey, new: bool) {
+        if self.on.load(Ordering::Relaxed) {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if p.len() < MAX_PENDING {
+                p.push((key, new));
+            }
+        }
+    }
+    /// A flow was scheduled.
+    pub fn created(&self, key: maps::ConnKey) {
+        self.note(key, true);
+    }
+    /// The sweep saw a flow's kernel state change.
+    pub fn changed(&self, key: maps::ConnKey) {
+        self.note(key, false);
+    }
+}
+
+/// What a backup did with the entries of one datagram.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Installed {
+    pub flows: u64,
+    pub templates: u64,
+    /// Entries for a virtual service or real server this director does not have.
+    pub skipped: u64,
+}
+
+fn method(m: ForwardingMethod) -> Option<Method> {
+    match m {
+        ForwardingMethod::Gate => Some(Method::Gate),
+        ForwardingMethod::Masq => Some(Method::Masq),
+        ForwardingMethod::Tunnel => Some(Method::Tunnel),
+        ForwardingMethod::FullNat => None,
+    }
+}
+
+fn protocol(p: u8) -> Protocol {
+    if p == maps::IPPROTO_UDP {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
+    }
+}
+
+impl PacketEngine {
+    /// Starts (or stops) noting flow changes for a sync master; stopping drops what is noted.
+    pub fn sync_master(&self, on: bool) {
+        self.sync.on.store(on, Ordering::Relaxed);
+        if !on {
+            self.sync.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+    }
+
+    /// How many flow changes are noted and not yet taken.
+    pub fn sync_pending(&self) -> usize {
+        self.sync.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The entries of the flows noted since the last call, read from the kernel's table now
+    /// (state and time left); flows gone meanwhile are left out.
+    pub fn sync_take(&self) -> Vec<Entry> {
+        let pending = std::mem::take(&mut *self.sync.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        let Some(r) = &self.running else { return Vec::new() };
+        if pending.is_empty() {
+            return Vec::new();
+        }
+        let published = self.published.load();
+        let now = now_ticks();
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (key, new) in pending {
+            if !seen.insert((key, new)) {
+                continue;
+            }
+            let (Some(c), Some((svc, dest))) = (r.program.conn(&key), self.flows.bound(&key)) else { continue };
+            let Some(m) = method(dest.settings().method) else { continue };
+            let idle_ms = (now.wrapping_sub(c.last_seen) as f64 * MS_PER_TICK) as u64;
+            let left = published.timeout_ms(c.state).saturating_sub(idle_ms);
+            out.push(Entry::Flow(FlowEntry {
+                protocol: key.proto,
+                client: key.client(),
+                vip: key.vip(),
+                real_server: dest.addr,
+                method: m,
+                state: c.state,
+                flags: 0,
+                timeout_ms: left.min(u64::from(u32::MAX)) as u32,
+            }));
+            if let Some(p) = svc.settings().persistence.filter(|_| new) {
+                out.push(Entry::Template(TemplateEntry {
+                    protocol: key.proto,
+                    client_net: p.netmask.apply(key.client().ip()),
+                    vip: key.vip(),
+                    real_server: dest.addr,
+                    timeout_ms: p.timeout_secs.saturating_mul(1000),
+                }));
+            }
+        }
+        out
+    }
+
+    /// Installs what a sync master sent: each flow in the kernel's table (to this director's
+    /// slot of its real server, its time left going on) and in the core's accounting; each
+    /// template in its service's persistence table.
+    pub fn sync_install(&self, entries: &[Entry]) -> Installed {
+        let mut done = Installed::default();
+        let published = self.published.load();
+        let now_ms = self.clock.now_ms();
+        for e in entries {
+            match e {
+                Entry::Flow(f) => {
+                    if self.install_flow(f, &published, now_ms) {
+                        done.flows += 1;
+                    } else {
+                        done.skipped += 1;
+                    }
+                }
+                Entry::Template(t) => {
+                    let key = ServiceKey { protocol: protocol(t.protocol), addr: t.vip };
+                    let svc = published.assignment.service_id(&key).and_then(|id| published.service(id));
+                    let remaining = u64::from(t.timeout_ms);
+                    if svc.is_some_and(|s| s.restore_template(t.client_net, t.real_server, now_ms, remaining)) {
+                        done.templates += 1;
+                    } else {
+                        done.skipped += 1;
+                    }
+                }
+            }
+        }
+        done
+    }
+
+    fn install_flow(&self, f: &FlowEntry, published: &crate::engine::Published, now_ms: u64) -> bool {
+        let Some(r) = &self.running else { return false };
+        let service = ServiceKey { protocol: protocol(f.protocol), addr: f.vip };
+        let Some(svc) = published.assignment.service_id(&service).and_then(|id| published.service(id)) else {
+            return false;
+        };
+        let rs: SocketAddr = f.real_server;
+        let Some(dest_id) = published.assignment.dest_id(&DestKey { service, addr: rs }) else { return false };
+        if svc.dest(rs).is_none_or(|d| method(d.settings().method) != Some(f.method)) {
+            return false;
+        }
+        let key = maps::ConnKey::new(f.client, f.vip, f.protocol);
+        let state = f.state.min(maps::S_UDP);
+        let elapsed_ms = published.timeout_ms(state).saturating_sub(u64::from(f.timeout_ms));
+        let now = now_ticks();
+        let mut conn = maps::Conn::new(dest_id, state, now);
+        conn.last_seen = now.wrapping_sub((elapsed_ms as f64 / MS_PER_TICK) as u32);
+        if let Err(e) = r.program.insert_conn(&key, &conn) {
+            tracing::warn!(client = %f.client, "connection sync: installing a flow: {e}");
+            return false;
+        }
+        if self.flows.dest_of(&key) != Some(dest_id) {
+            let Some(binding) = svc.adopt(f.client, rs, now_ms) else { return false };
+            self.flows.insert(key, Flow { binding, dest_id, protocol: service.protocol }, now_ms);
+        }
+        true
+    }
+}
