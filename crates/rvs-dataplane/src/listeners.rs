@@ -30,6 +30,7 @@ pub fn bind_std_listener(addr: SocketAddr, backlog: u32) -> io::Result<std::net:
     socket.set_reuse_address(true)?;
     // Accepted connections inherit the options from the listener: no setsockopt per connection.
     crate::tcp_options::apply(&socket)?;
+    freebind(&socket, addr)?;
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(socket.into())
@@ -60,9 +61,20 @@ impl Bind for std::net::TcpListener {
 impl Bind for UdpSocket {
     /// The UDP socket of a UDP service (`backlog` does not apply).
     fn bind(addr: SocketAddr, _backlog: u32) -> io::Result<Self> {
-        let s = std::net::UdpSocket::bind(addr)?;
-        s.set_nonblocking(true)?;
-        UdpSocket::from_std(s)
+        let s = Socket::new(Domain::for_address(addr), Type::DGRAM.nonblocking().cloexec(), Some(SockProtocol::UDP))?;
+        freebind(&s, addr)?;
+        s.bind(&addr.into())?;
+        UdpSocket::from_std(s.into())
+    }
+}
+
+/// `IP_FREEBIND` / `IPV6_FREEBIND`: a virtual address binds whether or not it is on an
+/// interface yet, so a VRRP backup listens on the addresses its master holds and a takeover
+/// needs no rebind.
+fn freebind(socket: &Socket, addr: SocketAddr) -> io::Result<()> {
+    match addr {
+        SocketAddr::V4(_) => socket.set_freebind_v4(true),
+        SocketAddr::V6(_) => socket.set_freebind_v6(true),
     }
 }
 

@@ -12,6 +12,7 @@ mod limits;
 mod metrics;
 mod packet_engine;
 mod real_server;
+mod vrrp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -193,6 +194,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let api = config.api.clone();
     let drain = config.director.drain_timeout;
     director.load(config).context("applying the configuration")?;
+    director.vrrp.attach(&director);
+    director.vrrp.reconcile(director.vrrp_specs());
     let _unix = api::serve_unix(&api.socket, director.clone())
         .with_context(|| format!("control API socket {}", api.socket.display()))?;
     if let (Some(addr), Some(token)) = (api.listen, api.token.clone()) {
@@ -238,6 +241,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // The checks stop first: those through a VIP lose their road when the packet engine stops,
     // and no health transition is to come of that.
     health.shutdown();
+    // The backup takes over now (priority 0), not after a Master_Down_Interval.
+    director.vrrp.shutdown().await;
     let closed = director.shutdown(drain).await;
     if closed > 0 {
         warn!(closed, "drain deadline reached: closed the remaining connections");

@@ -36,6 +36,7 @@ mod health;
 mod http;
 mod servers;
 mod services;
+mod vrrp;
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 4 << 20;
@@ -186,6 +187,7 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
         },
         ["v1", "http", rest @ ..] => http::route(&at, rest, req).await,
         ["v1", "events"] => health::events(&at, &req),
+        ["v1", "vrrp"] => vrrp::route(&at),
         ["v1", rest @ ..] => director::route(&at, rest, req).await,
         _ => Err(at.not_found()),
     }
