@@ -1,0 +1,231 @@
+//! VRRP between real rvsd directors: two in namespaces on one bridge with a client, the same
+//! `[[vrrp]]` instance at priorities 150 and 100 (100 ms advertisements). The master holds the
+//! virtual address, a SIGKILL moves it to the backup within a second (measured), the first
+//! preempts back on restart, and the client's neighbour table follows each gratuitous ARP.
+//! Malformed advertisements are counted by kind and change nothing; reload leaves an unchanged
+//! instance alone and stops a removed one. Every namespace goes when the test ends.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rvs_testkit::netns::Netns;
+use serde_json::Value;
+
+const VIP: &str = "198.18.0.100";
+const D1: &str = "198.18.0.1";
+const D2: &str = "198.18.0.2";
+const CLIENT: &str = "198.18.0.3";
+
+/// Two directors and a client on one bridge.
+struct Pair {
+    _switch: Netns,
+    d1: Netns,
+    d2: Netns,
+    client: Netns,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let switch = Netns::new("sw");
+        switch.run("ip link add br0 type bridge && ip link set br0 up");
+        let d1 = Netns::new("d1");
+        d1.veth("eth0", &switch, "pd1", &[&format!("{D1}/24")]);
+        let d2 = Netns::new("d2");
+        d2.veth("eth0", &switch, "pd2", &[&format!("{D2}/24")]);
+        let client = Netns::new("cli");
+        client.veth("eth0", &switch, "pcli", &[&format!("{CLIENT}/24")]);
+        switch.run("ip link set pd1 master br0 && ip link set pd2 master br0 && ip link set pcli master br0");
+        Pair { _switch: switch, d1, d2, client }
+    }
+}
+
+/// The director's configuration: the VRRP instance, and a TCP virtual service on its virtual
+/// address, which a backup (without the address) binds too (IP_FREEBIND).
+fn config(priority: u8, extra: &str) -> String {
+    format!(
+        r#"
+[[vrrp]]
+name = "vi1"
+interface = "eth0"
+vrid = 51
+priority = {priority}
+advert_interval_ms = 100
+virtual_addresses = ["{VIP}"]
+garp_repeat = 2
+garp_delay_ms = 0
+{extra}
+{}"#,
+        service()
+    )
+}
+
+fn service() -> String {
+    format!("\n[[service]]\naddress = \"{VIP}:80\"\nscheduler = \"rr\"\n  [[service.real_server]]\n  address = \"{CLIENT}:8080\"\n")
+}
+
+fn has_vip(ns: &Netns) -> bool {
+    ns.ip(&["-4", "addr", "show", "dev", "eth0"]).contains(&format!("{VIP}/32"))
+}
+
+fn instance(rvsd: &Rvsd) -> Value {
+    let (st, v) = rvsd.api("GET", "/v1/vrrp", None);
+    assert_eq!(st, 200, "{v}");
+    v["instances"][0].clone()
+}
+
+fn state(rvsd: &Rvsd) -> String {
+    instance(rvsd)["state"].as_str().unwrap_or("").to_string()
+}
+
+/// The MAC the client's neighbour table has for the virtual address.
+fn client_neighbour(client: &Netns) -> String {
+    client
+        .ip(&["neigh", "show", VIP, "dev", "eth0"])
+        .split_whitespace()
+        .skip_while(|w| *w != "lladdr")
+        .nth(1)
+        .unwrap_or("")
+        .to_string()
+}
+
+fn start(ns: &Netns, priority: u8) -> Rvsd {
+    Rvsd::builder(&config(priority, "")).netns(ns.name()).start()
+}
+
+#[test]
+fn failover_takeover_and_preemption() {
+    let pair = Pair::new();
+    let mut first = start(&pair.d1, 150);
+    let second = start(&pair.d2, 100);
+    wait_until(Duration::from_secs(5), "the priority-150 director is master with the address", || {
+        state(&first) == "master" && has_vip(&pair.d1)
+    });
+    wait_until(Duration::from_secs(5), "the priority-100 director is backup", || state(&second) == "backup");
+    assert!(!has_vip(&pair.d2), "the backup does not hold the virtual address");
+    let (a, b) = (instance(&first), instance(&second));
+    assert_eq!(a["master"], D1, "{a}");
+    assert_eq!(b["master"], D1, "the backup hears the master: {b}");
+    assert_eq!((a["priority"].as_u64(), b["priority"].as_u64()), (Some(150), Some(100)));
+    assert!(a["advertisements_sent"].as_u64() > Some(0) && b["advertisements_received"].as_u64() > Some(0));
+    // The apply path carried the state to the director's model; the events log has it.
+    let (_, events) = second.api("GET", "/v1/events", None);
+    assert!(events.to_string().contains("\"vrrp\""), "{events}");
+    let (_, metrics) = first.api("GET", "/metrics", None);
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(metrics.contains("rvs_vrrp_state{instance=\"vi1\",state=\"master\"} 1"), "{metrics}");
+    assert!(metrics.contains("rvs_vrrp_transitions_total{instance=\"vi1\"}"), "{metrics}");
+
+    // The client knows the address at the master's MAC (a stale entry: what gratuitous ARP
+    // must override).
+    let (mac1, mac2) = (pair.d1.mac("eth0"), pair.d2.mac("eth0"));
+    pair.client.run(&format!("ip neigh replace {VIP} lladdr {mac1} dev eth0 nud stale"));
+
+    // SIGKILL the master: the backup takes over.
+    first.signal("KILL");
+    let killed = Instant::now();
+    first.wait(Duration::from_secs(5));
+    while !has_vip(&pair.d2) {
+        assert!(killed.elapsed() < Duration::from_secs(5), "the backup never added the address");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let takeover = killed.elapsed();
+    eprintln!("takeover: {} ms from SIGKILL to the address on the backup", takeover.as_millis());
+    assert!(takeover < Duration::from_secs(1), "takeover took {takeover:?}");
+    assert_eq!(state(&second), "master");
+    wait_until(Duration::from_secs(2), "the client's neighbour entry moves to the new master", || {
+        client_neighbour(&pair.client) == mac2
+    });
+
+    // The first comes back and preempts (priority 150 > 100): it takes the address, the
+    // other removes it.
+    drop(first);
+    let first = start(&pair.d1, 150);
+    wait_until(Duration::from_secs(5), "the first preempts back", || state(&first) == "master" && has_vip(&pair.d1));
+    wait_until(Duration::from_secs(5), "the second steps back and removes the address", || {
+        state(&second) == "backup" && !has_vip(&pair.d2)
+    });
+    wait_until(Duration::from_secs(2), "the client's neighbour entry moves back", || {
+        client_neighbour(&pair.client) == mac1
+    });
+    assert_eq!(instance(&second)["master"], D1);
+
+    // A clean stop: priority 0, the address removed, the backup takes over at once.
+    drop(first);
+    assert!(!has_vip(&pair.d1), "a stopped master removes its address");
+    wait_until(Duration::from_secs(2), "the backup takes over from a stopped master", || has_vip(&pair.d2));
+}
+
+/// Sends `payload` as IP protocol 112 from the client to the VRRP group with `ttl`.
+fn send_raw(client: &Netns, payload: &[u8], ttl: u32) {
+    client.enter(|| {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::from(112)))
+            .unwrap();
+        s.set_multicast_ttl_v4(ttl).unwrap();
+        s.set_multicast_if_v4(&CLIENT.parse().unwrap()).unwrap();
+        let dst = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 18), 0));
+        s.send_to(payload, &dst.into()).unwrap();
+    });
+}
+
+#[test]
+fn malformed_advertisements_are_counted_and_reload_keeps_or_stops_instances() {
+    let pair = Pair::new();
+    let rvsd = start(&pair.d1, 150);
+    wait_until(Duration::from_secs(5), "master", || state(&rvsd) == "master" && has_vip(&pair.d1));
+    let adv = rvs_vrrp::Advertisement {
+        version: rvs_model::vrrp::VrrpVersion::V3,
+        vrid: 51,
+        priority: 200,
+        interval_cs: 10,
+        addresses: vec![VIP.parse().unwrap()],
+    };
+    let good = rvs_vrrp::encode(&adv, CLIENT.parse().unwrap(), "224.0.0.18".parse().unwrap()).unwrap();
+    let mut bad_sum = good.clone();
+    bad_sum[6] ^= 0xff;
+    send_raw(&pair.client, &bad_sum, 255);
+    // A higher priority in a valid packet, but TTL 64: had it been taken, the director would
+    // have stepped back.
+    send_raw(&pair.client, &good, 64);
+    send_raw(&pair.client, &good[..4], 255);
+    wait_until(Duration::from_secs(3), "the three refusals counted", || {
+        let e = &instance(&rvsd)["decode_errors"];
+        e["checksum"].as_u64() >= Some(1) && e["ttl"].as_u64() >= Some(1) && e["truncated"].as_u64() >= Some(1)
+    });
+    let v = instance(&rvsd);
+    assert_eq!(v["state"], "master", "{v}");
+    assert_eq!(v["transitions"], 2, "init -> backup -> master only: {v}");
+    assert!(has_vip(&pair.d1));
+    let (_, metrics) = rvsd.api("GET", "/metrics", None);
+    assert!(metrics
+        .as_str()
+        .unwrap_or_default()
+        .contains("rvs_vrrp_decode_errors_total{instance=\"vi1\",kind=\"ttl\"} 1"));
+
+    // A reload that changes nothing of the instance leaves it alone.
+    let sent = v["advertisements_sent"].as_u64().unwrap();
+    let (st, body) = rvsd.api("POST", "/v1/reload", None);
+    assert_eq!(st, 200, "{body}");
+    std::thread::sleep(Duration::from_millis(300));
+    let v = instance(&rvsd);
+    assert_eq!((v["state"].as_str(), v["transitions"].as_u64()), (Some("master"), Some(2)), "{v}");
+    assert!(v["advertisements_sent"].as_u64().unwrap() > sent, "the same instance goes on: {v}");
+    assert!(v["decode_errors"]["ttl"].as_u64() >= Some(1), "its counters are kept: {v}");
+
+    // Removed from the file: it stops and its address goes.
+    rvsd.write_config(&service());
+    let (st, body) = rvsd.api("POST", "/v1/reload", None);
+    assert_eq!(st, 200, "{body}");
+    wait_until(Duration::from_secs(3), "the removed instance stops and removes its address", || {
+        !has_vip(&pair.d1) && rvsd.api("GET", "/v1/vrrp", None).1["instances"].as_array().is_some_and(Vec::is_empty)
+    });
+    // Back in the file: it starts again.
+    rvsd.write_config(&config(150, ""));
+    let (st, body) = rvsd.api("POST", "/v1/reload", None);
+    assert_eq!(st, 200, "{body}");
+    wait_until(Duration::from_secs(3), "the instance is back as master", || {
+        state(&rvsd) == "master" && has_vip(&pair.d1)
+    });
+}
