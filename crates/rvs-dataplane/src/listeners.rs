@@ -152,3 +152,22 @@ impl<L: Bind> ListenerSet<L> {
         self.slots().values().for_each(|s| s.stop.cancel());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A virtual address that is on no interface (a VRRP backup's) binds, TCP and UDP.
+    #[tokio::test]
+    async fn binds_an_address_not_on_any_interface() {
+        let addr: SocketAddr = "198.19.255.77:0".parse().unwrap();
+        let tcp = bind_std_listener(addr, 16).expect("TCP with IP_FREEBIND");
+        assert_eq!(tcp.local_addr().unwrap().ip(), addr.ip());
+        let udp = <UdpSocket as Bind>::bind(addr, 0).expect("UDP with IP_FREEBIND");
+        assert_eq!(udp.local_addr().unwrap().ip(), addr.ip());
+        let v6: SocketAddr = "[2001:db8:ffff::77]:0".parse().unwrap();
+        if std::net::UdpSocket::bind("[::1]:0").is_ok() {
+            assert!(bind_std_listener(v6, 16).is_ok(), "IPv6 with IPV6_FREEBIND");
+        }
+    }
+}
