@@ -229,3 +229,59 @@ fn malformed_advertisements_are_counted_and_reload_keeps_or_stops_instances() {
         state(&rvsd) == "master" && has_vip(&pair.d1)
     });
 }
+
+/// A notify script that appends `NOTIFY INSTANCE STATE` to `log`.
+fn notify_script(dir: &std::path::Path, log: &std::path::Path) -> String {
+    let script = dir.join("notify.sh");
+    std::fs::write(&script, format!("#!/bin/sh\necho \"$RVS_NOTIFY $1 $2\" >> {}\n", log.display())).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script.display().to_string()
+}
+
+#[test]
+fn unicast_peers_without_preemption_and_notify_commands() {
+    let pair = Pair::new();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("notify.log");
+    let script = notify_script(dir.path(), &log);
+    let unicast = |peer: &str, notify: bool| {
+        let mut extra = format!("unicast_peers = [\"{peer}\"]\npreempt = false\n");
+        if notify {
+            extra.push_str(&format!(
+                "notify_master = \"{script}\"\nnotify_backup = \"{script}\"\nnotify_stop = \"{script}\"\n"
+            ));
+        }
+        extra
+    };
+    // Multicast is dropped on the bridge: only unicast advertisements get through.
+    pair._switch.run("ip link set br0 type bridge mcast_snooping 1 && bridge link set dev pd1 mcast_flood off && bridge link set dev pd2 mcast_flood off");
+    let mut first = Rvsd::builder(&config(150, &unicast(D2, false))).netns(pair.d1.name()).start();
+    let second = Rvsd::builder(&config(100, &unicast(D1, true))).netns(pair.d2.name()).start();
+    wait_until(Duration::from_secs(5), "the first is master, the second backup over unicast", || {
+        state(&first) == "master" && state(&second) == "backup" && instance(&second)["master"] == D1
+    });
+    assert!(has_vip(&pair.d1) && !has_vip(&pair.d2));
+    first.signal("KILL");
+    first.wait(Duration::from_secs(5));
+    wait_until(Duration::from_secs(1), "the backup takes over", || has_vip(&pair.d2));
+    // Without preemption the first, back at priority 150, stays backup.
+    drop(first);
+    let first = Rvsd::builder(&config(150, &unicast(D2, false))).netns(pair.d1.name()).start();
+    wait_until(Duration::from_secs(5), "the first hears the running master", || {
+        state(&first) == "backup" && instance(&first)["master"] == D2
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!((state(&first), state(&second)), ("backup".to_string(), "master".to_string()));
+    assert!(!has_vip(&pair.d1) && has_vip(&pair.d2));
+    // Notify commands ran in order, once each: backup, master, then stop on shutdown.
+    drop(second);
+    wait_until(Duration::from_secs(3), "the stop notification", || {
+        std::fs::read_to_string(&log).unwrap_or_default().lines().count() >= 3
+    });
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        lines.lines().collect::<Vec<_>>(),
+        ["notify_backup vi1 backup", "notify_master vi1 master", "notify_stop vi1 stop"],
+        "{lines}"
+    );
+}
