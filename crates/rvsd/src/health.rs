@@ -271,6 +271,12 @@ impl HealthPlane {
     pub fn shutdown(&self) {
         self.supervisor.shutdown();
     }
+
+    /// Waits until every notify command queued so far has run (a stopping rvsd's last ones,
+    /// VRRP's `notify_stop`).
+    pub async fn flush_notifications(&self) {
+        self.notifier.flush().await;
+    }
 }
 
 /// Applies the checkers' transitions until the plane stops.

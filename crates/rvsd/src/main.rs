@@ -243,6 +243,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     health.shutdown();
     // The backup takes over now (priority 0), not after a Master_Down_Interval.
     director.vrrp.shutdown().await;
+    // Their notify commands (and any before them) run before rvsd exits, within bounds.
+    let _ = tokio::time::timeout(Duration::from_secs(5), health.flush_notifications()).await;
     let closed = director.shutdown(drain).await;
     if closed > 0 {
         warn!(closed, "drain deadline reached: closed the remaining connections");

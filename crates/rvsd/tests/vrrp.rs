@@ -285,3 +285,18 @@ fn unicast_peers_without_preemption_and_notify_commands() {
         "{lines}"
     );
 }
+
+#[test]
+fn interface_down_is_fault_and_up_again_runs() {
+    let pair = Pair::new();
+    let rvsd = start(&pair.d1, 150);
+    wait_until(Duration::from_secs(5), "master", || state(&rvsd) == "master" && has_vip(&pair.d1));
+    pair.d1.run("ip link set eth0 down");
+    wait_until(Duration::from_secs(2), "FAULT with the address removed", || {
+        state(&rvsd) == "fault" && !has_vip(&pair.d1)
+    });
+    pair.d1.run("ip link set eth0 up");
+    wait_until(Duration::from_secs(5), "master again once the interface is back", || {
+        state(&rvsd) == "master" && has_vip(&pair.d1)
+    });
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rvs_model::vrrp::{VrrpInstanceSpec, VrrpRole};
 use rvs_vrrp::packet::{self, Family, MULTICAST_V4};
-use rvs_vrrp::{Action, MemberId, Router, RouterConfig, State, SyncGroup, Tracking};
+use rvs_vrrp::{Action, MemberId, Router, RouterConfig, State, SyncGroup, TrackKey, Tracking};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -113,8 +113,13 @@ async fn drive(inst: &Arc<Instance>, director: &Weak<Director>, stop: &Cancellat
     let shell = Shell { inst, director, handle, link, socket, announcer, primary };
     // Virtual addresses a previous run left behind go before we start as backup.
     shell.remove_addresses().await;
+    // The tracked interfaces' real states first (the instance's own: FAULT while down).
+    let acts = shell.track_interfaces(&mut group, clock.now_ms()).await;
+    shell.carry_out(&group, acts).await;
     let acts = group.start(clock.now_ms());
     shell.carry_out(&group, acts).await;
+    let mut links = tokio::time::interval(LINK_POLL);
+    links.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     info!(instance = %spec.name, interface = %spec.interface, vrid = spec.vrid, %primary, "vrrp instance running");
     let mut buf = vec![0u8; 4096];
     loop {
@@ -136,6 +141,7 @@ async fn drive(inst: &Arc<Instance>, director: &Weak<Director>, stop: &Cancellat
             _ = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(3600))), if wait.is_some() => {
                 group.poll(clock.now_ms())
             }
+            _ = links.tick() => shell.track_interfaces(&mut group, clock.now_ms()).await,
         };
         shell.carry_out(&group, acts).await;
     }
@@ -149,7 +155,23 @@ async fn drive(inst: &Arc<Instance>, director: &Weak<Director>, stop: &Cancellat
     Ok(())
 }
 
+/// How often the tracked interfaces' states are read.
+const LINK_POLL: Duration = Duration::from_millis(100);
+
 impl Shell<'_> {
+    /// Reads the instance's interface and its `track_interface` ones, and reports each to the
+    /// group (which acts only on a change); one that cannot be read counts as down.
+    async fn track_interfaces(&self, group: &mut SyncGroup, now: u64) -> Vec<(MemberId, Action)> {
+        let spec = &self.inst.spec;
+        let names = std::iter::once(&spec.interface).chain(spec.track_interfaces.iter().map(|t| &t.interface));
+        let mut out = Vec::new();
+        for name in names {
+            let up = netlink::link(&self.handle, name).await.is_ok_and(|l| l.up);
+            out.extend(group.set_tracked(&TrackKey::Interface(name.clone()), up, now));
+        }
+        out
+    }
+
     fn received(
         &self,
         group: &mut SyncGroup,

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 use rtnetlink::Handle;
 
 /// What VRRP needs to know of its interface.
@@ -13,6 +13,8 @@ use rtnetlink::Handle;
 pub struct Link {
     pub index: u32,
     pub mac: [u8; 6],
+    /// Administratively up with its carrier (IFF_UP and IFF_RUNNING).
+    pub up: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +51,8 @@ pub async fn link(handle: &Handle, name: &str) -> Result<Link, NetlinkError> {
             }
         }
     }
-    Ok(Link { index: msg.header.index, mac })
+    let up = msg.header.flags.contains(LinkFlags::Up | LinkFlags::Running);
+    Ok(Link { index: msg.header.index, mac, up })
 }
 
 /// The interface's IPv4 addresses, in the kernel's order.
