@@ -67,38 +67,48 @@ fn role(s: State) -> Option<VrrpRole> {
     }
 }
 
-/// Runs the instance until `stop` is cancelled, then shuts it down (a priority-0
-/// advertisement if master, its addresses removed).
-pub async fn run(inst: Arc<Instance>, director: Weak<Director>, stop: CancellationToken) {
-    if let Err(e) = drive(&inst, &director, &stop).await {
-        warn!(instance = %inst.spec.name, "vrrp instance not running: {e}");
-        let mut st = inst.lock();
-        st.state = "fault";
-        st.error = Some(e);
+/// Runs a sync group's instances (a lone instance is a group of one) until `stop` is
+/// cancelled, then shuts them down (priority-0 advertisements, addresses removed).
+pub async fn run(members: Vec<Arc<Instance>>, director: Weak<Director>, stop: CancellationToken) {
+    if let Err(e) = drive(&members, &director, &stop).await {
+        for inst in &members {
+            warn!(instance = %inst.spec.name, "vrrp instance not running: {e}");
+            let mut st = inst.lock();
+            st.state = "fault";
+            st.error = Some(e.clone());
+        }
     }
 }
 
-/// Everything the task holds.
-struct Shell<'a> {
+/// One member's side of the world: its interface, sockets and addresses.
+struct Member<'a> {
     inst: &'a Instance,
-    director: &'a Weak<Director>,
-    handle: rtnetlink::Handle,
     link: Link,
-    socket: VrrpSocket,
+    socket: Arc<VrrpSocket>,
     announcer: Announcer,
     primary: Ipv4Addr,
 }
 
-async fn drive(inst: &Arc<Instance>, director: &Weak<Director>, stop: &CancellationToken) -> Result<(), String> {
+/// Everything the task holds.
+struct Shell<'a> {
+    director: &'a Weak<Director>,
+    handle: rtnetlink::Handle,
+    /// In the group's member order (a `MemberId` indexes it).
+    members: Vec<Member<'a>>,
+}
+
+/// A packet one member's socket read (`None`: too short for an IPv4 header).
+type Packet = (MemberId, Option<(IpAddr, IpAddr, u8, Vec<u8>)>);
+
+async fn open_member<'a>(handle: &rtnetlink::Handle, inst: &'a Instance) -> Result<Member<'a>, String> {
     let spec = &inst.spec;
     if spec.virtual_addresses.iter().any(IpAddr::is_ipv6) {
-        return Err("IPv6 virtual addresses are not run yet (IPv4 only)".into());
+        return Err(format!("{}: IPv6 virtual addresses are not run yet (IPv4 only)", spec.name));
     }
-    let handle = netlink::connect().map_err(|e| e.to_string())?;
-    let link = netlink::link(&handle, &spec.interface).await.map_err(|e| e.to_string())?;
+    let link = netlink::link(handle, &spec.interface).await.map_err(|e| e.to_string())?;
     let primary = match spec.unicast_source {
         Some(IpAddr::V4(a)) => a,
-        _ => netlink::primary_v4(&handle, &spec.interface, link.index, &spec.virtual_addresses)
+        _ => netlink::primary_v4(handle, &spec.interface, link.index, &spec.virtual_addresses)
             .await
             .map_err(|e| e.to_string())?,
     };
@@ -106,13 +116,53 @@ async fn drive(inst: &Arc<Instance>, director: &Weak<Director>, stop: &Cancellat
         .map_err(|e| format!("raw VRRP socket on {}: {e}", spec.interface))?;
     let announcer =
         Announcer::open(link.index, link.mac).map_err(|e| format!("packet socket on {}: {e}", spec.interface))?;
-    let clock = director.upgrade().ok_or("rvsd is stopping")?.clock;
-    let mut group = SyncGroup::new(spec.sync_group.clone());
-    group.add(spec.name.clone(), Router::new(RouterConfig::from_spec(spec, primary.into())), Tracking::from_spec(spec));
     inst.lock().primary = Some(primary.into());
-    let shell = Shell { inst, director, handle, link, socket, announcer, primary };
+    Ok(Member { inst, link, socket: Arc::new(socket), announcer, primary })
+}
+
+/// Reads `socket` for member `id` into `tx` until the receiver goes.
+async fn read(id: MemberId, socket: Arc<VrrpSocket>, tx: tokio::sync::mpsc::Sender<Packet>) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let p = match socket.recv(&mut buf).await {
+            Ok(p) => p.map(|p| (p.src, p.dst, p.ttl, p.payload.to_vec())),
+            Err(e) => {
+                warn!("vrrp receive: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if tx.send((id, p)).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn drive(members: &[Arc<Instance>], director: &Weak<Director>, stop: &CancellationToken) -> Result<(), String> {
+    let handle = netlink::connect().map_err(|e| e.to_string())?;
+    let mut opened = Vec::new();
+    for inst in members {
+        opened.push(open_member(&handle, inst).await?);
+    }
+    let clock = director.upgrade().ok_or("rvsd is stopping")?.clock;
+    let mut group = SyncGroup::new(members[0].spec.sync_group.clone());
+    for m in &opened {
+        let spec = &m.inst.spec;
+        group.add(
+            spec.name.clone(),
+            Router::new(RouterConfig::from_spec(spec, m.primary.into())),
+            Tracking::from_spec(spec),
+        );
+    }
+    let shell = Shell { director, handle, members: opened };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Packet>(256);
+    let readers: Vec<_> =
+        shell.members.iter().enumerate().map(|(id, m)| tokio::spawn(read(id, m.socket.clone(), tx.clone()))).collect();
+    drop(tx);
     // Virtual addresses a previous run left behind go before we start as backup.
-    shell.remove_addresses().await;
+    for id in 0..shell.members.len() {
+        shell.remove_addresses(id).await;
+    }
     // The tracked interfaces' real states first (the instance's own: FAULT while down).
     let acts = shell.track_interfaces(&mut group, clock.now_ms()).await;
     shell.carry_out(&group, acts).await;
@@ -120,23 +170,21 @@ async fn drive(inst: &Arc<Instance>, director: &Weak<Director>, stop: &Cancellat
     shell.carry_out(&group, acts).await;
     let mut links = tokio::time::interval(LINK_POLL);
     links.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    info!(instance = %spec.name, interface = %spec.interface, vrid = spec.vrid, %primary, "vrrp instance running");
-    let mut buf = vec![0u8; 4096];
+    for m in &shell.members {
+        let spec = &m.inst.spec;
+        info!(instance = %spec.name, interface = %spec.interface, vrid = spec.vrid, primary = %m.primary, "vrrp instance running");
+    }
     loop {
         let wait = group.deadline().map(|d| Duration::from_millis(d.saturating_sub(clock.now_ms())));
         let acts = tokio::select! {
             _ = stop.cancelled() => break,
-            r = shell.socket.recv(&mut buf) => match r {
-                Ok(Some(p)) => shell.received(&mut group, p.src, p.dst, p.ttl, p.payload, clock.now_ms()),
-                Ok(None) => {
-                    inst.lock().decode_errors.entry("truncated").and_modify(|n| *n += 1).or_insert(1);
+            p = rx.recv() => match p {
+                Some((id, Some((src, dst, ttl, payload)))) => shell.received(&mut group, id, src, dst, ttl, &payload, clock.now_ms()),
+                Some((id, None)) => {
+                    *shell.members[id].inst.lock().decode_errors.entry("truncated").or_insert(0) += 1;
                     Vec::new()
                 }
-                Err(e) => {
-                    warn!(instance = %spec.name, "vrrp receive: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    Vec::new()
-                }
+                None => break,
             },
             _ = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(3600))), if wait.is_some() => {
                 group.poll(clock.now_ms())
@@ -145,13 +193,16 @@ async fn drive(inst: &Arc<Instance>, director: &Weak<Director>, stop: &Cancellat
         };
         shell.carry_out(&group, acts).await;
     }
+    readers.iter().for_each(|r| r.abort());
     let acts = group.shutdown(clock.now_ms());
     shell.carry_out(&group, acts).await;
-    shell.remove_addresses().await;
-    if let Some(d) = director.upgrade() {
-        let _ = d.apply(&[Change::Vrrp { instance: spec.name.clone(), role: None }]);
+    for (id, m) in shell.members.iter().enumerate() {
+        shell.remove_addresses(id).await;
+        if let Some(d) = director.upgrade() {
+            let _ = d.apply(&[Change::Vrrp { instance: m.inst.spec.name.clone(), role: None }]);
+        }
+        info!(instance = %m.inst.spec.name, "vrrp instance stopped");
     }
-    info!(instance = %spec.name, "vrrp instance stopped");
     Ok(())
 }
 
@@ -162,8 +213,15 @@ impl Shell<'_> {
     /// Reads the instance's interface and its `track_interface` ones, and reports each to the
     /// group (which acts only on a change); one that cannot be read counts as down.
     async fn track_interfaces(&self, group: &mut SyncGroup, now: u64) -> Vec<(MemberId, Action)> {
-        let spec = &self.inst.spec;
-        let names = std::iter::once(&spec.interface).chain(spec.track_interfaces.iter().map(|t| &t.interface));
+        let mut names: Vec<&String> = Vec::new();
+        for m in &self.members {
+            let spec = &m.inst.spec;
+            for n in std::iter::once(&spec.interface).chain(spec.track_interfaces.iter().map(|t| &t.interface)) {
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
         let mut out = Vec::new();
         for name in names {
             let up = netlink::link(&self.handle, name).await.is_ok_and(|l| l.up);
@@ -172,76 +230,85 @@ impl Shell<'_> {
         out
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn received(
         &self,
         group: &mut SyncGroup,
+        at: MemberId,
         src: IpAddr,
         dst: IpAddr,
         ttl: u8,
         payload: &[u8],
         now: u64,
     ) -> Vec<(MemberId, Action)> {
+        let inst = self.members[at].inst;
         let adv = match packet::decode(payload, Family::V4, src, dst, ttl) {
             Ok(a) => a,
             Err(e) => {
-                *self.inst.lock().decode_errors.entry(e.kind()).or_insert(0) += 1;
+                *inst.lock().decode_errors.entry(e.kind()).or_insert(0) += 1;
                 return Vec::new();
             }
         };
-        let Some(id) = group.member_of(adv.vrid) else {
-            self.inst.lock().ignored += 1;
+        // Each member's socket hears its whole interface: only its own VRID is for it.
+        if adv.vrid != inst.spec.vrid {
+            inst.lock().ignored += 1;
             return Vec::new();
-        };
+        }
+        let id = at;
         match group.receive(id, &adv, src, now) {
             Ok(acts) => {
-                let mut st = self.inst.lock();
+                let mut st = inst.lock();
                 st.received += 1;
                 st.master = group.router(id).master().map(|(a, _)| a).or(st.master);
                 acts
             }
             Err(_) => {
-                self.inst.lock().ignored += 1;
+                inst.lock().ignored += 1;
                 Vec::new()
             }
         }
     }
 
     async fn carry_out(&self, group: &SyncGroup, acts: Vec<(MemberId, Action)>) {
-        let spec = &self.inst.spec;
         for (id, act) in acts {
+            let m = &self.members[id];
+            let spec = &m.inst.spec;
             match act {
-                Action::SendAdvertisement(adv) => self.advertise(&adv),
+                Action::SendAdvertisement(adv) => self.advertise(id, &adv),
                 Action::AddAddresses => {
                     for a in &spec.virtual_addresses {
-                        if let Err(e) = netlink::add(&self.handle, &spec.interface, self.link.index, *a).await {
+                        if let Err(e) = netlink::add(&self.handle, &spec.interface, m.link.index, *a).await {
                             warn!(instance = %spec.name, address = %a, "adding the virtual address: {e}");
                         }
                     }
                 }
-                Action::RemoveAddresses => self.remove_addresses().await,
-                Action::Announce { repeat } => self.announce(repeat),
+                Action::RemoveAddresses => self.remove_addresses(id).await,
+                Action::Announce { repeat } => self.announce(id, repeat),
                 Action::Notify(state) => self.transition(group, id, state),
             }
         }
-        let r = group.router(0);
-        let mut st = self.inst.lock();
-        st.priority = r.priority();
-        if r.state() == State::Master {
-            st.master = Some(self.primary.into());
+        for (id, m) in self.members.iter().enumerate() {
+            let r = group.router(id);
+            let mut st = m.inst.lock();
+            st.priority = r.priority();
+            if r.state() == State::Master {
+                st.master = Some(m.primary.into());
+            }
         }
     }
 
-    fn advertise(&self, adv: &packet::Advertisement) {
-        let spec = &self.inst.spec;
+    fn advertise(&self, id: MemberId, adv: &packet::Advertisement) {
+        let m = &self.members[id];
+        let spec = &m.inst.spec;
         let peers: Vec<Ipv4Addr> = if spec.unicast_peers.is_empty() {
             vec![MULTICAST_V4]
         } else {
             spec.unicast_peers.iter().filter_map(|p| if let IpAddr::V4(a) = p { Some(*a) } else { None }).collect()
         };
         for dst in peers {
-            match packet::encode(adv, self.primary.into(), dst.into()) {
-                Ok(bytes) => match self.socket.send(&bytes, dst) {
-                    Ok(()) => self.inst.lock().sent += 1,
+            match packet::encode(adv, m.primary.into(), dst.into()) {
+                Ok(bytes) => match m.socket.send(&bytes, dst) {
+                    Ok(()) => m.inst.lock().sent += 1,
                     Err(e) => warn!(instance = %spec.name, %dst, "sending an advertisement: {e}"),
                 },
                 Err(e) => warn!(instance = %spec.name, "encoding an advertisement: {e}"),
@@ -249,21 +316,23 @@ impl Shell<'_> {
         }
     }
 
-    async fn remove_addresses(&self) {
-        let spec = &self.inst.spec;
+    async fn remove_addresses(&self, id: MemberId) {
+        let m = &self.members[id];
+        let spec = &m.inst.spec;
         for a in &spec.virtual_addresses {
-            if let Err(e) = netlink::remove(&self.handle, &spec.interface, self.link.index, *a).await {
+            if let Err(e) = netlink::remove(&self.handle, &spec.interface, m.link.index, *a).await {
                 warn!(instance = %spec.name, address = %a, "removing the virtual address: {e}");
             }
         }
     }
 
-    fn announce(&self, repeat: u32) {
+    fn announce(&self, id: MemberId, repeat: u32) {
+        let m = &self.members[id];
         for _ in 0..repeat.max(1) {
-            for a in &self.inst.spec.virtual_addresses {
+            for a in &m.inst.spec.virtual_addresses {
                 if let IpAddr::V4(v4) = a {
-                    if let Err(e) = self.announcer.announce(*v4) {
-                        warn!(instance = %self.inst.spec.name, address = %v4, "gratuitous ARP: {e}");
+                    if let Err(e) = m.announcer.announce(*v4) {
+                        warn!(instance = %m.inst.spec.name, address = %v4, "gratuitous ARP: {e}");
                     }
                 }
             }
@@ -272,9 +341,10 @@ impl Shell<'_> {
 
     /// A transition: the status, the events log and notify command, and the apply path.
     fn transition(&self, group: &SyncGroup, id: MemberId, to: State) {
-        let spec = &self.inst.spec;
+        let inst = self.members[id].inst;
+        let spec = &inst.spec;
         let from = {
-            let mut st = self.inst.lock();
+            let mut st = inst.lock();
             let from = st.state;
             st.state = to.as_str();
             st.transitions += 1;

@@ -18,10 +18,22 @@ pub use instance::Instance;
 
 use crate::director::Director;
 
+/// A running unit: a sync group's instances (a lone instance is a group of one), one task.
 struct Running {
-    instance: Arc<Instance>,
+    instances: Vec<Arc<Instance>>,
     stop: CancellationToken,
     task: JoinHandle<()>,
+}
+
+/// The file's instances as units, by key (`group NAME`, or the lone instance's name), in file
+/// order within each.
+fn units(specs: Vec<VrrpInstanceSpec>) -> BTreeMap<String, Vec<VrrpInstanceSpec>> {
+    let mut out: BTreeMap<String, Vec<VrrpInstanceSpec>> = BTreeMap::new();
+    for s in specs {
+        let key = s.sync_group.as_ref().map_or_else(|| s.name.clone(), |g| format!("group {g}"));
+        out.entry(key).or_default().push(s);
+    }
+    out
 }
 
 #[derive(Default)]
@@ -46,34 +58,41 @@ impl VrrpPlane {
     /// are not touched.
     pub fn reconcile(&self, specs: Vec<VrrpInstanceSpec>) {
         let director = self.director.get().cloned().unwrap_or_default();
+        let units = units(specs);
         let mut running = self.lock();
+        let same = |r: &Running, specs: &[VrrpInstanceSpec]| {
+            r.instances.len() == specs.len() && r.instances.iter().zip(specs).all(|(i, s)| i.spec == *s)
+        };
         let gone: Vec<String> = running
             .iter()
-            .filter(|(name, r)| !specs.iter().any(|s| &s.name == *name && *s == r.instance.spec))
-            .map(|(name, _)| name.clone())
+            .filter(|(key, r)| !units.get(*key).is_some_and(|specs| same(r, specs)))
+            .map(|(key, _)| key.clone())
             .collect();
-        let mut stopping: BTreeMap<String, JoinHandle<()>> = BTreeMap::new();
-        for name in gone {
-            if let Some(r) = running.remove(&name) {
+        // What stops first: every unit that had an instance a new unit has (the same name).
+        let mut stopping: Vec<(Vec<String>, JoinHandle<()>)> = Vec::new();
+        for key in gone {
+            if let Some(r) = running.remove(&key) {
                 r.stop.cancel();
-                stopping.insert(name, r.task);
+                stopping.push((r.instances.iter().map(|i| i.spec.name.clone()).collect(), r.task));
             }
         }
-        for spec in specs {
-            if running.contains_key(&spec.name) {
+        for (key, specs) in units {
+            if running.contains_key(&key) {
                 continue;
             }
-            let before = stopping.remove(&spec.name);
-            let instance = Instance::new(spec);
+            let (before, rest): (Vec<_>, Vec<_>) =
+                stopping.into_iter().partition(|(names, _)| specs.iter().any(|s| names.contains(&s.name)));
+            stopping = rest;
+            let instances: Vec<Arc<Instance>> = specs.into_iter().map(Instance::new).collect();
             let stop = CancellationToken::new();
-            let (inst, d, s) = (instance.clone(), director.clone(), stop.clone());
+            let (members, d, s) = (instances.clone(), director.clone(), stop.clone());
             let task = tokio::spawn(async move {
-                if let Some(old) = before {
+                for (_, old) in before {
                     let _ = old.await;
                 }
-                instance::run(inst, d, s).await;
+                instance::run(members, d, s).await;
             });
-            running.insert(instance.spec.name.clone(), Running { instance, stop, task });
+            running.insert(key, Running { instances, stop, task });
         }
         // Removed instances finish their shutdown on their own.
         drop(stopping);
@@ -87,7 +106,7 @@ impl VrrpPlane {
 
     /// Every instance, by name.
     pub fn instances(&self) -> Vec<Arc<Instance>> {
-        self.lock().values().map(|r| r.instance.clone()).collect()
+        self.lock().values().flat_map(|r| r.instances.iter().cloned()).collect()
     }
 }
 
