@@ -300,3 +300,45 @@ fn interface_down_is_fault_and_up_again_runs() {
         state(&rvsd) == "master" && has_vip(&pair.d1)
     });
 }
+
+/// Two instances in one sync group on each director; the first's `a` tracks a dummy interface
+/// with weight 0 (one end of a veth pair inside its namespace).
+fn group_config(priority: u8, track: bool) -> String {
+    let track = if track { "track_interface = [{ interface = \"dummy0\", weight = 0 }]" } else { "" };
+    let mut s = String::new();
+    for (name, vrid, vip) in [("a", 51, VIP), ("b", 52, "198.18.0.101")] {
+        s.push_str(&format!(
+            "[[vrrp]]\nname = \"{name}\"\ninterface = \"eth0\"\nvrid = {vrid}\npriority = {priority}\n\
+             advert_interval_ms = 100\nvirtual_addresses = [\"{vip}\"]\nsync_group = \"G\"\ngarp_delay_ms = 0\n{}\n\n",
+            if name == "a" { track } else { "" }
+        ));
+    }
+    s
+}
+
+fn states(rvsd: &Rvsd) -> Vec<String> {
+    let (_, v) = rvsd.api("GET", "/v1/vrrp", None);
+    v["instances"].as_array().unwrap().iter().map(|i| i["state"].as_str().unwrap_or("").to_string()).collect()
+}
+
+#[test]
+fn sync_group_moves_together() {
+    let pair = Pair::new();
+    pair.d1.run("ip link add dummy0 type veth peer name dummy1 && ip link set dummy0 up && ip link set dummy1 up");
+    let first = Rvsd::builder(&group_config(150, true)).netns(pair.d1.name()).start();
+    let second = Rvsd::builder(&group_config(100, false)).netns(pair.d2.name()).start();
+    wait_until(Duration::from_secs(5), "the first masters both", || {
+        states(&first) == ["master", "master"] && states(&second) == ["backup", "backup"]
+    });
+    let both = |ns: &Netns| {
+        let a = ns.ip(&["-4", "addr", "show", "dev", "eth0"]);
+        (a.contains(&format!("{VIP}/32")), a.contains("198.18.0.101/32"))
+    };
+    assert_eq!((both(&pair.d1), both(&pair.d2)), ((true, true), (false, false)));
+    // Only `a` tracks dummy0; the group goes to FAULT as one, and the other takes both.
+    pair.d1.run("ip link set dummy0 down");
+    wait_until(Duration::from_secs(3), "the whole group moves to the second", || {
+        states(&first) == ["fault", "fault"] && states(&second) == ["master", "master"]
+    });
+    assert_eq!((both(&pair.d1), both(&pair.d2)), ((false, false), (true, true)));
+}
