@@ -342,3 +342,31 @@ fn sync_group_moves_together() {
     });
     assert_eq!((both(&pair.d1), both(&pair.d2)), ((false, false), (true, true)));
 }
+
+#[test]
+fn a_tracked_service_losing_quorum_moves_the_master() {
+    let pair = Pair::new();
+    // The real server of the first's virtual service: a listener in the client namespace.
+    let rs = pair.client.enter(|| std::net::TcpListener::bind(format!("{CLIENT}:8080")).unwrap());
+    let check = r#"check = { type = "tcp", interval = 0.1, timeout = 0.2, fall = 2, rise = 2, warmup = 0.05 }
+quorum = 1"#;
+    let tracked = format!("track_service = [{{ address = \"{VIP}:80\", weight = -60 }}]");
+    let first_config = config(150, &tracked).replace("scheduler = \"rr\"\n", &format!("scheduler = \"rr\"\n{check}\n"));
+    let first = Rvsd::builder(&first_config).netns(pair.d1.name()).start();
+    let second = start(&pair.d2, 100);
+    wait_until(Duration::from_secs(5), "the first is master at 150", || {
+        state(&first) == "master" && instance(&first)["priority"] == 150 && state(&second) == "backup"
+    });
+    // The real server goes: the service loses its quorum, the first's priority drops to 90,
+    // and the second (100) preempts.
+    drop(rs);
+    wait_until(Duration::from_secs(5), "the second takes over from a master without quorum", || {
+        state(&second) == "master" && state(&first) == "backup" && instance(&first)["priority"] == 90
+    });
+    assert!(has_vip(&pair.d2) && !has_vip(&pair.d1));
+    // Back: the first preempts again.
+    let _rs = pair.client.enter(|| std::net::TcpListener::bind(format!("{CLIENT}:8080")).unwrap());
+    wait_until(Duration::from_secs(5), "the first is back as master", || {
+        state(&first) == "master" && state(&second) == "backup" && has_vip(&pair.d1)
+    });
+}

@@ -206,12 +206,13 @@ async fn drive(members: &[Arc<Instance>], director: &Weak<Director>, stop: &Canc
     Ok(())
 }
 
-/// How often the tracked interfaces' states are read.
+/// How often the tracked interfaces' and services' states are read.
 const LINK_POLL: Duration = Duration::from_millis(100);
 
 impl Shell<'_> {
-    /// Reads the instance's interface and its `track_interface` ones, and reports each to the
-    /// group (which acts only on a change); one that cannot be read counts as down.
+    /// Reads the instances' interfaces and their `track_interface` ones (one that cannot be
+    /// read counts as down) and their `track_service` quorums, and reports each to the group
+    /// (which acts only on a change).
     async fn track_interfaces(&self, group: &mut SyncGroup, now: u64) -> Vec<(MemberId, Action)> {
         let mut names: Vec<&String> = Vec::new();
         for m in &self.members {
@@ -226,6 +227,13 @@ impl Shell<'_> {
         for name in names {
             let up = netlink::link(&self.handle, name).await.is_ok_and(|l| l.up);
             out.extend(group.set_tracked(&TrackKey::Interface(name.clone()), up, now));
+        }
+        // Tracked services: up while they have quorum, as the apply path last set it.
+        if let Some(director) = self.director.upgrade() {
+            for t in self.members.iter().flat_map(|m| &m.inst.spec.track_services) {
+                let up = director.table().service(&t.service).is_some_and(|s| !s.quorum_lost());
+                out.extend(group.set_tracked(&TrackKey::Service(t.service), up, now));
+            }
         }
         out
     }
