@@ -228,6 +228,15 @@ fn malformed_advertisements_are_counted_and_reload_keeps_or_stops_instances() {
     wait_until(Duration::from_secs(3), "the instance is back as master", || {
         state(&rvsd) == "master" && has_vip(&pair.d1)
     });
+    // Changed (another priority): the old one stops, the new one starts in its place.
+    rvsd.write_config(&config(120, ""));
+    let (st, body) = rvsd.api("POST", "/v1/reload", None);
+    assert_eq!(st, 200, "{body}");
+    wait_until(Duration::from_secs(3), "the changed instance runs at its new priority", || {
+        let v = instance(&rvsd);
+        v["state"] == "master" && v["priority"] == 120 && v["configured_priority"] == 120
+    });
+    assert!(has_vip(&pair.d1));
 }
 
 /// A notify script that appends `NOTIFY INSTANCE STATE` to `log`.
