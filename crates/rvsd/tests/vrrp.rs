@@ -379,3 +379,19 @@ quorum = 1"#;
         state(&first) == "master" && state(&second) == "backup" && has_vip(&pair.d1)
     });
 }
+
+#[test]
+fn version_2_takeover() {
+    let pair = Pair::new();
+    let v2 = |p: u8| config(p, "version = 2").replace("advert_interval_ms = 100", "advert_interval_ms = 1000");
+    let mut first = Rvsd::builder(&v2(150)).netns(pair.d1.name()).start();
+    let second = Rvsd::builder(&v2(100)).netns(pair.d2.name()).start();
+    wait_until(Duration::from_secs(8), "version 2: master and backup", || {
+        state(&first) == "master" && state(&second) == "backup" && instance(&second)["master"] == D1
+    });
+    first.signal("KILL");
+    first.wait(Duration::from_secs(5));
+    // Master_Down_Interval: 3 s plus the skew time.
+    wait_until(Duration::from_secs(5), "version 2: the backup takes over", || has_vip(&pair.d2));
+    assert_eq!(state(&second), "master");
+}
