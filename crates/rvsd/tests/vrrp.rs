@@ -31,12 +31,19 @@ impl Pair {
     fn new() -> Pair {
         let switch = Netns::new("sw");
         switch.run("ip link add br0 type bridge && ip link set br0 up");
-        let d1 = Netns::new("d1");
-        d1.veth("eth0", &switch, "pd1", &[&format!("{D1}/24")]);
-        let d2 = Netns::new("d2");
-        d2.veth("eth0", &switch, "pd2", &[&format!("{D2}/24")]);
-        let client = Netns::new("cli");
-        client.veth("eth0", &switch, "pcli", &[&format!("{CLIENT}/24")]);
+        // No duplicate address detection: the link-local addresses VRRP over IPv6 sends from
+        // are usable at once.
+        let ns = |tag: &str| {
+            let n = Netns::new(tag);
+            n.run("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0");
+            n
+        };
+        let d1 = ns("d1");
+        d1.veth("eth0", &switch, "pd1", &[&format!("{D1}/24"), "2001:db8::1/64"]);
+        let d2 = ns("d2");
+        d2.veth("eth0", &switch, "pd2", &[&format!("{D2}/24"), "2001:db8::2/64"]);
+        let client = ns("cli");
+        client.veth("eth0", &switch, "pcli", &[&format!("{CLIENT}/24"), "2001:db8::3/64"]);
         switch.run("ip link set pd1 master br0 && ip link set pd2 master br0 && ip link set pcli master br0");
         Pair { _switch: switch, d1, d2, client }
     }
@@ -394,4 +401,43 @@ fn version_2_takeover() {
     // Master_Down_Interval: 3 s plus the skew time.
     wait_until(Duration::from_secs(5), "version 2: the backup takes over", || has_vip(&pair.d2));
     assert_eq!(state(&second), "master");
+}
+
+#[test]
+fn ipv6_takeover_with_neighbour_advertisements() {
+    const VIP6: &str = "2001:db8::100";
+    let pair = Pair::new();
+    let v6 = |p: u8| {
+        format!(
+            "[[vrrp]]\nname = \"vi6\"\ninterface = \"eth0\"\nvrid = 61\npriority = {p}\nadvert_interval_ms = 100\n\
+             virtual_addresses = [\"{VIP6}\"]\ngarp_repeat = 2\ngarp_delay_ms = 0\n"
+        )
+    };
+    let has = |ns: &Netns| ns.ip(&["-6", "addr", "show", "dev", "eth0"]).contains(&format!("{VIP6}/128"));
+    let mut first = Rvsd::builder(&v6(150)).netns(pair.d1.name()).start();
+    let second = Rvsd::builder(&v6(100)).netns(pair.d2.name()).start();
+    wait_until(Duration::from_secs(5), "IPv6: master and backup", || {
+        state(&first) == "master" && state(&second) == "backup" && has(&pair.d1)
+    });
+    let heard = instance(&second)["master"].as_str().unwrap_or("").to_string();
+    assert!(heard.starts_with("fe80:"), "advertisements come from the link-local address: {heard}");
+    assert!(!has(&pair.d2));
+    let (mac1, mac2) = (pair.d1.mac("eth0"), pair.d2.mac("eth0"));
+    pair.client.run(&format!("ip -6 neigh replace {VIP6} lladdr {mac1} dev eth0 nud stale"));
+    first.signal("KILL");
+    let killed = Instant::now();
+    first.wait(Duration::from_secs(5));
+    wait_until(Duration::from_secs(2), "IPv6: the backup takes over", || has(&pair.d2));
+    eprintln!("IPv6 takeover: {} ms", killed.elapsed().as_millis());
+    assert!(killed.elapsed() < Duration::from_secs(1));
+    let neigh = || {
+        pair.client
+            .ip(&["-6", "neigh", "show", VIP6, "dev", "eth0"])
+            .split_whitespace()
+            .skip_while(|w| *w != "lladdr")
+            .nth(1)
+            .unwrap_or("")
+            .to_string()
+    };
+    wait_until(Duration::from_secs(2), "the unsolicited NA moves the client's entry", || neigh() == mac2);
 }

@@ -3,19 +3,21 @@
 //! (send, addresses through netlink, gratuitous ARP, notify and the apply path); its status.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use rvs_model::vrrp::{VrrpInstanceSpec, VrrpRole};
-use rvs_vrrp::packet::{self, Family, MULTICAST_V4};
+use rvs_vrrp::packet::{self, Family, MULTICAST_V4, MULTICAST_V6};
 use rvs_vrrp::{Action, MemberId, Router, RouterConfig, State, SyncGroup, TrackKey, Tracking};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::garp::Announcer;
+use super::na::NeighbourAnnouncer;
 use super::netlink::{self, Link};
 use super::socket::VrrpSocket;
+use super::socket6::Vrrp6Socket;
 use crate::change::Change;
 use crate::director::Director;
 
@@ -80,13 +82,26 @@ pub async fn run(members: Vec<Arc<Instance>>, director: Weak<Director>, stop: Ca
     }
 }
 
+/// A member's VRRP sockets, by family.
+#[derive(Clone)]
+enum Sock {
+    V4(Arc<VrrpSocket>),
+    V6(Arc<Vrrp6Socket>),
+}
+
+/// How a member announces its addresses: gratuitous ARP, or unsolicited NA.
+enum Announce {
+    Arp(Announcer),
+    Na(NeighbourAnnouncer),
+}
+
 /// One member's side of the world: its interface, sockets and addresses.
 struct Member<'a> {
     inst: &'a Instance,
     link: Link,
-    socket: Arc<VrrpSocket>,
-    announcer: Announcer,
-    primary: Ipv4Addr,
+    socket: Sock,
+    announcer: Announce,
+    primary: IpAddr,
 }
 
 /// Everything the task holds.
@@ -102,30 +117,49 @@ type Packet = (MemberId, Option<(IpAddr, IpAddr, u8, Vec<u8>)>);
 
 async fn open_member<'a>(handle: &rtnetlink::Handle, inst: &'a Instance) -> Result<Member<'a>, String> {
     let spec = &inst.spec;
-    if spec.virtual_addresses.iter().any(IpAddr::is_ipv6) {
-        return Err(format!("{}: IPv6 virtual addresses are not run yet (IPv4 only)", spec.name));
-    }
     let link = netlink::link(handle, &spec.interface).await.map_err(|e| e.to_string())?;
-    let primary = match spec.unicast_source {
-        Some(IpAddr::V4(a)) => a,
-        _ => netlink::primary_v4(handle, &spec.interface, link.index, &spec.virtual_addresses)
-            .await
-            .map_err(|e| e.to_string())?,
+    let multicast = spec.unicast_peers.is_empty();
+    let (socket, announcer, primary) = if spec.virtual_addresses.iter().any(IpAddr::is_ipv6) {
+        let primary = match spec.unicast_source {
+            Some(IpAddr::V6(a)) => a,
+            _ => netlink::link_local_v6(handle, &spec.interface, link.index).await.map_err(|e| e.to_string())?,
+        };
+        let socket = Vrrp6Socket::open(&spec.interface, link.index, primary, multicast)
+            .map_err(|e| format!("raw VRRP socket on {}: {e}", spec.interface))?;
+        let na = NeighbourAnnouncer::open(&spec.interface, link.index, link.mac)
+            .map_err(|e| format!("ICMPv6 socket on {}: {e}", spec.interface))?;
+        (Sock::V6(Arc::new(socket)), Announce::Na(na), IpAddr::V6(primary))
+    } else {
+        let primary = match spec.unicast_source {
+            Some(IpAddr::V4(a)) => a,
+            _ => netlink::primary_v4(handle, &spec.interface, link.index, &spec.virtual_addresses)
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        let socket = VrrpSocket::open(&spec.interface, link.index, primary, multicast)
+            .map_err(|e| format!("raw VRRP socket on {}: {e}", spec.interface))?;
+        let arp =
+            Announcer::open(link.index, link.mac).map_err(|e| format!("packet socket on {}: {e}", spec.interface))?;
+        (Sock::V4(Arc::new(socket)), Announce::Arp(arp), IpAddr::V4(primary))
     };
-    let socket = VrrpSocket::open(&spec.interface, link.index, primary, spec.unicast_peers.is_empty())
-        .map_err(|e| format!("raw VRRP socket on {}: {e}", spec.interface))?;
-    let announcer =
-        Announcer::open(link.index, link.mac).map_err(|e| format!("packet socket on {}: {e}", spec.interface))?;
-    inst.lock().primary = Some(primary.into());
-    Ok(Member { inst, link, socket: Arc::new(socket), announcer, primary })
+    inst.lock().primary = Some(primary);
+    Ok(Member { inst, link, socket, announcer, primary })
 }
 
-/// Reads `socket` for member `id` into `tx` until the receiver goes.
-async fn read(id: MemberId, socket: Arc<VrrpSocket>, tx: tokio::sync::mpsc::Sender<Packet>) {
+/// Reads `socket` for member `id` into `tx` until the receiver goes. IPv6 gives no
+/// destination: it is the group for a multicast instance, else the router's own address.
+async fn read(id: MemberId, socket: Sock, own: IpAddr, multicast: bool, tx: tokio::sync::mpsc::Sender<Packet>) {
     let mut buf = vec![0u8; 4096];
     loop {
-        let p = match socket.recv(&mut buf).await {
-            Ok(p) => p.map(|p| (p.src, p.dst, p.ttl, p.payload.to_vec())),
+        let got = match &socket {
+            Sock::V4(s) => s.recv(&mut buf).await.map(|p| p.map(|p| (p.src, p.dst, p.ttl, p.payload.to_vec()))),
+            Sock::V6(s) => s.recv(&mut buf).await.map(|(src, hops, n)| {
+                let dst = if multicast { IpAddr::V6(MULTICAST_V6) } else { own };
+                Some((IpAddr::V6(src), dst, hops, buf[..n].to_vec()))
+            }),
+        };
+        let p = match got {
+            Ok(p) => p,
             Err(e) => {
                 warn!("vrrp receive: {e}");
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -148,16 +182,19 @@ async fn drive(members: &[Arc<Instance>], director: &Weak<Director>, stop: &Canc
     let mut group = SyncGroup::new(members[0].spec.sync_group.clone());
     for m in &opened {
         let spec = &m.inst.spec;
-        group.add(
-            spec.name.clone(),
-            Router::new(RouterConfig::from_spec(spec, m.primary.into())),
-            Tracking::from_spec(spec),
-        );
+        group.add(spec.name.clone(), Router::new(RouterConfig::from_spec(spec, m.primary)), Tracking::from_spec(spec));
     }
     let shell = Shell { director, handle, members: opened };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Packet>(256);
-    let readers: Vec<_> =
-        shell.members.iter().enumerate().map(|(id, m)| tokio::spawn(read(id, m.socket.clone(), tx.clone()))).collect();
+    let readers: Vec<_> = shell
+        .members
+        .iter()
+        .enumerate()
+        .map(|(id, m)| {
+            let multicast = m.inst.spec.unicast_peers.is_empty();
+            tokio::spawn(read(id, m.socket.clone(), m.primary, multicast, tx.clone()))
+        })
+        .collect();
     drop(tx);
     // Virtual addresses a previous run left behind go before we start as backup.
     for id in 0..shell.members.len() {
@@ -250,7 +287,7 @@ impl Shell<'_> {
         now: u64,
     ) -> Vec<(MemberId, Action)> {
         let inst = self.members[at].inst;
-        let adv = match packet::decode(payload, Family::V4, src, dst, ttl) {
+        let adv = match packet::decode(payload, Family::of(&src), src, dst, ttl) {
             Ok(a) => a,
             Err(e) => {
                 *inst.lock().decode_errors.entry(e.kind()).or_insert(0) += 1;
@@ -300,7 +337,7 @@ impl Shell<'_> {
             let mut st = m.inst.lock();
             st.priority = r.priority();
             if r.state() == State::Master {
-                st.master = Some(m.primary.into());
+                st.master = Some(m.primary);
             }
         }
     }
@@ -308,18 +345,20 @@ impl Shell<'_> {
     fn advertise(&self, id: MemberId, adv: &packet::Advertisement) {
         let m = &self.members[id];
         let spec = &m.inst.spec;
-        let peers: Vec<Ipv4Addr> = if spec.unicast_peers.is_empty() {
-            vec![MULTICAST_V4]
-        } else {
-            spec.unicast_peers.iter().filter_map(|p| if let IpAddr::V4(a) = p { Some(*a) } else { None }).collect()
-        };
+        let group = if m.primary.is_ipv4() { IpAddr::V4(MULTICAST_V4) } else { IpAddr::V6(MULTICAST_V6) };
+        let peers: Vec<IpAddr> = if spec.unicast_peers.is_empty() { vec![group] } else { spec.unicast_peers.clone() };
         for dst in peers {
-            match packet::encode(adv, m.primary.into(), dst.into()) {
-                Ok(bytes) => match m.socket.send(&bytes, dst) {
-                    Ok(()) => m.inst.lock().sent += 1,
-                    Err(e) => warn!(instance = %spec.name, %dst, "sending an advertisement: {e}"),
-                },
-                Err(e) => warn!(instance = %spec.name, "encoding an advertisement: {e}"),
+            let sent = packet::encode(adv, m.primary, dst).map_err(|e| e.to_string()).and_then(|bytes| {
+                match (&m.socket, dst) {
+                    (Sock::V4(s), IpAddr::V4(d)) => s.send(&bytes, d),
+                    (Sock::V6(s), IpAddr::V6(d)) => s.send(&bytes, d),
+                    _ => Ok(()),
+                }
+                .map_err(|e| e.to_string())
+            });
+            match sent {
+                Ok(()) => m.inst.lock().sent += 1,
+                Err(e) => warn!(instance = %spec.name, %dst, "sending an advertisement: {e}"),
             }
         }
     }
@@ -338,10 +377,13 @@ impl Shell<'_> {
         let m = &self.members[id];
         for _ in 0..repeat.max(1) {
             for a in &m.inst.spec.virtual_addresses {
-                if let IpAddr::V4(v4) = a {
-                    if let Err(e) = m.announcer.announce(*v4) {
-                        warn!(instance = %m.inst.spec.name, address = %v4, "gratuitous ARP: {e}");
-                    }
+                let r = match (&m.announcer, a) {
+                    (Announce::Arp(arp), IpAddr::V4(v4)) => arp.announce(*v4),
+                    (Announce::Na(na), IpAddr::V6(v6)) => na.announce(*v6),
+                    _ => Ok(()),
+                };
+                if let Err(e) = r {
+                    warn!(instance = %m.inst.spec.name, address = %a, "announcing the address: {e}");
                 }
             }
         }

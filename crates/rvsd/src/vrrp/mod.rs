@@ -4,8 +4,10 @@
 
 mod garp;
 mod instance;
+mod na;
 mod netlink;
 mod socket;
+mod socket6;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};

@@ -1,10 +1,10 @@
 //! The interface side of VRRP through rtnetlink: an interface's index, MAC address and primary
 //! IPv4 address, and adding or removing the virtual addresses on it (`ip addr add/del`).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures_util::TryStreamExt;
-use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 use rtnetlink::Handle;
 
@@ -27,6 +27,8 @@ pub enum NetlinkError {
     NoInterface(String),
     #[error("interface {0}: no IPv4 address to send advertisements from")]
     NoAddress(String),
+    #[error("interface {0}: no IPv6 link-local address to send advertisements from")]
+    NoLinkLocal(String),
 }
 
 /// A netlink connection (its task runs on the current runtime).
@@ -81,6 +83,21 @@ pub async fn primary_v4(handle: &Handle, name: &str, index: u32, vips: &[IpAddr]
         .ok_or_else(|| NetlinkError::NoAddress(name.into()))
 }
 
+/// The interface's IPv6 link-local address (what VRRP over IPv6 advertises from).
+pub async fn link_local_v6(handle: &Handle, name: &str, index: u32) -> Result<Ipv6Addr, NetlinkError> {
+    let mut addrs = handle.address().get().set_link_index_filter(index).execute();
+    while let Some(m) = addrs.try_next().await.map_err(|e| NetlinkError::Request(name.into(), e))? {
+        for a in &m.attributes {
+            if let AddressAttribute::Address(IpAddr::V6(v6)) = a {
+                if v6.segments()[0] & 0xffc0 == 0xfe80 {
+                    return Ok(*v6);
+                }
+            }
+        }
+    }
+    Err(NetlinkError::NoLinkLocal(name.into()))
+}
+
 fn host_prefix(a: &IpAddr) -> u8 {
     if a.is_ipv4() {
         32
@@ -91,7 +108,10 @@ fn host_prefix(a: &IpAddr) -> u8 {
 
 /// Adds `addr` (a host prefix) to the interface; one already there is left as it is.
 pub async fn add(handle: &Handle, name: &str, index: u32, addr: IpAddr) -> Result<(), NetlinkError> {
-    match handle.address().add(index, addr, host_prefix(&addr)).execute().await {
+    let mut req = handle.address().add(index, addr, host_prefix(&addr));
+    // A virtual address moves between routers: no duplicate address detection on it.
+    req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+    match req.execute().await {
         Ok(()) => Ok(()),
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -rustix::io::Errno::EXIST.raw_os_error() => Ok(()),
         Err(e) => Err(NetlinkError::Request(name.into(), e)),
