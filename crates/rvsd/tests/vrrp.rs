@@ -3,7 +3,9 @@
 //! virtual address, a SIGKILL moves it to the backup within a second (measured), the first
 //! preempts back on restart, and the client's neighbour table follows each gratuitous ARP.
 //! Malformed advertisements are counted by kind and change nothing; reload leaves an unchanged
-//! instance alone and stops a removed one. Every namespace goes when the test ends.
+//! instance alone and stops a removed one. Also: unicast peers, no preemption, notify commands,
+//! interface FAULT, sync groups, quorum tracking, version 2, IPv6 with neighbour
+//! advertisements. Every namespace goes when the test ends.
 
 mod common;
 
@@ -440,4 +442,48 @@ fn ipv6_takeover_with_neighbour_advertisements() {
             .to_string()
     };
     wait_until(Duration::from_secs(2), "the unsolicited NA moves the client's entry", || neigh() == mac2);
+}
+
+#[test]
+fn ipv6_advertisement_with_hop_limit_64_is_refused() {
+    const VIP6: &str = "2001:db8::100";
+    let pair = Pair::new();
+    let body = format!(
+        "[[vrrp]]\nname = \"vi6\"\ninterface = \"eth0\"\nvrid = 61\npriority = 150\nadvert_interval_ms = 100\n\
+         virtual_addresses = [\"{VIP6}\"]\n"
+    );
+    let rvsd = Rvsd::builder(&body).netns(pair.d1.name()).start();
+    wait_until(Duration::from_secs(5), "IPv6 master", || state(&rvsd) == "master");
+    let group: std::net::Ipv6Addr = "ff02::12".parse().unwrap();
+    let ifindex = pair.client.ifindex("eth0");
+    let client_ll: std::net::Ipv6Addr = pair
+        .client
+        .ip(&["-6", "addr", "show", "dev", "eth0", "scope", "link"])
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let adv = rvs_vrrp::Advertisement {
+        version: rvs_model::vrrp::VrrpVersion::V3,
+        vrid: 61,
+        priority: 200,
+        interval_cs: 10,
+        addresses: vec![VIP6.parse().unwrap()],
+    };
+    let bytes = rvs_vrrp::encode(&adv, client_ll.into(), group.into()).unwrap();
+    pair.client.enter(|| {
+        let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::RAW, Some(socket2::Protocol::from(112)))
+            .unwrap();
+        s.set_multicast_hops_v6(64).unwrap();
+        s.set_multicast_if_v6(ifindex).unwrap();
+        s.bind(&SocketAddr::V6(std::net::SocketAddrV6::new(client_ll, 0, 0, ifindex)).into()).unwrap();
+        s.send_to(&bytes, &SocketAddr::V6(std::net::SocketAddrV6::new(group, 0, 0, ifindex)).into()).unwrap();
+    });
+    wait_until(Duration::from_secs(3), "the hop limit refusal counted", || {
+        instance(&rvsd)["decode_errors"]["ttl"].as_u64() >= Some(1)
+    });
+    assert_eq!(state(&rvsd), "master", "a priority-200 advertisement with hop limit 64 changes nothing");
 }
