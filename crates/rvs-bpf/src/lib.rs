@@ -10,6 +10,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod decap;
+pub mod link;
 pub mod socket;
 pub mod sockmap;
 pub mod tc_check;

@@ -30,6 +30,7 @@ pub fn bind_std_listener(addr: SocketAddr, backlog: u32) -> io::Result<std::net:
     socket.set_reuse_address(true)?;
     // Accepted connections inherit the options from the listener: no setsockopt per connection.
     crate::tcp_options::apply(&socket)?;
+    freebind(&socket, addr)?;
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(socket.into())
@@ -60,9 +61,20 @@ impl Bind for std::net::TcpListener {
 impl Bind for UdpSocket {
     /// The UDP socket of a UDP service (`backlog` does not apply).
     fn bind(addr: SocketAddr, _backlog: u32) -> io::Result<Self> {
-        let s = std::net::UdpSocket::bind(addr)?;
-        s.set_nonblocking(true)?;
-        UdpSocket::from_std(s)
+        let s = Socket::new(Domain::for_address(addr), Type::DGRAM.nonblocking().cloexec(), Some(SockProtocol::UDP))?;
+        freebind(&s, addr)?;
+        s.bind(&addr.into())?;
+        UdpSocket::from_std(s.into())
+    }
+}
+
+/// `IP_FREEBIND` / `IPV6_FREEBIND`: a virtual address binds whether or not it is on an
+/// interface yet, so a VRRP backup listens on the addresses its master holds and a takeover
+/// needs no rebind.
+fn freebind(socket: &Socket, addr: SocketAddr) -> io::Result<()> {
+    match addr {
+        SocketAddr::V4(_) => socket.set_freebind_v4(true),
+        SocketAddr::V6(_) => socket.set_freebind_v6(true),
     }
 }
 
@@ -138,5 +150,24 @@ impl<L: Bind> ListenerSet<L> {
     /// Stops accepting everywhere (shutdown).
     pub fn stop_all(&self) {
         self.slots().values().for_each(|s| s.stop.cancel());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A virtual address that is on no interface (a VRRP backup's) binds, TCP and UDP.
+    #[tokio::test]
+    async fn binds_an_address_not_on_any_interface() {
+        let addr: SocketAddr = "198.19.255.77:0".parse().unwrap();
+        let tcp = bind_std_listener(addr, 16).expect("TCP with IP_FREEBIND");
+        assert_eq!(tcp.local_addr().unwrap().ip(), addr.ip());
+        let udp = <UdpSocket as Bind>::bind(addr, 0).expect("UDP with IP_FREEBIND");
+        assert_eq!(udp.local_addr().unwrap().ip(), addr.ip());
+        let v6: SocketAddr = "[2001:db8:ffff::77]:0".parse().unwrap();
+        if std::net::UdpSocket::bind("[::1]:0").is_ok() {
+            assert!(bind_std_listener(v6, 16).is_ok(), "IPv6 with IPV6_FREEBIND");
+        }
     }
 }

@@ -29,6 +29,12 @@ pub enum Event {
         to: QuorumState,
         live_weight: u64,
     },
+    /// A VRRP instance's transition (`from` and `to`: `backup`, `master`, `fault`, `stopped`).
+    Vrrp {
+        instance: String,
+        from: &'static str,
+        to: &'static str,
+    },
 }
 
 impl fmt::Display for Event {
@@ -44,6 +50,7 @@ impl fmt::Display for Event {
             Event::Quorum { service, from, to, live_weight } => {
                 write!(f, "{service} quorum {from} -> {to} (live weight {live_weight})")
             }
+            Event::Vrrp { instance, from, to } => write!(f, "vrrp instance {instance}: {from} -> {to}"),
         }
     }
 }

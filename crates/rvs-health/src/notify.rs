@@ -33,6 +33,11 @@ pub enum NotifyKind {
     NotifyDown,
     QuorumUp,
     QuorumDown,
+    /// A VRRP instance's `notify.master` and the others.
+    VrrpMaster,
+    VrrpBackup,
+    VrrpFault,
+    VrrpStop,
 }
 
 impl NotifyKind {
@@ -42,6 +47,10 @@ impl NotifyKind {
             NotifyKind::NotifyDown => "notify_down",
             NotifyKind::QuorumUp => "quorum_up",
             NotifyKind::QuorumDown => "quorum_down",
+            NotifyKind::VrrpMaster => "notify_master",
+            NotifyKind::VrrpBackup => "notify_backup",
+            NotifyKind::VrrpFault => "notify_fault",
+            NotifyKind::VrrpStop => "notify_stop",
         }
     }
 
@@ -114,6 +123,11 @@ impl Notification {
             state: to.as_str().to_owned(),
             weight: None,
         }
+    }
+
+    /// A VRRP instance's notify command on entering `state` (`RVS_SERVICE`: the instance).
+    pub fn vrrp(kind: NotifyKind, command: NotifyCommand, instance: impl Into<String>, state: &str) -> Self {
+        Self { kind, command, service: instance.into(), server: None, state: state.to_owned(), weight: None }
     }
 
     /// The arguments after the command's own.

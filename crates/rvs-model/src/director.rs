@@ -46,6 +46,8 @@ pub struct DirectorModel {
     /// Verdicts on pools' real servers that are not plainly up (run-time state: `save` and a
     /// reload's diff ignore it; it goes when its real server goes).
     pub pool_health: BTreeMap<PoolServer, Verdict>,
+    /// Each running VRRP instance's role by name (run-time state, like `pool_health`).
+    pub vrrp: BTreeMap<String, crate::vrrp::VrrpRole>,
 }
 
 impl DirectorModel {

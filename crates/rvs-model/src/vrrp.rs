@@ -18,6 +18,27 @@ pub enum VrrpVersion {
     V3,
 }
 
+/// Where a running VRRP instance stands, as the director's model carries it (run-time state,
+/// reached through the apply path, so data planes can react to a takeover).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VrrpRole {
+    Backup,
+    Master,
+    Fault,
+    Stopped,
+}
+
+impl VrrpRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VrrpRole::Backup => "backup",
+            VrrpRole::Master => "master",
+            VrrpRole::Fault => "fault",
+            VrrpRole::Stopped => "stopped",
+        }
+    }
+}
+
 /// Whether a backup of higher priority takes over from a running master of lower priority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Preempt {

@@ -1,6 +1,6 @@
 //! Changes: everything that alters what the director does, whatever its source (the file and
-//! its reloads, the API and rvsadm, health checks; next the packet engine, VRRP and connection
-//! sync), as one type the one apply path takes in batches.
+//! its reloads, the API and rvsadm, health checks, VRRP transitions; next the packet engine
+//! and connection sync), as one type the one apply path takes in batches.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,6 +9,7 @@ use std::num::NonZeroUsize;
 use rvs_config::ServiceHealth;
 use rvs_core::{Command, ServiceKey};
 use rvs_model::http::L7ServiceConfig;
+use rvs_model::vrrp::VrrpRole;
 use rvs_model::HttpChange;
 
 #[derive(Debug, Clone)]
@@ -23,6 +24,8 @@ pub enum Change {
     HealthSettings(BTreeMap<ServiceKey, ServiceHealth>),
     /// The director's cap on client connections.
     MaxConnections(NonZeroUsize),
+    /// A VRRP instance's role changed (None: the instance is gone).
+    Vrrp { instance: String, role: Option<VrrpRole> },
 }
 
 impl fmt::Display for Change {
@@ -67,6 +70,8 @@ impl fmt::Display for Change {
             }
             Change::HealthSettings(h) => write!(f, "set the health checks of {} virtual services", h.len()),
             Change::MaxConnections(n) => write!(f, "set the client connection cap to {n}"),
+            Change::Vrrp { instance, role: Some(r) } => write!(f, "vrrp instance {instance} is {}", r.as_str()),
+            Change::Vrrp { instance, role: None } => write!(f, "vrrp instance {instance} stopped running"),
         }
     }
 }

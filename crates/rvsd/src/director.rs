@@ -77,6 +77,8 @@ pub struct Director {
     pub health: Arc<HealthPlane>,
     /// Connection sync's daemons (they read and write the packet engine's flows).
     pub sync: Arc<crate::sync::SyncDaemon>,
+    /// The VRRP instances running (their transitions come back through `apply`).
+    pub vrrp: crate::vrrp::VrrpPlane,
     limit: Arc<ConnLimit>,
     pub clock: Clock,
     config_path: Option<PathBuf>,
@@ -110,7 +112,17 @@ impl Director {
                 health.passive_failure(f.service, f.pool, f.server, f.reason)
             }));
         }
-        Self { state: Mutex::new(state), model: ArcSwap::default(), planes, health, sync, limit, clock, config_path }
+        Self {
+            state: Mutex::new(state),
+            model: ArcSwap::default(),
+            planes,
+            health,
+            sync,
+            vrrp: crate::vrrp::VrrpPlane::default(),
+            limit,
+            clock,
+            config_path,
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -165,6 +177,12 @@ impl Director {
                 Change::Http(c) => next.apply_http(c).map_err(|error| ApplyError::Http { index, error })?,
                 Change::HealthSettings(h) => health = Some(h),
                 Change::MaxConnections(n) => cap = Some(*n),
+                Change::Vrrp { instance, role: Some(r) } => {
+                    next.vrrp.insert(instance.clone(), *r);
+                }
+                Change::Vrrp { instance, role: None } => {
+                    next.vrrp.remove(instance);
+                }
             }
         }
         next.table = st
@@ -243,6 +261,11 @@ impl Director {
         Ok(outcome)
     }
 
+    /// The `[[vrrp]]` instances of the configuration as last loaded.
+    pub fn vrrp_specs(&self) -> Vec<rvs_model::vrrp::VrrpInstanceSpec> {
+        self.state().loaded.as_ref().map(|c| c.vrrp.clone()).unwrap_or_default()
+    }
+
     /// Re-reads the configuration file and applies the difference. Changes made at run time
     /// through the API are replaced by what the file says.
     pub fn reload(&self) -> Result<(Outcome, Vec<String>), ReloadError> {
@@ -268,6 +291,7 @@ impl Director {
         let outcome = self
             .load(config)
             .map_err(|source| ReloadError::Apply { path: path.display().to_string(), source: Box::new(source) })?;
+        self.vrrp.reconcile(self.vrrp_specs());
         Ok((outcome, notes))
     }
 

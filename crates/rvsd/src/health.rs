@@ -206,6 +206,21 @@ impl HealthPlane {
             .collect()
     }
 
+    /// Logs a VRRP instance's transition as an event and queues its notify command, in order
+    /// with every other notification.
+    pub fn vrrp_transition(
+        &self,
+        instance: &str,
+        from: &'static str,
+        to: &'static str,
+        notify: Option<(NotifyKind, rvs_model::health::notify::NotifyCommand)>,
+    ) {
+        lock(&self.events).push(Event::Vrrp { instance: instance.to_owned(), from, to });
+        if let Some((kind, cmd)) = notify {
+            self.notifier.notify(Notification::vrrp(kind, cmd, instance, to));
+        }
+    }
+
     /// Events after `since` (all kept ones when 0).
     pub fn events(&self, since: u64) -> EventList {
         let log = lock(&self.events);
@@ -236,6 +251,17 @@ impl HealthPlane {
                         weight: None,
                         reason: format!("live weight {live_weight}"),
                     },
+                    Event::Vrrp { instance, from, to } => EventView {
+                        seq: r.seq,
+                        at_unix_ms,
+                        kind: "vrrp".into(),
+                        service: instance.clone(),
+                        real_server: None,
+                        from: (*from).into(),
+                        to: (*to).into(),
+                        weight: None,
+                        reason: String::new(),
+                    },
                 }
             })
             .collect();
@@ -244,6 +270,12 @@ impl HealthPlane {
 
     pub fn shutdown(&self) {
         self.supervisor.shutdown();
+    }
+
+    /// Waits until every notify command queued so far has run (a stopping rvsd's last ones,
+    /// VRRP's `notify_stop`).
+    pub async fn flush_notifications(&self) {
+        self.notifier.flush().await;
     }
 }
 

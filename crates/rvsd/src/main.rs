@@ -13,6 +13,7 @@ mod metrics;
 mod packet_engine;
 mod real_server;
 mod sync;
+mod vrrp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -200,6 +201,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(s) = sync_config {
         sync.start(&sync::spec(&s)).context("starting the connection sync daemon ([sync])")?;
     }
+    director.vrrp.attach(&director);
+    director.vrrp.reconcile(director.vrrp_specs());
     let _unix = api::serve_unix(&api.socket, director.clone())
         .with_context(|| format!("control API socket {}", api.socket.display()))?;
     if let (Some(addr), Some(token)) = (api.listen, api.token.clone()) {
@@ -246,6 +249,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // and no health transition is to come of that.
     health.shutdown();
     sync.shutdown();
+    // The backup takes over now (priority 0), not after a Master_Down_Interval.
+    director.vrrp.shutdown().await;
+    // Their notify commands (and any before them) run before rvsd exits, within bounds.
+    let _ = tokio::time::timeout(Duration::from_secs(5), health.flush_notifications()).await;
     let closed = director.shutdown(drain).await;
     if closed > 0 {
         warn!(closed, "drain deadline reached: closed the remaining connections");

@@ -97,6 +97,7 @@ pub fn render(director: &Director) -> Response<Full<Bytes>> {
     for (name, v) in director.sync.counters() {
         let _ = writeln!(out, "rvs_sync_total{{counter=\"{name}\"}} {v}");
     }
+    vrrp_families(&mut out, director);
     Response::builder()
         .header(CONTENT_TYPE, "text/plain; version=0.0.4")
         .body(Full::new(Bytes::from(out)))
@@ -104,6 +105,50 @@ pub fn render(director: &Director) -> Response<Full<Bytes>> {
 }
 
 /// The packet engine: its flows, first packets scheduled, and the XDP program's counters.
+/// Each VRRP instance: its state as a gauge per state name (1 for the current one), its
+/// effective priority, advertisements, transitions and refused packets.
+fn vrrp_families(out: &mut String, director: &Director) {
+    let instances = director.vrrp.instances();
+    if instances.is_empty() {
+        return;
+    }
+    let _ =
+        writeln!(out, "# HELP rvs_vrrp_state 1 for the state the VRRP instance is in.\n# TYPE rvs_vrrp_state gauge");
+    let all: Vec<_> = instances.iter().map(|i| (i.spec.name.clone(), i.status())).collect();
+    for (name, st) in &all {
+        for s in ["init", "backup", "master", "fault", "stop"] {
+            let _ = writeln!(out, "rvs_vrrp_state{{instance=\"{name}\",state=\"{s}\"}} {}", u8::from(st.state == s));
+        }
+    }
+    let families: [(&str, &str, &str); 4] = [
+        ("rvs_vrrp_priority", "gauge", "The VRRP instance's effective priority."),
+        ("rvs_vrrp_transitions_total", "counter", "State transitions of the VRRP instance."),
+        ("rvs_vrrp_advertisements_sent_total", "counter", "Advertisements sent."),
+        ("rvs_vrrp_advertisements_received_total", "counter", "Advertisements received and accepted."),
+    ];
+    for (family, kind, help) in families {
+        let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} {kind}");
+        for (name, st) in &all {
+            let v = match family {
+                "rvs_vrrp_priority" => u64::from(st.priority),
+                "rvs_vrrp_transitions_total" => st.transitions,
+                "rvs_vrrp_advertisements_sent_total" => st.sent,
+                _ => st.received,
+            };
+            let _ = writeln!(out, "{family}{{instance=\"{name}\"}} {v}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rvs_vrrp_decode_errors_total Received VRRP packets refused, by reason.\n# TYPE rvs_vrrp_decode_errors_total counter"
+    );
+    for (name, st) in &all {
+        for (kind, n) in &st.decode_errors {
+            let _ = writeln!(out, "rvs_vrrp_decode_errors_total{{instance=\"{name}\",kind=\"{kind}\"}} {n}");
+        }
+    }
+}
+
 fn packet_families(out: &mut String, p: &rvs_dataplane::plane::PacketReport) {
     let _ = writeln!(
         out,

@@ -37,6 +37,7 @@ mod http;
 mod servers;
 mod services;
 mod sync;
+mod vrrp;
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 4 << 20;
@@ -188,6 +189,7 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
         ["v1", "http", rest @ ..] => http::route(&at, rest, req).await,
         ["v1", "events"] => health::events(&at, &req),
         ["v1", "sync", rest @ ..] => sync::route(&at, rest, req).await,
+        ["v1", "vrrp"] => vrrp::route(&at),
         ["v1", rest @ ..] => director::route(&at, rest, req).await,
         _ => Err(at.not_found()),
     }
