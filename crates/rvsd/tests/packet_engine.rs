@@ -43,6 +43,16 @@ struct Farm {
 }
 
 impl Farm {
+    /// Every real server's IPv4 address on port 80, with forwarding method `method`.
+    fn servers4<'a>(&self, method: &'a str) -> Vec<(String, &'a str)> {
+        self.rs4.iter().map(|a| (format!("{a}:80"), method)).collect()
+    }
+
+    /// Every real server's IPv6 address on port 80, with forwarding method `method`.
+    fn servers6<'a>(&self, method: &'a str) -> Vec<(String, &'a str)> {
+        self.rs6.iter().map(|a| (format!("[{a}]:80"), method)).collect()
+    }
+
     /// Client, director and `n` real servers on one bridge (LVS-DR and LVS-TUN): the client
     /// routes the virtual addresses through the director; real servers answer it directly.
     fn one_segment(n: usize) -> Farm {
@@ -193,8 +203,8 @@ fn gate_tcp_carries_a_mib_both_ways_and_spreads_round_robin_v4_and_v6() {
     let vip6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
     let _b4 = echo_servers(&farm, vip4);
     let _b6 = echo_servers(&farm, vip6);
-    let gate4: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "gate")).collect();
-    let gate6: Vec<(String, &str)> = farm.rs6.iter().map(|a| (format!("[{a}]:80"), "gate")).collect();
+    let gate4 = farm.servers4("gate");
+    let gate6 = farm.servers6("gate");
     let rvsd =
         farm.rvsd(&format!("{}\n{}", service("tcp", vip4, "rr", "", &gate4), service("tcp", vip6, "rr", "", &gate6)));
     let i = info(&rvsd);
@@ -330,8 +340,8 @@ fn tunnel_reaches_real_servers_that_decapsulate_with_rvs_own_program_and_clients
     let vip6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
     let _b4 = echo_servers(&farm, vip4);
     let _b6 = echo_servers(&farm, vip6);
-    let t4: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "tunnel")).collect();
-    let t6: Vec<(String, &str)> = farm.rs6.iter().map(|a| (format!("[{a}]:80"), "tunnel")).collect();
+    let t4 = farm.servers4("tunnel");
+    let t6 = farm.servers6("tunnel");
     let rvsd = farm.rvsd(&format!("{}\n{}", service("tcp", vip4, "rr", "", &t4), service("tcp", vip6, "rr", "", &t6)));
     for vip in [vip4, vip6] {
         let mut names = Vec::new();
@@ -358,7 +368,7 @@ fn persistence_weight_zero_deletion_and_reload_mid_flow() {
     farm.real_servers_dr();
     let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
     let _b = echo_servers(&farm, vip);
-    let gate: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "gate")).collect();
+    let gate = farm.servers4("gate");
     let config = service("tcp", vip, "rr", "persistent = 60", &gate);
     let rvsd = farm.rvsd(&config);
 
@@ -415,7 +425,7 @@ fn a_real_server_failing_its_health_check_gets_no_new_flows() {
         .enumerate()
         .map(|(i, rs)| Some(rs.enter(|| Backend::start_on(&format!("rs{}", i + 1), any))))
         .collect();
-    let gate: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "gate")).collect();
+    let gate = farm.servers4("gate");
     let check = r#"check = { type = "tcp", interval = 0.2, timeout = 0.2, fall = 2, rise = 2, warmup = 0.05 }"#;
     let rvsd = farm.rvsd(&service("tcp", vip, "rr", check, &gate));
     let mut names: Vec<String> = (0..2).map(|_| connect_name_through(&farm, &rvsd, vip).1).collect();
@@ -512,7 +522,7 @@ fn an_rvsd_restart_keeps_an_established_flow_and_the_next_rvsd_adopts_it() {
     farm.real_servers_dr();
     let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
     let _b = echo_servers(&farm, vip);
-    let gate: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "gate")).collect();
+    let gate = farm.servers4("gate");
     let config = service("tcp", vip, "rr", "", &gate);
     let pins = Pins(format!("/sys/fs/bpf/rvs-test/{}", farm.director.name()).into());
 
@@ -702,8 +712,8 @@ fn gate_checks_go_through_the_vip_and_catch_a_real_server_that_does_not_hold_it_
     let _backends = servers_on_every_address(&farm);
     let vip4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
     let vip6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
-    let g4: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "gate")).collect();
-    let g6: Vec<(String, &str)> = farm.rs6.iter().map(|a| (format!("[{a}]:80"), "gate")).collect();
+    let g4 = farm.servers4("gate");
+    let g6 = farm.servers6("gate");
     let rvsd = farm.rvsd(&format!(
         "{}\n{}",
         service("tcp", vip4, "rr", FAST_CHECK, &g4),
@@ -747,8 +757,8 @@ fn tunnel_checks_are_encapsulated_and_catch_a_real_server_that_does_not_decapsul
     let _backends = servers_on_every_address(&farm);
     let vip4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
     let vip6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
-    let t4: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "tunnel")).collect();
-    let t6: Vec<(String, &str)> = farm.rs6.iter().map(|a| (format!("[{a}]:80"), "tunnel")).collect();
+    let t4 = farm.servers4("tunnel");
+    let t6 = farm.servers6("tunnel");
     let rvsd = farm.rvsd(&format!(
         "{}\n{}",
         service("tcp", vip4, "rr", FAST_CHECK, &t4),
@@ -931,7 +941,7 @@ fn sync_malformed_datagrams_at_the_backup_are_counted_and_flows_go_on() {
     farm.real_servers_dr();
     let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
     let _b = echo_servers(&farm, vip);
-    let gate: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "gate")).collect();
+    let gate = farm.servers4("gate");
     let dir_b = farm.backup_director();
     // The backup daemon from the file's [sync] table.
     let b = farm.rvsd_on(
@@ -998,8 +1008,8 @@ fn sync_over_ipvs_multicast_group_reaches_a_backup_on_the_segment_v4_and_v6() {
     let vip6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
     let _b4 = echo_servers(&farm, vip4);
     let _b6 = echo_servers(&farm, vip6);
-    let gate4: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:80"), "gate")).collect();
-    let gate6: Vec<(String, &str)> = farm.rs6.iter().map(|a| (format!("[{a}]:80"), "gate")).collect();
+    let gate4 = farm.servers4("gate");
+    let gate6 = farm.servers6("gate");
     let config = format!("{}\n{}", service("tcp", vip4, "rr", "", &gate4), service("tcp", vip6, "rr", "", &gate6));
     let dir_b = farm.backup_director();
     let a = farm.rvsd(&config);
