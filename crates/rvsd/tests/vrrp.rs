@@ -487,3 +487,40 @@ fn ipv6_advertisement_with_hop_limit_64_is_refused() {
     });
     assert_eq!(state(&rvsd), "master", "a priority-200 advertisement with hop limit 64 changes nothing");
 }
+
+#[test]
+fn split_brain_settles_to_one_master_that_announces_its_address_again() {
+    let pair = Pair::new();
+    let first = start(&pair.d1, 150);
+    let second = start(&pair.d2, 100);
+    wait_until(Duration::from_secs(5), "one master, one backup", || {
+        state(&first) == "master" && state(&second) == "backup"
+    });
+    let (mac1, mac2) = (pair.d1.mac("eth0"), pair.d2.mac("eth0"));
+    // The bridge drops VRRP: neither hears the other, so the backup becomes master too.
+    pair._switch.run(
+        "nft add table bridge rvsvrrp && \
+         nft add chain bridge rvsvrrp filter '{ type filter hook forward priority 0; }' && \
+         nft add rule bridge rvsvrrp filter ip protocol 112 drop",
+    );
+    wait_until(Duration::from_secs(3), "split brain: both masters, both holding the address", || {
+        state(&first) == "master" && state(&second) == "master" && has_vip(&pair.d1) && has_vip(&pair.d2)
+    });
+    // The client last heard of the address at the second's MAC.
+    pair.client.run(&format!("ip neigh replace {VIP} lladdr {mac2} dev eth0 nud stale"));
+    // Healed: by RFC 5798 the lower priority steps back within an advertisement interval, and
+    // the one that stays master announces its address again at once.
+    pair._switch.run("nft delete table bridge rvsvrrp");
+    let healed = Instant::now();
+    wait_until(Duration::from_secs(2), "one master again: the second is backup without the address", || {
+        state(&second) == "backup" && !has_vip(&pair.d2)
+    });
+    let settled = healed.elapsed();
+    eprintln!("split brain settled {} ms after the advertisements passed again", settled.as_millis());
+    assert!(settled < Duration::from_millis(600), "settled after {settled:?}");
+    assert_eq!(state(&first), "master");
+    assert!(has_vip(&pair.d1));
+    wait_until(Duration::from_secs(1), "the master announces its address again", || {
+        client_neighbour(&pair.client) == mac1
+    });
+}
