@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLinkId;
-use aya::programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp};
+use aya::programs::Xdp;
 
 use crate::xdp_attach::{XdpAttach, XdpMode};
 use aya::{Ebpf, EbpfLoader};
@@ -169,18 +169,7 @@ impl Decap {
     fn run_prog(&self, name: &'static str, frame: &[u8]) -> Result<(u32, Vec<u8>), DecapError> {
         let prog: &Xdp = self.ebpf.program(name).ok_or(DecapError::Missing("XDP program"))?.try_into()?;
         // Room for what a program may add (an XDP program's headroom is 256 bytes).
-        let mut out = vec![0u8; frame.len() + 512];
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ctx_in: None,
-            ctx_out: None,
-            repeat: 1,
-            attrs: TestRunAttrs::new(),
-        };
-        let r = prog.test_run(opts)?;
-        out.truncate((r.data_size_out as usize).min(out.len()));
-        Ok((r.return_value, out))
+        Ok(crate::test_run::run_once(prog, frame, None, 512)?)
     }
 
     fn attach_prog(

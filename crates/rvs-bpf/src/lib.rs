@@ -14,6 +14,7 @@ pub mod link;
 pub mod socket;
 pub mod sockmap;
 pub mod tc_check;
+mod test_run;
 pub mod xdp;
 pub mod xdp_attach;
 pub mod xdp_maps;

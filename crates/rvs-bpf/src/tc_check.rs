@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use aya::maps::{Array, MapData, PerCpuArray};
 use aya::programs::tc::{self, SchedClassifierLinkId, TcAttachType};
-use aya::programs::{SchedClassifier, TestRun, TestRunAttrs, TestRunOptions};
+use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
 
 use crate::xdp_maps::{addr_words, FWD_GATE, FWD_TUNNEL};
@@ -152,18 +152,7 @@ impl CheckProgram {
         let prog: &SchedClassifier =
             self.ebpf.program(PROG).ok_or(CheckProgramError::Missing("rvs_tc_check program"))?.try_into()?;
         let ctx = SkbCtx { mark, ifindex }.to_bytes();
-        let mut out = vec![0u8; frame.len() + 256];
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ctx_in: Some(&ctx),
-            ctx_out: None,
-            repeat: 1,
-            attrs: TestRunAttrs::new(),
-        };
-        let r = prog.test_run(opts)?;
-        out.truncate((r.data_size_out as usize).min(out.len()));
-        Ok((r.return_value, out))
+        Ok(crate::test_run::run_once(prog, frame, Some(&ctx), 256)?)
     }
 }
 
