@@ -53,6 +53,19 @@ impl Farm {
         self.rs6.iter().map(|a| (format!("[{a}]:80"), method)).collect()
     }
 
+    /// rvsd with a TCP service on port 80 of each virtual address (IPv4 and IPv6), every real
+    /// server behind it with `method` and a fast check: the daemon and the two addresses.
+    fn checked_dual_stack(&self, method: &str) -> (Rvsd, SocketAddr, SocketAddr) {
+        let vip4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+        let vip6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
+        let rvsd = self.rvsd(&format!(
+            "{}\n{}",
+            service("tcp", vip4, "rr", FAST_CHECK, &self.servers4(method)),
+            service("tcp", vip6, "rr", FAST_CHECK, &self.servers6(method))
+        ));
+        (rvsd, vip4, vip6)
+    }
+
     /// Client, director and `n` real servers on one bridge (LVS-DR and LVS-TUN): the client
     /// routes the virtual addresses through the director; real servers answer it directly.
     fn one_segment(n: usize) -> Farm {
@@ -710,15 +723,7 @@ fn gate_checks_go_through_the_vip_and_catch_a_real_server_that_does_not_hold_it_
     // rs1 holds the VIPs; rs2 is up on its own addresses but has no VIP.
     real_server(&farm.servers[0], "dr", &[]);
     let _backends = servers_on_every_address(&farm);
-    let vip4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
-    let vip6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
-    let g4 = farm.servers4("gate");
-    let g6 = farm.servers6("gate");
-    let rvsd = farm.rvsd(&format!(
-        "{}\n{}",
-        service("tcp", vip4, "rr", FAST_CHECK, &g4),
-        service("tcp", vip6, "rr", FAST_CHECK, &g6)
-    ));
+    let (rvsd, vip4, vip6) = farm.checked_dual_stack("gate");
     let rs = |vip: SocketAddr, i: usize| -> SocketAddr {
         if vip.is_ipv4() { format!("{}:80", farm.rs4[i]) } else { format!("[{}]:80", farm.rs6[i]) }.parse().unwrap()
     };
@@ -755,15 +760,7 @@ fn tunnel_checks_are_encapsulated_and_catch_a_real_server_that_does_not_decapsul
     real_server(&farm.servers[0], "tunnel", &["--interface", "eth0"]);
     real_server(&farm.servers[1], "dr", &[]);
     let _backends = servers_on_every_address(&farm);
-    let vip4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
-    let vip6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
-    let t4 = farm.servers4("tunnel");
-    let t6 = farm.servers6("tunnel");
-    let rvsd = farm.rvsd(&format!(
-        "{}\n{}",
-        service("tcp", vip4, "rr", FAST_CHECK, &t4),
-        service("tcp", vip6, "rr", FAST_CHECK, &t6)
-    ));
+    let (rvsd, vip4, vip6) = farm.checked_dual_stack("tunnel");
     for (vip, rs1, rs2) in [
         (vip4, format!("{}:80", farm.rs4[0]), format!("{}:80", farm.rs4[1])),
         (vip6, format!("[{}]:80", farm.rs6[0]), format!("[{}]:80", farm.rs6[1])),
