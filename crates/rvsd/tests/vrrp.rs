@@ -5,7 +5,8 @@
 //! Malformed advertisements are counted by kind and change nothing; reload leaves an unchanged
 //! instance alone and stops a removed one. Also: unicast peers, no preemption, notify commands,
 //! interface FAULT, sync groups, quorum tracking, version 2, IPv6 with neighbour
-//! advertisements. Every namespace goes when the test ends.
+//! advertisements; Debian's keepalived as the other router, each taking over from the other.
+//! Every namespace goes when the test ends.
 
 mod common;
 
@@ -523,4 +524,131 @@ fn split_brain_settles_to_one_master_that_announces_its_address_again() {
     wait_until(Duration::from_secs(1), "the master announces its address again", || {
         client_neighbour(&pair.client) == mac1
     });
+}
+
+/// Debian's keepalived, started in a director's namespace as the other router of virtual router
+/// 51 (VRRP version 3, 100 ms advertisements), killed with its whole process group on drop.
+struct Keepalived {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Keepalived {
+    fn start(ns: &Netns, priority: u8) -> Keepalived {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("keepalived.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "global_defs {{\n  router_id ka\n  vrrp_garp_master_repeat 2\n  vrrp_garp_master_delay 0\n}}\n\
+                 vrrp_instance vi1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  \
+                 priority {priority}\n  advert_int 0.1\n  version 3\n  \
+                 virtual_ipaddress {{\n    {VIP}/32 dev eth0\n  }}\n}}\n"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("keepalived.log")).unwrap();
+        let pid = |name: &str| dir.path().join(name).display().to_string();
+        let child = std::os::unix::process::CommandExt::process_group(
+            ns.command("keepalived").args([
+                "--dont-fork",
+                "--log-console",
+                "--log-detail",
+                "--vrrp",
+                "--use-file",
+                &conf.display().to_string(),
+                "--pid",
+                &pid("keepalived.pid"),
+                "--vrrp_pid",
+                &pid("vrrp.pid"),
+            ]),
+            0,
+        )
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("keepalived is installed (.ci/run installs it)");
+        Keepalived { child, _dir: dir }
+    }
+
+    /// SIGKILL to keepalived and its VRRP child: a director that dies without a word.
+    fn kill(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // The child leads its own process group (process_group(0) above).
+            let group = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a child's pid");
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("keepalived.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn keepalived_and_rvsd_take_over_from_each_other() {
+    let pair = Pair::new();
+    // rvsd is master (150), keepalived backup (100).
+    let mut rvsd = start(&pair.d1, 150);
+    let mut keepalived = Keepalived::start(&pair.d2, 100);
+    wait_until(Duration::from_secs(5), "rvsd master with the address", || {
+        state(&rvsd) == "master" && has_vip(&pair.d1)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!has_vip(&pair.d2), "keepalived, backup, holds no address:\n{}", keepalived.log());
+    assert_eq!(
+        instance(&rvsd)["decode_errors"].as_object().map(|m| m.values().filter(|v| v.as_u64() > Some(0)).count()),
+        Some(0),
+        "{}",
+        instance(&rvsd)
+    );
+
+    // rvsd dies: keepalived takes over.
+    rvsd.signal("KILL");
+    let killed = Instant::now();
+    rvsd.wait(Duration::from_secs(5));
+    wait_until(Duration::from_secs(2), "keepalived takes the address", || has_vip(&pair.d2));
+    eprintln!("keepalived took over {} ms after rvsd's SIGKILL", killed.elapsed().as_millis());
+    assert!(keepalived.log().contains("Entering MASTER STATE"), "{}", keepalived.log());
+
+    // rvsd returns at 150 and preempts: keepalived hears it and steps back.
+    drop(rvsd);
+    let rvsd = start(&pair.d1, 150);
+    wait_until(Duration::from_secs(5), "rvsd preempts keepalived", || {
+        state(&rvsd) == "master" && has_vip(&pair.d1) && !has_vip(&pair.d2)
+    });
+    assert!(keepalived.log().contains("Entering BACKUP STATE"), "{}", keepalived.log());
+    keepalived.kill();
+    drop(rvsd);
+
+    // The other way round: keepalived master (150), rvsd backup (100).
+    pair.d1.run(&format!("ip addr del {VIP}/32 dev eth0 2>/dev/null || true"));
+    let mut keepalived = Keepalived::start(&pair.d1, 150);
+    let rvsd = start(&pair.d2, 100);
+    wait_until(Duration::from_secs(8), "keepalived master, rvsd backup hearing it", || {
+        has_vip(&pair.d1) && state(&rvsd) == "backup" && instance(&rvsd)["master"] == D1
+    });
+    assert!(!has_vip(&pair.d2));
+    keepalived.kill();
+    let killed = Instant::now();
+    wait_until(Duration::from_secs(2), "rvsd takes over from keepalived", || {
+        state(&rvsd) == "master" && has_vip(&pair.d2)
+    });
+    let takeover = killed.elapsed();
+    eprintln!("rvsd took over {} ms after keepalived's SIGKILL", takeover.as_millis());
+    assert!(takeover < Duration::from_secs(1), "{takeover:?}");
+    // keepalived returns at 150 and preempts rvsd.
+    pair.d1.run(&format!("ip addr del {VIP}/32 dev eth0 2>/dev/null || true"));
+    let _keepalived = Keepalived::start(&pair.d1, 150);
+    wait_until(Duration::from_secs(8), "keepalived preempts rvsd", || {
+        has_vip(&pair.d1) && state(&rvsd) == "backup" && !has_vip(&pair.d2)
+    });
+    assert_eq!(instance(&rvsd)["master"], D1);
 }
