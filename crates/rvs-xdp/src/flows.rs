@@ -129,6 +129,11 @@ impl Flows {
         self.len() == 0
     }
 
+    /// Every flow's key (a starting sync master sends the whole table).
+    pub fn keys(&self) -> Vec<maps::ConnKey> {
+        lock(&self.map).flows.keys().copied().collect()
+    }
+
     /// The slot of the flow's real server, if rvsd scheduled it.
     pub fn dest_of(&self, key: &maps::ConnKey) -> Option<u32> {
         lock(&self.map).flows.get(key).map(|e| e.flow.dest_id)

@@ -78,9 +78,19 @@ impl PacketEngine {
     /// Starts (or stops) noting flow changes for a sync master; stopping drops what is noted.
     pub fn sync_master(&self, on: bool) {
         self.sync.on.store(on, Ordering::Relaxed);
-        if !on {
-            self.sync.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.sync.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        if on {
+            self.sync_refresh();
         }
+    }
+
+    /// Notes every flow (with its template) to be sent again: what a master does when it starts
+    /// and at each refresh, so a backup that joined late holds the whole table.
+    pub fn sync_refresh(&self) {
+        let keys = self.flows.keys();
+        let mut pending = self.sync.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let room = MAX_PENDING.saturating_sub(pending.len());
+        pending.extend(keys.into_iter().take(room).map(|k| (k, true)));
     }
 
     /// How many flow changes are noted and not yet taken.
@@ -179,6 +189,14 @@ impl PacketEngine {
         let now = now_ticks();
         let mut conn = maps::Conn::new(dest_id, state, now);
         conn.last_seen = now.wrapping_sub((elapsed_ms as f64 / MS_PER_TICK) as u32);
+        // A copy at least as fresh is here already: this director forwards the flow itself (its
+        // own flow, sent back by the other director's master daemon), or heard it more lately.
+        if r.program
+            .conn(&key)
+            .is_some_and(|old| old.dest == dest_id && old.last_seen.wrapping_sub(conn.last_seen) as i32 >= 0)
+        {
+            return true;
+        }
         if let Err(e) = r.program.insert_conn(&key, &conn) {
             tracing::warn!(client = %f.client, "connection sync: installing a flow: {e}");
             return false;

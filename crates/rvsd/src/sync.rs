@@ -27,6 +27,10 @@ const LOOK_INTERVAL: Duration = Duration::from_millis(10);
 /// IPv4 flow entries a datagram holds: the master sends as soon as that many wait.
 const DATAGRAM_ENTRIES: usize =
     (MAX_DATAGRAM - rvs_sync::message::HEADER_LEN) / rvs_sync::message::entry_len(true, false);
+/// How often a master sends its whole table again (as IPVS's `sync_refresh_period`): a backup
+/// that starts late (a director back from a failure, before it preempts) holds every flow
+/// within this time.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
 /// How often a master reads the full-NAT services' templates.
 const TEMPLATE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -305,9 +309,13 @@ fn master(
     stop: &AtomicBool,
 ) {
     let mut sent = SentTemplates::new();
-    let (mut last_send, mut last_templates) = (Instant::now(), Instant::now());
+    let (mut last_send, mut last_templates, mut last_refresh) = (Instant::now(), Instant::now(), Instant::now());
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(LOOK_INTERVAL);
+        if last_refresh.elapsed() >= REFRESH_INTERVAL {
+            last_refresh = Instant::now();
+            engine.sync_refresh();
+        }
         if last_send.elapsed() < SEND_INTERVAL && engine.sync_pending() < DATAGRAM_ENTRIES {
             continue;
         }

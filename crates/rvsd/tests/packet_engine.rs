@@ -1076,3 +1076,77 @@ fn sync_masq_and_tunnel_flows_go_on_through_the_backup_after_the_master_is_kille
         mib_both_ways(s);
     }
 }
+
+/// The `[[vrrp]]` instance both directors run: the client's next hop to the VIPs, 198.18.0.50.
+fn gateway_vrrp(priority: u8, extra: &str) -> String {
+    format!(
+        "[[vrrp]]\nname = \"gw\"\ninterface = \"eth0\"\nvrid = 60\npriority = {priority}\nadvert_interval_ms = 100\n\
+         virtual_addresses = [\"198.18.0.50\"]\ngarp_repeat = 2\ngarp_delay_ms = 0\n{extra}\n"
+    )
+}
+
+fn vrrp_state(rvsd: &Rvsd) -> String {
+    rvsd.api("GET", "/v1/vrrp", None).1["instances"][0]["state"].as_str().unwrap_or("").to_string()
+}
+
+/// Both sync daemons, as keepalived's `lvs_sync_daemon` runs them: master to the other
+/// director, backup for what it sends.
+fn start_both_sync_daemons(rvsd: &Rvsd, peer: &str) {
+    start_sync(rvsd, &format!(r#"{{"state": "master", "syncid": 9, "peer": "{peer}"}}"#));
+    start_sync(rvsd, r#"{"state": "backup", "syncid": 9}"#);
+}
+
+#[test]
+fn vrrp_and_sync_carry_a_transfer_across_a_takeover_and_back_after_preemption() {
+    let farm = Farm::one_segment(2);
+    farm.real_servers_dr();
+    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let _b = echo_servers(&farm, vip);
+    let gate = service("tcp", vip, "rr", "", &farm.servers4("gate"));
+    // A comes back with an empty table (a rebooted director): it waits 4 s before it preempts,
+    // time for B's master daemon to send the whole table again (every 2 s).
+    let config_a = format!("{}\n{gate}", gateway_vrrp(150, "preempt_delay_ms = 4000"));
+    let config_b = format!("{}\n{gate}", gateway_vrrp(100, ""));
+    let dir_b = farm.backup_director();
+    farm.route_vip_via("198.18.0.50");
+    let mut a = farm.rvsd_on(&farm.director, &config_a);
+    let b = farm.rvsd_on(&dir_b, &config_b);
+    wait_until(Duration::from_secs(5), "A is master, B backup", || {
+        vrrp_state(&a) == "master" && vrrp_state(&b) == "backup"
+    });
+    start_both_sync_daemons(&a, "198.18.0.3");
+    start_both_sync_daemons(&b, "198.18.0.1");
+
+    let (stream, name) = connect_name_through(&farm, &a, vip);
+    let port = stream.local_addr().unwrap().port();
+    let total = 20 << 20;
+    let t = Transfer::start_on(Conn { stream, name }, total, Duration::from_millis(120));
+    wait_progress(&t, 512 << 10);
+    let synced = |r: &Rvsd| r.api("GET", "/v1/connections", None).1.to_string().contains(&format!("198.18.0.2:{port}"));
+    wait_until(Duration::from_secs(5), "B to hold the synced flow", || synced(&b));
+
+    // A dies: VRRP moves the next hop to B, which carries the flow on.
+    t.assert_in_flight("at the takeover");
+    a.signal("KILL");
+    let _ = a.wait(Duration::from_secs(5));
+    drop(a);
+    wait_until(Duration::from_secs(2), "B takes over", || vrrp_state(&b) == "master");
+    let at_takeover = t.progress();
+    wait_progress(&t, at_takeover + (2 << 20));
+    assert!(!t.is_finished() || t.progress() == total, "the transfer broke after the takeover\n{}", diag(&b));
+
+    // A returns without a table, learns the flow from B's refresh, then preempts.
+    let a = farm.rvsd_on(&farm.director, &config_a);
+    start_both_sync_daemons(&a, "198.18.0.3");
+    wait_until(Duration::from_secs(5), "A is backup first", || vrrp_state(&a) == "backup");
+    wait_until(Duration::from_secs(4), "A to learn the flow from B", || synced(&a));
+    t.assert_in_flight("at the preemption");
+    wait_until(Duration::from_secs(8), "A preempts, B steps back", || {
+        vrrp_state(&a) == "master" && vrrp_state(&b) == "backup"
+    });
+    let at_return = info(&a)["packet_engine"]["counters"]["forwarded"].as_u64().unwrap_or(0);
+    let echoed = t.join().unwrap_or_else(|e| panic!("the transfer across the return: {e}\n{}", diag(&a)));
+    assert_eq!(echoed, total);
+    let forwarded = info(&a)["packet_engine"]["counters"]["forwarded"].as_u64().unwrap_or(0);
+    assert!(forwarded > at_return + 100, "A forwarded the rest after its return: {at_return} -> {forwarded}");
+}
