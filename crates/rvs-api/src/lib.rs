@@ -9,12 +9,14 @@ mod error;
 mod http_views;
 mod sync;
 mod types;
+mod vrrp;
 
 pub use convert::{command_to_api, service_key, table_to_commands, timeouts_view, view_service};
 pub use error::{ApiError, ErrorBody};
 pub use http_views::view_http_service;
 pub use sync::{SyncDaemonSpec, SyncView};
 pub use types::*;
+pub use vrrp::{VrrpInstanceView, VrrpView};
 
 /// The path prefix of this version of the API.
 pub const PREFIX: &str = "/v1";

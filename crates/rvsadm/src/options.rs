@@ -93,6 +93,7 @@ pub enum Opt {
     McastInterface,
     Timeout,
     Daemon,
+    Vrrp,
     Stats,
     Rate,
     Thresholds,
@@ -697,6 +698,7 @@ pub const OPTIONS: &[OptDef] = &[
         "refresh the listing every so many seconds (default 2), like watch ipvsadm -L; implies -L",
     ),
     opt("count", &[], Value("n"), Opt::Count, "count", LISTS_OPT, R, "with --watch: stop after n listings"),
+    opt("vrrp", &[], Flag, Opt::Vrrp, "vrrp", LIST_ONE, R, "output of the director's VRRP instances"),
     opt(
         "health",
         &[],

@@ -112,6 +112,8 @@ pub enum ListView {
     Connections,
     Timeout,
     Daemon,
+    /// rvs's `-L --vrrp`: the director's VRRP instances.
+    Vrrp,
     /// rvs's `--list-rules` (`-L --rules`): the http services, or the one given.
     Rules(Option<ServiceRef>),
 }
@@ -549,7 +551,7 @@ fn option(st: &mut State, o: Opt, def: &'static OptDef, value: Option<String>) -
         Opt::UThreshold => st.u_threshold = Some(number(&v, 0, i64::from(i32::MAX), "u_threshold")?),
         Opt::LThreshold => st.l_threshold = Some(number(&v, 0, i64::from(i32::MAX), "l_threshold")?),
         Opt::Numeric => st.format.numeric = true,
-        Opt::Connection | Opt::Timeout | Opt::Daemon | Opt::Sort => {}
+        Opt::Connection | Opt::Timeout | Opt::Daemon | Opt::Vrrp | Opt::Sort => {}
         Opt::McastInterface => st.mcast_interface = Some(v),
         Opt::SyncPeer => {
             if v.parse::<IpAddr>().is_err() {
@@ -845,9 +847,9 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
     }
     if cmd == Cmd::List {
         let f = &st.format;
-        let c_t_d = st.has(Opt::Connection) || st.has(Opt::Timeout) || st.has(Opt::Daemon);
+        let c_t_d = st.has(Opt::Connection) || st.has(Opt::Timeout) || st.has(Opt::Daemon) || st.has(Opt::Vrrp);
         if (c_t_d && (f.stats || f.rate || f.thresholds || f.health))
-            || ((st.has(Opt::Timeout) || st.has(Opt::Daemon)) && f.persistent_conn)
+            || ((st.has(Opt::Timeout) || st.has(Opt::Daemon) || st.has(Opt::Vrrp)) && f.persistent_conn)
         {
             return Err(ParseError::fail("options conflicts in the list command"));
         }
@@ -956,6 +958,8 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
                 ListView::Timeout
             } else if st.has(Opt::Daemon) {
                 ListView::Daemon
+            } else if st.has(Opt::Vrrp) {
+                ListView::Vrrp
             } else {
                 ListView::All
             };

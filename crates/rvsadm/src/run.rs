@@ -278,6 +278,14 @@ pub fn list(client: &Client, args: &ListArgs) -> Result<String> {
                 format::daemon(&sync)
             }
         }
+        ListView::Vrrp => {
+            let vrrp: rvs_api::VrrpView = client.get("/v1/vrrp").map_err(fail)?;
+            if args.json {
+                json(&vrrp)
+            } else {
+                format::vrrp(&vrrp)
+            }
+        }
         ListView::Rules(None) => {
             let list: HttpServiceList = client.get("/v1/http").map_err(fail)?;
             if args.json {

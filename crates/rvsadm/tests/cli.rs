@@ -766,3 +766,22 @@ fn sync_daemons_are_started_listed_and_stopped_as_ipvsadm_does() {
     rvsadm(&rvsd, &["--stop-daemon", "backup"]).ok();
     assert_eq!(rvsadm(&rvsd, &["-L", "--daemon"]).ok(), "");
 }
+
+#[test]
+fn vrrp_view_lists_each_instance_with_its_state() {
+    // A director alone in its namespace on one veth: no other router, so it becomes master.
+    let ns = rvs_testkit::netns::Netns::new("vrrp");
+    let peer = rvs_testkit::netns::Netns::new("peer");
+    ns.veth("eth0", &peer, "eth0", &["198.18.0.1/24"]);
+    let config = "[[vrrp]]\nname = \"vi1\"\ninterface = \"eth0\"\nvrid = 51\npriority = 150\n\
+                  advert_interval_ms = 100\nvirtual_addresses = [\"198.18.0.100\"]\n";
+    let rvsd = Rvsd::builder(config).netns(ns.name()).start();
+    eventually("master", || run(&rvsd, "-L --vrrp").ok().contains(": MASTER priority 150/150 master 198.18.0.1"));
+    let text = run(&rvsd, "-L --vrrp").ok();
+    assert!(text.starts_with("VRRP instance vi1 (interface=eth0, vrid=51): MASTER"), "{text}");
+    assert!(text.contains("\n  -> 198.18.0.100\n"), "{text}");
+    let json: Value = serde_json::from_str(&run(&rvsd, "-L --vrrp --json").ok()).unwrap();
+    assert_eq!(json["instances"][0]["state"], "master", "{json}");
+    let conflict = run(&rvsd, "-L --vrrp --stats");
+    assert!(conflict.code != 0 && conflict.stderr.contains("options conflicts"), "{conflict:?}");
+}

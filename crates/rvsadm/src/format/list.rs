@@ -208,3 +208,57 @@ pub fn timeout(t: &TimeoutsView) -> String {
 pub fn daemon(sync: &rvs_api::SyncView) -> String {
     sync.daemons.iter().map(|d| format!("{d}\n")).collect()
 }
+
+/// `-L --vrrp`: one line per VRRP instance, keepalived's state names, then its addresses.
+pub fn vrrp(v: &rvs_api::VrrpView) -> String {
+    let mut out = String::new();
+    for i in &v.instances {
+        let master = i.master.as_deref().unwrap_or("-");
+        out.push_str(&format!(
+            "VRRP instance {} (interface={}, vrid={}): {} priority {}/{} master {} sent {} received {} transitions {}\n",
+            i.name,
+            i.interface,
+            i.vrid,
+            i.state.to_uppercase(),
+            i.priority,
+            i.configured_priority,
+            master,
+            i.advertisements_sent,
+            i.advertisements_received,
+            i.transitions,
+        ));
+        for a in &i.virtual_addresses {
+            out.push_str(&format!("  -> {a}\n"));
+        }
+        if let Some(e) = &i.error {
+            out.push_str(&format!("  error: {e}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod vrrp_tests {
+    #[test]
+    fn an_instance_is_listed_with_its_state_priorities_master_and_addresses() {
+        let v = rvs_api::VrrpView {
+            instances: vec![rvs_api::VrrpInstanceView {
+                name: "vi1".into(),
+                interface: "eth0".into(),
+                vrid: 51,
+                state: "backup".into(),
+                priority: 90,
+                configured_priority: 100,
+                master: Some("198.18.0.1".into()),
+                virtual_addresses: vec!["198.18.0.100".into()],
+                advertisements_received: 7,
+                transitions: 1,
+                ..Default::default()
+            }],
+        };
+        assert_eq!(
+            super::vrrp(&v),
+            "VRRP instance vi1 (interface=eth0, vrid=51): BACKUP priority 90/100 master 198.18.0.1 sent 0 received 7 transitions 1\n  -> 198.18.0.100\n"
+        );
+    }
+}

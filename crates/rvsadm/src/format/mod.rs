@@ -8,7 +8,7 @@ mod rules;
 mod save;
 
 pub use conn::connections;
-pub use list::{daemon, list_all, list_service, timeout, title};
+pub use list::{daemon, list_all, list_service, timeout, title, vrrp};
 pub use rules::{http_rules, rules_title};
 pub use save::save;
 
