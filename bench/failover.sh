@@ -3,7 +3,9 @@
 # VRRP version 3), the master at priority 150 killed with SIGKILL, then started again (it
 # preempts back). Takeover = from the SIGKILL to the virtual address on the backup's interface,
 # polled every 2 ms. The same topology with Debian's keepalived as both directors; advertisement
-# intervals of 1 s and 100 ms. Prints median and worst of FAILOVER_KILLS kills (default 20).
+# intervals of 1 s and 100 ms. Prints median and worst of FAILOVER_KILLS kills (default 20), and
+# for rvsd with connection sync how many of FAILOVER_FLOWS (50) established gate flows stopped
+# (keepalived has no connection sync without the kernel's IPVS, which this kernel lacks).
 #   bench/failover.sh            # builds rvsd (release) unless RVSD_BIN names a binary
 # Addresses: 198.18.0.0/24 only, in namespaces this script makes and removes.
 set -euo pipefail
@@ -125,10 +127,22 @@ run() {
   printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%s %s\n", m, a[NR]}'
 }
 
-printf '| director | advert interval | takeover median (ms) | worst (ms) | kills |\n|---|---|---|---|---|\n'
+# flows IMPL INTERVAL_MS: rvsd with connection sync and FAILOVER_FLOWS held gate connections
+# (the packet-engine farm of crates/rvsd/tests/packet_engine.rs): "median worst lost".
+flows() {
+  local line
+  line=$(cd "$ROOT" && FAILOVER_KILLS=$KILLS FAILOVER_INTERVAL_MS=$2 cargo test -q -p rvsd --test packet_engine \
+    failover_bench_flows_lost -- --ignored --nocapture 2>/dev/null | grep '^FAILOVER') || { echo "- - -"; return; }
+  sed -E 's/.*takeover_median_ms=([0-9]+) takeover_worst_ms=([0-9]+) lost_at_takeover=([0-9]+) lost_at_return=([0-9]+).*/\1 \2 \3+\4/' <<<"$line"
+}
+
+printf '| director | advert interval | takeover median (ms) | worst (ms) | kills | established flows lost (takeover+return) |\n'
+printf '|---|---|---|---|---|---|\n'
 for ms in 1000 100; do
   for impl in rvsd keepalived; do
     read -r med worst < <(run "$impl" "$ms")
-    printf '| %s | %s ms | %s | %s | %s |\n' "$impl" "$ms" "$med" "$worst" "$KILLS"
+    printf '| %s | %s ms | %s | %s | %s | |\n' "$impl" "$ms" "$med" "$worst" "$KILLS"
   done
+  read -r med worst lost < <(flows rvsd "$ms")
+  printf '| rvsd + sync, %s gate flows | %s ms | %s | %s | %s | %s |\n' "${FAILOVER_FLOWS:-50}" "$ms" "$med" "$worst" "$KILLS" "$lost"
 done

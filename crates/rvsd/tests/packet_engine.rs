@@ -1150,3 +1150,82 @@ fn vrrp_and_sync_carry_a_transfer_across_a_takeover_and_back_after_preemption() 
     let forwarded = info(&a)["packet_engine"]["counters"]["forwarded"].as_u64().unwrap_or(0);
     assert!(forwarded > at_return + 100, "A forwarded the rest after its return: {at_return} -> {forwarded}");
 }
+
+/// The failover benchmark's flow half (bench/failover.sh runs it): VRRP and both sync daemons
+/// on two directors, `FAILOVER_FLOWS` established gate connections held open, the master
+/// SIGKILLed `FAILOVER_KILLS` times (advertisements every `FAILOVER_INTERVAL_MS`) and started
+/// again to preempt back. Prints the takeover times and how many connections stopped echoing.
+#[test]
+#[ignore = "a benchmark: bench/failover.sh runs it"]
+fn failover_bench_flows_lost() {
+    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (kills, flows, interval) =
+        (env("FAILOVER_KILLS", 20), env("FAILOVER_FLOWS", 50), env("FAILOVER_INTERVAL_MS", 100));
+    let farm = Farm::one_segment(2);
+    farm.real_servers_dr();
+    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let _b = echo_servers(&farm, vip);
+    let gate = service("tcp", vip, "rr", "", &farm.servers4("gate"));
+    let vrrp = |prio: u8, extra: &str| {
+        gateway_vrrp(prio, extra).replace("advert_interval_ms = 100", &format!("advert_interval_ms = {interval}"))
+    };
+    // The returning director waits for two refreshes and the master-down time before preempting.
+    let delay = 4000 + 4 * interval;
+    let config_a = format!("{}\n{gate}", vrrp(150, &format!("preempt_delay_ms = {delay}")));
+    let config_b = format!("{}\n{gate}", vrrp(100, ""));
+    let dir_b = farm.backup_director();
+    farm.route_vip_via("198.18.0.50");
+    let mut a = farm.rvsd_on(&farm.director, &config_a);
+    let b = farm.rvsd_on(&dir_b, &config_b);
+    let settle = Duration::from_millis(10 * interval + 10_000);
+    wait_until(settle, "A master, B backup", || vrrp_state(&a) == "master" && vrrp_state(&b) == "backup");
+    start_both_sync_daemons(&a, "198.18.0.3");
+    start_both_sync_daemons(&b, "198.18.0.1");
+    let open = || -> Conn {
+        let c = farm.client.enter(|| common::open(vip)).expect("a connection through the VIP");
+        c.stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        c
+    };
+    let mut conns: Vec<Conn> = (0..flows).map(|_| open()).collect();
+    // Every connection echoes once; the ones that do not are counted and replaced.
+    let check = |conns: &mut Vec<Conn>| -> usize {
+        let mut lost = 0;
+        for c in conns.iter_mut() {
+            if c.echo(b"ping\n").is_err() {
+                lost += 1;
+                *c = open();
+            }
+        }
+        lost
+    };
+    let (mut takeovers, mut lost_takeover, mut lost_return) = (Vec::new(), 0, 0);
+    for _ in 0..kills {
+        wait_until(Duration::from_secs(5), "B to hold every flow", || {
+            b.api("GET", "/v1/connections", None).1["connections"].as_array().map_or(0, Vec::len) >= flows as usize
+        });
+        a.signal("KILL");
+        let killed = std::time::Instant::now();
+        let _ = a.wait(Duration::from_secs(5));
+        while !dir_b.ip(&["-4", "addr", "show", "dev", "eth0"]).contains("198.18.0.50/32") {
+            assert!(killed.elapsed() < settle, "no takeover");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        takeovers.push(killed.elapsed().as_millis() as u64);
+        lost_takeover += check(&mut conns);
+        drop(a);
+        a = farm.rvsd_on(&farm.director, &config_a);
+        start_both_sync_daemons(&a, "198.18.0.3");
+        wait_until(settle + Duration::from_millis(delay), "A preempts back", || {
+            vrrp_state(&a) == "master" && vrrp_state(&b) == "backup"
+        });
+        std::thread::sleep(Duration::from_millis(3 * interval));
+        lost_return += check(&mut conns);
+    }
+    takeovers.sort_unstable();
+    let median = takeovers[takeovers.len() / 2];
+    let worst = takeovers[takeovers.len() - 1];
+    println!(
+        "FAILOVER interval_ms={interval} kills={kills} flows={flows} takeover_median_ms={median} takeover_worst_ms={worst} \
+         lost_at_takeover={lost_takeover} lost_at_return={lost_return}"
+    );
+}
