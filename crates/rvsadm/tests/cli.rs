@@ -476,6 +476,9 @@ fn bad_input_is_refused_and_changes_nothing() {
     let gate_refused =
         format!("virtual service tcp {vip}: real server 127.0.0.1:{p} (gate) cannot join real server {rs}");
     let tunnel_refused = format!("real server 127.0.0.1:{p} (tunnel) cannot join real server {rs} (fullnat)");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let held_addr = held.local_addr().unwrap().to_string();
+    let held_refused = format!("cannot listen on tcp {held_addr}: Address already in use");
     let cases: Vec<(Vec<String>, i32, &str)> = vec![
         (vec!["--bogus".into()], 255, "Try `rvsadm -h' or 'rvsadm --help' for more information."),
         (vec!["-A".into(), "-t".into(), vip2.clone(), "--bogus".into()], 255, "--bogus: unknown option"),
@@ -587,6 +590,8 @@ fn bad_input_is_refused_and_changes_nothing() {
         ),
         (vec!["-a".into(), "-t".into(), vip.clone(), "-r".into(), "127.0.0.1:9".into()], 255, &gate_refused),
         (vec!["-A".into(), "-t".into(), vip.clone()], 255, "Service already exists"),
+        // An address that cannot be bound is not a service that exists: rvsd's own words.
+        (vec!["-A".into(), "-t".into(), held_addr.clone()], 255, &held_refused),
         (vec!["-E".into(), "-t".into(), vip2.clone()], 255, "No such service"),
         (vec!["-D".into(), "-t".into(), vip2.clone()], 255, "No such service"),
         (vec!["-Z".into(), "-t".into(), vip2.clone()], 255, "No such service"),
