@@ -412,6 +412,8 @@ pub fn parse(argv: &[String]) -> Result<Invocation> {
     let mut scanner = Scanner::new(argv.get(1..).unwrap_or(&[]));
     let mut st = State::default();
     let mut first = true;
+    // `--watch` before any command implies -L; a -L (or --list-rules) after it is that command.
+    let mut implied_list = false;
     while let Some(item) = scanner.next() {
         let item = match item {
             Ok(i) => i,
@@ -427,6 +429,13 @@ pub fn parse(argv: &[String]) -> Result<Invocation> {
         };
         match def.action {
             Action::Command(c) => {
+                if implied_list && matches!(c, Cmd::List | Cmd::ListRules) {
+                    implied_list = false;
+                    if c == Cmd::ListRules {
+                        st.cmd = Some(c);
+                    }
+                    continue;
+                }
                 if st.cmd.is_some() {
                     return Err(ParseError::fail("multiple commands specified"));
                 }
@@ -461,6 +470,7 @@ pub fn parse(argv: &[String]) -> Result<Invocation> {
                 if st.cmd.is_none() && !global {
                     if o == Opt::Watch {
                         st.cmd = Some(Cmd::List);
+                        implied_list = true;
                     } else {
                         return Err(ParseError::tryhelp(&program));
                     }

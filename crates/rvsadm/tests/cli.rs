@@ -657,6 +657,25 @@ fn json_watch_help_version_completions() {
     assert_eq!(frames.matches("Rust Virtual Server version").count(), 2, "{frames}");
     let frames = run(&rvsd, "--watch 0.1 --count 3 -n --rate").ok();
     assert_eq!(frames.matches("InBPS").count(), 3, "{frames}");
+    // The README's order, and others: --watch before or after -L.
+    for line in [
+        "--watch 0.1 -L -n --rate --count 2",
+        "-L --watch 0.1 -n --rate --count 2",
+        "--watch 0.1 --rate -n -L --count 2",
+    ] {
+        let frames = run(&rvsd, line).ok();
+        assert_eq!(frames.matches("InBPS").count(), 2, "{line}: {frames}");
+    }
+    assert!(run(&rvsd, "--watch 0.1 -L -L").stderr.contains("multiple commands specified"));
+    // On a terminal (script(1) gives it one) each frame redraws the screen as watch(1) does:
+    // home and clear, a header line naming the interval and the command.
+    let line = format!("RVSADM_API={} {} --watch 0.1 -L -n --count 2", rvsd.socket.display(), bin().display());
+    let tty = std::process::Command::new("script").args(["-qec", &line, "/dev/null"]).output().unwrap();
+    let screen = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{tty:?}");
+    assert_eq!(screen.matches("\x1b[H\x1b[2J").count(), 2, "{screen:?}");
+    assert_eq!(screen.matches("Every 0.1s: rvsadm --watch 0.1 -L -n --count 2").count(), 2, "{screen:?}");
+    assert!(screen.find("Every").unwrap() < screen.find("Rust Virtual Server version").unwrap(), "{screen:?}");
 
     let help = run(&rvsd, "-h").ok();
     assert!(help.starts_with("rvsadm v") && help.contains("Usage:") && help.contains("--fullnat"), "{help}");
