@@ -240,6 +240,11 @@ impl ParseError {
     fn tryhelp(program: &str) -> Self {
         Self { message: format!("Try `{program} -h' or '{program} --help' for more information."), code: 255 }
     }
+    /// popt's refusal of the first word, then the pointer to the help (ipvsadm prints only
+    /// the latter, which leaves the word at fault unnamed).
+    fn tryhelp_after(program: &str, e: ParseError) -> Self {
+        Self { message: format!("{}\n{}", e.message, Self::tryhelp(program).message), code: 255 }
+    }
 }
 
 type Result<T> = std::result::Result<T, ParseError>;
@@ -417,7 +422,7 @@ pub fn parse(argv: &[String]) -> Result<Invocation> {
     while let Some(item) = scanner.next() {
         let item = match item {
             Ok(i) => i,
-            Err(_) if first => return Err(ParseError::tryhelp(&program)),
+            Err(e) if first => return Err(ParseError::tryhelp_after(&program, e)),
             Err(e) => return Err(e),
         };
         let (def, value) = match item {
@@ -1081,7 +1086,11 @@ mod tests {
         assert_eq!(err("-A -t 10.0.0.1:80 -p 0").0, "invalid timeout value `0' specified");
         assert_eq!(err("-L --bogus"), ("--bogus: unknown option".into(), 255));
         assert_eq!(err("-A -t"), ("-t: missing argument".into(), 255));
-        assert_eq!(err("--bogus"), ("Try `rvsadm -h' or 'rvsadm --help' for more information.".into(), 255));
+        assert_eq!(
+            err("--bogus"),
+            ("--bogus: unknown option\nTry `rvsadm -h' or 'rvsadm --help' for more information.".into(), 255)
+        );
+        assert_eq!(err("-j").0, "-j: unknown option\nTry `rvsadm -h' or 'rvsadm --help' for more information.");
         assert_eq!(err("-t 10.0.0.1:80 -A").1, 255);
         assert_eq!(err("foo").1, 255);
         assert_eq!(err("foo -L").0, "unexpected argument foo");
