@@ -242,6 +242,11 @@ impl ParseError {
     fn tryhelp(program: &str) -> Self {
         Self { message: format!("Try `{program} -h' or '{program} --help' for more information."), code: 255 }
     }
+    /// popt's refusal of the first word, then the pointer to the help (ipvsadm prints only
+    /// the latter, which leaves the word at fault unnamed).
+    fn tryhelp_after(program: &str, e: ParseError) -> Self {
+        Self { message: format!("{}\n{}", e.message, Self::tryhelp(program).message), code: 255 }
+    }
 }
 
 type Result<T> = std::result::Result<T, ParseError>;
@@ -414,10 +419,12 @@ pub fn parse(argv: &[String]) -> Result<Invocation> {
     let mut scanner = Scanner::new(argv.get(1..).unwrap_or(&[]));
     let mut st = State::default();
     let mut first = true;
+    // `--watch` before any command implies -L; a -L (or --list-rules) after it is that command.
+    let mut implied_list = false;
     while let Some(item) = scanner.next() {
         let item = match item {
             Ok(i) => i,
-            Err(_) if first => return Err(ParseError::tryhelp(&program)),
+            Err(e) if first => return Err(ParseError::tryhelp_after(&program, e)),
             Err(e) => return Err(e),
         };
         let (def, value) = match item {
@@ -429,6 +436,13 @@ pub fn parse(argv: &[String]) -> Result<Invocation> {
         };
         match def.action {
             Action::Command(c) => {
+                if implied_list && matches!(c, Cmd::List | Cmd::ListRules) {
+                    implied_list = false;
+                    if c == Cmd::ListRules {
+                        st.cmd = Some(c);
+                    }
+                    continue;
+                }
                 if st.cmd.is_some() {
                     return Err(ParseError::fail("multiple commands specified"));
                 }
@@ -463,6 +477,7 @@ pub fn parse(argv: &[String]) -> Result<Invocation> {
                 if st.cmd.is_none() && !global {
                     if o == Opt::Watch {
                         st.cmd = Some(Cmd::List);
+                        implied_list = true;
                     } else {
                         return Err(ParseError::tryhelp(&program));
                     }
@@ -1075,7 +1090,11 @@ mod tests {
         assert_eq!(err("-A -t 10.0.0.1:80 -p 0").0, "invalid timeout value `0' specified");
         assert_eq!(err("-L --bogus"), ("--bogus: unknown option".into(), 255));
         assert_eq!(err("-A -t"), ("-t: missing argument".into(), 255));
-        assert_eq!(err("--bogus"), ("Try `rvsadm -h' or 'rvsadm --help' for more information.".into(), 255));
+        assert_eq!(
+            err("--bogus"),
+            ("--bogus: unknown option\nTry `rvsadm -h' or 'rvsadm --help' for more information.".into(), 255)
+        );
+        assert_eq!(err("-j").0, "-j: unknown option\nTry `rvsadm -h' or 'rvsadm --help' for more information.");
         assert_eq!(err("-t 10.0.0.1:80 -A").1, 255);
         assert_eq!(err("foo").1, 255);
         assert_eq!(err("foo -L").0, "unexpected argument foo");

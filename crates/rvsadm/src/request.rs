@@ -66,9 +66,14 @@ pub fn to_api(cmd: &Command, fullnat: bool) -> Option<ApiCommand> {
 }
 
 /// ipvsadm's words (libipvs's `ipvs_strerror`) for "not found" and "exists" answers, by
-/// command; `code` is rvsd's error code, which tells a missing service from a missing server.
+/// command; `code` is rvsd's error code, which tells a missing service from a missing server,
+/// and an existing service from an address that cannot be bound (a 409 too, whose own message
+/// says why).
 pub fn ipvs_strerror(cmd: &ApiCommand, status: u16, code: Option<&str>) -> Option<&'static str> {
     let no_server = code == Some("no_server");
+    if code == Some("listen") {
+        return None;
+    }
     Some(match (cmd, status) {
         (ApiCommand::AddService { .. }, 409) => "Service already exists",
         (ApiCommand::EditService { .. } | ApiCommand::DeleteService { .. } | ApiCommand::Zero { .. }, 404) => {

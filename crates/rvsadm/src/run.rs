@@ -311,6 +311,30 @@ pub fn list(client: &Client, args: &ListArgs) -> Result<String> {
     })
 }
 
+/// watch(1)'s header: the interval and the command line, then the time (UTC), and a blank line.
+fn watch_header(interval: f64, now: std::time::SystemTime) -> String {
+    let words: Vec<String> = std::env::args().collect();
+    let program = words.first().map(|w| w.rsplit('/').next().unwrap_or(w)).unwrap_or("rvsadm");
+    let cmdline = std::iter::once(program).chain(words.iter().skip(1).map(String::as_str)).collect::<Vec<_>>();
+    let secs = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    format!("Every {interval:.1}s: {}    {}\n\n", cmdline.join(" "), utc(secs))
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the epoch (Howard Hinnant's civil_from_days).
+fn utc(secs: u64) -> String {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
 /// `--watch`: the listing again every interval, `count` times or until interrupted.
 fn watch(client: &Client, args: &ListArgs) -> Result<String> {
     let interval = Duration::from_secs_f64(args.watch.unwrap_or(2.0));
@@ -320,7 +344,9 @@ fn watch(client: &Client, args: &ListArgs) -> Result<String> {
         let frame = list(client, args)?;
         let mut text = String::new();
         if tty {
+            // As watch(1): home and clear, then a header line and a blank one.
             text.push_str("\x1b[H\x1b[2J");
+            text.push_str(&watch_header(args.watch.unwrap_or(2.0), std::time::SystemTime::now()));
         } else if shown > 0 {
             text.push('\n');
         }
@@ -331,5 +357,17 @@ fn watch(client: &Client, args: &ListArgs) -> Result<String> {
             return Ok(String::new());
         }
         std::thread::sleep(interval);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_796_301_045), "2026-12-03 12:30:45 UTC");
     }
 }

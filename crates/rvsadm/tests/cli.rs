@@ -476,6 +476,9 @@ fn bad_input_is_refused_and_changes_nothing() {
     let gate_refused =
         format!("virtual service tcp {vip}: real server 127.0.0.1:{p} (gate) cannot join real server {rs}");
     let tunnel_refused = format!("real server 127.0.0.1:{p} (tunnel) cannot join real server {rs} (fullnat)");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let held_addr = held.local_addr().unwrap().to_string();
+    let held_refused = format!("cannot listen on tcp {held_addr}: Address already in use");
     let cases: Vec<(Vec<String>, i32, &str)> = vec![
         (vec!["--bogus".into()], 255, "Try `rvsadm -h' or 'rvsadm --help' for more information."),
         (vec!["-A".into(), "-t".into(), vip2.clone(), "--bogus".into()], 255, "--bogus: unknown option"),
@@ -587,6 +590,8 @@ fn bad_input_is_refused_and_changes_nothing() {
         ),
         (vec!["-a".into(), "-t".into(), vip.clone(), "-r".into(), "127.0.0.1:9".into()], 255, &gate_refused),
         (vec!["-A".into(), "-t".into(), vip.clone()], 255, "Service already exists"),
+        // An address that cannot be bound is not a service that exists: rvsd's own words.
+        (vec!["-A".into(), "-t".into(), held_addr.clone()], 255, &held_refused),
         (vec!["-E".into(), "-t".into(), vip2.clone()], 255, "No such service"),
         (vec!["-D".into(), "-t".into(), vip2.clone()], 255, "No such service"),
         (vec!["-Z".into(), "-t".into(), vip2.clone()], 255, "No such service"),
@@ -652,6 +657,25 @@ fn json_watch_help_version_completions() {
     assert_eq!(frames.matches("Rust Virtual Server version").count(), 2, "{frames}");
     let frames = run(&rvsd, "--watch 0.1 --count 3 -n --rate").ok();
     assert_eq!(frames.matches("InBPS").count(), 3, "{frames}");
+    // The README's order, and others: --watch before or after -L.
+    for line in [
+        "--watch 0.1 -L -n --rate --count 2",
+        "-L --watch 0.1 -n --rate --count 2",
+        "--watch 0.1 --rate -n -L --count 2",
+    ] {
+        let frames = run(&rvsd, line).ok();
+        assert_eq!(frames.matches("InBPS").count(), 2, "{line}: {frames}");
+    }
+    assert!(run(&rvsd, "--watch 0.1 -L -L").stderr.contains("multiple commands specified"));
+    // On a terminal (script(1) gives it one) each frame redraws the screen as watch(1) does:
+    // home and clear, a header line naming the interval and the command.
+    let line = format!("RVSADM_API={} {} --watch 0.1 -L -n --count 2", rvsd.socket.display(), bin().display());
+    let tty = std::process::Command::new("script").args(["-qec", &line, "/dev/null"]).output().unwrap();
+    let screen = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{tty:?}");
+    assert_eq!(screen.matches("\x1b[H\x1b[2J").count(), 2, "{screen:?}");
+    assert_eq!(screen.matches("Every 0.1s: rvsadm --watch 0.1 -L -n --count 2").count(), 2, "{screen:?}");
+    assert!(screen.find("Every").unwrap() < screen.find("Rust Virtual Server version").unwrap(), "{screen:?}");
 
     let help = run(&rvsd, "-h").ok();
     assert!(help.starts_with("rvsadm v") && help.contains("Usage:") && help.contains("--fullnat"), "{help}");
