@@ -91,6 +91,11 @@ fn errors_name_line_and_field() {
     let e = err("[[service]]\naddress = \"127.0.0.1:80\"\n[[service.real_server]]\naddress = \"[::1]:81\"\n");
     assert!(e.contains("different address families"), "{e}");
 
+    // A real server written without a port takes the service's: on the service's own address
+    // that is the service itself.
+    let e = err("[[service]]\naddress = \"127.0.0.1:80\"\n[[service.real_server]]\naddress = \"127.0.0.1\"\n");
+    assert!(e.contains("rvsd.toml:4:11: service[0].real_server[0].address") && e.contains("would loop"), "{e}");
+
     let e = err("[[service]]\naddress = \"127.0.0.1:80\"\n[[service]]\naddress = \"127.0.0.1:80\"\n");
     assert!(e.contains("rvsd.toml:4:11: service[1].address") && e.contains("already exists"), "{e}");
 

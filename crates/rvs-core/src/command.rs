@@ -77,6 +77,12 @@ pub enum CommandError {
     ServerExists { service: ServiceKey, addr: SocketAddr },
     #[error("no such real server {addr} in virtual service {service}")]
     NoServer { service: ServiceKey, addr: SocketAddr },
+    /// A real server at the virtual service's own address and port: what is sent to it
+    /// would come back to the service.
+    #[error(
+        "real server {addr} is virtual service {service}'s own address: its traffic would loop back to the service"
+    )]
+    OwnAddress { service: ServiceKey, addr: SocketAddr },
     #[error("real server {addr} and virtual service {service} are of different address families")]
     MixedFamily { service: ServiceKey, addr: SocketAddr },
     #[error("virtual service {key}: {source}")]

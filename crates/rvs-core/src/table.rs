@@ -74,6 +74,7 @@ impl TableModel {
             Command::AddServer { service, server } => {
                 check_server(service, server)?;
                 let svc = self.service_mut(service)?;
+                check_own_address(service, server)?;
                 if svc.servers.iter().any(|s| s.addr == server.addr) {
                     return Err(CommandError::ServerExists { service: *service, addr: server.addr });
                 }
@@ -83,6 +84,7 @@ impl TableModel {
             Command::EditServer { service, server } => {
                 check_server(service, server)?;
                 let svc = self.service_mut(service)?;
+                // (No real server is at the service's own address: adding one is refused.)
                 let slot = svc
                     .servers
                     .iter()
@@ -189,6 +191,15 @@ fn check_server(service: &ServiceKey, server: &RealServerSettings) -> Result<(),
     server.validate().map_err(|source| CommandError::Server { addr: server.addr, source })?;
     if server.addr.is_ipv4() != service.addr.is_ipv4() {
         return Err(CommandError::MixedFamily { service: *service, addr: server.addr });
+    }
+    Ok(())
+}
+
+/// A real server at its service's own address and port (a port left out takes the service's)
+/// would be sent the service's own traffic again, whatever the method.
+fn check_own_address(service: &ServiceKey, server: &RealServerSettings) -> Result<(), CommandError> {
+    if server.addr == service.addr {
+        return Err(CommandError::OwnAddress { service: *service, addr: server.addr });
     }
     Ok(())
 }

@@ -88,6 +88,19 @@ fn errors_are_ipvs_like() {
     assert_eq!(t.apply(Command::DeleteService { key: other }).unwrap_err(), CommandError::NoService(other));
     let e = t.apply(add_server("[2001:db8::1]:80", 1)).unwrap_err();
     assert!(matches!(e, CommandError::MixedFamily { .. }));
+    // The service's own address would loop; the same host on another port is a real server.
+    let own = vip().addr.to_string();
+    assert_eq!(
+        t.apply(add_server(&own, 1)).unwrap_err(),
+        CommandError::OwnAddress { service: vip(), addr: vip().addr }
+    );
+    let mut edit = RealServerSettings::new(vip().addr);
+    edit.weight = 2;
+    let e = t.apply(Command::EditServer { service: vip(), server: edit }).unwrap_err();
+    assert!(matches!(e, CommandError::NoServer { .. }), "there is none to edit: {e:?}");
+    let mut other_port = vip().addr;
+    other_port.set_port(8080);
+    t.apply(add_server(&other_port.to_string(), 1)).unwrap();
 }
 
 #[test]

@@ -474,8 +474,8 @@ fn bad_input_is_refused_and_changes_nothing() {
     let t_before = timeouts(&rvsd);
     // Direct routing and tunnels keep the service's port, as in ipvsadm.
     let gate_refused =
-        format!("virtual service tcp {vip}: real server 127.0.0.1:{p} (gate) cannot join real server {rs}");
-    let tunnel_refused = format!("real server 127.0.0.1:{p} (tunnel) cannot join real server {rs} (fullnat)");
+        format!("virtual service tcp {vip}: real server 127.0.0.2:{p} (gate) cannot join real server {rs}");
+    let tunnel_refused = format!("real server 127.0.0.2:{p} (tunnel) cannot join real server {rs} (fullnat)");
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let held_addr = held.local_addr().unwrap().to_string();
     let held_refused = format!("cannot listen on tcp {held_addr}: Address already in use");
@@ -579,17 +579,23 @@ fn bad_input_is_refused_and_changes_nothing() {
         // The service's real server is fullnat (the file's default): a packet method cannot
         // join it, whether given or ipvsadm's default (-g).
         (
-            vec!["-a".into(), "-t".into(), vip.clone(), "-r".into(), "127.0.0.1:9".into(), "-g".into()],
+            vec!["-a".into(), "-t".into(), vip.clone(), "-r".into(), "127.0.0.2:9".into(), "-g".into()],
             255,
             &gate_refused,
         ),
         (
-            vec!["-a".into(), "-t".into(), vip.clone(), "-r".into(), "127.0.0.1:9".into(), "-i".into()],
+            vec!["-a".into(), "-t".into(), vip.clone(), "-r".into(), "127.0.0.2:9".into(), "-i".into()],
             255,
             &tunnel_refused,
         ),
-        (vec!["-a".into(), "-t".into(), vip.clone(), "-r".into(), "127.0.0.1:9".into()], 255, &gate_refused),
+        (vec!["-a".into(), "-t".into(), vip.clone(), "-r".into(), "127.0.0.2:9".into()], 255, &gate_refused),
         (vec!["-A".into(), "-t".into(), vip.clone()], 255, "Service already exists"),
+        // Direct routing keeps the service's port: on the service's own address, the service.
+        (
+            vec!["-a".into(), "-t".into(), vip.clone(), "-r".into(), "127.0.0.1:9".into(), "-g".into()],
+            255,
+            "would loop",
+        ),
         // An address that cannot be bound is not a service that exists: rvsd's own words.
         (vec!["-A".into(), "-t".into(), held_addr.clone()], 255, &held_refused),
         (vec!["-E".into(), "-t".into(), vip2.clone()], 255, "No such service"),

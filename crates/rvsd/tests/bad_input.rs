@@ -207,6 +207,7 @@ fn bad_api_requests_change_nothing_while_a_transfer_flows() {
             "threshold",
         ),
         bad("POST", servers.clone(), r#"{"address": "[::1]:80"}"#.into(), 400, Some("server.address"), "famil"),
+        bad("POST", servers.clone(), format!(r#"{{"address": "{vip}"}}"#), 400, Some("server.address"), "would loop"),
         bad(
             "POST",
             servers.clone(),

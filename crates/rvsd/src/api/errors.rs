@@ -42,8 +42,13 @@ pub(crate) fn apply_error(e: ApplyError, changes: &[Change], batch: bool) -> Res
     match e {
         ApplyError::Command(b) => {
             let (status, code) = classify(&b.error);
-            // A method that cannot join its service's real servers is the change's own field.
-            let own = matches!(b.error, CommandError::MixedEngines(_)).then_some("server.method");
+            // A method that cannot join its service's real servers, or an address that would
+            // loop, is the change's own field.
+            let own = match b.error {
+                CommandError::MixedEngines(_) => Some("server.method"),
+                CommandError::OwnAddress { .. } => Some("server.address"),
+                _ => None,
+            };
             let field = match (batch, own) {
                 (true, Some(f)) => Some(format!("commands[{}].{f}", b.index)),
                 (true, None) => Some(format!("commands[{}]", b.index)),
