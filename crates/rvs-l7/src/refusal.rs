@@ -9,6 +9,9 @@ pub enum Refusal {
     BadRequest(&'static str),
     #[error("request head too large")]
     HeadTooLarge,
+    /// The request line alone is longer than the head may be (RFC 9112 section 3).
+    #[error("request line too long")]
+    UriTooLong,
     #[error("request body too large")]
     BodyTooLarge,
     #[error("method not allowed")]
@@ -38,6 +41,7 @@ impl Refusal {
             Refusal::MethodNotAllowed => 405,
             Refusal::Timeout => 408,
             Refusal::BodyTooLarge => 413,
+            Refusal::UriTooLong => 414,
             Refusal::Expectation => 417,
             Refusal::HeadTooLarge => 431,
             Refusal::NotImplemented(_) => 501,
@@ -54,6 +58,7 @@ impl Refusal {
             405 => "Method Not Allowed",
             408 => "Request Timeout",
             413 => "Content Too Large",
+            414 => "URI Too Long",
             417 => "Expectation Failed",
             431 => "Request Header Fields Too Large",
             501 => "Not Implemented",

@@ -86,19 +86,24 @@ pub(crate) fn parse<'a>(
         Ok(Status::Partial) => {
             head::check_partial(buf).map_err(Refusal::BadRequest)?;
             if buf.len() > limits.max_header_bytes {
-                return Err(Refusal::HeadTooLarge);
+                return Err(too_large(buf, limits.max_header_bytes));
             }
             return Ok(None);
         }
         Err(httparse::Error::TooManyHeaders) => return Err(Refusal::HeadTooLarge),
         Err(httparse::Error::Version) => return Err(version_error(buf)),
         Err(_) => {
-            // A head longer than allowed is 431 even when it is also malformed further on.
-            return Err(if buf.len() > limits.max_header_bytes { Refusal::HeadTooLarge } else { malformed(buf) });
+            // A head longer than allowed is 431 (414 for its request line) even when it is also
+            // malformed further on.
+            return Err(if buf.len() > limits.max_header_bytes {
+                too_large(buf, limits.max_header_bytes)
+            } else {
+                malformed(buf)
+            });
         }
     };
     if head_len > limits.max_header_bytes {
-        return Err(Refusal::HeadTooLarge);
+        return Err(too_large(buf, limits.max_header_bytes));
     }
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(Refusal::BadRequest("incomplete request line"));
@@ -228,6 +233,15 @@ pub(crate) fn parse<'a>(
         expect_continue,
         connection_names,
     }))
+}
+
+/// The refusal for a head past the limit: 414 when its request line alone is (no line end
+/// within the limit), 431 otherwise.
+pub(crate) fn too_large(buf: &[u8], limit: usize) -> Refusal {
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(end) if end <= limit => Refusal::HeadTooLarge,
+        _ => Refusal::UriTooLong,
+    }
 }
 
 /// The request line said a version httparse does not know: 505 for a well-formed
@@ -427,6 +441,16 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(status(raw), *want, "{}", String::from_utf8_lossy(raw).escape_debug());
         }
+    }
+
+    #[test]
+    fn a_request_line_past_the_limit_is_414() {
+        let mut raw = b"GET /".to_vec();
+        raw.extend_from_slice(&[b'a'; 20_000]);
+        assert_eq!(status(&raw), 414, "no line end yet");
+        raw.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(status(&raw), 414, "whole");
+        assert!(Refusal::UriTooLong.response().starts_with(b"HTTP/1.1 414 URI Too Long\r\n"));
     }
 
     #[test]

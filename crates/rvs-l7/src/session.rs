@@ -193,7 +193,8 @@ impl<C: ClientIo> Session<C> {
                     return Ok(Read::Request(p));
                 }
                 if self.inbuf.is_full() {
-                    return Err(Refusal::HeadTooLarge);
+                    let filled = self.inbuf.filled();
+                    return Err(crate::request::too_large(filled, filled.len()));
                 }
                 head_deadline.get_or_insert_with(|| Instant::now() + svc.timeouts.header_read);
             }

@@ -1,5 +1,5 @@
 //! Hostile and broken input, each case answered by the proxy itself and never forwarded:
-//! malformed heads (400), smuggling vectors (400/501), oversize heads (431) and bodies (413),
+//! malformed heads (400), smuggling vectors (400/501), oversize heads (431), request lines (414) and bodies (413),
 //! slowloris (408 or close), failing (502), missing (503) and slow (504) real servers.
 
 use std::sync::atomic::Ordering;
@@ -100,7 +100,7 @@ async fn malformed_and_smuggling_requests_are_refused_not_forwarded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversize_heads_431_and_bodies_413() {
+async fn oversize_heads_431_request_lines_414_and_bodies_413() {
     let a = backend("a").await;
     let mut cfg = service().pool(pool("p", SchedulerKind::Rr, &[a.addr])).default_pool("p");
     cfg.limits = Limits { max_header_bytes: 2048, max_headers: 20, max_body_bytes: Some(10_000) };
@@ -111,7 +111,9 @@ async fn oversize_heads_431_and_bodies_413() {
     assert_eq!(raw(addr, &big).await.status(), 431);
     let mut long_line = b"GET /".to_vec();
     long_line.extend_from_slice(&[b'a'; 3000]);
-    assert_eq!(raw(addr, &long_line).await.status(), 431, "an endless request line");
+    assert_eq!(raw(addr, &long_line).await.status(), 414, "an endless request line (RFC 9112 section 3)");
+    long_line.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(raw(addr, &long_line).await.status(), 414, "a whole request with a request line past the limit");
     let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
     for i in 0..30 {
         many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
