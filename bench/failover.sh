@@ -50,6 +50,8 @@ now_ns() { date +%s%N; }
 start() {
   local impl=$1 ns=$2 prio=$3 ms=$4 d=$W/$2
   mkdir -p "$d"
+  # keepalived refuses to start when its pid file names a live process (a reused pid).
+  rm -f "$d/k.pid" "$d/v.pid"
   if [[ $impl == rvsd ]]; then
     cat >"$d/rvsd.toml" <<EOF
 [api]
