@@ -7,6 +7,7 @@
 # for rvsd with connection sync how many of FAILOVER_FLOWS (50) established gate flows stopped
 # (keepalived has no connection sync without the kernel's IPVS, which this kernel lacks).
 #   bench/failover.sh            # builds rvsd (release) unless RVSD_BIN names a binary
+#   FAILOVER_INTERVALS="100" FAILOVER_DIRECTORS=keepalived FAILOVER_FLOWS_RUN=0 bench/failover.sh
 # Addresses: 198.18.0.0/24 only, in namespaces this script makes and removes.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -140,11 +141,12 @@ flows() {
 
 printf '| director | advert interval | takeover median (ms) | worst (ms) | kills | established flows lost (takeover+return) |\n'
 printf '|---|---|---|---|---|---|\n'
-for ms in 1000 100; do
-  for impl in rvsd keepalived; do
+for ms in ${FAILOVER_INTERVALS:-1000 100}; do
+  for impl in ${FAILOVER_DIRECTORS:-rvsd keepalived}; do
     read -r med worst < <(run "$impl" "$ms")
     printf '| %s | %s ms | %s | %s | %s | |\n' "$impl" "$ms" "$med" "$worst" "$KILLS"
   done
+  ((${FAILOVER_FLOWS_RUN:-1})) || continue
   read -r med worst lost < <(flows rvsd "$ms")
   printf '| rvsd + sync, %s gate flows | %s ms | %s | %s | %s | %s |\n' "${FAILOVER_FLOWS:-50}" "$ms" "$med" "$worst" "$KILLS" "$lost"
 done
