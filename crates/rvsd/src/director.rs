@@ -266,6 +266,27 @@ impl Director {
         self.state().loaded.as_ref().map(|c| c.vrrp.clone()).unwrap_or_default()
     }
 
+    /// [`Director::reload`], logged the same way whoever asked (`via`: SIGHUP or the API): the
+    /// changes applied and the notes at INFO/WARN, a refusal at ERROR.
+    pub fn reload_logged(&self, via: &'static str) -> Result<(Outcome, Vec<String>), ReloadError> {
+        let result = self.reload();
+        match &result {
+            Ok((outcome, notes)) => {
+                tracing::info!(
+                    via,
+                    changes = outcome.changes.len(),
+                    generation = outcome.generation,
+                    "configuration reloaded"
+                );
+                for n in notes {
+                    tracing::warn!(via, "{n}");
+                }
+            }
+            Err(e) => tracing::error!(via, "reload refused, the running configuration is unchanged: {e}"),
+        }
+        result
+    }
+
     /// Re-reads the configuration file and applies the difference. Changes made at run time
     /// through the API are replaced by what the file says.
     pub fn reload(&self) -> Result<(Outcome, Vec<String>), ReloadError> {

@@ -310,7 +310,11 @@ fn on_event(director: &Director, plane: &HealthPlane, ev: HealthEvent<HealthKey>
         return;
     }
     let p = key.pool;
-    info!(%service, pool = %p, %server, from = %t.from, to = %t.to, weight = ?weight, reason = %t.reason, "real server health");
+    if t.to == Health::Down {
+        warn!(%service, pool = %p, %server, from = %t.from, to = %t.to, weight = ?weight, reason = %t.reason, "real server health");
+    } else {
+        info!(%service, pool = %p, %server, from = %t.from, to = %t.to, weight = ?weight, reason = %t.reason, "real server health");
+    }
     let svc_name = format!("{service} pool {p}");
     let spec = lock(&plane.config).get(&service).and_then(|h| h.pool_checks.get(&p)).cloned();
     plane.record(svc_name, server, verdict.weight_for(configured.weight), t, spec.as_ref());
@@ -375,7 +379,11 @@ fn on_l4_transition(
         let n = director.close_connections_to(dest);
         info!(%service, %server, closed = n, "removed on failure with expire_nodest_conn: connections closed");
     }
-    info!(%service, %server, from = %t.from, to = %t.to, weight = ?weight, reason = %t.reason, "real server health");
+    if t.to == Health::Down {
+        warn!(%service, %server, from = %t.from, to = %t.to, weight = ?weight, reason = %t.reason, "real server health");
+    } else {
+        info!(%service, %server, from = %t.from, to = %t.to, weight = ?weight, reason = %t.reason, "real server health");
+    }
     let svc_name = service.to_string();
     plane.record(svc_name.clone(), server, dest.weight(), t, spec.as_ref());
     // Quorum: the live weight of the service after this transition.

@@ -26,7 +26,7 @@ use rvs_config::Config;
 use rvs_dataplane::{Clock, ConnLimit};
 use rvs_proxy::{Engine, EngineConfig, RelayMode};
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::director::Director;
 
@@ -229,13 +229,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     println!("rvsd ready");
     loop {
         tokio::select! {
-            _ = hup.recv() => match director.reload() {
-                Ok((outcome, notes)) => {
-                    info!(changes = outcome.changes.len(), generation = outcome.generation, "configuration reloaded");
-                    for n in notes { warn!("{n}"); }
-                }
-                Err(e) => error!("reload refused, the running configuration is unchanged: {e}"),
-            },
+            _ = hup.recv() => {
+                let _ = director.reload_logged("SIGHUP");
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }

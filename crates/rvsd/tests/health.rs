@@ -89,6 +89,14 @@ fn a_failed_server_leaves_scheduling_and_returns_after_rise() {
         .map(|e| (e["from"].as_str().unwrap().to_string(), e["to"].as_str().unwrap().to_string()))
         .collect();
     assert_eq!(ev, [("up".into(), "down".into()), ("down".into(), "up".into())]);
+    // The log: going down at WARN, coming back at INFO.
+    let log_text = rvsd.log();
+    let record = |level: &str, to: &str| {
+        log_text.lines().any(|l| {
+            l.contains(&format!(" {level} ")) && l.contains("real server health") && l.contains(&format!("to={to}"))
+        })
+    };
+    assert!(record("WARN", "down") && record("INFO", "up"), "{log_text}");
     // Notifications: exactly once each, in order, with server, service and state.
     wait_until(Duration::from_secs(3), "two notifications", || {
         std::fs::read_to_string(&log).map(|s| s.lines().count() >= 2).unwrap_or(false)

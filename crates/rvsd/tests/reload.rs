@@ -143,3 +143,22 @@ fn expire_nodest_conn_closes_the_deleted_servers_connections() {
         rvsd.api("GET", "/v1/info", None).1["connections"] == 1
     });
 }
+
+#[test]
+fn a_refused_reload_is_logged_alike_from_the_api_and_sighup() {
+    let rvsd = Rvsd::start("");
+    rvsd.write_config("[[service]]\naddress = \"nowhere\"\n");
+    let (st, v) = rvsd.api("POST", "/v1/reload", None);
+    assert_eq!(st, 400, "{v}");
+    rvsd.signal("HUP");
+    // One record per refusal (the error's text may span lines, the fields end the record).
+    let refused = |via: &str| {
+        let log = rvsd.log();
+        log.split(" ERROR ").any(|r| r.contains("reload refused") && r.contains(&format!("via=\"{via}\"")))
+    };
+    let ok = (0..250).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        refused("API") && refused("SIGHUP")
+    });
+    assert!(ok, "both refusals logged at ERROR:\n{}", rvsd.log());
+}

@@ -159,7 +159,7 @@ pub(crate) async fn route(at: &Route<'_>, rest: &[&str], req: Request<Incoming>)
                 .map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
             apply(director, &[Change::Table(cmd)])
         }
-        (&Method::POST, ["reload"]) => match director.reload() {
+        (&Method::POST, ["reload"]) => match director.reload_logged("API") {
             Ok((outcome, notes)) => Ok(json(
                 StatusCode::OK,
                 &ReloadReport { generation: outcome.generation, changes: outcome.changes, notes },
