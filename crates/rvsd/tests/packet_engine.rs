@@ -33,7 +33,7 @@ fn no_checksum_offload(ns: &Netns) {
 
 /// The namespaces of one test.
 struct Farm {
-    _switch: Netns,
+    switch: Netns,
     client: Netns,
     director: Netns,
     servers: Vec<Netns>,
@@ -93,7 +93,7 @@ impl Farm {
             rs4.push(a4);
             rs6.push(a6);
         }
-        Farm { _switch: switch, client, director, servers, rs4, rs6 }
+        Farm { switch, client, director, servers, rs4, rs6 }
     }
 
     /// Sets up every real server for direct routing with rvsd's own command.
@@ -845,10 +845,10 @@ fn with_strict_reverse_path_filtering_a_check_goes_through_the_vip_only_where_it
 impl Farm {
     fn backup_director(&self) -> Netns {
         let b = Netns::new("dirb");
-        b.veth("eth0", &self._switch, "pdirb", &["198.18.0.3/24", "2001:db8::3/64"]);
+        b.veth("eth0", &self.switch, "pdirb", &["198.18.0.3/24", "2001:db8::3/64"]);
         b.run("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1");
-        self._switch.run("ip link set pdirb master br0");
-        attach_pass(&self._switch, "pdirb");
+        self.switch.run("ip link set pdirb master br0");
+        attach_pass(&self.switch, "pdirb");
         b
     }
 
@@ -1146,10 +1146,15 @@ fn vrrp_and_sync_carry_gate_tunnel_and_masq_transfers_across_a_takeover_and_back
         wait_until(Duration::from_secs(5), &format!("B to hold the {} flow", t.name), || synced(&b, *port));
     }
 
-    // A dies: VRRP moves the address to B, which carries the flows on.
+    // A's host dies: VRRP moves the address to B, which carries the flows on. The host leaves
+    // the segment before rvsd is SIGKILLed, as a dead machine forwards nothing: here its
+    // namespace's kernel would go on routing, and rvsd's XDP program (whose pins live in the
+    // private /sys of `ip netns exec`) goes with the process, so the masq real server's replies
+    // still sent to A before B's announcement would reach the client untranslated and be reset.
     for (_, t) in &transfers {
         t.assert_in_flight("at the takeover");
     }
+    farm.switch.run("ip link set pdir down");
     a.signal("KILL");
     let _ = a.wait(Duration::from_secs(5));
     drop(a);
@@ -1159,7 +1164,10 @@ fn vrrp_and_sync_carry_gate_tunnel_and_masq_transfers_across_a_takeover_and_back
         wait_progress(t, at_takeover + (1 << 20));
     }
 
-    // A returns without a table, learns the flows from B's refresh, then preempts.
+    // A reboots (its VRRP address went with the old boot) and returns without a table, learns
+    // the flows from B's refresh, then preempts.
+    farm.director.run("ip -4 addr flush dev eth0 to 198.18.0.50/32");
+    farm.switch.run("ip link set pdir up");
     let a = farm.rvsd_on(&farm.director, &config_a);
     start_both_sync_daemons(&a, "198.18.0.3");
     wait_until(Duration::from_secs(5), "A is backup first", || vrrp_state(&a) == "backup");

@@ -167,6 +167,7 @@ pub struct Transfer {
     pub name: String,
     pub total: u64,
     echoed: Arc<AtomicU64>,
+    failure: Arc<std::sync::Mutex<Option<String>>>,
     writer: JoinHandle<Result<(), String>>,
     reader: JoinHandle<Result<u64, String>>,
 }
@@ -201,30 +202,41 @@ impl Transfer {
             w.shutdown(Shutdown::Write).map_err(|e| format!("shutdown: {e}"))
         });
         let seen = echoed.clone();
+        let failure = Arc::new(std::sync::Mutex::new(None));
+        let failed = failure.clone();
         let reader = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut off = 0u64;
-            loop {
-                let n = r.read(&mut buf).map_err(|e| format!("read at {off}: {e}"))?;
-                if n == 0 {
-                    break;
-                }
-                for (k, b) in buf[..n].iter().enumerate() {
-                    let at = off + k as u64;
-                    if *b != pattern(at) {
-                        return Err(format!("byte {at} differs"));
-                    }
-                }
-                off += n as u64;
-                seen.store(off, Ordering::Relaxed);
+            let r = Self::check_echo(&mut r, total, &seen);
+            if let Err(e) = &r {
+                *failed.lock().unwrap() = Some(e.clone());
             }
-            if off == total {
-                Ok(off)
-            } else {
-                Err(format!("EOF after {off} of {total} bytes"))
-            }
+            r
         });
-        Transfer { name, total, echoed, writer, reader }
+        Transfer { name, total, echoed, failure, writer, reader }
+    }
+
+    /// Reads the echo and checks every byte against the pattern, counting in `seen`.
+    fn check_echo(r: &mut TcpStream, total: u64, seen: &AtomicU64) -> Result<u64, String> {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut off = 0u64;
+        loop {
+            let n = r.read(&mut buf).map_err(|e| format!("read at {off}: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            for (k, b) in buf[..n].iter().enumerate() {
+                let at = off + k as u64;
+                if *b != pattern(at) {
+                    return Err(format!("byte {at} differs"));
+                }
+            }
+            off += n as u64;
+            seen.store(off, Ordering::Relaxed);
+        }
+        if off == total {
+            Ok(off)
+        } else {
+            Err(format!("EOF after {off} of {total} bytes"))
+        }
     }
 
     /// Bytes echoed back and checked so far.
@@ -234,6 +246,11 @@ impl Transfer {
 
     pub fn is_finished(&self) -> bool {
         self.reader.is_finished()
+    }
+
+    /// Why the reader stopped, if it stopped on an error.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap().clone()
     }
 
     /// Waits for the end; `Ok(bytes)` when every byte came back in order.
@@ -248,13 +265,22 @@ impl Transfer {
     /// Asserts the transfer is still under way (so what the test does next happens mid-flight).
     pub fn assert_in_flight(&self, when: &str) {
         let p = self.progress();
-        assert!(p > 0 && p < self.total && !self.is_finished(), "transfer not in flight {when}: {p} of {}", self.total);
+        assert!(
+            p > 0 && p < self.total && !self.is_finished(),
+            "the {} transfer is not in flight {when}: {p} of {} ({})",
+            self.name,
+            self.total,
+            self.failure().unwrap_or_else(|| "no error".into())
+        );
     }
 }
 
 /// Waits until a transfer has echoed at least `bytes`.
 pub fn wait_progress(t: &Transfer, bytes: u64) {
-    wait_until(Duration::from_secs(20), &format!("transfer to reach {bytes} bytes"), || {
+    wait_until(Duration::from_secs(20), &format!("the {} transfer to reach {bytes} bytes", t.name), || {
         t.progress() >= bytes || t.is_finished()
     });
+    if let Some(e) = t.failure() {
+        panic!("the {} transfer failed before {bytes} bytes: {e}", t.name);
+    }
 }
