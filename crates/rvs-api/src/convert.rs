@@ -59,6 +59,17 @@ impl ServiceSpec {
             };
             s.persistence = Some(Persistence::new(self.persistent.unwrap_or(DEFAULT_PERSISTENCE_SECS), netmask));
         }
+        if let Some(pe) = &self.persistence_engine {
+            let engine = pe.parse().map_err(|e| ApiError::field(f("persistence_engine"), e))?;
+            let Some(p) = s.persistence.as_mut() else {
+                return Err(ApiError::field(
+                    f("persistence_engine"),
+                    "a persistence engine needs persistence: set persistent",
+                ));
+            };
+            p.engine = Some(engine);
+        }
+        s.one_packet = self.one_packet;
         s.validate(&key).map_err(|e| {
             use rvs_core::service::ServiceError as E;
             let name = match e {
@@ -67,6 +78,8 @@ impl ServiceSpec {
                 E::Sched(_) => "mh_table_size",
                 E::SorryServer(_) => "sorry_server",
                 E::MaxConnectionsUdp => "max_connections",
+                E::OnePacketNotUdp => "one_packet",
+                E::SipNotUdp => "persistence_engine",
                 _ => "address",
             };
             ApiError::field(f(name), e)
@@ -147,6 +160,8 @@ fn spec_from_core(key: &ServiceKey, s: &ServiceSettings) -> ServiceSpec {
         mh_table_size: (s.mh_table_size != MH_DEFAULT_TABLE_SIZE).then_some(s.mh_table_size),
         sorry_server: s.sorry_server.map(|a| a.to_string()),
         max_connections: s.max_connections.map(NonZeroU32::get),
+        persistence_engine: s.persistence.and_then(|p| p.engine).map(|e| e.name().into()),
+        one_packet: s.one_packet,
     }
 }
 
@@ -300,6 +315,9 @@ pub fn view_service(svc: &VirtualService, now_ms: u64) -> ServiceView {
         mh_table_size: s.mh_table_size,
         sorry_server: s.sorry_server.map(|a| a.to_string()),
         max_connections: s.max_connections.map(NonZeroU32::get),
+        persistence_engine: s.persistence.and_then(|p| p.engine).map(|e| e.name().into()),
+        one_packet: s.one_packet,
+        pe_dropped: svc.pe_dropped(),
         quorum_lost: svc.quorum_lost(),
         stats: stats_view(svc.stats.counters.read()),
         rates: rates_view(svc.stats.rates()),

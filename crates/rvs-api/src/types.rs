@@ -44,6 +44,12 @@ pub struct ServiceSpec {
     /// The most client connections the service holds at once (TCP); absent: no cap of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
+    /// Persistence engine (`ipvsadm --pe`): `sip`, for a persistent UDP service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence_engine: Option<String>,
+    /// One-packet scheduling (`ipvsadm -o`), UDP only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_packet: bool,
 }
 
 /// A real server to add, or its new settings (edit). Absent fields take defaults on add
@@ -176,6 +182,13 @@ pub struct ServiceView {
     /// The service's own cap on client connections, when it has one.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub max_connections: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub persistence_engine: Option<String>,
+    #[serde(default)]
+    pub one_packet: bool,
+    /// Datagrams dropped because the persistence engine found no key (Call-ID) in them.
+    #[serde(default)]
+    pub pe_dropped: u64,
     /// True while the health-check quorum is lost and the sorry server takes new connections.
     #[serde(default)]
     pub quorum_lost: bool,
@@ -211,6 +224,12 @@ pub struct ConnectionList {
 pub struct TemplateView {
     pub protocol: String,
     pub client_net: String,
+    /// The persistence engine's name and data (a SIP Call-ID), as `ipvsadm -L -c
+    /// --persistent-conn` shows them.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pe_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pe_data: Option<String>,
     pub virtual_address: String,
     pub real_server: String,
     pub expires_ms: u64,

@@ -25,7 +25,9 @@
  *   (IP length is tot_len / 40 + payload_len: Ethernet padding after it is ignored, and
  *   forwarded along unchanged)
  *
- *   TCP/UDP to a virtual service (rvs_services):
+ *   TCP/UDP to a virtual service (rvs_services: the destination port's, else the address's
+ *   all-port service, port 0, whose flows keep the port; a service with
+ *   RVS_SVC_F_EACH_PACKET takes every datagram as one without a live flow):
  *     live flow, dest available                       forwarded   FORWARDED
  *     live flow, dest not available                   DROP        DROP_NODEST
  *       (with RVS_CFG_F_EXPIRE_NODEST_CONN the flow is deleted instead, and the packet goes
@@ -694,8 +696,10 @@ static __always_inline int nat_l4(struct xdp_md *ctx, int v6, __u8 proto, int ds
 			csum_replace4(ck, a[i], addr[i]);
 			a[i] = addr[i];
 		}
-		csum_replace2(ck, *pp, port);
-		*pp = port;
+		if (port) { /* port 0: an all-port service's, the port stays */
+			csum_replace2(ck, *pp, port);
+			*pp = port;
+		}
 		if (proto == IPPROTO_UDP && *ck == 0)
 			*ck = 0xffff;
 		return 0;
@@ -716,6 +720,8 @@ static __always_inline int nat_l4(struct xdp_md *ctx, int v6, __u8 proto, int ds
 	pp = dst ? (__u16 *)(l4 + 2) : (__u16 *)l4;
 	__u32 *a = dst ? &ip->daddr : &ip->saddr;
 	csum_replace4(&ip->check, *a, addr[0]);
+	if (!port)
+		port = *pp;
 	if (fix_l4) {
 		csum_replace4(ck, *a, addr[0]);
 		csum_replace2(ck, *pp, port);
@@ -751,8 +757,10 @@ static __always_inline int nat_icmp(struct xdp_md *ctx, int v6, int in, const __
 			csum_replace4(ck, ea[i], addr[i]);
 			ea[i] = addr[i];
 		}
-		csum_replace2(ck, *ep, port);
-		*ep = port;
+		if (port) {
+			csum_replace2(ck, *ep, port);
+			*ep = port;
+		}
 		return 0;
 	}
 	struct iphdr *ip = data + ETH_LEN;
@@ -771,8 +779,10 @@ static __always_inline int nat_icmp(struct xdp_md *ctx, int v6, int in, const __
 	csum_replace4(ck, *ea, addr[0]);
 	csum_replace2(ck, old_check, e->check);
 	*ea = addr[0];
-	csum_replace2(ck, *ep, port);
-	*ep = port;
+	if (port) {
+		csum_replace2(ck, *ep, port);
+		*ep = port;
+	}
 	return 0;
 }
 
@@ -991,6 +1001,33 @@ static __always_inline int key_eq(const struct rvs_conn_key *a, const struct rvs
 	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
 }
 
+/* The virtual service of sk: its own port's, else the address's all-port (port 0) service. */
+static __always_inline struct rvs_service *service_of(struct rvs_service_key *sk)
+{
+	struct rvs_service *svc = bpf_map_lookup_elem(&rvs_services, sk);
+	if (svc)
+		return svc;
+	__u16 port = sk->port;
+	sk->port = 0;
+	svc = bpf_map_lookup_elem(&rvs_services, sk);
+	sk->port = port;
+	return svc;
+}
+
+/* The masq reply entry of a real server's address and port, else of its address on port 0 (a
+ * real server of an all-port service, which keeps the client's port). */
+static __always_inline struct rvs_reverse *reverse_of(struct rvs_reverse_key *rk)
+{
+	struct rvs_reverse *r = bpf_map_lookup_elem(&rvs_reverse, rk);
+	if (r)
+		return r;
+	__u16 port = rk->port;
+	rk->port = 0;
+	r = bpf_map_lookup_elem(&rvs_reverse, rk);
+	rk->port = port;
+	return r;
+}
+
 /* A TCP/UDP packet to a virtual service without a live flow to an available real server: c is
  * its flow's entry as looked up (NULL, expired, or to a real server not available). */
 static __always_inline int to_service(struct xdp_md *ctx, const struct pkt *p, const struct rvs_service *svc,
@@ -998,7 +1035,10 @@ static __always_inline int to_service(struct xdp_md *ctx, const struct pkt *p, c
 				      const struct rvs_config *cfg, __u32 gen, __u32 jif)
 {
 	__u32 now = now_ticks();
-	struct rvs_conn *c = live_conn(key, cfg, now);
+	/* A service that schedules each datagram (one-packet scheduling, a persistence engine):
+	 * every datagram goes to rvsd; its flow entry is only for the replies. */
+	int each = svc->flags & RVS_SVC_F_EACH_PACKET;
+	struct rvs_conn *c = each ? 0 : live_conn(key, cfg, now);
 	if (c) {
 		__u32 did = c->dest;
 		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
@@ -1057,7 +1097,7 @@ static __always_inline int from_server(struct xdp_md *ctx, const struct pkt *p, 
 	rk.port = p->sport;
 	rk.proto = p->proto;
 	rk.family = p->family;
-	struct rvs_reverse *r = bpf_map_lookup_elem(&rvs_reverse, &rk);
+	struct rvs_reverse *r = reverse_of(&rk);
 	if (!r)
 		return count(RVS_STAT_PASS, XDP_PASS);
 	__u32 now = now_ticks();
@@ -1070,13 +1110,15 @@ static __always_inline int from_server(struct xdp_md *ctx, const struct pkt *p, 
 		if (!info)
 			continue;
 		struct rvs_conn_key key;
-		conn_key(&key, p->daddr, p->dport, info->vip.addr, info->vip.port, p->proto, p->family);
+		/* An all-port service's flow has the client's port as its virtual port. */
+		__u16 vport = info->vip.port ? info->vip.port : p->sport;
+		conn_key(&key, p->daddr, p->dport, info->vip.addr, vport, p->proto, p->family);
 		struct rvs_conn *c = live_conn(&key, cfg, now);
 		if (!c)
 			continue;
 		__u32 did = c->dest;
 		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
-		if (!d || d->method != RVS_FWD_MASQ || d->port != p->sport || !addr_eq(d->addr, p->saddr))
+		if (!d || d->method != RVS_FWD_MASQ || (d->port && d->port != p->sport) || !addr_eq(d->addr, p->saddr))
 			continue;
 		/* The reply drives the state too (IPVS's OUTPUT table): a real server's FIN or RST
 		 * moves the flow to tcpfin's timeout as it does in IPVS NAT. */
@@ -1140,7 +1182,7 @@ static __always_inline int icmp_error(struct xdp_md *ctx, const struct pkt *p)
 	sk.port = esport;
 	sk.proto = eproto;
 	sk.family = p->family;
-	if (addr_eq(p->daddr, es) && bpf_map_lookup_elem(&rvs_services, &sk)) {
+	if (addr_eq(p->daddr, es) && service_of(&sk)) {
 		conn_key(&key, ed, edport, es, esport, eproto, p->family);
 		struct rvs_conn *c = live_conn(&key, cfg, now);
 		if (!c)
@@ -1162,7 +1204,7 @@ static __always_inline int icmp_error(struct xdp_md *ctx, const struct pkt *p)
 	rk.port = edport;
 	rk.proto = eproto;
 	rk.family = p->family;
-	struct rvs_reverse *r = bpf_map_lookup_elem(&rvs_reverse, &rk);
+	struct rvs_reverse *r = reverse_of(&rk);
 	if (!r)
 		return count(RVS_STAT_PASS, XDP_PASS);
 	__u32 n = r->count;
@@ -1173,13 +1215,14 @@ static __always_inline int icmp_error(struct xdp_md *ctx, const struct pkt *p)
 		struct rvs_service_info *info = bpf_map_lookup_elem(&rvs_service_info, &sid);
 		if (!info)
 			continue;
-		conn_key(&key, es, esport, info->vip.addr, info->vip.port, eproto, p->family);
+		__u16 vport = info->vip.port ? info->vip.port : edport;
+		conn_key(&key, es, esport, info->vip.addr, vport, eproto, p->family);
 		struct rvs_conn *c = live_conn(&key, cfg, now);
 		if (!c)
 			continue;
 		__u32 did = c->dest;
 		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
-		if (!d || d->method != RVS_FWD_MASQ || d->port != edport || !addr_eq(d->addr, ed))
+		if (!d || d->method != RVS_FWD_MASQ || (d->port && d->port != edport) || !addr_eq(d->addr, ed))
 			continue;
 		dest_count(did, p->ip_len, 1, 0);
 		stat_inc(RVS_STAT_ICMP_FORWARDED);
@@ -1314,7 +1357,7 @@ int rvs_xdp_lb(struct xdp_md *ctx)
 	sk.port = p.dport;
 	sk.proto = p.proto;
 	sk.family = p.family;
-	struct rvs_service *svc = bpf_map_lookup_elem(&rvs_services, &sk);
+	struct rvs_service *svc = service_of(&sk);
 	if (svc)
 		return to_service(ctx, &p, svc, &key, fc, cfg, gen, jif);
 	return from_server(ctx, &p, cfg);

@@ -59,8 +59,11 @@ struct rvs_service_key {
 /* A virtual service: the value of rvs_services, and (by id) of rvs_service_info. */
 struct rvs_service {
 	__u32 id;    /* index into rvs_service_info */
-	__u32 flags; /* reserved, 0 */
+	__u32 flags; /* RVS_SVC_F_* */
 };
+
+/* struct rvs_service.flags */
+#define RVS_SVC_F_EACH_PACKET 1 /* every datagram scheduled by rvsd (ops, persistence engine) */
 
 /* What a masq reply needs of its service: the address to put back as the source. */
 struct rvs_service_info {

@@ -133,6 +133,9 @@ pub struct Service {
     pub flags: u32,
 }
 
+/// `struct rvs_service.flags`: every datagram is scheduled by rvsd (`RVS_SVC_F_EACH_PACKET`).
+pub const SVC_F_EACH_PACKET: u32 = 1;
+
 impl Service {
     pub fn new(id: u32) -> Self {
         Self { id, flags: 0 }
@@ -463,9 +466,10 @@ S(rvs_verdict) F(rvs_verdict, magic) F(rvs_verdict, verdict) F(rvs_verdict, dest
 S(rvs_reverse_key) F(rvs_reverse_key, addr) F(rvs_reverse_key, port) F(rvs_reverse_key, proto) F(rvs_reverse_key, family)
 S(rvs_reverse) F(rvs_reverse, count) F(rvs_reverse, service)
 printf("newflow_total %zu\n", sizeof(struct rvs_newflow));
-printf("const %d %d %d %d %d %d %d %d %d %d %d %d %d %d\n", RVS_MAX_SERVICES, RVS_MAX_DESTS, RVS_REVERSE_SLOTS,
+printf("const %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d\n", RVS_MAX_SERVICES, RVS_MAX_DESTS, RVS_REVERSE_SLOTS,
   RVS_NEWFLOW_MAX_FRAME, RVS_FWD_GATE, RVS_FWD_MASQ, RVS_FWD_TUNNEL, RVS_S_UDP, RVS_S_COUNT, RVS_STAT_COUNT,
-  RVS_STAT_DROP_TOO_BIG, RVS_VERDICT_MAGIC, RVS_CFG_F_EXPIRE_NODEST_CONN, RVS_CFG_F_NO_MASQ);
+  RVS_STAT_DROP_TOO_BIG, RVS_VERDICT_MAGIC, RVS_CFG_F_EXPIRE_NODEST_CONN, RVS_CFG_F_NO_MASQ,
+  RVS_SVC_F_EACH_PACKET);
 return 0;
 }
 "#;
@@ -517,6 +521,7 @@ return 0;
             VERDICT_MAGIC as u64,
             CFG_F_EXPIRE_NODEST_CONN as u64,
             CFG_F_NO_MASQ as u64,
+            SVC_F_EACH_PACKET as u64,
         ];
         assert_eq!(got, want);
     }

@@ -84,6 +84,10 @@ pub struct RawService {
     pub persistent: Option<Spanned<u32>>,
     /// Persistence netmask (IPv4 dotted) or prefix length (IPv6) (`ipvsadm -M`).
     pub netmask: Option<Spanned<String>>,
+    /// Persistence engine (`ipvsadm --pe`): `sip` (UDP, with `persistent`).
+    pub persistence_engine: Option<Spanned<String>>,
+    /// One-packet scheduling (`ipvsadm -o`): UDP only.
+    pub one_packet: Option<Spanned<bool>>,
     #[serde(default)]
     pub sched_flags: Vec<Spanned<String>>,
     pub mh_table_size: Option<Spanned<u32>>,

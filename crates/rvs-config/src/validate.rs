@@ -12,8 +12,8 @@ use rvs_core::addr::parse_endpoint;
 use rvs_core::persistence::DEFAULT_PERSISTENCE_SECS;
 use rvs_core::sched::MH_DEFAULT_TABLE_SIZE;
 use rvs_core::{
-    Command, CommandError, DirectorOptions, ForwardingMethod, Netmask, Persistence, Protocol, ProxyProtocol,
-    RealServerSettings, SchedulerKind, ServiceKey, ServiceSettings, TableModel, Timeouts,
+    Command, CommandError, DirectorOptions, ForwardingMethod, Netmask, Persistence, PersistenceEngine, Protocol,
+    ProxyProtocol, RealServerSettings, SchedulerKind, ServiceKey, ServiceSettings, TableModel, Timeouts,
 };
 use toml::Spanned;
 
@@ -328,6 +328,18 @@ fn service(table: &mut TableModel, i: usize, svc: &Spanned<RawService>) -> Resul
         };
         settings.persistence = Some(Persistence::new(timeout, netmask));
     }
+    if let Some(pe) = &s.persistence_engine {
+        let engine = parse::<PersistenceEngine>(pe, &field("persistence_engine"))?;
+        let Some(p) = settings.persistence.as_mut() else {
+            return Err(Unplaced::new(
+                span(pe),
+                field("persistence_engine"),
+                "a persistence engine needs persistence: set persistent = SECONDS",
+            ));
+        };
+        p.engine = Some(engine);
+    }
+    settings.one_packet = s.one_packet.as_ref().is_some_and(|v| *v.get_ref());
     let place = |e: CommandError| {
         let (sp, f) = match &e {
             CommandError::Service { source: rvs_core::service::ServiceError::NetmaskFamily { .. }, .. } => {
@@ -341,6 +353,12 @@ fn service(table: &mut TableModel, i: usize, svc: &Spanned<RawService>) -> Resul
             }
             CommandError::Service { source: rvs_core::service::ServiceError::MaxConnectionsUdp, .. } => {
                 (s.max_connections.as_ref().and_then(span), field("max_connections"))
+            }
+            CommandError::Service { source: rvs_core::service::ServiceError::OnePacketNotUdp, .. } => {
+                (s.one_packet.as_ref().and_then(span), field("one_packet"))
+            }
+            CommandError::Service { source: rvs_core::service::ServiceError::SipNotUdp, .. } => {
+                (s.persistence_engine.as_ref().and_then(span), field("persistence_engine"))
             }
             CommandError::Service { source: rvs_core::service::ServiceError::Sched(_), .. } => {
                 (s.mh_table_size.as_ref().and_then(span).or_else(|| span(svc)), field("mh_table_size"))

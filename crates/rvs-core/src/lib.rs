@@ -15,6 +15,7 @@ pub mod persistence;
 pub mod real_server;
 pub mod sched;
 pub mod service;
+pub mod sip;
 pub mod stats;
 pub mod table;
 pub mod timeouts;
@@ -24,7 +25,7 @@ pub use command::{BatchError, Command, CommandError, DirectorOptions, EngineConf
 pub use conn::{Binding, ConnState};
 pub use forwarding::{Engine, ForwardingMethod, ProxyProtocol};
 pub use health::{FailureAction, Health};
-pub use persistence::{Netmask, Persistence};
+pub use persistence::{Netmask, Persistence, PersistenceEngine, TemplateKey};
 pub use real_server::{RealServer, RealServerSettings};
 pub use sched::{SchedFlags, SchedRequest, SchedulerKind};
 pub use service::{Protocol, ServiceKey, ServiceSettings};

@@ -78,16 +78,54 @@ impl FromStr for Netmask {
     }
 }
 
-/// Persistence settings of a virtual service (`ipvsadm -p TIMEOUT -M NETMASK`).
+/// A persistence engine (`ipvsadm --pe NAME`): what, beside the client's network, keys a
+/// template. IPVS has one, `sip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PersistenceEngine {
+    /// The Call-ID of each SIP datagram ([`crate::sip`]): UDP services only.
+    Sip,
+}
+
+impl PersistenceEngine {
+    /// As ipvsadm names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sip => "sip",
+        }
+    }
+}
+
+impl fmt::Display for PersistenceEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for PersistenceEngine {
+    type Err = ServiceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sip" => Ok(Self::Sip),
+            _ => Err(ServiceError::UnknownPersistenceEngine(s.to_string())),
+        }
+    }
+}
+
+/// Persistence settings of a virtual service (`ipvsadm -p TIMEOUT -M NETMASK --pe NAME`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Persistence {
     pub timeout_secs: u32,
     pub netmask: Netmask,
+    pub engine: Option<PersistenceEngine>,
 }
 
 impl Persistence {
     pub fn new(timeout_secs: u32, netmask: Netmask) -> Self {
-        Self { timeout_secs, netmask }
+        Self { timeout_secs, netmask, engine: None }
+    }
+
+    pub fn with_engine(self, engine: Option<PersistenceEngine>) -> Self {
+        Self { engine, ..self }
     }
 
     pub(crate) fn validate_for(&self, ip: IpAddr) -> Result<(), ServiceError> {
@@ -104,10 +142,25 @@ impl Persistence {
     }
 }
 
-/// One persistence template: a client network bound to a real server.
+/// What a template is found by: the client's network, and with a persistence engine the
+/// engine's data (a SIP Call-ID), as IPVS's `pe_data`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TemplateKey {
+    pub client_net: IpAddr,
+    pub pe_data: Option<Box<[u8]>>,
+}
+
+impl TemplateKey {
+    pub fn net(client_net: IpAddr) -> Self {
+        Self { client_net, pe_data: None }
+    }
+}
+
+/// One persistence template: a client network (and the engine's data) bound to a real server.
 #[derive(Debug)]
 pub struct Template {
     pub client_net: IpAddr,
+    pub pe_data: Option<Box<[u8]>>,
     pub dest: SocketAddr,
     expires_ms: AtomicU64,
     controlled: AtomicU32,
@@ -138,16 +191,16 @@ impl Template {
 /// The templates of one virtual service, keyed by client network.
 #[derive(Debug, Default)]
 pub struct PersistenceTable {
-    templates: HashMap<IpAddr, Arc<Template>>,
+    templates: HashMap<TemplateKey, Arc<Template>>,
 }
 
 impl PersistenceTable {
     /// The live template for `client_net`, if any. Stale entries are dropped.
-    pub fn lookup(&mut self, client_net: IpAddr, now_ms: u64) -> Option<Arc<Template>> {
-        match self.templates.get(&client_net) {
+    pub fn lookup(&mut self, key: &TemplateKey, now_ms: u64) -> Option<Arc<Template>> {
+        match self.templates.get(key) {
             Some(t) if t.alive(now_ms) => Some(t.clone()),
             Some(_) => {
-                self.templates.remove(&client_net);
+                self.templates.remove(key);
                 None
             }
             None => None,
@@ -155,16 +208,16 @@ impl PersistenceTable {
     }
 
     /// Takes a template for a new connection: refreshes its timer and counts the connection.
-    pub fn bind(&mut self, client_net: IpAddr, dest: SocketAddr, now_ms: u64, timeout_ms: u64) -> Arc<Template> {
+    pub fn bind(&mut self, key: &TemplateKey, dest: SocketAddr, now_ms: u64, timeout_ms: u64) -> Arc<Template> {
         let t = self
             .templates
-            .entry(client_net)
+            .entry(key.clone())
             .and_modify(|t| {
                 if t.dest != dest {
-                    *t = Arc::new(Template::new(client_net, dest));
+                    *t = Arc::new(Template::new(key, dest));
                 }
             })
-            .or_insert_with(|| Arc::new(Template::new(client_net, dest)))
+            .or_insert_with(|| Arc::new(Template::new(key, dest)))
             .clone();
         t.expires_ms.store(now_ms + timeout_ms, Ordering::Relaxed);
         t.controlled.fetch_add(1, Ordering::Relaxed);
@@ -174,22 +227,22 @@ impl PersistenceTable {
     /// A template learnt from elsewhere (a sync master): `client_net` bound to `dest` until
     /// `expires_ms`, with no connection of its own. A live template to another real server is
     /// replaced; one to the same real server keeps the later expiry.
-    pub fn restore(&mut self, client_net: IpAddr, dest: SocketAddr, expires_ms: u64) {
+    pub fn restore(&mut self, key: &TemplateKey, dest: SocketAddr, expires_ms: u64) {
         let t = self
             .templates
-            .entry(client_net)
+            .entry(key.clone())
             .and_modify(|t| {
                 if t.dest != dest {
-                    *t = Arc::new(Template::new(client_net, dest));
+                    *t = Arc::new(Template::new(key, dest));
                 }
             })
-            .or_insert_with(|| Arc::new(Template::new(client_net, dest)));
+            .or_insert_with(|| Arc::new(Template::new(key, dest)));
         t.expires_ms.fetch_max(expires_ms, Ordering::Relaxed);
     }
 
-    /// Drops the template of `client_net` (its real server can no longer be used).
-    pub fn expire(&mut self, client_net: IpAddr) {
-        self.templates.remove(&client_net);
+    /// Drops the template of `key` (its real server can no longer be used).
+    pub fn expire(&mut self, key: &TemplateKey) {
+        self.templates.remove(key);
     }
 
     /// Drops every template pointing at `dest`.
@@ -222,8 +275,14 @@ impl PersistenceTable {
 }
 
 impl Template {
-    fn new(client_net: IpAddr, dest: SocketAddr) -> Self {
-        Self { client_net, dest, expires_ms: AtomicU64::new(0), controlled: AtomicU32::new(0) }
+    fn new(key: &TemplateKey, dest: SocketAddr) -> Self {
+        Self {
+            client_net: key.client_net,
+            pe_data: key.pe_data.clone(),
+            dest,
+            expires_ms: AtomicU64::new(0),
+            controlled: AtomicU32::new(0),
+        }
     }
 }
 
@@ -235,15 +294,33 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn key(s: &str) -> TemplateKey {
+        TemplateKey::net(ip(s))
+    }
+
+    #[test]
+    fn sip_templates_are_per_call_within_one_client_network() {
+        let mut t = PersistenceTable::default();
+        let (a, b): (SocketAddr, SocketAddr) =
+            ("198.18.0.11:5060".parse().unwrap(), "198.18.0.12:5060".parse().unwrap());
+        let call = |id: &str| TemplateKey { client_net: ip("198.18.0.2"), pe_data: Some(id.as_bytes().into()) };
+        t.bind(&call("one"), a, 0, 1000).release(0, 1000);
+        t.bind(&call("two"), b, 0, 1000).release(0, 1000);
+        assert_eq!(t.lookup(&call("one"), 10).map(|x| x.dest), Some(a));
+        assert_eq!(t.lookup(&call("two"), 10).map(|x| x.dest), Some(b));
+        assert!(t.lookup(&key("198.18.0.2"), 10).is_none(), "a template without a Call-ID is another one");
+        assert_eq!(t.lookup(&call("two"), 10).and_then(|x| x.pe_data.clone()).as_deref(), Some(&b"two"[..]));
+    }
+
     #[test]
     fn a_restored_template_holds_its_client_until_it_expires_and_keeps_the_later_expiry() {
         let mut t = PersistenceTable::default();
         let rs: SocketAddr = "198.18.0.11:80".parse().unwrap();
-        t.restore(ip("198.18.0.0"), rs, 5_000);
-        t.restore(ip("198.18.0.0"), rs, 3_000);
-        let got = t.lookup(ip("198.18.0.0"), 4_000).expect("live at 4 s");
+        t.restore(&key("198.18.0.0"), rs, 5_000);
+        t.restore(&key("198.18.0.0"), rs, 3_000);
+        let got = t.lookup(&key("198.18.0.0"), 4_000).expect("live at 4 s");
         assert_eq!((got.dest, got.controlled(), got.expires_in_ms(4_000)), (rs, 0, 1_000));
-        assert!(t.lookup(ip("198.18.0.0"), 5_001).is_none(), "expired");
+        assert!(t.lookup(&key("198.18.0.0"), 5_001).is_none(), "expired");
     }
 
     #[test]
@@ -260,12 +337,12 @@ mod tests {
     fn template_lives_while_controlled_then_for_timeout() {
         let mut t = PersistenceTable::default();
         let d: SocketAddr = "10.0.0.1:80".parse().unwrap();
-        let tpl = t.bind(ip("1.2.3.0"), d, 1_000, 300_000);
+        let tpl = t.bind(&key("1.2.3.0"), d, 1_000, 300_000);
         // held by a connection: alive past the timeout
-        assert!(t.lookup(ip("1.2.3.0"), 1_000_000).is_some());
+        assert!(t.lookup(&key("1.2.3.0"), 1_000_000).is_some());
         tpl.release(1_000_000, 300_000);
-        assert!(t.lookup(ip("1.2.3.0"), 1_299_999).is_some());
-        assert!(t.lookup(ip("1.2.3.0"), 1_300_001).is_none());
+        assert!(t.lookup(&key("1.2.3.0"), 1_299_999).is_some());
+        assert!(t.lookup(&key("1.2.3.0"), 1_300_001).is_none());
         assert!(t.is_empty());
     }
 
@@ -274,9 +351,9 @@ mod tests {
         let mut t = PersistenceTable::default();
         let a: SocketAddr = "10.0.0.1:80".parse().unwrap();
         let b: SocketAddr = "10.0.0.2:80".parse().unwrap();
-        t.bind(ip("1.0.0.0"), a, 0, 10).release(0, 10);
-        t.bind(ip("2.0.0.0"), b, 0, 10).release(0, 10);
-        t.bind(ip("3.0.0.0"), b, 0, 1000).release(0, 1000);
+        t.bind(&key("1.0.0.0"), a, 0, 10).release(0, 10);
+        t.bind(&key("2.0.0.0"), b, 0, 10).release(0, 10);
+        t.bind(&key("3.0.0.0"), b, 0, 1000).release(0, 1000);
         t.expire_dest(a);
         assert_eq!(t.len(), 2);
         assert_eq!(t.purge(100), 1);

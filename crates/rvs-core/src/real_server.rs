@@ -46,7 +46,9 @@ impl RealServerSettings {
         if self.u_threshold > 0 && self.l_threshold > self.u_threshold {
             return Err(RealServerError::Thresholds { upper: self.u_threshold, lower: self.l_threshold });
         }
-        if self.addr.port() == 0 {
+        // The packet engine's methods keep the client's port for port 0 (an all-port
+        // service's real servers); full NAT must connect somewhere.
+        if self.addr.port() == 0 && self.method == crate::forwarding::ForwardingMethod::FullNat {
             return Err(RealServerError::PortZero);
         }
         if self.addr.ip().is_unspecified() {

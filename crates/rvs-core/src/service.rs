@@ -75,6 +75,9 @@ pub struct ServiceSettings {
     /// The most client connections the service holds at once (HAProxy's frontend `maxconn`):
     /// at it, its listener stops accepting and new clients wait in the backlog. TCP only.
     pub max_connections: Option<NonZeroU32>,
+    /// One-packet scheduling (`ipvsadm -o`): each datagram of a UDP service is scheduled on its
+    /// own, with no flow kept (DNS-style traffic). UDP only.
+    pub one_packet: bool,
 }
 
 impl Default for ServiceSettings {
@@ -86,6 +89,7 @@ impl Default for ServiceSettings {
             mh_table_size: MH_DEFAULT_TABLE_SIZE,
             sorry_server: None,
             max_connections: None,
+            one_packet: false,
         }
     }
 }
@@ -114,6 +118,12 @@ impl ServiceSettings {
         if self.max_connections.is_some() && key.protocol == Protocol::Udp {
             return Err(ServiceError::MaxConnectionsUdp);
         }
+        if self.one_packet && key.protocol != Protocol::Udp {
+            return Err(ServiceError::OnePacketNotUdp);
+        }
+        if self.persistence.and_then(|p| p.engine).is_some() && key.protocol != Protocol::Udp {
+            return Err(ServiceError::SipNotUdp);
+        }
         Ok(())
     }
 
@@ -128,6 +138,14 @@ pub enum ServiceError {
     UnknownProtocol(String),
     #[error(transparent)]
     Sched(#[from] SchedError),
+    #[error("unknown persistence engine `{0}` (rvs has sip)")]
+    UnknownPersistenceEngine(String),
+    #[error("one-packet scheduling (-o) is for UDP services only")]
+    OnePacketNotUdp,
+    #[error(
+        "the sip persistence engine (--pe sip) is for UDP services only: SIP over TCP keeps one connection per peer"
+    )]
+    SipNotUdp,
     #[error("port 0 is only allowed with persistence")]
     PortZeroNeedsPersistence,
     #[error("the virtual address must be a specific address, not 0.0.0.0 or ::")]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::command::{BatchError, Command, CommandError, DirectorOptions, EngineConflict};
-use crate::forwarding::Engine;
+use crate::forwarding::{Engine, ForwardingMethod};
 use crate::health::Health;
 use crate::real_server::{RealServer, RealServerSettings};
 use crate::service::{ServiceKey, ServiceSettings};
@@ -25,6 +25,16 @@ impl ServiceModel {
     /// [`Engine::of`]: the proxy engine while it has none).
     pub fn engine(&self) -> Engine {
         Engine::of(self.servers.iter().map(|s| s.method))
+    }
+
+    /// The engine of this service at `key`: an all-port service (port 0) is the packet
+    /// engine's whatever its real servers (the proxy engines refuse full NAT on it).
+    pub fn engine_for(&self, key: &ServiceKey) -> Engine {
+        if key.addr.port() == 0 {
+            Engine::Packet
+        } else {
+            self.engine()
+        }
     }
 
     /// Refuses `server` when its method's engine is not that of the service's other real
@@ -178,17 +188,18 @@ impl TableModel {
 }
 
 fn check_service(key: &ServiceKey, settings: &ServiceSettings) -> Result<(), CommandError> {
-    settings.validate(key).map_err(|source| CommandError::Service { key: *key, source })?;
-    if key.addr.port() == 0 {
-        return Err(CommandError::Unsupported(format!(
-            "virtual service {key}: all-port (port 0) services need the packet engine, which rvs does not have yet"
-        )));
-    }
-    Ok(())
+    settings.validate(key).map_err(|source| CommandError::Service { key: *key, source })
 }
 
 fn check_server(service: &ServiceKey, server: &RealServerSettings) -> Result<(), CommandError> {
     server.validate().map_err(|source| CommandError::Server { addr: server.addr, source })?;
+    if service.addr.port() == 0 && server.method == ForwardingMethod::FullNat {
+        return Err(CommandError::Unsupported(format!(
+            "virtual service {service}: an all-port service (port 0) is served by the packet engine only: \
+             give real server {} the gate, masq or tunnel method, not fullnat (the proxy engines listen on one port)",
+            server.addr
+        )));
+    }
     if server.addr.is_ipv4() != service.addr.is_ipv4() {
         return Err(CommandError::MixedFamily { service: *service, addr: server.addr });
     }

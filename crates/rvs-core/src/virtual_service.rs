@@ -3,17 +3,18 @@
 //! counters. `schedule` is the IPVS decision for one new connection.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::conn::Binding;
 use crate::forwarding::Engine;
-use crate::persistence::{PersistenceTable, Template};
+use crate::persistence::{PersistenceEngine, PersistenceTable, Template, TemplateKey};
 use crate::real_server::{RealServer, RealServerSettings};
 use crate::sched::{self, DestView, SchedRequest, Scheduler};
 use crate::service::{ServiceKey, ServiceSettings};
+use crate::sip::{self, CallIdError};
 use crate::stats::Stats;
 
 #[derive(Debug)]
@@ -27,6 +28,8 @@ pub struct VirtualService {
     /// The sorry server, when the settings name one.
     sorry: ArcSwapOption<RealServer>,
     quorum_lost: AtomicBool,
+    /// Datagrams its persistence engine found no key in (dropped, as IPVS drops them).
+    pe_dropped: AtomicU64,
     pub stats: Stats,
 }
 
@@ -47,6 +50,7 @@ impl VirtualService {
             seed,
             sorry: ArcSwapOption::from(sorry),
             quorum_lost: AtomicBool::new(false),
+            pe_dropped: AtomicU64::new(0),
             stats: Stats::default(),
         }
     }
@@ -63,6 +67,9 @@ impl VirtualService {
     /// The engine that serves this service now, from its real servers' methods (as
     /// [`crate::ServiceModel::engine`]; the proxy engine while it has none).
     pub fn engine(&self) -> Engine {
+        if self.key.addr.port() == 0 {
+            return Engine::Packet;
+        }
         Engine::of(self.dests.load().iter().map(|d| d.settings().method))
     }
 
@@ -141,6 +148,51 @@ impl VirtualService {
         exclude: &[SocketAddr],
         expire_quiescent_template: bool,
     ) -> Option<Binding> {
+        self.schedule_keyed(req, None, exclude, expire_quiescent_template)
+    }
+
+    /// Schedules one datagram of a UDP service whose every datagram is scheduled (one-packet
+    /// scheduling, or a persistence engine): with the `sip` engine its template is the client
+    /// network's and the message's Call-ID. A datagram the engine finds no Call-ID in is refused
+    /// (and counted in [`VirtualService::pe_dropped`]), as IPVS drops it.
+    pub fn schedule_datagram(
+        self: &Arc<Self>,
+        req: &SchedRequest,
+        payload: &[u8],
+        expire_quiescent_template: bool,
+    ) -> Result<Option<Binding>, CallIdError> {
+        let pe_data = match self.settings.load().persistence.and_then(|p| p.engine) {
+            Some(PersistenceEngine::Sip) => match sip::call_id(payload) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    self.pe_dropped.fetch_add(1, Ordering::Relaxed);
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        Ok(self.schedule_keyed(req, pe_data, &[], expire_quiescent_template))
+    }
+
+    /// Whether each datagram is scheduled on its own ([`VirtualService::schedule_datagram`]):
+    /// one-packet scheduling or a persistence engine, whose key is in every datagram.
+    pub fn schedules_each_datagram(&self) -> bool {
+        let s = self.settings.load();
+        s.one_packet || s.persistence.is_some_and(|p| p.engine.is_some())
+    }
+
+    /// Datagrams dropped because the persistence engine found no key in them.
+    pub fn pe_dropped(&self) -> u64 {
+        self.pe_dropped.load(Ordering::Relaxed)
+    }
+
+    fn schedule_keyed(
+        self: &Arc<Self>,
+        req: &SchedRequest,
+        pe_data: Option<&[u8]>,
+        exclude: &[SocketAddr],
+        expire_quiescent_template: bool,
+    ) -> Option<Binding> {
         let settings = self.settings.load();
         let dests = self.dests.load();
         if self.quorum_lost() {
@@ -149,24 +201,24 @@ impl VirtualService {
             }
         }
         if let Some(p) = settings.persistence {
-            let client_net = p.netmask.apply(req.client.ip());
+            let key = TemplateKey { client_net: p.netmask.apply(req.client.ip()), pe_data: pe_data.map(Box::from) };
             let timeout_ms = u64::from(p.timeout_secs) * 1000;
             let mut templates = lock(&self.templates);
-            if let Some(t) = templates.lookup(client_net, req.now_ms) {
+            if let Some(t) = templates.lookup(&key, req.now_ms) {
                 let usable = dests.iter().find(|d| d.addr == t.dest).filter(|d| {
                     let quiesced_expired = expire_quiescent_template && d.weight() == 0;
                     !exclude.contains(&d.addr) && !quiesced_expired
                 });
                 match usable {
                     Some(d) => {
-                        let tpl = templates.bind(client_net, d.addr, req.now_ms, timeout_ms);
+                        let tpl = templates.bind(&key, d.addr, req.now_ms, timeout_ms);
                         return Some(Binding::new(self.clone(), d.clone(), Some((tpl, timeout_ms)), req.now_ms));
                     }
-                    None => templates.expire(client_net),
+                    None => templates.expire(&key),
                 }
             }
             let d = self.pick(&dests, req, exclude)?;
-            let tpl = templates.bind(client_net, d.addr, req.now_ms, timeout_ms);
+            let tpl = templates.bind(&key, d.addr, req.now_ms, timeout_ms);
             return Some(Binding::new(self.clone(), d, Some((tpl, timeout_ms)), req.now_ms));
         }
         let d = self.pick(&dests, req, exclude)?;
@@ -181,8 +233,8 @@ impl VirtualService {
         let d = self.dest(dest).or_else(|| self.sorry_server().filter(|s| s.addr == dest))?;
         let template = self.settings.load().persistence.map(|p| {
             let timeout_ms = u64::from(p.timeout_secs) * 1000;
-            let client_net = p.netmask.apply(client.ip());
-            (lock(&self.templates).bind(client_net, d.addr, now_ms, timeout_ms), timeout_ms)
+            let key = TemplateKey::net(p.netmask.apply(client.ip()));
+            (lock(&self.templates).bind(&key, d.addr, now_ms, timeout_ms), timeout_ms)
         });
         Some(Binding::new(self.clone(), d, template, now_ms))
     }
@@ -194,7 +246,7 @@ impl VirtualService {
         if self.settings.load().persistence.is_none() || self.dest(dest).is_none() {
             return false;
         }
-        lock(&self.templates).restore(client_net, dest, now_ms + remaining_ms);
+        lock(&self.templates).restore(&TemplateKey::net(client_net), dest, now_ms + remaining_ms);
         true
     }
 

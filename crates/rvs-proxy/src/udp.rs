@@ -3,7 +3,10 @@
 //! has its own connected socket towards that real server, whose replies go back to the client
 //! from the service's address. A flow ends when idle for the `udp` timeout, when its real server
 //! refuses (ICMP port unreachable), or when the director closes it; a deleted service ends its
-//! flows with it (a datagram flow has nothing to drain).
+//! flows with it (a datagram flow has nothing to drain). A service that schedules each datagram
+//! (one-packet scheduling, the sip persistence engine) keeps a flow per client and real server
+//! instead, for the replies: each datagram is scheduled first, then sent through the flow to the
+//! real server chosen.
 
 use std::cell::RefCell;
 use std::collections::hash_map::Entry;
@@ -43,17 +46,28 @@ impl Flow<'_> {
     }
 }
 
+/// A flow's key: the client, and for a service that schedules each datagram the real server.
+type FlowKey = (SocketAddr, Option<SocketAddr>);
+
+/// Whether the service at `key` schedules each datagram (looked at once a second: an edit of
+/// the setting takes effect within that).
+fn schedules_each_datagram(engine: &Engine, key: &ServiceKey) -> bool {
+    engine.snapshot().services.get(key).is_some_and(|s| s.schedules_each_datagram())
+}
+
 /// Receives the datagrams of the UDP service `key` until `stop`; ends its flows then.
 pub(crate) async fn serve(engine: Arc<Engine>, key: ServiceKey, socket: UdpSocket, stop: CancellationToken) {
     let socket = Arc::new(socket);
-    let mut flows: HashMap<SocketAddr, Flow<'_>> = HashMap::new();
+    let mut flows: HashMap<FlowKey, Flow<'_>> = HashMap::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut prune = tokio::time::interval(Duration::from_secs(1));
+    let mut each = schedules_each_datagram(&engine, &key);
     loop {
         let (n, client) = tokio::select! {
             _ = stop.cancelled() => break,
             _ = prune.tick() => {
                 flows.retain(|_, f| !f.is_over());
+                each = schedules_each_datagram(&engine, &key);
                 continue;
             }
             r = socket.recv_from(&mut buf) => match r {
@@ -64,18 +78,41 @@ pub(crate) async fn serve(engine: Arc<Engine>, key: ServiceKey, socket: UdpSocke
                 }
             },
         };
-        if flows.get(&client).is_some_and(Flow::is_over) {
-            flows.remove(&client);
+        // A service that schedules each datagram: the datagram's own binding counts it (a
+        // connection each, as IPVS counts them) and ends once it is sent.
+        let mut datagram_binding = None;
+        let fk = if each {
+            let Some(b) = schedule_datagram(&engine, key, client, &buf[..n]) else { continue };
+            let fk = (client, Some(b.dest.addr));
+            datagram_binding = Some(b);
+            fk
+        } else {
+            (client, None)
+        };
+        if flows.get(&fk).is_some_and(Flow::is_over) {
+            flows.remove(&fk);
         }
-        let flow = match flows.entry(client) {
+        let flow = match flows.entry(fk) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => match open_flow(&engine, key, client, &socket).await {
-                Some(flow) => e.insert(flow),
-                None => continue,
-            },
+            Entry::Vacant(e) => {
+                let binding = match datagram_binding.take() {
+                    Some(b) => b,
+                    None => match schedule(&engine, key, client) {
+                        Some(b) => b,
+                        None => continue,
+                    },
+                };
+                match open_flow(&engine, key, client, &socket, binding).await {
+                    Some(flow) => e.insert(flow),
+                    None => continue,
+                }
+            }
         };
         flow.guard.entry.touch(engine.clock.now_ms());
-        flow.binding.count_in(n as u64);
+        match &datagram_binding {
+            Some(b) => b.count_in(n as u64),
+            None => flow.binding.count_in(n as u64),
+        }
         // Waits only while the socket's send buffer is full (a new socket's first send waits
         // for the reactor to see it writable).
         match flow.upstream.send(&buf[..n]).await {
@@ -83,8 +120,11 @@ pub(crate) async fn serve(engine: Arc<Engine>, key: ServiceKey, socket: UdpSocke
             Err(e) => {
                 debug!(service = %key, client = %client, error = %e, "send to the real server failed: flow ended");
                 end_flow(&engine, key, &flow.binding, &flow.guard.entry.cancel, &e);
-                flows.remove(&client);
+                flows.remove(&fk);
             }
+        }
+        if let Some(b) = datagram_binding {
+            b.finish(engine.clock.now_ms());
         }
     }
     for flow in flows.values() {
@@ -92,21 +132,46 @@ pub(crate) async fn serve(engine: Arc<Engine>, key: ServiceKey, socket: UdpSocke
     }
 }
 
-/// Schedules a new client and opens its socket towards the real server picked.
+/// Schedules a new client's flow.
+fn schedule(engine: &Engine, key: ServiceKey, client: SocketAddr) -> Option<Binding> {
+    let snapshot = engine.snapshot();
+    let service = snapshot.services.get(&key)?;
+    let req = SchedRequest { client, destination: key.addr, now_ms: engine.clock.now_ms() };
+    let binding = service.schedule(&req, &[], snapshot.options.expire_quiescent_template);
+    if binding.is_none() {
+        debug!(service = %key, client = %client, "no real server available: datagram dropped");
+    }
+    binding
+}
+
+/// Schedules one datagram of a service that schedules each (see the module's doc); `None`
+/// when it is dropped: no real server, or no Call-ID for the sip engine (as IPVS drops it).
+fn schedule_datagram(engine: &Engine, key: ServiceKey, client: SocketAddr, datagram: &[u8]) -> Option<Binding> {
+    let snapshot = engine.snapshot();
+    let service = snapshot.services.get(&key)?;
+    let req = SchedRequest { client, destination: key.addr, now_ms: engine.clock.now_ms() };
+    match service.schedule_datagram(&req, datagram, snapshot.options.expire_quiescent_template) {
+        Ok(Some(b)) => Some(b),
+        Ok(None) => {
+            debug!(service = %key, client = %client, "no real server available: datagram dropped");
+            None
+        }
+        Err(e) => {
+            debug!(service = %key, client = %client, "datagram dropped by the persistence engine: {e}");
+            None
+        }
+    }
+}
+
+/// Opens a flow's socket towards the real server `binding` is to.
 async fn open_flow<'a>(
     engine: &'a Arc<Engine>,
     key: ServiceKey,
     client: SocketAddr,
     socket: &Arc<UdpSocket>,
+    binding: Binding,
 ) -> Option<Flow<'a>> {
-    let snapshot = engine.snapshot();
-    let service = snapshot.services.get(&key)?.clone();
     let now = engine.clock.now_ms();
-    let req = SchedRequest { client, destination: key.addr, now_ms: now };
-    let Some(binding) = service.schedule(&req, &[], snapshot.options.expire_quiescent_template) else {
-        debug!(service = %key, client = %client, "no real server available: datagram dropped");
-        return None;
-    };
     let dest = binding.dest.addr;
     let local: SocketAddr = if dest.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
     let upstream = match connected(local, dest).await {

@@ -568,7 +568,7 @@ impl PacketEngine {
                     }
                 }
             }
-            if let Err(e) = p.put_service(&s.map_key, &maps::Service::new(s.id)) {
+            if let Err(e) = p.put_service(&s.map_key, &maps::Service { id: s.id, flags: s.flags }) {
                 log("a service", e);
             }
         }

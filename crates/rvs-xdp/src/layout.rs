@@ -147,6 +147,8 @@ pub struct PlannedService {
     pub key: ServiceKey,
     pub id: u32,
     pub map_key: maps::ServiceKey,
+    /// `maps::SVC_F_*`: whether rvsd schedules each of its datagrams.
+    pub flags: u32,
     /// Its real servers (and sorry server) with their slots; `flags` left 0: whether each is
     /// available (in service now) is decided on publish, from the runtime table.
     pub dests: Vec<(DestKey, u32, maps::Dest)>,
@@ -196,6 +198,12 @@ fn method(m: ForwardingMethod) -> u8 {
     }
 }
 
+/// Whether rvsd schedules each datagram of a service with these settings: one-packet
+/// scheduling, or a persistence engine (whose key is in each datagram).
+pub fn each_packet(s: &rvs_core::ServiceSettings) -> bool {
+    s.one_packet || s.persistence.is_some_and(|p| p.engine.is_some())
+}
+
 /// Timeouts in the program's ticks (ms), per state, as IPVS sets them: `tcp`, `tcpfin` and `udp`
 /// from the table; the others IPVS's defaults. Without masq real servers (`masq` false) the
 /// program skips looking for masq replies.
@@ -229,7 +237,7 @@ pub fn plan(
 ) -> Result<Plan, LayoutError> {
     let mut next = current.clone();
     let wanted: BTreeMap<&ServiceKey, &ServiceModel> =
-        table.services.iter().filter(|(_, m)| m.engine() == Engine::Packet).collect();
+        table.services.iter().filter(|(k, m)| m.engine_for(k) == Engine::Packet).collect();
     let removed_services: Vec<ServiceKey> = next.services.keys().filter(|k| !wanted.contains_key(k)).copied().collect();
     for k in &removed_services {
         if let Some(id) = next.services.remove(k) {
@@ -292,13 +300,16 @@ pub fn plan(
             };
             // The real server's own port: masq rewrites to it; gate and tunnel keep the virtual
             // service's port whatever it says, as IPVS does (it is kept to name the server).
-            let mut dest = maps::Dest::new(addr, method(fwd), id).with_available(false);
+            // An all-port service's flows keep the client's port: its masq real servers are
+            // written with port 0 (what the program reads as "keep it").
+            let wire = if key.addr.port() == 0 { SocketAddr::new(addr.ip(), 0) } else { addr };
+            let mut dest = maps::Dest::new(wire, method(fwd), id).with_available(false);
             if fwd == ForwardingMethod::Tunnel {
                 let src = route_source(addr.ip()).map_err(|source| LayoutError::NoRoute { addr, source })?;
                 dest = dest.with_tunnel_src(src);
             }
             if fwd == ForwardingMethod::Masq {
-                let ids = reverse.entry(maps::ReverseKey::new(addr, proto(key.protocol))).or_default();
+                let ids = reverse.entry(maps::ReverseKey::new(wire, proto(key.protocol))).or_default();
                 if !ids.contains(&id) {
                     if ids.len() >= maps::REVERSE_SLOTS {
                         return Err(LayoutError::TooManyReverse { addr });
@@ -312,6 +323,7 @@ pub fn plan(
             key: *key,
             id,
             map_key: maps::ServiceKey::new(key.addr, proto(key.protocol)),
+            flags: if each_packet(&m.settings) { maps::SVC_F_EACH_PACKET } else { 0 },
             dests,
         });
     }

@@ -36,6 +36,17 @@ pub struct SchedulingCounters {
     pub busy_ns: AtomicU64,
 }
 
+/// The UDP payload of a first packet's frame (Ethernet, then IPv4 without options or IPv6
+/// without extension headers: the program hands no other kind here), as long as the UDP
+/// header says (Ethernet padding left out); empty if the frame is too short.
+fn udp_payload(frame: &[u8], family: u8) -> &[u8] {
+    let udp = 14 + if family == maps::FAMILY_V6 { 40 } else { 20 };
+    let Some(len) = frame.get(udp + 4..udp + 6).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else {
+        return &[];
+    };
+    frame.get(udp + 8..udp + len.max(8)).unwrap_or(&[])
+}
+
 /// What the thread shares with the engine.
 pub(crate) struct Scheduler {
     pub program: Arc<PacketProgram>,
@@ -91,9 +102,25 @@ impl Scheduler {
         let now_ms = self.clock.now_ms();
         let client = event.key.client();
         let req = SchedRequest { client, destination: event.key.vip(), now_ms };
-        let binding = service
-            .schedule(&req, &[], published.expire_quiescent_template)
-            .or_else(|| service.sorry_binding(&[], now_ms));
+        let scheduled = if service.schedules_each_datagram() {
+            // Every datagram comes here (one-packet scheduling, a persistence engine): with the
+            // sip engine, one without a Call-ID is dropped, as IPVS drops it.
+            match service.schedule_datagram(
+                &req,
+                udp_payload(&event.frame, event.key.family),
+                published.expire_quiescent_template,
+            ) {
+                Ok(b) => b,
+                Err(e) => {
+                    // Counted in the service's pe_dropped.
+                    tracing::debug!(%client, "packet engine: datagram dropped by the persistence engine: {e}");
+                    return;
+                }
+            }
+        } else {
+            service.schedule(&req, &[], published.expire_quiescent_template)
+        };
+        let binding = scheduled.or_else(|| service.sorry_binding(&[], now_ms));
         let mut verdict = maps::Verdict::reject();
         if let Some(binding) = binding {
             let key = DestKey { service: service.key, addr: binding.dest.addr };

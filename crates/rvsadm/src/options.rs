@@ -550,7 +550,7 @@ pub const OPTIONS: &[OptDef] = &[
         "syncid for connection sync (default=255)",
     ),
     opt("exact", &['X'], Flag, Opt::Exact, "exact", LISTS_OPT, O, "expand numbers (display exact values)"),
-    opt("ops", &['o'], Flag, Opt::Ops, "ops", ADD_EDIT, O, "one-packet scheduling (not supported by rvs yet)"),
+    opt("ops", &['o'], Flag, Opt::Ops, "ops", ADD_EDIT, O, "one-packet scheduling"),
     opt(
         "pe",
         &[],
@@ -559,7 +559,7 @@ pub const OPTIONS: &[OptDef] = &[
         "pe",
         ADD_EDIT,
         O,
-        "alternate persistence engine (not supported by rvs yet)",
+        "alternate persistence engine (sip)",
     ),
     with_values(
         opt(

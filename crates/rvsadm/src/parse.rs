@@ -42,6 +42,10 @@ pub struct ServiceArgs {
     pub sorry_server: Option<SocketAddr>,
     /// rvs's own: the service's cap on client connections.
     pub max_connections: Option<u32>,
+    /// `--pe NAME`: the persistence engine (`sip`).
+    pub pe: Option<String>,
+    /// `-o`: one-packet scheduling.
+    pub one_packet: bool,
 }
 
 /// Forwarding methods: ipvsadm's three and rvs's full NAT.
@@ -363,6 +367,7 @@ struct State {
     scheduler: Option<String>,
     persistent: Option<u32>,
     netmask: Option<String>,
+    pe: Option<String>,
     dest: Option<Endpoint>,
     method: Option<Method>,
     weight: Option<u32>,
@@ -583,7 +588,8 @@ fn option(st: &mut State, o: Opt, def: &'static OptDef, value: Option<String>) -
         Opt::Exact => st.format.exact = true,
         Opt::TunInfo => st.format.tun_info = true,
         Opt::SyncId => st.syncid = Some(number(&v, 0, 255, "syncid")? as u8),
-        Opt::Ops | Opt::Pe => {}
+        Opt::Ops => {}
+        Opt::Pe => st.pe = Some(v),
         Opt::SchedFlags => st.sched_flags = Some(v),
         Opt::McastGroup => {
             let ok = v.parse::<IpAddr>().is_ok_and(|ip| ip.is_multicast() && ip.is_ipv6() == v.contains(':'));
@@ -875,11 +881,8 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
     }
 
     // What rvs refuses, after every check ipvsadm makes.
-    if st.has(Opt::Pe) {
-        return Err(not_in_rvs("persistence engines (--pe) are"));
-    }
-    if st.has(Opt::Ops) {
-        return Err(not_in_rvs("one-packet scheduling (-o/--ops) is"));
+    if let Some(pe) = st.pe.as_deref().filter(|p| *p != "sip") {
+        return Err(ParseError::fail(format!("persistence engine `{pe}' is not known (rvs has sip)")));
     }
     let service = service_ref(&st)?;
     let netmask = match (&st.netmask, st.persistent) {
@@ -908,6 +911,8 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
         mh_table_size: st.mh_table_size,
         sorry_server: st.sorry_server.map(|e| SocketAddr::new(e.ip, e.port.unwrap_or(service.addr.port()))),
         max_connections: st.max_connections,
+        pe: st.pe.clone(),
+        one_packet: st.has(Opt::Ops),
     };
     let server_args = |service: ServiceRef| -> ServerArgs {
         let d = st.dest.expect("checked: real-server is compulsory");
@@ -1105,8 +1110,7 @@ mod tests {
     fn refusals_name_the_option() {
         assert!(err("-A -f 1").0.contains("fwmark services (-f/--fwmark-service) are not supported by rvs yet"));
         assert!(err("-A --sctp-service 10.0.0.1:80").0.contains("SCTP services (--sctp-service)"));
-        assert!(err("-A -t 10.0.0.1:80 --pe sip").0.contains("--pe"));
-        assert!(err("-A -u 10.0.0.1:53 -o").0.contains("--ops"));
+        assert_eq!(err("-A -u 10.0.0.1:5060 -p --pe foo").0, "persistence engine `foo' is not known (rvs has sip)");
         assert_eq!(err("--start-daemon foo").0, "illegal start-daemon parameter specified");
         assert_eq!(err("--stop-daemon foo").0, "illegal start_daemon specified");
         assert!(err("--start-daemon master --mcast-group 239.1.1.1").0.contains("--mcast-group"));

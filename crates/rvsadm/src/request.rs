@@ -18,6 +18,8 @@ fn service_spec(a: &ServiceArgs) -> ServiceSpec {
         mh_table_size: a.mh_table_size,
         sorry_server: a.sorry_server.map(|s| s.to_string()),
         max_connections: a.max_connections,
+        persistence_engine: a.pe.clone(),
+        one_packet: a.one_packet,
     }
 }
 

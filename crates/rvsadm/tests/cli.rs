@@ -351,8 +351,12 @@ fn zero_and_set() {
 fn save_restore_round_trip() {
     let rvsd = empty();
     let [p1, p2, p3, p4, b1, b2, b3, b4, b5] = [(); 9].map(|_| port());
+    let [u1, u2, b6] = [(); 3].map(|_| port());
     let rules = format!(
         "# rules
+-A -u 127.0.0.1:{u1} -s rr -o
+-a -u 127.0.0.1:{u1} -r 127.0.0.1:{b6} --fullnat -w 1
+-A -u 127.0.0.1:{u2} -s rr -p 60 --pe sip
 -A -t 127.0.0.1:{p1} -s wlc --max-connections 1000
 -a -t 127.0.0.1:{p1} -r 127.0.0.1:{b1} --fullnat -w 1
 -a -t 127.0.0.1:{p1} -r 127.0.0.1:{b2} --fullnat -w 3 -x 100 -y 50 --proxy-protocol v2
@@ -380,7 +384,11 @@ fn save_restore_round_trip() {
     assert_eq!(run(&rvsd, "--save --numeric").ok(), saved);
     // -S --json is the API's own save.
     let batch: rvs_api::CommandBatch = serde_json::from_str(&run(&rvsd, "-S --json").ok()).unwrap();
-    assert!(batch.commands.len() >= 8);
+    assert!(batch.commands.len() >= 11);
+    // The listing, as ipvsadm 1.31 shows them.
+    let list = run(&rvsd, "-L -n").ok();
+    assert!(list.contains(&format!("UDP  127.0.0.1:{u1} rr ops\n")), "{list}");
+    assert!(list.contains(&format!("UDP  127.0.0.1:{u2} rr persistent 60 pe sip\n")), "{list}");
 }
 
 #[test]
@@ -407,9 +415,18 @@ fn restore_is_all_or_nothing() {
     assert!(r.stderr.starts_with(&format!("line 3: virtual service tcp {}: real server", lo(q))), "{}", r.stderr);
     assert!(r.stderr.contains("(masq) cannot join") && r.stderr.contains("all fullnat"), "{}", r.stderr);
     assert_eq!(table(&rvsd), before);
-    let r = rvsadm_stdin(&rvsd, &["-R"], &format!("{good}-A -t 127.0.0.1:0 -p\n"));
+    let r = rvsadm_stdin(
+        &rvsd,
+        &["-R"],
+        &format!("{good}-A -t 127.0.0.1:0 -p\n-a -t 127.0.0.1:0 -r 127.0.0.2:80 --fullnat\n"),
+    );
     assert_eq!(r.code, 255);
-    assert!(r.stderr.starts_with("line 3: ") && r.stderr.contains("all-port (port 0) services need"), "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with("line 4: ")
+            && r.stderr.contains("an all-port service (port 0) is served by the packet engine only"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(table(&rvsd), before);
     let r = rvsadm_stdin(&rvsd, &["-R"], &format!("{good}-L -n\n"));
     assert_eq!((r.code, r.stderr.as_str()), (2, "line 3: the 'list' command cannot be used in restore input\n"));
@@ -561,21 +578,16 @@ fn bad_input_is_refused_and_changes_nothing() {
         ),
         (
             vec!["-A".into(), "-t".into(), vip2.clone(), "-p".into(), "--pe".into(), "sip".into()],
-            2,
-            "persistence engines (--pe) are not supported by rvs yet",
+            255,
+            "the sip persistence engine (--pe sip) is for UDP services only",
         ),
         (
-            vec!["-A".into(), "-u".into(), vip2.clone(), "-o".into()],
-            2,
-            "one-packet scheduling (-o/--ops) is not supported by rvs yet",
+            vec!["-A".into(), "-u".into(), vip2.clone(), "--pe".into(), "sip".into()],
+            255,
+            "a persistence engine needs persistence",
         ),
         (vec!["--stop-daemon".into(), "backup".into()], 255, "no backup sync daemon is running"),
         // Refused by rvsd: its message (ipvsadm's words where it has some), exit 255.
-        (
-            vec!["-A".into(), "-t".into(), "127.0.0.1:0".into(), "-p".into()],
-            255,
-            "all-port (port 0) services need the packet engine",
-        ),
         // The service's real server is fullnat (the file's default): a packet method cannot
         // join it, whether given or ipvsadm's default (-g).
         (

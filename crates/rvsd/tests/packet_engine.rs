@@ -1266,3 +1266,126 @@ fn failover_bench_flows_lost() {
          lost_at_takeover={lost_takeover} lost_at_return={lost_return}"
     );
 }
+
+/// Sends `msg` from `c` to `vip` and returns the answering real server's name (`NAME:` replies).
+fn udp_ask(c: &UdpSocket, vip: SocketAddr, msg: &[u8], rvsd: &Rvsd) -> String {
+    c.send_to(msg, vip).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, from) = c.recv_from(&mut buf).unwrap_or_else(|e| panic!("a reply through {vip}: {e}\n{}", diag(rvsd)));
+    assert_eq!(from, vip, "the answer comes from the VIP");
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let (name, echoed) = text.split_once(':').unwrap();
+    assert_eq!(echoed.as_bytes(), msg);
+    name.to_string()
+}
+
+#[test]
+fn an_all_port_service_keeps_each_port_and_persistence_holds_a_client_on_one_real_server_gate_and_masq() {
+    let farm = Farm::one_segment(2);
+    farm.real_servers_dr();
+    // gate: the real servers hold the VIP and answer on its ports 80 and 443.
+    let gate_vip: SocketAddr = format!("{VIP4}:0").parse().unwrap();
+    let mut backends = Vec::new();
+    for port in [80, 443] {
+        backends.extend(echo_servers(&farm, format!("{VIP4}:{port}").parse().unwrap()));
+    }
+    // masq, on a second address: the real servers answer on their own addresses, same ports,
+    // their replies routed back through the director.
+    let masq_ip = "198.18.1.11";
+    farm.client.run(&format!("ip route add {masq_ip}/32 via 198.18.0.1"));
+    for (i, rs) in farm.servers.iter().enumerate() {
+        rs.run("ip route add 198.18.0.2/32 via 198.18.0.1");
+        for port in [80, 443] {
+            let a: SocketAddr = format!("{}:{port}", farm.rs4[i]).parse().unwrap();
+            backends.push(rs.enter(|| Backend::start_on(&format!("rs{}", i + 1), a)));
+        }
+    }
+    let masq_vip: SocketAddr = format!("{masq_ip}:0").parse().unwrap();
+    let masq: Vec<(String, &str)> = farm.rs4.iter().map(|a| (a.clone(), "masq")).collect();
+    let rvsd = farm.rvsd(&format!(
+        "{}\n{}",
+        service("tcp", gate_vip, "rr", "persistent = 60", &farm.servers4("gate")),
+        service("tcp", masq_vip, "rr", "persistent = 60", &masq)
+    ));
+    for vip_ip in [VIP4, masq_ip] {
+        let mut seen = Vec::new();
+        for port in [80, 443, 80, 443] {
+            let to: SocketAddr = format!("{vip_ip}:{port}").parse().unwrap();
+            let (mut s, name) = connect_name_through(&farm, &rvsd, to);
+            assert_eq!(s.peer_addr().unwrap(), to, "the client sees the port it asked for");
+            echo_line(&mut s, "ping\n", &format!("{name} on port {port}"));
+            seen.push(name);
+        }
+        seen.dedup();
+        assert_eq!(seen.len(), 1, "{vip_ip}: one client on one real server across the ports: {seen:?}");
+    }
+    let (_, t) = rvsd.api("GET", "/v1/templates", None);
+    assert_eq!(t["templates"].as_array().map(Vec::len), Some(2), "one template per service: {t}");
+    // The proxy engines cannot serve every port: full NAT is refused, naming the packet engine.
+    let (st, v) = rvsd.api(
+        "POST",
+        &format!("/v1/services/tcp/{gate_vip}/servers"),
+        Some(r#"{"address": "198.18.0.13:80", "method": "fullnat"}"#),
+    );
+    assert!((400..500).contains(&st), "{st} {v}");
+    assert!(v.to_string().contains("served by the packet engine only"), "{v}");
+}
+
+#[test]
+fn one_packet_scheduling_in_the_packet_engine_spreads_the_datagrams_of_one_flow() {
+    let farm = Farm::one_segment(2);
+    farm.real_servers_dr();
+    let vip: SocketAddr = format!("{VIP4}:53").parse().unwrap();
+    udp_servers(&farm, vip);
+    let gate: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:53"), "gate")).collect();
+    let rvsd = farm.rvsd(&service("udp", vip, "rr", "one_packet = true", &gate));
+    let c = farm.udp(false);
+    let mut count = std::collections::HashMap::<String, u32>::new();
+    let mut last = String::new();
+    for i in 0..1000 {
+        let name = udp_ask(&c, vip, format!("q{i}").as_bytes(), &rvsd);
+        assert_ne!(name, last, "datagram {i} of one flow: rr per datagram");
+        last = name.clone();
+        *count.entry(name).or_default() += 1;
+    }
+    assert_eq!((count["rs1"], count["rs2"]), (500, 500));
+    assert_eq!(service_view_udp(&rvsd, vip)["stats"]["conns"], 1000, "each datagram a connection");
+}
+
+fn service_view_udp(rvsd: &Rvsd, vip: SocketAddr) -> serde_json::Value {
+    let (st, v) = rvsd.api("GET", &format!("/v1/services/udp/{vip}"), None);
+    assert_eq!(st, 200, "{v}");
+    v
+}
+
+#[test]
+fn the_sip_engine_in_the_packet_engine_keeps_each_call_on_one_real_server() {
+    let farm = Farm::one_segment(2);
+    farm.real_servers_dr();
+    let vip: SocketAddr = format!("{VIP4}:5060").parse().unwrap();
+    udp_servers(&farm, vip);
+    let gate: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:5060"), "gate")).collect();
+    let rvsd = farm.rvsd(&service("udp", vip, "rr", "persistent = 60\npersistence_engine = \"sip\"", &gate));
+    // One client socket (one flow) carries twenty calls, their messages interleaved.
+    let c = farm.udp(false);
+    let mut call_server = std::collections::HashMap::<usize, String>::new();
+    for method in ["INVITE", "ACK", "BYE"] {
+        for call in 0..20 {
+            let msg = format!(
+                "{method} sip:svc@{VIP4} SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.0.2\r\nCall-ID: c{call}@198.18.0.2\r\n\
+                 CSeq: 1 {method}\r\n\r\n"
+            );
+            let name = udp_ask(&c, vip, msg.as_bytes(), &rvsd);
+            assert_eq!(*call_server.entry(call).or_insert_with(|| name.clone()), name, "{method} of call {call}");
+        }
+    }
+    assert_eq!(call_server.values().filter(|n| *n == "rs1").count(), 10, "rr over calls: {call_server:?}");
+    // No Call-ID: dropped and counted; the calls go on.
+    c.send_to(b"OPTIONS sip:x SIP/2.0\r\n\r\n", vip).unwrap();
+    wait_until(Duration::from_secs(3), "the datagram without a Call-ID to be counted", || {
+        service_view_udp(&rvsd, vip)["pe_dropped"] == 1
+    });
+    // (the dropped datagram had no reply, so the next one read is this one's)
+    let again = b"BYE sip:svc SIP/2.0\r\nCall-ID: c3@198.18.0.2\r\n\r\n";
+    assert_eq!(udp_ask(&c, vip, again, &rvsd), call_server[&3]);
+}

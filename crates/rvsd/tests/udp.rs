@@ -157,3 +157,97 @@ fn an_ipv6_udp_service_relays() {
     let (reply, from) = ask(&c, vip, "hello").unwrap();
     assert_eq!((reply.as_str(), from), ("six:hello", vip));
 }
+
+#[test]
+fn one_packet_scheduling_spreads_the_datagrams_of_one_client_as_the_scheduler_says() {
+    let (a, b) = (udp_backend("a", "127.0.0.1"), udp_backend("b", "127.0.0.1"));
+    let vip = udp_vip("127.0.0.1");
+    let rvsd = Rvsd::start(&udp_service(vip, "one_packet = true", &[a, b]));
+    let c = client("127.0.0.1");
+    let mut seen = std::collections::HashMap::<String, u32>::new();
+    let mut last = String::new();
+    for i in 0..1000 {
+        let (reply, from) = ask(&c, vip, &format!("d{i}")).unwrap();
+        assert_eq!(from, vip);
+        let (name, echoed) = reply.split_once(':').unwrap();
+        assert_eq!(echoed, format!("d{i}"));
+        assert_ne!(name, last, "datagram {i}: rr alternates per datagram, whatever the flow");
+        last = name.to_string();
+        *seen.entry(name.to_string()).or_default() += 1;
+    }
+    assert_eq!((seen["a"], seen["b"]), (500, 500));
+    let s = udp_service_view(&rvsd, vip);
+    assert_eq!(s["one_packet"], true, "{s}");
+    assert_eq!(s["stats"]["conns"], 1000, "each datagram counts as a connection, as IPVS counts them: {s}");
+    let saved = save(&rvsd);
+    assert!(saved.to_string().contains("\"one_packet\":true"), "{saved}");
+}
+
+/// A SIP request of call `call_id`, as one datagram.
+fn sip_request(method: &str, call_id: &str) -> String {
+    format!(
+        "{method} sip:service@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-{call_id}\r\n\
+         From: <sip:c@127.0.0.1>;tag=1\r\nTo: <sip:service@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 {method}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn the_sip_engine_keeps_each_call_on_one_real_server_whatever_the_source_port() {
+    let (a, b) = (udp_backend("a", "127.0.0.1"), udp_backend("b", "127.0.0.1"));
+    let vip = udp_vip("127.0.0.1");
+    let rvsd = Rvsd::start(&udp_service(vip, "persistent = 60\npersistence_engine = \"sip\"", &[a, b]));
+    let mut call_server = std::collections::HashMap::<String, String>::new();
+    // Twenty calls, each message from a fresh source port, interleaved.
+    for round in 0..3 {
+        for call in 0..20 {
+            let c = client("127.0.0.1");
+            let id = format!("call-{call}@127.0.0.1");
+            let method = ["INVITE", "ACK", "BYE"][round];
+            let (reply, from) = ask(&c, vip, &sip_request(method, &id)).unwrap();
+            assert_eq!(from, vip);
+            let name = reply.split_once(':').unwrap().0.to_string();
+            let first = call_server.entry(id.clone()).or_insert_with(|| name.clone());
+            assert_eq!(*first, name, "{method} of {id}: every message of a call on one real server");
+        }
+    }
+    let on_a = call_server.values().filter(|n| *n == "a").count();
+    assert_eq!(on_a, 10, "rr over calls: {call_server:?}");
+    // A datagram without a Call-ID is dropped (as IPVS drops it) and counted; traffic goes on.
+    let c = client("127.0.0.1");
+    c.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert!(ask(&c, vip, "OPTIONS sip:x SIP/2.0\r\nVia: x\r\n\r\n").is_err(), "no Call-ID: no reply");
+    let (st, v) = rvsd.api("GET", &format!("/v1/services/udp/{vip}"), None);
+    assert_eq!((st, v["pe_dropped"].as_u64()), (200, Some(1)), "{v}");
+    assert!(ask(&client("127.0.0.1"), vip, &sip_request("INVITE", "call-0@127.0.0.1"))
+        .unwrap()
+        .0
+        .starts_with(&format!("{}:", call_server["call-0@127.0.0.1"])));
+    // The templates carry the Call-ID, as `ipvsadm -L -c --persistent-conn` shows it.
+    let (_, t) = rvsd.api("GET", "/v1/templates", None);
+    let templates = t["templates"].as_array().unwrap();
+    assert!(templates.iter().any(|t| t["pe_name"] == "sip" && t["pe_data"] == "call-7@127.0.0.1"), "{t}");
+}
+
+#[test]
+fn one_packet_and_sip_are_refused_where_they_do_not_fit() {
+    let vip = udp_vip("127.0.0.1");
+    let tcp = vip.to_string();
+    let rvsd = Rvsd::start("");
+    for (body, field) in [
+        (format!(r#"{{"protocol":"tcp","address":"{tcp}","one_packet":true}}"#), "one_packet"),
+        (
+            format!(r#"{{"protocol":"tcp","address":"{tcp}","persistent":60,"persistence_engine":"sip"}}"#),
+            "persistence_engine",
+        ),
+        (format!(r#"{{"protocol":"udp","address":"{vip}","persistence_engine":"sip"}}"#), "persistence_engine"),
+        (
+            format!(r#"{{"protocol":"udp","address":"{vip}","persistent":60,"persistence_engine":"h323"}}"#),
+            "persistence_engine",
+        ),
+    ] {
+        let (st, v) = rvsd.api("POST", "/v1/services", Some(&body));
+        assert_eq!(st, 400, "{body}: {v}");
+        assert!(v["error"]["field"].as_str().unwrap_or("").ends_with(field), "{body}: {v}");
+    }
+}

@@ -199,6 +199,7 @@ impl PoolConfig {
             sorry_server: self.sorry_server,
             // A pool's scheduling service accepts nothing itself: the http service's cap holds.
             max_connections: None,
+            one_packet: false,
         }
     }
 

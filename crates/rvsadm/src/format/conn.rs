@@ -14,10 +14,27 @@ fn expire(ms: u64) -> String {
     format!("{:02}:{:02}", secs / 60, secs % 60)
 }
 
-fn row(out: &mut String, proto: &str, expires_ms: u64, state: &str, c: &str, v: &str, d: &str) {
-    // "%-3s %-6s %-11s %-18s %-18s %s\n"
-    let _ =
-        writeln!(out, "{:<3} {:<6} {:<11} {:<18} {:<18} {}", protocol_name(proto), expire(expires_ms), state, c, v, d);
+/// One entry; with `--persistent-conn` (`pe` is `Some`) ipvsadm adds the persistence engine's
+/// name and data columns to every row, empty for an entry without.
+#[allow(clippy::too_many_arguments)]
+fn row(
+    out: &mut String,
+    proto: &str,
+    expires_ms: u64,
+    state: &str,
+    c: &str,
+    v: &str,
+    d: &str,
+    pe: Option<(&str, &str)>,
+) {
+    let (p, e) = (protocol_name(proto), expire(expires_ms));
+    let _ = match pe {
+        // ipvsadm 1.31's row, whose widths differ from its header's:
+        // "%-3s %-6s %-11s %-18s %-18s %-16s %-18s %s\n"
+        Some((name, data)) => writeln!(out, "{p:<3} {e:<6} {state:<11} {c:<18} {v:<18} {d:<16} {name:<18} {data}"),
+        // "%-3s %-6s %-11s %-18s %-18s %s\n"
+        None => writeln!(out, "{p:<3} {e:<6} {state:<11} {c:<18} {v:<18} {d}"),
+    };
 }
 
 /// ipvsadm's `list_conn`.
@@ -43,7 +60,8 @@ pub fn connections(
         let p = c.protocol.as_str();
         let unbound = if crate::format::is_v6(&c.client) { "[::]:0" } else { "0.0.0.0:0" };
         let dest = c.real_server.as_deref().map_or_else(|| unbound.to_string(), |d| name(d, p, res));
-        row(&mut out, p, c.expires_ms, &c.state, &name(&c.client, p, res), &name(&c.virtual_address, p, res), &dest);
+        let (client, vip) = (name(&c.client, p, res), name(&c.virtual_address, p, res));
+        row(&mut out, p, c.expires_ms, &c.state, &client, &vip, &dest, persistent_conn.then_some(("", "")));
     }
     for t in &templates.templates {
         let p = t.protocol.as_str();
@@ -59,6 +77,7 @@ pub fn connections(
             &client,
             &name(&t.virtual_address, p, res),
             &name(&t.real_server, p, res),
+            persistent_conn.then(|| (t.pe_name.as_deref().unwrap_or(""), t.pe_data.as_deref().unwrap_or(""))),
         );
     }
     out

@@ -73,6 +73,12 @@ fn persistence_text(svc: &ServiceView) -> String {
             }
             _ => {}
         }
+        if let Some(pe) = &svc.persistence_engine {
+            let _ = write!(out, " pe {pe}");
+        }
+    }
+    if svc.one_packet {
+        out.push_str(" ops");
     }
     out
 }

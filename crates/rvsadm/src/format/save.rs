@@ -54,6 +54,12 @@ pub fn save(list: &ServiceList, res: &dyn Resolver) -> String {
                 _ => {}
             }
         }
+        if let Some(pe) = &svc.persistence_engine {
+            let _ = write!(out, " --pe {pe}");
+        }
+        if svc.one_packet {
+            out.push_str(" -o");
+        }
         if !svc.sched_flags.is_empty() {
             let _ = write!(out, " -b {}", svc.sched_flags.join(","));
         }

@@ -122,6 +122,10 @@ def print_service_entry(se, fmt):
             out += " -p %u" % se["persistent"]
             if mask_text(se):
                 out += " -M %s" % mask_text(se)
+        if se.get("persistence_engine"):
+            out += " --pe %s" % se["persistence_engine"]
+        if se.get("one_packet"):
+            out += " -o"
         if se["sched_flags"]:
             out += " -b " + ",".join(se["sched_flags"])
         # rvs's own
@@ -149,6 +153,10 @@ def print_service_entry(se, fmt):
             out += " persistent %u" % se["persistent"]
             if mask_text(se):
                 out += " mask %s" % mask_text(se)
+            if se.get("persistence_engine"):
+                out += " pe %s" % se["persistence_engine"]
+        if se.get("one_packet"):
+            out += " ops"
     out += "\n"
 
     dests = se["real_servers"]
@@ -215,11 +223,15 @@ def list_service(index, fmt):
     return print_title(fmt) + print_service_entry(fx["services"]["services"][index], fmt)
 
 
-def print_conn(proto, expires_s, state, c, v, d, numeric):
+def print_conn(proto, expires_s, state, c, v, d, numeric, pe=None):
     cname = addrport_to_anyname(c, proto, numeric)
     vname = addrport_to_anyname(v, proto, numeric)
     dname = addrport_to_anyname(d, proto, numeric)
     expire_str = "%02d:%02d" % (expires_s // 60, expires_s % 60)
+    if pe is not None:
+        # ipvsadm 1.31's row under --persistent-conn (its widths differ from its header's)
+        return "%-3s %-6s %-11s %-18s %-18s %-16s %-18s %s\n" % (
+            proto.upper(), expire_str, state, cname, vname, dname, pe[0], pe[1])
     return "%-3s %-6s %-11s %-18s %-18s %s\n" % (proto.upper(), expire_str, state, cname, vname, dname)
 
 
@@ -231,13 +243,15 @@ def list_conn(fmt):
             "state", "source", "virtual", "destination", "pe name", "pe_data")
     else:
         out += "pro expire %-11s %-18s %-18s %s\n" % ("state", "source", "virtual", "destination")
+    pc = "persistent_conn" in fmt
     for c in fx["connections"]["connections"]:
         out += print_conn(c["protocol"], c["expires_ms"] // 1000, c["state"], c["client"], c["virtual_address"],
-                          c["real_server"], numeric)
+                          c["real_server"], numeric, ("", "") if pc else None)
     # IPVS lists persistence templates with the connections: state NONE, client port 0.
     for t in fx["templates"]["templates"]:
+        pe = (t.get("pe_name") or "", t.get("pe_data") or "") if pc else None
         out += print_conn(t["protocol"], t["expires_ms"] // 1000, "NONE", t["client_net"] + ":0",
-                          t["virtual_address"], t["real_server"], numeric)
+                          t["virtual_address"], t["real_server"], numeric, pe)
     return out
 
 

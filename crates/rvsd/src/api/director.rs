@@ -105,9 +105,12 @@ pub(crate) async fn route(at: &Route<'_>, rest: &[&str], req: Request<Incoming>)
             let templates = table
                 .services()
                 .flat_map(|s| {
-                    s.templates(now).into_iter().map(|(t, left)| TemplateView {
+                    let pe_name = s.settings().persistence.and_then(|p| p.engine).map(|e| e.name().to_string());
+                    s.templates(now).into_iter().map(move |(t, left)| TemplateView {
                         protocol: s.key.protocol.name().into(),
                         client_net: t.client_net.to_string(),
+                        pe_name: t.pe_data.as_ref().and(pe_name.clone()),
+                        pe_data: t.pe_data.as_deref().map(|d| String::from_utf8_lossy(d).into_owned()),
                         virtual_address: s.key.addr.to_string(),
                         real_server: t.dest.to_string(),
                         expires_ms: left,
