@@ -8,6 +8,7 @@ mod backend;
 mod http;
 pub mod netns;
 mod rvsd;
+pub mod sipp;
 
 pub use backend::{closed_port, connect_name, free_port, Backend};
 pub use http::{http_backend, http_get};

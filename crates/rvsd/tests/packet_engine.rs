@@ -1389,3 +1389,39 @@ fn the_sip_engine_in_the_packet_engine_keeps_each_call_on_one_real_server() {
     let again = b"BYE sip:svc SIP/2.0\r\nCall-ID: c3@198.18.0.2\r\n\r\n";
     assert_eq!(udp_ask(&c, vip, again, &rvsd), call_server[&3]);
 }
+
+#[test]
+fn sipp_calls_through_the_packet_engine_each_stay_on_one_real_server() {
+    use rvs_testkit::sipp::{calls_received, sipp_calls, sipp_installed, SippServer};
+    if !sipp_installed() {
+        eprintln!("note: sipp is not installed (Debian's sip-tester; .ci/run installs it): skipped");
+        return;
+    }
+    let farm = Farm::one_segment(2);
+    farm.real_servers_dr();
+    let vip: SocketAddr = format!("{VIP4}:5060").parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = [dir.path().join("rs1.log"), dir.path().join("rs2.log")];
+    // Each real server answers on the VIP (direct routing), straight to the client.
+    let _uas: Vec<SippServer> = farm
+        .servers
+        .iter()
+        .zip(&logs)
+        .map(|(rs, log)| SippServer::start(rs.nsenter("sipp"), VIP4, 5060, log))
+        .collect();
+    let gate: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:5060"), "gate")).collect();
+    let rvsd = farm.rvsd(&service("udp", vip, "rr", "persistent = 60\npersistence_engine = \"sip\"", &gate));
+    std::thread::sleep(Duration::from_millis(300));
+    let out = sipp_calls(farm.client.nsenter("sipp"), vip, "198.18.0.2", 5061, 200, dir.path());
+    assert!(
+        out.status.success(),
+        "sipp's 200 calls did not all succeed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout).lines().rev().take(40).collect::<Vec<_>>().join("\n"),
+        diag(&rvsd)
+    );
+    let (a, b) = (calls_received(&logs[0]), calls_received(&logs[1]));
+    assert_eq!(a.len() + b.len(), 200, "every call reached a real server");
+    assert!(a.is_disjoint(&b), "a call's messages on both real servers");
+    assert_eq!((a.len(), b.len()), (100, 100), "rr over the calls of one flow");
+}

@@ -2,81 +2,36 @@
 //! and as two real servers behind a UDP service of the proxy engine. All of the client's calls
 //! come from one source port, so only the Call-ID can spread them; every message of a call must
 //! reach the real server that took its INVITE (a BYE elsewhere would be answered 481, failing
-//! the call).
+//! the call). The packet engine's test is in packet_engine.rs.
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::UdpSocket;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-fn have_sipp() -> bool {
-    Command::new("sipp").arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
-}
+use rvs_testkit::sipp::{calls_received, sipp_calls, sipp_installed, SippServer};
 
 /// A free UDP port on `ip`.
 fn udp_port(ip: &str) -> u16 {
     UdpSocket::bind(format!("{ip}:0")).unwrap().local_addr().unwrap().port()
 }
 
-/// A SIPp real server (its built-in `uas` scenario) on `ip:port`, logging every message it
-/// receives and sends to `log`.
-struct Uas(Child);
-
-impl Uas {
-    fn start(ip: &str, port: u16, log: &Path) -> Uas {
-        let child = Command::new("sipp")
-            .args(["-sn", "uas", "-i", ip, "-p", &port.to_string(), "-nostdin", "-trace_msg", "-message_file"])
-            .arg(log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start sipp as a real server");
-        Uas(child)
-    }
-}
-
-impl Drop for Uas {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The Call-IDs of the requests a real server's message log shows it received.
-fn calls_received(log: &Path) -> HashSet<String> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut calls = HashSet::new();
-    let mut received = false;
-    for line in text.lines() {
-        if line.contains("UDP message received") {
-            received = true;
-        } else if line.contains("UDP message sent") {
-            received = false;
-        } else if received {
-            if let Some(id) = line.strip_prefix("Call-ID:").or_else(|| line.strip_prefix("i:")) {
-                calls.insert(id.trim().to_string());
-            }
-        }
-    }
-    calls
-}
-
 #[test]
 fn sipp_calls_each_stay_on_one_real_server_and_spread_over_both() {
-    if !have_sipp() {
+    if !sipp_installed() {
         eprintln!("note: sipp is not installed (Debian's sip-tester; .ci/run installs it): skipped");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let (p2, p3) = (udp_port("127.0.0.2"), udp_port("127.0.0.3"));
     let logs = [dir.path().join("uas2.log"), dir.path().join("uas3.log")];
-    let _uas = [Uas::start("127.0.0.2", p2, &logs[0]), Uas::start("127.0.0.3", p3, &logs[1])];
+    let _uas = [
+        SippServer::start(Command::new("sipp"), "127.0.0.2", p2, &logs[0]),
+        SippServer::start(Command::new("sipp"), "127.0.0.3", p3, &logs[1]),
+    ];
     let vip_port = udp_port("127.0.0.1");
     let config = format!(
         "[[service]]\nprotocol = \"udp\"\naddress = \"127.0.0.1:{vip_port}\"\nscheduler = \"rr\"\npersistent = 60\n\
@@ -85,15 +40,8 @@ fn sipp_calls_each_stay_on_one_real_server_and_spread_over_both() {
     );
     let rvsd = Rvsd::start(&config);
     std::thread::sleep(Duration::from_millis(300)); // the real servers bind
-    let client_port = udp_port("127.0.0.1");
-    let out = Command::new("sipp")
-        .args(["-sn", "uac", &format!("127.0.0.1:{vip_port}"), "-i", "127.0.0.1", "-p", &client_port.to_string()])
-        .args(["-m", "200", "-r", "100", "-l", "20", "-nostdin", "-timeout", "60s", "-timeout_error"])
-        .arg("-trace_stat")
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sipp as the client");
+    let target = format!("127.0.0.1:{vip_port}").parse().unwrap();
+    let out = sipp_calls(Command::new("sipp"), target, "127.0.0.1", udp_port("127.0.0.1"), 200, dir.path());
     let (_, svc) = rvsd.api("GET", &format!("/v1/services/udp/127.0.0.1:{vip_port}"), None);
     assert!(
         out.status.success(),
