@@ -10,8 +10,10 @@ mod director;
 mod health;
 mod limits;
 mod metrics;
+mod notify;
 mod packet_engine;
 mod real_server;
+mod report;
 mod sync;
 mod vrrp;
 
@@ -127,7 +129,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rvsd: {e:#}");
+            eprintln!("rvsd: {}", report::chain(&e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -227,15 +229,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     println!("rvsd ready");
+    notify::notify(notify::State::Ready);
     loop {
         tokio::select! {
             _ = hup.recv() => {
+                notify::notify(notify::State::Reloading);
                 let _ = director.reload_logged("SIGHUP");
+                notify::notify(notify::State::Ready);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    notify::notify(notify::State::Stopping);
     info!(
         deadline_secs = drain.as_secs(),
         connections = director.report().connections,
