@@ -121,7 +121,10 @@ pub fn config_man_page(example: &str, version: &str) -> String {
         if header.is_empty() {
             continue;
         }
-        let _ = writeln!(out, ".SH \"{}\"", header.replace('"', ""));
+        // The http service is a second [[service]] table: its heading says which.
+        let http = header == "[[service]]" && lines.iter().any(|l| l.trim_start().starts_with("kind = \"http\""));
+        let title = if http { format!("{header}, kind = http") } else { header.clone() };
+        let _ = writeln!(out, ".SH \"{}\"", title.replace('"', ""));
         out.push_str(".nf\n");
         for l in &lines {
             out.push_str(&roff_escape(l));
@@ -418,6 +421,7 @@ mod tests {
     fn the_config_page_has_every_setting_of_the_example() {
         let page = config_man_page(&example(), "0.0.0");
         assert!(page.starts_with(".TH RVSD.TOML 5"));
+        assert!(page.contains(".SH \"[[service]], kind = http\""), "{page}");
         for key in ["connect_timeout_ms", "drain_timeout_secs", "u_threshold", "proxy_protocol", "default_pool"] {
             assert!(page.contains(&key.replace('-', "\\-")), "{key}");
         }
