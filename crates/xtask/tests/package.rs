@@ -77,6 +77,8 @@ fn the_package_installs_checks_and_purges() {
     let info = text(&run(Command::new("dpkg-deb").arg("--info").arg(&deb)));
     assert!(info.contains("Package: rvsd") && info.contains("Depends: libc6"), "{info}");
 
+    // rvsadm's default socket, which the package links to rvsd.service's (unless it exists).
+    let socket_link_was_there = Path::new(LINK).symlink_metadata().is_ok();
     let _purge = Installed;
     run(Command::new("dpkg").arg("-i").arg(&deb));
     assert!(installed());
@@ -151,11 +153,79 @@ fn the_package_installs_checks_and_purges() {
             run(Command::new("bash").arg("-n").arg(format!("/usr/share/bash-completion/completions/{c}")));
         }
     }
+    run_the_packaged_setup(socket_link_was_there);
 
     run(Command::new("dpkg").args(["--purge", "rvsd"]));
     assert!(!installed());
+    if !socket_link_was_there {
+        assert!(Path::new(LINK).symlink_metadata().is_err(), "the purge leaves {LINK}");
+    }
     for f in ["/usr/sbin/rvsd", "/etc/rvs/rvsd.toml", "/lib/systemd/system/rvsd.service"] {
         assert!(!Path::new(f).exists(), "{f} is left after the purge");
+    }
+}
+
+const LINK: &str = "/run/rvsd.sock";
+
+/// rvsd on the packaged configuration as rvsd.service runs it, in a network namespace of its
+/// own (the example's ports stay free on this machine): it reports READY=1 on
+/// `$NOTIFY_SOCKET`, rvsadm finds it through its default socket (the tmpfiles.d link to
+/// /run/rvs/rvsd.sock), and SIGTERM brings STOPPING=1 and exit 0.
+fn run_the_packaged_setup(socket_link_was_there: bool) {
+    use std::os::unix::net::UnixDatagram;
+    if !have("unshare") || !have("ip") {
+        eprintln!("note: no unshare or ip here; the packaged configuration is checked, not run");
+        return;
+    }
+    let linked = std::fs::read_link(LINK).is_ok_and(|t| t == Path::new("/run/rvs/rvsd.sock"));
+    if !socket_link_was_there && have("systemd-tmpfiles") {
+        assert!(linked, "postinst (systemd-tmpfiles) did not link {LINK} to /run/rvs/rvsd.sock");
+    }
+    // What RuntimeDirectory=rvs makes.
+    let made_runtime_dir = !Path::new("/run/rvs").exists();
+    std::fs::create_dir_all("/run/rvs").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    /// Stops rvsd if the test fails before it does.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            if self.0.try_wait().ok().flatten().is_none() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+    let child = Command::new("unshare")
+        .args(["-n", "sh", "-c", "ip link set lo up && exec /usr/sbin/rvsd --config /etc/rvs/rvsd.toml"])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("rvsd.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = Running(child);
+    let log = || std::fs::read_to_string(dir.path().join("rvsd.log")).unwrap_or_default();
+    let mut buf = [0u8; 256];
+    let next = |buf: &mut [u8]| -> String {
+        let n = notify.recv(buf).unwrap_or_else(|e| panic!("no notification ({e}); log:\n{}", log()));
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let ready = next(&mut buf);
+    assert!(ready.starts_with("READY=1"), "{ready}");
+    if linked {
+        let listing = text(&run(Command::new("/usr/sbin/rvsadm").args(["-L", "-n"])));
+        assert!(listing.contains("127.0.0.1:8080"), "rvsadm through {LINK}:\n{listing}");
+    }
+    // The pid is rvsd's: unshare and sh exec it.
+    run(Command::new("kill").arg("-TERM").arg(child.0.id().to_string()));
+    let stopping = next(&mut buf);
+    assert!(stopping.starts_with("STOPPING=1"), "{stopping}");
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "rvsd exited with {status}; log:\n{}", log());
+    if made_runtime_dir {
+        let _ = std::fs::remove_dir("/run/rvs");
     }
 }
 
