@@ -87,11 +87,15 @@ impl ConfigError {
 
     pub(crate) fn toml(path: &Path, text: &str, e: &toml::de::Error) -> Self {
         let (line, column, source_line) = position(text, e.span());
-        let field = source_line
-            .as_deref()
-            .and_then(|l| l.split_once('='))
-            .map(|(k, _)| k.trim().to_string())
-            .filter(|k| !k.is_empty() && !k.starts_with('['));
+        // The full path of the field (`service[0].check.interval`) where the file is TOML; the
+        // key of the line where it is not.
+        let field = e.span().and_then(|s| crate::path::field_at(text, s.start)).or_else(|| {
+            source_line
+                .as_deref()
+                .and_then(|l| l.split_once('='))
+                .map(|(k, _)| k.trim().to_string())
+                .filter(|k| !k.is_empty() && !k.starts_with('['))
+        });
         Self { file: path.to_path_buf(), line, column, field, message: e.message().trim().to_string(), source_line }
     }
 }

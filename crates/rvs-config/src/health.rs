@@ -9,8 +9,8 @@ use std::time::Duration;
 use rvs_core::pattern::Pattern;
 pub(crate) use rvs_model::health::CheckSpec;
 use rvs_model::health::{
-    AgentCheck, CheckDef, CheckKind, ConnectTo, DnsCheck, ExecCheck, ExpectCheck, HttpCheck, NotifyCommand, SmtpCheck,
-    StatusRange, Timing, Tls, UdpCheck,
+    AgentCheck, CheckDef, CheckError, CheckKind, ConnectTo, DnsCheck, ExecCheck, ExpectCheck, HttpCheck, NotifyCommand,
+    SmtpCheck, StatusRange, Timing, TimingError, Tls, UdpCheck,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -105,7 +105,9 @@ impl RawCheck {
     /// Validates this table; `at` is its field path (`service[0].check`), `span` its place.
     pub(crate) fn validate(&self, at: &str, span: std::ops::Range<usize>) -> Result<CheckSpec, Unplaced> {
         let f = |name: &str| format!("{at}.{name}");
-        let whole = |e: &dyn std::fmt::Display| Unplaced::new(Some(span.clone()), at, e);
+        // An error of the table as a whole is placed at the table and named by the field it
+        // concerns (`service[0].check.query_name` for a missing one).
+        let field_of = |name: &str, e: &dyn std::fmt::Display| Unplaced::new(Some(span.clone()), f(name), e);
         let mut timing = Timing { alpha: self.alpha, ..Timing::default() };
         if let Some(d) = secs(&self.interval, &f("interval"))? {
             timing.interval = d;
@@ -124,7 +126,16 @@ impl RawCheck {
         if let Some(n) = self.passive_fall {
             timing.passive_fall = n;
         }
-        timing.validate().map_err(|e| whole(&e))?;
+        timing.validate().map_err(|e| {
+            let name = match e {
+                TimingError::ZeroInterval => "interval",
+                TimingError::ZeroTimeout => "timeout",
+                TimingError::ZeroFall => "fall",
+                TimingError::ZeroRise => "rise",
+                TimingError::ZeroRetryDelay => "retry_delay",
+            };
+            field_of(name, &e)
+        })?;
 
         let ty = self.kind.get_ref().as_str();
         let kind = match ty {
@@ -150,16 +161,18 @@ impl RawCheck {
                 CheckKind::Http(h)
             }
             "expect" => {
-                let expect = pattern(&self.expect, &f("expect"))?
-                    .ok_or_else(|| whole(&"an expect check needs `expect` (a regex the reply must match)"))?;
+                let expect = pattern(&self.expect, &f("expect"))?.ok_or_else(|| {
+                    field_of("expect", &"an expect check needs `expect` (a regex the reply must match)")
+                })?;
                 CheckKind::Expect(ExpectCheck { send: self.send.clone(), expect })
             }
             "smtp" => CheckKind::Smtp(SmtpCheck { helo_name: self.helo_name.clone() }),
             "dns" => {
-                let name = self.query_name.clone().ok_or_else(|| whole(&"a dns check needs `query_name`"))?;
+                let name =
+                    self.query_name.clone().ok_or_else(|| field_of("query_name", &"a dns check needs `query_name`"))?;
                 let qtype = match &self.query_type {
                     Some(t) => t.get_ref().parse().map_err(|e| Unplaced::new(Some(t.span()), f("query_type"), e))?,
-                    None => "A".parse().map_err(|e| whole(&e))?,
+                    None => "A".parse().map_err(|e| field_of("query_type", &e))?,
                 };
                 CheckKind::Dns(DnsCheck { name, qtype })
             }
@@ -170,11 +183,12 @@ impl RawCheck {
             }),
             "exec" => {
                 let c = command(&self.command, &f("command"))?
-                    .ok_or_else(|| whole(&"an exec check needs `command` (program and arguments)"))?;
+                    .ok_or_else(|| field_of("command", &"an exec check needs `command` (program and arguments)"))?;
                 CheckKind::Exec(ExecCheck { program: c.program, args: c.args, dynamic: self.dynamic })
             }
             "agent" => {
-                let port = self.agent_port.ok_or_else(|| whole(&"an agent check needs `agent_port`"))?;
+                let port =
+                    self.agent_port.ok_or_else(|| field_of("agent_port", &"an agent check needs `agent_port`"))?;
                 CheckKind::Agent(AgentCheck { port, send: self.send.clone() })
             }
             other => {
@@ -195,7 +209,31 @@ impl RawCheck {
                 None => None,
             };
         let to = ConnectTo { ip: connect_ip, port: self.connect_port, through_vip: self.through_vip };
-        let check = CheckDef::with_connect_to(kind, to).map_err(|e| whole(&e))?;
+        let check = CheckDef::with_connect_to(kind, to).map_err(|e| {
+            let name = match &e {
+                CheckError::Path(_) => "path",
+                CheckError::Method(_) => "method",
+                CheckError::NoBody(_) if self.body_regex.is_some() => "body_regex",
+                CheckError::NoBody(_) | CheckError::Digest(_) => "body_digest",
+                CheckError::Name { field, .. } | CheckError::Escape { field, .. } => field,
+                CheckError::DnsName { .. } => "query_name",
+                CheckError::NoProgram => "command",
+                CheckError::AgentPort => "agent_port",
+                CheckError::ConnectPort => "connect_port",
+                CheckError::ConnectIp => "connect_ip",
+                CheckError::Pattern(_) if self.body_regex.is_some() => "body_regex",
+                CheckError::Pattern(_) => "expect",
+                CheckError::Status(_) => "expect_status",
+            };
+            // Where the value is spanned, the error points at it.
+            let at_value = match name {
+                "connect_ip" => self.connect_ip.as_ref().map(|v| v.span()),
+                "body_regex" => self.body_regex.as_ref().map(|v| v.span()),
+                "expect_status" => self.expect_status.as_ref().map(|v| v.span()),
+                _ => None,
+            };
+            Unplaced::new(Some(at_value.unwrap_or_else(|| span.clone())), f(name), e)
+        })?;
         Ok(CheckSpec {
             check,
             timing,

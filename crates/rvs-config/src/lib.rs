@@ -7,6 +7,7 @@
 mod error;
 mod health;
 mod http;
+mod path;
 mod raw;
 mod sync;
 mod validate;

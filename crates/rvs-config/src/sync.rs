@@ -66,7 +66,7 @@ pub(crate) fn sync(raw: &Spanned<RawSync>) -> Result<SyncConfig, Unplaced> {
         ),
     };
     if state == SyncState::Master && peer.is_none() && s.mcast_interface.is_none() {
-        return Err(at(raw.span(), "sync", "a master needs mcast_interface or peer".into()));
+        return Err(at(raw.span(), "sync.mcast_interface", "a master needs mcast_interface or peer".into()));
     }
     Ok(SyncConfig { state, syncid, mcast_interface: s.mcast_interface.clone(), peer, port })
 }

@@ -78,7 +78,7 @@ fn ranged<T: TryFrom<i64>>(v: &Spanned<i64>, range: std::ops::RangeInclusive<i64
             format!("{x} is out of range ({} to {})", range.start(), range.end()),
         ));
     }
-    T::try_from(x).map_err(|_| Unplaced::new(span(v), "", "out of range"))
+    T::try_from(x).map_err(|_| Unplaced::new(span(v), field, "out of range"))
 }
 
 /// A tracking weight (0, FAULT when down, if not set).

@@ -263,3 +263,36 @@ fn the_sync_table_starts_a_daemon_and_names_what_is_wrong() {
     assert!(err("[sync]\nstate = \"master\"\n").contains("mcast_interface or peer"));
     assert!(err("[sync]\nstate = \"backup\"\nport = 0\n").contains("sync.port"));
 }
+
+/// Every error names the full path of its field, however deep: values of the wrong type,
+/// unknown and missing fields (found by TOML deserialization), and values refused by
+/// validation, in inline tables, arrays of tables and arrays.
+#[test]
+fn errors_name_the_full_path_of_nested_fields() {
+    let svc = "[[service]]\naddress = \"127.0.0.1:80\"\n";
+    let cases: &[(String, &str)] = &[
+        // Refused by TOML deserialization: the path comes from the place in the file.
+        (format!("{svc}check = {{ type = \"tcp\", interval = \"2s\" }}\n"), "service[0].check.interval: "),
+        (format!("{svc}check = {{ type = \"tcp\", intervall = 2 }}\n"), "service[0].check.intervall: "),
+        (
+            format!("{svc}[[service.real_server]]\naddress = \"127.0.0.1:81\"\n[[service.real_server]]\naddress = \"127.0.0.1:82\"\nweight = \"heavy\"\n"),
+            "service[0].real_server[1].weight: ",
+        ),
+        (format!("[timeouts]\ntcp = \"long\"\n{svc}"), "timeouts.tcp: "),
+        (format!("{svc}{svc}sched_flags = [\"sh-port\", 7]\n"), "service[1].sched_flags[1]: "),
+        // Refused by validation.
+        (format!("{svc}check = {{ type = \"tcp\", interval = -1 }}\n"), "service[0].check.interval: "),
+        (format!("{svc}check = {{ type = \"tcp\", fall = 0 }}\n"), "service[0].check.fall: "),
+        (format!("{svc}check = {{ type = \"dns\" }}\n"), "service[0].check.query_name: "),
+        (format!("{svc}check = {{ type = \"http\", path = \"no-slash\" }}\n"), "service[0].check.path: "),
+        (format!("{svc}check = {{ type = \"tcp\", connect_port = 0 }}\n"), "service[0].check.connect_port: "),
+        (
+            format!("{svc}[[service.real_server]]\naddress = \"127.0.0.1:81\"\ncheck = {{ type = \"exec\" }}\n"),
+            "service[0].real_server[0].check.command: ",
+        ),
+    ];
+    for (text, field) in cases {
+        let e = err(text);
+        assert!(e.contains(field), "expected {field:?} in:\n{e}\nfor:\n{text}");
+    }
+}

@@ -48,17 +48,19 @@ pub fn usage(program: &str) -> String {
         }
         out.push('\n');
     }
-    out.push_str(
-        "Differences from ipvsadm: --fullnat (rvs's own) forwards through rvs's proxy engine, -g (the default), \
-         -i and -m through its packet engine; a virtual service's real servers are all --fullnat or none;\n\
-         -S also saves thresholds and rvs's options; -R applies its whole input or nothing and names \
-         the line at fault.\n\
-         --add-rule, --del-rule and --list-rules (rvs's own) change and show the rules of http (Layer-7) \
-         virtual services at run time, as the API does; -S and -R do not carry them, and a reload of rvsd's \
-         configuration file puts back the file's rules.\n",
-    );
+    out.push_str(DIFFERENCES);
     out
 }
+
+/// The end of `--help`, and the DIFFERENCES FROM IPVSADM section of rvsadm(8).
+pub const DIFFERENCES: &str =
+    "Differences from ipvsadm: --fullnat (rvs's own) forwards through rvs's proxy engine, -g (the default), \
+     -i and -m through its packet engine; a virtual service's real servers are all --fullnat or none;\n\
+     -S also saves thresholds and rvs's options; -R applies its whole input or nothing and names \
+     the line at fault.\n\
+     --add-rule, --del-rule and --list-rules (rvs's own) change and show the rules of http (Layer-7) \
+     virtual services at run time, as the API does; -S and -R do not carry them, and a reload of rvsd's \
+     configuration file puts back the file's rules.\n";
 
 fn all_words() -> Vec<String> {
     let mut words = Vec::new();

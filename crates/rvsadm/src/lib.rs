@@ -9,6 +9,7 @@ pub mod addr;
 pub mod client;
 pub mod format;
 pub mod help;
+pub mod manual;
 pub mod options;
 pub mod parse;
 pub mod request;

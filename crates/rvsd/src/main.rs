@@ -9,9 +9,12 @@ mod demo;
 mod director;
 mod health;
 mod limits;
+mod manual;
 mod metrics;
+mod notify;
 mod packet_engine;
 mod real_server;
+mod report;
 mod sync;
 mod vrrp;
 
@@ -21,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use rvs_config::Config;
 use rvs_dataplane::{Clock, ConnLimit};
 use rvs_proxy::{Engine, EngineConfig, RelayMode};
@@ -46,6 +49,12 @@ struct Cli {
     /// Override the API unix socket of the configuration.
     #[arg(long, value_name = "PATH")]
     api_socket: Option<PathBuf>,
+    /// Write the manual page rvsd.8 (from these definitions) into DIR and exit (packaging).
+    #[arg(long, value_name = "DIR", hide = true, exclusive = true)]
+    generate_man: Option<PathBuf>,
+    /// Print the shell completion script for SHELL and exit (packaging).
+    #[arg(long, value_name = "SHELL", hide = true, exclusive = true)]
+    completions: Option<clap_complete::Shell>,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -77,6 +86,22 @@ enum Cmd {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(dir) = &cli.generate_man {
+        return match manual::write_man(Cli::command(), dir) {
+            Ok(path) => {
+                println!("{}", path.display());
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rvsd: cannot write the manual page into {}: {e}", dir.display());
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(shell) = cli.completions {
+        clap_complete::generate(shell, &mut Cli::command(), "rvsd", &mut std::io::stdout());
+        return std::process::ExitCode::SUCCESS;
+    }
     let cli = match cli.command {
         Some(Cmd::RealServer { cmd }) => return real_server::run(cmd),
         Some(Cmd::PacketEngine(args)) => return packet_engine::run(args),
@@ -127,7 +152,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rvsd: {e:#}");
+            eprintln!("rvsd: {}", report::chain(&e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -227,15 +252,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     println!("rvsd ready");
+    notify::notify(notify::State::Ready);
     loop {
         tokio::select! {
             _ = hup.recv() => {
+                notify::notify(notify::State::Reloading);
                 let _ = director.reload_logged("SIGHUP");
+                notify::notify(notify::State::Ready);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    notify::notify(notify::State::Stopping);
     info!(
         deadline_secs = drain.as_secs(),
         connections = director.report().connections,

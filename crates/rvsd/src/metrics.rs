@@ -11,50 +11,66 @@ use rvs_core::http_stats::{CounterSnapshot, L7ServiceStats};
 
 use crate::director::Director;
 
+/// The counters of a virtual service and of a real server live under different names
+/// (`rvs_service_*` and `rvs_real_server_*`), so that `sum()` over one metric counts each
+/// connection once.
+const COUNTERS: [(&str, &str); 5] = [
+    ("connections_total", "Connections scheduled"),
+    ("in_packets_total", "Reads from clients (the proxy's packets)"),
+    ("out_packets_total", "Reads from real servers"),
+    ("in_bytes_total", "Bytes from clients"),
+    ("out_bytes_total", "Bytes from real servers"),
+];
+
+fn counter(c: &rvs_core::stats::CounterValues, name: &str) -> u64 {
+    match name {
+        "connections_total" => c.conns,
+        "in_packets_total" => c.inpkts,
+        "out_packets_total" => c.outpkts,
+        "in_bytes_total" => c.inbytes,
+        _ => c.outbytes,
+    }
+}
+
 pub fn render(director: &Director) -> Response<Full<Bytes>> {
     let mut out = String::new();
     let table = director.table();
+    for (name, help) in COUNTERS {
+        let _ =
+            writeln!(out, "# HELP rvs_service_{name} {help}, per virtual service.\n# TYPE rvs_service_{name} counter");
+        for svc in table.services() {
+            let v = counter(&svc.stats.counters.read(), name);
+            let _ = writeln!(
+                out,
+                "rvs_service_{name}{{protocol=\"{}\",service=\"{}\"}} {v}",
+                svc.key.protocol, svc.key.addr
+            );
+        }
+    }
     let families: [(&str, &str, &str); 9] = [
-        ("rvs_connections_total", "counter", "Connections scheduled."),
-        ("rvs_in_packets_total", "counter", "Reads from clients (the proxy's packets)."),
-        ("rvs_out_packets_total", "counter", "Reads from real servers."),
-        ("rvs_in_bytes_total", "counter", "Bytes from clients."),
-        ("rvs_out_bytes_total", "counter", "Bytes from real servers."),
-        ("rvs_active_connections", "gauge", "Established connections per real server."),
-        ("rvs_inactive_connections", "gauge", "Opening or closing connections per real server."),
-        ("rvs_real_server_weight", "gauge", "Weight scheduling uses (0 while down)."),
-        ("rvs_real_server_up", "gauge", "1 while the health checks say up (or no check), else 0."),
+        ("connections_total", "counter", "Connections scheduled to the real server."),
+        ("in_packets_total", "counter", "Reads from clients of the real server's connections."),
+        ("out_packets_total", "counter", "Reads from the real server."),
+        ("in_bytes_total", "counter", "Bytes from clients to the real server."),
+        ("out_bytes_total", "counter", "Bytes from the real server."),
+        ("active_connections", "gauge", "Established connections of the real server."),
+        ("inactive_connections", "gauge", "Opening or closing connections of the real server."),
+        ("weight", "gauge", "Weight scheduling uses (0 while down)."),
+        ("up", "gauge", "1 while the health checks say up (or no check), else 0."),
     ];
     for (name, kind, help) in families {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        let _ = writeln!(out, "# HELP rvs_real_server_{name} {help}\n# TYPE rvs_real_server_{name} {kind}");
         for svc in table.services() {
             let vs = format!("protocol=\"{}\",service=\"{}\"", svc.key.protocol, svc.key.addr);
-            let c = svc.stats.counters.read();
-            let svc_value = match name {
-                "rvs_connections_total" => Some(c.conns),
-                "rvs_in_packets_total" => Some(c.inpkts),
-                "rvs_out_packets_total" => Some(c.outpkts),
-                "rvs_in_bytes_total" => Some(c.inbytes),
-                "rvs_out_bytes_total" => Some(c.outbytes),
-                _ => None,
-            };
-            if let Some(v) = svc_value {
-                let _ = writeln!(out, "{name}{{{vs}}} {v}");
-            }
             for d in svc.dests().iter() {
-                let c = d.stats.counters.read();
                 let v = match name {
-                    "rvs_connections_total" => c.conns,
-                    "rvs_in_packets_total" => c.inpkts,
-                    "rvs_out_packets_total" => c.outpkts,
-                    "rvs_in_bytes_total" => c.inbytes,
-                    "rvs_out_bytes_total" => c.outbytes,
-                    "rvs_active_connections" => u64::from(d.active()),
-                    "rvs_inactive_connections" => u64::from(d.inactive()),
-                    "rvs_real_server_up" => u64::from(d.health() == rvs_core::Health::Up),
-                    _ => u64::from(d.weight()),
+                    "active_connections" => u64::from(d.active()),
+                    "inactive_connections" => u64::from(d.inactive()),
+                    "up" => u64::from(d.health() == rvs_core::Health::Up),
+                    "weight" => u64::from(d.weight()),
+                    _ => counter(&d.stats.counters.read(), name),
                 };
-                let _ = writeln!(out, "{name}{{{vs},real_server=\"{}\"}} {v}", d.addr);
+                let _ = writeln!(out, "rvs_real_server_{name}{{{vs},real_server=\"{}\"}} {v}", d.addr);
             }
         }
     }
@@ -169,28 +185,57 @@ fn packet_families(out: &mut String, p: &rvs_dataplane::plane::PacketReport) {
     }
 }
 
-/// The Layer-7 services: requests by status class per service, rule and pool, and upstream
-/// connections opened and reused per pool.
+/// The Layer-7 services: requests by status class per service, rule and pool (three
+/// metrics, so that none counts a request twice), the request latency as Prometheus
+/// histograms per service and per pool, and upstream connections opened and reused per pool.
 fn http_families(out: &mut String, stats: &[L7ServiceStats]) {
     if stats.is_empty() {
         return;
     }
-    let _ = writeln!(out, "# HELP rvs_http_requests_total HTTP requests by status class.");
-    let _ = writeln!(out, "# TYPE rvs_http_requests_total counter");
     let classes = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-    for st in stats {
-        let svc = format!("service=\"{}\"", st.key.addr);
-        let mut by = |labels: String, c: &CounterSnapshot| {
-            for (class, n) in classes.iter().zip(c.status_classes) {
-                let _ = writeln!(out, "rvs_http_requests_total{{{labels},class=\"{class}\"}} {n}");
-            }
-        };
-        by(svc.clone(), &st.counters);
-        for r in &st.rules {
-            by(format!("{svc},rule=\"{}\"", r.name), &r.counters);
+    let by_class = |out: &mut String, family: &str, labels: &str, c: &CounterSnapshot| {
+        for (class, n) in classes.iter().zip(c.status_classes) {
+            let _ = writeln!(out, "{family}{{{labels},class=\"{class}\"}} {n}");
         }
+    };
+    let _ = writeln!(out, "# HELP rvs_http_requests_total HTTP requests per virtual service, by status class.");
+    let _ = writeln!(out, "# TYPE rvs_http_requests_total counter");
+    for st in stats {
+        by_class(out, "rvs_http_requests_total", &format!("service=\"{}\"", st.key.addr), &st.counters);
+    }
+    let _ = writeln!(out, "# HELP rvs_http_rule_requests_total HTTP requests each rule matched, by status class.");
+    let _ = writeln!(out, "# TYPE rvs_http_rule_requests_total counter");
+    for st in stats {
+        for r in &st.rules {
+            let labels = format!("service=\"{}\",rule=\"{}\"", st.key.addr, r.name);
+            by_class(out, "rvs_http_rule_requests_total", &labels, &r.counters);
+        }
+    }
+    let _ = writeln!(out, "# HELP rvs_http_pool_requests_total HTTP requests each pool served, by status class.");
+    let _ = writeln!(out, "# TYPE rvs_http_pool_requests_total counter");
+    for st in stats {
         for p in &st.pools {
-            by(format!("{svc},pool=\"{}\"", p.name), &p.counters);
+            let labels = format!("service=\"{}\",pool=\"{}\"", st.key.addr, p.name);
+            by_class(out, "rvs_http_pool_requests_total", &labels, &p.counters);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rvs_http_request_duration_seconds HTTP request latency per virtual service, from the request head \
+         received to the response sent.\n# TYPE rvs_http_request_duration_seconds histogram"
+    );
+    for st in stats {
+        histogram(out, "rvs_http_request_duration_seconds", &format!("service=\"{}\"", st.key.addr), &st.counters);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rvs_http_pool_request_duration_seconds HTTP request latency per pool.\n\
+         # TYPE rvs_http_pool_request_duration_seconds histogram"
+    );
+    for st in stats {
+        for p in &st.pools {
+            let labels = format!("service=\"{}\",pool=\"{}\"", st.key.addr, p.name);
+            histogram(out, "rvs_http_pool_request_duration_seconds", &labels, &p.counters);
         }
     }
     let _ = writeln!(out, "# HELP rvs_http_upstream_connections_total Connections to real servers, opened or reused.");
@@ -209,5 +254,44 @@ fn http_families(out: &mut String, stats: &[L7ServiceStats]) {
                 p.counters.upstream_reuses
             );
         }
+    }
+}
+
+/// One histogram's series: cumulative `_bucket{le=...}` counts (seconds, then `+Inf`), `_sum`
+/// in seconds and `_count`, from the fixed buckets the L7 engine counts in.
+fn histogram(out: &mut String, family: &str, labels: &str, c: &CounterSnapshot) {
+    let mut cumulative = 0u64;
+    for (i, n) in c.latency_counts.iter().enumerate() {
+        cumulative += n;
+        let le = c.latency_bounds_us.get(i).map_or_else(|| "+Inf".to_string(), |us| (*us as f64 / 1e6).to_string());
+        let _ = writeln!(out, "{family}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+    }
+    if c.latency_counts.len() == c.latency_bounds_us.len() {
+        // No unbounded bucket in the reading (none yet): +Inf is the total so far.
+        let _ = writeln!(out, "{family}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{family}_sum{{{labels}}} {}", c.latency_sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{family}_count{{{labels}}} {cumulative}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_is_cumulative_and_ends_at_inf() {
+        let c = CounterSnapshot {
+            latency_bounds_us: vec![250, 1_000],
+            latency_counts: vec![2, 3, 1],
+            latency_sum_us: 2_500_000,
+            ..CounterSnapshot::default()
+        };
+        let mut out = String::new();
+        histogram(&mut out, "h", "service=\"s\"", &c);
+        assert_eq!(
+            out,
+            "h_bucket{service=\"s\",le=\"0.00025\"} 2\nh_bucket{service=\"s\",le=\"0.001\"} 5\n\
+             h_bucket{service=\"s\",le=\"+Inf\"} 6\nh_sum{service=\"s\"} 2.5\nh_count{service=\"s\"} 6\n"
+        );
     }
 }

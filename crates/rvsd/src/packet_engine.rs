@@ -40,7 +40,7 @@ pub fn run(args: PacketEngineArgs) -> ExitCode {
     match run_inner(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rvsd packet-engine: {e:#}");
+            eprintln!("rvsd packet-engine: {}", crate::report::chain(&e));
             ExitCode::FAILURE
         }
     }

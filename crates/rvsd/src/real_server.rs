@@ -114,7 +114,7 @@ pub fn run(cmd: RealServerCmd) -> ExitCode {
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("rvsd real-server: {e:#}");
+            eprintln!("rvsd real-server: {}", crate::report::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -240,15 +240,47 @@ fn metrics_expose_l4_and_http_counters() {
     let (st, v) = rvsd.api("GET", "/metrics", None);
     assert_eq!(st, 200);
     let text = v.as_str().unwrap();
-    let l4 = format!("rvs_connections_total{{protocol=\"tcp\",service=\"{vip}\"}} 1");
+    // The service's total and its real server's share are two metrics: a sum() over either
+    // counts the connection once.
+    let l4 = format!("rvs_service_connections_total{{protocol=\"tcp\",service=\"{vip}\"}} 1");
     assert!(text.contains(&l4), "{text}");
+    let rs =
+        format!("rvs_real_server_connections_total{{protocol=\"tcp\",service=\"{vip}\",real_server=\"{}\"}} 1", a.addr);
+    assert!(text.contains(&rs), "{text}");
     assert!(text
         .contains(&format!("rvs_real_server_up{{protocol=\"tcp\",service=\"{vip}\",real_server=\"{}\"}} 1", a.addr)));
     // The request is counted once the response is out: wait for it rather than race it.
-    let http = format!("rvs_http_requests_total{{service=\"{hvip}\",pool=\"web\",class=\"2xx\"}} 1");
+    let http = format!("rvs_http_pool_requests_total{{service=\"{hvip}\",pool=\"web\",class=\"2xx\"}} 1");
     wait_until(Duration::from_secs(5), "the http request counted", || {
         rvsd.api("GET", "/metrics", None).1.as_str().is_some_and(|t| t.contains(&http))
     });
+    let (_, v) = rvsd.api("GET", "/metrics", None);
+    let text = v.as_str().unwrap();
+    assert!(text.contains(&format!("rvs_http_requests_total{{service=\"{hvip}\",class=\"2xx\"}} 1")), "{text}");
+    // The latency as a Prometheus histogram: cumulative buckets up to +Inf, _sum and _count.
+    assert!(text.contains("# TYPE rvs_http_request_duration_seconds histogram"), "{text}");
+    let inf = format!("rvs_http_request_duration_seconds_bucket{{service=\"{hvip}\",le=\"+Inf\"}} 1");
+    assert!(text.contains(&inf), "{text}");
+    assert!(text.contains(&format!("rvs_http_request_duration_seconds_count{{service=\"{hvip}\"}} 1")), "{text}");
+    assert!(text.contains(&format!("rvs_http_request_duration_seconds_sum{{service=\"{hvip}\"}} ")), "{text}");
+    let pool = format!("rvs_http_pool_request_duration_seconds_count{{service=\"{hvip}\",pool=\"web\"}} 1");
+    assert!(text.contains(&pool), "{text}");
+    let buckets: Vec<u64> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("rvs_http_request_duration_seconds_bucket{{service=\"{hvip}\"")))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(buckets.len() > 2 && buckets.windows(2).all(|w| w[0] <= w[1]), "cumulative: {buckets:?}");
+    // No metric mixes series with and without a real_server (or rule, pool) label.
+    let mut kinds: std::collections::BTreeMap<&str, std::collections::BTreeSet<bool>> = Default::default();
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let name = l.split(['{', ' ']).next().unwrap();
+        let part = l.contains("real_server=") || l.contains("rule=") || l.contains("pool=");
+        kinds.entry(name).or_default().insert(part);
+    }
+    for (name, k) in kinds {
+        assert_eq!(k.len(), 1, "{name} has both totals and parts: a sum() over it counts twice");
+    }
 }
 
 #[test]
