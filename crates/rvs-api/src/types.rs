@@ -44,6 +44,10 @@ pub struct ServiceSpec {
     /// The most client connections the service holds at once (TCP); absent: no cap of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
+    /// The application helper: `ftp` or `none`; absent: `ftp` on TCP port 21 (as IPVS's
+    /// `ip_vs_ftp ports=21`), else none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helper: Option<String>,
 }
 
 /// A real server to add, or its new settings (edit). Absent fields take defaults on add
@@ -176,6 +180,9 @@ pub struct ServiceView {
     /// The service's own cap on client connections, when it has one.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub max_connections: Option<u32>,
+    /// The application helper the service runs (`ftp` or `none`), whether set or by default.
+    #[serde(default = "no_helper")]
+    pub helper: String,
     /// True while the health-check quorum is lost and the sorry server takes new connections.
     #[serde(default)]
     pub quorum_lost: bool,
@@ -503,4 +510,8 @@ pub struct HttpRuleSpec {
     /// Insert before this rule (rules are tried in order); absent: append.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub before: Option<String>,
+}
+
+fn no_helper() -> String {
+    "none".into()
 }

@@ -263,3 +263,35 @@ fn the_sync_table_starts_a_daemon_and_names_what_is_wrong() {
     assert!(err("[sync]\nstate = \"master\"\n").contains("mcast_interface or peer"));
     assert!(err("[sync]\nstate = \"backup\"\nport = 0\n").contains("sync.port"));
 }
+
+#[test]
+fn the_ftp_helper_is_on_for_tcp_port_21_and_settable() {
+    use rvs_core::Helper;
+    let c = parse(
+        r#"
+[[service]]
+address = "127.0.0.1:21"
+[[service]]
+address = "127.0.0.1:2121"
+helper = "ftp"
+[[service]]
+address = "127.0.0.2:21"
+helper = "none"
+[[service]]
+address = "127.0.0.1:8080"
+"#,
+    )
+    .unwrap();
+    let helpers: Vec<(u16, Option<Helper>, Helper)> =
+        c.table.services.iter().map(|(k, s)| (k.addr.port(), s.settings.helper, s.settings.helper_for(k))).collect();
+    assert!(helpers.contains(&(21, None, Helper::Ftp)), "{helpers:?}");
+    assert!(helpers.contains(&(2121, Some(Helper::Ftp), Helper::Ftp)), "{helpers:?}");
+    assert!(helpers.contains(&(21, Some(Helper::None), Helper::None)), "{helpers:?}");
+    assert!(helpers.contains(&(8080, None, Helper::None)), "{helpers:?}");
+    let e = err("[[service]]\naddress = \"127.0.0.1:21\"\nhelper = \"sip\"\n");
+    assert!(e.contains("rvsd.toml:3:10: service[0].helper: unknown helper `sip`"), "{e}");
+    let e = err("[[service]]\nprotocol = \"udp\"\naddress = \"127.0.0.1:21\"\nhelper = \"ftp\"\n");
+    assert!(e.contains("service[0].helper") && e.contains("TCP"), "{e}");
+    let e = err("[[service]]\nkind = \"http\"\naddress = \"127.0.0.1:21\"\nhelper = \"ftp\"\n");
+    assert!(e.contains("service[0].helper") && e.contains("belongs to a tcp service"), "{e}");
+}

@@ -18,6 +18,9 @@ fn service_spec(a: &ServiceArgs) -> ServiceSpec {
         mh_table_size: a.mh_table_size,
         sorry_server: a.sorry_server.map(|s| s.to_string()),
         max_connections: a.max_connections,
+        // ipvsadm has no flag for it: the default (ftp on TCP port 21), or on `-E` the
+        // service's own setting, which the API keeps when this is absent.
+        helper: None,
     }
 }
 

@@ -199,6 +199,8 @@ impl PoolConfig {
             sorry_server: self.sorry_server,
             // A pool's scheduling service accepts nothing itself: the http service's cap holds.
             max_connections: None,
+            // Its connections are HTTP requests of the L7 engine, whatever its port.
+            helper: Some(rvs_core::Helper::None),
         }
     }
 
