@@ -97,6 +97,8 @@ pub struct Engine {
     pub(crate) limit: Arc<ConnLimit>,
     /// Each TCP service's own cap (`max_connections`).
     service_caps: ServiceCaps,
+    /// The runtime the helpers' connection tasks (FTP) run on.
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Engine {
@@ -142,6 +144,7 @@ impl Engine {
             kernel,
             limit,
             service_caps: ServiceCaps::default(),
+            runtime: tokio::runtime::Handle::current(),
         });
         tokio::spawn(sweep_idle(Arc::downgrade(&engine)));
         engine
@@ -202,6 +205,11 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Serves an FTP control connection an event loop accepted in a task of its own.
+    pub(crate) fn serve_ftp(self: &Arc<Self>, start: crate::ftp_session::FtpStart) {
+        self.runtime.spawn(crate::ftp_session::serve(self.clone(), start));
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {

@@ -2,7 +2,8 @@
 //! with no async runtime on the connection path. A loop accepts on every TCP virtual service
 //! (listeners shared by the loops, woken one at a time with `EPOLLEXCLUSIVE`), drives its
 //! connections ([`TcpConn`]), keeps their connect deadlines, and closes those the engine
-//! cancels (idle timeout, `expire_nodest_conn`, shutdown).
+//! cancels (idle timeout, `expire_nodest_conn`, shutdown). A service whose helper is FTP has
+//! its connections handed to their own task instead (see `ftp_session`).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -21,12 +22,13 @@ use rustix::net::SocketFlags;
 use slab::Slab;
 use tracing::{debug, warn};
 
-use rvs_core::{Protocol, ServiceKey};
+use rvs_core::{Helper, Protocol, ServiceKey};
 use rvs_dataplane::accept::ACCEPT_BACKOFF;
 use rvs_dataplane::conn_limit::try_places;
 use rvs_dataplane::ConnLimit;
 
 use crate::engine::Engine;
+use crate::ftp_session::FtpStart;
 use crate::tcp_conn::{register, token, Cx, Next, TcpConn, CLIENT};
 
 /// Size of a loop's copy buffer; a read that fills it switches its way to splice.
@@ -401,7 +403,7 @@ impl EventLoop {
     }
 
     /// Accepts what listener `index` holds, while the caps leave places.
-    fn accept(&mut self, index: usize, engine: &Engine, now_ms: u64) {
+    fn accept(&mut self, index: usize, engine: &Arc<Engine>, now_ms: u64) {
         for _ in 0..ACCEPT_BATCH {
             let Some(l) = self.listeners.get(index) else { return };
             if l.paused.is_some() {
@@ -437,7 +439,7 @@ impl EventLoop {
     /// A client connection accepted: entered in the table, watched, and its connect started.
     fn open(
         &mut self,
-        engine: &Engine,
+        engine: &Arc<Engine>,
         now_ms: u64,
         key: ServiceKey,
         client: TcpStream,
@@ -450,6 +452,11 @@ impl EventLoop {
         let entry = engine.conns.enter(Protocol::Tcp, peer, key.addr, now_ms);
         if engine.stopped() {
             engine.conns.remove(entry.id);
+            return;
+        }
+        if service.settings().helper_for(&key) == Helper::Ftp {
+            // Its control stream is read line by line: a task of its own, not this relay.
+            engine.serve_ftp(FtpStart { entry, places, key, service, client });
             return;
         }
         let index = self.conns.vacant_key();
