@@ -2,8 +2,9 @@
 //! two real servers, Python's ftplib as clients from their own loopback addresses. Passive
 //! (PASV, EPSV) and active (PORT, EPRT) transfers of 1 MiB both ways are byte-exact and spread
 //! over both real servers; the data connections count in the service's statistics; a data
-//! listener closes with its control connection; an over-long line never hurts the director;
-//! TCP port 21 runs the helper by default; IPv6 with EPSV and EPRT.
+//! listener takes only its client's connection and closes with its control connection or after
+//! 30 s unused; an over-long line never hurts the director; TCP port 21 runs the helper by
+//! default; IPv6 with EPSV and EPRT.
 
 mod common;
 
@@ -166,13 +167,9 @@ fn a_data_listener_closes_with_its_control_connection() {
     let mut s = raw_login(vip);
     send(&mut s, "PASV");
     let r = reply(&mut s);
-    assert!(r.starts_with("227"), "{r}");
-    // The director's own port on the VIP, not the real server's.
-    let nums: Vec<u16> =
-        r[r.find('(').unwrap() + 1..r.find(')').unwrap()].split(',').map(|n| n.parse().unwrap()).collect();
-    assert_eq!(&nums[..4], &[127, 0, 0, 1], "the VIP's address announced: {r}");
-    let port = nums[4] << 8 | nums[5];
-    let data = SocketAddr::from(([127, 0, 0, 1], port));
+    // The VIP and a port of the director's, not the real server's.
+    assert!(r.contains("(127,0,0,1,"), "the VIP's address announced: {r}");
+    let data = SocketAddr::new(vip.ip(), pasv_port(&r));
     send(&mut s, "QUIT");
     assert!(reply(&mut s).starts_with("221"));
     drop(s);
@@ -252,4 +249,50 @@ fn ipv6_epsv_and_eprt() {
         assert!(names.contains(&"a".to_string()) && names.contains(&"b".to_string()), "{mode:?}: {names:?}");
     }
     wait_no_connections(&rvsd);
+}
+
+/// The director's port in a `227` reply.
+fn pasv_port(r: &str) -> u16 {
+    assert!(r.starts_with("227"), "{r}");
+    let nums: Vec<u16> =
+        r[r.find('(').unwrap() + 1..r.find(')').unwrap()].split(',').map(|n| n.parse().unwrap()).collect();
+    nums[4] << 8 | nums[5]
+}
+
+#[test]
+fn a_data_listener_takes_only_its_client_and_closes_when_unused() {
+    if !tools() {
+        return;
+    }
+    let (a, b) = two_servers();
+    let vip = vip();
+    let _rvsd = Rvsd::start(&ftp_service(vip, "helper = \"ftp\"", &[&a, &b]));
+    let mut s = raw_login(vip);
+    send(&mut s, "PASV");
+    let data = SocketAddr::new(vip.ip(), pasv_port(&reply(&mut s)));
+    // From another address than the control connection's: closed at once.
+    let stranger = {
+        use rustix::net::{bind, connect, socket, AddressFamily, SocketType};
+        let fd = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+        bind(&fd, &SocketAddr::from(([127, 0, 5, 5], 0))).unwrap();
+        connect(&fd, &data).unwrap();
+        TcpStream::from(fd)
+    };
+    stranger.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!((&stranger).read(&mut [0u8; 16]).unwrap_or(0), 0, "a stranger's data connection is closed");
+    // The client's own still gets the transfer.
+    let mut d = TcpStream::connect(data).expect("the data listener is still open");
+    send(&mut s, "RETR name.txt");
+    assert!(reply(&mut s).starts_with("150"));
+    let mut name = String::new();
+    d.read_to_string(&mut name).unwrap();
+    assert!(name == "a\n" || name == "b\n", "{name:?}");
+    assert!(reply(&mut s).starts_with("226"));
+    // A listener nobody connects to closes after 30 s; the control connection goes on.
+    send(&mut s, "PASV");
+    let unused = SocketAddr::new(vip.ip(), pasv_port(&reply(&mut s)));
+    std::thread::sleep(Duration::from_secs(32));
+    assert!(TcpStream::connect(unused).is_err(), "an unused data listener closes after 30 s");
+    send(&mut s, "NOOP");
+    assert!(reply(&mut s).starts_with("200"));
 }
