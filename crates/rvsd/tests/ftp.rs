@@ -266,7 +266,7 @@ fn a_data_listener_takes_only_its_client_and_closes_when_unused() {
     }
     let (a, b) = two_servers();
     let vip = vip();
-    let _rvsd = Rvsd::start(&ftp_service(vip, "helper = \"ftp\"", &[&a, &b]));
+    let rvsd = Rvsd::start(&ftp_service(vip, "helper = \"ftp\"", &[&a, &b]));
     let mut s = raw_login(vip);
     send(&mut s, "PASV");
     let data = SocketAddr::new(vip.ip(), pasv_port(&reply(&mut s)));
@@ -282,6 +282,15 @@ fn a_data_listener_takes_only_its_client_and_closes_when_unused() {
     assert_eq!((&stranger).read(&mut [0u8; 16]).unwrap_or(0), 0, "a stranger's data connection is closed");
     // The client's own still gets the transfer.
     let mut d = TcpStream::connect(data).expect("the data listener is still open");
+    // Listed as a connection of the service (ipvsadm -L -c), to the control connection's
+    // real server.
+    wait_until(Duration::from_secs(5), "the data connection listed beside its control connection", || {
+        let list = rvsd.api("GET", "/v1/connections", None).1;
+        let conns = list["connections"].as_array().cloned().unwrap_or_default();
+        let control = conns.iter().find(|c| c["virtual_address"] == vip.to_string());
+        let dc = conns.iter().find(|c| c["virtual_address"] == data.to_string());
+        matches!((control, dc), (Some(c), Some(d)) if c["real_server"] == d["real_server"] && d["state"] == "ESTABLISHED")
+    });
     send(&mut s, "RETR name.txt");
     assert!(reply(&mut s).starts_with("150"));
     let mut name = String::new();
