@@ -189,7 +189,9 @@ impl Engine {
             tokio::spawn(async move {
                 stop.cancelled().await;
                 if let Some(engine) = engine.upgrade() {
-                    engine.loops.iter().for_each(|l| l.send(Cmd::Unlisten { key }));
+                    engine.loops.iter().for_each(|l| {
+                        l.send(Cmd::Unlisten { key });
+                    });
                 }
             });
         }
@@ -210,6 +212,19 @@ impl Engine {
     /// Serves an FTP control connection an event loop accepted in a task of its own.
     pub(crate) fn serve_ftp(self: &Arc<Self>, start: crate::ftp_session::FtpStart) {
         self.runtime.spawn(crate::ftp_session::serve(self.clone(), start));
+    }
+
+    /// Hands a related connection (an FTP data connection, both sides up) to an event loop,
+    /// which relays it as any other; its entry leaves the table if no loop takes it.
+    pub(crate) fn relay_related(&self, r: event_loop::Related) {
+        let id = r.entry.id;
+        let taken = match self.loops.get(id as usize % self.loops.len().max(1)) {
+            Some(l) => l.send(Cmd::Relate(Box::new(r))),
+            None => false,
+        };
+        if !taken {
+            self.conns.remove(id);
+        }
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {

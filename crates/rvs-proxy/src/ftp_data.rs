@@ -6,30 +6,29 @@
 //! the real server, and connects to the client's port. A data connection goes to the control
 //! connection's real server, never scheduled; it is a connection of the service (counted in
 //! its statistics and listed with `-L -c`), and keeps the control connection from idling out
-//! while it moves bytes (as IPVS's controlled connections do).
+//! while it moves bytes (as IPVS's controlled connections do). Once both its sides are up it
+//! is handed to an event loop, which relays it as any other connection (copied, spliced in
+//! bulk, or linked into the kernel relay).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rvs_core::{Binding, ConnState, Protocol, RealServer, ServiceKey, VirtualService};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use rvs_core::{ConnState, Protocol, RealServer, ServiceKey, VirtualService};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::AbortHandle;
 use tracing::debug;
 
 use crate::conn_table::ConnEntry;
 use crate::engine::Engine;
+use crate::event_loop::Related;
 
 /// How long a data listener waits for its connection before it closes.
 pub(crate) const DATA_WAIT: Duration = Duration::from_secs(30);
 /// Data listeners one control connection holds at once; a new one closes the oldest (a new
 /// `PASV` or `PORT` replaces the previous one for the FTP server too).
 pub(crate) const MAX_PENDING: usize = 2;
-/// The copy buffer of each way of a data connection.
-const DATA_BUF: usize = 64 * 1024;
 
 /// Which side opens the data connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,16 +160,16 @@ async fn connect_and_relay(ctl: Control, mode: Mode, accepted: (TcpStream, Socke
     debug!(service = %ctl.key, client = %client_addr, dest = %target, ?mode, "FTP data connection");
     let _ = client_side.set_nodelay(true);
     let _ = server_side.set_nodelay(true);
-    tokio::select! {
-        _ = entry.cancel.cancelled() => {}
-        r = relay(client_side, server_side, &binding, &entry, &ctl) => {
-            if let Err(e) = r {
-                debug!(service = %ctl.key, client = %client_addr, error = %e, "FTP data connection ended with an error");
-            }
+    match (client_side.into_std(), server_side.into_std()) {
+        (Ok(client), Ok(server)) => {
+            engine.relay_related(Related { entry, control: ctl.entry.clone(), client, server, binding });
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            debug!(service = %ctl.key, error = %e, "FTP data connection: cannot hand it to an event loop");
+            binding.finish(engine.clock.now_ms());
+            engine.conns.remove(entry.id);
         }
     }
-    binding.finish(engine.clock.now_ms());
-    engine.conns.remove(entry.id);
 }
 
 async fn connect_from(ip: IpAddr, target: SocketAddr) -> io::Result<TcpStream> {
@@ -181,58 +180,4 @@ async fn connect_from(ip: IpAddr, target: SocketAddr) -> io::Result<TcpStream> {
         sock.bind(SocketAddr::new(ip, 0))?;
     }
     sock.connect(target).await
-}
-
-/// Both ways until each has ended; a way's end is passed on as a half-close.
-async fn relay(
-    client: TcpStream,
-    server: TcpStream,
-    binding: &Binding,
-    entry: &ConnEntry,
-    ctl: &Control,
-) -> io::Result<()> {
-    let (cr, cw) = client.into_split();
-    let (sr, sw) = server.into_split();
-    let up = pump(
-        cr,
-        sw,
-        |n, now| {
-            binding.count_in(n);
-            entry.touch(now);
-            ctl.entry.touch(now);
-        },
-        ctl,
-    );
-    let down = pump(
-        sr,
-        cw,
-        |n, now| {
-            binding.count_out(n);
-            entry.touch(now);
-            ctl.entry.touch(now);
-        },
-        ctl,
-    );
-    tokio::try_join!(up, down)?;
-    Ok(())
-}
-
-async fn pump(
-    mut from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
-    count: impl Fn(u64, u64),
-    ctl: &Control,
-) -> io::Result<()> {
-    let mut buf = vec![0u8; DATA_BUF];
-    loop {
-        let n = from.read(&mut buf).await?;
-        if n == 0 {
-            return match to.shutdown().await {
-                Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
-                _ => Ok(()),
-            };
-        }
-        count(n as u64, ctl.engine.clock.now_ms());
-        to.write_all(&buf[..n]).await?;
-    }
 }

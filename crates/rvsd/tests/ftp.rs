@@ -4,7 +4,7 @@
 //! over both real servers; the data connections count in the service's statistics; a data
 //! listener takes only its client's connection and closes with its control connection or after
 //! 30 s unused; an over-long line never hurts the director; TCP port 21 runs the helper by
-//! default; IPv6 with EPSV and EPRT.
+//! default; IPv6 with EPSV and EPRT; data connections through the kernel relay (sockmap).
 
 mod common;
 
@@ -304,4 +304,31 @@ fn a_data_listener_takes_only_its_client_and_closes_when_unused() {
     assert!(TcpStream::connect(unused).is_err(), "an unused data listener closes after 30 s");
     send(&mut s, "NOOP");
     assert!(reply(&mut s).starts_with("200"));
+}
+
+#[test]
+fn data_connections_go_through_the_kernel_relay_too() {
+    if !tools() {
+        return;
+    }
+    let (a, b) = two_servers();
+    let vip = vip();
+    let config = format!("[director]\nrelay = \"sockmap\"\n\n{}", ftp_service(vip, "helper = \"ftp\"", &[&a, &b]));
+    let rvsd = Rvsd::start(&config);
+    let info = rvsd.api("GET", "/v1/info", None).1;
+    assert_eq!(info["relay"], "sockmap", "the kernel relay did not load: {info}\n{}", rvsd.log());
+    let dir = tempfile::tempdir().unwrap();
+    for (i, mode) in [FtpMode::Pasv, FtpMode::Port].into_iter().enumerate() {
+        let src = IpAddr::V4(Ipv4Addr::new(127, 0, 6, 1 + i as u8));
+        download(vip, src, mode, dir.path(), &format!("k{i}"));
+        upload(vip, src, mode, dir.path(), &format!("uk{i}"), &[&a, &b]);
+    }
+    let info = rvsd.api("GET", "/v1/info", None).1;
+    assert!(info["sockmap"]["linked_total"].as_u64().unwrap() > 0, "data connections linked: {info}");
+    wait_no_connections(&rvsd);
+    let v = service_view(&rvsd, vip);
+    assert!(
+        v["stats"]["outbytes"].as_u64().unwrap() >= 2 << 20 && v["stats"]["inbytes"].as_u64().unwrap() >= 2 << 20,
+        "{v}"
+    );
 }
