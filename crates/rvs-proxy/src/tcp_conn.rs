@@ -5,6 +5,7 @@
 //! A FIN is passed on as a half-close once every byte before it is out. A connection that
 //! proves long-lived (a second request, or a bulk burst) is linked into the kernel relay, when
 //! there is one, at a moment when both its sockets are drained; the kernel then moves its bytes.
+//! A related connection (an FTP data connection) comes with both sides up and starts relaying.
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
