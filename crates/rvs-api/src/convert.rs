@@ -52,6 +52,9 @@ impl ServiceSpec {
             s.max_connections =
                 Some(NonZeroU32::new(n).ok_or_else(|| ApiError::field(f("max_connections"), "must be above 0"))?);
         }
+        if let Some(h) = &self.helper {
+            s.helper = Some(h.parse().map_err(|e| ApiError::field(f("helper"), e))?);
+        }
         if self.persistent.is_some() || self.netmask.is_some() {
             let netmask = match &self.netmask {
                 Some(m) => m.parse::<Netmask>().map_err(|e| ApiError::field(f("netmask"), e))?,
@@ -80,6 +83,7 @@ impl ServiceSpec {
                 E::MaxConnectionsUdp => "max_connections",
                 E::OnePacketNotUdp => "one_packet",
                 E::SipNotUdp => "persistence_engine",
+                E::HelperNotTcp => "helper",
                 _ => "address",
             };
             ApiError::field(f(name), e)
@@ -162,6 +166,7 @@ fn spec_from_core(key: &ServiceKey, s: &ServiceSettings) -> ServiceSpec {
         max_connections: s.max_connections.map(NonZeroU32::get),
         persistence_engine: s.persistence.and_then(|p| p.engine).map(|e| e.name().into()),
         one_packet: s.one_packet,
+        helper: s.helper.map(|h| h.name().into()),
     }
 }
 
@@ -178,7 +183,12 @@ impl ApiCommand {
                 Command::AddService { key, settings }
             }
             ApiCommand::EditService { service } => {
-                let (key, settings) = service.to_core("service")?;
+                let (key, mut settings) = service.to_core("service")?;
+                if service.helper.is_none() {
+                    // As the PROXY protocol of a real server: kept unless given (ipvsadm's
+                    // `-E` has no flag for it).
+                    settings.helper = model.services.get(&key).and_then(|s| s.settings.helper);
+                }
                 Command::EditService { key, settings }
             }
             ApiCommand::DeleteService { service } => Command::DeleteService { key: service_key(service, "service")? },
@@ -318,6 +328,7 @@ pub fn view_service(svc: &VirtualService, now_ms: u64) -> ServiceView {
         persistence_engine: s.persistence.and_then(|p| p.engine).map(|e| e.name().into()),
         one_packet: s.one_packet,
         pe_dropped: svc.pe_dropped(),
+        helper: s.helper_for(&svc.key).name().into(),
         quorum_lost: svc.quorum_lost(),
         stats: stats_view(svc.stats.counters.read()),
         rates: rates_view(svc.stats.rates()),
@@ -335,5 +346,29 @@ mod tests {
             serde_json::from_str(r#"{"protocol":"tcp","address":"10.0.0.1:80","netmask":"255.255.255.0"}"#).unwrap();
         let (_, s) = spec.to_core("service").unwrap();
         assert_eq!(s.persistence.map(|p| p.timeout_secs), Some(360));
+    }
+
+    #[test]
+    fn the_helper_is_read_checked_and_kept_on_edit() {
+        use rvs_core::{Command, Helper};
+        let spec = |json: &str| -> ServiceSpec { serde_json::from_str(json).unwrap() };
+        let (key, s) =
+            spec(r#"{"protocol":"tcp","address":"10.0.0.1:2121","helper":"ftp"}"#).to_core("service").unwrap();
+        assert_eq!((s.helper, s.helper_for(&key)), (Some(Helper::Ftp), Helper::Ftp));
+        let (key, s) = spec(r#"{"protocol":"tcp","address":"10.0.0.1:21"}"#).to_core("service").unwrap();
+        assert_eq!((s.helper, s.helper_for(&key)), (None, Helper::Ftp));
+        let e = spec(r#"{"protocol":"tcp","address":"10.0.0.1:21","helper":"tftp"}"#).to_core("service").unwrap_err();
+        assert!(e.to_string().contains("service.helper"), "{e}");
+        let e = spec(r#"{"protocol":"udp","address":"10.0.0.1:21","helper":"ftp"}"#).to_core("service").unwrap_err();
+        assert!(e.to_string().contains("service.helper"), "{e}");
+        // An edit without the field (rvsadm -E) keeps the service's own setting.
+        let mut model = TableModel::default();
+        let (key, s) =
+            spec(r#"{"protocol":"tcp","address":"10.0.0.1:21","helper":"none"}"#).to_core("service").unwrap();
+        model.apply(&Command::AddService { key, settings: s }).unwrap();
+        let edit =
+            ApiCommand::EditService { service: spec(r#"{"protocol":"tcp","address":"10.0.0.1:21","scheduler":"rr"}"#) };
+        let Command::EditService { settings, .. } = edit.to_core(&model).unwrap() else { panic!("an edit") };
+        assert_eq!(settings.helper, Some(Helper::None));
     }
 }

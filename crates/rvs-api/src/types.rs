@@ -50,6 +50,10 @@ pub struct ServiceSpec {
     /// One-packet scheduling (`ipvsadm -o`), UDP only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub one_packet: bool,
+    /// The application helper: `ftp` or `none`; absent: `ftp` on TCP port 21 (as IPVS's
+    /// `ip_vs_ftp ports=21`), else none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helper: Option<String>,
 }
 
 /// A real server to add, or its new settings (edit). Absent fields take defaults on add
@@ -189,6 +193,9 @@ pub struct ServiceView {
     /// Datagrams dropped because the persistence engine found no key (Call-ID) in them.
     #[serde(default)]
     pub pe_dropped: u64,
+    /// The application helper the service runs (`ftp` or `none`), whether set or by default.
+    #[serde(default = "no_helper")]
+    pub helper: String,
     /// True while the health-check quorum is lost and the sorry server takes new connections.
     #[serde(default)]
     pub quorum_lost: bool,
@@ -522,4 +529,8 @@ pub struct HttpRuleSpec {
     /// Insert before this rule (rules are tried in order); absent: append.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub before: Option<String>,
+}
+
+fn no_helper() -> String {
+    "none".into()
 }

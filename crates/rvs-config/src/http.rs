@@ -120,6 +120,7 @@ pub(crate) fn http_service(key: ServiceKey, s: &Spanned<RawService>, at: &str) -
         ("check", raw.check.is_some()),
         ("sorry_server", raw.sorry_server.is_some()),
         ("quorum", raw.quorum.is_some()),
+        ("helper", raw.helper.is_some()),
     ];
     if let Some((name, _)) = l4_only.iter().find(|(_, set)| *set) {
         return Err(Unplaced::new(

@@ -93,6 +93,8 @@ pub struct RawService {
     pub mh_table_size: Option<Spanned<u32>>,
     pub sorry_server: Option<Spanned<String>>,
     pub max_connections: Option<Spanned<u32>>,
+    /// `ftp` or `none` (IPVS's `ip_vs_ftp`); absent: `ftp` on TCP port 21.
+    pub helper: Option<Spanned<String>>,
     /// The health check of every real server that has none of its own.
     pub check: Option<Spanned<RawCheck>>,
     /// `quiesce` (keepalived's inhibit_on_failure) or `remove`.

@@ -12,8 +12,8 @@ use rvs_core::addr::parse_endpoint;
 use rvs_core::persistence::DEFAULT_PERSISTENCE_SECS;
 use rvs_core::sched::MH_DEFAULT_TABLE_SIZE;
 use rvs_core::{
-    Command, CommandError, DirectorOptions, ForwardingMethod, Netmask, Persistence, PersistenceEngine, Protocol,
-    ProxyProtocol, RealServerSettings, SchedulerKind, ServiceKey, ServiceSettings, TableModel, Timeouts,
+    Command, CommandError, DirectorOptions, ForwardingMethod, Helper, Netmask, Persistence, PersistenceEngine,
+    Protocol, ProxyProtocol, RealServerSettings, SchedulerKind, ServiceKey, ServiceSettings, TableModel, Timeouts,
 };
 use toml::Spanned;
 
@@ -320,6 +320,9 @@ fn service(table: &mut TableModel, i: usize, svc: &Spanned<RawService>) -> Resul
         );
     }
     settings.max_connections = max_connections(&s.max_connections, field("max_connections"))?;
+    if let Some(h) = &s.helper {
+        settings.helper = Some(parse::<Helper>(h, &field("helper"))?);
+    }
     if s.persistent.is_some() || s.netmask.is_some() {
         let timeout = s.persistent.as_ref().map_or(DEFAULT_PERSISTENCE_SECS, |v| *v.get_ref());
         let netmask = match &s.netmask {
@@ -359,6 +362,9 @@ fn service(table: &mut TableModel, i: usize, svc: &Spanned<RawService>) -> Resul
             }
             CommandError::Service { source: rvs_core::service::ServiceError::SipNotUdp, .. } => {
                 (s.persistence_engine.as_ref().and_then(span), field("persistence_engine"))
+            }
+            CommandError::Service { source: rvs_core::service::ServiceError::HelperNotTcp, .. } => {
+                (s.helper.as_ref().and_then(span), field("helper"))
             }
             CommandError::Service { source: rvs_core::service::ServiceError::Sched(_), .. } => {
                 (s.mh_table_size.as_ref().and_then(span).or_else(|| span(svc)), field("mh_table_size"))

@@ -296,3 +296,35 @@ fn errors_name_the_full_path_of_nested_fields() {
         assert!(e.contains(field), "expected {field:?} in:\n{e}\nfor:\n{text}");
     }
 }
+
+#[test]
+fn the_ftp_helper_is_on_for_tcp_port_21_and_settable() {
+    use rvs_core::Helper;
+    let c = parse(
+        r#"
+[[service]]
+address = "127.0.0.1:21"
+[[service]]
+address = "127.0.0.1:2121"
+helper = "ftp"
+[[service]]
+address = "127.0.0.2:21"
+helper = "none"
+[[service]]
+address = "127.0.0.1:8080"
+"#,
+    )
+    .unwrap();
+    let helpers: Vec<(u16, Option<Helper>, Helper)> =
+        c.table.services.iter().map(|(k, s)| (k.addr.port(), s.settings.helper, s.settings.helper_for(k))).collect();
+    assert!(helpers.contains(&(21, None, Helper::Ftp)), "{helpers:?}");
+    assert!(helpers.contains(&(2121, Some(Helper::Ftp), Helper::Ftp)), "{helpers:?}");
+    assert!(helpers.contains(&(21, Some(Helper::None), Helper::None)), "{helpers:?}");
+    assert!(helpers.contains(&(8080, None, Helper::None)), "{helpers:?}");
+    let e = err("[[service]]\naddress = \"127.0.0.1:21\"\nhelper = \"sip\"\n");
+    assert!(e.contains("rvsd.toml:3:10: service[0].helper: unknown helper `sip`"), "{e}");
+    let e = err("[[service]]\nprotocol = \"udp\"\naddress = \"127.0.0.1:21\"\nhelper = \"ftp\"\n");
+    assert!(e.contains("service[0].helper") && e.contains("TCP"), "{e}");
+    let e = err("[[service]]\nkind = \"http\"\naddress = \"127.0.0.1:21\"\nhelper = \"ftp\"\n");
+    assert!(e.contains("service[0].helper") && e.contains("belongs to a tcp service"), "{e}");
+}

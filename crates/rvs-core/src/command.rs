@@ -146,6 +146,9 @@ impl fmt::Display for Command {
             if let Some(n) = s.max_connections {
                 t += &format!(" max-connections {n}");
             }
+            if let Some(h) = s.helper {
+                t += &format!(" helper {h}");
+            }
             t
         };
         match self {

@@ -28,7 +28,7 @@ pub use health::{FailureAction, Health};
 pub use persistence::{Netmask, Persistence, PersistenceEngine, TemplateKey};
 pub use real_server::{RealServer, RealServerSettings};
 pub use sched::{SchedFlags, SchedRequest, SchedulerKind};
-pub use service::{Protocol, ServiceKey, ServiceSettings};
+pub use service::{Helper, Protocol, ServiceKey, ServiceSettings};
 pub use table::{Applied, ServiceModel, ServiceTable, Snapshot, TableModel};
 pub use timeouts::Timeouts;
 pub use virtual_service::VirtualService;

@@ -61,6 +61,45 @@ impl fmt::Display for ServiceKey {
     }
 }
 
+/// The port IPVS's FTP helper watches by default (`ip_vs_ftp ports=21`).
+pub const FTP_PORT: u16 = 21;
+
+/// An application helper: what the proxy reads in a service's stream to open the related
+/// connections the protocol announces (IPVS's `ip_vs_ftp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Helper {
+    /// Bytes are relayed as they are.
+    None,
+    /// FTP: `PORT`/`EPRT` and the `227`/`229` answers are rewritten, data connections relayed.
+    Ftp,
+}
+
+impl Helper {
+    pub fn name(self) -> &'static str {
+        match self {
+            Helper::None => "none",
+            Helper::Ftp => "ftp",
+        }
+    }
+}
+
+impl fmt::Display for Helper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Helper {
+    type Err = ServiceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(Helper::None),
+            "ftp" => Ok(Helper::Ftp),
+            _ => Err(ServiceError::UnknownHelper(s.to_string())),
+        }
+    }
+}
+
 /// The settings of a virtual service, validated: flags fit the scheduler, the persistence
 /// netmask fits the address family, the mh table size is a supported prime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +117,9 @@ pub struct ServiceSettings {
     /// One-packet scheduling (`ipvsadm -o`): each datagram of a UDP service is scheduled on its
     /// own, with no flow kept (DNS-style traffic). UDP only.
     pub one_packet: bool,
+    /// The application helper, when set explicitly; `None`: the default for the key (see
+    /// [`ServiceSettings::helper_for`]).
+    pub helper: Option<Helper>,
 }
 
 impl Default for ServiceSettings {
@@ -90,6 +132,7 @@ impl Default for ServiceSettings {
             sorry_server: None,
             max_connections: None,
             one_packet: false,
+            helper: None,
         }
     }
 }
@@ -124,7 +167,20 @@ impl ServiceSettings {
         if self.persistence.and_then(|p| p.engine).is_some() && key.protocol != Protocol::Udp {
             return Err(ServiceError::SipNotUdp);
         }
+        if self.helper == Some(Helper::Ftp) && key.protocol != Protocol::Tcp {
+            return Err(ServiceError::HelperNotTcp);
+        }
         Ok(())
+    }
+
+    /// The helper the service at `key` runs: the explicit setting, else IPVS's default (its
+    /// `ip_vs_ftp` module watches TCP port 21, `ports=21`).
+    pub fn helper_for(&self, key: &ServiceKey) -> Helper {
+        self.helper.unwrap_or(if key.protocol == Protocol::Tcp && key.addr.port() == FTP_PORT {
+            Helper::Ftp
+        } else {
+            Helper::None
+        })
     }
 
     pub fn sched_config(&self, seed: u64) -> SchedConfig {
@@ -158,4 +214,30 @@ pub enum ServiceError {
     SorryServer(SocketAddr),
     #[error("max_connections applies to TCP services (a UDP service has flows, not connections)")]
     MaxConnectionsUdp,
+    #[error("unknown helper `{0}` (expected ftp or none)")]
+    UnknownHelper(String),
+    #[error("the ftp helper applies to TCP services")]
+    HelperNotTcp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ftp_helper_defaults_to_tcp_port_21_as_ip_vs_ftp() {
+        let key = |p: Protocol, a: &str| ServiceKey { protocol: p, addr: a.parse().unwrap() };
+        let s = ServiceSettings::default();
+        assert_eq!(s.helper_for(&key(Protocol::Tcp, "10.0.0.1:21")), Helper::Ftp);
+        assert_eq!(s.helper_for(&key(Protocol::Tcp, "[::1]:21")), Helper::Ftp);
+        assert_eq!(s.helper_for(&key(Protocol::Udp, "10.0.0.1:21")), Helper::None);
+        assert_eq!(s.helper_for(&key(Protocol::Tcp, "10.0.0.1:2121")), Helper::None);
+        let off = ServiceSettings { helper: Some(Helper::None), ..Default::default() };
+        assert_eq!(off.helper_for(&key(Protocol::Tcp, "10.0.0.1:21")), Helper::None);
+        let on = ServiceSettings { helper: Some(Helper::Ftp), ..Default::default() };
+        assert_eq!(on.helper_for(&key(Protocol::Tcp, "10.0.0.1:2121")), Helper::Ftp);
+        assert_eq!(on.validate(&key(Protocol::Udp, "10.0.0.1:21")), Err(ServiceError::HelperNotTcp));
+        assert_eq!("FTP".parse::<Helper>(), Ok(Helper::Ftp));
+        assert!("sip".parse::<Helper>().is_err());
+    }
 }

@@ -239,6 +239,14 @@ impl VirtualService {
         Some(Binding::new(self.clone(), d, template, now_ms))
     }
 
+    /// A binding for a connection related to one already bound (an FTP data connection beside
+    /// its control connection), accounted to the same real server `dest` without scheduling,
+    /// as IPVS's helpers create theirs: counted in the service's and the real server's
+    /// connections and traffic.
+    pub fn related(self: &Arc<Self>, dest: Arc<RealServer>, now_ms: u64) -> Binding {
+        Binding::new(self.clone(), dest, None, now_ms)
+    }
+
     /// Installs a persistence template learnt from a sync master: `client_net` stays on `dest`
     /// for `remaining_ms` more. False when the service is not persistent or has no such real
     /// server.

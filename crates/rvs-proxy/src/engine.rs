@@ -97,6 +97,8 @@ pub struct Engine {
     pub(crate) limit: Arc<ConnLimit>,
     /// Each TCP service's own cap (`max_connections`).
     service_caps: ServiceCaps,
+    /// The runtime the helpers' connection tasks (FTP) run on.
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Engine {
@@ -142,6 +144,7 @@ impl Engine {
             kernel,
             limit,
             service_caps: ServiceCaps::default(),
+            runtime: tokio::runtime::Handle::current(),
         });
         tokio::spawn(sweep_idle(Arc::downgrade(&engine)));
         engine
@@ -186,7 +189,9 @@ impl Engine {
             tokio::spawn(async move {
                 stop.cancelled().await;
                 if let Some(engine) = engine.upgrade() {
-                    engine.loops.iter().for_each(|l| l.send(Cmd::Unlisten { key }));
+                    engine.loops.iter().for_each(|l| {
+                        l.send(Cmd::Unlisten { key });
+                    });
                 }
             });
         }
@@ -201,6 +206,24 @@ impl Engine {
                     info!(dest = %dest.addr, closed = n, "expire_nodest_conn: closed connections of a deleted real server");
                 }
             }
+        }
+    }
+
+    /// Serves an FTP control connection an event loop accepted in a task of its own.
+    pub(crate) fn serve_ftp(self: &Arc<Self>, start: crate::ftp_session::FtpStart) {
+        self.runtime.spawn(crate::ftp_session::serve(self.clone(), start));
+    }
+
+    /// Hands a related connection (an FTP data connection, both sides up) to an event loop,
+    /// which relays it as any other; its entry leaves the table if no loop takes it.
+    pub(crate) fn relay_related(&self, r: event_loop::Related) {
+        let id = r.entry.id;
+        let taken = match self.loops.get(id as usize % self.loops.len().max(1)) {
+            Some(l) => l.send(Cmd::Relate(Box::new(r))),
+            None => false,
+        };
+        if !taken {
+            self.conns.remove(id);
         }
     }
 

@@ -2,7 +2,8 @@
 //! with no async runtime on the connection path. A loop accepts on every TCP virtual service
 //! (listeners shared by the loops, woken one at a time with `EPOLLEXCLUSIVE`), drives its
 //! connections ([`TcpConn`]), keeps their connect deadlines, and closes those the engine
-//! cancels (idle timeout, `expire_nodest_conn`, shutdown).
+//! cancels (idle timeout, `expire_nodest_conn`, shutdown). A service whose helper is FTP has
+//! its connections handed to their own task instead (see `ftp_session`).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -21,13 +22,15 @@ use rustix::net::SocketFlags;
 use slab::Slab;
 use tracing::{debug, warn};
 
-use rvs_core::{Protocol, ServiceKey};
+use rvs_core::{Binding, Helper, Protocol, ServiceKey};
 use rvs_dataplane::accept::ACCEPT_BACKOFF;
 use rvs_dataplane::conn_limit::try_places;
 use rvs_dataplane::ConnLimit;
 
+use crate::conn_table::ConnEntry;
 use crate::engine::Engine;
-use crate::tcp_conn::{register, token, Cx, Next, TcpConn, CLIENT};
+use crate::ftp_session::FtpStart;
+use crate::tcp_conn::{register, token, Cx, Next, TcpConn, CLIENT, SERVER};
 
 /// Size of a loop's copy buffer; a read that fills it switches its way to splice.
 const COPY_BUF: usize = 16 * 1024;
@@ -51,6 +54,18 @@ pub(crate) enum Cmd {
     Listen { key: ServiceKey, listener: Arc<TcpListener>, cap: Arc<ConnLimit> },
     /// Stop accepting on a service (its listener closes when the last loop lets it go).
     Unlisten { key: ServiceKey },
+    /// Relay a related connection whose two sides are up (an FTP data connection).
+    Relate(Box<Related>),
+}
+
+/// A related connection handed to a loop: its entry in the table, its control connection's,
+/// its two sockets and its accounting.
+pub(crate) struct Related {
+    pub entry: Arc<ConnEntry>,
+    pub control: Arc<ConnEntry>,
+    pub client: TcpStream,
+    pub server: TcpStream,
+    pub binding: Binding,
 }
 
 /// A loop's doorbell: an eventfd that wakes its `epoll_wait`, and the flag that says some of
@@ -84,10 +99,13 @@ pub(crate) struct LoopHandle {
 }
 
 impl LoopHandle {
-    pub fn send(&self, cmd: Cmd) {
-        if self.tx.send(cmd).is_ok() {
+    /// Whether the loop took it (it has stopped otherwise).
+    pub fn send(&self, cmd: Cmd) -> bool {
+        let sent = self.tx.send(cmd).is_ok();
+        if sent {
             self.bell.ring();
         }
+        sent
     }
 }
 
@@ -226,7 +244,7 @@ impl EventLoop {
             let data = ev.data.u64();
             let flags = ev.flags;
             match data & 3 {
-                KIND_WAKE => self.doorbell(),
+                KIND_WAKE => self.doorbell(engine, now_ms),
                 KIND_LISTENER => self.accept((data >> 10) as usize, engine, now_ms),
                 side => {
                     let (index, attempt) = ((data >> 10) as usize, ((data >> 2) & 0xff) as u8);
@@ -342,7 +360,7 @@ impl EventLoop {
         self.connecting = list;
     }
 
-    fn doorbell(&mut self) {
+    fn doorbell(&mut self, engine: &Arc<Engine>, now_ms: u64) {
         let mut buf = [0u8; 8];
         let _ = rustix::io::read(&self.bell.fd, &mut buf);
         while let Ok(cmd) = self.rx.try_recv() {
@@ -354,6 +372,7 @@ impl EventLoop {
                         self.listeners.remove(index);
                     }
                 }
+                Cmd::Relate(r) => self.relate(engine, now_ms, *r),
                 Cmd::Unlisten { key } => {
                     let gone: Vec<usize> =
                         self.listeners.iter().filter(|(_, l)| l.key == key).map(|(i, _)| i).collect();
@@ -366,6 +385,24 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// A related connection, relayed as any other from now on.
+    fn relate(&mut self, engine: &Engine, now_ms: u64, r: Related) {
+        let Related { entry, control, client, server, binding } = r;
+        let index = self.conns.vacant_key();
+        let watched = register(self.epoll.as_fd(), &client, token(index, CLIENT, 0))
+            .and_then(|()| register(self.epoll.as_fd(), &server, token(index, SERVER, 0)));
+        if let Err(e) = watched {
+            warn!(client = %entry.client, error = %e, "TCP event loop: cannot watch a related connection");
+            let _ = epoll::delete(&self.epoll, &client);
+            engine.conns.remove(entry.id);
+            return;
+        }
+        entry.cancel.watch(self.waker.clone());
+        let kernel = engine.kernel_relay().cloned();
+        self.conns.insert(TcpConn::related(entry, control, client, server, binding, kernel));
+        self.with_conn(engine, now_ms, index, |c, cx| c.drive(cx));
     }
 
     fn arm(&self, index: usize) -> io::Result<()> {
@@ -401,7 +438,7 @@ impl EventLoop {
     }
 
     /// Accepts what listener `index` holds, while the caps leave places.
-    fn accept(&mut self, index: usize, engine: &Engine, now_ms: u64) {
+    fn accept(&mut self, index: usize, engine: &Arc<Engine>, now_ms: u64) {
         for _ in 0..ACCEPT_BATCH {
             let Some(l) = self.listeners.get(index) else { return };
             if l.paused.is_some() {
@@ -437,7 +474,7 @@ impl EventLoop {
     /// A client connection accepted: entered in the table, watched, and its connect started.
     fn open(
         &mut self,
-        engine: &Engine,
+        engine: &Arc<Engine>,
         now_ms: u64,
         key: ServiceKey,
         client: TcpStream,
@@ -450,6 +487,11 @@ impl EventLoop {
         let entry = engine.conns.enter(Protocol::Tcp, peer, key.addr, now_ms);
         if engine.stopped() {
             engine.conns.remove(entry.id);
+            return;
+        }
+        if service.settings().helper_for(&key) == Helper::Ftp {
+            // Its control stream is read line by line: a task of its own, not this relay.
+            engine.serve_ftp(FtpStart { entry, places, key, service, client });
             return;
         }
         let index = self.conns.vacant_key();

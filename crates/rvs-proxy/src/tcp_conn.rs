@@ -5,6 +5,7 @@
 //! A FIN is passed on as a half-close once every byte before it is out. A connection that
 //! proves long-lived (a second request, or a bulk burst) is linked into the kernel relay, when
 //! there is one, at a moment when both its sockets are drained; the kernel then moves its bytes.
+//! A related connection (an FTP data connection) comes with both sides up and starts relaying.
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -141,7 +142,12 @@ struct Linked {
 
 pub(crate) struct TcpConn {
     pub entry: Arc<ConnEntry>,
-    _places: ConnSlots,
+    /// Its places under the caps (a related connection, an FTP data connection, takes none:
+    /// its control connection holds them).
+    _places: Option<ConnSlots>,
+    /// The connection this one is related to (an FTP data connection's control connection),
+    /// kept from idling out while this one moves bytes.
+    related: Option<Arc<ConnEntry>>,
     key: ServiceKey,
     service: Arc<VirtualService>,
     client: TcpStream,
@@ -177,7 +183,8 @@ impl TcpConn {
     ) -> Self {
         Self {
             entry,
-            _places: places,
+            _places: Some(places),
+            related: None,
             key,
             service,
             client,
@@ -190,6 +197,45 @@ impl TcpConn {
             listed_connecting: false,
             // A fresh socket's send buffer is empty.
             ready: [Ready { writable: true, ..Ready::default() }, Ready::default()],
+            ways: Default::default(),
+            messages_in: 0,
+            bulk_seen: false,
+            link: None,
+            link_tried: false,
+            kernel,
+        }
+    }
+
+    /// A related connection whose two sides are up already (an FTP data connection, accounted
+    /// by `binding`): relayed from the start, never scheduled.
+    pub fn related(
+        entry: Arc<ConnEntry>,
+        control: Arc<ConnEntry>,
+        client: TcpStream,
+        server: TcpStream,
+        binding: Binding,
+        kernel: Option<Arc<KernelRelay>>,
+    ) -> Self {
+        let (key, service) = (binding.service.key, binding.service.clone());
+        Self {
+            entry,
+            _places: None,
+            related: Some(control),
+            key,
+            service,
+            client,
+            server: Some(server),
+            binding: Some(binding),
+            relaying: true,
+            tried: Vec::new(),
+            attempt: 0,
+            deadline_ms: 0,
+            listed_connecting: false,
+            // Both sockets may hold bytes or room already: the first drive finds out.
+            ready: [
+                Ready { readable: true, writable: true, rdhup: false },
+                Ready { readable: true, writable: true, rdhup: false },
+            ],
             ways: Default::default(),
             messages_in: 0,
             bulk_seen: false,
@@ -548,6 +594,9 @@ impl TcpConn {
 
     fn count(&self, way: usize, n: usize, now_ms: u64) {
         self.entry.touch(now_ms);
+        if let Some(r) = &self.related {
+            r.touch(now_ms);
+        }
         if let Some(b) = &self.binding {
             match way {
                 CLIENT => b.count_in(n as u64),

@@ -1,10 +1,11 @@
 //! rvs-testkit, dev-only: what the integration tests share. Start a real `rvsd` process on a
 //! temporary configuration and talk to its API over the unix socket; loopback real servers
-//! that announce their name and echo; free ports. Plain threads and std sockets, no runtime.
+//! that announce their name and echo; free ports; vsftpd and an ftplib client. Plain threads and std sockets, no runtime.
 
 #![forbid(unsafe_code)]
 
 mod backend;
+pub mod ftp;
 mod http;
 pub mod netns;
 mod rvsd;

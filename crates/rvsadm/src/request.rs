@@ -20,6 +20,9 @@ fn service_spec(a: &ServiceArgs) -> ServiceSpec {
         max_connections: a.max_connections,
         persistence_engine: a.pe.clone(),
         one_packet: a.one_packet,
+        // ipvsadm has no flag for it: the default (ftp on TCP port 21), or on `-E` the
+        // service's own setting, which the API keeps when this is absent.
+        helper: None,
     }
 }
 

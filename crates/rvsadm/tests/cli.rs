@@ -827,3 +827,28 @@ fn vrrp_view_lists_each_instance_with_its_state() {
     let conflict = run(&rvsd, "-L --vrrp --stats");
     assert!(conflict.code != 0 && conflict.stderr.contains("options conflicts"), "{conflict:?}");
 }
+
+#[test]
+fn the_ftp_helper_follows_port_21_and_survives_an_edit() {
+    let rvsd = empty();
+    let ftp = "127.0.0.22:21".to_string();
+    let other = lo(port());
+    run(&rvsd, &format!("-A -t {ftp} -s rr")).ok();
+    run(&rvsd, &format!("-A -t {other} -s rr")).ok();
+    let t = rvsd.services();
+    assert_eq!(service(&t, &ftp)["helper"], "ftp", "IPVS's ip_vs_ftp ports=21: {t}");
+    assert_eq!(service(&t, &other)["helper"], "none", "{t}");
+    // Set through the API, kept by rvsadm -E (ipvsadm has no flag for it).
+    let body = format!(
+        r#"{{"commands":[{{"op":"edit-service","service":{{"protocol":"tcp","address":"{other}","scheduler":"rr","helper":"ftp"}}}}]}}"#
+    );
+    let (st, v) = rvsd.api("POST", "/v1/commands", Some(&body));
+    assert_eq!(st, 200, "{v}");
+    run(&rvsd, &format!("-E -t {other} -s wlc")).ok();
+    let t = rvsd.services();
+    assert_eq!(
+        (service(&t, &other)["helper"].as_str(), service(&t, &other)["scheduler"].as_str()),
+        (Some("ftp"), Some("wlc")),
+        "{t}"
+    );
+}

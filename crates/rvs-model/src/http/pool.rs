@@ -200,6 +200,8 @@ impl PoolConfig {
             // A pool's scheduling service accepts nothing itself: the http service's cap holds.
             max_connections: None,
             one_packet: false,
+            // Its connections are HTTP requests of the L7 engine, whatever its port.
+            helper: Some(rvs_core::Helper::None),
         }
     }
 
