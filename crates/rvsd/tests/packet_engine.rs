@@ -1131,7 +1131,9 @@ fn vrrp_and_sync_carry_gate_tunnel_and_masq_transfers_across_a_takeover_and_back
     start_both_sync_daemons(&a, "198.18.0.3");
     start_both_sync_daemons(&b, "198.18.0.1");
 
-    let total = 16 << 20;
+    // Long enough (about 15 s at 256 KiB per 120 ms) to be still under way after the
+    // preemption, which comes some 8 s after the kill.
+    let total = 32 << 20;
     let mut transfers = Vec::new();
     for vip in [gate, tunnel, masq] {
         let (stream, name) = connect_name_through(&farm, &a, vip);
@@ -1179,6 +1181,9 @@ fn vrrp_and_sync_carry_gate_tunnel_and_masq_transfers_across_a_takeover_and_back
         vrrp_state(&a) == "master" && vrrp_state(&b) == "backup"
     });
     let at_return = info(&a)["packet_engine"]["counters"]["forwarded"].as_u64().unwrap_or(0);
+    for (_, t) in &transfers {
+        t.assert_in_flight("after the preemption");
+    }
     for (_, t) in transfers {
         let name = t.name.clone();
         let echoed = t.join().unwrap_or_else(|e| panic!("the {name} transfer across the return: {e}\n{}", diag(&a)));
