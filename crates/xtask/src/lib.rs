@@ -312,6 +312,20 @@ fn control_description(text: &str) -> String {
     out
 }
 
+/// The files under `root/rel`, as paths relative to `root`.
+fn list_files(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(root.join(rel))? {
+        let entry = entry?;
+        let path = rel.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            list_files(root, &path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
 fn dir_size(path: &Path) -> std::io::Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(path)? {
@@ -349,6 +363,12 @@ pub fn deb(bin_dir: &Path, out_dir: &Path, compression: Compression) -> Result<P
         std::fs::copy(&a.source, &to).with_context(|| format!("asset {}", a.source.display()))?;
         std::fs::set_permissions(&to, std::fs::Permissions::from_mode(a.mode))?;
     }
+    // As cargo-deb does: the binaries without their debug sections, where binutils is here.
+    if Command::new("strip").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        for a in meta.assets.iter().filter(|a| a.dest.starts_with("usr/sbin")) {
+            run(Command::new("strip").arg("--strip-debug").arg(stage.join(&a.dest)))?;
+        }
+    }
     let doc = stage.join("usr/share/doc").join(&meta.name);
     std::fs::create_dir_all(&doc)?;
     std::fs::write(
@@ -358,6 +378,10 @@ pub fn deb(bin_dir: &Path, out_dir: &Path, compression: Compression) -> Result<P
          On Debian systems the full text is in /usr/share/common-licenses/Apache-2.0.\n",
     )?;
     let installed_kib = dir_size(&stage)?.div_ceil(1024);
+    let mut files = Vec::new();
+    list_files(&stage, Path::new(""), &mut files)?;
+    files.sort();
+    let md5sums = run(Command::new("md5sum").current_dir(&stage).args(&files))?;
     let control_dir = stage.join("DEBIAN");
     std::fs::create_dir_all(&control_dir)?;
     let control = format!(
@@ -373,6 +397,7 @@ pub fn deb(bin_dir: &Path, out_dir: &Path, compression: Compression) -> Result<P
         control_description(&meta.extended)
     );
     std::fs::write(control_dir.join("control"), control)?;
+    std::fs::write(control_dir.join("md5sums"), md5sums)?;
     if !meta.conf_files.is_empty() {
         std::fs::write(control_dir.join("conffiles"), meta.conf_files.join("\n") + "\n")?;
     }

@@ -76,12 +76,15 @@ fn the_package_installs_checks_and_purges() {
     let deb = xtask::deb(&bins, out.path(), xtask::Compression::Fast).expect("the package builds");
     let info = text(&run(Command::new("dpkg-deb").arg("--info").arg(&deb)));
     assert!(info.contains("Package: rvsd") && info.contains("Depends: libc6"), "{info}");
+    assert!(info.contains(" md5sums "), "{info}");
 
     // rvsadm's default socket, which the package links to rvsd.service's (unless it exists).
     let socket_link_was_there = Path::new(LINK).symlink_metadata().is_ok();
     let _purge = Installed;
     run(Command::new("dpkg").arg("-i").arg(&deb));
     assert!(installed());
+    // Every installed file is as the package's md5sums say.
+    run(Command::new("dpkg").args(["--verify", "rvsd"]));
     for f in [
         "/usr/sbin/rvsd",
         "/usr/sbin/rvsadm",
