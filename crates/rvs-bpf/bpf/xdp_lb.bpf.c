@@ -33,7 +33,9 @@
  *       (with RVS_CFG_F_EXPIRE_NODEST_CONN the flow is deleted instead, and the packet goes
  *       on as one without a flow)
  *     no live flow (none, or expired: then deleted):
- *       TCP without SYN, or SYN with ACK              PASS        PASS_UNHANDLED
+ *       TCP without SYN, or with RST                  PASS        PASS_UNHANDLED
+ *         (a SYN with ACK starts one, as in IPVS: a client's answer to an active FTP data
+ *         connection a real server opened from the VIP)
  *       SYN / UDP, metadata verdict SCHEDULED         flow made, forwarded (dest conns + 1)
  *       SYN / UDP, metadata verdict REJECT            TX ICMP port unreachable   REJECTED
  *       SYN / UDP, no verdict                         DROP, ring event   NEWFLOW
@@ -1054,8 +1056,9 @@ static __always_inline int to_service(struct xdp_md *ctx, const struct pkt *p, c
 		bpf_map_delete_elem(&rvs_conns, key);
 	}
 
-	/* No live flow: only a SYN (without ACK) or a UDP datagram starts one. */
-	if (p->proto == IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
+	/* No live flow: only a SYN (with ACK too, as IPVS's tcp_conn_schedule allows for active
+	 * FTP; never with RST) or a UDP datagram starts one. */
+	if (p->proto == IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_RST)) != TCP_SYN)
 		return count(RVS_STAT_PASS_UNHANDLED, XDP_PASS);
 
 	void *data = (void *)(long)ctx->data;

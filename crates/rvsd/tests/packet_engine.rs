@@ -1430,3 +1430,62 @@ fn sipp_calls_through_the_packet_engine_each_stay_on_one_real_server() {
     assert!(a.is_disjoint(&b), "a call's messages on both real servers");
     assert_eq!((a.len(), b.len()), (100, 100), "rr over the calls of one flow");
 }
+
+/// The classic LVS recipe for FTP through gate and tunnel, where the director never sees the
+/// control connection's payload: a persistent all-port service, so a client's data
+/// connections (PASV and EPSV to any port of the VIP) follow its control connection to one
+/// real server, and active ones (PORT, EPRT) go from the real server straight to the client.
+/// Debian's vsftpd on the VIP of each real server, Python's ftplib in the client namespace.
+#[test]
+fn ftp_through_gate_and_tunnel_with_a_persistent_all_port_service_in_every_mode() {
+    use rvs_testkit::ftp::{ftp_client, ftp_file, ftp_tools, FtpMode, Vsftpd};
+    if !ftp_tools() {
+        eprintln!("note: vsftpd or python3's ftplib missing (.ci/run installs them): skipped");
+        return;
+    }
+    for method in ["gate", "tunnel"] {
+        let farm = Farm::one_segment(2);
+        for rs in &farm.servers {
+            match method {
+                "gate" => real_server(rs, "dr", &[]),
+                _ => real_server(rs, "tunnel", &["--interface", "eth0"]),
+            }
+        }
+        let ftp_vip: SocketAddr = format!("{VIP4}:21").parse().unwrap();
+        let servers: Vec<Vsftpd> = farm
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, rs)| rs.enter(|| Vsftpd::start(&format!("rs{}", i + 1), ftp_vip, (30000, 30049))))
+            .collect();
+        let all_ports: SocketAddr = format!("{VIP4}:0").parse().unwrap();
+        let rss: Vec<(String, &str)> = farm.rs4.iter().map(|a| (a.clone(), method)).collect();
+        let rvsd = farm.rvsd(&service("tcp", all_ports, "rr", "persistent = 300", &rss));
+        // A second client address: the two clients are spread over the two real servers.
+        farm.client.run("ip addr add 198.18.0.4/24 dev eth0");
+        let dir = tempfile::tempdir().unwrap();
+        let mut by_client = std::collections::HashMap::new();
+        for src in ["198.18.0.2", "198.18.0.4"] {
+            let ip: std::net::IpAddr = src.parse().unwrap();
+            for mode in [FtpMode::Pasv, FtpMode::Epsv, FtpMode::Port, FtpMode::Eprt] {
+                let local = dir.path().join(format!("{src}-{mode:?}.bin"));
+                let name = farm
+                    .client
+                    .enter(|| ftp_client(ftp_vip, Some(ip), mode, "retr", &local, "file.bin"))
+                    .unwrap_or_else(|e| panic!("{method} {mode:?} from {src}: {e}\n{}", diag(&rvsd)));
+                assert_eq!(std::fs::read(&local).unwrap(), ftp_file(&name), "{method} {mode:?}: 1 MiB byte-exact");
+                assert_eq!(*by_client.entry(src).or_insert_with(|| name.clone()), name, "{src}: one real server");
+                // And an upload of the same MiB, in the same mode.
+                let remote = format!("up-{src}-{mode:?}.bin");
+                farm.client
+                    .enter(|| ftp_client(ftp_vip, Some(ip), mode, "stor", &local, &format!("incoming/{remote}")))
+                    .unwrap_or_else(|e| panic!("{method} {mode:?} upload from {src}: {e}"));
+                let on = servers.iter().find(|v| v.name == name).unwrap();
+                assert_eq!(on.uploaded(&remote).as_deref(), Some(&ftp_file(&name)[..]), "{method} {mode:?} upload");
+            }
+        }
+        let mut names: Vec<&String> = by_client.values().collect();
+        names.sort();
+        assert_eq!(names, ["rs1", "rs2"], "{method}: the two clients on the two real servers");
+    }
+}
