@@ -22,7 +22,8 @@ pub struct ServiceModel {
 
 impl ServiceModel {
     /// The engine that serves this service, decided by its real servers' methods (see
-    /// [`Engine::of`]: the proxy engine while it has none).
+    /// [`Engine::of`]: the proxy engine while it has none). An SCTP service is the packet
+    /// engine's, real servers or not: the data planes also ask [`crate::Protocol::proxied`].
     pub fn engine(&self) -> Engine {
         Engine::of(self.servers.iter().map(|s| s.method))
     }
@@ -191,6 +192,9 @@ fn check_server(service: &ServiceKey, server: &RealServerSettings) -> Result<(),
     server.validate().map_err(|source| CommandError::Server { addr: server.addr, source })?;
     if server.addr.is_ipv4() != service.addr.is_ipv4() {
         return Err(CommandError::MixedFamily { service: *service, addr: server.addr });
+    }
+    if !service.protocol.proxied() && server.method.engine() == Engine::Proxy {
+        return Err(CommandError::SctpNeedsPacketEngine { service: *service, addr: server.addr });
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rvs_core::http_stats::L7ServiceStats;
-use rvs_core::{Applied, ConnState, Protocol, RealServer, ServiceKey, Snapshot};
+use rvs_core::{Applied, ConnState, Protocol, RealServer, SctpState, ServiceKey, Snapshot};
 use rvs_model::health::CheckPaths;
 use rvs_model::DirectorModel;
 
@@ -106,8 +106,21 @@ pub struct ConnInfo {
     pub virtual_addr: SocketAddr,
     pub dest: Option<SocketAddr>,
     pub state: ConnState,
+    /// An SCTP flow's association state (the packet engine's), which `state` only classes.
+    pub sctp_state: Option<SctpState>,
     /// Milliseconds until the idle timeout closes it.
     pub expires_ms: u64,
+}
+
+impl ConnInfo {
+    /// The state as `ipvsadm -L -c` prints it: IPVS's TCP or SCTP state names, `UDP` for UDP.
+    pub fn ipvs_state(&self) -> &'static str {
+        match (self.protocol, self.sctp_state) {
+            (Protocol::Udp, _) => "UDP",
+            (Protocol::Sctp, Some(s)) => s.ipvs_name(),
+            _ => self.state.ipvs_name(),
+        }
+    }
 }
 
 /// What a data plane reports of itself.

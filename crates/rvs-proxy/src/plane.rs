@@ -20,7 +20,7 @@ fn proxy_services(model: &DirectorModel) -> Vec<rvs_core::ServiceKey> {
         .table
         .services
         .iter()
-        .filter(|(_, m)| m.engine() == rvs_core::forwarding::Engine::Proxy)
+        .filter(|(k, m)| k.protocol.proxied() && m.engine() == rvs_core::forwarding::Engine::Proxy)
         .map(|(k, _)| *k)
         .collect()
 }
