@@ -280,6 +280,8 @@ fn fixtures() -> Vec<String> {
         let dc = fx.p.dest_counters(s.id);
         fx.check(&format!("{n} counters"), dc.packets_in == 6, || format!("{dc:?}"));
 
+        icmp_about_the_flow(&mut fx, s);
+
         // The client shuts down (on a flow just served from the cache: the state still moves).
         fx.client_step(s, "SHUTDOWN", &[(SHUTDOWN, V_SHUTDOWN)], S_SCTP_SHUTDOWN_RECEIVED);
         if masq {
@@ -334,6 +336,47 @@ fn fixtures() -> Vec<String> {
     truncated(&mut fx, &svcs[0]);
     truncated(&mut fx, &svcs[3]);
     fx.failures
+}
+
+/// An ICMP error about a packet VIP:vport -> client:cport of the flow (a router could not
+/// deliver it), sent to the VIP: forwarded to the flow's real server as TCP's are (masq: the
+/// outer destination and the embedded source become the real server's).
+fn icmp_about_the_flow(fx: &mut Fx, s: &Svc) {
+    let (c, v) = (s.client(), s.vip);
+    let router = if s.v6() { a("2001:db8:1::fe") } else { a("198.18.1.254") };
+    let proto = if s.v6() { ICMP6 } else { ICMP };
+    let seg = sctp(v.port(), c.port(), VTAG, &[(chunk::DATA, V_DATA)]);
+    let orig = ip(v.ip(), c.ip(), SCTP, &seg, IpOpts::default());
+    let embedded = &orig[..if s.v6() { 48 } else { 28 }];
+    let (typ, code) = if s.v6() { (1u8, 3u8) } else { (3, 1) };
+    let frame = eth(
+        D1,
+        CLIENT_MAC,
+        &ip(router, v.ip(), proto, &icmp_error(router, v.ip(), typ, code, 0, embedded), IpOpts::default()),
+    );
+    let want = if s.method == FWD_MASQ {
+        let rs = s.rs;
+        let mut e = embedded.to_vec();
+        if s.v6() {
+            e[8..24].copy_from_slice(&octets(rs.ip()));
+            e[40..42].copy_from_slice(&rs.port().to_be_bytes());
+        } else {
+            e[12..16].copy_from_slice(&octets(rs.ip()));
+            e[10..12].copy_from_slice(&[0, 0]);
+            let ck = checksum(&e[..20], 0);
+            e[10..12].copy_from_slice(&ck.to_be_bytes());
+            e[20..22].copy_from_slice(&rs.port().to_be_bytes());
+        }
+        let icmp = icmp_error(router, rs.ip(), typ, code, 0, &e);
+        eth(s.rs_mac, D0, &ip(router, rs.ip(), proto, &icmp, IpOpts::default()))
+    } else {
+        forwarded(s, &frame)
+    };
+    let before = fx.p.stats();
+    let got = fx.run(&frame, fx.d1, None);
+    let n = format!("{} ICMP error about the flow", s.name());
+    fx.expect(&n, got, XDP_REDIRECT, Some(&want));
+    fx.check(&n, fx.stat_delta(&before, STAT_ICMP_FORWARDED) == 1, || "not counted".into());
 }
 
 /// A truncated SCTP header is malformed: dropped and counted (as IPVS drops it), never passed.

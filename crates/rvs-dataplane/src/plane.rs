@@ -211,3 +211,25 @@ pub trait DataPlane: Send + Sync {
     /// Stops accepting, lets connections finish for up to `deadline`, closes the rest.
     fn shutdown(&self, deadline: Duration) -> Drained<'_>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_named_as_ipvsadm_names_them() {
+        let conn = |protocol, state, sctp_state| ConnInfo {
+            protocol,
+            client: "198.18.0.2:40000".parse().unwrap(),
+            virtual_addr: "198.18.1.10:80".parse().unwrap(),
+            dest: None,
+            state,
+            sctp_state,
+            expires_ms: 0,
+        };
+        assert_eq!(conn(Protocol::Tcp, ConnState::Closing, None).ipvs_state(), "FIN_WAIT");
+        assert_eq!(conn(Protocol::Udp, ConnState::Opening, None).ipvs_state(), "UDP");
+        let s = conn(Protocol::Sctp, ConnState::Closing, Some(SctpState::ShutdownAckSent));
+        assert_eq!(s.ipvs_state(), "S-ACK-SENT");
+    }
+}
