@@ -291,6 +291,9 @@ mod tests {
         assert_eq!(core_state(maps::S_SCTP_SHUTDOWN_RECEIVED), ConnState::Closing);
         assert_eq!(core_state(maps::S_SCTP_INIT1), ConnState::Opening);
         assert_eq!(core_state(maps::S_ESTABLISHED), ConnState::Established, "TCP's as before");
+        // Connection sync carries the program's states as they are.
+        assert_eq!(rvs_sync::message::SCTP_STATES, maps::S_SCTP..=maps::S_SCTP_CLOSED);
+        assert_eq!(rvs_sync::message::MAX_STATE, maps::S_UDP);
         for s in SctpState::ALL {
             let v = maps::S_SCTP + s as u8;
             assert_eq!(maps::Config::default().timeout_ms[usize::from(v)], s.timeout_ms(), "{s:?}");

@@ -180,12 +180,8 @@ impl PacketEngine {
             return false;
         }
         let key = maps::ConnKey::new(f.client, f.vip, f.protocol);
-        // A state the program knows (an unknown one: NONE, the shortest).
-        let state = if f.state <= maps::S_UDP || (maps::S_SCTP..=maps::S_SCTP_CLOSED).contains(&f.state) {
-            f.state
-        } else {
-            maps::S_NONE
-        };
+        // A state the program knows (decoding refused the others; NONE, the shortest, else).
+        let state = if rvs_sync::message::known_state(f.state) { f.state } else { maps::S_NONE };
         let elapsed_ms = published.timeout_ms(state).saturating_sub(u64::from(f.timeout_ms));
         let now = now_ticks();
         let mut conn = maps::Conn::new(dest_id, state, now);
