@@ -75,9 +75,9 @@
  *
  * SCTP's checksum (CRC32c) covers the SCTP packet alone, no pseudo-header: a masq rewrite of
  * addresses leaves it as it is, and one of a port (a real server port other than the VIP's)
- * updates it incrementally (sctp_crc_update: CRC32c is linear, so the change is the CRC of the
- * changed bits shifted over the rest of the packet: a few hundred instructions, no pass over
- * the payload). Gate and tunnel change nothing the CRC covers.
+ * updates it incrementally (sctp_port_update: CRC32c is linear, so the change is the CRC of the
+ * changed bits shifted over the rest of the packet: a product of a few polynomials modulo
+ * CRC32c's, no pass over the payload). Gate and tunnel change nothing the CRC covers.
  *
  * Connection state: IPVS's TCP state tables (ip_vs_proto_tcp.c) and SCTP state tables
  * (ip_vs_proto_sctp.c, driven by the first chunk's type; a COOKIE ECHO or COOKIE ACK with an
@@ -800,11 +800,11 @@ static __always_inline int xmit(struct xdp_md *ctx, const struct bpf_fib_lookup 
  * differ by D(x) * x^32 mod P, whatever the initial value and final xor. */
 #define CRC32C_POLY 0x82f63b78
 
-/* a * b mod P, without branches (a loop, not unrolled: it runs in crc32c_xpow8n's frame). */
-static __always_inline __u32 crc32c_mul(__u32 a, __u32 b)
+/* a * b mod P, without branches: a subprogram, so that its loop is in the program once. */
+static __attribute__((noinline)) __u32 crc32c_mul(__u32 a, __u32 b)
 {
 	__u32 p = 0;
-#pragma nounroll
+#pragma unroll 8
 	for (int i = 0; i < 32; i++) {
 		p ^= b & -((a >> (31 - i)) & 1);
 		b = (b >> 1) ^ (CRC32C_POLY & -(b & 1));
@@ -812,17 +812,31 @@ static __always_inline __u32 crc32c_mul(__u32 a, __u32 b)
 	return p;
 }
 
-/* x^(8n) mod P (n < 65536), by squaring: a subprogram, so that the loop is there once. */
-static __attribute__((noinline)) __u32 crc32c_xpow8n(__u32 n)
+/* x^(8n) mod P for n < 65536: the product of x^(8 * 2^k) mod P (these constants, x^8, x^16,
+ * ..., each the square of the one before) over the bits k set in n. */
+static __always_inline __u32 crc32c_xpow8n(__u32 n)
 {
 	__u32 p = 0x80000000; /* x^0 */
-	__u32 sq = 0x00800000; /* x^8 */
-#pragma nounroll
-	for (int k = 0; k < 16; k++) {
-		if (n & (1u << k))
-			p = crc32c_mul(p, sq);
-		sq = crc32c_mul(sq, sq);
-	}
+#define CRC32C_X8(k, c)                                                                                                \
+	if (n & (1u << (k)))                                                                                           \
+		p = crc32c_mul(p, c);
+	CRC32C_X8(0, 0x00800000)
+	CRC32C_X8(1, 0x00008000)
+	CRC32C_X8(2, 0x82f63b78)
+	CRC32C_X8(3, 0x6ea2d55c)
+	CRC32C_X8(4, 0x18b8ea18)
+	CRC32C_X8(5, 0x510ac59a)
+	CRC32C_X8(6, 0xb82be955)
+	CRC32C_X8(7, 0xb8fdb1e7)
+	CRC32C_X8(8, 0x88e56f72)
+	CRC32C_X8(9, 0x74c360a4)
+	CRC32C_X8(10, 0xe4172b16)
+	CRC32C_X8(11, 0x0d65762a)
+	CRC32C_X8(12, 0x35d73a62)
+	CRC32C_X8(13, 0x28461564)
+	CRC32C_X8(14, 0xbf455269)
+	CRC32C_X8(15, 0xe2ea32dc)
+#undef CRC32C_X8
 	return p;
 }
 

@@ -279,6 +279,14 @@ fn fixtures() -> Vec<String> {
         }
         let dc = fx.p.dest_counters(s.id);
         fx.check(&format!("{n} counters"), dc.packets_in == 6, || format!("{dc:?}"));
+        // Packets of many lengths (every bit of the length takes part in a masq CRC32c update).
+        for len in [1usize, 7, 100, 255, 511, 1000, 1400] {
+            let value: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            fx.client_step(s, &format!("DATA of {len} bytes"), &[(DATA, &value)], S_SCTP_ESTABLISHED);
+            if masq {
+                fx.server_step(s, &format!("server's DATA of {len} bytes"), &[(DATA, &value)], S_SCTP_ESTABLISHED);
+            }
+        }
 
         icmp_about_the_flow(&mut fx, s);
 
