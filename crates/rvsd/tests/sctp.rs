@@ -5,7 +5,10 @@
 //! the real servers hold the VIP). What is checked: an INIT is scheduled by rvsd (rr over two
 //! real servers), the association's later packets reach the same real server, a packet that is
 //! not an INIT without an association reaches none, and rvsd lists the association in IPVS's
-//! SCTP states (INIT1, ESTABLISHED, CLOSED) and counts it active only while established.
+//! SCTP states (INIT1, ESTABLISHED, CLOSED) and counts it active only while established. With
+//! masq (a real server port other than the VIP's): the handshake both ways, each packet with
+//! its address, port and CRC32c rewritten (checked with the `crc32c` crate), through C-SENT and
+//! C-REPLIED to ESTABLISHED.
 
 mod common;
 
@@ -199,4 +202,106 @@ fn sctp_associations_are_scheduled_forwarded_and_tracked_through_the_packet_engi
     assert!(expires > 50_000 && expires <= 61_000, "CLOSED's timeout is 61 s: {closed:?}");
     drop(rx);
     drop(servers);
+}
+
+/// The next SCTP packet `sock` reads within `wait`: its IP source and destination, and the
+/// SCTP packet.
+fn recv_sctp(sock: &mut Socket, wait: Duration) -> Option<(Ipv4Addr, Ipv4Addr, Vec<u8>)> {
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        let mut b = [0u8; 2048];
+        if let Ok(n) = sock.read(&mut b) {
+            let hl = usize::from(b[0] & 0x0f) * 4;
+            if n >= hl + 16 {
+                let ip = |at: usize| Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3]);
+                return Some((ip(12), ip(16), b[hl..n].to_vec()));
+            }
+        }
+    }
+    None
+}
+
+/// Ports, first chunk and whether the CRC32c is right.
+fn parts(p: &[u8]) -> (u16, u16, u8, bool) {
+    let mut z = p.to_vec();
+    z[8..12].copy_from_slice(&[0; 4]);
+    let ok = crc32c::crc32c(&z).to_le_bytes() == p[8..12];
+    (u16::from_be_bytes([p[0], p[1]]), u16::from_be_bytes([p[2], p[3]]), p[12], ok)
+}
+
+/// An SCTP packet from `sport` to `dport` with one chunk, its CRC32c set.
+fn sctp_to(sport: u16, dport: u16, chunk: u8, value: &[u8]) -> Vec<u8> {
+    let mut v = sctp(sport, chunk, value);
+    v[2..4].copy_from_slice(&dport.to_be_bytes());
+    v[8..12].copy_from_slice(&[0; 4]);
+    let crc = crc32c::crc32c(&v);
+    v[8..12].copy_from_slice(&crc.to_le_bytes());
+    v
+}
+
+#[test]
+fn sctp_masq_rewrites_address_port_and_crc32c_both_ways_through_the_handshake() {
+    const INIT_ACK: u8 = 2;
+    const COOKIE_ACK: u8 = 11;
+    const RPORT: u16 = 38412;
+    let switch = Netns::new("sw");
+    switch.run("ip link add br0 type bridge && ip link set br0 up");
+    let client = Netns::new("cli");
+    client.veth("eth0", &switch, "pcli", &["198.18.0.2/24"]);
+    let director = Netns::new("dir");
+    director.veth("eth0", &switch, "pdir", &["198.18.0.1/24"]);
+    director.run("sysctl -qw net.ipv4.ip_forward=1");
+    let rs = Netns::new("rs1");
+    rs.veth("eth0", &switch, "prs0", &["198.18.0.11/24"]);
+    switch.run("ip link set pcli master br0 && ip link set pdir master br0 && ip link set prs0 master br0");
+    let obj = concat!(env!("CARGO_MANIFEST_DIR"), "/../rvs-bpf/bpf/xdp_decap.bpf.o");
+    switch.run(&format!("ip link set dev pdir xdpdrv obj {obj} sec xdp program rvs_xdp_pass"));
+    client.run(&format!("ip route add {VIP}/32 via 198.18.0.1"));
+    // Masq: the replies go back through the director, which puts the VIP back.
+    rs.run("ip route add 198.18.0.2/32 via 198.18.0.1");
+    let rvsd = Rvsd::builder(&format!(
+        "[packet_engine]\ninterfaces = [\"eth0\"]\nxdp_mode = \"native\"\n\n\
+         [[service]]\nprotocol = \"sctp\"\naddress = \"{VIP}:{PORT}\"\nscheduler = \"rr\"\n\
+           [[service.real_server]]\n  address = \"198.18.0.11:{RPORT}\"\n  method = \"masq\"\n"
+    ))
+    .netns(director.name())
+    .start();
+    let mut c = client.enter(raw_socket);
+    let mut r = rs.enter(raw_socket);
+    let to_vip = SocketAddr::V4(SocketAddrV4::new(VIP, 0)).into();
+    let to_client = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 0)).into();
+    let diag = || {
+        let (_, info) = rvsd.api("GET", "/v1/info", None);
+        format!("packet engine: {}\nrvsd log:\n{}", info["packet_engine"], rvsd.log())
+    };
+    let wait = Duration::from_secs(5);
+
+    // The client's INIT reaches the real server's own address and port, its CRC32c redone.
+    c.send_to(&sctp(6001, INIT, &[0; 16]), &to_vip).unwrap();
+    let (src, dst, p) = recv_sctp(&mut r, wait).unwrap_or_else(|| panic!("no INIT at the real server\n{}", diag()));
+    assert_eq!((src, dst), (Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::new(198, 18, 0, 11)));
+    assert_eq!(parts(&p), (6001, RPORT, INIT, true), "the port and the CRC32c rewritten");
+    wait_until(wait, "INIT1", || state(&rvsd, 6001).as_deref() == Some("INIT1"));
+
+    // The server's INIT ACK comes back from VIP:port, its CRC32c redone; and so on.
+    r.send_to(&sctp_to(RPORT, 6001, INIT_ACK, &[0; 16]), &to_client).unwrap();
+    let (src, _, p) = recv_sctp(&mut c, wait).unwrap_or_else(|| panic!("no INIT ACK at the client\n{}", diag()));
+    assert_eq!(src, VIP);
+    assert_eq!(parts(&p), (PORT, 6001, INIT_ACK, true), "the VIP's port back, and a right CRC32c");
+    wait_until(wait, "C-SENT", || state(&rvsd, 6001).as_deref() == Some("C-SENT"));
+    c.send_to(&sctp(6001, COOKIE_ECHO, &[7; 37]), &to_vip).unwrap();
+    let (_, _, p) = recv_sctp(&mut r, wait).expect("the COOKIE ECHO");
+    assert_eq!(parts(&p), (6001, RPORT, COOKIE_ECHO, true));
+    wait_until(wait, "C-REPLIED", || state(&rvsd, 6001).as_deref() == Some("C-REPLIED"));
+    r.send_to(&sctp_to(RPORT, 6001, COOKIE_ACK, b""), &to_client).unwrap();
+    let (_, _, p) = recv_sctp(&mut c, wait).expect("the COOKIE ACK");
+    assert_eq!(parts(&p), (PORT, 6001, COOKIE_ACK, true));
+    wait_until(wait, "ESTABLISHED", || state(&rvsd, 6001).as_deref() == Some("ESTABLISHED"));
+    // DATA of a full frame's size both ways.
+    c.send_to(&sctp(6001, DATA, &[0x5a; 1400]), &to_vip).unwrap();
+    let (_, _, p) = recv_sctp(&mut r, wait).expect("the client's DATA");
+    assert_eq!((parts(&p), p.len()), ((6001, RPORT, DATA, true), 1416));
+    r.send_to(&sctp_to(RPORT, 6001, DATA, &[0xa5; 1400]), &to_client).unwrap();
+    let (_, _, p) = recv_sctp(&mut c, wait).expect("the server's DATA");
+    assert_eq!((parts(&p), p.len()), ((PORT, 6001, DATA, true), 1416));
 }
