@@ -371,4 +371,15 @@ mod tests {
         let Command::EditService { settings, .. } = edit.to_core(&model).unwrap() else { panic!("an edit") };
         assert_eq!(settings.helper, Some(Helper::None));
     }
+
+    #[test]
+    fn sctp_services_are_named_sctp() {
+        let spec: ServiceSpec = serde_json::from_str(r#"{"protocol":"sctp","address":"198.18.1.10:80"}"#).unwrap();
+        let (key, _) = spec.to_core("service").unwrap();
+        assert_eq!(key.protocol, Protocol::Sctp);
+        assert_eq!(id_from_core(&key).protocol, "sctp");
+        let e = service_key(&ServiceId { protocol: "dccp".into(), address: "198.18.1.10:80".into() }, "service")
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("service.protocol"));
+    }
 }

@@ -19,13 +19,15 @@
  *     40 + payload_len > the frame
  *   IPv6: an extension header next (hop-by-hop,       PASS        PASS_UNHANDLED
  *     routing, fragment, ESP, AH, dest opts, ...)
- *   neither TCP, UDP nor ICMP/ICMPv6                  PASS        PASS
- *   TCP/UDP/ICMP header truncated (frame or IP len),  DROP        DROP_MALFORMED
- *     TCP doff < 5 or beyond the IP packet
+ *   neither TCP, UDP, SCTP nor ICMP/ICMPv6            PASS        PASS
+ *   TCP/UDP/SCTP/ICMP header truncated (frame or IP   DROP        DROP_MALFORMED
+ *     len), TCP doff < 5 or beyond the IP packet, SCTP
+ *     without its common header (12 bytes) and first
+ *     chunk header (4) (as IPVS, which drops them)
  *   (IP length is tot_len / 40 + payload_len: Ethernet padding after it is ignored, and
  *   forwarded along unchanged)
  *
- *   TCP/UDP to a virtual service (rvs_services: the destination port's, else the address's
+ *   TCP/UDP/SCTP to a virtual service (rvs_services: the destination port's, else the address's
  *   all-port service, port 0, whose flows keep the port; a service with
  *   RVS_SVC_F_EACH_PACKET takes every datagram as one without a live flow):
  *     live flow, dest available                       forwarded   FORWARDED
@@ -36,12 +38,13 @@
  *       TCP without SYN, or with RST                  PASS        PASS_UNHANDLED
  *         (a SYN with ACK starts one, as in IPVS: a client's answer to an active FTP data
  *         connection a real server opened from the VIP)
- *       SYN / UDP, metadata verdict SCHEDULED         flow made, forwarded (dest conns + 1)
- *       SYN / UDP, metadata verdict REJECT            TX ICMP port unreachable   REJECTED
- *       SYN / UDP, no verdict                         DROP, ring event   NEWFLOW
+ *       SCTP whose first chunk is not INIT            PASS        PASS_UNHANDLED
+ *       SYN / UDP / INIT, metadata verdict SCHEDULED  flow made, forwarded (dest conns + 1)
+ *       SYN / UDP / INIT, metadata verdict REJECT     TX ICMP port unreachable   REJECTED
+ *       SYN / UDP / INIT, no verdict                  DROP, ring event   NEWFLOW
  *         frame > RVS_NEWFLOW_MAX_FRAME               DROP        NEWFLOW_TOO_LONG
  *         ring buffer full                            DROP        NEWFLOW_RINGBUF_FULL
- *   TCP/UDP from a masq real server (rvs_reverse,     source -> VIP, forwarded to the client
+ *   TCP/UDP/SCTP from a masq real server (rvs_reverse, source -> VIP, forwarded to the client
  *     a flow whose dest is that address and port)     (FORWARDED); else PASS (PASS)
  *   ICMP dest unreachable / time exceeded (v4), dest unreachable / packet too big / time
  *     exceeded (v6) about a flow:
@@ -74,9 +77,17 @@
  * TCP/UDP stack reads of them. Embedded L4 checksums are not rewritten when an ICMP error is
  * NATed (as IPVS).
  *
- * Connection state: IPVS's TCP state tables (ip_vs_proto_tcp.c): for gate and tunnel the
- * input-only table on the client's packets; for masq the input table on the client's packets
- * and the output table on the real server's replies. A flow's entry is written only when its
+ * SCTP's checksum (CRC32c) covers the SCTP packet alone, no pseudo-header: a masq rewrite of
+ * addresses leaves it as it is, and one of a port (a real server port other than the VIP's)
+ * updates it incrementally (sctp_port_update: CRC32c is linear, so the change is the CRC of the
+ * changed bits shifted over the rest of the packet: a product of a few polynomials modulo
+ * CRC32c's, no pass over the payload). Gate and tunnel change nothing the CRC covers.
+ *
+ * Connection state: IPVS's TCP state tables (ip_vs_proto_tcp.c) and SCTP state tables
+ * (ip_vs_proto_sctp.c, driven by the first chunk's type; a COOKIE ECHO or COOKIE ACK with an
+ * ABORT bundled after it counts as the ABORT): for gate and tunnel the input-only table on the
+ * client's packets; for masq the input table on the client's packets and the output table on
+ * the real server's replies. A flow's entry is written only when its
  * state changes or last_seen is older than min(1024 ticks (~1 s), timeout / 8); expiry is
  * now - last_seen > timeout_ms[state] in ticks (CLOCK_MONOTONIC_COARSE ns >> 20; a stamp up
  * to AHEAD_TICKS ahead, rvsd's fine clock, is now), wrap-safe in u32. A timeout of 0 expires
@@ -284,7 +295,7 @@ struct pkt {
 	__u8 tcp_flags;
 	__u8 df;       /* IPv4 DF set (always 1 for IPv6: it is never fragmented on the way) */
 	__u8 family;   /* RVS_FAMILY_* */
-	__u8 _pad;
+	__u8 sctp_ev;  /* SCTP: the event of its first chunk (SCTP_EV_*) */
 };
 
 static __always_inline void stat_inc(__u32 idx)
@@ -410,6 +421,123 @@ static __always_inline __u8 tcp_next_state(__u8 state, __u8 flags, enum tcp_dir 
 static __always_inline enum tcp_dir input_dir(const struct rvs_dest *d)
 {
 	return d->method == RVS_FWD_MASQ ? TCP_DIR_INPUT : TCP_DIR_INPUT_ONLY;
+}
+
+/* SCTP: the events of IPVS's SCTP state tables, from a packet's first chunk type (RFC 9260
+ * section 3.2: DATA 0, INIT 1, INIT ACK 2, SACK 3, HEARTBEAT 4, HEARTBEAT ACK 5, ABORT 6,
+ * SHUTDOWN 7, SHUTDOWN ACK 8, ERROR 9, COOKIE ECHO 10, COOKIE ACK 11, ECNE 12, CWR 13,
+ * SHUTDOWN COMPLETE 14); any other chunk is DATA's event, as in IPVS. */
+#define SCTP_CHUNK_INIT 1
+#define SCTP_CHUNK_ABORT 6
+#define SCTP_CHUNK_COOKIE_ECHO 10
+#define SCTP_CHUNK_COOKIE_ACK 11
+enum sctp_ev {
+	SCTP_EV_DATA,
+	SCTP_EV_INIT,
+	SCTP_EV_INIT_ACK,
+	SCTP_EV_COOKIE_ECHO,
+	SCTP_EV_COOKIE_ACK,
+	SCTP_EV_SHUTDOWN,
+	SCTP_EV_SHUTDOWN_ACK,
+	SCTP_EV_SHUTDOWN_COMPLETE,
+	SCTP_EV_ERROR,
+	SCTP_EV_ABORT,
+};
+
+static __always_inline __u8 sctp_event(__u8 chunk)
+{
+	switch (chunk) {
+	case 1: return SCTP_EV_INIT;
+	case 2: return SCTP_EV_INIT_ACK;
+	case 6: return SCTP_EV_ABORT;
+	case 7: return SCTP_EV_SHUTDOWN;
+	case 8: return SCTP_EV_SHUTDOWN_ACK;
+	case 9: return SCTP_EV_ERROR;
+	case 10: return SCTP_EV_COOKIE_ECHO;
+	case 11: return SCTP_EV_COOKIE_ACK;
+	case 14: return SCTP_EV_SHUTDOWN_COMPLETE;
+	}
+	return SCTP_EV_DATA;
+}
+
+/* IPVS's SCTP state tables (ip_vs_proto_sctp.c), one row per direction and event: the next
+ * state for each current state (NONE .. CLOSED, the IP_VS_SCTP_S_* numbers, low nibble
+ * first). States: NO none, I1 init1, IN init, CS cookie sent, CR cookie replied, CW cookie
+ * wait, CO cookie, CE cookie echoed, ES established, SS shutdown sent, SR shutdown received,
+ * SA shutdown ack sent, RJ rejected, CL closed.
+ *                                      from NO I1 IN CS CR CW CO CE ES SS SR SA RJ CL */
+#define SCTP_IN_DATA 0xdcba9876543218ULL              /* ES I1 IN CS CR CW CO CE ES SS SR SA RJ CL */
+#define SCTP_IN_INIT 0x22ba9876543221ULL              /* I1 IN IN CS CR CW CO CE ES SS SR SA IN IN */
+#define SCTP_IN_INIT_ACK 0xdcba9876643555ULL          /* CW CW CW CS CR CO CO CE ES SS SR SA RJ CL */
+#define SCTP_IN_COOKIE_ECHO 0xdcba9876544224ULL       /* CR IN IN CR CR CW CO CE ES SS SR SA RJ CL */
+#define SCTP_IN_COOKIE_ACK 0xdcba9886543218ULL        /* ES I1 IN CS CR CW CO ES ES SS SR SA RJ CL */
+#define SCTP_IN_SHUTDOWN 0xdcba9a7654321aULL          /* SR I1 IN CS CR CW CO CE SR SS SR SA RJ CL */
+#define SCTP_IN_SHUTDOWN_ACK 0xdcdad87654322dULL      /* CL IN IN CS CR CW CO CE ES CL SR CL RJ CL */
+#define SCTP_IN_SHUTDOWN_COMPLETE 0xdcda9876543dddULL /* CL CL CL CS CR CW CO CE ES SS SR CL RJ CL */
+#define SCTP_IN_ERROR 0xdcba98d654321dULL             /* CL I1 IN CS CR CW CO CL ES SS SR SA RJ CL */
+#define SCTP_IN_ABORT 0xddddddddcdddddULL             /* CL CL CL CL CL RJ CL CL CL CL CL CL CL CL */
+#define SCTP_OUT_DATA 0xdcba9876543218ULL              /* ES I1 IN CS CR CW CO CE ES SS SR SA RJ CL */
+#define SCTP_OUT_INIT 0x55555855555555ULL              /* CW CW CW CW CW CW CW CW ES CW CW CW CW CW */
+#define SCTP_OUT_INIT_ACK 0xdcba9876543333ULL          /* CS CS CS CS CR CW CO CE ES SS SR SA RJ CL */
+#define SCTP_OUT_COOKIE_ECHO 0xdcba9877777777ULL       /* CE CE CE CE CE CE CE CE ES SS SR SA RJ CL */
+#define SCTP_OUT_COOKIE_ACK 0xdcba9888888888ULL        /* ES ES ES ES ES ES ES ES ES SS SR SA RJ CL */
+#define SCTP_OUT_SHUTDOWN 0xdcba9999999999ULL          /* SS SS SS SS SS SS SS SS SS SS SR SA RJ CL */
+#define SCTP_OUT_SHUTDOWN_ACK 0xdcbbb8765bbbbbULL      /* SA SA SA SA SA CW CO CE ES SA SA SA RJ CL */
+#define SCTP_OUT_SHUTDOWN_COMPLETE 0xdcba987654321dULL /* CL I1 IN CS CR CW CO CE ES SS SR SA RJ CL */
+#define SCTP_OUT_ERROR 0xdcba98765dddddULL             /* CL CL CL CL CL CW CO CE ES SS SR SA RJ CL */
+#define SCTP_OUT_ABORT 0xddddddddddddcdULL             /* CL RJ CL CL CL CL CL CL CL CL CL CL CL CL */
+#define SCTP_IO_DATA 0xdcba9876843218ULL              /* ES I1 IN CS CR ES CO CE ES SS SR SA RJ CL */
+#define SCTP_IO_INIT 0x22ba9876222221ULL              /* I1 IN IN IN IN IN CO CE ES SS SR SA IN IN */
+#define SCTP_IO_INIT_ACK 0xdcba9876777777ULL          /* CE CE CE CE CE CE CO CE ES SS SR SA RJ CL */
+#define SCTP_IO_COOKIE_ECHO 0xdcba9876888888ULL       /* ES ES ES ES ES ES CO CE ES SS SR SA RJ CL */
+#define SCTP_IO_COOKIE_ACK 0xdcba9888588218ULL        /* ES I1 IN ES ES CW ES ES ES SS SR SA RJ CL */
+#define SCTP_IO_SHUTDOWN 0xdcba9a7654321aULL          /* SR I1 IN CS CR CW CO CE SR SS SR SA RJ CL */
+#define SCTP_IO_SHUTDOWN_ACK 0xdcdadd7654322dULL      /* CL IN IN CS CR CW CO CE CL CL SR CL RJ CL */
+#define SCTP_IO_SHUTDOWN_COMPLETE 0xdcdd98765dddddULL /* CL CL CL CL CL CW CO CE ES SS CL CL RJ CL */
+#define SCTP_IO_ERROR 0xdcba987654321dULL             /* CL I1 IN CS CR CW CO CE ES SS SR SA RJ CL */
+#define SCTP_IO_ABORT 0xddddddddcdddddULL             /* CL CL CL CL CL RJ CL CL CL CL CL CL CL CL */
+
+static __always_inline __u64 sctp_row(__u8 ev, enum tcp_dir dir)
+{
+	int in = dir == TCP_DIR_INPUT, out = dir == TCP_DIR_OUTPUT;
+#define SCTP_PICK(E) (out ? SCTP_OUT_##E : in ? SCTP_IN_##E : SCTP_IO_##E)
+	if (ev == SCTP_EV_INIT)
+		return SCTP_PICK(INIT);
+	if (ev == SCTP_EV_INIT_ACK)
+		return SCTP_PICK(INIT_ACK);
+	if (ev == SCTP_EV_COOKIE_ECHO)
+		return SCTP_PICK(COOKIE_ECHO);
+	if (ev == SCTP_EV_COOKIE_ACK)
+		return SCTP_PICK(COOKIE_ACK);
+	if (ev == SCTP_EV_SHUTDOWN)
+		return SCTP_PICK(SHUTDOWN);
+	if (ev == SCTP_EV_SHUTDOWN_ACK)
+		return SCTP_PICK(SHUTDOWN_ACK);
+	if (ev == SCTP_EV_SHUTDOWN_COMPLETE)
+		return SCTP_PICK(SHUTDOWN_COMPLETE);
+	if (ev == SCTP_EV_ERROR)
+		return SCTP_PICK(ERROR);
+	if (ev == SCTP_EV_ABORT)
+		return SCTP_PICK(ABORT);
+	return SCTP_PICK(DATA);
+#undef SCTP_PICK
+}
+
+static __always_inline __u8 sctp_next_state(__u8 state, __u8 ev, enum tcp_dir dir)
+{
+	if (state < RVS_S_SCTP_NONE || state > RVS_S_SCTP_CLOSED)
+		return state;
+	return RVS_S_SCTP + ((sctp_row(ev, dir) >> ((state - RVS_S_SCTP) * 4)) & 0xf);
+}
+
+/* A packet's next state in the table of direction `dir` (UDP: RVS_S_UDP). */
+static __always_inline __u8 next_state(const struct pkt *p, __u8 state, enum tcp_dir dir)
+{
+	if (p->proto == IPPROTO_TCP)
+		return tcp_next_state(state, p->tcp_flags, dir);
+	if (p->proto == IPPROTO_SCTP)
+		return sctp_next_state(state, p->sctp_ev, dir);
+	return RVS_S_UDP;
 }
 
 static __always_inline __u32 state_timeout(const struct rvs_config *cfg, __u8 state)
@@ -670,15 +798,100 @@ static __always_inline int xmit(struct xdp_md *ctx, const struct bpf_fib_lookup 
 	return bpf_redirect(f->ifindex, 0);
 }
 
-/* Rewrites the destination (dst = 1: address and port) or the source (dst = 0) of a TCP/UDP
- * packet, with the IPv4 header and the L4 checksums. */
+/* ---- SCTP's CRC32c (RFC 9260 appendix B), updated in place ----
+ * Polynomials over GF(2) modulo the Castagnoli polynomial, in the CRC's reflected form (bit 31
+ * is x^0): a CRC is linear, so two packets of one length that differ by bits D have CRCs that
+ * differ by D(x) * x^32 mod P, whatever the initial value and final xor. */
+#define CRC32C_POLY 0x82f63b78
+
+/* a * b mod P, without branches: a subprogram, so that its loop is in the program once. */
+static __attribute__((noinline)) __u32 crc32c_mul(__u32 a, __u32 b)
+{
+	__u32 p = 0;
+#pragma unroll 8
+	for (int i = 0; i < 32; i++) {
+		p ^= b & -((a >> (31 - i)) & 1);
+		b = (b >> 1) ^ (CRC32C_POLY & -(b & 1));
+	}
+	return p;
+}
+
+/* x^(8n) mod P for n < 65536: the product of x^(8 * 2^k) mod P (these constants, x^8, x^16,
+ * ..., each the square of the one before) over the bits k set in n. */
+static __always_inline __u32 crc32c_xpow8n(__u32 n)
+{
+	__u32 p = 0x80000000; /* x^0 */
+#define CRC32C_X8(k, c)                                                                                                \
+	if (n & (1u << (k)))                                                                                           \
+		p = crc32c_mul(p, c);
+	CRC32C_X8(0, 0x00800000)
+	CRC32C_X8(1, 0x00008000)
+	CRC32C_X8(2, 0x82f63b78)
+	CRC32C_X8(3, 0x6ea2d55c)
+	CRC32C_X8(4, 0x18b8ea18)
+	CRC32C_X8(5, 0x510ac59a)
+	CRC32C_X8(6, 0xb82be955)
+	CRC32C_X8(7, 0xb8fdb1e7)
+	CRC32C_X8(8, 0x88e56f72)
+	CRC32C_X8(9, 0x74c360a4)
+	CRC32C_X8(10, 0xe4172b16)
+	CRC32C_X8(11, 0x0d65762a)
+	CRC32C_X8(12, 0x35d73a62)
+	CRC32C_X8(13, 0x28461564)
+	CRC32C_X8(14, 0xbf455269)
+	CRC32C_X8(15, 0xe2ea32dc)
+#undef CRC32C_X8
+	return p;
+}
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define le32_raw(x) (x)
+#else
+#define le32_raw(x) __builtin_bswap32(x)
+#endif
+
+/* The CRC of an SCTP packet of `len` bytes (at sh, common header in the frame) whose port at
+ * byte `off` (0: source, 2: destination) changes from `from` to `to` (network order), and the
+ * port itself. The CRC field holds the CRC little-endian (as Linux's sctp_compute_cksum). */
+static __always_inline void sctp_port_update(__u8 *sh, int off, __u16 from, __u16 to, __u32 len)
+{
+	__u16 x = bpf_ntohs(from ^ to);
+	/* The changed bits of the first four bytes, as the CRC register takes them (byte 0 low). */
+	__u32 d = (__u32)(((x >> 8) | (x << 8)) & 0xffff) << (off * 8);
+	__u32 delta = crc32c_mul(d, crc32c_xpow8n(len & 0xffff));
+	*(__u32 *)(sh + 8) ^= le32_raw(delta);
+	*(__u16 *)(sh + off) = to;
+}
+
+/* Rewrites the destination (dst = 1: address and port) or the source (dst = 0) of a
+ * TCP/UDP/SCTP packet whose L4 part is l4_len bytes, with the IPv4 header and the L4
+ * checksums (SCTP's covers no address: only a port change touches it). */
 static __always_inline int nat_l4(struct xdp_md *ctx, int v6, __u8 proto, int dst, const __u32 *addr,
-				  __u16 port)
+				  __u16 port, __u32 l4_len)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__u16 *ck;
 	__u16 *pp;
+	if (proto == IPPROTO_SCTP) {
+		__u8 *sh = data + (v6 ? L4_V6 : L4_V4);
+		if ((void *)(sh + 12) > data_end)
+			return -1;
+		if (v6) {
+			struct ipv6hdr *ip6 = data + ETH_LEN;
+			addr_copy(dst ? ip6->daddr.in6_u.u6_addr32 : ip6->saddr.in6_u.u6_addr32, addr);
+		} else {
+			struct iphdr *ip = data + ETH_LEN;
+			__u32 *a = dst ? &ip->daddr : &ip->saddr;
+			csum_replace4(&ip->check, *a, addr[0]);
+			*a = addr[0];
+		}
+		int off = dst ? 2 : 0;
+		__u16 from = *(__u16 *)(sh + off);
+		if (from != port)
+			sctp_port_update(sh, off, from, port, l4_len);
+		return 0;
+	}
 	if (v6) {
 		struct ipv6hdr *ip6 = data + ETH_LEN;
 		void *l4 = data + L4_V6;
@@ -896,7 +1109,8 @@ static __always_inline int forward_in(struct xdp_md *ctx, const struct pkt *p, _
 		nh->valid = 1;
 	}
 	if (d->method == RVS_FWD_MASQ) {
-		int rc = icmp ? nat_icmp(ctx, v6, 1, d->addr, d->port) : nat_l4(ctx, v6, p->proto, 1, d->addr, d->port);
+		int rc = icmp ? nat_icmp(ctx, v6, 1, d->addr, d->port)
+			      : nat_l4(ctx, v6, p->proto, 1, d->addr, d->port, p->ip_len - (v6 ? IP6_LEN : IP4_LEN));
 		if (rc)
 			return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
 	} else if (tunnel) {
@@ -919,7 +1133,8 @@ static __always_inline int forward_out(struct xdp_md *ctx, const struct pkt *p, 
 		return count(RVS_STAT_DROP_TOO_BIG, XDP_DROP);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return fib_failed(ctx, &f, rc, v6);
-	rc = icmp ? nat_icmp(ctx, v6, 0, vip->addr, vip->port) : nat_l4(ctx, v6, p->proto, 0, vip->addr, vip->port);
+	rc = icmp ? nat_icmp(ctx, v6, 0, vip->addr, vip->port)
+		  : nat_l4(ctx, v6, p->proto, 0, vip->addr, vip->port, p->ip_len - (v6 ? IP6_LEN : IP4_LEN));
 	if (rc)
 		return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
 	return xmit(ctx, &f);
@@ -1045,8 +1260,7 @@ static __always_inline int to_service(struct xdp_md *ctx, const struct pkt *p, c
 		__u32 did = c->dest;
 		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
 		if (d && (d->flags & RVS_DEST_F_AVAILABLE)) {
-			__u8 st = p->proto == IPPROTO_TCP ? tcp_next_state(c->state, p->tcp_flags, input_dir(d)) : RVS_S_UDP;
-			touch(c, cfg, st, now);
+			touch(c, cfg, next_state(p, c->state, input_dir(d)), now);
 			flow_cache_fill(fc, key, c, cfg, gen, jif);
 			dest_count(did, p->ip_len, 0, 0);
 			return forward_in(ctx, p, did, d, 0, cfg, jif);
@@ -1057,8 +1271,10 @@ static __always_inline int to_service(struct xdp_md *ctx, const struct pkt *p, c
 	}
 
 	/* No live flow: only a SYN (with ACK too, as IPVS's tcp_conn_schedule allows for active
-	 * FTP; never with RST) or a UDP datagram starts one. */
+	 * FTP; never with RST), a UDP datagram or an SCTP INIT starts one. */
 	if (p->proto == IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_RST)) != TCP_SYN)
+		return count(RVS_STAT_PASS_UNHANDLED, XDP_PASS);
+	if (p->proto == IPPROTO_SCTP && p->sctp_ev != SCTP_EV_INIT)
 		return count(RVS_STAT_PASS_UNHANDLED, XDP_PASS);
 
 	void *data = (void *)(long)ctx->data;
@@ -1082,7 +1298,7 @@ static __always_inline int to_service(struct xdp_md *ctx, const struct pkt *p, c
 	struct rvs_conn nc = {
 		.dest = did,
 		.last_seen = now,
-		.state = p->proto == IPPROTO_TCP ? tcp_next_state(RVS_S_NONE, p->tcp_flags, input_dir(d)) : RVS_S_UDP,
+		.state = next_state(p, p->proto == IPPROTO_SCTP ? RVS_S_SCTP_NONE : RVS_S_NONE, input_dir(d)),
 		.created = now,
 	};
 	bpf_map_update_elem(&rvs_conns, key, &nc, BPF_ANY);
@@ -1123,10 +1339,10 @@ static __always_inline int from_server(struct xdp_md *ctx, const struct pkt *p, 
 		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
 		if (!d || d->method != RVS_FWD_MASQ || (d->port && d->port != p->sport) || !addr_eq(d->addr, p->saddr))
 			continue;
-		/* The reply drives the state too (IPVS's OUTPUT table): a real server's FIN or RST
-		 * moves the flow to tcpfin's timeout as it does in IPVS NAT. */
-		touch(c, cfg, p->proto == IPPROTO_TCP ? tcp_next_state(c->state, p->tcp_flags, TCP_DIR_OUTPUT) : c->state,
-		      now);
+		/* The reply drives the state too (IPVS's OUTPUT tables): a real server's FIN or RST
+		 * moves the flow to tcpfin's timeout as it does in IPVS NAT, its INIT ACK and COOKIE
+		 * ACK take an SCTP association through its handshake. */
+		touch(c, cfg, p->proto == IPPROTO_UDP ? c->state : next_state(p, c->state, TCP_DIR_OUTPUT), now);
 		dest_count(did, p->ip_len, 1, 0);
 		return forward_out(ctx, p, &info->vip, 0);
 	}
@@ -1170,7 +1386,7 @@ static __always_inline int icmp_error(struct xdp_md *ctx, const struct pkt *p)
 		esport = ports[0];
 		edport = ports[1];
 	}
-	if (eproto != IPPROTO_TCP && eproto != IPPROTO_UDP)
+	if (eproto != IPPROTO_TCP && eproto != IPPROTO_UDP && eproto != IPPROTO_SCTP)
 		return count(RVS_STAT_PASS, XDP_PASS);
 
 	__u32 zero = 0;
@@ -1326,6 +1542,26 @@ int rvs_xdp_lb(struct xdp_md *ctx)
 			return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
 		p.sport = uh->source;
 		p.dport = uh->dest;
+	} else if (p.proto == IPPROTO_SCTP) {
+		/* The common header (ports, verification tag, CRC32c) and the first chunk's header
+		 * (type, flags, length): the ports sit where TCP's and UDP's do. */
+		__u8 *sh = l4;
+		if ((void *)(sh + 16) > data_end || l3_len + 16 > p.ip_len)
+			return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
+		p.sport = *(__u16 *)sh;
+		p.dport = *(__u16 *)(sh + 2);
+		__u8 chunk = sh[12];
+		/* An ABORT bundled after a COOKIE ECHO or COOKIE ACK is the event (as IPVS). */
+		if (chunk == SCTP_CHUNK_COOKIE_ECHO || chunk == SCTP_CHUNK_COOKIE_ACK) {
+			__u32 clen = ((__u32)sh[14] << 8) | sh[15];
+			__u32 next = 12 + ((clen + 3) & ~3U);
+			__u8 t = 0;
+			if (clen >= 4 && l3_len + next < p.ip_len &&
+			    !bpf_xdp_load_bytes(ctx, (p.v6 ? L4_V6 : L4_V4) + (next & 0xffff), &t, 1) &&
+			    t == SCTP_CHUNK_ABORT)
+				chunk = SCTP_CHUNK_ABORT;
+		}
+		p.sctp_ev = sctp_event(chunk);
 	} else {
 		return count(RVS_STAT_PASS, XDP_PASS);
 	}
@@ -1343,11 +1579,18 @@ int rvs_xdp_lb(struct xdp_md *ctx)
 	if (!fc)
 		return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
 	if (fc->valid && fc->gen == gen && (__u32)(jif - fc->jif) < fc->window && key_eq(&fc->key, &key)) {
-		/* The state stays: UDP, or TCP without SYN, FIN, RST and an ACK that keeps it. */
+		/* The state stays: UDP, TCP without SYN, FIN, RST and an ACK that keeps it, or SCTP
+		 * whose first chunk is DATA's event (DATA, SACK, HEARTBEAT, ...) and keeps it (the
+		 * others take the lookup: a masq reply may have moved the state since the fill, and
+		 * DATA's event keeps every state a reply leads to). */
 		__u8 f = p.tcp_flags;
-		int keeps = p.proto != IPPROTO_TCP || (!(f & (TCP_SYN | TCP_FIN | TCP_RST)) && (fc->ack_keeps || !(f & TCP_ACK)));
+		int keeps = p.proto == IPPROTO_UDP ||
+			    (p.proto == IPPROTO_TCP && !(f & (TCP_SYN | TCP_FIN | TCP_RST)) && (fc->ack_keeps || !(f & TCP_ACK)));
 		__u32 did = fc->dest;
 		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
+		if (p.proto == IPPROTO_SCTP && d)
+			keeps = p.sctp_ev == SCTP_EV_DATA &&
+				sctp_next_state(fc->state, SCTP_EV_DATA, input_dir(d)) == fc->state;
 		if (keeps && d && (d->flags & RVS_DEST_F_AVAILABLE)) {
 			dest_count(did, p.ip_len, 0, 0);
 			return forward_in(ctx, &p, did, d, 0, cfg, jif);

@@ -46,13 +46,29 @@
 #define RVS_S_CLOSE_WAIT 7
 #define RVS_S_LAST_ACK 8
 #define RVS_S_UDP 9       /* a UDP flow */
-#define RVS_S_COUNT 10
+/* An SCTP association: RVS_S_SCTP + IPVS's IP_VS_SCTP_S_* number (ip_vs_proto_sctp.c). */
+#define RVS_S_SCTP 16
+#define RVS_S_SCTP_NONE (RVS_S_SCTP + 0)
+#define RVS_S_SCTP_INIT1 (RVS_S_SCTP + 1)          /* the client's first INIT */
+#define RVS_S_SCTP_INIT (RVS_S_SCTP + 2)           /* a further INIT */
+#define RVS_S_SCTP_COOKIE_SENT (RVS_S_SCTP + 3)    /* the server's INIT ACK */
+#define RVS_S_SCTP_COOKIE_REPLIED (RVS_S_SCTP + 4) /* the client's COOKIE ECHO */
+#define RVS_S_SCTP_COOKIE_WAIT (RVS_S_SCTP + 5)    /* server-initiated: its INIT */
+#define RVS_S_SCTP_COOKIE (RVS_S_SCTP + 6)         /* server-initiated: the client's INIT ACK */
+#define RVS_S_SCTP_COOKIE_ECHOED (RVS_S_SCTP + 7)  /* server-initiated: its COOKIE ECHO */
+#define RVS_S_SCTP_ESTABLISHED (RVS_S_SCTP + 8)
+#define RVS_S_SCTP_SHUTDOWN_SENT (RVS_S_SCTP + 9)
+#define RVS_S_SCTP_SHUTDOWN_RECEIVED (RVS_S_SCTP + 10)
+#define RVS_S_SCTP_SHUTDOWN_ACK_SENT (RVS_S_SCTP + 11)
+#define RVS_S_SCTP_REJECTED (RVS_S_SCTP + 12)      /* an INIT answered with ABORT */
+#define RVS_S_SCTP_CLOSED (RVS_S_SCTP + 13)
+#define RVS_S_COUNT 30
 
 /* A virtual service: the key of rvs_services. */
 struct rvs_service_key {
 	__u32 addr[4];
 	__u16 port;
-	__u8 proto;  /* IPPROTO_TCP, IPPROTO_UDP */
+	__u8 proto;  /* IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP */
 	__u8 family; /* RVS_FAMILY_V4 or RVS_FAMILY_V6 */
 };
 

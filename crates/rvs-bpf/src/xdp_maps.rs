@@ -33,7 +33,29 @@ pub const S_CLOSE: u8 = 6;
 pub const S_CLOSE_WAIT: u8 = 7;
 pub const S_LAST_ACK: u8 = 8;
 pub const S_UDP: u8 = 9;
-pub const S_COUNT: usize = 10;
+/// An SCTP association's state: `S_SCTP` + IPVS's `IP_VS_SCTP_S_*` number.
+pub const S_SCTP: u8 = 16;
+pub const S_SCTP_NONE: u8 = S_SCTP;
+pub const S_SCTP_INIT1: u8 = S_SCTP + 1;
+pub const S_SCTP_INIT: u8 = S_SCTP + 2;
+pub const S_SCTP_COOKIE_SENT: u8 = S_SCTP + 3;
+pub const S_SCTP_COOKIE_REPLIED: u8 = S_SCTP + 4;
+pub const S_SCTP_COOKIE_WAIT: u8 = S_SCTP + 5;
+pub const S_SCTP_COOKIE: u8 = S_SCTP + 6;
+pub const S_SCTP_COOKIE_ECHOED: u8 = S_SCTP + 7;
+pub const S_SCTP_ESTABLISHED: u8 = S_SCTP + 8;
+pub const S_SCTP_SHUTDOWN_SENT: u8 = S_SCTP + 9;
+pub const S_SCTP_SHUTDOWN_RECEIVED: u8 = S_SCTP + 10;
+pub const S_SCTP_SHUTDOWN_ACK_SENT: u8 = S_SCTP + 11;
+pub const S_SCTP_REJECTED: u8 = S_SCTP + 12;
+pub const S_SCTP_CLOSED: u8 = S_SCTP + 13;
+pub const S_COUNT: usize = 30;
+
+/// IPVS's SCTP timeouts (`sctp_timeouts` in ip_vs_proto_sctp.c), in ms, by `state - S_SCTP`:
+/// 2 s before anything, 4 s for a first INIT and a rejected one, 15 min established, 61 s
+/// (IPVS's maximum RTO) for the rest.
+pub const SCTP_TIMEOUTS_MS: [u32; 14] =
+    [2_000, 4_000, 61_000, 61_000, 61_000, 61_000, 61_000, 61_000, 900_000, 61_000, 61_000, 61_000, 4_000, 61_000];
 
 pub const STAT_PASS: usize = 0;
 pub const STAT_FORWARDED: usize = 1;
@@ -79,6 +101,7 @@ pub const VERDICT_REJECT: u32 = 2;
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_SCTP: u8 = 132;
 
 /// An address as the program keeps it, and its family.
 pub fn addr_words(ip: IpAddr) -> ([u32; 4], u8) {
@@ -300,6 +323,7 @@ impl Default for Config {
         timeout_ms[S_CLOSE_WAIT as usize] = 60_000;
         timeout_ms[S_LAST_ACK as usize] = 30_000;
         timeout_ms[S_UDP as usize] = 300_000;
+        timeout_ms[usize::from(S_SCTP)..usize::from(S_SCTP_CLOSED) + 1].copy_from_slice(&SCTP_TIMEOUTS_MS);
         Self { timeout_ms, flags: 0, cache_gen: 0 }
     }
 }
@@ -466,10 +490,10 @@ S(rvs_verdict) F(rvs_verdict, magic) F(rvs_verdict, verdict) F(rvs_verdict, dest
 S(rvs_reverse_key) F(rvs_reverse_key, addr) F(rvs_reverse_key, port) F(rvs_reverse_key, proto) F(rvs_reverse_key, family)
 S(rvs_reverse) F(rvs_reverse, count) F(rvs_reverse, service)
 printf("newflow_total %zu\n", sizeof(struct rvs_newflow));
-printf("const %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d\n", RVS_MAX_SERVICES, RVS_MAX_DESTS, RVS_REVERSE_SLOTS,
+printf("const %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d\n", RVS_MAX_SERVICES, RVS_MAX_DESTS, RVS_REVERSE_SLOTS,
   RVS_NEWFLOW_MAX_FRAME, RVS_FWD_GATE, RVS_FWD_MASQ, RVS_FWD_TUNNEL, RVS_S_UDP, RVS_S_COUNT, RVS_STAT_COUNT,
   RVS_STAT_DROP_TOO_BIG, RVS_VERDICT_MAGIC, RVS_CFG_F_EXPIRE_NODEST_CONN, RVS_CFG_F_NO_MASQ,
-  RVS_SVC_F_EACH_PACKET);
+  RVS_SVC_F_EACH_PACKET, RVS_S_SCTP, RVS_S_SCTP_ESTABLISHED, RVS_S_SCTP_CLOSED);
 return 0;
 }
 "#;
@@ -522,6 +546,9 @@ return 0;
             CFG_F_EXPIRE_NODEST_CONN as u64,
             CFG_F_NO_MASQ as u64,
             SVC_F_EACH_PACKET as u64,
+            S_SCTP as u64,
+            S_SCTP_ESTABLISHED as u64,
+            S_SCTP_CLOSED as u64,
         ];
         assert_eq!(got, want);
     }

@@ -199,7 +199,8 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
                     return Err(Unplaced::new(
                         s.protocol.as_ref().and_then(span),
                         format!("{at}.protocol"),
-                        "an http service runs over tcp",
+                        "an http service runs over tcp (an SCTP service needs the packet engine: kind \"tcp\", \
+                         protocol \"sctp\", gate, masq or tunnel real servers)",
                     ));
                 }
                 http.push(crate::http::http_service(key, svc, &at)?);
@@ -453,7 +454,9 @@ pub(crate) fn place_server_error(rs: &Spanned<RawRealServer>, at: &str, e: Comma
         CommandError::Server { source: E::Thresholds { .. }, .. } => {
             (r.l_threshold.as_ref().and_then(span), field("l_threshold"))
         }
-        CommandError::MixedEngines(_) => (r.method.as_ref().and_then(span), field("method")),
+        CommandError::MixedEngines(_) | CommandError::SctpNeedsPacketEngine { .. } => {
+            (r.method.as_ref().and_then(span), field("method"))
+        }
         _ => (span(&r.address), field("address")),
     };
     Unplaced::new(sp.or_else(|| span(rs)), f, e)

@@ -107,8 +107,30 @@ fn errors_name_line_and_field() {
 
     let c = parse("[[service]]\nprotocol = \"udp\"\naddress = \"127.0.0.1:53\"\n").unwrap();
     assert_eq!(c.table.services.keys().next().unwrap().protocol, rvs_core::Protocol::Udp, "UDP services are accepted");
-    let e = err("[[service]]\nprotocol = \"sctp\"\naddress = \"127.0.0.1:53\"\n");
-    assert!(e.contains("service[0].protocol"), "{e}");
+    // SCTP: the packet engine's (gate, masq, tunnel); a fullnat real server (the file's
+    // default method) is refused at its method, or at the real server when none is written.
+    let c = parse(
+        "[[service]]\nprotocol = \"sctp\"\naddress = \"198.18.1.10:80\"\n\
+         [[service.real_server]]\naddress = \"198.18.0.11\"\nmethod = \"gate\"\n\
+         [[service.real_server]]\naddress = \"198.18.0.12:8080\"\nmethod = \"masq\"\n",
+    )
+    .unwrap();
+    let (key, m) = c.table.services.iter().next().unwrap();
+    assert_eq!(key.protocol, rvs_core::Protocol::Sctp, "SCTP services are accepted");
+    assert_eq!(m.servers.len(), 2);
+    let e = err("[[service]]\nprotocol = \"sctp\"\naddress = \"198.18.1.10:80\"\n\
+                 [[service.real_server]]\naddress = \"198.18.0.11\"\nmethod = \"fullnat\"\n");
+    assert!(
+        e.contains("service[0].real_server[0].method") && e.contains("SCTP services need the packet engine"),
+        "{e}"
+    );
+    let e = err("[[service]]\nprotocol = \"sctp\"\naddress = \"198.18.1.10:80\"\n\
+                 [[service.real_server]]\naddress = \"198.18.0.11\"\n");
+    assert!(e.contains("service[0].real_server[0].method") && e.contains("packet engine"), "{e}");
+    let e = err("[[service]]\nkind = \"http\"\nprotocol = \"sctp\"\naddress = \"198.18.1.10:80\"\n");
+    assert!(e.contains("service[0].protocol") && e.contains("packet engine"), "{e}");
+    let e = err("[[service]]\nprotocol = \"dccp\"\naddress = \"127.0.0.1:53\"\n");
+    assert!(e.contains("service[0].protocol") && e.contains("tcp, udp or sctp"), "{e}");
 
     let e = err("[api]\nlisten = \"127.0.0.1:9000\"\n");
     assert!(e.contains("api.listen") && e.contains("token"), "{e}");

@@ -92,6 +92,12 @@ pub enum CommandError {
     /// A real server whose method's engine differs from the others' in its service.
     #[error(transparent)]
     MixedEngines(Box<EngineConflict>),
+    /// A full NAT real server in an SCTP service: only the packet engine serves SCTP.
+    #[error(
+        "virtual service {service}: real server {addr} is fullnat, but SCTP services need the packet engine \
+         (gate, masq or tunnel): the proxy engines (full NAT, L7) relay TCP and UDP sockets and have no SCTP"
+    )]
+    SctpNeedsPacketEngine { service: ServiceKey, addr: SocketAddr },
     #[error("timeouts must be from 1 to 31536000 seconds (one year)")]
     Timeout,
     #[error("{0}")]

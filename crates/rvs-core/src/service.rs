@@ -14,6 +14,8 @@ use crate::sched::{SchedConfig, SchedError, SchedFlags, SchedulerKind, MH_DEFAUL
 pub enum Protocol {
     Tcp,
     Udp,
+    /// SCTP (`ipvsadm --sctp-service`): the packet engine's only (gate, masq, tunnel).
+    Sctp,
 }
 
 impl Protocol {
@@ -21,7 +23,33 @@ impl Protocol {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
         }
+    }
+
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+        }
+    }
+
+    /// The protocol of IP protocol number `n`, if a virtual service can have it.
+    pub fn from_number(n: u8) -> Option<Self> {
+        match n {
+            6 => Some(Protocol::Tcp),
+            17 => Some(Protocol::Udp),
+            132 => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+
+    /// Whether the proxy engines (full NAT, L7) can serve it: they relay TCP and UDP sockets.
+    /// An SCTP service is the packet engine's whatever its real servers.
+    pub fn proxied(self) -> bool {
+        self != Protocol::Sctp
     }
 }
 
@@ -37,6 +65,7 @@ impl FromStr for Protocol {
         match s.to_ascii_lowercase().as_str() {
             "tcp" => Ok(Protocol::Tcp),
             "udp" => Ok(Protocol::Udp),
+            "sctp" => Ok(Protocol::Sctp),
             _ => Err(ServiceError::UnknownProtocol(s.to_string())),
         }
     }
@@ -190,7 +219,7 @@ impl ServiceSettings {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ServiceError {
-    #[error("unknown protocol `{0}` (expected tcp or udp)")]
+    #[error("unknown protocol `{0}` (expected tcp, udp or sctp)")]
     UnknownProtocol(String),
     #[error(transparent)]
     Sched(#[from] SchedError),

@@ -22,15 +22,17 @@ pub struct ServiceModel {
 
 impl ServiceModel {
     /// The engine that serves this service, decided by its real servers' methods (see
-    /// [`Engine::of`]: the proxy engine while it has none).
+    /// [`Engine::of`]: the proxy engine while it has none). An SCTP service is the packet
+    /// engine's, real servers or not: the data planes also ask [`crate::Protocol::proxied`].
     pub fn engine(&self) -> Engine {
         Engine::of(self.servers.iter().map(|s| s.method))
     }
 
-    /// The engine of this service at `key`: an all-port service (port 0) is the packet
-    /// engine's whatever its real servers (the proxy engines refuse full NAT on it).
+    /// The engine of this service at `key`: an all-port service (port 0) and an SCTP service
+    /// are the packet engine's whatever their real servers (the proxy engines refuse full NAT
+    /// on them).
     pub fn engine_for(&self, key: &ServiceKey) -> Engine {
-        if key.addr.port() == 0 {
+        if key.addr.port() == 0 || !key.protocol.proxied() {
             Engine::Packet
         } else {
             self.engine()
@@ -202,6 +204,9 @@ fn check_server(service: &ServiceKey, server: &RealServerSettings) -> Result<(),
     }
     if server.addr.is_ipv4() != service.addr.is_ipv4() {
         return Err(CommandError::MixedFamily { service: *service, addr: server.addr });
+    }
+    if !service.protocol.proxied() && server.method.engine() == Engine::Proxy {
+        return Err(CommandError::SctpNeedsPacketEngine { service: *service, addr: server.addr });
     }
     Ok(())
 }

@@ -341,3 +341,28 @@ fn an_adopted_connection_is_accounted_and_binds_its_clients_template() {
     drop(b);
     assert!(svc.adopt(sa("10.1.0.1:5003"), sa("10.0.9.9:80"), 20).is_none(), "not a real server of it");
 }
+
+#[test]
+fn an_sctp_service_is_the_packet_engine_s_and_refuses_full_nat() {
+    use ForwardingMethod::*;
+    let key = ServiceKey { protocol: rvs_core::Protocol::Sctp, addr: sa("10.0.0.1:80") };
+    assert_eq!("SCTP".parse::<rvs_core::Protocol>().unwrap(), rvs_core::Protocol::Sctp);
+    assert_eq!(rvs_core::Protocol::from_number(132), Some(rvs_core::Protocol::Sctp));
+    assert!(!rvs_core::Protocol::Sctp.proxied() && rvs_core::Protocol::Udp.proxied());
+    let mut t = ServiceTable::new(1);
+    t.apply(Command::AddService { key, settings: ServiceSettings::default() }).unwrap();
+    assert_eq!(t.service(&key).unwrap().engine(), Engine::Packet, "no real servers, yet the packet engine's");
+    let server = |addr: &str, method| {
+        let mut s = RealServerSettings::new(sa(addr));
+        s.method = method;
+        Command::AddServer { service: key, server: s }
+    };
+    let e = t.apply(server("10.0.1.1:80", FullNat)).unwrap_err();
+    assert_eq!(e, CommandError::SctpNeedsPacketEngine { service: key, addr: sa("10.0.1.1:80") });
+    let msg = e.to_string();
+    assert!(msg.contains("sctp 10.0.0.1:80") && msg.contains("packet engine") && msg.contains("fullnat"), "{msg}");
+    for (addr, m) in [("10.0.1.1:80", Gate), ("10.0.1.2:80", Tunnel), ("10.0.1.3:8080", Masq)] {
+        t.apply(server(addr, m)).unwrap();
+    }
+    assert_eq!(t.model().services[&key].engine(), Engine::Packet);
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rvs_core::http_stats::L7ServiceStats;
-use rvs_core::{Applied, ConnState, Protocol, RealServer, ServiceKey, Snapshot};
+use rvs_core::{Applied, ConnState, Protocol, RealServer, SctpState, ServiceKey, Snapshot};
 use rvs_model::health::CheckPaths;
 use rvs_model::DirectorModel;
 
@@ -106,8 +106,21 @@ pub struct ConnInfo {
     pub virtual_addr: SocketAddr,
     pub dest: Option<SocketAddr>,
     pub state: ConnState,
+    /// An SCTP flow's association state (the packet engine's), which `state` only classes.
+    pub sctp_state: Option<SctpState>,
     /// Milliseconds until the idle timeout closes it.
     pub expires_ms: u64,
+}
+
+impl ConnInfo {
+    /// The state as `ipvsadm -L -c` prints it: IPVS's TCP or SCTP state names, `UDP` for UDP.
+    pub fn ipvs_state(&self) -> &'static str {
+        match (self.protocol, self.sctp_state) {
+            (Protocol::Udp, _) => "UDP",
+            (Protocol::Sctp, Some(s)) => s.ipvs_name(),
+            _ => self.state.ipvs_name(),
+        }
+    }
 }
 
 /// What a data plane reports of itself.
@@ -197,4 +210,26 @@ pub trait DataPlane: Send + Sync {
 
     /// Stops accepting, lets connections finish for up to `deadline`, closes the rest.
     fn shutdown(&self, deadline: Duration) -> Drained<'_>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_named_as_ipvsadm_names_them() {
+        let conn = |protocol, state, sctp_state| ConnInfo {
+            protocol,
+            client: "198.18.0.2:40000".parse().unwrap(),
+            virtual_addr: "198.18.1.10:80".parse().unwrap(),
+            dest: None,
+            state,
+            sctp_state,
+            expires_ms: 0,
+        };
+        assert_eq!(conn(Protocol::Tcp, ConnState::Closing, None).ipvs_state(), "FIN_WAIT");
+        assert_eq!(conn(Protocol::Udp, ConnState::Opening, None).ipvs_state(), "UDP");
+        let s = conn(Protocol::Sctp, ConnState::Closing, Some(SctpState::ShutdownAckSent));
+        assert_eq!(s.ipvs_state(), "S-ACK-SENT");
+    }
 }

@@ -300,6 +300,7 @@ impl Engine {
                     virtual_addr: e.virtual_addr,
                     dest: e.dest().map(|d| d.addr),
                     state,
+                    sctp_state: None,
                     expires_ms: (e.last_activity_ms() + timeout_ms).saturating_sub(now),
                 }
             })

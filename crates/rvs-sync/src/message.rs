@@ -21,8 +21,15 @@ pub const DEFAULT_PORT: u16 = 8848;
 
 const KIND_FLOW: u8 = 1;
 const KIND_TEMPLATE: u8 = 2;
-/// The highest kernel flow state (`S_UDP` in the packet engine's maps).
+/// The highest kernel flow state of TCP and UDP (`S_UDP` in the packet engine's maps).
 pub const MAX_STATE: u8 = 9;
+/// The kernel flow states of SCTP (`S_SCTP ..= S_SCTP_CLOSED` in the packet engine's maps).
+pub const SCTP_STATES: std::ops::RangeInclusive<u8> = 16..=29;
+
+/// Whether `state` is one of the packet engine's flow states.
+pub fn known_state(state: u8) -> bool {
+    state <= MAX_STATE || SCTP_STATES.contains(&state)
+}
 
 /// How the flow's packets reach its real server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,13 +60,13 @@ impl Method {
 /// One flow of the master's connection table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowEntry {
-    /// IP protocol number: 6 (TCP) or 17 (UDP).
+    /// IP protocol number: 6 (TCP), 17 (UDP) or 132 (SCTP).
     pub protocol: u8,
     pub client: SocketAddr,
     pub vip: SocketAddr,
     pub real_server: SocketAddr,
     pub method: Method,
-    /// The packet engine's flow state (0..=MAX_STATE).
+    /// The packet engine's flow state ([`known_state`]).
     pub state: u8,
     pub flags: u8,
     /// Milliseconds left before the flow expires if no packet comes.
@@ -293,13 +300,13 @@ impl Reader<'_> {
             6 => true,
             _ => return Err("unknown address family"),
         };
-        if protocol != 6 && protocol != 17 {
-            return Err("protocol is neither TCP nor UDP");
+        if protocol != 6 && protocol != 17 && protocol != 132 {
+            return Err("protocol is neither TCP, UDP nor SCTP");
         }
         match kind {
             KIND_FLOW => {
                 let method = Method::from_code(method).ok_or("unknown forwarding method")?;
-                if state > MAX_STATE {
+                if !known_state(state) {
                     return Err("unknown flow state");
                 }
                 let (client, vip, real_server) = (self.sa(v6)?, self.sa(v6)?, self.sa(v6)?);
@@ -432,23 +439,22 @@ mod tests {
     fn entry() -> impl Strategy<Value = Entry> {
         any::<bool>().prop_flat_map(|v6| {
             let flow = (
-                prop_oneof![Just(6u8), Just(17u8)],
+                prop_oneof![Just(6u8), Just(17u8), Just(132u8)],
                 sa(v6),
                 sa(v6),
                 sa(v6),
                 prop_oneof![Just(Method::Gate), Just(Method::Masq), Just(Method::Tunnel)],
-                0..=MAX_STATE,
+                prop_oneof![0..=MAX_STATE, SCTP_STATES],
                 any::<u8>(),
                 any::<u32>(),
             )
                 .prop_map(|(protocol, client, vip, real_server, method, state, flags, timeout_ms)| {
                     Entry::Flow(FlowEntry { protocol, client, vip, real_server, method, state, flags, timeout_ms })
                 });
-            let template = (prop_oneof![Just(6u8), Just(17u8)], sa(v6), sa(v6), sa(v6), any::<u32>()).prop_map(
-                |(protocol, c, vip, real_server, timeout_ms)| {
+            let template = (prop_oneof![Just(6u8), Just(17u8), Just(132u8)], sa(v6), sa(v6), sa(v6), any::<u32>())
+                .prop_map(|(protocol, c, vip, real_server, timeout_ms)| {
                     Entry::Template(TemplateEntry { protocol, client_net: c.ip(), vip, real_server, timeout_ms })
-                },
-            );
+                });
             prop_oneof![flow, template]
         })
     }

@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 use rvs_bpf::tc_check::MARK_BASE;
 use rvs_bpf::xdp::{now_ticks, Lasting, PacketProgram, PinnedState, XdpAttach, XdpError, XdpMode};
 use rvs_bpf::xdp_maps as maps;
-use rvs_core::{Protocol, RealServer, VirtualService};
+use rvs_core::{RealServer, VirtualService};
 use rvs_dataplane::clock::Clock;
 use rvs_dataplane::connect_failures::ConnectFailureObserver;
 use rvs_dataplane::plane::{Drained, PacketReport};
@@ -414,7 +414,7 @@ impl PacketEngine {
                 .and_then(|svc| svc.adopt(key.client(), dk.addr, now_ms));
             match binding {
                 Some(binding) => {
-                    let protocol = if key.proto == 17 { Protocol::Udp } else { Protocol::Tcp };
+                    let protocol = dk.service.protocol;
                     self.flows.insert(key, Flow { binding, dest_id: conn.dest, protocol }, now_ms);
                     adopted += 1;
                 }
@@ -578,8 +578,7 @@ impl PacketEngine {
             }
         }
         for key in &plan.removed_services {
-            let proto = if key.protocol == rvs_core::Protocol::Udp { 17 } else { 6 };
-            if let Err(e) = p.remove_service(&maps::ServiceKey::new(key.addr, proto)) {
+            if let Err(e) = p.remove_service(&maps::ServiceKey::new(key.addr, key.protocol.number())) {
                 log("a deleted service", e);
             }
         }
@@ -725,7 +724,7 @@ impl DataPlane for PacketEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rvs_core::{ForwardingMethod, RealServerSettings, ServiceKey, ServiceModel, ServiceSettings};
+    use rvs_core::{ForwardingMethod, Protocol, RealServerSettings, ServiceKey, ServiceModel, ServiceSettings};
 
     #[test]
     fn without_an_attached_engine_gate_and_tunnel_checks_have_no_path_and_masq_ones_none_to_take() {

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rvs_bpf::xdp_maps as maps;
-use rvs_core::{Binding, ConnState, Protocol, RealServer};
+use rvs_core::{Binding, ConnState, Protocol, RealServer, SctpState};
 use rvs_dataplane::ConnInfo;
 
 /// One flow: its binding, the slot of its real server and its key in the kernel table.
@@ -101,8 +101,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// An SCTP flow's association state, for a kernel state that is one.
+pub fn sctp_state(state: u8) -> Option<SctpState> {
+    state.checked_sub(maps::S_SCTP).and_then(SctpState::from_u8)
+}
+
 /// The state `ipvsadm -L -c` shows for a kernel state, as the core names states.
 pub fn core_state(state: u8) -> ConnState {
+    if let Some(s) = sctp_state(state) {
+        return s.conn_state();
+    }
     match state {
         maps::S_ESTABLISHED => ConnState::Established,
         maps::S_FIN_WAIT | maps::S_TIME_WAIT | maps::S_CLOSE | maps::S_CLOSE_WAIT | maps::S_LAST_ACK => {
@@ -174,7 +182,7 @@ impl Flows {
                     e.synced_ms = now_ms;
                 }
                 let f = &e.flow;
-                if f.protocol == Protocol::Tcp {
+                if f.protocol != Protocol::Udp {
                     match core_state(state) {
                         ConnState::Established => f.binding.established(),
                         ConnState::Closing => {
@@ -229,6 +237,7 @@ impl Flows {
                     virtual_addr: k.vip(),
                     dest: Some(dest),
                     state: if protocol == Protocol::Udp { ConnState::Opening } else { core_state(state) },
+                    sctp_state: if protocol == Protocol::Sctp { sctp_state(state) } else { None },
                     expires_ms,
                 })
             })
@@ -271,6 +280,24 @@ mod tests {
         let client: SocketAddr = client.parse().unwrap();
         let binding = svc.schedule(&SchedRequest { client, destination: key.addr, now_ms: 0 }, &[], false).unwrap();
         (maps::ConnKey::new(client, key.addr, 6), Flow { binding, dest_id: 0, protocol: Protocol::Tcp })
+    }
+
+    #[test]
+    fn sctp_states_are_named_and_counted_as_ipvs_does() {
+        assert_eq!(sctp_state(maps::S_SCTP_COOKIE_ECHOED), Some(SctpState::CookieEchoed));
+        assert_eq!(sctp_state(maps::S_ESTABLISHED), None);
+        assert_eq!(sctp_state(maps::S_SCTP_CLOSED + 1), None);
+        assert_eq!(core_state(maps::S_SCTP_ESTABLISHED), ConnState::Established);
+        assert_eq!(core_state(maps::S_SCTP_SHUTDOWN_RECEIVED), ConnState::Closing);
+        assert_eq!(core_state(maps::S_SCTP_INIT1), ConnState::Opening);
+        assert_eq!(core_state(maps::S_ESTABLISHED), ConnState::Established, "TCP's as before");
+        // Connection sync carries the program's states as they are.
+        assert_eq!(rvs_sync::message::SCTP_STATES, maps::S_SCTP..=maps::S_SCTP_CLOSED);
+        assert_eq!(rvs_sync::message::MAX_STATE, maps::S_UDP);
+        for s in SctpState::ALL {
+            let v = maps::S_SCTP + s as u8;
+            assert_eq!(maps::Config::default().timeout_ms[usize::from(v)], s.timeout_ms(), "{s:?}");
+        }
     }
 
     #[test]

@@ -93,11 +93,7 @@ impl Assignment {
         let mut a = Assignment::default();
         let mut by_slot: HashMap<u32, (ServiceKey, u8)> = HashMap::new();
         for (k, v) in services {
-            let protocol = match k.proto {
-                6 => Protocol::Tcp,
-                17 => Protocol::Udp,
-                _ => continue,
-            };
+            let Some(protocol) = Protocol::from_number(k.proto) else { continue };
             if service_info(v.id).is_some_and(|i| i.vip != *k) || !a.service_ids.reserve(v.id) {
                 continue;
             }
@@ -182,10 +178,7 @@ impl LayoutError {
 }
 
 fn proto(p: Protocol) -> u8 {
-    match p {
-        Protocol::Tcp => 6,
-        Protocol::Udp => 17,
-    }
+    p.number()
 }
 
 fn method(m: ForwardingMethod) -> u8 {
@@ -220,6 +213,10 @@ pub fn config(timeouts: &Timeouts, expire_nodest_conn: bool, masq: bool) -> maps
     timeout_ms[maps::S_CLOSE_WAIT as usize] = s(60);
     timeout_ms[maps::S_LAST_ACK as usize] = s(30);
     timeout_ms[maps::S_UDP as usize] = s(timeouts.udp_secs);
+    // SCTP: IPVS's fixed table (no `--set` value moves it).
+    for state in rvs_core::SctpState::ALL {
+        timeout_ms[usize::from(maps::S_SCTP + state as u8)] = state.timeout_ms();
+    }
     maps::Config {
         timeout_ms,
         flags: if expire_nodest_conn { maps::CFG_F_EXPIRE_NODEST_CONN } else { 0 }
@@ -491,5 +488,20 @@ mod tests {
         assert_eq!(c.flags, maps::CFG_F_EXPIRE_NODEST_CONN);
         let c = config(&Timeouts::default(), false, false);
         assert_eq!(c.flags, maps::CFG_F_NO_MASQ, "no masq real server: no reply lookups");
+        // SCTP's are IPVS's fixed table, whatever --set says, and the loader's defaults.
+        assert_eq!(c.timeout_ms[maps::S_SCTP_ESTABLISHED as usize], 900_000);
+        assert_eq!(c.timeout_ms[maps::S_SCTP_CLOSED as usize], 61_000);
+        assert_eq!(c.timeout_ms[maps::S_SCTP_INIT1 as usize], 4_000);
+        assert_eq!(c.timeout_ms, maps::Config::default().timeout_ms);
+    }
+
+    #[test]
+    fn an_sctp_service_is_planned_with_its_protocol_number() {
+        let key = ServiceKey { protocol: Protocol::Sctp, addr: "198.18.1.10:80".parse().unwrap() };
+        let mut t = TableModel::default();
+        t.apply(&rvs_core::Command::AddService { key, settings: rvs_core::ServiceSettings::default() }).unwrap();
+        let p = plan(&Assignment::default(), &t, &no_route).unwrap();
+        assert_eq!(p.services.len(), 1, "an SCTP service without real servers is still the packet engine's");
+        assert_eq!(p.services[0].map_key, maps::ServiceKey::new(key.addr, maps::IPPROTO_SCTP));
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rvs_bpf::xdp::{NewFlowEvent, NewFlows, PacketProgram, RunContext};
 use rvs_bpf::xdp_maps as maps;
-use rvs_core::{Protocol, SchedRequest};
+use rvs_core::SchedRequest;
 use rvs_dataplane::clock::Clock;
 
 use crate::engine::Published;
@@ -127,7 +127,7 @@ impl Scheduler {
             match published.assignment.dest_id(&key) {
                 Some(dest_id) => {
                     verdict = maps::Verdict::scheduled(dest_id);
-                    let protocol = if event.key.proto == 17 { Protocol::Udp } else { Protocol::Tcp };
+                    let protocol = service.key.protocol;
                     self.flows.insert(event.key, Flow { binding, dest_id, protocol }, now_ms);
                     self.sync.created(event.key);
                 }

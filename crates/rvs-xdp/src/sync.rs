@@ -67,11 +67,7 @@ fn method(m: ForwardingMethod) -> Option<Method> {
 }
 
 fn protocol(p: u8) -> Protocol {
-    if p == maps::IPPROTO_UDP {
-        Protocol::Udp
-    } else {
-        Protocol::Tcp
-    }
+    Protocol::from_number(p).unwrap_or(Protocol::Tcp)
 }
 
 impl PacketEngine {
@@ -184,7 +180,8 @@ impl PacketEngine {
             return false;
         }
         let key = maps::ConnKey::new(f.client, f.vip, f.protocol);
-        let state = f.state.min(maps::S_UDP);
+        // A state the program knows (decoding refused the others; NONE, the shortest, else).
+        let state = if rvs_sync::message::known_state(f.state) { f.state } else { maps::S_NONE };
         let elapsed_ms = published.timeout_ms(state).saturating_sub(u64::from(f.timeout_ms));
         let now = now_ticks();
         let mut conn = maps::Conn::new(dest_id, state, now);

@@ -19,7 +19,7 @@ pub const DEFAULT_SCHEDULER: &str = "wlc";
 /// A virtual service as rvsd keys it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceRef {
-    /// `tcp` or `udp`.
+    /// `tcp`, `udp` or `sctp`.
     pub protocol: &'static str,
     pub addr: SocketAddr,
 }
@@ -801,9 +801,7 @@ fn service_ref(st: &State) -> Result<Option<ServiceRef>> {
         return Err(not_in_rvs("fwmark services (-f/--fwmark-service) are"));
     }
     match (st.svc_proto, st.svc) {
-        (Some("sctp"), Some(_)) => Err(not_in_rvs("SCTP services (--sctp-service) are")),
-        (Some(p), Some(e)) => {
-            let protocol = if p == "udp" { "udp" } else { "tcp" };
+        (Some(protocol), Some(e)) => {
             Ok(Some(ServiceRef { protocol, addr: SocketAddr::new(e.ip, e.port.unwrap_or(0)) }))
         }
         _ => Ok(None),
@@ -1034,6 +1032,18 @@ mod tests {
     }
 
     #[test]
+    fn sctp_services() {
+        let Command::AddService(a) = ok("-A --sctp-service 198.18.1.10:80 -s rr") else { panic!() };
+        assert_eq!((a.service.protocol, a.service.addr), ("sctp", "198.18.1.10:80".parse().unwrap()));
+        assert_eq!(a.service.id().protocol, "sctp");
+        let Command::AddServer(s) = ok("-a --sctp-service=198.18.1.10:80 -r 198.18.0.11 -g -w 1") else { panic!() };
+        assert_eq!((s.service.protocol, s.method, s.addr.port()), ("sctp", Method::Gate, 80));
+        let Command::DeleteService(d) = ok("-D --sctp-service [2001:db8::10]:36412") else { panic!() };
+        assert_eq!(d.protocol, "sctp");
+        assert!(err("-A --sctp-service 198.18.1.10:80 -o").0.contains("One-Packet Scheduling is only for UDP"));
+    }
+
+    #[test]
     fn servers() {
         let Command::AddServer(s) = ok("-a -t 10.0.0.1:80 -r 10.0.0.2") else { panic!() };
         assert_eq!(s.addr, "10.0.0.2:80".parse().unwrap());
@@ -1109,7 +1119,6 @@ mod tests {
     #[test]
     fn refusals_name_the_option() {
         assert!(err("-A -f 1").0.contains("fwmark services (-f/--fwmark-service) are not supported by rvs yet"));
-        assert!(err("-A --sctp-service 10.0.0.1:80").0.contains("SCTP services (--sctp-service)"));
         assert_eq!(err("-A -u 10.0.0.1:5060 -p --pe foo").0, "persistence engine `foo' is not known (rvs has sip)");
         assert_eq!(err("--start-daemon foo").0, "illegal start-daemon parameter specified");
         assert_eq!(err("--stop-daemon foo").0, "illegal start_daemon specified");

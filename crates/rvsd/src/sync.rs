@@ -287,7 +287,7 @@ fn fullnat_templates(d: &Director, sent: &mut SentTemplates) -> Vec<Entry> {
             if fresh {
                 sent.insert(k, (t.dest, now + left, now));
                 out.push(Entry::Template(TemplateEntry {
-                    protocol: if svc.key.protocol == Protocol::Udp { 17 } else { 6 },
+                    protocol: svc.key.protocol.number(),
                     client_net: t.client_net,
                     vip: svc.key.addr,
                     real_server: t.dest,
@@ -372,7 +372,7 @@ fn backup(
                     m.entries.retain(|e| {
                         let Entry::Template(t) = e else { return true };
                         let key = ServiceKey {
-                            protocol: if t.protocol == 17 { Protocol::Udp } else { Protocol::Tcp },
+                            protocol: Protocol::from_number(t.protocol).unwrap_or(Protocol::Tcp),
                             addr: t.vip,
                         };
                         let ok = table.service(&key).is_some_and(|s| {

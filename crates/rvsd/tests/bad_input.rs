@@ -165,10 +165,10 @@ fn bad_api_requests_change_nothing_while_a_transfer_flows() {
         bad(
             "POST",
             "/v1/services".into(),
-            format!(r#"{{"address": "{other}", "protocol": "sctp"}}"#),
+            format!(r#"{{"address": "{other}", "protocol": "dccp"}}"#),
             400,
             Some("service.protocol"),
-            "sctp",
+            "dccp",
         ),
         bad("POST", "/v1/services".into(), format!(r#"{{"adress": "{other}"}}"#), 400, None, "adress"),
         bad("POST", "/v1/services".into(), format!(r#"{{"address": "{vip}"}}"#), 409, None, "already exists"),
@@ -284,6 +284,20 @@ fn bad_api_requests_change_nothing_while_a_transfer_flows() {
             404,
             Some("commands[1]"),
             "no such real server",
+        ),
+        // An SCTP service is the packet engine's: a fullnat real server in it is refused, named.
+        bad(
+            "POST",
+            "/v1/commands".into(),
+            format!(
+                r#"{{"commands": [
+                    {{"op": "add-service", "service": {{"protocol": "sctp", "address": "{other}"}}}},
+                    {{"op": "add-server", "service": {{"protocol": "sctp", "address": "{other}"}}, "server": {{"address": "127.0.0.1:10", "method": "fullnat"}}}}
+                ]}}"#
+            ),
+            400,
+            Some("commands[1].server.method"),
+            "SCTP services need the packet engine",
         ),
         bad("POST", "/v1/commands".into(), r#"{"commands": [{"op": "explode"}]}"#.into(), 400, None, "explode"),
         bad("POST", "/v1/nothing".into(), String::new(), 404, None, "no such endpoint"),

@@ -10,6 +10,22 @@ pub const TCP: u8 = 6;
 pub const UDP: u8 = 17;
 pub const ICMP: u8 = 1;
 pub const ICMP6: u8 = 58;
+pub const SCTP: u8 = 132;
+
+/// SCTP chunk types (RFC 9260 section 3.2).
+pub mod chunk {
+    pub const DATA: u8 = 0;
+    pub const INIT: u8 = 1;
+    pub const INIT_ACK: u8 = 2;
+    pub const SACK: u8 = 3;
+    pub const HEARTBEAT: u8 = 4;
+    pub const ABORT: u8 = 6;
+    pub const SHUTDOWN: u8 = 7;
+    pub const SHUTDOWN_ACK: u8 = 8;
+    pub const COOKIE_ECHO: u8 = 10;
+    pub const COOKIE_ACK: u8 = 11;
+    pub const SHUTDOWN_COMPLETE: u8 = 14;
+}
 
 /// Runs `ip` (or another command); panics with its output on failure.
 pub fn sh(args: &[&str]) {
@@ -141,6 +157,40 @@ pub fn l4(src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16, tcp_flags
     v
 }
 
+/// An SCTP packet: the common header (ports, verification tag, the CRC32c of the whole packet
+/// stored little-endian as RFC 9260 appendix B and Linux put it) and `chunks` (type, value),
+/// each with its 4-byte header (flags 0) and padded to 4 bytes.
+pub fn sctp(sport: u16, dport: u16, vtag: u32, chunks: &[(u8, &[u8])]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&sport.to_be_bytes());
+    v.extend_from_slice(&dport.to_be_bytes());
+    v.extend_from_slice(&vtag.to_be_bytes());
+    v.extend_from_slice(&[0; 4]);
+    for (typ, value) in chunks {
+        v.push(*typ);
+        v.push(0);
+        v.extend_from_slice(&((4 + value.len()) as u16).to_be_bytes());
+        v.extend_from_slice(value);
+        while v.len() % 4 != 0 {
+            v.push(0);
+        }
+    }
+    sctp_set_crc(&mut v);
+    v
+}
+
+/// The CRC32c an SCTP packet should carry: of the packet with its CRC field zero.
+pub fn sctp_crc(p: &[u8]) -> u32 {
+    let mut z = p.to_vec();
+    z[8..12].copy_from_slice(&[0; 4]);
+    crc32c::crc32c(&z)
+}
+
+pub fn sctp_set_crc(p: &mut [u8]) {
+    let c = sctp_crc(p);
+    p[8..12].copy_from_slice(&c.to_le_bytes());
+}
+
 /// An ICMP (v4) or ICMPv6 error message carrying `embedded`.
 pub fn icmp_error(src: IpAddr, dst: IpAddr, typ: u8, code: u8, rest: u32, embedded: &[u8]) -> Vec<u8> {
     let mut v = vec![typ, code, 0, 0];
@@ -215,7 +265,7 @@ pub fn eth(dst: [u8; 6], src: [u8; 6], ip_packet: &[u8]) -> Vec<u8> {
 // ---- verification from scratch ----
 
 /// Checks every checksum of an IP packet: the IPv4 header, TCP/UDP/ICMP/ICMPv6 (over the
-/// whole payload), embedded IPv4 headers of ICMP errors, and inner packets of IP-in-IP.
+/// whole payload), SCTP's CRC32c (with the `crc32c` crate), embedded IPv4 headers of ICMP errors, and inner packets of IP-in-IP.
 pub fn verify_ip(p: &[u8]) -> Result<(), String> {
     let v6 = p[0] >> 4 == 6;
     let (hl, len, proto, src, dst): (usize, usize, u8, IpAddr, IpAddr) = if v6 {
@@ -251,6 +301,9 @@ pub fn verify_ip(p: &[u8]) -> Result<(), String> {
             if !v6 && body.len() >= 28 && fold(sum16(&body[8..28], 0)) != 0xffff {
                 return Err("bad embedded IPv4 header checksum".into());
             }
+        }
+        SCTP if body.len() < 12 || sctp_crc(body).to_le_bytes() != body[8..12] => {
+            return Err("bad SCTP CRC32c".into());
         }
         4 | 41 => return verify_ip(body),
         _ => {}

@@ -92,8 +92,7 @@ pub(crate) async fn route(at: &Route<'_>, rest: &[&str], req: Request<Incoming>)
                     client: c.client.to_string(),
                     virtual_address: c.virtual_addr.to_string(),
                     real_server: c.dest.map(|d| d.to_string()),
-                    // IPVS names a UDP connection's state UDP.
-                    state: if c.protocol == rvs_core::Protocol::Udp { "UDP" } else { c.state.ipvs_name() }.into(),
+                    state: c.ipvs_state().into(),
                     expires_ms: c.expires_ms,
                 })
                 .collect();

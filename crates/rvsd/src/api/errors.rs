@@ -18,7 +18,9 @@ fn classify(e: &CommandError) -> (StatusCode, &'static str) {
         CommandError::NoServer { .. } => (StatusCode::NOT_FOUND, "no_server"),
         CommandError::ServiceExists(_) => (StatusCode::CONFLICT, "service_exists"),
         CommandError::ServerExists { .. } => (StatusCode::CONFLICT, "server_exists"),
-        CommandError::Unsupported(_) => (StatusCode::BAD_REQUEST, "unsupported"),
+        CommandError::Unsupported(_) | CommandError::SctpNeedsPacketEngine { .. } => {
+            (StatusCode::BAD_REQUEST, "unsupported")
+        }
         _ => (StatusCode::BAD_REQUEST, "invalid"),
     }
 }
@@ -45,7 +47,7 @@ pub(crate) fn apply_error(e: ApplyError, changes: &[Change], batch: bool) -> Res
             // A method that cannot join its service's real servers, or an address that would
             // loop, is the change's own field.
             let own = match b.error {
-                CommandError::MixedEngines(_) => Some("server.method"),
+                CommandError::MixedEngines(_) | CommandError::SctpNeedsPacketEngine { .. } => Some("server.method"),
                 CommandError::OwnAddress { .. } => Some("server.address"),
                 _ => None,
             };
