@@ -19,7 +19,7 @@ use rvs_testkit::ftp::{ftp_client, ftp_file, ftp_tools, FtpMode, Vsftpd};
 fn tools() -> bool {
     let ok = ftp_tools();
     if !ok {
-        eprintln!("vsftpd (/usr/sbin/vsftpd) or python3's ftplib missing: FTP test skipped");
+        eprintln!("not root, or vsftpd (/usr/sbin/vsftpd) or python3's ftplib missing: FTP test skipped");
     }
     ok
 }
