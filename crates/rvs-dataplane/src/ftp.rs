@@ -316,12 +316,22 @@ pub fn fuzz_control_stream(data: &[u8], split: usize) {
             Piece::Line(l) => {
                 assert!(l.len() <= MAX_LINE && l.ends_with(b"\n"));
                 if let Some(c) = parse_command(&l) {
+                    for client in [new4, new6] {
+                        if let Some(t) = active_target(&c, client) {
+                            assert_eq!((t.ip(), t.port()), (client.ip(), c.addr().port()), "only the client's address");
+                        }
+                    }
                     for new in [new4, new6] {
                         let again = parse_command(&rewrite_command(&l, &c, new));
                         assert_eq!(again.map(|c| c.addr()), Some(new), "rewritten command parses back");
                     }
                 }
                 if let Some(r) = parse_reply(&l) {
+                    for (vip, server) in [(new4, new4), (new6, new6), (new4, new6)] {
+                        if let Some(t) = passive_target(&r, vip, server) {
+                            assert_ne!(t.port(), 0);
+                        }
+                    }
                     let again = parse_reply(&rewrite_reply(&l, &r, new4));
                     match (again, &r) {
                         (Some(Reply::Pasv { addr, .. }), Reply::Pasv { .. }) => assert_eq!(SocketAddr::V4(addr), new4),
