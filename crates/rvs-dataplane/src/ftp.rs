@@ -2,8 +2,10 @@
 //! no I/O. [`Lines`] cuts a byte stream into lines (a line past [`MAX_LINE`] is passed through
 //! unparsed, as IPVS passes what it does not recognise); [`parse_command`] finds the client's
 //! `PORT` and `EPRT` (active mode), [`parse_reply`] the server's `227` and `229` answers
-//! (passive mode); [`rewrite`] puts another address in their place. Anything else, or anything
-//! malformed, is `None`: the line is relayed unchanged.
+//! (passive mode); [`active_target`] and [`passive_target`] say where the director connects the
+//! data connection they announce; [`rewrite_command`] and [`rewrite_reply`] put the director's
+//! own address in their place. Anything else, or anything malformed, is `None`: the line is
+//! relayed unchanged.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
@@ -93,6 +95,33 @@ impl Command {
             Command::Port { addr, .. } => SocketAddr::V4(*addr),
             Command::Eprt { addr, .. } => *addr,
         }
+    }
+}
+
+/// Where the director connects a data connection a client's command announced, or `None` when
+/// the command is not to be acted on (IPVS's `ip_vs_ftp_in`: `PORT` on IPv4 control connections
+/// only, `EPRT` of the control connection's family only). The port is the one the client named,
+/// the address always the client's on the control connection (`client`): a client cannot make
+/// the director connect to another host (no FTP bounce).
+pub fn active_target(cmd: &Command, client: SocketAddr) -> Option<SocketAddr> {
+    let same_family = match cmd {
+        Command::Port { .. } => client.is_ipv4(),
+        Command::Eprt { addr, .. } => addr.is_ipv4() == client.is_ipv4(),
+    };
+    same_family.then(|| SocketAddr::new(client.ip(), cmd.addr().port()))
+}
+
+/// Where the director connects a data connection a real server's reply announced, or `None`
+/// when the reply is not to be acted on (IPVS's `ip_vs_ftp_out`: a `227` only where both the
+/// client's side, `vip`, and the real server's, `server`, are IPv4, since no IPv6 address fits
+/// it). A `227` names the address (0.0.0.0 means the real server's control address); a `229`
+/// only the port, on the real server's control address.
+pub fn passive_target(reply: &Reply, vip: SocketAddr, server: SocketAddr) -> Option<SocketAddr> {
+    match reply {
+        Reply::Pasv { .. } if !(vip.is_ipv4() && server.is_ipv4()) => None,
+        Reply::Pasv { addr, .. } if addr.ip().is_unspecified() => Some(SocketAddr::new(server.ip(), addr.port())),
+        Reply::Pasv { addr, .. } => Some(SocketAddr::V4(*addr)),
+        Reply::Epsv { port, .. } => Some(SocketAddr::new(server.ip(), *port)),
     }
 }
 
@@ -287,12 +316,22 @@ pub fn fuzz_control_stream(data: &[u8], split: usize) {
             Piece::Line(l) => {
                 assert!(l.len() <= MAX_LINE && l.ends_with(b"\n"));
                 if let Some(c) = parse_command(&l) {
+                    for client in [new4, new6] {
+                        if let Some(t) = active_target(&c, client) {
+                            assert_eq!((t.ip(), t.port()), (client.ip(), c.addr().port()), "only the client's address");
+                        }
+                    }
                     for new in [new4, new6] {
                         let again = parse_command(&rewrite_command(&l, &c, new));
                         assert_eq!(again.map(|c| c.addr()), Some(new), "rewritten command parses back");
                     }
                 }
                 if let Some(r) = parse_reply(&l) {
+                    for (vip, server) in [(new4, new4), (new6, new6), (new4, new6)] {
+                        if let Some(t) = passive_target(&r, vip, server) {
+                            assert_ne!(t.port(), 0);
+                        }
+                    }
                     let again = parse_reply(&rewrite_reply(&l, &r, new4));
                     match (again, &r) {
                         (Some(Reply::Pasv { addr, .. }), Reply::Pasv { .. }) => assert_eq!(SocketAddr::V4(addr), new4),
@@ -406,6 +445,30 @@ mod tests {
         let line = b"EPRT !1!1.2.3.4!5!\r\n";
         let c = parse_command(line).unwrap();
         assert_eq!(rewrite_command(line, &c, "[fe80::1]:99".parse().unwrap()), b"EPRT !2!fe80::1!99!\r\n");
+    }
+
+    #[test]
+    fn data_targets_follow_ip_vs_ftp() {
+        let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let (c4, c6) = (sa("198.51.100.7:40000"), sa("[2001:db8::7]:40000"));
+        let cmd = |l: &[u8]| parse_command(l).unwrap();
+        // The client's control address, whatever PORT names.
+        assert_eq!(active_target(&cmd(b"PORT 10,9,9,9,4,1\r\n"), c4), Some(sa("198.51.100.7:1025")));
+        assert_eq!(active_target(&cmd(b"PORT 10,9,9,9,4,1\r\n"), c6), None);
+        assert_eq!(active_target(&cmd(b"EPRT |2|2001:db8::99|5|\r\n"), c6), Some(sa("[2001:db8::7]:5")));
+        assert_eq!(active_target(&cmd(b"EPRT |1|10.0.0.1|5|\r\n"), c6), None);
+        assert_eq!(active_target(&cmd(b"EPRT |1|10.0.0.1|5|\r\n"), c4), Some(sa("198.51.100.7:5")));
+        let (vip4, vip6) = (sa("192.0.2.1:21"), sa("[2001:db8::1]:21"));
+        let (rs4, rs6) = (sa("10.0.0.2:21"), sa("[fd00::2]:21"));
+        let reply = |l: &[u8]| parse_reply(l).unwrap();
+        let pasv = reply(b"227 Entering Passive Mode (10,0,0,3,4,1)\r\n");
+        assert_eq!(passive_target(&pasv, vip4, rs4), Some(sa("10.0.0.3:1025")), "the announced address");
+        assert_eq!(passive_target(&pasv, vip6, rs6), None);
+        let any = reply(b"227 Entering Passive Mode (0,0,0,0,4,1)\r\n");
+        assert_eq!(passive_target(&any, vip4, rs4), Some(sa("10.0.0.2:1025")), "0.0.0.0: the real server's");
+        let epsv = reply(b"229 Entering Extended Passive Mode (|||6446|)\r\n");
+        assert_eq!(passive_target(&epsv, vip6, rs6), Some(sa("[fd00::2]:6446")));
+        assert_eq!(passive_target(&epsv, vip4, rs4), Some(sa("10.0.0.2:6446")));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use rvs_core::sched::SchedRequest;
 use rvs_core::{Binding, ConnState, ServiceKey, VirtualService};
-use rvs_dataplane::ftp::{self, Command, Lines, Piece, Reply};
+use rvs_dataplane::ftp::{self, Lines, Piece};
 use rvs_dataplane::{proxy_protocol, ConnSlots};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -185,14 +185,7 @@ async fn relay(ctl: &Control, client: &mut TcpStream, server: &mut TcpStream, bi
 /// cannot make the director connect elsewhere).
 async fn from_client(ctl: &Control, line: Vec<u8>, pending: &mut Pending) -> Vec<u8> {
     let Some(cmd) = ftp::parse_command(&line) else { return line };
-    let same_family = match &cmd {
-        Command::Port { .. } => ctl.client.is_ipv4(),
-        Command::Eprt { addr, .. } => addr.is_ipv4() == ctl.client.is_ipv4(),
-    };
-    if !same_family {
-        return line;
-    }
-    let target = SocketAddr::new(ctl.client.ip(), cmd.addr().port());
+    let Some(target) = ftp::active_target(&cmd, ctl.client) else { return line };
     match ftp_data::open(ctl, Mode::Active, target, pending).await {
         Ok(announced) => ftp::rewrite_command(&line, &cmd, announced),
         Err(e) => {
@@ -207,13 +200,7 @@ async fn from_client(ctl: &Control, line: Vec<u8>, pending: &mut Pending) -> Vec
 /// real server announced (its control address for `229`, or when it announced 0.0.0.0).
 async fn from_server(ctl: &Control, line: Vec<u8>, pending: &mut Pending) -> Vec<u8> {
     let Some(reply) = ftp::parse_reply(&line) else { return line };
-    let target = match &reply {
-        // No IPv6 address fits a 227: it goes on unchanged (IPVS does the same).
-        Reply::Pasv { .. } if !(ctl.client_local.is_ipv4() && ctl.server.is_ipv4()) => return line,
-        Reply::Pasv { addr, .. } if addr.ip().is_unspecified() => SocketAddr::new(ctl.server.ip(), addr.port()),
-        Reply::Pasv { addr, .. } => SocketAddr::V4(*addr),
-        Reply::Epsv { port, .. } => SocketAddr::new(ctl.server.ip(), *port),
-    };
+    let Some(target) = ftp::passive_target(&reply, ctl.client_local, ctl.server) else { return line };
     match ftp_data::open(ctl, Mode::Passive, target, pending).await {
         Ok(announced) => ftp::rewrite_reply(&line, &reply, announced),
         Err(e) => {

@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 /// Where Debian installs vsftpd.
 pub const VSFTPD: &str = "/usr/sbin/vsftpd";
 
-/// Whether vsftpd and python3 are there (the FTP tests say so and pass when not).
+/// Whether vsftpd and python3 are there and the tests run as root (vsftpd drops to its `ftp`
+/// user for anonymous sessions): the FTP tests say so and pass when not.
 pub fn ftp_tools() -> bool {
-    Path::new(VSFTPD).exists()
+    crate::is_root()
+        && Path::new(VSFTPD).exists()
         && Command::new("python3").arg("-c").arg("import ftplib").status().is_ok_and(|s| s.success())
 }
 

@@ -15,3 +15,8 @@ pub use backend::{closed_port, connect_name, free_port, Backend};
 pub use http::{http_backend, http_get};
 pub use netns::Netns;
 pub use rvsd::{Rvsd, RvsdBuilder};
+
+/// Whether the tests run as root (binding ports below 1024, starting vsftpd).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}

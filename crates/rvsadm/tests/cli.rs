@@ -871,6 +871,10 @@ fn vrrp_view_lists_each_instance_with_its_state() {
 
 #[test]
 fn the_ftp_helper_follows_port_21_and_survives_an_edit() {
+    if !rvs_testkit::is_root() {
+        eprintln!("not root: a service on port 21 cannot be bound; test skipped");
+        return;
+    }
     let rvsd = empty();
     let ftp = "127.0.0.22:21".to_string();
     let other = lo(port());
