@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use rvs_core::ServiceKey;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
@@ -92,11 +93,17 @@ pub type Started<L = TcpListener> = (ServiceKey, L, CancellationToken);
 pub struct ListenerSet<L = TcpListener> {
     backlog: u32,
     slots: Mutex<HashMap<ServiceKey, Slot<L>>>,
+    /// Services whose listener was just stopped, and when: its accept task closes it a moment
+    /// later, so binding the same address again at once (`ipvsadm -C` then `-R`) waits for that.
+    retiring: Mutex<HashMap<ServiceKey, Instant>>,
 }
+
+/// How long a stopped listener may take to close before its address is bound again.
+const RETIRE_WAIT: Duration = Duration::from_secs(1);
 
 impl<L: Bind> ListenerSet<L> {
     pub fn new(backlog: u32) -> Self {
-        Self { backlog, slots: Mutex::default() }
+        Self { backlog, slots: Mutex::default(), retiring: Mutex::default() }
     }
 
     fn slots(&self) -> MutexGuard<'_, HashMap<ServiceKey, Slot<L>>> {
@@ -116,12 +123,32 @@ impl<L: Bind> ListenerSet<L> {
             if slots.contains_key(&key) || fresh.iter().any(|(k, _)| *k == key) {
                 continue;
             }
-            match L::bind(key.addr, self.backlog) {
+            match self.bind_after_retired(key) {
                 Ok(l) => fresh.push((key, l)),
                 Err(source) => return Err(ListenError { key, source }),
             }
         }
         Ok(fresh)
+    }
+
+    /// Binds `key`'s address; if a listener of this set for it was stopped a moment ago and
+    /// still holds it (its task has not closed it yet), retries until it is gone.
+    fn bind_after_retired(&self, key: ServiceKey) -> io::Result<L> {
+        let stopped = {
+            let mut retiring = self.retiring.lock().unwrap_or_else(|e| e.into_inner());
+            retiring.retain(|_, at| at.elapsed() < RETIRE_WAIT);
+            retiring.get(&key).copied()
+        };
+        loop {
+            match L::bind(key.addr, self.backlog) {
+                Err(e)
+                    if e.kind() == io::ErrorKind::AddrInUse && stopped.is_some_and(|at| at.elapsed() < RETIRE_WAIT) =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Keeps listeners bound by [`Self::bind_missing`]; they start with the next [`Self::retain`].
@@ -136,14 +163,17 @@ impl<L: Bind> ListenerSet<L> {
     /// and hands back the bound ones that should start accepting now.
     pub fn retain(&self, keys: &[ServiceKey], what: &str) -> Vec<Started<L>> {
         let mut slots = self.slots();
+        let mut retiring = self.retiring.lock().unwrap_or_else(|e| e.into_inner());
         slots.retain(|key, slot| {
             let keep = keys.contains(key);
             if !keep {
                 info!(service = %key, "{what} removed: listener closed");
                 slot.stop.cancel();
+                retiring.insert(*key, Instant::now());
             }
             keep
         });
+        drop(retiring);
         slots.iter_mut().filter_map(|(key, slot)| slot.pending.take().map(|l| (*key, l, slot.stop.clone()))).collect()
     }
 
