@@ -221,6 +221,11 @@ impl HealthPlane {
         }
     }
 
+    /// Logs a reload of the configuration file: what it changed, or why it was refused.
+    pub fn reload_event(&self, via: &'static str, changes: Vec<String>, refused: Option<String>) {
+        lock(&self.events).push(Event::Reload { via, changes, refused });
+    }
+
     /// Events after `since` (all kept ones when 0).
     pub fn events(&self, since: u64) -> EventList {
         let log = lock(&self.events);
@@ -250,6 +255,21 @@ impl HealthPlane {
                         to: to.as_str().into(),
                         weight: None,
                         reason: format!("live weight {live_weight}"),
+                    },
+                    Event::Reload { via, changes, refused } => EventView {
+                        seq: r.seq,
+                        at_unix_ms,
+                        kind: "reload".into(),
+                        service: String::new(),
+                        real_server: None,
+                        from: (*via).into(),
+                        to: if refused.is_some() { "refused" } else { "applied" }.into(),
+                        weight: None,
+                        reason: match refused {
+                            Some(e) => e.clone(),
+                            None if changes.is_empty() => "no change".into(),
+                            None => changes.join("; "),
+                        },
                     },
                     Event::Vrrp { instance, from, to } => EventView {
                         seq: r.seq,

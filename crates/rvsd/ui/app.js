@@ -219,7 +219,7 @@ function renderServices(t) {
   const sig = JSON.stringify([
     session.role,
     t.services.map((s) => [s.protocol, s.address, s.scheduler, s.persistent, s.sorry_server, s.real_servers.map((r) => [r.address, r.configured_weight])]),
-    t.http.services.map((h) => [h.address, h.rules.map((r) => [r.name, r.pool, r.matches]), h.pools.map((p) => [p.name, p.real_servers.map((r) => [r.address, r.configured_weight])])]),
+    t.http.services.map((h) => [h.address, h.rules.map((r) => [r.name, r.pool, r.match]), h.pools.map((p) => [p.name, p.real_servers.map((r) => [r.address, r.configured_weight])])]),
   ]);
   const list = $('#service-list');
   if (sig !== structure) {
@@ -302,7 +302,7 @@ function httpCard(h) {
   const id = 'http/' + h.address;
   const base = '/v1/http/' + enc(h.address);
   const rules = h.rules.map((r) => el('tr', { 'data-rule': r.name },
-    el('td', { text: r.name }), el('td', { text: r.matches.join(' and ') }), el('td', { text: r.pool }),
+    el('td', { text: r.name }), el('td', { text: r.match.join(' and ') }), el('td', { text: r.pool }),
     cell(id + '/rule/' + r.name, 'rps'), cell(id + '/rule/' + r.name, 'requests'),
     el('td', { class: 'actions' },
       button('Graph', () => openGraph(id + '/rule/' + r.name, 'http ' + h.address + ' rule ' + r.name)),
