@@ -202,7 +202,7 @@ fn the_dashboard_shows_and_changes_a_live_director() {
     );
 
     // A bad weight: the API's error beside the field.
-    b.click(&format!("{card} tr[data-server=\"{}\"] button:nth-of-type(2)", rs2.addr));
+    b.click(&format!("{card} tr[data-server=\"{}\"] button.weight", rs2.addr));
     b.type_into("#form [name=\"server.weight\"]", "70000");
     b.click("#form-ok");
     let err = b.wait_js(
@@ -214,6 +214,19 @@ fn the_dashboard_shows_and_changes_a_live_director() {
     b.screenshot(&shots.join("form-error.png"));
     b.click("#form-cancel");
     assert_eq!(common::server_view(&rvsd, vip, rs2.addr).unwrap()["configured_weight"], 1, "nothing changed");
+
+    // Maintenance and back.
+    let health = || common::server_view(&rvsd, vip, rs2.addr).unwrap()["health"].as_str().unwrap().to_string();
+    b.click(&format!("{card} tr[data-server=\"{}\"] button.maint", rs2.addr));
+    wait_until(Duration::from_secs(10), "rs2 in maintenance", || health() == "down");
+    b.wait_js_with(
+        "the in-service button",
+        "const c = document.querySelector(arguments[0]); return c && c.textContent === 'In service'",
+        json!([format!("{card} tr[data-server=\"{}\"] button.maint", rs2.addr)]),
+        Duration::from_secs(10),
+    );
+    b.click(&format!("{card} tr[data-server=\"{}\"] button.maint", rs2.addr));
+    wait_until(Duration::from_secs(10), "rs2 back in service", || health() == "up");
 
     // Add a rule through its form.
     b.click(&format!("[data-service=\"http/{http_vip}\"] > .toolbar button:nth-of-type(2)"));
@@ -282,6 +295,7 @@ fn the_dashboard_shows_and_changes_a_live_director() {
     b.wait_for("#login:not([hidden]) #token", Duration::from_secs(10));
     b.type_into("#token", READ_ONLY);
     b.click("#login-ok");
+    b.wait_for("body.read-only", Duration::from_secs(10));
     b.wait_for(&format!("{card} tr[data-server=\"{}\"]", rs2.addr), Duration::from_secs(20));
     let hidden = b.js(
         "return getComputedStyle(document.querySelector(arguments[0])).display",

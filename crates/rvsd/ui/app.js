@@ -93,6 +93,9 @@ function showLogin() {
   $('#main').hidden = true;
   $('#logout').hidden = true;
   $('#role').textContent = '';
+  $('#service-list').replaceChildren();
+  structure = '';
+  closeGraph();
   setLive(false);
 }
 
@@ -218,7 +221,7 @@ function cell(id, k, extra) {
 function renderServices(t) {
   const sig = JSON.stringify([
     session.role,
-    t.services.map((s) => [s.protocol, s.address, s.scheduler, s.persistent, s.sorry_server, s.real_servers.map((r) => [r.address, r.configured_weight])]),
+    t.services.map((s) => [s.protocol, s.address, s.scheduler, s.persistent, s.sorry_server, s.real_servers.map((r) => [r.address, r.configured_weight, r.health])]),
     t.http.services.map((h) => [h.address, h.rules.map((r) => [r.name, r.pool, r.match]), h.pools.map((p) => [p.name, p.real_servers.map((r) => [r.address, r.configured_weight])])]),
   ]);
   const list = $('#service-list');
@@ -265,7 +268,7 @@ function l4Card(s) {
       cell(rid, 'inpps'), cell(rid, 'outpps'), cell(rid, 'inbps'), cell(rid, 'outbps'),
       el('td', { class: 'actions' },
         button('Graph', () => openGraph(rid, s.protocol + ' ' + s.address + ' → ' + r.address)),
-        serverButtons(rid, path, r)));
+        serverButtons(rid, path, r, s)));
   });
   return el('article', { class: 'service', 'data-service': id },
     el('div', { class: 'toolbar' },
@@ -284,12 +287,18 @@ function l4Card(s) {
       el('tbody', {}, rows)));
 }
 
-// Weight, drain/back, edit, delete of one real server at `path` (PUT takes {address, weight...}).
-function serverButtons(rid, path, r) {
+// Weight, drain/back, maintenance/back (a TCP/UDP service's, `svc`), edit, delete of one real
+// server at `path` (PUT takes {address, weight...}).
+function serverButtons(rid, path, r, svc) {
   const set = (weight) => api('PUT', path, { address: r.address, weight }).then(report);
   const drained = r.configured_weight === 0;
+  const health = (h) => api('POST', '/v1/commands', { commands: [{
+    op: 'set-health', service: { protocol: svc.protocol, address: svc.address }, address: r.address, health: h }] }).then(report);
   return [
-    button('Weight', () => weightForm(path, r), 'admin'),
+    svc ? (r.health === 'down'
+      ? button('In service', () => health('up'), 'admin maint')
+      : button('Maintenance', () => health('down'), 'admin maint')) : null,
+    button('Weight', () => weightForm(path, r), 'admin weight'),
     drained
       ? button('Back', () => set(Number(sessionStorage.getItem('weight:' + rid) || 1)), 'admin drain')
       : button('Drain', () => { sessionStorage.setItem('weight:' + rid, String(r.configured_weight)); set(0); }, 'admin drain'),
