@@ -444,3 +444,58 @@ fn a_push_client_that_never_reads_is_dropped() {
     assert!(after < before + (64 << 20), "rvsd's memory stays bounded: {before} -> {after}");
     assert!(read > 10_000, "the reading client got its ticks ({read} bytes)");
 }
+
+#[test]
+fn rvsadm_saves_the_running_configuration() {
+    let rs1 = Backend::start("rs1");
+    let rs2 = Backend::start("rs2");
+    let web = http_backend("web1");
+    let (vip, http_vip) = (vip(), vip());
+    let body = format!(
+        "{}\n[[service]]\nkind = \"http\"\naddress = \"{http_vip}\"\ndefault_pool = \"web\"\n\
+         [[service.pool]]\nname = \"web\"\ncheck = {{ type = \"tcp\", interval = 1 }}\n\
+         [[service.pool.real_server]]\naddress = \"{web}\"\n",
+        common::service_toml(vip, "wrr", "check = { type = \"tcp\", interval = 1 }", &[(rs1.addr, "weight = 3")]),
+    );
+    let rvsd = Rvsd::start(&body);
+    let run = |arg: &str| {
+        let out = std::process::Command::new(rvsadm()).arg("--api").arg(&rvsd.socket).arg(arg).output().unwrap();
+        assert!(out.status.success(), "rvsadm {arg}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(run("--config-diff").contains("says what runs"));
+    // Run-time changes: a real server added, a weight changed, a rule added, a pool server added.
+    let (st, v) = rvsd.api(
+        "POST",
+        &format!("/v1/services/tcp/{vip}/servers"),
+        Some(&json!({"address": rs2.addr.to_string(), "weight": 7}).to_string()),
+    );
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = rvsd.api(
+        "PUT",
+        &format!("/v1/services/tcp/{vip}/servers/{}", rs1.addr),
+        Some(&json!({"address": rs1.addr.to_string(), "weight": 0}).to_string()),
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = rvsd.api(
+        "POST",
+        &format!("/v1/http/{http_vip}/rules"),
+        Some(&json!({"name": "api", "match": ["path^=/api/", "method=GET"], "pool": "web"}).to_string()),
+    );
+    assert_eq!(st, 200, "{v}");
+    let diff = run("--config-diff");
+    assert!(diff.contains("differs from what runs") && diff.contains("+weight = 7"), "{diff}");
+    let saved = run("--save-config");
+    assert!(saved.contains("written to"), "{saved}");
+    let text = std::fs::read_to_string(&rvsd.config).unwrap();
+    assert!(text.contains("path^=/api/") && text.contains("weight = 0"), "{text}");
+    assert!(text.contains("interval = 1"), "the checks stay: {text}");
+    let (st, v) = rvsd.api("POST", "/v1/reload", None);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["changes"], json!([]), "a reload of the written file changes nothing");
+    assert!(run("--save-config").contains("nothing to write"));
+    // A digest that is not what would be written is refused.
+    let (st, v) = rvsd.api("POST", "/v1/config/save", Some(r#"{"digest":"0000"}"#));
+    assert_eq!(st, 409, "{v}");
+    assert_eq!(v["error"]["field"], "digest");
+}
