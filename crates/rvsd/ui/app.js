@@ -454,8 +454,8 @@ function serviceForm(s) {
     const body = strip(vals, 'service.');
     if (s.sched_flags && s.sched_flags.length) body.sched_flags = s.sched_flags;
     return edit
-      ? api('PUT', '/v1/services/' + s.protocol + '/' + enc(s.address), body).then(report)
-      : api('POST', '/v1/services', body).then(report);
+      ? api('PUT', '/v1/services/' + s.protocol + '/' + enc(s.address), body)
+      : api('POST', '/v1/services', body);
   });
 }
 
@@ -476,15 +476,15 @@ function serverForm(svcPath, r, pool) {
   openForm(edit ? 'Edit real server ' + r.address : 'Add real server', fields, (vals) => {
     const body = strip(vals, 'server.');
     return edit
-      ? api('PUT', svcPath + '/servers/' + enc(r.address), body).then(report)
-      : api('POST', pool ? svcPath : svcPath + '/servers', body).then(report);
+      ? api('PUT', svcPath + '/servers/' + enc(r.address), body)
+      : api('POST', pool ? svcPath : svcPath + '/servers', body);
   });
 }
 
 function weightForm(path, r) {
   openForm('Weight of ' + r.address, [
     { name: 'server.weight', label: 'weight (0: drained)', type: 'number', value: r.configured_weight },
-  ], (vals) => api('PUT', path, { address: r.address, weight: vals['server.weight'] }).then(report));
+  ], (vals) => api('PUT', path, { address: r.address, weight: vals['server.weight'] }));
 }
 
 function ruleForm(base, h) {
@@ -496,15 +496,16 @@ function ruleForm(base, h) {
   ], (vals) => {
     const body = { name: vals.name || '', match: (vals.match || '').split('\n').map((x) => x.trim()).filter(Boolean), pool: vals.pool || '' };
     if (vals.before) body.before = vals.before;
-    return api('POST', base + '/rules', body).then(report);
+    return api('POST', base + '/rules', body);
   });
 }
 
 function confirmDo(question, action) {
-  openForm(question, [], () => action().then(report));
+  openForm(question, [], () => action());
 }
 
-// A change's answer: an error is shown; the next tick shows what changed.
+// A button's change: an error is flashed (forms show theirs beside the field); the next tick
+// shows what changed.
 function report(r) {
   if (!r.ok) {
     const m = (r.body && r.body.error) ? r.body.error.message : 'HTTP ' + r.status;
@@ -591,15 +592,16 @@ function closeGraph() {
 // ---- events ----
 
 async function loadEvents() {
-  const r = await api('GET', '/v1/events');
-  if (r.ok) {
-    for (const ev of r.body.events) addEvent(ev);
-    renderEvents();
+  for (const path of ['/v1/events', '/v1/events?log=reload']) {
+    const r = await api('GET', path);
+    if (r.ok) for (const ev of r.body.events) addEvent(ev);
   }
+  renderEvents();
 }
 
+// Health events and reloads are numbered apart.
 function addEvent(ev) {
-  events.set(ev.seq, ev);
+  events.set((ev.kind === 'reload' ? 'r' : 'h') + ev.seq, ev);
   if (events.size > 1000) events.delete(events.keys().next().value);
 }
 
@@ -609,7 +611,7 @@ function renderEvents() {
   const have = new Set($$('option', sel).map((o) => o.value));
   for (const n of names) if (!have.has(n)) sel.append(el('option', { value: n, text: n }));
   const svc = sel.value, kind = $('#event-kind').value;
-  const rows = Array.from(events.values()).reverse()
+  const rows = Array.from(events.values()).sort((a, b) => b.at_unix_ms - a.at_unix_ms)
     .filter((e) => (!svc || e.service === svc) && (!kind || e.kind === kind))
     .slice(0, 500)
     .map((e) => el('tr', { class: 'ev-' + e.kind },

@@ -25,6 +25,7 @@ struct Tick<'a> {
     /// Per object (`tcp/VIP`, `tcp/VIP/RS`, `http/VIP`, `http/VIP/rule/NAME`,
     /// `http/VIP/pool/NAME`, `http/VIP/pool/NAME/RS`), its figures this second.
     rates: &'a HashMap<String, HashMap<&'static str, f64>>,
+    /// Health events and reloads (`kind` "reload", numbered apart) new since the last tick.
     events: Vec<EventView>,
 }
 
@@ -112,6 +113,7 @@ pub async fn run(director: Weak<Director>, dash: Arc<Dashboard>) {
     let mut prev = Round::default();
     let mut at = Instant::now();
     let mut last_event = director.upgrade().map_or(0, |d| d.health.events(0).next_seq.saturating_sub(1));
+    let mut last_reload = director.upgrade().map_or(0, |d| d.health.reload_events(0).next_seq.saturating_sub(1));
     loop {
         interval.tick().await;
         let Some(director) = director.upgrade() else { return };
@@ -119,12 +121,14 @@ pub async fn run(director: Weak<Director>, dash: Arc<Dashboard>) {
         let dt = now.duration_since(at).as_secs_f64().max(0.001);
         at = now;
         let t = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let round = sample(&director, &dash, &prev, dt, t, &mut last_event);
+        let round = sample(&director, &dash, &prev, dt, t, (&mut last_event, &mut last_reload));
         prev = round;
     }
 }
 
-fn sample(director: &Director, dash: &Dashboard, prev: &Round, dt: f64, t: u64, last_event: &mut u64) -> Round {
+/// One round; `last`: the last health event and reload sent.
+fn sample(director: &Director, dash: &Dashboard, prev: &Round, dt: f64, t: u64, last: (&mut u64, &mut u64)) -> Round {
+    let (last_event, last_reload) = last;
     let now_ms = director.clock.now_ms();
     let checks = director.health.check_views();
     let services: Vec<ServiceView> =
@@ -188,8 +192,11 @@ fn sample(director: &Director, dash: &Dashboard, prev: &Round, dt: f64, t: u64, 
         }
         history.end_round();
     }
-    let events = director.health.events(*last_event);
+    let mut events = director.health.events(*last_event);
     *last_event = events.next_seq.saturating_sub(1);
+    let reloads = director.health.reload_events(*last_reload);
+    *last_reload = reloads.next_seq.saturating_sub(1);
+    events.events.extend(reloads.events);
     if dash.hub.clients() > 0 {
         let tick = Tick {
             t,
