@@ -113,12 +113,12 @@ for a in "" app.js app.css vendor/uplot/uPlot.iife.min.js vendor/uplot/uPlot.min
   n=$(curl -s -o /dev/null -w '%{size_download}' "$base/ui/$a")
   page=$((page + n))
 done
-first_tick=$(head -c 200000 "$dir/stream.0" | awk '/^data: /{print length($0); exit}')
+first_tick=$(awk '/^data: /{print length($0); exit}' "$dir/stream.0")
 
-printf '\n%-48s %12s %8s\n' "rvs dashboard cost ($SERVICES tcp services x $SERVERS real servers + 1 http)" "measured" "goal"
-printf '%-48s %11s%% %8s\n' "rvsd CPU, no dashboard (% of one core)" "$idle" ""
-printf '%-48s %11s%% %8s\n' "rvsd CPU, $CLIENTS dashboards open (% of one core)" "$open" "< 1%"
-printf '%-48s %12s %8s\n' "first page load (page + assets, bytes)" "$page" "< 300 KB"
-printf '%-48s %12s %8s\n' "push channel, bytes per tick per client" "${first_tick:-0}" ""
-printf '%-48s %12s %8s\n' "push channel, bytes per second per client" "$tick_bytes" ""
+printf '\n%-58s %12s %8s\n' "rvs dashboard cost ($SERVICES tcp services x $SERVERS real servers + 1 http)" "measured" "goal"
+printf '%-58s %11s%% %8s\n' "rvsd CPU, no dashboard (% of one core)" "$idle" ""
+printf '%-58s %11s%% %8s\n' "rvsd CPU, $CLIENTS dashboards open (% of one core)" "$open" "< 1%"
+printf '%-58s %12s %8s\n' "first page load (page + assets, bytes)" "$page" "< 300 KB"
+printf '%-58s %12s %8s\n' "push channel, bytes per tick per client" "${first_tick:-0}" ""
+printf '%-58s %12s %8s\n' "push channel, bytes per second per client" "$tick_bytes" ""
 printf '(window %s s; %s)\n' "$SECS" "$("$BIN" --version)"
