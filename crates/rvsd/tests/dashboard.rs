@@ -235,6 +235,38 @@ fn the_dashboard_shows_and_changes_a_live_director() {
     b.click("#form-ok");
     b.wait_for(&format!("[data-service=\"http/{http_vip}\"] tr[data-rule=\"static\"]"), Duration::from_secs(10));
 
+    // A virtual service added, given a real server, and deleted, through the forms; a bad
+    // address is refused beside its field.
+    b.click("#add-service");
+    b.type_into("#form [name=\"service.address\"]", "not-an-address");
+    b.click("#form-ok");
+    b.wait_js(
+        "the address's error",
+        "return document.querySelector('#form [data-err=\"service.address\"]').textContent",
+        Duration::from_secs(10),
+    );
+    let new_vip = common::vip();
+    b.type_into("#form [name=\"service.address\"]", &new_vip.to_string());
+    b.click("#form-ok");
+    let new_card = format!("[data-service=\"tcp/{new_vip}\"]");
+    b.wait_for(&new_card, Duration::from_secs(10));
+    b.click(&format!("{new_card} button.add-server"));
+    b.type_into("#form [name=\"server.address\"]", &rs2.addr.to_string());
+    b.type_into("#form [name=\"server.weight\"]", "4");
+    b.click("#form-ok");
+    b.wait_for(&format!("{new_card} tr[data-server=\"{}\"]", rs2.addr), Duration::from_secs(10));
+    assert_eq!(common::server_view(&rvsd, new_vip, rs2.addr).unwrap()["configured_weight"], 4);
+    assert!(common::name(new_vip).starts_with("rs2"), "the new service forwards");
+    b.click(&format!("{new_card} button.delete-service"));
+    b.click("#form-ok");
+    b.wait_js_with(
+        "the service gone",
+        "return !document.querySelector(arguments[0])",
+        json!([new_card]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(rvsd.api("GET", &format!("/v1/services/tcp/{new_vip}"), None).0, 404);
+
     // Events: a reload (no change) shows in the timeline.
     let (st, _) = rvsd.api("POST", "/v1/reload", None);
     assert_eq!(st, 200);
