@@ -5,10 +5,14 @@
 # plus a fetch of the services and of one history every DASH_FETCH_SECS), and measures rvsd's CPU
 # from /proc/PID/stat (utime + stime) over DASH_SECS seconds, as % of one core; then without any
 # dashboard, for the baseline; and the first page load's bytes (the page and every asset it
-# loads). Goals: under 1% of a core, under 300 KB. Prints a table.
+# loads). Goals: under 1% of a core, under 300 KB. Prints a table. With DASH_BROWSER=1 the
+# dashboards are DASH_CLIENTS tabs of headless chromium instead (through chromedriver, five tabs
+# a browser: HTTP/1.1's six connections per host; the page logs in, then each tab keeps its push
+# channel open and draws).
 #
 #   bench/dashboard.sh            # 10 dashboards, 60 s windows
 #   DASH_CLIENTS=20 DASH_SECS=30 bench/dashboard.sh
+#   DASH_BROWSER=1 bench/dashboard.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,9 +30,19 @@ command -v curl >/dev/null || { echo "needs curl" >&2; exit 1; }
 
 dir=$(mktemp -d /tmp/rvs-dashboard-bench.XXXXXX)
 pids=()
+browser=
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # The browsers' sessions end before their driver; then whatever of them is left, by pid.
+  if [[ -n $browser ]]; then
+    kill "$browser" 2>/dev/null || true
+    wait "$browser" 2>/dev/null || true
+  fi
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[i]}" 2>/dev/null || true
+    sleep 0.1
+  done
   wait 2>/dev/null || true
+  for p in $(pgrep -f "$dir/profile" || true); do kill -KILL "$p" 2>/dev/null || true; done
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -89,7 +103,67 @@ measure() {
 sleep 3
 idle=$(measure)
 
-# The dashboards: each a push-channel reader plus periodic fetches, as the page does.
+# The dashboards: chromium tabs, or each a push-channel reader plus periodic fetches.
+if [[ ${DASH_BROWSER:-0} == 1 ]]; then
+  command -v chromedriver >/dev/null || { echo "needs chromium and chromium-driver" >&2; exit 1; }
+  wd_port=$(free_port)
+  chromedriver --port="$wd_port" >"$dir/chromedriver.log" 2>&1 &
+  pids+=("$!")
+  python3 - "$wd_port" "$base" "$token" "$CLIENTS" "$dir/profile" <<'PY' &
+import json, sys, time, urllib.request
+port, base, token, tabs, profile = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+def wd(method, path, body=None):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=60))["value"]
+for _ in range(100):
+    try:
+        wd("GET", "/status"); break
+    except Exception:
+        time.sleep(0.1)
+def browser(n, i):
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-dev-shm-usage", f"--user-data-dir={profile}{i}"]
+    s = wd("POST", "/session", {"capabilities": {"alwaysMatch": {"browserName": "chrome",
+           "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}}}})["sessionId"]
+    wd("POST", f"/session/{s}/url", {"url": base + "/ui/"})
+    wd("POST", f"/session/{s}/execute/async", {"script":
+       "const d = arguments[arguments.length-1]; fetch('/ui/login', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify({token: arguments[0]})}).then(r => d(r.status));",
+       "args": [token]})
+    wd("POST", f"/session/{s}/url", {"url": base + "/ui/"})
+    for _ in range(n - 1):
+        h = wd("POST", f"/session/{s}/window/new", {"type": "tab"})["handle"]
+        wd("POST", f"/session/{s}/window", {"handle": h})
+        wd("POST", f"/session/{s}/url", {"url": base + "/ui/"})
+    return s
+# A browser holds six HTTP/1.1 connections per host: five dashboards (each one push channel)
+# leave one for the rest, so five tabs a browser.
+sessions = []
+for i in range(0, tabs, 5):
+    sessions.append(browser(min(5, tabs - i), i))
+import signal
+def stop(*_):
+    try:
+        for s in sessions:
+            wd("DELETE", f"/session/{s}")
+    finally:
+        sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+print("tabs open", flush=True)
+while True:
+    time.sleep(60)
+PY
+  browser=$!
+  for _ in $(seq 300); do
+    n=$(curl -s -H "Authorization: Bearer $token" "$base/v1/dashboard" | python3 -c 'import json,sys; print(json.load(sys.stdin)["stream_clients"])')
+    [[ $n -ge $CLIENTS ]] && break
+    sleep 0.2
+  done
+  curl -sN -H "Authorization: Bearer $token" "$base/v1/stream" >"$dir/stream.0" &
+  pids+=("$!")
+else
 hist=$(curl -s -H "Authorization: Bearer $token" "$base/v1/history" | python3 -c 'import json,sys; o=json.load(sys.stdin)["objects"]; print(o[0] if o else "")')
 for ((c = 0; c < CLIENTS; c++)); do
   curl -sN -H "Authorization: Bearer $token" "$base/v1/stream" >"$dir/stream.$c" &
@@ -103,8 +177,10 @@ for ((c = 0; c < CLIENTS; c++)); do
   ) &
   pids+=("$!")
 done
+fi
 sleep 3
 open=$(measure)
+clients=$(curl -s -H "Authorization: Bearer $token" "$base/v1/dashboard" | python3 -c 'import json,sys; print(json.load(sys.stdin)["stream_clients"])')
 tick_bytes=$(($(stat -c %s "$dir/stream.0") / (SECS + 3)))
 
 # The first page load: the page and the assets it names.
@@ -117,7 +193,10 @@ first_tick=$(awk '/^data: /{print length($0); exit}' "$dir/stream.0")
 
 printf '\n%-58s %12s %8s\n' "rvs dashboard cost ($SERVICES tcp services x $SERVERS real servers + 1 http)" "measured" "goal"
 printf '%-58s %11s%% %8s\n' "rvsd CPU, no dashboard (% of one core)" "$idle" ""
-printf '%-58s %11s%% %8s\n' "rvsd CPU, $CLIENTS dashboards open (% of one core)" "$open" "< 1%"
+what="dashboards open"
+[[ ${DASH_BROWSER:-0} == 1 ]] && what="chromium tabs open"
+printf '%-58s %11s%% %8s\n' "rvsd CPU, $CLIENTS $what (% of one core)" "$open" "< 1%"
+printf '%-58s %12s %8s\n' "push-channel clients connected at the end of the window" "$clients" ""
 printf '%-58s %12s %8s\n' "first page load (page + assets, bytes)" "$page" "< 300 KB"
 printf '%-58s %12s %8s\n' "push channel, bytes per tick per client" "${first_tick:-0}" ""
 printf '%-58s %12s %8s\n' "push channel, bytes per second per client" "$tick_bytes" ""
