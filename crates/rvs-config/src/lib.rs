@@ -9,6 +9,7 @@ mod health;
 mod http;
 mod path;
 mod raw;
+mod save;
 mod sync;
 mod validate;
 mod vrrp;
@@ -24,6 +25,7 @@ use rvs_core::{ServiceKey, TableModel};
 
 pub use error::ConfigError;
 pub use rvs_model::health::{CheckSpec, ServiceHealth};
+pub use save::{line_diff, rewrite, DiffLine, SaveError};
 pub use sync::{SyncConfig, SyncState};
 
 /// Where and how the control API listens.
@@ -35,6 +37,8 @@ pub struct ApiConfig {
     pub listen: Option<SocketAddr>,
     /// The bearer token the TCP listener requires.
     pub token: Option<String>,
+    /// A second token for the TCP listener that may look but not change (GET only).
+    pub read_only_token: Option<String>,
 }
 
 /// Knobs of the director itself (not of one service).

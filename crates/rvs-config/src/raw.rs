@@ -36,6 +36,8 @@ pub struct RawApi {
     pub listen: Option<Spanned<String>>,
     pub token: Option<Spanned<String>>,
     pub token_file: Option<Spanned<PathBuf>>,
+    pub read_only_token: Option<Spanned<String>>,
+    pub read_only_token_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -260,26 +260,11 @@ fn api(raw: &RawConfig) -> Result<ApiConfig> {
             Some(addr)
         }
     };
-    let token = match (&a.token, &a.token_file) {
-        (Some(_), Some(f)) => {
-            return Err(Unplaced::new(span(f), "api.token_file", "give either api.token or api.token_file, not both"))
-        }
-        (Some(t), None) => Some(t.get_ref().clone()),
-        (None, Some(f)) => Some(
-            std::fs::read_to_string(f.get_ref())
-                .map_err(|e| {
-                    Unplaced::new(span(f), "api.token_file", format!("cannot read {}: {e}", f.get_ref().display()))
-                })?
-                .trim()
-                .to_string(),
-        ),
-        (None, None) => None,
-    };
-    if let Some(t) = &token {
-        if t.len() < 16 {
-            let at = a.token.as_ref().map(span).or_else(|| a.token_file.as_ref().map(span)).flatten();
-            return Err(Unplaced::new(at, "api.token", "the token must be at least 16 characters"));
-        }
+    let token = token_of(&a.token, &a.token_file, "api.token")?;
+    let read_only_token = token_of(&a.read_only_token, &a.read_only_token_file, "api.read_only_token")?;
+    if read_only_token.is_some() && read_only_token == token {
+        let at = a.read_only_token.as_ref().map(span).or_else(|| a.read_only_token_file.as_ref().map(span)).flatten();
+        return Err(Unplaced::new(at, "api.read_only_token", "must differ from api.token"));
     }
     if listen.is_some() && token.is_none() {
         return Err(Unplaced::new(
@@ -288,7 +273,45 @@ fn api(raw: &RawConfig) -> Result<ApiConfig> {
             "the TCP API requires a bearer token: set api.token or api.token_file",
         ));
     }
-    Ok(ApiConfig { socket, listen, token })
+    if listen.is_none() && read_only_token.is_some() {
+        let at = a.read_only_token.as_ref().map(span).or_else(|| a.read_only_token_file.as_ref().map(span)).flatten();
+        return Err(Unplaced::new(at, "api.read_only_token", "applies to the TCP API: set api.listen too"));
+    }
+    Ok(ApiConfig { socket, listen, token, read_only_token })
+}
+
+/// A token given inline (`name`) or in a file (`name_file`), at least 16 characters.
+fn token_of(inline: &Option<Spanned<String>>, file: &Option<Spanned<PathBuf>>, name: &str) -> Result<Option<String>> {
+    let token = match (inline, file) {
+        (Some(_), Some(f)) => {
+            return Err(Unplaced::new(
+                span(f),
+                format!("{name}_file"),
+                format!("give either {name} or {name}_file, not both"),
+            ))
+        }
+        (Some(t), None) => Some(t.get_ref().clone()),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f.get_ref())
+                .map_err(|e| {
+                    Unplaced::new(
+                        span(f),
+                        format!("{name}_file"),
+                        format!("cannot read {}: {e}", f.get_ref().display()),
+                    )
+                })?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    if let Some(t) = &token {
+        if t.len() < 16 {
+            let at = inline.as_ref().map(span).or_else(|| file.as_ref().map(span)).flatten();
+            return Err(Unplaced::new(at, name, "the token must be at least 16 characters"));
+        }
+    }
+    Ok(token)
 }
 
 fn service(table: &mut TableModel, i: usize, svc: &Spanned<RawService>) -> Result<(ServiceKey, Option<ServiceHealth>)> {

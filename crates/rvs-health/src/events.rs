@@ -35,6 +35,13 @@ pub enum Event {
         from: &'static str,
         to: &'static str,
     },
+    /// The configuration file reloaded (`via`: SIGHUP or API): what it changed, or why it
+    /// was refused.
+    Reload {
+        via: &'static str,
+        changes: Vec<String>,
+        refused: Option<String>,
+    },
 }
 
 impl fmt::Display for Event {
@@ -51,6 +58,10 @@ impl fmt::Display for Event {
                 write!(f, "{service} quorum {from} -> {to} (live weight {live_weight})")
             }
             Event::Vrrp { instance, from, to } => write!(f, "vrrp instance {instance}: {from} -> {to}"),
+            Event::Reload { via, refused: Some(e), .. } => write!(f, "reload ({via}) refused: {e}"),
+            Event::Reload { via, changes, refused: None } => {
+                write!(f, "reload ({via}): {} changes", changes.len())
+            }
         }
     }
 }

@@ -29,6 +29,9 @@ pub enum Cmd {
     Help,
     Version,
     Completions,
+    // rvs's own: the configuration file against what runs.
+    ConfigDiff,
+    SaveConfig,
 }
 
 impl Cmd {
@@ -55,6 +58,8 @@ impl Cmd {
             Cmd::Help => "help",
             Cmd::Version => "version",
             Cmd::Completions => "completions",
+            Cmd::ConfigDiff => "config-diff",
+            Cmd::SaveConfig => "save-config",
         }
     }
 
@@ -372,6 +377,22 @@ pub const OPTIONS: &[OptDef] = &[
             "--completions {bash|zsh|fish}",
         ),
         SHELLS,
+    ),
+    cmd(
+        "config-diff",
+        &[],
+        Flag,
+        Cmd::ConfigDiff,
+        "show how the configuration file differs from what runs (rvs)",
+        "--config-diff",
+    ),
+    cmd(
+        "save-config",
+        &[],
+        Flag,
+        Cmd::SaveConfig,
+        "write what runs to the configuration file, the previous one kept as FILE.prev (rvs)",
+        "--save-config",
     ),
     // ---- options, in ipvsadm's order
     opt("numeric", &['n'], Flag, Opt::Numeric, "numeric", "xxxx xxxxxxx xxx ", O, "numeric output of addresses and ports"),

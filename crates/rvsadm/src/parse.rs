@@ -189,6 +189,10 @@ pub enum Command {
     Help,
     Version,
     Completions(String),
+    /// `--config-diff`: the configuration file against what runs.
+    ConfigDiff,
+    /// `--save-config`: what runs written to the configuration file.
+    SaveConfig,
 }
 
 impl Command {
@@ -215,6 +219,8 @@ impl Command {
             Command::Help => Cmd::Help.name(),
             Command::Version => Cmd::Version.name(),
             Command::Completions(_) => Cmd::Completions.name(),
+            Command::ConfigDiff => Cmd::ConfigDiff.name(),
+            Command::SaveConfig => Cmd::SaveConfig.name(),
         }
     }
 }
@@ -988,6 +994,8 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
         }
         Cmd::Help => Command::Help,
         Cmd::Version => Command::Version,
+        Cmd::ConfigDiff => Command::ConfigDiff,
+        Cmd::SaveConfig => Command::SaveConfig,
         Cmd::Completions => {
             let shell = st.command_value.clone().unwrap_or_default();
             if !options::SHELLS.contains(&shell.as_str()) {

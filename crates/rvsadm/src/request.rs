@@ -66,6 +66,8 @@ pub fn to_api(cmd: &Command, fullnat: bool) -> Option<ApiCommand> {
         | Command::Save { .. }
         | Command::Help
         | Command::Version
+        | Command::ConfigDiff
+        | Command::SaveConfig
         | Command::Completions(_) => return None,
     })
 }

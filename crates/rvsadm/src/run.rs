@@ -101,6 +101,8 @@ pub fn run(client: &Client, cmd: &Command) -> Result<String> {
         Command::List(args) if args.watch.is_some() => watch(client, args),
         Command::List(args) => list(client, args),
         Command::Save { numeric, json: as_json } => save(client, *numeric, *as_json),
+        Command::ConfigDiff => config_diff(client).map(|(text, _)| text),
+        Command::SaveConfig => save_config(client),
         Command::Restore { fullnat } => {
             let mut text = String::new();
             std::io::stdin().read_to_string(&mut text).map_err(|e| Failure::new(format!("reading stdin: {e}"), 1))?;
@@ -192,6 +194,49 @@ fn http_change<T: serde::Serialize>(client: &Client, method: &str, path: &str, s
         }
         Err(e) => Err(Failure::client(e, 255)),
     }
+}
+
+/// `--config-diff`: the lines a write would change (with the file's name), and the digest of
+/// what it would write.
+fn config_diff(client: &Client) -> Result<(String, Value)> {
+    let d: Value = client.get("/v1/config/diff").map_err(|e| Failure::client(e, 1))?;
+    let file = d["file"].as_str().unwrap_or("");
+    let mut out = String::new();
+    if d["changed"] == true {
+        out.push_str(&format!("{file} differs from what runs; a reload of it would:\n"));
+        for c in d["reload_would"].as_array().into_iter().flatten() {
+            out.push_str(&format!("  {}\n", c.as_str().unwrap_or("")));
+        }
+    } else {
+        out.push_str(&format!("{file} says what runs\n"));
+    }
+    if d["differs"] == true {
+        out.push_str(&format!("--- {file}\n+++ {file} (what runs)\n"));
+        for l in d["diff"].as_array().into_iter().flatten() {
+            let op = l["op"].as_str().unwrap_or(" ");
+            if op != " " {
+                out.push_str(&format!("{op}{}\n", l["text"].as_str().unwrap_or("")));
+            }
+        }
+    }
+    Ok((out, d))
+}
+
+/// `--save-config`: the difference, then the write.
+fn save_config(client: &Client) -> Result<String> {
+    let (mut out, d) = config_diff(client)?;
+    if d["differs"] != true {
+        out.push_str("nothing to write\n");
+        return Ok(out);
+    }
+    let body = serde_json::json!({"digest": d["digest"]});
+    let r: Value = client.send("POST", "/v1/config/save", &body).map_err(|e| Failure::client(e, 1))?;
+    out.push_str(&format!(
+        "written to {} (the previous file is {})\n",
+        r["file"].as_str().unwrap_or(""),
+        r["previous"].as_str().unwrap_or("")
+    ));
+    Ok(out)
 }
 
 /// `-R` of `text`: every line or none.

@@ -1,6 +1,6 @@
 //! `rvsd demo`: three in-process real servers on loopback that answer with their own names
 //! (over HTTP, and over UDP on the same ports), TCP, UDP and HTTP virtual services in front of
-//! them, and the API, so rvs can be tried in one command.
+//! them, and the API and the dashboard, so rvs can be tried in one command.
 
 use std::net::SocketAddr;
 
@@ -13,7 +13,12 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 /// Starts the demo real servers and returns the configuration that fronts them: Layer-4 TCP
 /// and UDP services at `vip` and a Layer-7 one at `http_vip` (`/rs1/...` goes to rs1, the rest
 /// round robin).
-pub async fn start(vip: SocketAddr, http_vip: SocketAddr, socket: std::path::PathBuf) -> std::io::Result<Config> {
+pub async fn start(
+    vip: SocketAddr,
+    http_vip: SocketAddr,
+    socket: std::path::PathBuf,
+    ui: SocketAddr,
+) -> std::io::Result<Config> {
     let mut servers = Vec::new();
     for i in 1..=3 {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -45,7 +50,13 @@ pub async fn start(vip: SocketAddr, http_vip: SocketAddr, socket: std::path::Pat
         ServiceModel { settings: ServiceSettings { scheduler: SchedulerKind::Rr, ..Default::default() }, servers },
     );
     Ok(Config {
-        api: ApiConfig { socket, listen: None, token: None },
+        // The dashboard and TCP API, with a token made up for this run.
+        api: ApiConfig {
+            socket,
+            listen: Some(ui),
+            token: Some(crate::ui::session::random_hex(16)),
+            read_only_token: None,
+        },
         director: DirectorConfig::default(),
         table,
         health: Default::default(),

@@ -284,6 +284,10 @@ impl Director {
             }
             Err(e) => tracing::error!(via, "reload refused, the running configuration is unchanged: {e}"),
         }
+        match &result {
+            Ok((outcome, _)) => self.health.reload_event(via, outcome.changes.clone(), None),
+            Err(e) => self.health.reload_event(via, Vec::new(), Some(e.to_string())),
+        }
         result
     }
 

@@ -47,6 +47,9 @@ pub struct HealthPlane {
     supervisor: HealthSupervisor<HealthKey>,
     config: Mutex<BTreeMap<ServiceKey, ServiceHealth>>,
     events: Mutex<EventLog>,
+    /// The reloads of the configuration file, a log of their own (the health events' sequence
+    /// numbers count health transitions only).
+    reloads: Mutex<EventLog>,
     notifier: Notifier,
     quorum: Mutex<HashMap<ServiceKey, QuorumTracker>>,
     /// Real servers whose check could not go through the VIP, with why, as last logged (said
@@ -66,6 +69,7 @@ impl HealthPlane {
             supervisor,
             config: Mutex::default(),
             events: Mutex::new(EventLog::new(DEFAULT_EVENT_CAPACITY)),
+            reloads: Mutex::new(EventLog::new(RELOAD_EVENT_CAPACITY)),
             notifier: Notifier::spawn(DEFAULT_NOTIFY_TIMEOUT),
             quorum: Mutex::default(),
             own_address: Mutex::default(),
@@ -221,51 +225,19 @@ impl HealthPlane {
         }
     }
 
-    /// Events after `since` (all kept ones when 0).
+    /// Logs a reload of the configuration file: what it changed, or why it was refused.
+    pub fn reload_event(&self, via: &'static str, changes: Vec<String>, refused: Option<String>) {
+        lock(&self.reloads).push(Event::Reload { via, changes, refused });
+    }
+
+    /// Health events after `since` (all kept ones when 0).
     pub fn events(&self, since: u64) -> EventList {
-        let log = lock(&self.events);
-        let events = log
-            .since(since)
-            .map(|r| {
-                let at_unix_ms = r.at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as u64;
-                match &r.event {
-                    Event::RealServer { service, server, from, to, weight, reason } => EventView {
-                        seq: r.seq,
-                        at_unix_ms,
-                        kind: "real_server".into(),
-                        service: service.clone(),
-                        real_server: Some(server.to_string()),
-                        from: from.name().into(),
-                        to: to.name().into(),
-                        weight: weight.map(|w| w.to_string()),
-                        reason: reason.clone(),
-                    },
-                    Event::Quorum { service, from, to, live_weight } => EventView {
-                        seq: r.seq,
-                        at_unix_ms,
-                        kind: "quorum".into(),
-                        service: service.clone(),
-                        real_server: None,
-                        from: from.as_str().into(),
-                        to: to.as_str().into(),
-                        weight: None,
-                        reason: format!("live weight {live_weight}"),
-                    },
-                    Event::Vrrp { instance, from, to } => EventView {
-                        seq: r.seq,
-                        at_unix_ms,
-                        kind: "vrrp".into(),
-                        service: instance.clone(),
-                        real_server: None,
-                        from: (*from).into(),
-                        to: (*to).into(),
-                        weight: None,
-                        reason: String::new(),
-                    },
-                }
-            })
-            .collect();
-        EventList { events, dropped: log.dropped(), next_seq: log.next_seq() }
+        render(&lock(&self.events), since)
+    }
+
+    /// Reloads after `since` (all kept ones when 0).
+    pub fn reload_events(&self, since: u64) -> EventList {
+        render(&lock(&self.reloads), since)
     }
 
     pub fn shutdown(&self) {
@@ -409,4 +381,68 @@ fn on_l4_transition(
             plane.notifier.notify(Notification::quorum(cmd, svc_name, qt.to));
         }
     }
+}
+
+/// Reloads the reload log keeps.
+const RELOAD_EVENT_CAPACITY: usize = 200;
+
+/// The API's view of the events of `log` after `since`.
+fn render(log: &EventLog, since: u64) -> EventList {
+    let events = log
+        .since(since)
+        .map(|r| {
+            let at_unix_ms = r.at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as u64;
+            match &r.event {
+                Event::RealServer { service, server, from, to, weight, reason } => EventView {
+                    seq: r.seq,
+                    at_unix_ms,
+                    kind: "real_server".into(),
+                    service: service.clone(),
+                    real_server: Some(server.to_string()),
+                    from: from.name().into(),
+                    to: to.name().into(),
+                    weight: weight.map(|w| w.to_string()),
+                    reason: reason.clone(),
+                },
+                Event::Quorum { service, from, to, live_weight } => EventView {
+                    seq: r.seq,
+                    at_unix_ms,
+                    kind: "quorum".into(),
+                    service: service.clone(),
+                    real_server: None,
+                    from: from.as_str().into(),
+                    to: to.as_str().into(),
+                    weight: None,
+                    reason: format!("live weight {live_weight}"),
+                },
+                Event::Reload { via, changes, refused } => EventView {
+                    seq: r.seq,
+                    at_unix_ms,
+                    kind: "reload".into(),
+                    service: String::new(),
+                    real_server: None,
+                    from: (*via).into(),
+                    to: if refused.is_some() { "refused" } else { "applied" }.into(),
+                    weight: None,
+                    reason: match refused {
+                        Some(e) => e.clone(),
+                        None if changes.is_empty() => "no change".into(),
+                        None => changes.join("; "),
+                    },
+                },
+                Event::Vrrp { instance, from, to } => EventView {
+                    seq: r.seq,
+                    at_unix_ms,
+                    kind: "vrrp".into(),
+                    service: instance.clone(),
+                    real_server: None,
+                    from: (*from).into(),
+                    to: (*to).into(),
+                    weight: None,
+                    reason: String::new(),
+                },
+            }
+        })
+        .collect();
+    EventList { events, dropped: log.dropped(), next_seq: log.next_seq() }
 }

@@ -16,6 +16,7 @@ mod packet_engine;
 mod real_server;
 mod report;
 mod sync;
+mod ui;
 mod vrrp;
 
 use std::net::SocketAddr;
@@ -72,6 +73,9 @@ enum Cmd {
         /// The API unix socket.
         #[arg(long, default_value = "/tmp/rvsd-demo.sock")]
         api_socket: PathBuf,
+        /// The dashboard and TCP API address (loopback; a token is made up and printed).
+        #[arg(long, default_value = "127.0.0.1:8082")]
+        ui_listen: SocketAddr,
     },
     /// Set up, check (--check) or undo (--remove) this machine as a real server behind a
     /// director that forwards by direct routing or tunnel; no director needs to run here.
@@ -161,8 +165,8 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     limits::raise_nofile_limit();
     let (config, demo) = match (&cli.command, &cli.config) {
-        (Some(Cmd::Demo { listen, http_listen, api_socket }), _) => {
-            (demo::start(*listen, *http_listen, api_socket.clone()).await?, true)
+        (Some(Cmd::Demo { listen, http_listen, api_socket, ui_listen }), _) => {
+            (demo::start(*listen, *http_listen, api_socket.clone(), *ui_listen).await?, true)
         }
         (None, Some(path)) => (Config::load(path)?, false),
         (None, None) => anyhow::bail!("give --config FILE (or `rvsd demo`); see rvsd --help"),
@@ -228,15 +232,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     director.vrrp.attach(&director);
     director.vrrp.reconcile(director.vrrp_specs());
-    let _unix = api::serve_unix(&api.socket, director.clone())
+    let access = api.token.clone().map(|t| ui::session::Access::new(t, api.read_only_token.clone()));
+    let dash = Arc::new(ui::Dashboard::new(access));
+    dash.start(&director);
+    let _unix = api::serve_unix(&api.socket, director.clone(), dash.clone())
         .with_context(|| format!("control API socket {}", api.socket.display()))?;
-    if let (Some(addr), Some(token)) = (api.listen, api.token.clone()) {
-        api::serve_tcp(addr, token, director.clone()).await.with_context(|| format!("control API on {addr}"))?;
-        info!(%addr, "control API listening on TCP (bearer token required)");
+    let mut dashboard = None;
+    if let (Some(addr), Some(_)) = (api.listen, api.token.as_ref()) {
+        let (_, addr) = api::serve_tcp(addr, director.clone(), dash.clone())
+            .await
+            .with_context(|| format!("control API on {addr}"))?;
+        info!(%addr, "control API listening on TCP (bearer token required); the dashboard at http://{addr}/ui/");
+        dashboard = Some(addr);
     }
     info!(socket = %api.socket.display(), "control API listening");
     if demo {
         print_demo_help(&director, &api.socket);
+        if let (Some(addr), Some(token)) = (dashboard, &api.token) {
+            println!("rvs demo: the dashboard at http://{addr}/ui/ (log in with the token {token})");
+        }
+        println!("ctrl-c stops the demo");
     }
     let ticker = {
         let d = director.clone();
@@ -337,5 +352,4 @@ fn print_demo_help(director: &Director, socket: &std::path::Path) {
         println!("  curl http://{}/rs1/x ; curl http://{}/", svc.key.addr, svc.key.addr);
         println!("  curl -s --unix-socket {} http://rvsd/v1/http", socket.display());
     }
-    println!("ctrl-c stops the demo");
 }

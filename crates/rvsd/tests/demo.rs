@@ -37,7 +37,9 @@ fn the_demo_serves_tcp_udp_and_http() {
     let (vip, http_vip): (SocketAddr, SocketAddr) =
         (format!("127.0.0.1:{}", free_port()).parse().unwrap(), format!("127.0.0.1:{}", free_port()).parse().unwrap());
     let mut child = Command::new(env!("CARGO_BIN_EXE_rvsd"))
-        .args(["demo", "--listen", &vip.to_string(), "--http-listen", &http_vip.to_string(), "--api-socket"])
+        .args(["demo", "--listen", &vip.to_string(), "--http-listen", &http_vip.to_string(), "--ui-listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--api-socket")
         .arg(&socket)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -55,6 +57,7 @@ fn the_demo_serves_tcp_udp_and_http() {
         }
     }
     assert!(printed.contains("ctrl-c stops the demo"), "{printed}");
+    assert!(printed.contains("the dashboard at http://127.0.0.1:"), "{printed}");
 
     let tcp: Vec<String> = (0..3).map(|_| name_in(&http_get(vip, "/")).to_string()).collect();
     assert_eq!(tcp, ["rs1", "rs2", "rs3"], "tcp round robin");

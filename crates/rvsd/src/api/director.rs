@@ -19,45 +19,7 @@ pub(crate) async fn route(at: &Route<'_>, rest: &[&str], req: Request<Incoming>)
     let director = at.director;
     let model = || director.model();
     match (at.method, rest) {
-        (&Method::GET, ["info"]) => {
-            let report = director.report();
-            let limit = director.connection_limit();
-            let services = director.table().services().count();
-            Ok(json(
-                StatusCode::OK,
-                &InfoView {
-                    version: env!("CARGO_PKG_VERSION").to_string(),
-                    generation: director.generation(),
-                    connections: report.connections,
-                    services,
-                    client_connections: limit.current(),
-                    max_connections: limit.max().map_or(0, |m| m.get()),
-                    max_connections_waits: limit.waits(),
-                    config_file: director.config_path().map(|p| p.display().to_string()),
-                    draining: report.draining,
-                    relay: if report.kernel_relay.is_some() { "sockmap" } else { "splice" }.to_string(),
-                    sockmap: report.kernel_relay.map(|k| SockmapView {
-                        capacity: k.capacity,
-                        linked: k.linked,
-                        linked_total: k.linked_total,
-                    }),
-                    packet_engine: report.packet.map(|p| PacketEngineView {
-                        attached: !p.interfaces.is_empty(),
-                        interfaces: p.interfaces.into_iter().map(|(n, m)| (n, m.to_string())).collect(),
-                        services: p.services,
-                        pin_dir: p.pin_dir,
-                        taken_over: p.taken_over,
-                        flows: p.flows,
-                        capacity: p.capacity,
-                        table_bytes: p.table_bytes,
-                        scheduled: p.scheduled,
-                        rejected: p.rejected,
-                        schedule_ns: p.schedule_ns,
-                        counters: p.stats.into_iter().map(|(n, v)| (n.to_string(), v)).collect(),
-                    }),
-                },
-            ))
-        }
+        (&Method::GET, ["info"]) => Ok(json(StatusCode::OK, &info(director))),
         (&Method::POST, ["commands"]) => {
             let batch: CommandBatch = body(req).await?;
             let mut table = model().table.clone();
@@ -170,5 +132,43 @@ pub(crate) async fn route(at: &Route<'_>, rest: &[&str], req: Request<Incoming>)
             Err(e) => Err(error(StatusCode::BAD_REQUEST, ApiError::message(e))),
         },
         _ => Err(at.not_found()),
+    }
+}
+
+/// `/v1/info`: the director itself.
+pub(crate) fn info(director: &crate::director::Director) -> InfoView {
+    let report = director.report();
+    let limit = director.connection_limit();
+    let services = director.table().services().count();
+    InfoView {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        generation: director.generation(),
+        connections: report.connections,
+        services,
+        client_connections: limit.current(),
+        max_connections: limit.max().map_or(0, |m| m.get()),
+        max_connections_waits: limit.waits(),
+        config_file: director.config_path().map(|p| p.display().to_string()),
+        draining: report.draining,
+        relay: if report.kernel_relay.is_some() { "sockmap" } else { "splice" }.to_string(),
+        sockmap: report.kernel_relay.map(|k| SockmapView {
+            capacity: k.capacity,
+            linked: k.linked,
+            linked_total: k.linked_total,
+        }),
+        packet_engine: report.packet.map(|p| PacketEngineView {
+            attached: !p.interfaces.is_empty(),
+            interfaces: p.interfaces.into_iter().map(|(n, m)| (n, m.to_string())).collect(),
+            services: p.services,
+            pin_dir: p.pin_dir,
+            taken_over: p.taken_over,
+            flows: p.flows,
+            capacity: p.capacity,
+            table_bytes: p.table_bytes,
+            scheduled: p.scheduled,
+            rejected: p.rejected,
+            schedule_ns: p.schedule_ns,
+            counters: p.stats.into_iter().map(|(n, v)| (n.to_string(), v)).collect(),
+        }),
     }
 }

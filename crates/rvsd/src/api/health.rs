@@ -24,7 +24,7 @@ pub(crate) fn with_checks(mut view: ServiceView, checks: &HashMap<HealthKey, Che
     view
 }
 
-/// `GET /v1/events?since=N`.
+/// `GET /v1/events?since=N` (health transitions; with `log=reload`, the reloads of the file).
 pub(crate) fn events(at: &Route<'_>, req: &Request<Incoming>) -> Result<Resp, Resp> {
     if at.method != Method::GET {
         return Err(at.not_found());
@@ -37,5 +37,7 @@ pub(crate) fn events(at: &Route<'_>, req: &Request<Incoming>) -> Result<Resp, Re
         .transpose()
         .map_err(|e| error(StatusCode::BAD_REQUEST, ApiError::field("since", e)))?
         .unwrap_or(0);
-    Ok(json(StatusCode::OK, &at.director.health.events(since)))
+    let reloads = req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "log=reload"));
+    let health = &at.director.health;
+    Ok(json(StatusCode::OK, &if reloads { health.reload_events(since) } else { health.events(since) }))
 }

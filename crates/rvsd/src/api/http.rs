@@ -80,7 +80,11 @@ fn invalid(e: ApiError) -> Resp {
 }
 
 /// Every L7 service with its rules, pools and counters.
-fn list(model: &DirectorModel, stats: Vec<L7ServiceStats>, checks: &HashMap<HealthKey, CheckView>) -> HttpServiceList {
+pub(crate) fn list(
+    model: &DirectorModel,
+    stats: Vec<L7ServiceStats>,
+    checks: &HashMap<HealthKey, CheckView>,
+) -> HttpServiceList {
     let services = stats
         .iter()
         .map(|st| {

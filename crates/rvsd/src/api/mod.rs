@@ -12,9 +12,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::CONTENT_TYPE;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -25,15 +26,20 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Notify;
 
 use crate::change::Change;
 use crate::director::{Director, Outcome};
 use crate::metrics;
+use crate::ui::session::Denied;
+use crate::ui::Dashboard;
 
-mod director;
+mod config;
+mod dashboard;
+pub(crate) mod director;
 mod errors;
-mod health;
-mod http;
+pub(crate) mod health;
+pub(crate) mod http;
 mod servers;
 mod services;
 mod sync;
@@ -41,11 +47,29 @@ mod vrrp;
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 4 << 20;
+/// The send buffer of a TCP API connection: small, so a push-channel client that stops
+/// reading is seen (its queue fills) within seconds.
+const TCP_SEND_BUFFER: usize = 32 << 10;
+
+/// Any answer: a whole body, or the push channel's stream.
+type AnyBody = BoxBody<Bytes, Infallible>;
+
+/// What every connection of a listener shares.
+struct Ctx {
+    director: Arc<Director>,
+    dash: Arc<Dashboard>,
+    /// The TCP listener's tokens (the unix socket has none: its permissions guard it).
+    tcp: bool,
+}
 
 pub(crate) type Resp = Response<Full<Bytes>>;
 
 /// Binds the unix socket (replacing a stale one) and serves it.
-pub fn serve_unix(path: &Path, director: Arc<Director>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+pub fn serve_unix(
+    path: &Path,
+    director: Arc<Director>,
+    dash: Arc<Dashboard>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     if path.exists() {
         // A socket nobody answers on is stale; one that answers belongs to a running rvsd.
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -61,10 +85,11 @@ pub fn serve_unix(path: &Path, director: Arc<Director>) -> std::io::Result<tokio
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let ctx = Arc::new(Ctx { director, dash, tcp: false });
     Ok(tokio::spawn(async move {
         loop {
             match listener.accept().await {
-                Ok((stream, _)) => spawn_conn(stream, director.clone(), None),
+                Ok((stream, _)) => spawn_conn(stream, ctx.clone()),
                 Err(e) => {
                     tracing::warn!(error = %e, "API accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -74,38 +99,51 @@ pub fn serve_unix(path: &Path, director: Arc<Director>) -> std::io::Result<tokio
     }))
 }
 
-/// Serves the API on a loopback TCP address; every request needs `Authorization: Bearer`.
+/// Serves the API and the dashboard on a loopback TCP address; every API request needs a
+/// token (`Authorization: Bearer`) or a dashboard session (`dash.access`).
 pub async fn serve_tcp(
     addr: SocketAddr,
-    token: String,
     director: Arc<Director>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    dash: Arc<Dashboard>,
+) -> std::io::Result<(tokio::task::JoinHandle<()>, SocketAddr)> {
     let listener = TcpListener::bind(addr).await?;
-    let token: Arc<str> = token.into();
-    Ok(tokio::spawn(async move {
+    let bound = listener.local_addr()?;
+    let ctx = Arc::new(Ctx { director, dash, tcp: true });
+    let task = tokio::spawn(async move {
         loop {
             match listener.accept().await {
-                Ok((stream, _)) => spawn_conn(stream, director.clone(), Some(token.clone())),
+                Ok((stream, _)) => {
+                    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(TCP_SEND_BUFFER);
+                    spawn_conn(stream, ctx.clone())
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "API accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             }
         }
-    }))
+    });
+    Ok((task, bound))
 }
 
-fn spawn_conn<S>(stream: S, director: Arc<Director>, token: Option<Arc<str>>)
+fn spawn_conn<S>(stream: S, ctx: Arc<Ctx>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
+        // Fired when the push channel drops this connection's client for not reading.
+        let kill = Arc::new(Notify::new());
+        let k = kill.clone();
         let svc = service_fn(move |req| {
-            let director = director.clone();
-            let token = token.clone();
-            async move { Ok::<_, Infallible>(handle(&director, token.as_deref(), req).await) }
+            let ctx = ctx.clone();
+            let kill = k.clone();
+            async move { Ok::<_, Infallible>(handle(&ctx, kill, req).await) }
         });
-        let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+        tokio::select! {
+            _ = conn => {}
+            _ = kill.notified() => {}
+        }
     });
 }
 
@@ -123,10 +161,6 @@ pub(crate) fn error(status: StatusCode, e: ApiError) -> Resp {
     json(status, &ErrorBody { error: e })
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 pub(crate) async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Resp> {
     let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
@@ -138,7 +172,7 @@ pub(crate) async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<
 }
 
 /// `%XX` escapes in a path segment.
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -161,20 +195,68 @@ pub(crate) fn path_key(proto: &str, addr: &str) -> Result<ServiceKey, Resp> {
         .map_err(|e| error(StatusCode::BAD_REQUEST, e))
 }
 
-async fn handle(director: &Director, token: Option<&str>, req: Request<Incoming>) -> Resp {
-    if let Some(t) = token {
-        let given =
-            req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), t.as_bytes())) {
-            return error(StatusCode::UNAUTHORIZED, ApiError::message("missing or wrong bearer token"));
+async fn handle(ctx: &Ctx, kill: Arc<Notify>, req: Request<Incoming>) -> Response<AnyBody> {
+    let resp = match (ctx.tcp, ctx.dash.access.as_ref()) {
+        (false, _) => answer(ctx, kill, req).await,
+        (true, None) => error(StatusCode::UNAUTHORIZED, ApiError::message("missing or wrong bearer token")).map(boxed),
+        (true, Some(access)) => {
+            let path = req.uri().path();
+            if path == "/ui" || path.starts_with("/ui/") {
+                crate::ui::route(access, req).await.map(boxed)
+            } else {
+                match access.authorize(req.method(), req.headers()) {
+                    Ok(_) => answer(ctx, kill, req).await,
+                    Err(d) => denied(d).map(boxed),
+                }
+            }
         }
-    }
-    match route(director, req).await {
-        Ok(r) | Err(r) => r,
+    };
+    if ctx.tcp {
+        crate::ui::secure_headers(resp)
+    } else {
+        resp
     }
 }
 
-async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp> {
+fn boxed(b: Full<Bytes>) -> AnyBody {
+    b.boxed()
+}
+
+fn denied(d: Denied) -> Resp {
+    match d {
+        Denied::Unauthenticated => error(StatusCode::UNAUTHORIZED, ApiError::message("missing or wrong bearer token")),
+        Denied::ReadOnly => error(
+            StatusCode::FORBIDDEN,
+            ApiError::message("a read-only token may look but not change").with_code("read_only"),
+        ),
+        Denied::Csrf => error(
+            StatusCode::FORBIDDEN,
+            ApiError::message("a change through a dashboard session needs its X-RVS-CSRF header").with_code("csrf"),
+        ),
+    }
+}
+
+/// An authorised request: the push channel, or a route.
+async fn answer(ctx: &Ctx, kill: Arc<Notify>, req: Request<Incoming>) -> Response<AnyBody> {
+    if req.uri().path() == "/v1/stream" && req.method() == Method::GET {
+        return match ctx.dash.hub.subscribe(kill) {
+            Some(body) => Response::builder()
+                .status(StatusCode::OK)
+                .header(CONTENT_TYPE, "text/event-stream")
+                .header(hyper::header::CACHE_CONTROL, "no-store")
+                .body(body.boxed())
+                .unwrap_or_default(),
+            None => {
+                error(StatusCode::SERVICE_UNAVAILABLE, ApiError::message("too many push-channel clients")).map(boxed)
+            }
+        };
+    }
+    match route(&ctx.director, &ctx.dash, req).await {
+        Ok(r) | Err(r) => r.map(boxed),
+    }
+}
+
+async fn route(director: &Director, dash: &Dashboard, req: Request<Incoming>) -> Result<Resp, Resp> {
     let path = req.uri().path().to_string();
     let segs: Vec<String> = path.trim_matches('/').split('/').map(percent_decode).collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
@@ -190,6 +272,8 @@ async fn route(director: &Director, req: Request<Incoming>) -> Result<Resp, Resp
         ["v1", "events"] => health::events(&at, &req),
         ["v1", "sync", rest @ ..] => sync::route(&at, rest, req).await,
         ["v1", "vrrp"] => vrrp::route(&at),
+        ["v1", "config", rest @ ..] => config::route(&at, rest, req).await,
+        ["v1", which @ ("dashboard" | "history")] => dashboard::route(&at, dash, which, req.uri().query()),
         ["v1", rest @ ..] => director::route(&at, rest, req).await,
         _ => Err(at.not_found()),
     }
