@@ -49,7 +49,7 @@ fn check(data: &[u8], limits: &Limits, result: &Result<Option<Forwarded>, Refusa
             }
         }
         Err(r) => {
-            assert!(matches!(r.status(), 400 | 405 | 413 | 417 | 431 | 501 | 505), "{r:?}");
+            assert!(matches!(r.status(), 400 | 405 | 413 | 414 | 417 | 431 | 501 | 505), "{r:?}");
         }
     }
 }
