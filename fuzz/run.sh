@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the L7 request parser, the chunked validator, the VRRP
-# advertisement decoder, the sync decoder, the SIP Call-ID extractor and the FTP control-line
-# parser (cargo-fuzz, libFuzzer).
-# Usage: fuzz/run.sh [SECONDS]  -- each target runs that long (default 60).
+# Coverage-guided fuzzing of every parser of bytes from outside (cargo-fuzz, libFuzzer): each
+# [[bin]] of fuzz/Cargo.toml is a target, so none is forgotten.
+# Usage: fuzz/run.sh [SECONDS] [TARGET...]  -- each target runs that long (default 60); all
+# targets unless some are named.
 # New corpus entries go to fuzz/work/<target> (not committed); seeds are in fuzz/corpus.
 # A crash stops the script and leaves the input in fuzz/artifacts/<target>/; replay it with
 #   RUSTC_BOOTSTRAP=1 cargo fuzz run <target> fuzz/artifacts/<target>/<file>
-# FUZZ_SANITIZER=none builds without AddressSanitizer (faster; the parsers have no unsafe code).
+# FUZZ_SANITIZER=none builds without AddressSanitizer (faster to build and run; the parsers
+# have no unsafe code but the new-flow record decoder's one read_unaligned).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
+shift || true
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # cargo-fuzz passes -Z flags to rustc; the stable toolchain takes them with this set.
 export RUSTC_BOOTSTRAP=1
-for target in http_request chunked_body vrrp_packet sync_message sip_call_id ftp_command; do
+sanitizer=${FUZZ_SANITIZER:-address}
+if (($#)); then
+    targets=("$@")
+else
+    mapfile -t targets < <(awk '/^\[\[bin\]\]/ { bin = 1; next } bin && /^name *=/ { gsub(/[" ]/, "", $0); sub(/^name=/, "", $0); print; bin = 0 }' fuzz/Cargo.toml)
+fi
+((${#targets[@]})) || { echo "no fuzz targets in fuzz/Cargo.toml" >&2; exit 1; }
+# One build of all the targets (one cargo invocation), then each run starts at once.
+cargo fuzz build --sanitizer "$sanitizer"
+for target in "${targets[@]}"; do
     mkdir -p "fuzz/work/$target"
-    cargo fuzz run --sanitizer "${FUZZ_SANITIZER:-address}" "$target" "fuzz/work/$target" "fuzz/corpus/$target" -- \
+    echo "== $target (${secs}s)"
+    cargo fuzz run --sanitizer "$sanitizer" "$target" "fuzz/work/$target" "fuzz/corpus/$target" -- \
         -max_total_time="$secs" -print_final_stats=1
 done

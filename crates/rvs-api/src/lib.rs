@@ -7,6 +7,7 @@
 mod convert;
 mod error;
 mod http_views;
+pub mod path;
 mod sync;
 mod types;
 mod vrrp;

@@ -212,26 +212,31 @@ impl NewFlows {
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<NewFlowEvent> {
         let item = self.ring.next()?;
-        parse_newflow(&item)
+        NewFlowEvent::decode(&item)
     }
 }
 
-fn parse_newflow(bytes: &[u8]) -> Option<NewFlowEvent> {
-    let hl = size_of::<NewFlowHeader>();
-    if bytes.len() < hl {
-        return None;
+impl NewFlowEvent {
+    /// Decodes one ring buffer record (`struct rvs_newflow`: the header, then the frame, as
+    /// long as the header says but never past the record nor past `NEWFLOW_MAX_FRAME`);
+    /// `None` when the record is shorter than the header.
+    pub fn decode(bytes: &[u8]) -> Option<NewFlowEvent> {
+        let hl = size_of::<NewFlowHeader>();
+        if bytes.len() < hl {
+            return None;
+        }
+        // SAFETY: NewFlowHeader is Pod (any bit pattern valid) and `bytes` holds at least its size;
+        // read_unaligned copes with the record's alignment.
+        let h: NewFlowHeader = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let len = (h.len as usize).min(bytes.len() - hl).min(NEWFLOW_MAX_FRAME);
+        Some(NewFlowEvent {
+            key: h.key,
+            service: h.service,
+            ifindex: h.ifindex,
+            rx_queue: h.rx_queue,
+            frame: bytes[hl..hl + len].to_vec(),
+        })
     }
-    // SAFETY: NewFlowHeader is Pod (any bit pattern valid) and `bytes` holds at least its size;
-    // read_unaligned copes with the record's alignment.
-    let h: NewFlowHeader = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-    let len = (h.len as usize).min(bytes.len() - hl).min(NEWFLOW_MAX_FRAME);
-    Some(NewFlowEvent {
-        key: h.key,
-        service: h.service,
-        ifindex: h.ifindex,
-        rx_queue: h.rx_queue,
-        frame: bytes[hl..hl + len].to_vec(),
-    })
 }
 
 impl AsFd for NewFlows {

@@ -96,6 +96,26 @@ impl ConfigError {
                 .map(|(k, _)| k.trim().to_string())
                 .filter(|k| !k.is_empty() && !k.starts_with('['))
         });
-        Self { file: path.to_path_buf(), line, column, field, message: e.message().trim().to_string(), source_line }
+        // toml has no words for some errors (a control character in a comment).
+        let message = match e.message().trim() {
+            "" => "invalid TOML".to_string(),
+            m => m.to_string(),
+        };
+        Self { file: path.to_path_buf(), line, column, field, message, source_line }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::Config;
+
+    #[test]
+    fn every_error_says_something() {
+        // Found by the config_file fuzz target: toml's message for this one is empty.
+        let e = Config::parse("# validate\x0c\x10t+\0\0\0\0api]\n", Path::new("x.toml")).unwrap_err();
+        assert_eq!((e.line, e.message.as_str()), (1, "invalid TOML"));
+        assert!(e.to_string().starts_with("x.toml:1:"), "{e}");
     }
 }

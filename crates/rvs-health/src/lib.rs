@@ -26,6 +26,7 @@
 pub mod check;
 mod checkers;
 pub mod events;
+pub mod fuzz;
 pub mod health;
 pub mod jitter;
 pub mod md5;

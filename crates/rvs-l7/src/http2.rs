@@ -22,6 +22,7 @@ use tracing::debug;
 
 use crate::chunked::{ChunkError, Chunked};
 use crate::engine::L7Engine;
+use crate::head::{self, Coding};
 use crate::runtime::ServiceRuntime;
 use crate::session;
 use crate::upstream::UPSTREAM_BUFFER;
@@ -73,7 +74,7 @@ impl Http2Counters {
 
 /// Why a stream ended without a whole response.
 #[derive(Debug, thiserror::Error)]
-enum StreamError {
+pub(crate) enum StreamError {
     #[error("HTTP/2: {0}")]
     H2(#[from] h2::Error),
     #[error("session: {0}")]
@@ -207,9 +208,7 @@ async fn stream(
     _slot: ConnSlot,
 ) {
     let (parts, body) = req.into_parts();
-    let end = body.is_end_stream();
-    let chunked = !end && !parts.headers.contains_key(CONTENT_LENGTH);
-    let head = request_head(&parts, end, chunked);
+    let (head, chunked) = stream_request_head(&parts, body.is_end_stream());
     let is_head = parts.method == Method::HEAD;
     let stall = svc.timeouts.server;
     let (near, far) = tokio::io::duplex(DUPLEX);
@@ -234,6 +233,13 @@ fn is_connection_specific(name: &str) -> bool {
         name,
         "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "te" | "http2-settings"
     )
+}
+
+/// The HTTP/1.1 request head of a stream whose request ends with its HEADERS frame (`end`)
+/// or not, and whether its body goes chunked (its length is unknown).
+pub(crate) fn stream_request_head(parts: &http::request::Parts, end: bool) -> (Vec<u8>, bool) {
+    let chunked = !end && !parts.headers.contains_key(CONTENT_LENGTH);
+    (request_head(parts, end, chunked), chunked)
 }
 
 /// The HTTP/1.1 request head of a stream: `:authority` as Host, cookies joined into one field
@@ -358,7 +364,7 @@ async fn upload(mut body: RecvStream, mut wr: WriteHalf<DuplexStream>, chunked: 
 
 /// How the session delimits the response body.
 #[derive(Debug, Clone, Copy)]
-enum Framing {
+pub(crate) enum Framing {
     None,
     Length(u64),
     Chunked,
@@ -506,11 +512,11 @@ async fn send_data(send: &mut SendStream<Bytes>, mut data: Bytes, stall: Duratio
     Ok(())
 }
 
-type ParsedHead = (Response<()>, Framing, usize, bool);
+pub(crate) type ParsedHead = (Response<()>, Framing, usize, bool);
 
 /// Parses the session's response head at the start of `buf`: `Ok(None)` when incomplete;
 /// the bool says whether it is an interim (1xx) response.
-fn parse_head(buf: &[u8], is_head: bool) -> Result<Option<ParsedHead>, StreamError> {
+pub(crate) fn parse_head(buf: &[u8], is_head: bool) -> Result<Option<ParsedHead>, StreamError> {
     if buf.is_empty() {
         return Ok(None);
     }
@@ -528,7 +534,13 @@ fn parse_head(buf: &[u8], is_head: bool) -> Result<Option<ParsedHead>, StreamErr
     let mut framing = Framing::UntilClose;
     for h in r.headers.iter() {
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            framing = Framing::Chunked;
+            // As an HTTP/1.1 client reads it (RFC 9112 6.3): chunked only when it is the last
+            // coding; otherwise the body runs until the session closes.
+            framing = match head::transfer_coding(h.value) {
+                Coding::Chunked | Coding::ChunkedAfterOthers => Framing::Chunked,
+                Coding::NotChunked => Framing::UntilClose,
+                Coding::Invalid => return Err(StreamError::Head("invalid Transfer-Encoding")),
+            };
             continue;
         }
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -604,6 +616,17 @@ mod tests {
         assert_eq!((resp.status(), used), (StatusCode::EARLY_HINTS, 44));
         assert_eq!(resp.headers()["link"], "</a.css>");
         assert!(parse_head(b"HTTP/1.1 200 OK\r\n", false).unwrap().is_none());
+        // Found by the h2_response fuzz target: a coding other than chunked last is no
+        // chunked framing; the body runs until the session closes, as for HTTP/1.1 clients.
+        let (_, framing, _, _) =
+            parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\n", false)
+                .unwrap()
+                .unwrap();
+        assert!(matches!(framing, Framing::UntilClose), "{framing:?}");
+        let (_, framing, _, _) =
+            parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", false).unwrap().unwrap();
+        assert!(matches!(framing, Framing::Chunked), "{framing:?}");
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", false).is_err());
         assert!(parse_head(b"garbage\r\n\r\n", false).is_err());
     }
 }

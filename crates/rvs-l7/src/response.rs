@@ -59,6 +59,10 @@ pub(crate) fn parse<'a>(
         Err(_) => return Err("malformed response head"),
     };
     let (Some(minor), Some(code)) = (resp.version, resp.code) else { return Err("incomplete status line") };
+    // httparse takes any three digits; a status code is 100 to 999 (RFC 9110 15).
+    if code < 100 {
+        return Err("invalid status code");
+    }
     let reason = resp.reason.unwrap_or("");
     let headers: &'a [Header<'a>] = resp.headers;
     head::check_line_ends(&buf[..head_len], headers)?;
@@ -177,5 +181,8 @@ mod tests {
         assert!(body(b"HTTP/1.1 200 OK\nContent-Length: 3\n\n", false).is_err());
         assert!(body(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", false).is_err());
         assert!(body(b"HTTX/1.1 200 OK\r\n\r\n", false).is_err());
+        // Found by the http_response fuzz target: httparse takes `054`.
+        assert_eq!(body(b"HTTP/1.1 054 OK\r\nContent-Length: 3\r\n\r\n", false), Err("invalid status code"));
+        assert_eq!(body(b"HTTP/1.1 000 OK\r\n\r\n", false), Err("invalid status code"));
     }
 }

@@ -39,7 +39,7 @@ pub struct SchedulingCounters {
 /// The UDP payload of a first packet's frame (Ethernet, then IPv4 without options or IPv6
 /// without extension headers: the program hands no other kind here), as long as the UDP
 /// header says (Ethernet padding left out); empty if the frame is too short.
-fn udp_payload(frame: &[u8], family: u8) -> &[u8] {
+pub fn udp_payload(frame: &[u8], family: u8) -> &[u8] {
     let udp = 14 + if family == maps::FAMILY_V6 { 40 } else { 20 };
     let Some(len) = frame.get(udp + 4..udp + 6).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else {
         return &[];

@@ -33,11 +33,20 @@ pub(crate) async fn check(send: Option<&[u8]>, expect: &Pattern, to: Endpoint, d
             )));
         }
         got.extend_from_slice(&chunk[..n]);
-        if expect.is_match(&got) {
-            return Ok(Success::up(format!("response matches /{expect}/")));
-        }
-        if got.len() >= MAX_READ {
-            return Err(Failure(format!("no match for /{expect}/ in the first 64 KiB")));
+        if let Some(verdict) = judge(expect, &got) {
+            return verdict;
         }
     }
+}
+
+/// The verdict on what was received so far: `None` while it does not match and there is room
+/// for more.
+pub(crate) fn judge(expect: &Pattern, got: &[u8]) -> Option<Verdict> {
+    if expect.is_match(got) {
+        return Some(Ok(Success::up(format!("response matches /{expect}/"))));
+    }
+    if got.len() >= MAX_READ {
+        return Some(Err(Failure(format!("no match for /{expect}/ in the first 64 KiB"))));
+    }
+    None
 }

@@ -18,8 +18,11 @@ pub(crate) fn route(at: &Route<'_>, dash: &Dashboard, which: &str, query: Option
             Ok(json(StatusCode::OK, &crate::ui::sampler::director_view(at.director, dash, http)))
         }
         _ => {
-            let object =
-                query.unwrap_or("").split('&').find_map(|kv| kv.strip_prefix("object=")).map(super::percent_decode);
+            let object = query
+                .unwrap_or("")
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("object="))
+                .map(rvs_api::path::percent_decode);
             match object {
                 None => Ok(json(StatusCode::OK, &serde_json::json!({"objects": dash.history().objects()}))),
                 Some(o) => match dash.history().view(&o) {

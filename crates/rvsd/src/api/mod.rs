@@ -171,25 +171,6 @@ pub(crate) async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<
         .map_err(|e| error(StatusCode::BAD_REQUEST, ApiError::message(format!("invalid JSON body: {e}"))))
 }
 
-/// `%XX` escapes in a path segment.
-pub(crate) fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 pub(crate) fn path_key(proto: &str, addr: &str) -> Result<ServiceKey, Resp> {
     service_key(&ServiceId { protocol: proto.to_string(), address: addr.to_string() }, "path")
         .map_err(|e| error(StatusCode::BAD_REQUEST, e))
@@ -258,7 +239,7 @@ async fn answer(ctx: &Ctx, kill: Arc<Notify>, req: Request<Incoming>) -> Respons
 
 async fn route(director: &Director, dash: &Dashboard, req: Request<Incoming>) -> Result<Resp, Resp> {
     let path = req.uri().path().to_string();
-    let segs: Vec<String> = path.trim_matches('/').split('/').map(percent_decode).collect();
+    let segs = rvs_api::path::segments(&path);
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let method = req.method().clone();
     let at = Route { director, method: &method, path: &path };
