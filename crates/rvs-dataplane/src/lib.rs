@@ -8,6 +8,7 @@ pub mod accept;
 pub mod clock;
 pub mod conn_limit;
 pub mod connect_failures;
+pub mod handover;
 pub mod hasher;
 pub mod listeners;
 pub mod plane;

@@ -27,6 +27,7 @@ pub(crate) async fn route(at: &Route<'_>, rest: &[&str], req: Request<Incoming>)
                 StatusCode::OK,
                 &InfoView {
                     version: env!("CARGO_PKG_VERSION").to_string(),
+                    pid: std::process::id(),
                     generation: director.generation(),
                     connections: report.connections,
                     services,
