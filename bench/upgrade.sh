@@ -49,7 +49,7 @@ cleanup() {
   done
   [[ -f $W/nginx.pid ]] && kill -TERM "$(cat "$W/nginx.pid")" 2>/dev/null || true
   sleep 0.5
-  rm -rf "$W"
+  [[ -n ${KEEP:-} ]] && echo "kept $W" || rm -rf "$W"
 }
 trap cleanup EXIT
 
@@ -114,9 +114,9 @@ start_wrk() {
   local phase=$1 l4=$2 http=$3
   WRKS=()
   local c
-  for c in "l4 ka:$l4:" "l4 close:$l4:close" "http ka:$http:" "http close:$http:close"; do
-    local name=${c%%:*} rest=${c#*:}
-    local addr=${rest%%:*} mode=${rest##*:}
+  for c in "l4 ka|$l4|" "l4 close|$l4|close" "http ka|$http|" "http close|$http|close"; do
+    local name=${c%%|*} rest=${c#*|}
+    local addr=${rest%%|*} mode=${rest##*|}
     local out="$W/$phase.${name// /-}.wrk"
     if [[ $mode == close ]]; then
       wrk -t1 -c"$CONNS" -d3600s -H 'Connection: close' "http://$addr/" >"$out" 2>&1 &
@@ -190,7 +190,7 @@ RELOADED=$(cat "$W"/rvsd.*.log | grep -c "configuration reloaded" || true)
 if ((HAPROXY_RELOADS > 0)); then
   cat >"$W/haproxy.cfg" <<EOF
 global
-  maxconn 20000
+  maxconn 4000
   nbthread 1
 defaults
   timeout connect 5s
