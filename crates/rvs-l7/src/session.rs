@@ -29,7 +29,7 @@ const MAX_PRIVATE: usize = 8;
 const LINGER: Duration = Duration::from_secs(1);
 /// At a stop, how long a keep-alive connection idle since its last answer may wait for its next
 /// request before it is closed.
-const STOP_IDLE_GRACE: Duration = Duration::from_secs(1);
+const STOP_IDLE_GRACE: Duration = Duration::from_millis(300);
 
 /// What happens to the client connection after an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
