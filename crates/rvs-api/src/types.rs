@@ -343,6 +343,9 @@ pub struct ReloadReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InfoView {
     pub version: String,
+    /// The rvsd process answering (it changes with a binary upgrade).
+    #[serde(default)]
+    pub pid: u32,
     /// The apply path's sequence number of the last applied batch of changes.
     #[serde(default)]
     pub generation: u64,

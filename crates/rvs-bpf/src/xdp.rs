@@ -113,7 +113,7 @@ pub struct PacketProgram {
     lasting: Vec<(String, XdpMode)>,
     pin_dir: Option<PathBuf>,
     /// The pin directory, locked (flock) while this instance holds it.
-    _pin_lock: Option<std::fs::File>,
+    pin_lock: Mutex<Option<std::fs::File>>,
     conn_table_bytes: Option<u64>,
     nr_cpus: usize,
     ebpf: Ebpf,
@@ -309,7 +309,7 @@ impl PacketProgram {
         let marker = dir.join(layout_marker());
         std::fs::create_dir_all(&marker).map_err(|source| XdpError::Io { path: marker, source })?;
         let mut p = Self::finish(ebpf, Some(dir.to_path_buf()))?;
-        p._pin_lock = Some(lock);
+        p.pin_lock = Mutex::new(Some(lock));
         if state != PinnedState::Reused {
             p.set_config(&Config::default())?;
         }
@@ -349,7 +349,7 @@ impl PacketProgram {
             attached: Vec::new(),
             lasting: Vec::new(),
             pin_dir,
-            _pin_lock: None,
+            pin_lock: Mutex::new(None),
             conn_table_bytes,
             nr_cpus,
             ebpf,
@@ -462,6 +462,12 @@ impl PacketProgram {
             }
         }
         Ok(gone)
+    }
+
+    /// Unlocks the pin directory (a binary upgrade: the next rvsd takes the pins over while
+    /// this one still runs; it must no longer write the maps).
+    pub fn unlock_pins(&self) {
+        self.pin_lock.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// The pin directory, for an instance from [`PacketProgram::load_pinned`].

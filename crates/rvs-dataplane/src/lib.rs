@@ -9,6 +9,7 @@ pub mod clock;
 pub mod conn_limit;
 pub mod connect_failures;
 pub mod ftp;
+pub mod handover;
 pub mod hasher;
 pub mod listeners;
 pub mod plane;

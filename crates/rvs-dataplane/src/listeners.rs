@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -43,19 +44,30 @@ pub fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> 
 }
 
 /// A socket a virtual service receives on.
-pub trait Bind: Sized {
+pub trait Bind: Sized + AsFd {
     fn bind(addr: SocketAddr, backlog: u32) -> io::Result<Self>;
+    /// The same socket from a descriptor handed over by the previous rvsd (already bound and
+    /// listening).
+    fn from_fd(fd: OwnedFd) -> io::Result<Self>;
 }
 
 impl Bind for TcpListener {
     fn bind(addr: SocketAddr, backlog: u32) -> io::Result<Self> {
         bind_listener(addr, backlog)
     }
+    fn from_fd(fd: OwnedFd) -> io::Result<Self> {
+        TcpListener::from_std(std::net::TcpListener::from_fd(fd)?)
+    }
 }
 
 impl Bind for std::net::TcpListener {
     fn bind(addr: SocketAddr, backlog: u32) -> io::Result<Self> {
         bind_std_listener(addr, backlog)
+    }
+    fn from_fd(fd: OwnedFd) -> io::Result<Self> {
+        let l = std::net::TcpListener::from(fd);
+        l.set_nonblocking(true)?;
+        Ok(l)
     }
 }
 
@@ -66,6 +78,11 @@ impl Bind for UdpSocket {
         freebind(&s, addr)?;
         s.bind(&addr.into())?;
         UdpSocket::from_std(s.into())
+    }
+    fn from_fd(fd: OwnedFd) -> io::Result<Self> {
+        let s = std::net::UdpSocket::from(fd);
+        s.set_nonblocking(true)?;
+        UdpSocket::from_std(s)
     }
 }
 
@@ -123,7 +140,12 @@ impl<L: Bind> ListenerSet<L> {
             if slots.contains_key(&key) || fresh.iter().any(|(k, _)| *k == key) {
                 continue;
             }
-            match self.bind_after_retired(key) {
+            // The previous rvsd's socket, when it handed one over: its accept queue goes on.
+            let socket = match crate::handover::take(&key) {
+                Some(fd) => L::from_fd(fd),
+                None => self.bind_after_retired(key),
+            };
+            match socket {
                 Ok(l) => fresh.push((key, l)),
                 Err(source) => return Err(ListenError { key, source }),
             }
@@ -155,7 +177,13 @@ impl<L: Bind> ListenerSet<L> {
     pub fn adopt(&self, bound: Vec<(ServiceKey, L)>) {
         let mut slots = self.slots();
         for (key, l) in bound {
-            slots.entry(key).or_insert_with(|| Slot { stop: CancellationToken::new(), pending: Some(l) });
+            if slots.contains_key(&key) {
+                continue;
+            }
+            if let Err(e) = crate::handover::hold(key, &l) {
+                tracing::warn!(service = %key, error = %e, "cannot keep the listener for a binary upgrade");
+            }
+            slots.insert(key, Slot { stop: CancellationToken::new(), pending: Some(l) });
         }
     }
 
@@ -168,6 +196,7 @@ impl<L: Bind> ListenerSet<L> {
             let keep = keys.contains(key);
             if !keep {
                 info!(service = %key, "{what} removed: listener closed");
+                crate::handover::release(key);
                 slot.stop.cancel();
                 retiring.insert(*key, Instant::now());
             }
@@ -179,7 +208,10 @@ impl<L: Bind> ListenerSet<L> {
 
     /// Stops accepting everywhere (shutdown).
     pub fn stop_all(&self) {
-        self.slots().values().for_each(|s| s.stop.cancel());
+        self.slots().iter().for_each(|(key, s)| {
+            crate::handover::release(key);
+            s.stop.cancel();
+        });
     }
 }
 

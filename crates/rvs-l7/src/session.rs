@@ -27,6 +27,9 @@ use rvs_model::http::MAX_HEADERS;
 const MAX_PRIVATE: usize = 8;
 /// How long a refused client may go on sending before the connection is closed.
 const LINGER: Duration = Duration::from_secs(1);
+/// At a stop, how long a keep-alive connection idle since its last answer may wait for its next
+/// request before it is closed.
+const STOP_IDLE_GRACE: Duration = Duration::from_millis(300);
 
 /// What happens to the client connection after an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,7 +204,12 @@ impl<C: ClientIo> Session<C> {
             let deadline = head_deadline.unwrap_or(idle_deadline);
             // An idle connection wakes at each tick to notice a shutdown.
             match self.timer.wait(deadline, true, self.inbuf.read_from(&mut self.io)).await {
-                Waited::Expired | Waited::Tick if self.inbuf.is_empty() && self.engine.is_stopping() => {
+                // At a stop, a connection that just had an answer waits a moment for its next
+                // request (answered with `Connection: close`): closing it at once would race
+                // a request already on its way.
+                Waited::Expired | Waited::Tick
+                    if self.inbuf.is_empty() && self.engine.is_stopping() && self.last.elapsed() >= STOP_IDLE_GRACE =>
+                {
                     return Ok(Read::Closed)
                 }
                 Waited::Expired if self.inbuf.is_empty() => return Ok(Read::Closed),

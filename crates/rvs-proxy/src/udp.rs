@@ -55,7 +55,8 @@ fn schedules_each_datagram(engine: &Engine, key: &ServiceKey) -> bool {
     engine.snapshot().services.get(key).is_some_and(|s| s.schedules_each_datagram())
 }
 
-/// Receives the datagrams of the UDP service `key` until `stop`; ends its flows then.
+/// Receives the datagrams of the UDP service `key` until `stop`; ends its flows then (at a
+/// shutdown, once they are quiet).
 pub(crate) async fn serve(engine: Arc<Engine>, key: ServiceKey, socket: UdpSocket, stop: CancellationToken) {
     let socket = Arc::new(socket);
     let mut flows: HashMap<FlowKey, Flow<'_>> = HashMap::new();
@@ -127,10 +128,26 @@ pub(crate) async fn serve(engine: Arc<Engine>, key: ServiceKey, socket: UdpSocke
             b.finish(engine.clock.now_ms());
         }
     }
+    // At a shutdown (a binary upgrade's successor takes the next datagrams), answers still
+    // on their way come back through their flows, which end once quiet, at most `LINGER`
+    // after the stop. A deleted service frees its address at once.
+    let until = tokio::time::Instant::now() + LINGER;
+    let busy = |flows: &HashMap<FlowKey, Flow<'_>>| {
+        let now = engine.clock.now_ms();
+        flows.values().any(|f| !f.is_over() && now.saturating_sub(f.guard.entry.last_activity_ms()) < QUIET_MS)
+    };
+    while engine.draining() && busy(&flows) && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for flow in flows.values() {
         flow.guard.entry.cancel.cancel();
     }
 }
+
+/// How long the flows of a stopped UDP service may wait for their answers.
+const LINGER: Duration = Duration::from_secs(2);
+/// A flow this long without a datagram has no answer to wait for.
+const QUIET_MS: u64 = 300;
 
 /// Schedules a new client's flow.
 fn schedule(engine: &Engine, key: ServiceKey, client: SocketAddr) -> Option<Binding> {

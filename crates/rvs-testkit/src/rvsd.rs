@@ -66,9 +66,9 @@ impl RvsdBuilder {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("api.sock");
         let config = dir.path().join("rvsd.toml");
-        let rvsd = Rvsd { dir, socket, config, child: None, api_extra: self.api_extra };
+        let rvsd = Rvsd { dir, socket, config, child: None, api_extra: self.api_extra, netns: self.netns };
         rvsd.write_config(&self.body);
-        rvsd.spawn(&self.env, self.netns.as_ref().map(|(n, e)| (n.as_str(), *e)))
+        rvsd.spawn(&self.env)
     }
 }
 
@@ -78,6 +78,8 @@ pub struct Rvsd {
     pub config: PathBuf,
     child: Option<Child>,
     api_extra: String,
+    /// The network namespace it runs in, and how it got there (an upgrade goes there too).
+    netns: Option<(String, Enter)>,
 }
 
 impl Rvsd {
@@ -106,10 +108,45 @@ impl Rvsd {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    fn spawn(mut self, env: &[(String, String)], netns: Option<(&str, Enter)>) -> Rvsd {
+    /// A binary upgrade: a new rvsd on the same configuration and API socket, started with
+    /// `--upgrade-from` this one's socket; returns once it says the upgrade is done (this one
+    /// then drains and exits: [`Rvsd::wait`] for it, and keep it until the end of the test, as
+    /// the API socket lives in its directory).
+    pub fn upgrade(&self, env: &[(&str, &str)]) -> Rvsd {
+        self.try_upgrade(env).unwrap_or_else(|log| panic!("the upgrade failed; new rvsd's log:\n{log}"))
+    }
+
+    /// [`Rvsd::upgrade`], or the new rvsd's log when it exits without upgrading.
+    pub fn try_upgrade(&self, env: &[(&str, &str)]) -> Result<Rvsd, String> {
+        self.try_upgrade_from(&self.socket, env)
+    }
+
+    /// [`Rvsd::try_upgrade`] naming `from` as the running rvsd's API socket.
+    pub fn try_upgrade_from(&self, from: &Path, env: &[(&str, &str)]) -> Result<Rvsd, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("rvsd.toml");
+        std::fs::copy(&self.config, &config).expect("copy the configuration");
+        let next = Rvsd {
+            dir,
+            socket: self.socket.clone(),
+            config,
+            child: None,
+            api_extra: self.api_extra.clone(),
+            netns: self.netns.clone(),
+        };
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        next.spawn_with(&env, Some(from))
+    }
+
+    fn spawn(self, env: &[(String, String)]) -> Rvsd {
+        self.spawn_with(env, None).unwrap_or_else(|log| panic!("rvsd exited while starting; log:\n{log}"))
+    }
+
+    fn spawn_with(mut self, env: &[(String, String)], upgrade_from: Option<&Path>) -> Result<Rvsd, String> {
+        let netns = self.netns.clone();
         let log = std::fs::File::create(self.log_path()).expect("log file");
         // Both exec: the pid is rvsd's own, so signals reach it.
-        let mut command = match netns {
+        let mut command = match netns.as_ref().map(|(n, e)| (n.as_str(), *e)) {
             None => Command::new(rvsd_bin()),
             Some((ns, Enter::IpNetnsExec)) => {
                 let mut c = Command::new("ip");
@@ -122,6 +159,9 @@ impl Rvsd {
                 c
             }
         };
+        if let Some(from) = upgrade_from {
+            command.arg("--upgrade-from").arg(from);
+        }
         let child = command
             .arg("--config")
             .arg(&self.config)
@@ -135,10 +175,15 @@ impl Rvsd {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("rvsd exited with {status} while starting; log:\n{}", self.log());
+                self.child = None;
+                return Err(format!("exited with {status}\n{}", self.log()));
             }
-            if self.try_api("GET", "/v1/info", None).is_ok() {
-                return self;
+            let ready = match upgrade_from {
+                None => self.try_api("GET", "/v1/info", None).is_ok(),
+                Some(_) => self.log().contains("binary upgrade done"),
+            };
+            if ready {
+                return Ok(self);
             }
             assert!(Instant::now() < deadline, "rvsd did not answer within 15 s; log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));

@@ -312,6 +312,26 @@ impl PacketEngine {
         Ok(engine)
     }
 
+    /// A binary upgrade: stops scheduling new flows and sweeping (the program stays attached,
+    /// the kernel forwards the flows it knows) and unlocks the pin directory, so the next rvsd
+    /// takes the maps and links over while this one drains its proxied connections.
+    pub fn release_pins(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // The checks' device and routing are the next rvsd's to install: this one's go first
+        // (they would take the next one's down with them later).
+        if let Some(r) = &self.running {
+            *lock(&r.checks) = Err("handed over to the next rvsd".into());
+        }
+        let threads: Vec<JoinHandle<()>> =
+            self.running.iter().flat_map(|r| lock(&r.threads).drain(..).collect::<Vec<_>>()).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+        if let Some(r) = &self.running {
+            r.program.unlock_pins();
+        }
+    }
+
     /// Whether a program is attached.
     pub fn attached(&self) -> bool {
         self.running.as_ref().is_some_and(|r| !r.attached.is_empty())

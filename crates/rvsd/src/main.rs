@@ -1,5 +1,6 @@
 //! rvsd, the rvs director daemon: reads the configuration, owns the service table, runs the
-//! proxy engine, serves the control API and metrics, reloads on SIGHUP, drains on SIGTERM.
+//! proxy engine, serves the control API and metrics, reloads on SIGHUP, drains on SIGTERM,
+//! and hands its listening sockets to a new rvsd for a binary upgrade.
 
 #![forbid(unsafe_code)]
 
@@ -17,10 +18,13 @@ mod real_server;
 mod report;
 mod sync;
 mod ui;
+mod upgrade;
 mod vrrp;
 
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +60,11 @@ struct Cli {
     /// Print the shell completion script for SHELL and exit (packaging).
     #[arg(long, value_name = "SHELL", hide = true, exclusive = true)]
     completions: Option<clap_complete::Shell>,
+    /// Binary upgrade: take over the listening sockets of the rvsd running with this API
+    /// socket (its services', its API's), start on them, then tell it to stop accepting,
+    /// drain its connections and exit. Nothing is refused meanwhile.
+    #[arg(long, value_name = "API_SOCKET", requires = "config")]
+    upgrade_from: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -176,6 +185,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(s) = cli.api_socket {
         config.api.socket = s;
     }
+    // A binary upgrade takes the running rvsd's sockets first: the data planes take them
+    // instead of binding.
+    let mut takeover = match &cli.upgrade_from {
+        Some(from) => {
+            let t = upgrade::take_over(from).with_context(|| format!("binary upgrade from {}", from.display()))?;
+            info!(
+                pid = t.from,
+                services = t.services,
+                "binary upgrade: took over the running rvsd's listening sockets"
+            );
+            Some(t)
+        }
+        None => None,
+    };
+    if let (Some(t), Some(_)) = (&takeover, &config.packet_engine) {
+        t.release_pins().context("binary upgrade: taking the packet engine's pins over")?;
+    }
     let clock = Clock::default();
     // One cap for both data planes; `Director::load` sets it from the file (and on reload).
     let limit = ConnLimit::new(None);
@@ -218,6 +244,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         )
         .context("starting the packet engine ([packet_engine])")?,
     };
+    let release_pins: Box<dyn Fn() + Send> = {
+        let packet = packet.clone();
+        Box::new(move || packet.release_pins())
+    };
     let sync = Arc::new(sync::SyncDaemon::new(packet.clone()));
     let planes: Vec<Arc<dyn rvs_dataplane::DataPlane>> = vec![engine, l7, packet];
     let director = Arc::new(Director::new(planes, health.clone(), sync.clone(), limit, clock, config_path, seed));
@@ -235,16 +265,58 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let access = api.token.clone().map(|t| ui::session::Access::new(t, api.read_only_token.clone()));
     let dash = Arc::new(ui::Dashboard::new(access));
     dash.start(&director);
-    let _unix = api::serve_unix(&api.socket, director.clone(), dash.clone())
-        .with_context(|| format!("control API socket {}", api.socket.display()))?;
+    let handed_unix = takeover.as_mut().and_then(|t| t.api_unix.take()).filter(|(p, _)| *p == api.socket);
+    let unix = match handed_unix {
+        Some((_, fd)) => std::os::unix::net::UnixListener::from(fd),
+        None => api::bind_unix(&api.socket).with_context(|| format!("control API socket {}", api.socket.display()))?,
+    };
+    let unix_offer = (api.socket.clone(), OwnedFd::from(unix.try_clone()?));
+    let unix_task = api::serve_unix(unix, director.clone(), dash.clone())?;
+    let mut tcp_offer = None;
+    let mut tcp_task = None;
     let mut dashboard = None;
     if let (Some(addr), Some(_)) = (api.listen, api.token.as_ref()) {
-        let (_, addr) = api::serve_tcp(addr, director.clone(), dash.clone())
-            .await
+        let handed = takeover.as_mut().and_then(|t| t.api_tcp.take()).filter(|(a, _)| *a == addr);
+        let listener = match handed {
+            Some((_, fd)) => std::net::TcpListener::from(fd),
+            None => std::net::TcpListener::bind(addr).with_context(|| format!("control API on {addr}"))?,
+        };
+        tcp_offer = Some((addr, OwnedFd::from(listener.try_clone()?)));
+        let (task, addr) = api::serve_tcp(listener, director.clone(), dash.clone())
             .with_context(|| format!("control API on {addr}"))?;
+        tcp_task = Some(task);
         info!(%addr, "control API listening on TCP (bearer token required); the dashboard at http://{addr}/ui/");
         dashboard = Some(addr);
     }
+    let upgrade_path = upgrade::socket_path(&api.socket);
+    let handed_upgrade = takeover.as_mut().and_then(|t| t.upgrade.take()).filter(|(p, _)| *p == upgrade_path);
+    let upgrade_socket = match handed_upgrade {
+        Some((_, fd)) => fd,
+        None => upgrade::bind(&upgrade_path).with_context(|| format!("upgrade socket {}", upgrade_path.display()))?,
+    };
+    for key in rvs_dataplane::handover::close_untaken() {
+        warn!(service = %key, "binary upgrade: the configuration has no such service: its listener closes");
+    }
+    if let Some(t) = takeover {
+        let from = t.from;
+        match t.finish() {
+            Ok(()) => info!(pid = from, "binary upgrade done: the previous rvsd stops accepting and drains"),
+            Err(e) => warn!(pid = from, "binary upgrade: the previous rvsd did not confirm it stops: {e}"),
+        }
+    }
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (upgraded_tx, mut upgraded_rx) = tokio::sync::mpsc::unbounded_channel();
+    upgrade::serve(
+        upgrade::Offer {
+            api_unix: unix_offer,
+            api_tcp: tcp_offer,
+            upgrade: (upgrade_path.clone(), upgrade_socket),
+            stopping: stopping.clone(),
+            release_pins,
+        },
+        upgraded_tx,
+    )
+    .context("serving binary upgrades")?;
     info!(socket = %api.socket.display(), "control API listening");
     if demo {
         print_demo_help(&director, &api.socket);
@@ -268,6 +340,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     println!("rvsd ready");
     notify::notify(notify::State::Ready);
+    let mut upgraded = None;
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -277,14 +350,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
+            Some(pid) = upgraded_rx.recv() => {
+                upgraded = Some(pid);
+                break;
+            }
         }
     }
     notify::notify(notify::State::Stopping);
-    info!(
-        deadline_secs = drain.as_secs(),
-        connections = director.report().connections,
-        "stopping: no new connections, draining"
-    );
+    stopping.store(true, Ordering::SeqCst);
+    if let Some(pid) = upgraded {
+        // The new rvsd serves the API now: this one's copies of the sockets close.
+        unix_task.abort();
+        tcp_task.iter().for_each(tokio::task::JoinHandle::abort);
+        info!(
+            pid,
+            deadline_secs = drain.as_secs(),
+            connections = director.report().connections,
+            "stopping after a binary upgrade: the new rvsd accepts, this one drains"
+        );
+    } else {
+        info!(
+            deadline_secs = drain.as_secs(),
+            connections = director.report().connections,
+            "stopping: no new connections, draining"
+        );
+    }
     // The checks stop first: those through a VIP lose their road when the packet engine stops,
     // and no health transition is to come of that.
     health.shutdown();
@@ -298,7 +388,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         warn!(closed, "drain deadline reached: closed the remaining connections");
     }
     ticker.abort();
-    let _ = std::fs::remove_file(&api.socket);
+    if upgraded.is_none() {
+        // After an upgrade these are the new rvsd's.
+        let _ = std::fs::remove_file(&api.socket);
+        let _ = std::fs::remove_file(&upgrade_path);
+    }
     info!("stopped");
     Ok(())
 }

@@ -594,6 +594,38 @@ fn an_rvsd_restart_keeps_an_established_flow_and_the_next_rvsd_adopts_it() {
 }
 
 #[test]
+fn a_binary_upgrade_hands_the_pins_over_and_an_established_flow_goes_on() {
+    let farm = Farm::one_segment(2);
+    farm.real_servers_dr();
+    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let _b = echo_servers(&farm, vip);
+    let gate = farm.servers4("gate");
+    let config = service("tcp", vip, "rr", "", &gate);
+    let pins = Pins(format!("/sys/fs/bpf/rvs-test/{}-upg", farm.director.name()).into());
+
+    let mut first = farm.rvsd_pinned(Some(&pins.0), 4096, &config);
+    let (mut held, _) = connect_name_through(&farm, &first, vip);
+    echo_line(&mut held, "before the upgrade\n", "with the first rvsd");
+    let second = first.upgrade(&[]);
+    assert_eq!(first.wait(Duration::from_secs(30)), Some(0), "the old rvsd exits; log:\n{}", first.log());
+    assert!(first.log().contains("unlocks its pins"), "{}", first.log());
+    let log = second.log();
+    assert!(log.contains("taking over the maps pinned in"), "{log}");
+    assert!(log.contains("1 adopted"), "{log}");
+    echo_line(&mut held, "after the upgrade\n", "with the second rvsd");
+    let (fresh, _) = connect_name_through(&farm, &second, vip);
+    drop(fresh);
+    assert!(info(&second)["packet_engine"]["scheduled"].as_u64().unwrap() >= 1);
+    // The check device is the new rvsd's: the old one's exit did not take it down.
+    farm.director.run("ip link show rvs-hc0 >/dev/null");
+    echo_line(&mut held, "still there\n", "after a new connection");
+
+    drop(second);
+    let (ok, out) = farm.packet_engine_command(&["--remove", "--pin-path", pins.0.to_str().unwrap()]);
+    assert!(ok && out.contains("detached from eth0"), "{out}");
+}
+
+#[test]
 fn pins_of_another_connection_table_size_are_replaced_and_the_default_directory_is_per_namespace() {
     let farm = Farm::one_segment(1);
     farm.real_servers_dr();

@@ -142,6 +142,7 @@ pub(crate) fn info(director: &crate::director::Director) -> InfoView {
     let services = director.table().services().count();
     InfoView {
         version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
         generation: director.generation(),
         connections: report.connections,
         services,

@@ -8,7 +8,6 @@
 #![allow(clippy::result_large_err)]
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -64,18 +63,17 @@ struct Ctx {
 
 pub(crate) type Resp = Response<Full<Bytes>>;
 
-/// Binds the unix socket (replacing a stale one) and serves it.
-pub fn serve_unix(
-    path: &Path,
-    director: Arc<Director>,
-    dash: Arc<Dashboard>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+/// Binds the unix socket (replacing a stale one).
+pub fn bind_unix(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
     if path.exists() {
         // A socket nobody answers on is stale; one that answers belongs to a running rvsd.
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,
-                format!("{} is in use by a running rvsd", path.display()),
+                format!(
+                    "{} is in use by a running rvsd (to replace it, start the new one with --upgrade-from)",
+                    path.display()
+                ),
             ));
         }
         std::fs::remove_file(path)?;
@@ -83,8 +81,19 @@ pub fn serve_unix(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let listener = UnixListener::bind(path)?;
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves the API on a bound unix socket (its own, or one a previous rvsd handed over).
+pub fn serve_unix(
+    listener: std::os::unix::net::UnixListener,
+    director: Arc<Director>,
+    dash: Arc<Dashboard>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    listener.set_nonblocking(true)?;
+    let listener = UnixListener::from_std(listener)?;
     let ctx = Arc::new(Ctx { director, dash, tcp: false });
     Ok(tokio::spawn(async move {
         loop {
@@ -99,14 +108,16 @@ pub fn serve_unix(
     }))
 }
 
-/// Serves the API and the dashboard on a loopback TCP address; every API request needs a
-/// token (`Authorization: Bearer`) or a dashboard session (`dash.access`).
-pub async fn serve_tcp(
-    addr: SocketAddr,
+/// Serves the API and the dashboard on a loopback TCP listener (its own, or one a previous
+/// rvsd handed over); every API request needs a token (`Authorization: Bearer`) or a
+/// dashboard session (`dash.access`).
+pub fn serve_tcp(
+    listener: std::net::TcpListener,
     director: Arc<Director>,
     dash: Arc<Dashboard>,
-) -> std::io::Result<(tokio::task::JoinHandle<()>, SocketAddr)> {
-    let listener = TcpListener::bind(addr).await?;
+) -> std::io::Result<(tokio::task::JoinHandle<()>, std::net::SocketAddr)> {
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
     let bound = listener.local_addr()?;
     let ctx = Arc::new(Ctx { director, dash, tcp: true });
     let task = tokio::spawn(async move {
