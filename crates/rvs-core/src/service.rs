@@ -212,6 +212,12 @@ impl ServiceSettings {
         })
     }
 
+    /// Whether each datagram is scheduled on its own: one-packet scheduling, or a persistence
+    /// engine (whose key is in every datagram).
+    pub fn schedules_each_datagram(&self) -> bool {
+        self.one_packet || self.persistence.is_some_and(|p| p.engine.is_some())
+    }
+
     pub fn sched_config(&self, seed: u64) -> SchedConfig {
         SchedConfig { kind: self.scheduler, flags: self.flags, mh_table_size: self.mh_table_size, seed }
     }

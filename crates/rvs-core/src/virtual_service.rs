@@ -177,8 +177,7 @@ impl VirtualService {
     /// Whether each datagram is scheduled on its own ([`VirtualService::schedule_datagram`]):
     /// one-packet scheduling or a persistence engine, whose key is in every datagram.
     pub fn schedules_each_datagram(&self) -> bool {
-        let s = self.settings.load();
-        s.one_packet || s.persistence.is_some_and(|p| p.engine.is_some())
+        self.settings.load().schedules_each_datagram()
     }
 
     /// Datagrams dropped because the persistence engine found no key in them.

@@ -191,12 +191,6 @@ fn method(m: ForwardingMethod) -> u8 {
     }
 }
 
-/// Whether rvsd schedules each datagram of a service with these settings: one-packet
-/// scheduling, or a persistence engine (whose key is in each datagram).
-pub fn each_packet(s: &rvs_core::ServiceSettings) -> bool {
-    s.one_packet || s.persistence.is_some_and(|p| p.engine.is_some())
-}
-
 /// Timeouts in the program's ticks (ms), per state, as IPVS sets them: `tcp`, `tcpfin` and `udp`
 /// from the table; the others IPVS's defaults. Without masq real servers (`masq` false) the
 /// program skips looking for masq replies.
@@ -320,7 +314,7 @@ pub fn plan(
             key: *key,
             id,
             map_key: maps::ServiceKey::new(key.addr, proto(key.protocol)),
-            flags: if each_packet(&m.settings) { maps::SVC_F_EACH_PACKET } else { 0 },
+            flags: if m.settings.schedules_each_datagram() { maps::SVC_F_EACH_PACKET } else { 0 },
             dests,
         });
     }
