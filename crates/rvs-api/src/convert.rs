@@ -9,8 +9,8 @@ use rvs_core::persistence::DEFAULT_PERSISTENCE_SECS;
 use rvs_core::sched::MH_DEFAULT_TABLE_SIZE;
 use rvs_core::stats::{CounterValues, Rates};
 use rvs_core::{
-    Command, DirectorOptions, Netmask, Persistence, Protocol, RealServerSettings, ServiceKey, ServiceSettings,
-    TableModel, Timeouts, VirtualService,
+    Command, DirectorOptions, Family, Mark, MarkDef, MarkKey, MarkMatch, Netmask, Persistence, Protocol,
+    RealServerSettings, ServiceKey, ServiceSettings, TableModel, Timeouts, VirtualService,
 };
 
 use crate::error::ApiError;
@@ -20,11 +20,72 @@ fn parse_addr(text: &str, default_port: Option<u16>, field: &str) -> Result<Sock
     parse_endpoint(text, default_port).map_err(|e| ApiError::field(field, e))
 }
 
+/// The protocol names of firewall-mark services: IPv4 (`-f MARK`) and IPv6 (`-f MARK -6`).
+pub const FWMARK: &str = "fwmark";
+pub const FWMARK6: &str = "fwmark6";
+
 /// The core key of a service id; `field` prefixes error fields.
 pub fn service_key(id: &ServiceId, field: &str) -> Result<ServiceKey, ApiError> {
-    let protocol: Protocol = id.protocol.parse().map_err(|e| ApiError::field(format!("{field}.protocol"), e))?;
+    let family = match id.protocol.as_str() {
+        FWMARK => Some(Family::V4),
+        FWMARK6 => Some(Family::V6),
+        _ => None,
+    };
+    if let Some(family) = family {
+        let mark = parse_mark(&id.address).map_err(|e| ApiError::field(format!("{field}.address"), e))?;
+        return Ok(ServiceKey::Mark(MarkKey { mark, family }));
+    }
+    let protocol: Protocol = id.protocol.parse().map_err(|e| {
+        ApiError::field(format!("{field}.protocol"), format!("{e}, or fwmark / fwmark6 for a firewall-mark service"))
+    })?;
     let addr = parse_addr(&id.address, None, &format!("{field}.address"))?;
-    Ok(ServiceKey { protocol, addr })
+    Ok(ServiceKey::new(protocol, addr))
+}
+
+/// A firewall mark's number: decimal or `0x` hexadecimal (as ipvsadm reads `-f`), not 0.
+pub fn parse_mark(text: &str) -> Result<Mark, String> {
+    let t = text.trim();
+    let n = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => t.parse(),
+    }
+    .map_err(|_| format!("`{text}` is not a firewall mark (a number from 1 to 4294967295)"))?;
+    Mark::new(n).ok_or_else(|| rvs_core::fwmark::MarkError::Zero.to_string())
+}
+
+impl MarkSpec {
+    /// The validated definition; `field` prefixes error fields.
+    pub fn to_core(&self, field: &str) -> Result<MarkDef, ApiError> {
+        let mark = Mark::new(self.mark)
+            .ok_or_else(|| ApiError::field(format!("{field}.mark"), rvs_core::fwmark::MarkError::Zero))?;
+        let mut matches = Vec::with_capacity(self.matches.len());
+        for (i, m) in self.matches.iter().enumerate() {
+            let f = |name: &str| format!("{field}.matches[{i}].{name}");
+            matches.push(MarkMatch {
+                protocol: m.protocol.parse().map_err(|e| ApiError::field(f("protocol"), e))?,
+                dest: m.address.parse().map_err(|e| ApiError::field(f("address"), e))?,
+                ports: m.ports.parse().map_err(|e| ApiError::field(f("ports"), e))?,
+            });
+        }
+        let def = MarkDef { mark, matches };
+        def.validate().map_err(|e| ApiError::field(format!("{field}.matches"), e))?;
+        Ok(def)
+    }
+
+    pub fn from_core(def: &MarkDef) -> Self {
+        MarkSpec {
+            mark: def.mark.get(),
+            matches: def
+                .matches
+                .iter()
+                .map(|m| MarkMatchSpec {
+                    protocol: m.protocol.name().into(),
+                    address: m.dest.to_string(),
+                    ports: m.ports.to_string(),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl ServiceSpec {
@@ -46,7 +107,7 @@ impl ServiceSpec {
         s.flags.check_for(s.scheduler).map_err(|e| ApiError::field(f("sched_flags"), e))?;
         s.mh_table_size = self.mh_table_size.unwrap_or(MH_DEFAULT_TABLE_SIZE);
         if let Some(sorry) = &self.sorry_server {
-            s.sorry_server = Some(parse_addr(sorry, Some(key.addr.port()), &f("sorry_server"))?);
+            s.sorry_server = Some(parse_addr(sorry, Some(key.port()), &f("sorry_server"))?);
         }
         if let Some(n) = self.max_connections {
             s.max_connections =
@@ -58,7 +119,7 @@ impl ServiceSpec {
         if self.persistent.is_some() || self.netmask.is_some() {
             let netmask = match &self.netmask {
                 Some(m) => m.parse::<Netmask>().map_err(|e| ApiError::field(f("netmask"), e))?,
-                None => Netmask::host(key.addr.ip()),
+                None => Netmask::host(key.family().unspecified()),
             };
             s.persistence = Some(Persistence::new(self.persistent.unwrap_or(DEFAULT_PERSISTENCE_SECS), netmask));
         }
@@ -83,7 +144,9 @@ impl ServiceSpec {
                 E::MaxConnectionsUdp => "max_connections",
                 E::OnePacketNotUdp => "one_packet",
                 E::SipNotUdp => "persistence_engine",
-                E::HelperNotTcp => "helper",
+                E::HelperNotTcp | E::HelperMark => "helper",
+                E::PerDatagramMark if self.one_packet => "one_packet",
+                E::PerDatagramMark => "persistence_engine",
                 _ => "address",
             };
             ApiError::field(f(name), e)
@@ -102,7 +165,7 @@ impl RealServerSpec {
         field: &str,
     ) -> Result<RealServerSettings, ApiError> {
         let f = |name: &str| format!("{field}.{name}");
-        let addr = parse_addr(&self.address, Some(service.addr.port()), &f("address"))?;
+        let addr = parse_addr(&self.address, Some(service.port()), &f("address"))?;
         let mut s = base.unwrap_or_else(|| RealServerSettings::new(addr));
         s.addr = addr;
         if let Some(w) = self.weight {
@@ -129,13 +192,10 @@ impl RealServerSpec {
             };
             ApiError::field(f(name), e)
         })?;
-        if s.addr.is_ipv4() != service.addr.is_ipv4() {
+        if s.addr.is_ipv4() != service.is_ipv4() {
             return Err(ApiError::field(
                 f("address"),
-                format!(
-                    "real server {} and virtual service {} are of different address families",
-                    s.addr, service.addr
-                ),
+                format!("real server {} and virtual service {} are of different address families", s.addr, service),
             ));
         }
         Ok(s)
@@ -154,9 +214,10 @@ impl RealServerSpec {
 }
 
 fn spec_from_core(key: &ServiceKey, s: &ServiceSettings) -> ServiceSpec {
+    let id = id_from_core(key);
     ServiceSpec {
-        protocol: key.protocol.name().into(),
-        address: key.addr.to_string(),
+        protocol: id.protocol,
+        address: id.address,
         scheduler: Some(s.scheduler.name().into()),
         persistent: s.persistence.map(|p| p.timeout_secs),
         netmask: s.persistence.map(|p| p.netmask.to_string()),
@@ -170,8 +231,14 @@ fn spec_from_core(key: &ServiceKey, s: &ServiceSettings) -> ServiceSpec {
     }
 }
 
-fn id_from_core(key: &ServiceKey) -> ServiceId {
-    ServiceId { protocol: key.protocol.name().into(), address: key.addr.to_string() }
+pub fn id_from_core(key: &ServiceKey) -> ServiceId {
+    match key {
+        ServiceKey::Addr(a) => ServiceId { protocol: a.protocol.name().into(), address: a.addr.to_string() },
+        ServiceKey::Mark(m) => ServiceId {
+            protocol: if m.family == Family::V4 { FWMARK } else { FWMARK6 }.into(),
+            address: m.mark.to_string(),
+        },
+    }
 }
 
 impl ApiCommand {
@@ -199,13 +266,13 @@ impl ApiCommand {
             }
             ApiCommand::EditServer { service, server } => {
                 let key = service_key(service, "service")?;
-                let addr = parse_addr(&server.address, Some(key.addr.port()), "server.address")?;
+                let addr = parse_addr(&server.address, Some(key.port()), "server.address")?;
                 let base = model.services.get(&key).and_then(|s| s.servers.iter().find(|r| r.addr == addr)).copied();
                 Command::EditServer { service: key, server: server.to_core(&key, base, "server")? }
             }
             ApiCommand::DeleteServer { service, address } => {
                 let key = service_key(service, "service")?;
-                Command::DeleteServer { service: key, addr: parse_addr(address, Some(key.addr.port()), "address")? }
+                Command::DeleteServer { service: key, addr: parse_addr(address, Some(key.port()), "address")? }
             }
             ApiCommand::SetTimeouts { timeouts: t } => {
                 Command::SetTimeouts(model.timeouts.merged(t.tcp, t.tcpfin, t.udp))
@@ -221,7 +288,7 @@ impl ApiCommand {
                 let key = service_key(service, "service")?;
                 Command::SetHealth {
                     service: key,
-                    addr: parse_addr(address, Some(key.addr.port()), "address")?,
+                    addr: parse_addr(address, Some(key.port()), "address")?,
                     health: health.parse().map_err(|e: String| ApiError::field("health", e))?,
                     weight: *weight,
                 }
@@ -229,6 +296,10 @@ impl ApiCommand {
             ApiCommand::SetQuorum { service, lost } => {
                 Command::SetQuorum { service: service_key(service, "service")?, lost: *lost }
             }
+            ApiCommand::SetMark { mark } => Command::SetMark(mark.to_core("mark")?),
+            ApiCommand::DeleteMark { mark } => Command::DeleteMark(
+                Mark::new(*mark).ok_or_else(|| ApiError::field("mark", rvs_core::fwmark::MarkError::Zero))?,
+            ),
         })
     }
 }
@@ -264,6 +335,8 @@ pub fn command_to_api(cmd: &Command) -> ApiCommand {
             weight: *weight,
         },
         Command::SetQuorum { service, lost } => ApiCommand::SetQuorum { service: id_from_core(service), lost: *lost },
+        Command::SetMark(def) => ApiCommand::SetMark { mark: MarkSpec::from_core(def) },
+        Command::DeleteMark(mark) => ApiCommand::DeleteMark { mark: mark.get() },
     }
 }
 
@@ -315,9 +388,10 @@ pub fn view_service(svc: &VirtualService, now_ms: u64) -> ServiceView {
             }
         })
         .collect();
+    let id = id_from_core(&svc.key);
     ServiceView {
-        protocol: svc.key.protocol.name().into(),
-        address: svc.key.addr.to_string(),
+        protocol: id.protocol,
+        address: id.address,
         scheduler: s.scheduler.name().into(),
         persistent: s.persistence.map(|p| p.timeout_secs),
         netmask: s.persistence.map(|p| p.netmask.to_string()),
@@ -376,7 +450,7 @@ mod tests {
     fn sctp_services_are_named_sctp() {
         let spec: ServiceSpec = serde_json::from_str(r#"{"protocol":"sctp","address":"198.18.1.10:80"}"#).unwrap();
         let (key, _) = spec.to_core("service").unwrap();
-        assert_eq!(key.protocol, Protocol::Sctp);
+        assert_eq!(key.protocol(), Some(Protocol::Sctp));
         assert_eq!(id_from_core(&key).protocol, "sctp");
         let e = service_key(&ServiceId { protocol: "dccp".into(), address: "198.18.1.10:80".into() }, "service")
             .unwrap_err();

@@ -12,7 +12,10 @@ mod sync;
 mod types;
 mod vrrp;
 
-pub use convert::{command_to_api, service_key, table_to_commands, timeouts_view, view_service};
+pub use convert::{
+    command_to_api, id_from_core, parse_mark, service_key, table_to_commands, timeouts_view, view_service, FWMARK,
+    FWMARK6,
+};
 pub use error::{ApiError, ErrorBody};
 pub use http_views::view_http_service;
 pub use sync::{SyncDaemonSpec, SyncView};

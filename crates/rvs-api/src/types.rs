@@ -6,7 +6,8 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// Identifies a virtual service: `{"protocol": "tcp", "address": "10.0.0.1:80"}`.
+/// Identifies a virtual service: `{"protocol": "tcp", "address": "10.0.0.1:80"}`, or a
+/// firewall-mark service: `{"protocol": "fwmark", "address": "1"}` (`fwmark6` for IPv6).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceId {
@@ -319,6 +320,34 @@ pub enum ApiCommand {
         service: ServiceId,
         lost: bool,
     },
+    /// Defines a firewall mark or replaces its matches.
+    SetMark {
+        mark: MarkSpec,
+    },
+    /// Deletes a firewall mark that no service uses.
+    DeleteMark {
+        mark: u32,
+    },
+}
+
+/// A firewall mark: the packets a `-f MARK` service serves (`PUT /v1/marks/{mark}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkSpec {
+    pub mark: u32,
+    pub matches: Vec<MarkMatchSpec>,
+}
+
+/// One match of a firewall mark: `{"protocol": "tcp", "address": "198.18.0.0/24", "ports": "80"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkMatchSpec {
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    /// An address or a prefix.
+    pub address: String,
+    /// A port or a range (`443`, `8000-8099`).
+    pub ports: String,
 }
 
 /// A batch of commands applied all-or-nothing (`POST /v1/commands`; restore is a batch).

@@ -223,6 +223,14 @@ struct {
 	__type(value, struct rvs_reverse);
 } rvs_reverse SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, RVS_MAX_MARK_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct rvs_mark_key);
+	__type(value, struct rvs_mark_ports);
+} rvs_marks SEC(".maps");
+
 /* The next hop to a real server as bpf_fib_lookup last gave it, per CPU, by dest id: the
  * program's own (rvsd neither reads nor writes it). An entry is used only while it is for the
  * same real server address and method, the same ingress interface, rvs_config.cache_gen is
@@ -1219,9 +1227,40 @@ static __always_inline int key_eq(const struct rvs_conn_key *a, const struct rvs
 }
 
 /* The virtual service of sk: its own port's, else the address's all-port (port 0) service. */
+/* The firewall-mark service of a packet to sk, if a mark matches it. */
+static __always_inline struct rvs_service *mark_of(const struct rvs_service_key *sk)
+{
+	struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &(__u32){0});
+	if (cfg && (cfg->flags & RVS_CFG_F_NO_MARKS))
+		return 0;
+	struct rvs_mark_key mk = {
+		.prefixlen = 32 + (sk->family == RVS_FAMILY_V6 ? 128 : 32),
+		.proto = sk->proto,
+		.family = sk->family,
+	};
+	addr_copy(mk.addr, sk->addr);
+	struct rvs_mark_ports *v = bpf_map_lookup_elem(&rvs_marks, &mk);
+	if (!v)
+		return 0;
+	__u16 port = bpf_ntohs(sk->port);
+	__u32 n = v->count;
+	for (int i = 0; i < RVS_MARK_RANGES; i++) {
+		if (i >= n)
+			break;
+		if (port >= v->range[i].lo && port <= v->range[i].hi)
+			return &v->range[i].service;
+	}
+	return 0;
+}
+
+/* The service of a packet to sk: a firewall mark's first (as IPVS looks fwmark services up
+ * before addresses), then the address and port's, then the address's on port 0 (all-port). */
 static __always_inline struct rvs_service *service_of(struct rvs_service_key *sk)
 {
-	struct rvs_service *svc = bpf_map_lookup_elem(&rvs_services, sk);
+	struct rvs_service *svc = mark_of(sk);
+	if (svc)
+		return svc;
+	svc = bpf_map_lookup_elem(&rvs_services, sk);
 	if (svc)
 		return svc;
 	__u16 port = sk->port;

@@ -33,6 +33,8 @@
  * holds no entry: clear it before putting the first, set it after removing the last. Clear
  * (the default) is always correct. */
 #define RVS_CFG_F_NO_MASQ 2
+/* rvs_marks is empty: the program skips its firewall-mark lookup (same rules as NO_MASQ). */
+#define RVS_CFG_F_NO_MARKS 4
 
 /* Connection states (IPVS's names, struct rvs_conn.state); each has a timeout in
  * struct rvs_config.timeout_ms. */
@@ -81,7 +83,34 @@ struct rvs_service {
 /* struct rvs_service.flags */
 #define RVS_SVC_F_EACH_PACKET 1 /* every datagram scheduled by rvsd (ops, persistence engine) */
 
-/* What a masq reply needs of its service: the address to put back as the source. */
+/* Firewall marks (rvs_marks, an LPM trie): the service of a packet by protocol, family,
+ * destination prefix and port range. prefixlen counts the bits after it: 32 for proto, family
+ * and _pad, then the prefix of addr. The value holds the port ranges of every match whose
+ * prefix contains the key's (matches never overlap), so the longest prefix has them all. */
+#define RVS_MARK_RANGES 8
+#define RVS_MAX_MARK_PREFIXES 4096
+
+struct rvs_mark_key {
+	__u32 prefixlen;
+	__u8 proto;
+	__u8 family;
+	__u16 _pad;
+	__u32 addr[4];
+};
+
+struct rvs_mark_range {
+	__u16 lo; /* host order, inclusive */
+	__u16 hi;
+	struct rvs_service service;
+};
+
+struct rvs_mark_ports {
+	__u32 count;
+	struct rvs_mark_range range[RVS_MARK_RANGES];
+};
+
+/* What a masq reply needs of its service: the address to put back as the source. A
+ * firewall-mark service's: proto 0, port 0, addr[0] the mark (it has no masq real servers). */
 struct rvs_service_info {
 	struct rvs_service_key vip;
 };

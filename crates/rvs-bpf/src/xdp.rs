@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use aya::maps::{
-    Array, HashMap as BpfHashMap, MapData, MapError, MapInfo, MapType, PerCpuArray, PerCpuValues, RingBuf,
+    Array, HashMap as BpfHashMap, LpmTrie, MapData, MapError, MapInfo, MapType, PerCpuArray, PerCpuValues, RingBuf,
 };
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::{XdpLink, XdpLinkId};
@@ -82,6 +82,7 @@ struct Maps {
     stats: PerCpuArray<MapData, u64>,
     config: Array<MapData, Config>,
     reverse: BpfHashMap<MapData, ReverseKey, Reverse>,
+    marks: LpmTrie<MapData, MarkData, MarkPorts>,
     /// The settings as last given to `set_config` (its `cache_gen` is ours).
     settings: Config,
     /// `rvs_config.cache_gen`: the generation of the program's per-CPU caches of flows and
@@ -338,6 +339,7 @@ impl PacketProgram {
             stats: take(&mut ebpf, "rvs_stats")?,
             config: take(&mut ebpf, "rvs_config")?,
             reverse: take(&mut ebpf, "rvs_reverse")?,
+            marks: take(&mut ebpf, "rvs_marks")?,
             settings: Config::default(),
             cache_gen: 0,
         };
@@ -547,6 +549,29 @@ impl PacketProgram {
 
     pub fn remove_reverse(&self, k: &ReverseKey) -> Result<(), XdpError> {
         self.maps().reverse.remove(k).map_err(map_err("rvs_reverse"))
+    }
+
+    /// Puts the port ranges of one firewall-mark prefix.
+    pub fn put_mark(&self, k: &MarkKey, v: &MarkPorts) -> Result<(), XdpError> {
+        let key = aya::maps::lpm_trie::Key::new(k.prefixlen, k.data());
+        self.maps().marks.insert(&key, v, 0).map_err(map_err("rvs_marks"))
+    }
+
+    pub fn remove_mark(&self, k: &MarkKey) -> Result<(), XdpError> {
+        let key = aya::maps::lpm_trie::Key::new(k.prefixlen, k.data());
+        let mut m = self.maps();
+        m.marks.remove(&key).map_err(map_err("rvs_marks"))?;
+        m.bump()
+    }
+
+    /// The firewall-mark prefixes in `rvs_marks` and their port ranges.
+    pub fn marks(&self) -> Vec<(MarkKey, MarkPorts)> {
+        self.maps()
+            .marks
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (MarkKey::from_data(k.prefix_len(), k.data()), v))
+            .collect()
     }
 
     /// The services in `rvs_services` (key and slot).
@@ -786,6 +811,13 @@ const PINNED_MAPS: &[PinnedMap] = &[
         key: size_of::<ReverseKey>(),
         value: size_of::<Reverse>(),
         entries: Some(MAX_DESTS),
+    },
+    PinnedMap {
+        name: "rvs_marks",
+        kind: MapType::LpmTrie,
+        key: size_of::<MarkKey>(),
+        value: size_of::<MarkPorts>(),
+        entries: Some(MAX_MARK_PREFIXES),
     },
     PinnedMap { name: "rvs_config", kind: MapType::Array, key: 4, value: size_of::<Config>(), entries: Some(1) },
     PinnedMap {

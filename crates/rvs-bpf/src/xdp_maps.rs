@@ -22,6 +22,9 @@ pub const DEST_F_AVAILABLE: u8 = 1;
 pub const CFG_F_EXPIRE_NODEST_CONN: u32 = 1;
 /// rvs_reverse is empty: the program skips masq reply lookups (see xdp_maps.h).
 pub const CFG_F_NO_MASQ: u32 = 2;
+pub const CFG_F_NO_MARKS: u32 = 4;
+pub const MARK_RANGES: usize = 8;
+pub const MAX_MARK_PREFIXES: u32 = 4096;
 
 pub const S_NONE: u8 = 0;
 pub const S_ESTABLISHED: u8 = 1;
@@ -413,6 +416,77 @@ impl Reverse {
     }
 }
 
+/// `struct rvs_mark_key`: a firewall mark's prefix (the key of the `rvs_marks` LPM trie).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MarkKey {
+    pub prefixlen: u32,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: u16,
+    pub addr: [u32; 4],
+}
+
+impl MarkKey {
+    /// Packets of `proto` to `addr/len`.
+    pub fn new(addr: IpAddr, len: u8, proto: u8) -> Self {
+        let (a, family) = addr_words(addr);
+        Self { prefixlen: 32 + u32::from(len), proto, family, _pad: 0, addr: a }
+    }
+    pub fn prefix(&self) -> (IpAddr, u8) {
+        (words_addr(&self.addr, self.family), (self.prefixlen.saturating_sub(32)) as u8)
+    }
+    /// What follows `prefixlen` (aya's `lpm_trie::Key` holds the two apart).
+    pub fn data(&self) -> MarkData {
+        MarkData { proto: self.proto, family: self.family, _pad: 0, addr: self.addr }
+    }
+    pub fn from_data(prefixlen: u32, d: MarkData) -> Self {
+        Self { prefixlen, proto: d.proto, family: d.family, _pad: 0, addr: d.addr }
+    }
+}
+
+/// The bytes of [`MarkKey`] after `prefixlen`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MarkData {
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: u16,
+    pub addr: [u32; 4],
+}
+
+/// `struct rvs_mark_range`: ports `lo..=hi` (host order) go to `service`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MarkRange {
+    pub lo: u16,
+    pub hi: u16,
+    pub service: Service,
+}
+
+/// `struct rvs_mark_ports`: the port ranges of one prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MarkPorts {
+    pub count: u32,
+    pub range: [MarkRange; MARK_RANGES],
+}
+
+impl MarkPorts {
+    /// At most [`MARK_RANGES`] ranges; `None` when there are more.
+    pub fn new(ranges: &[MarkRange]) -> Option<Self> {
+        if ranges.len() > MARK_RANGES {
+            return None;
+        }
+        let mut p = Self { count: ranges.len() as u32, ..Default::default() };
+        p.range[..ranges.len()].copy_from_slice(ranges);
+        Some(p)
+    }
+    pub fn ranges(&self) -> &[MarkRange] {
+        &self.range[..(self.count as usize).min(MARK_RANGES)]
+    }
+}
+
 // SAFETY (all below): #[repr(C)] structs of integers and integer arrays whose layout matches
 // the C header (checked by the tests), with explicit padding fields so no byte is padding,
 // and any bit pattern is a valid value.
@@ -436,7 +510,11 @@ pod!(
     NewFlowHeader,
     Verdict,
     ReverseKey,
-    Reverse
+    Reverse,
+    MarkKey,
+    MarkData,
+    MarkRange,
+    MarkPorts
 );
 
 #[cfg(test)]
@@ -466,6 +544,9 @@ mod tests {
         s!("rvs_verdict", Verdict, magic, verdict, dest, _pad);
         s!("rvs_reverse_key", ReverseKey, addr, port, proto, family);
         s!("rvs_reverse", Reverse, count, service);
+        s!("rvs_mark_key", MarkKey, prefixlen, proto, family, _pad, addr);
+        s!("rvs_mark_range", MarkRange, lo, hi, service);
+        s!("rvs_mark_ports", MarkPorts, count, range);
         v
     }
 
@@ -489,6 +570,10 @@ F(rvs_newflow, key) F(rvs_newflow, service) F(rvs_newflow, ifindex) F(rvs_newflo
 S(rvs_verdict) F(rvs_verdict, magic) F(rvs_verdict, verdict) F(rvs_verdict, dest) F(rvs_verdict, _pad)
 S(rvs_reverse_key) F(rvs_reverse_key, addr) F(rvs_reverse_key, port) F(rvs_reverse_key, proto) F(rvs_reverse_key, family)
 S(rvs_reverse) F(rvs_reverse, count) F(rvs_reverse, service)
+S(rvs_mark_key) F(rvs_mark_key, prefixlen) F(rvs_mark_key, proto) F(rvs_mark_key, family) F(rvs_mark_key, _pad) F(rvs_mark_key, addr)
+S(rvs_mark_range) F(rvs_mark_range, lo) F(rvs_mark_range, hi) F(rvs_mark_range, service)
+S(rvs_mark_ports) F(rvs_mark_ports, count) F(rvs_mark_ports, range)
+printf("marks %d %d %d\n", RVS_MARK_RANGES, RVS_MAX_MARK_PREFIXES, RVS_CFG_F_NO_MARKS);
 printf("newflow_total %zu\n", sizeof(struct rvs_newflow));
 printf("const %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d\n", RVS_MAX_SERVICES, RVS_MAX_DESTS, RVS_REVERSE_SLOTS,
   RVS_NEWFLOW_MAX_FRAME, RVS_FWD_GATE, RVS_FWD_MASQ, RVS_FWD_TUNNEL, RVS_S_UDP, RVS_S_COUNT, RVS_STAT_COUNT,
@@ -528,6 +613,8 @@ return 0;
             assert_eq!(rust, cval, "{name}: Rust {rust}, C {cval}");
         }
         assert_eq!(c["newflow_total"].parse::<usize>().unwrap(), NEWFLOW_SIZE);
+        let marks = text.lines().find_map(|l| l.strip_prefix("marks ")).unwrap();
+        assert_eq!(marks, format!("{MARK_RANGES} {MAX_MARK_PREFIXES} {CFG_F_NO_MARKS}"));
         let consts = text.lines().find_map(|l| l.strip_prefix("const ")).unwrap();
         let got: Vec<u64> = consts.split(' ').map(|v| v.parse().unwrap()).collect();
         let want: Vec<u64> = vec![

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rvs_core::persistence::DEFAULT_PERSISTENCE_SECS;
-use rvs_core::{Netmask, Persistence, ProxyProtocol, SchedulerKind, ServiceKey};
+use rvs_core::{Netmask, Persistence, ProxyProtocol, SchedulerKind, ServiceAddr};
 use rvs_model::http::{
     CookieInsert, HashOn, L7ServiceConfig, PoolConfig, PoolPersistence, Rule, TlsCertificate, TlsConfig,
 };
@@ -107,7 +107,7 @@ pub(crate) fn pool_checks(
 }
 
 /// Validates an `http` virtual service.
-pub(crate) fn http_service(key: ServiceKey, s: &Spanned<RawService>, at: &str) -> Result<L7ServiceConfig> {
+pub(crate) fn http_service(key: ServiceAddr, s: &Spanned<RawService>, at: &str) -> Result<L7ServiceConfig> {
     let f = |name: &str| format!("{at}.{name}");
     let whole = s.span();
     let raw = s.get_ref();
@@ -208,7 +208,7 @@ pub(crate) fn http_service(key: ServiceKey, s: &Spanned<RawService>, at: &str) -
     Ok(svc)
 }
 
-fn pool(key: ServiceKey, p: &Spanned<RawPool>, at: &str) -> Result<PoolConfig> {
+fn pool(key: ServiceAddr, p: &Spanned<RawPool>, at: &str) -> Result<PoolConfig> {
     let f = |name: &str| format!("{at}.{name}");
     let raw = p.get_ref();
     let name = raw.name.get_ref().clone();
@@ -281,7 +281,7 @@ fn pool(key: ServiceKey, p: &Spanned<RawPool>, at: &str) -> Result<PoolConfig> {
     }
     for (j, rs) in raw.real_servers.iter().enumerate() {
         let rat = format!("{at}.real_server[{j}]");
-        let server = real_server_settings(rs, key.addr, &rat)?;
+        let server = real_server_settings(rs, key.addr.port(), &rat)?;
         server.validate().map_err(|e| {
             place_server_error(rs, &rat, rvs_core::CommandError::Server { addr: server.addr, source: e })
         })?;

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod fwmark;
 mod health;
 mod http;
 mod path;

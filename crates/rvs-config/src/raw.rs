@@ -27,6 +27,8 @@ pub struct RawConfig {
     pub services: Vec<Spanned<RawService>>,
     #[serde(default)]
     pub vrrp: Vec<Spanned<RawVrrp>>,
+    #[serde(default, rename = "firewall_mark")]
+    pub firewall_marks: Vec<Spanned<crate::fwmark::RawFirewallMark>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,7 +82,11 @@ pub struct RawService {
     /// `tcp` (Layer 4, the default) or `http` (Layer 7: pools and rules).
     pub kind: Option<Spanned<String>>,
     pub protocol: Option<Spanned<String>>,
-    pub address: Spanned<String>,
+    /// The virtual address; or, for a firewall-mark service, `firewall_mark` (and `family`).
+    pub address: Option<Spanned<String>>,
+    pub firewall_mark: Option<Spanned<u32>>,
+    /// `ipv4` (the default) or `ipv6`: a firewall-mark service's family (`ipvsadm -f N -6`).
+    pub family: Option<Spanned<String>>,
     pub scheduler: Option<Spanned<String>>,
     /// Persistence timeout in seconds (`ipvsadm -p`).
     pub persistent: Option<Spanned<u32>>,

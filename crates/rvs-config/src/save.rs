@@ -5,14 +5,13 @@
 //! The result is parsed back and must give exactly the running model, or it is refused; a
 //! line diff shows what the write would change. Comments and formatting are not kept.
 
-use std::net::SocketAddr;
 use std::path::Path;
 
 use rvs_core::addr::parse_endpoint;
 use rvs_core::sched::MH_DEFAULT_TABLE_SIZE;
 use rvs_core::{
-    ForwardingMethod, Netmask, Protocol, ProxyProtocol, RealServerSettings, ServiceKey, ServiceSettings, TableModel,
-    Timeouts,
+    Family, ForwardingMethod, MarkKey, Netmask, Protocol, ProxyProtocol, RealServerSettings, ServiceKey,
+    ServiceSettings, TableModel, Timeouts,
 };
 use rvs_model::http::L7ServiceConfig;
 use toml::{Table, Value};
@@ -47,12 +46,40 @@ pub fn rewrite(text: &str, path: &Path, table: &TableModel, http: &[L7ServiceCon
         Some(Value::Array(a)) => a.into_iter().filter_map(|v| v.as_table().cloned()).collect(),
         _ => Vec::new(),
     };
+    let marks: Vec<Value> = table
+        .marks
+        .values()
+        .map(|d| {
+            let mut t = Table::new();
+            t.insert("mark".into(), i64::from(d.mark.get()).into());
+            let matches = d.matches.iter().map(|m| {
+                let mut x = Table::new();
+                if m.protocol != Protocol::Tcp {
+                    x.insert("protocol".into(), m.protocol.name().into());
+                }
+                x.insert("address".into(), m.dest.to_string().into());
+                let ports: Value = if m.ports.lo() == m.ports.hi() {
+                    i64::from(m.ports.lo()).into()
+                } else {
+                    m.ports.to_string().into()
+                };
+                x.insert("ports".into(), ports);
+                Value::Table(x)
+            });
+            t.insert("match".into(), Value::Array(matches.collect()));
+            Value::Table(t)
+        })
+        .collect();
+    doc.remove("firewall_mark");
+    if !marks.is_empty() {
+        doc.insert("firewall_mark".into(), Value::Array(marks));
+    }
     let mut services = Vec::new();
     let mut written: Vec<ServiceKey> = Vec::new();
     for mut entry in old {
         let Some((http_kind, key)) = entry_key(&entry) else { continue };
         if http_kind {
-            if let Some(cfg) = http.iter().find(|h| h.key == key) {
+            if let Some(cfg) = http.iter().find(|h| ServiceKey::Addr(h.key) == key) {
                 http_entry(&mut entry, cfg);
                 services.push(Value::Table(entry));
                 written.push(key);
@@ -66,10 +93,20 @@ pub fn rewrite(text: &str, path: &Path, table: &TableModel, http: &[L7ServiceCon
     for (key, svc) in &table.services {
         if !written.contains(key) {
             let mut entry = Table::new();
-            if key.protocol != Protocol::Tcp {
-                entry.insert("protocol".into(), key.protocol.name().into());
+            match key {
+                ServiceKey::Addr(a) => {
+                    if a.protocol != Protocol::Tcp {
+                        entry.insert("protocol".into(), a.protocol.name().into());
+                    }
+                    entry.insert("address".into(), a.addr.to_string().into());
+                }
+                ServiceKey::Mark(m) => {
+                    entry.insert("firewall_mark".into(), i64::from(m.mark.get()).into());
+                    if m.family == Family::V6 {
+                        entry.insert("family".into(), "ipv6".into());
+                    }
+                }
             }
-            entry.insert("address".into(), key.addr.to_string().into());
             l4_entry(&mut entry, key, &svc.settings, &svc.servers);
             services.push(Value::Table(entry));
         }
@@ -92,12 +129,17 @@ pub fn rewrite(text: &str, path: &Path, table: &TableModel, http: &[L7ServiceCon
 /// file loaded, so every entry does).
 fn entry_key(entry: &Table) -> Option<(bool, ServiceKey)> {
     let http = entry.get("kind").and_then(Value::as_str) == Some("http");
+    if let Some(m) = entry.get("firewall_mark").and_then(Value::as_integer) {
+        let mark = rvs_core::Mark::new(u32::try_from(m).ok()?)?;
+        let family = if entry.get("family").and_then(Value::as_str) == Some("ipv6") { Family::V6 } else { Family::V4 };
+        return Some((http, ServiceKey::Mark(MarkKey { mark, family })));
+    }
     let protocol = match entry.get("protocol").and_then(Value::as_str) {
         Some(p) => p.parse::<Protocol>().ok()?,
         None => Protocol::Tcp,
     };
     let addr = parse_endpoint(entry.get("address")?.as_str()?, None).ok()?;
-    Some((http, ServiceKey { protocol, addr }))
+    Some((http, ServiceKey::new(protocol, addr)))
 }
 
 fn set_timeouts(doc: &mut Table, t: &Timeouts) {
@@ -142,7 +184,7 @@ fn l4_entry(entry: &mut Table, key: &ServiceKey, s: &ServiceSettings, servers: &
     match &s.persistence {
         Some(p) => {
             entry.insert("persistent".into(), i64::from(p.timeout_secs).into());
-            let host = p.netmask == Netmask::host(key.addr.ip());
+            let host = p.netmask == Netmask::host(key.family().unspecified());
             set_opt(entry, "netmask", (!host || keep(entry, "netmask")).then(|| p.netmask.to_string().into()));
         }
         None => {
@@ -158,7 +200,7 @@ fn l4_entry(entry: &mut Table, key: &ServiceKey, s: &ServiceSettings, servers: &
     set_opt(entry, "sorry_server", s.sorry_server.map(|a| a.to_string().into()));
     set_opt(entry, "max_connections", s.max_connections.map(|n| i64::from(n.get()).into()));
     let old = take_servers(entry);
-    set_servers(entry, key.addr, old, servers);
+    set_servers(entry, key.port(), old, servers);
 }
 
 fn take_servers(entry: &mut Table) -> Vec<Table> {
@@ -170,9 +212,8 @@ fn take_servers(entry: &mut Table) -> Vec<Table> {
 
 /// The real servers, in running order, each from its old table when it had one (its check
 /// stays).
-fn set_servers(entry: &mut Table, vip: SocketAddr, old: Vec<Table>, servers: &[RealServerSettings]) {
-    let addr_of =
-        |t: &Table| t.get("address").and_then(Value::as_str).and_then(|a| parse_endpoint(a, Some(vip.port())).ok());
+fn set_servers(entry: &mut Table, port: u16, old: Vec<Table>, servers: &[RealServerSettings]) {
+    let addr_of = |t: &Table| t.get("address").and_then(Value::as_str).and_then(|a| parse_endpoint(a, Some(port)).ok());
     let list: Vec<Value> = servers
         .iter()
         .map(|rs| {
@@ -231,7 +272,7 @@ fn http_entry(entry: &mut Table, cfg: &L7ServiceConfig) {
             let Some(pc) = p.get("name").and_then(Value::as_str).and_then(|n| cfg.find_pool(n)) else { continue };
             let servers = pc.servers.clone();
             let old = take_servers(p);
-            set_servers(p, cfg.key.addr, old, &servers);
+            set_servers(p, cfg.key.addr.port(), old, &servers);
         }
     }
 }
@@ -327,13 +368,13 @@ check = { type = "tcp", interval = 1 }
     fn run_time_changes_are_written() {
         let c = load(FILE);
         let mut t = c.table.clone();
-        let vip: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        let vip: std::net::SocketAddr = "127.0.0.1:80".parse().unwrap();
         let key = ServiceKey::tcp(vip);
         let mut rs = RealServerSettings::new("127.0.0.1:8001".parse().unwrap());
         rs.weight = 0;
         t.apply(&Command::EditServer { service: key, server: rs }).unwrap();
         t.apply(&Command::DeleteServer { service: key, addr: "127.0.0.1:8002".parse().unwrap() }).unwrap();
-        let k2 = ServiceKey { protocol: Protocol::Udp, addr: "127.0.0.1:53".parse().unwrap() };
+        let k2 = ServiceKey::new(Protocol::Udp, "127.0.0.1:53".parse().unwrap());
         t.apply(&Command::AddService { key: k2, settings: ServiceSettings::default() }).unwrap();
         t.apply(&Command::AddServer { service: k2, server: RealServerSettings::new("127.0.0.2:53".parse().unwrap()) })
             .unwrap();

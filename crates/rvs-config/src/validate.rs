@@ -12,8 +12,9 @@ use rvs_core::addr::parse_endpoint;
 use rvs_core::persistence::DEFAULT_PERSISTENCE_SECS;
 use rvs_core::sched::MH_DEFAULT_TABLE_SIZE;
 use rvs_core::{
-    Command, CommandError, DirectorOptions, ForwardingMethod, Helper, Netmask, Persistence, PersistenceEngine,
-    Protocol, ProxyProtocol, RealServerSettings, SchedulerKind, ServiceKey, ServiceSettings, TableModel, Timeouts,
+    Command, CommandError, DirectorOptions, Family, ForwardingMethod, Helper, MarkKey, Netmask, Persistence,
+    PersistenceEngine, Protocol, ProxyProtocol, RealServerSettings, SchedulerKind, ServiceAddr, ServiceKey,
+    ServiceSettings, TableModel, Timeouts,
 };
 use toml::Spanned;
 
@@ -178,6 +179,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
     }
     table.timeouts = timeouts;
 
+    crate::fwmark::marks(&mut table, &raw.firewall_marks)?;
     let mut health = std::collections::BTreeMap::new();
     let mut http: Vec<rvs_model::http::L7ServiceConfig> = Vec::new();
     for (i, svc) in raw.services.iter().enumerate() {
@@ -192,9 +194,17 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
                 }
             }
             "http" => {
-                let addr = parse_endpoint(s.address.get_ref(), None)
-                    .map_err(|e| Unplaced::new(span(&s.address), format!("{at}.address"), e))?;
-                let key = ServiceKey { protocol: Protocol::Tcp, addr };
+                if let Some(m) = &s.firewall_mark {
+                    return Err(Unplaced::new(
+                        span(m),
+                        format!("{at}.firewall_mark"),
+                        "an http service listens on its address: firewall marks are for kind \"tcp\" services",
+                    ));
+                }
+                let address = required_address(svc, &at)?;
+                let addr = parse_endpoint(address.get_ref(), None)
+                    .map_err(|e| Unplaced::new(span(address), format!("{at}.address"), e))?;
+                let key = ServiceAddr { protocol: Protocol::Tcp, addr };
                 if s.protocol.as_ref().is_some_and(|p| p.get_ref() != "tcp") {
                     return Err(Unplaced::new(
                         s.protocol.as_ref().and_then(span),
@@ -206,7 +216,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
                 http.push(crate::http::http_service(key, svc, &at)?);
                 let pool_checks = crate::http::pool_checks(svc, &at)?;
                 if !pool_checks.is_empty() {
-                    health.insert(key, ServiceHealth { pool_checks, ..ServiceHealth::default() });
+                    health.insert(key.into(), ServiceHealth { pool_checks, ..ServiceHealth::default() });
                 }
             }
             other => {
@@ -224,19 +234,22 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
         if s.kind.as_ref().is_none_or(|k| k.get_ref() != "http") {
             continue;
         }
-        let Ok(addr) = parse_endpoint(s.address.get_ref(), None) else { continue };
-        let key = ServiceKey { protocol: Protocol::Tcp, addr };
+        let Some(address) = &s.address else { continue };
+        let Ok(addr) = parse_endpoint(address.get_ref(), None) else { continue };
+        let key = ServiceAddr { protocol: Protocol::Tcp, addr };
         let twice = http.iter().filter(|h| h.key == key).count() > 1;
-        if table.services.contains_key(&key) || twice {
+        if table.services.contains_key(&key.into()) || twice {
             return Err(Unplaced::new(
-                span(&s.address),
+                span(address),
                 format!("service[{i}].address"),
                 format!("{addr} is already the address of another virtual service"),
             ));
         }
     }
+    crate::fwmark::check_used(&table, &raw.firewall_marks)?;
     let packet_engine = raw.packet_engine.as_ref().map(packet_engine).transpose()?;
-    let services: Vec<ServiceKey> = table.services.keys().copied().chain(http.iter().map(|h| h.key)).collect();
+    let services: Vec<ServiceKey> =
+        table.services.keys().copied().chain(http.iter().map(|h| ServiceKey::Addr(h.key))).collect();
     let vrrp = crate::vrrp::vrrp(&raw.vrrp, &services)?;
     let sync = raw.sync.as_ref().map(crate::sync::sync).transpose()?;
     Ok(Config { api, director, table, health, http, packet_engine, vrrp, sync })
@@ -314,17 +327,72 @@ fn token_of(inline: &Option<Spanned<String>>, file: &Option<Spanned<PathBuf>>, n
     Ok(token)
 }
 
+/// A service's `address`, which it must have (an http service; a tcp one without a mark).
+fn required_address<'a>(svc: &'a Spanned<RawService>, at: &str) -> Result<&'a Spanned<String>> {
+    svc.get_ref().address.as_ref().ok_or_else(|| {
+        Unplaced::new(
+            span(svc),
+            format!("{at}.address"),
+            "missing: a service needs an address (or, kind \"tcp\", a firewall_mark)",
+        )
+    })
+}
+
+/// What identifies a tcp-kind service: its protocol and address, or its firewall mark.
+fn service_key(svc: &Spanned<RawService>, at: &str) -> Result<ServiceKey> {
+    let field = |f: &str| format!("{at}.{f}");
+    let s = svc.get_ref();
+    let Some(m) = &s.firewall_mark else {
+        if let Some(f) = &s.family {
+            return Err(Unplaced::new(
+                span(f),
+                field("family"),
+                "family is for firewall-mark services: an address has its own",
+            ));
+        }
+        let protocol = match &s.protocol {
+            Some(p) => parse::<Protocol>(p, &field("protocol"))?,
+            None => Protocol::Tcp,
+        };
+        let address = required_address(svc, at)?;
+        let addr =
+            parse_endpoint(address.get_ref(), None).map_err(|e| Unplaced::new(span(address), field("address"), e))?;
+        return Ok(ServiceKey::new(protocol, addr));
+    };
+    if let Some(a) = &s.address {
+        return Err(Unplaced::new(span(a), field("address"), "a service has an address or a firewall_mark, not both"));
+    }
+    if let Some(p) = &s.protocol {
+        return Err(Unplaced::new(
+            span(p),
+            field("protocol"),
+            "a firewall-mark service has the protocols of its mark's matches: set them in [[firewall_mark]]",
+        ));
+    }
+    let mark = rvs_core::Mark::new(*m.get_ref())
+        .ok_or_else(|| Unplaced::new(span(m), field("firewall_mark"), rvs_core::fwmark::MarkError::Zero))?;
+    let family = match s.family.as_ref().map(|f| (f, f.get_ref().as_str())) {
+        None | Some((_, "ipv4")) => Family::V4,
+        Some((_, "ipv6")) => Family::V6,
+        Some((f, other)) => {
+            return Err(Unplaced::new(
+                span(f),
+                field("family"),
+                format!("unknown family {other:?}: use \"ipv4\" or \"ipv6\""),
+            ))
+        }
+    };
+    Ok(ServiceKey::Mark(MarkKey { mark, family }))
+}
+
 fn service(table: &mut TableModel, i: usize, svc: &Spanned<RawService>) -> Result<(ServiceKey, Option<ServiceHealth>)> {
     let at = format!("service[{i}]");
     let field = |f: &str| format!("{at}.{f}");
     let s = svc.get_ref();
-    let protocol = match &s.protocol {
-        Some(p) => parse::<Protocol>(p, &field("protocol"))?,
-        None => Protocol::Tcp,
-    };
-    let addr =
-        parse_endpoint(s.address.get_ref(), None).map_err(|e| Unplaced::new(span(&s.address), field("address"), e))?;
-    let key = ServiceKey { protocol, addr };
+    let key = service_key(svc, &at)?;
+    // Where an error about the key points: the address, else the mark.
+    let key_span = s.address.as_ref().and_then(span).or_else(|| s.firewall_mark.as_ref().and_then(span));
+    let key_field = if s.address.is_some() { field("address") } else { field("firewall_mark") };
     let mut settings = ServiceSettings::default();
     if let Some(sch) = &s.scheduler {
         settings.scheduler = parse::<SchedulerKind>(sch, &field("scheduler"))?;
@@ -339,7 +407,7 @@ fn service(table: &mut TableModel, i: usize, svc: &Spanned<RawService>) -> Resul
     settings.mh_table_size = s.mh_table_size.as_ref().map_or(MH_DEFAULT_TABLE_SIZE, |v| *v.get_ref());
     if let Some(sorry) = &s.sorry_server {
         settings.sorry_server = Some(
-            parse_endpoint(sorry.get_ref(), Some(addr.port()))
+            parse_endpoint(sorry.get_ref(), Some(key.port()))
                 .map_err(|e| Unplaced::new(span(sorry), field("sorry_server"), e))?,
         );
     }
@@ -351,7 +419,7 @@ fn service(table: &mut TableModel, i: usize, svc: &Spanned<RawService>) -> Resul
         let timeout = s.persistent.as_ref().map_or(DEFAULT_PERSISTENCE_SECS, |v| *v.get_ref());
         let netmask = match &s.netmask {
             Some(m) => parse::<Netmask>(m, &field("netmask"))?,
-            None => Netmask::host(addr.ip()),
+            None => Netmask::host(key.family().unspecified()),
         };
         settings.persistence = Some(Persistence::new(timeout, netmask));
     }
@@ -387,13 +455,20 @@ fn service(table: &mut TableModel, i: usize, svc: &Spanned<RawService>) -> Resul
             CommandError::Service { source: rvs_core::service::ServiceError::SipNotUdp, .. } => {
                 (s.persistence_engine.as_ref().and_then(span), field("persistence_engine"))
             }
-            CommandError::Service { source: rvs_core::service::ServiceError::HelperNotTcp, .. } => {
-                (s.helper.as_ref().and_then(span), field("helper"))
+            CommandError::Service {
+                source: rvs_core::service::ServiceError::HelperNotTcp | rvs_core::service::ServiceError::HelperMark,
+                ..
+            } => (s.helper.as_ref().and_then(span), field("helper")),
+            CommandError::Service { source: rvs_core::service::ServiceError::PerDatagramMark, .. } => {
+                match &s.one_packet {
+                    Some(o) if *o.get_ref() => (span(o), field("one_packet")),
+                    _ => (s.persistence_engine.as_ref().and_then(span), field("persistence_engine")),
+                }
             }
             CommandError::Service { source: rvs_core::service::ServiceError::Sched(_), .. } => {
                 (s.mh_table_size.as_ref().and_then(span).or_else(|| span(svc)), field("mh_table_size"))
             }
-            _ => (span(&s.address), field("address")),
+            _ => (key_span.clone(), key_field.clone()),
         };
         Unplaced::new(sp, f, e)
     };
@@ -433,20 +508,17 @@ fn real_server(
     at: &str,
     rs: &Spanned<RawRealServer>,
 ) -> Result<SocketAddr> {
-    let server = real_server_settings(rs, service.addr, at)?;
+    let server = real_server_settings(rs, service.port(), at)?;
     table.apply(&Command::AddServer { service, server }).map_err(|e| place_server_error(rs, at, e))?;
     Ok(server.addr)
 }
 
-/// A real server's settings as written, not yet checked; `vip` gives the default port.
-pub(crate) fn real_server_settings(
-    rs: &Spanned<RawRealServer>,
-    vip: SocketAddr,
-    at: &str,
-) -> Result<RealServerSettings> {
+/// A real server's settings as written, not yet checked; `port` is the default port (the
+/// service's).
+pub(crate) fn real_server_settings(rs: &Spanned<RawRealServer>, port: u16, at: &str) -> Result<RealServerSettings> {
     let field = |f: &str| format!("{at}.{f}");
     let r = rs.get_ref();
-    let addr = parse_endpoint(r.address.get_ref(), Some(vip.port()))
+    let addr = parse_endpoint(r.address.get_ref(), Some(port))
         .map_err(|e| Unplaced::new(span(&r.address), field("address"), e))?;
     let mut server = RealServerSettings::new(addr);
     if let Some(w) = &r.weight {

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::ops::Range;
 
 use rvs_core::addr::parse_endpoint;
-use rvs_core::{Protocol, ServiceKey};
+use rvs_core::{Protocol, ServiceAddr, ServiceKey};
 use rvs_model::vrrp::{
     Announcements, Preempt, TrackInterface, TrackService, VrrpInstanceSpec, VrrpNotify, VrrpSpecError, VrrpVersion,
 };
@@ -167,8 +167,8 @@ fn instance(i: usize, r: &Spanned<RawVrrp>, services: &[ServiceKey]) -> Result<V
         };
         let addr =
             parse_endpoint(t.address.get_ref(), None).map_err(|e| Unplaced::new(span(&t.address), tf("address"), e))?;
-        let service = ServiceKey { protocol, addr };
-        if !services.contains(&service) {
+        let service = ServiceAddr { protocol, addr };
+        if !services.contains(&service.into()) {
             return Err(Unplaced::new(
                 span(&t.address),
                 tf("address"),

@@ -18,7 +18,7 @@ fn err(text: &str) -> String {
 fn the_example_file_is_valid() {
     let c = Config::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/rvsd.example.toml"))).unwrap();
     let (key, svc) = c.table.services.iter().next().unwrap();
-    assert_eq!(key.addr.to_string(), "127.0.0.1:8080");
+    assert_eq!(key.to_string(), "tcp 127.0.0.1:8080");
     assert_eq!(svc.settings.scheduler, SchedulerKind::Wlc);
     assert_eq!(svc.servers.len(), 2);
     assert_eq!(svc.servers[1].weight, 2);
@@ -48,7 +48,7 @@ netmask = "64"
     )
     .unwrap();
     let (key, svc) = c.table.services.iter().next().unwrap();
-    assert_eq!(key.addr.port(), 443);
+    assert_eq!(key.port(), 443);
     let p = svc.settings.persistence.unwrap();
     assert_eq!((p.timeout_secs, p.netmask.to_string()), (600, "64".to_string()));
     assert!(svc.settings.flags.mh_port && svc.settings.flags.mh_fallback);
@@ -106,7 +106,11 @@ fn errors_name_line_and_field() {
     assert!(e.contains("needs a port"), "{e}");
 
     let c = parse("[[service]]\nprotocol = \"udp\"\naddress = \"127.0.0.1:53\"\n").unwrap();
-    assert_eq!(c.table.services.keys().next().unwrap().protocol, rvs_core::Protocol::Udp, "UDP services are accepted");
+    assert_eq!(
+        c.table.services.keys().next().unwrap().protocol(),
+        Some(rvs_core::Protocol::Udp),
+        "UDP services are accepted"
+    );
     // SCTP: the packet engine's (gate, masq, tunnel); a fullnat real server (the file's
     // default method) is refused at its method, or at the real server when none is written.
     let c = parse(
@@ -116,7 +120,7 @@ fn errors_name_line_and_field() {
     )
     .unwrap();
     let (key, m) = c.table.services.iter().next().unwrap();
-    assert_eq!(key.protocol, rvs_core::Protocol::Sctp, "SCTP services are accepted");
+    assert_eq!(key.protocol(), Some(rvs_core::Protocol::Sctp), "SCTP services are accepted");
     assert_eq!(m.servers.len(), 2);
     let e = err("[[service]]\nprotocol = \"sctp\"\naddress = \"198.18.1.10:80\"\n\
                  [[service.real_server]]\naddress = \"198.18.0.11\"\nmethod = \"fullnat\"\n");
@@ -338,7 +342,7 @@ address = "127.0.0.1:8080"
     )
     .unwrap();
     let helpers: Vec<(u16, Option<Helper>, Helper)> =
-        c.table.services.iter().map(|(k, s)| (k.addr.port(), s.settings.helper, s.settings.helper_for(k))).collect();
+        c.table.services.iter().map(|(k, s)| (k.port(), s.settings.helper, s.settings.helper_for(k))).collect();
     assert!(helpers.contains(&(21, None, Helper::Ftp)), "{helpers:?}");
     assert!(helpers.contains(&(2121, Some(Helper::Ftp), Helper::Ftp)), "{helpers:?}");
     assert!(helpers.contains(&(21, Some(Helper::None), Helper::None)), "{helpers:?}");

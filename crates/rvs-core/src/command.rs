@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use crate::forwarding::ForwardingMethod;
+use crate::fwmark::{Mark, MarkDef, MarkError};
 use crate::health::Health;
 use crate::real_server::{RealServerError, RealServerSettings};
 use crate::service::{ServiceError, ServiceKey, ServiceSettings};
@@ -32,8 +33,12 @@ pub enum Command {
     DeleteService {
         key: ServiceKey,
     },
-    /// Deletes every virtual service (`ipvsadm -C`).
+    /// Deletes every virtual service (`ipvsadm -C`); firewall marks stay defined.
     Clear,
+    /// Defines a firewall mark, or replaces its matches.
+    SetMark(MarkDef),
+    /// Deletes a firewall mark no service uses.
+    DeleteMark(Mark),
     AddServer {
         service: ServiceKey,
         server: RealServerSettings,
@@ -98,6 +103,8 @@ pub enum CommandError {
          (gate, masq or tunnel): the proxy engines (full NAT, L7) relay TCP and UDP sockets and have no SCTP"
     )]
     SctpNeedsPacketEngine { service: ServiceKey, addr: SocketAddr },
+    #[error(transparent)]
+    Mark(#[from] MarkError),
     #[error("timeouts must be from 1 to 31536000 seconds (one year)")]
     Timeout,
     #[error("{0}")]
@@ -162,6 +169,11 @@ impl fmt::Display for Command {
             Command::EditService { key, settings } => write!(f, "edit virtual service {key}: {}", service(settings)),
             Command::DeleteService { key } => write!(f, "delete virtual service {key}"),
             Command::Clear => write!(f, "delete every virtual service"),
+            Command::SetMark(def) => {
+                let m: Vec<String> = def.matches.iter().map(|m| m.to_string()).collect();
+                write!(f, "set firewall mark {}: {}", def.mark, m.join(", "))
+            }
+            Command::DeleteMark(mark) => write!(f, "delete firewall mark {mark}"),
             Command::AddServer { service, server: s } => write!(f, "add real server to {service}: {}", server(s)),
             Command::EditServer { service, server: s } => write!(f, "edit real server of {service}: {}", server(s)),
             Command::DeleteServer { service, addr } => write!(f, "delete real server {addr} from {service}"),

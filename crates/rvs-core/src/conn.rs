@@ -52,6 +52,16 @@ pub struct Binding {
 }
 
 impl Binding {
+    /// Where the connection goes: the real server's address and port, or with the
+    /// connection's own port `destination` when the real server has none (a firewall mark's
+    /// real server, as IPVS keeps the port then).
+    pub fn target(&self, destination: std::net::SocketAddr) -> std::net::SocketAddr {
+        match self.dest.addr.port() {
+            0 => std::net::SocketAddr::new(self.dest.addr.ip(), destination.port()),
+            _ => self.dest.addr,
+        }
+    }
+
     pub(crate) fn new(
         service: Arc<VirtualService>,
         dest: Arc<RealServer>,

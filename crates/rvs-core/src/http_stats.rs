@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use crate::health::Health;
 use crate::sched::SchedulerKind;
-use crate::service::ServiceKey;
+use crate::service::ServiceAddr;
 
 /// Upper bounds (µs) of the latency buckets; one more bucket holds everything slower.
 pub const LATENCY_BUCKETS_US: [u64; 15] = [
@@ -102,7 +102,7 @@ pub struct RuleStats {
 /// Everything counted for one L7 virtual service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct L7ServiceStats {
-    pub key: ServiceKey,
+    pub key: ServiceAddr,
     /// Every request, the refused and unrouted ones included.
     pub counters: CounterSnapshot,
     pub rules: Vec<RuleStats>,

@@ -1,11 +1,13 @@
-//! Virtual services as the user declares them: the key (protocol, address, port) and the
-//! settings (scheduler, persistence, scheduler flags). Plain validated data, no runtime state.
+//! Virtual services as the user declares them: the key (protocol, address and port, or a
+//! firewall mark) and the settings (scheduler, persistence, scheduler flags). Plain validated
+//! data, no runtime state.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::str::FromStr;
 
+use crate::fwmark::{Family, MarkKey};
 use crate::persistence::Persistence;
 use crate::sched::{SchedConfig, SchedError, SchedFlags, SchedulerKind, MH_DEFAULT_TABLE_SIZE, MH_TABLE_SIZES};
 
@@ -71,22 +73,111 @@ impl FromStr for Protocol {
     }
 }
 
-/// What identifies a virtual service: protocol, address and port.
+/// A virtual service's address: protocol, address and port (what a listener binds and a packet
+/// is sent to).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceKey {
+pub struct ServiceAddr {
     pub protocol: Protocol,
     pub addr: SocketAddr,
 }
 
-impl ServiceKey {
+impl ServiceAddr {
     pub fn tcp(addr: SocketAddr) -> Self {
         Self { protocol: Protocol::Tcp, addr }
     }
 }
 
-impl fmt::Display for ServiceKey {
+impl fmt::Display for ServiceAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.protocol, self.addr)
+    }
+}
+
+/// What identifies a virtual service: its address (`-t`, `-u`, `--sctp-service`) or a firewall
+/// mark (`-f`, with `-6` for IPv6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ServiceKey {
+    Addr(ServiceAddr),
+    Mark(MarkKey),
+}
+
+impl ServiceKey {
+    pub fn tcp(addr: SocketAddr) -> Self {
+        Self::Addr(ServiceAddr::tcp(addr))
+    }
+
+    pub fn new(protocol: Protocol, addr: SocketAddr) -> Self {
+        Self::Addr(ServiceAddr { protocol, addr })
+    }
+
+    /// The address of an address service.
+    pub fn addr(&self) -> Option<ServiceAddr> {
+        match self {
+            ServiceKey::Addr(a) => Some(*a),
+            ServiceKey::Mark(_) => None,
+        }
+    }
+
+    pub fn mark(&self) -> Option<MarkKey> {
+        match self {
+            ServiceKey::Addr(_) => None,
+            ServiceKey::Mark(m) => Some(*m),
+        }
+    }
+
+    /// The protocol of an address service (a mark's service has those of its matches).
+    pub fn protocol(&self) -> Option<Protocol> {
+        self.addr().map(|a| a.protocol)
+    }
+
+    pub fn family(&self) -> Family {
+        match self {
+            ServiceKey::Addr(a) => Family::of(a.addr.ip()),
+            ServiceKey::Mark(m) => m.family,
+        }
+    }
+
+    pub fn is_ipv4(&self) -> bool {
+        self.family() == Family::V4
+    }
+
+    /// The port a real server given without one gets: the service's; 0 (the packet's own
+    /// port) for a firewall mark, as ipvsadm does.
+    pub fn port(&self) -> u16 {
+        self.addr().map_or(0, |a| a.addr.port())
+    }
+
+    /// Whether only the packet engine can serve it whatever its real servers: an all-port
+    /// service (port 0), an SCTP service.
+    pub fn packet_engine_only(&self) -> bool {
+        self.addr().is_some_and(|a| a.addr.port() == 0 || !a.protocol.proxied())
+    }
+
+    /// Whether connections keep their destination port to a real server with port 0: an
+    /// all-port service, a firewall mark.
+    pub fn keeps_port(&self) -> bool {
+        self.port() == 0
+    }
+}
+
+impl From<ServiceAddr> for ServiceKey {
+    fn from(a: ServiceAddr) -> Self {
+        ServiceKey::Addr(a)
+    }
+}
+
+impl From<MarkKey> for ServiceKey {
+    fn from(m: MarkKey) -> Self {
+        ServiceKey::Mark(m)
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceKey::Addr(a) => a.fmt(f),
+            ServiceKey::Mark(m) => m.fmt(f),
+        }
     }
 }
 
@@ -173,19 +264,28 @@ impl ServiceSettings {
         if !MH_TABLE_SIZES.contains(&self.mh_table_size) {
             return Err(SchedError::BadMhTableSize(self.mh_table_size).into());
         }
+        if let Some(p) = &self.persistence {
+            p.validate_for(key.family().unspecified())?;
+        }
+        if let Some(s) = self.sorry_server {
+            if s.is_ipv4() != key.is_ipv4() || s.port() == 0 || s.ip().is_unspecified() {
+                return Err(ServiceError::SorryServer(s));
+            }
+        }
+        let ServiceKey::Addr(key) = key else {
+            if self.one_packet || self.persistence.and_then(|p| p.engine).is_some() {
+                return Err(ServiceError::PerDatagramMark);
+            }
+            if self.helper == Some(Helper::Ftp) {
+                return Err(ServiceError::HelperMark);
+            }
+            return Ok(());
+        };
         if key.addr.port() == 0 && self.persistence.is_none() {
             return Err(ServiceError::PortZeroNeedsPersistence);
         }
-        if let Some(p) = &self.persistence {
-            p.validate_for(key.addr.ip())?;
-        }
         if key.addr.ip().is_unspecified() {
             return Err(ServiceError::UnspecifiedAddress);
-        }
-        if let Some(s) = self.sorry_server {
-            if s.is_ipv4() != key.addr.is_ipv4() || s.port() == 0 || s.ip().is_unspecified() {
-                return Err(ServiceError::SorryServer(s));
-            }
         }
         if self.max_connections.is_some() && key.protocol == Protocol::Udp {
             return Err(ServiceError::MaxConnectionsUdp);
@@ -203,13 +303,18 @@ impl ServiceSettings {
     }
 
     /// The helper the service at `key` runs: the explicit setting, else IPVS's default (its
-    /// `ip_vs_ftp` module watches TCP port 21, `ports=21`).
+    /// `ip_vs_ftp` module watches TCP port 21, `ports=21`). A firewall mark runs none.
     pub fn helper_for(&self, key: &ServiceKey) -> Helper {
-        self.helper.unwrap_or(if key.protocol == Protocol::Tcp && key.addr.port() == FTP_PORT {
-            Helper::Ftp
-        } else {
-            Helper::None
-        })
+        match key {
+            ServiceKey::Mark(_) => Helper::None,
+            ServiceKey::Addr(key) => {
+                self.helper.unwrap_or(if key.protocol == Protocol::Tcp && key.addr.port() == FTP_PORT {
+                    Helper::Ftp
+                } else {
+                    Helper::None
+                })
+            }
+        }
     }
 
     /// Whether each datagram is scheduled on its own: one-packet scheduling, or a persistence
@@ -253,6 +358,12 @@ pub enum ServiceError {
     UnknownHelper(String),
     #[error("the ftp helper applies to TCP services")]
     HelperNotTcp,
+    #[error(
+        "one-packet scheduling (-o) and persistence engines (--pe) need a UDP service address, not a firewall mark"
+    )]
+    PerDatagramMark,
+    #[error("the ftp helper needs a TCP service address, not a firewall mark (for FTP through gate or tunnel a persistent mark needs no helper)")]
+    HelperMark,
 }
 
 #[cfg(test)]
@@ -261,7 +372,7 @@ mod tests {
 
     #[test]
     fn the_ftp_helper_defaults_to_tcp_port_21_as_ip_vs_ftp() {
-        let key = |p: Protocol, a: &str| ServiceKey { protocol: p, addr: a.parse().unwrap() };
+        let key = |p: Protocol, a: &str| ServiceKey::new(p, a.parse().unwrap());
         let s = ServiceSettings::default();
         assert_eq!(s.helper_for(&key(Protocol::Tcp, "10.0.0.1:21")), Helper::Ftp);
         assert_eq!(s.helper_for(&key(Protocol::Tcp, "[::1]:21")), Helper::Ftp);

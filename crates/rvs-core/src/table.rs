@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::command::{BatchError, Command, CommandError, DirectorOptions, EngineConflict};
 use crate::forwarding::{Engine, ForwardingMethod};
+use crate::fwmark::{Mark, MarkDef, MarkError};
 use crate::health::Health;
 use crate::real_server::{RealServer, RealServerSettings};
 use crate::service::{ServiceKey, ServiceSettings};
@@ -32,7 +33,7 @@ impl ServiceModel {
     /// are the packet engine's whatever their real servers (the proxy engines refuse full NAT
     /// on them).
     pub fn engine_for(&self, key: &ServiceKey) -> Engine {
-        if key.addr.port() == 0 || !key.protocol.proxied() {
+        if key.packet_engine_only() {
             Engine::Packet
         } else {
             self.engine()
@@ -60,6 +61,8 @@ impl ServiceModel {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TableModel {
     pub services: BTreeMap<ServiceKey, ServiceModel>,
+    /// The firewall marks defined, by number (what `-f MARK` services serve).
+    pub marks: BTreeMap<Mark, MarkDef>,
     pub timeouts: Timeouts,
     pub options: DirectorOptions,
 }
@@ -73,6 +76,7 @@ impl TableModel {
                     return Err(CommandError::ServiceExists(*key));
                 }
                 check_service(key, settings)?;
+                self.check_mark_of(key)?;
                 self.services.insert(*key, ServiceModel { settings: settings.clone(), servers: vec![] });
             }
             Command::EditService { key, settings } => {
@@ -83,6 +87,37 @@ impl TableModel {
                 self.services.remove(key).ok_or(CommandError::NoService(*key))?;
             }
             Command::Clear => self.services.clear(),
+            Command::SetMark(def) => {
+                def.validate()?;
+                for other in self.marks.values().filter(|o| o.mark != def.mark) {
+                    for a in &other.matches {
+                        if let Some(b) = def.matches.iter().find(|b| a.overlaps(b)) {
+                            return Err(
+                                MarkError::Overlap { a: *a, mark_a: other.mark, b: *b, mark_b: def.mark }.into()
+                            );
+                        }
+                    }
+                }
+                let old = self.marks.insert(def.mark, def.clone());
+                let unserved = self
+                    .services
+                    .keys()
+                    .filter_map(|k| k.mark())
+                    .find(|m| m.mark == def.mark && def.matches_of(m.family).next().is_none());
+                if let Some(m) = unserved {
+                    match old {
+                        Some(o) => self.marks.insert(def.mark, o),
+                        None => self.marks.remove(&def.mark),
+                    };
+                    return Err(MarkError::NoMatchOfFamily { mark: m.mark, family: m.family.name() }.into());
+                }
+            }
+            Command::DeleteMark(mark) => {
+                if let Some(service) = self.services.keys().filter_map(|k| k.mark()).find(|m| m.mark == *mark) {
+                    return Err(MarkError::InUse { mark: *mark, service }.into());
+                }
+                self.marks.remove(mark).ok_or(MarkError::Undefined(*mark))?;
+            }
             Command::AddServer { service, server } => {
                 check_server(service, server)?;
                 let svc = self.service_mut(service)?;
@@ -137,6 +172,30 @@ impl TableModel {
         Ok(())
     }
 
+    /// The service a packet of `protocol` to `dest` is for (see [`crate::fwmark::classify`]).
+    pub fn service_for(&self, protocol: crate::Protocol, dest: std::net::SocketAddr) -> Option<ServiceKey> {
+        crate::fwmark::classify(&self.marks, protocol, dest, |k| self.services.contains_key(k))
+    }
+
+    /// Where a packet to the service at `key` goes, as a message with room for one address
+    /// names it (see [`MarkDef::representative`]).
+    pub fn wire_address(&self, key: &ServiceKey) -> Option<(crate::Protocol, std::net::SocketAddr)> {
+        match key {
+            ServiceKey::Addr(a) => Some((a.protocol, a.addr)),
+            ServiceKey::Mark(m) => self.marks.get(&m.mark).and_then(|d| d.representative(m.family)),
+        }
+    }
+
+    /// A firewall-mark service needs its mark defined, with matches of its family.
+    fn check_mark_of(&self, key: &ServiceKey) -> Result<(), CommandError> {
+        let Some(m) = key.mark() else { return Ok(()) };
+        let def = self.marks.get(&m.mark).ok_or(MarkError::Undefined(m.mark))?;
+        if def.matches_of(m.family).next().is_none() {
+            return Err(MarkError::NoMatchOfFamily { mark: m.mark, family: m.family.name() }.into());
+        }
+        Ok(())
+    }
+
     fn service_mut(&mut self, key: &ServiceKey) -> Result<&mut ServiceModel, CommandError> {
         self.services.get_mut(key).ok_or(CommandError::NoService(*key))
     }
@@ -154,6 +213,15 @@ impl TableModel {
         }
         for key in self.services.keys().filter(|k| !new.services.contains_key(k)) {
             cmds.push(Command::DeleteService { key: *key });
+        }
+        // Marks after the services that leave them, before the services that come to them.
+        for mark in self.marks.keys().filter(|m| !new.marks.contains_key(m)) {
+            cmds.push(Command::DeleteMark(*mark));
+        }
+        for (mark, def) in &new.marks {
+            if self.marks.get(mark) != Some(def) {
+                cmds.push(Command::SetMark(def.clone()));
+            }
         }
         for (key, nsvc) in &new.services {
             match self.services.get(key) {
@@ -195,17 +263,17 @@ fn check_service(key: &ServiceKey, settings: &ServiceSettings) -> Result<(), Com
 
 fn check_server(service: &ServiceKey, server: &RealServerSettings) -> Result<(), CommandError> {
     server.validate().map_err(|source| CommandError::Server { addr: server.addr, source })?;
-    if service.addr.port() == 0 && server.method == ForwardingMethod::FullNat {
+    if service.addr().is_some_and(|a| a.addr.port() == 0) && server.method == ForwardingMethod::FullNat {
         return Err(CommandError::Unsupported(format!(
             "virtual service {service}: an all-port service (port 0) is served by the packet engine only: \
              give real server {} the gate, masq or tunnel method, not fullnat (the proxy engines listen on one port)",
             server.addr
         )));
     }
-    if server.addr.is_ipv4() != service.addr.is_ipv4() {
+    if server.addr.is_ipv4() != service.is_ipv4() {
         return Err(CommandError::MixedFamily { service: *service, addr: server.addr });
     }
-    if !service.protocol.proxied() && server.method.engine() == Engine::Proxy {
+    if service.protocol().is_some_and(|p| !p.proxied()) && server.method.engine() == Engine::Proxy {
         return Err(CommandError::SctpNeedsPacketEngine { service: *service, addr: server.addr });
     }
     Ok(())
@@ -214,7 +282,7 @@ fn check_server(service: &ServiceKey, server: &RealServerSettings) -> Result<(),
 /// A real server at its service's own address and port (a port left out takes the service's)
 /// would be sent the service's own traffic again, whatever the method.
 fn check_own_address(service: &ServiceKey, server: &RealServerSettings) -> Result<(), CommandError> {
-    if server.addr == service.addr {
+    if service.addr().is_some_and(|a| a.addr == server.addr) {
         return Err(CommandError::OwnAddress { service: *service, addr: server.addr });
     }
     Ok(())
@@ -225,6 +293,8 @@ fn check_own_address(service: &ServiceKey, server: &RealServerSettings) -> Resul
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub services: HashMap<ServiceKey, Arc<VirtualService>>,
+    /// The firewall marks the `-f` services serve.
+    pub marks: BTreeMap<Mark, MarkDef>,
     pub timeouts: Timeouts,
     pub options: DirectorOptions,
 }
@@ -268,6 +338,7 @@ impl ServiceTable {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             services: self.runtime.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            marks: self.model.marks.clone(),
             timeouts: self.model.timeouts,
             options: self.model.options,
         }
@@ -351,7 +422,7 @@ impl ServiceTable {
                     }
                 }
             }
-            Command::SetTimeouts(_) | Command::SetOptions(_) => {}
+            Command::SetTimeouts(_) | Command::SetOptions(_) | Command::SetMark(_) | Command::DeleteMark(_) => {}
             Command::SetHealth { service, addr, health, weight } => {
                 if let Some(svc) = self.runtime.get(service) {
                     if let Some(d) = svc.dest(*addr) {

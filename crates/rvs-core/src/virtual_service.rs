@@ -67,7 +67,7 @@ impl VirtualService {
     /// The engine that serves this service now, from its real servers' methods (as
     /// [`crate::ServiceModel::engine`]; the proxy engine while it has none).
     pub fn engine(&self) -> Engine {
-        if self.key.addr.port() == 0 || !self.key.protocol.proxied() {
+        if self.key.packet_engine_only() {
             return Engine::Packet;
         }
         Engine::of(self.dests.load().iter().map(|d| d.settings().method))

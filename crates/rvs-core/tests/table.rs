@@ -26,7 +26,7 @@ fn add_server(addr: &str, weight: u32) -> Command {
 }
 
 fn req(client: &str, now_ms: u64) -> SchedRequest {
-    SchedRequest { client: sa(client), destination: vip().addr, now_ms }
+    SchedRequest { client: sa(client), destination: vip_addr(), now_ms }
 }
 
 fn rr_table(servers: &[&str]) -> ServiceTable {
@@ -89,16 +89,16 @@ fn errors_are_ipvs_like() {
     let e = t.apply(add_server("[2001:db8::1]:80", 1)).unwrap_err();
     assert!(matches!(e, CommandError::MixedFamily { .. }));
     // The service's own address would loop; the same host on another port is a real server.
-    let own = vip().addr.to_string();
+    let own = vip_addr().to_string();
     assert_eq!(
         t.apply(add_server(&own, 1)).unwrap_err(),
-        CommandError::OwnAddress { service: vip(), addr: vip().addr }
+        CommandError::OwnAddress { service: vip(), addr: vip_addr() }
     );
-    let mut edit = RealServerSettings::new(vip().addr);
+    let mut edit = RealServerSettings::new(vip_addr());
     edit.weight = 2;
     let e = t.apply(Command::EditServer { service: vip(), server: edit }).unwrap_err();
     assert!(matches!(e, CommandError::NoServer { .. }), "there is none to edit: {e:?}");
-    let mut other_port = vip().addr;
+    let mut other_port = vip_addr();
     other_port.set_port(8080);
     t.apply(add_server(&other_port.to_string(), 1)).unwrap();
 }
@@ -345,7 +345,7 @@ fn an_adopted_connection_is_accounted_and_binds_its_clients_template() {
 #[test]
 fn an_sctp_service_is_the_packet_engine_s_and_refuses_full_nat() {
     use ForwardingMethod::*;
-    let key = ServiceKey { protocol: rvs_core::Protocol::Sctp, addr: sa("10.0.0.1:80") };
+    let key = ServiceKey::new(rvs_core::Protocol::Sctp, sa("10.0.0.1:80"));
     assert_eq!("SCTP".parse::<rvs_core::Protocol>().unwrap(), rvs_core::Protocol::Sctp);
     assert_eq!(rvs_core::Protocol::from_number(132), Some(rvs_core::Protocol::Sctp));
     assert!(!rvs_core::Protocol::Sctp.proxied() && rvs_core::Protocol::Udp.proxied());
@@ -365,4 +365,8 @@ fn an_sctp_service_is_the_packet_engine_s_and_refuses_full_nat() {
         t.apply(server(addr, m)).unwrap();
     }
     assert_eq!(t.model().services[&key].engine(), Engine::Packet);
+}
+
+fn vip_addr() -> std::net::SocketAddr {
+    sa("10.0.0.1:80")
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rvs_core::ServiceKey;
+use rvs_core::ServiceAddr;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -22,7 +22,7 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 /// return at once. At either cap the loop waits before accepting more, so new clients wait in
 /// the listen backlog.
 pub async fn accept_loop<F>(
-    key: ServiceKey,
+    key: ServiceAddr,
     listener: TcpListener,
     stop: CancellationToken,
     service_cap: &Arc<ConnLimit>,
@@ -68,8 +68,8 @@ mod tests {
     use super::*;
     use crate::listeners::bind_listener;
 
-    fn key(addr: SocketAddr) -> ServiceKey {
-        ServiceKey { protocol: Protocol::Tcp, addr }
+    fn key(addr: SocketAddr) -> ServiceAddr {
+        ServiceAddr { protocol: Protocol::Tcp, addr }
     }
 
     #[tokio::test]

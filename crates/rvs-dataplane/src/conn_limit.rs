@@ -7,7 +7,7 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rvs_core::ServiceKey;
+use rvs_core::ServiceAddr;
 use tokio::sync::Notify;
 
 /// How many client connections the director holds at once, and how many it may hold.
@@ -138,12 +138,18 @@ pub fn cap(max: Option<NonZeroU32>) -> Option<NonZeroUsize> {
 /// The caps of a data plane's virtual services, kept across publishes (the connections that
 /// hold places keep them) and set at each publish. The control side locks it; a connection
 /// only touches its own service's [`ConnLimit`].
-#[derive(Debug, Default)]
-pub struct ServiceCaps(Mutex<HashMap<ServiceKey, Arc<ConnLimit>>>);
+#[derive(Debug)]
+pub struct ServiceCaps<K = ServiceAddr>(Mutex<HashMap<K, Arc<ConnLimit>>>);
 
-impl ServiceCaps {
+impl<K> Default for ServiceCaps<K> {
+    fn default() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy> ServiceCaps<K> {
     /// The caps become `wanted`; services not in it lose theirs.
-    pub fn publish(&self, wanted: impl IntoIterator<Item = (ServiceKey, Option<NonZeroU32>)>) {
+    pub fn publish(&self, wanted: impl IntoIterator<Item = (K, Option<NonZeroU32>)>) {
         let mut caps = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let mut kept = HashMap::with_capacity(caps.len());
         for (key, max) in wanted {
@@ -157,7 +163,7 @@ impl ServiceCaps {
     }
 
     /// The cap of `key`: the published one, or none yet.
-    pub fn get(&self, key: &ServiceKey) -> Arc<ConnLimit> {
+    pub fn get(&self, key: &K) -> Arc<ConnLimit> {
         let mut caps = self.0.lock().unwrap_or_else(|e| e.into_inner());
         caps.entry(*key).or_default().clone()
     }
@@ -253,7 +259,7 @@ mod tests {
     fn service_caps_keep_their_counts_across_publishes() {
         let caps = ServiceCaps::default();
         let (a, b) =
-            (ServiceKey::tcp("127.0.0.1:80".parse().unwrap()), ServiceKey::tcp("127.0.0.1:81".parse().unwrap()));
+            (ServiceAddr::tcp("127.0.0.1:80".parse().unwrap()), ServiceAddr::tcp("127.0.0.1:81".parse().unwrap()));
         caps.publish([(a, NonZeroU32::new(1)), (b, None)]);
         let held = caps.get(&a).try_acquire().expect("a place under a's cap");
         assert!(caps.get(&a).try_acquire().is_none(), "a is at its cap");

@@ -62,7 +62,7 @@ mod tests {
     #[test]
     fn the_first_observer_is_told_of_each_failed_connect() {
         let slot = ConnectFailures::default();
-        let service = ServiceKey { protocol: Protocol::Tcp, addr: "10.0.0.1:80".parse().unwrap() };
+        let service = ServiceKey::new(Protocol::Tcp, "10.0.0.1:80".parse().unwrap());
         let failed = FailedConnect {
             service,
             pool: Some("api"),

@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rvs_core::ServiceKey;
+use rvs_core::ServiceAddr;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
@@ -19,7 +19,7 @@ use tracing::info;
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {key}: {source}")]
 pub struct ListenError {
-    pub key: ServiceKey,
+    pub key: ServiceAddr,
     #[source]
     pub source: io::Error,
 }
@@ -104,15 +104,15 @@ struct Slot<L> {
 }
 
 /// A listener to start accepting on, and the token that stops it.
-pub type Started<L = TcpListener> = (ServiceKey, L, CancellationToken);
+pub type Started<L = TcpListener> = (ServiceAddr, L, CancellationToken);
 
 #[derive(Debug)]
 pub struct ListenerSet<L = TcpListener> {
     backlog: u32,
-    slots: Mutex<HashMap<ServiceKey, Slot<L>>>,
+    slots: Mutex<HashMap<ServiceAddr, Slot<L>>>,
     /// Services whose listener was just stopped, and when: its accept task closes it a moment
     /// later, so binding the same address again at once (`ipvsadm -C` then `-R`) waits for that.
-    retiring: Mutex<HashMap<ServiceKey, Instant>>,
+    retiring: Mutex<HashMap<ServiceAddr, Instant>>,
 }
 
 /// How long a stopped listener may take to close before its address is bound again.
@@ -123,7 +123,7 @@ impl<L: Bind> ListenerSet<L> {
         Self { backlog, slots: Mutex::default(), retiring: Mutex::default() }
     }
 
-    fn slots(&self) -> MutexGuard<'_, HashMap<ServiceKey, Slot<L>>> {
+    fn slots(&self) -> MutexGuard<'_, HashMap<ServiceAddr, Slot<L>>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -132,10 +132,10 @@ impl<L: Bind> ListenerSet<L> {
     /// them when it is published (dropped, they close). All or nothing.
     pub fn bind_missing(
         &self,
-        keys: impl IntoIterator<Item = ServiceKey>,
-    ) -> Result<Vec<(ServiceKey, L)>, ListenError> {
+        keys: impl IntoIterator<Item = ServiceAddr>,
+    ) -> Result<Vec<(ServiceAddr, L)>, ListenError> {
         let slots = self.slots();
-        let mut fresh: Vec<(ServiceKey, L)> = Vec::new();
+        let mut fresh: Vec<(ServiceAddr, L)> = Vec::new();
         for key in keys {
             if slots.contains_key(&key) || fresh.iter().any(|(k, _)| *k == key) {
                 continue;
@@ -155,7 +155,7 @@ impl<L: Bind> ListenerSet<L> {
 
     /// Binds `key`'s address; if a listener of this set for it was stopped a moment ago and
     /// still holds it (its task has not closed it yet), retries until it is gone.
-    fn bind_after_retired(&self, key: ServiceKey) -> io::Result<L> {
+    fn bind_after_retired(&self, key: ServiceAddr) -> io::Result<L> {
         let stopped = {
             let mut retiring = self.retiring.lock().unwrap_or_else(|e| e.into_inner());
             retiring.retain(|_, at| at.elapsed() < RETIRE_WAIT);
@@ -174,7 +174,7 @@ impl<L: Bind> ListenerSet<L> {
     }
 
     /// Keeps listeners bound by [`Self::bind_missing`]; they start with the next [`Self::retain`].
-    pub fn adopt(&self, bound: Vec<(ServiceKey, L)>) {
+    pub fn adopt(&self, bound: Vec<(ServiceAddr, L)>) {
         let mut slots = self.slots();
         for (key, l) in bound {
             if slots.contains_key(&key) {
@@ -189,7 +189,7 @@ impl<L: Bind> ListenerSet<L> {
 
     /// Keeps the listeners of `keys` only (the others close: `what` names them in the log),
     /// and hands back the bound ones that should start accepting now.
-    pub fn retain(&self, keys: &[ServiceKey], what: &str) -> Vec<Started<L>> {
+    pub fn retain(&self, keys: &[ServiceAddr], what: &str) -> Vec<Started<L>> {
         let mut slots = self.slots();
         let mut retiring = self.retiring.lock().unwrap_or_else(|e| e.into_inner());
         slots.retain(|key, slot| {

@@ -43,7 +43,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use rvs_core::{SchedulerKind, ServiceKey};
+use rvs_core::{SchedulerKind, ServiceAddr};
 use rvs_dataplane::Clock;
 use rvs_l7::{L7Engine, L7EngineConfig};
 use rvs_model::http::{L7ServiceConfig, PoolConfig, Rule, TlsCertificate, TlsConfig};
@@ -95,7 +95,7 @@ fn config(a: &Args) -> Result<L7ServiceConfig, String> {
     for b in &a.backends {
         all = all.server(*b);
     }
-    let mut cfg = L7ServiceConfig::new(ServiceKey::tcp(a.listen)).pool(all).default_pool("all");
+    let mut cfg = L7ServiceConfig::new(ServiceAddr::tcp(a.listen)).pool(all).default_pool("all");
     for (i, (prefix, backend)) in a.routes.iter().enumerate() {
         let addr = *a.backends.get(*backend).ok_or("--route: no such backend index")?;
         let name = format!("route{i}");

@@ -84,7 +84,7 @@ impl ServiceControl {
         let mut next_port = self.next_port;
         let mut used: Vec<ServiceKey> = Vec::new();
         for p in &cfg.pools {
-            let family_ok = |k: &ServiceKey| k.addr.is_ipv4() == p.is_ipv4();
+            let family_ok = |k: &ServiceKey| k.is_ipv4() == p.is_ipv4();
             let key = match self.keys.get(&p.name).filter(|k| family_ok(k)) {
                 Some(k) => *k,
                 None => loop {
@@ -109,6 +109,7 @@ impl ServiceControl {
                 .collect::<BTreeMap<_, _>>(),
             timeouts: current.timeouts,
             options: current.options,
+            marks: Default::default(),
         };
         let mut cmds = current.diff(&new);
         for p in &cfg.pools {
@@ -331,6 +332,10 @@ fn command_key(cmd: &Command) -> Option<ServiceKey> {
         | Command::SetHealth { service, .. }
         | Command::SetQuorum { service, .. } => Some(*service),
         Command::Zero { service } => *service,
-        Command::Clear | Command::SetTimeouts(_) | Command::SetOptions(_) => None,
+        Command::Clear
+        | Command::SetTimeouts(_)
+        | Command::SetOptions(_)
+        | Command::SetMark(_)
+        | Command::DeleteMark(_) => None,
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use rvs_core::{ServiceKey, VirtualService};
+use rvs_core::{ServiceAddr, VirtualService};
 use rvs_dataplane::accept;
 use rvs_dataplane::connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
 use rvs_dataplane::{Clock, ConnLimit, ConnSlot, ConnSlots, ListenerSet};
@@ -65,9 +65,9 @@ impl Default for L7EngineConfig {
 pub struct L7Engine {
     cfg: L7EngineConfig,
     pub(crate) clock: Clock,
-    snapshot: ArcSwap<HashMap<ServiceKey, Arc<ServiceRuntime>>>,
+    snapshot: ArcSwap<HashMap<ServiceAddr, Arc<ServiceRuntime>>>,
     generation: AtomicU64,
-    control: Mutex<BTreeMap<ServiceKey, ServiceControl>>,
+    control: Mutex<BTreeMap<ServiceAddr, ServiceControl>>,
     /// The model of the last publication.
     model: Mutex<Arc<DirectorModel>>,
     listeners: ListenerSet,
@@ -112,8 +112,13 @@ impl L7Engine {
     }
 
     /// A connect to `dest` in `pool` of `service` failed: tell the observer.
-    pub(crate) fn connect_failed(&self, service: ServiceKey, pool: &str, dest: SocketAddr, reason: &str) {
-        self.on_connect_failure.report(&FailedConnect { service, pool: Some(pool), server: dest, reason });
+    pub(crate) fn connect_failed(&self, service: ServiceAddr, pool: &str, dest: SocketAddr, reason: &str) {
+        self.on_connect_failure.report(&FailedConnect {
+            service: service.into(),
+            pool: Some(pool),
+            server: dest,
+            reason,
+        });
     }
 
     fn params(&self) -> BuildParams {
@@ -128,12 +133,12 @@ impl L7Engine {
     /// changing nothing anyone sees: the data plane's `prepare`.
     pub(crate) fn prepare_services(&self, next: &DirectorModel) -> Result<PreparedServices, PlaneError> {
         let control = lock(&self.control);
-        check_unique(&next.http).map_err(|e| PlaneError::new(PlaneErrorKind::Invalid, e.key(), e))?;
+        check_unique(&next.http).map_err(|e| PlaneError::new(PlaneErrorKind::Invalid, e.key().map(Into::into), e))?;
         let mut plans = Vec::with_capacity(next.http.len());
         for cfg in &next.http {
             let err = |source| {
                 let e = L7Error::Config { key: cfg.key, source: Box::new(source) };
-                PlaneError::new(PlaneErrorKind::Invalid, Some(cfg.key), e)
+                PlaneError::new(PlaneErrorKind::Invalid, Some(cfg.key.into()), e)
             };
             let verdict = |pool: &str, server| {
                 next.pool_health.get(&PoolServer { service: cfg.key, pool: pool.to_string(), server }).copied()
@@ -152,7 +157,7 @@ impl L7Engine {
         let bound = self
             .listeners
             .bind_missing(next.http.iter().map(|s| s.key))
-            .map_err(|e| PlaneError::new(PlaneErrorKind::Listen, Some(e.key), L7Error::Listen(e)))?;
+            .map_err(|e| PlaneError::new(PlaneErrorKind::Listen, Some(e.key.into()), L7Error::Listen(e)))?;
         Ok(PreparedServices { plans, bound })
     }
 
@@ -161,7 +166,7 @@ impl L7Engine {
     /// and their connections finish their current request.
     pub(crate) fn publish_services(self: &Arc<Self>, prepared: PreparedServices, model: Arc<DirectorModel>) {
         let mut control = lock(&self.control);
-        let keys: Vec<ServiceKey> = prepared.plans.iter().map(|(cfg, _, _)| cfg.key).collect();
+        let keys: Vec<ServiceAddr> = prepared.plans.iter().map(|(cfg, _, _)| cfg.key).collect();
         let mut map = HashMap::with_capacity(keys.len());
         for (cfg, plan, tls) in prepared.plans {
             let key = cfg.key;
@@ -199,12 +204,12 @@ impl L7Engine {
 
     /// The rvs-core virtual service that schedules `pool` (its real servers, their state and
     /// counters).
-    pub fn pool_service(&self, key: &ServiceKey, pool: &str) -> Option<Arc<VirtualService>> {
+    pub fn pool_service(&self, key: &ServiceAddr, pool: &str) -> Option<Arc<VirtualService>> {
         lock(&self.control).get(key).and_then(|c| c.pool_service(pool))
     }
 
     /// Zeroes the counters of one L7 service (rules, pools, real servers) or of all.
-    pub fn zero(&self, key: Option<&ServiceKey>) {
+    pub fn zero(&self, key: Option<&ServiceAddr>) {
         let control = lock(&self.control);
         for (k, c) in control.iter() {
             if key.is_none_or(|x| x == k) {
@@ -255,7 +260,7 @@ impl L7Engine {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub(crate) fn service(&self, key: &ServiceKey) -> Option<Arc<ServiceRuntime>> {
+    pub(crate) fn service(&self, key: &ServiceAddr) -> Option<Arc<ServiceRuntime>> {
         self.snapshot.load().get(key).cloned()
     }
 }
@@ -273,10 +278,10 @@ fn check_unique(services: &[L7ServiceConfig]) -> Result<(), L7Error> {
 /// configuration, and the listeners of the new services (bound, not accepting).
 pub(crate) struct PreparedServices {
     plans: Vec<(L7ServiceConfig, Plan, Option<Arc<rustls::ServerConfig>>)>,
-    bound: Vec<(ServiceKey, TcpListener)>,
+    bound: Vec<(ServiceAddr, TcpListener)>,
 }
 
-async fn accept_loop(engine: Arc<L7Engine>, key: ServiceKey, listener: TcpListener, stop: CancellationToken) {
+async fn accept_loop(engine: Arc<L7Engine>, key: ServiceAddr, listener: TcpListener, stop: CancellationToken) {
     // The service's cap is kept across publishes: the one published now stays its cap.
     let Some(service_cap) = engine.service(&key).map(|s| s.cap.clone()) else { return };
     accept::accept_loop(key, listener, stop, &service_cap, &engine.limit, |stream, peer, places| {
@@ -290,7 +295,7 @@ async fn accept_loop(engine: Arc<L7Engine>, key: ServiceKey, listener: TcpListen
 /// (HTTP/2 when the client chose `h2` by ALPN).
 async fn serve(
     engine: Arc<L7Engine>,
-    key: ServiceKey,
+    key: ServiceAddr,
     stream: TcpStream,
     peer: SocketAddr,
     id: u64,

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rvs_core::ServiceKey;
 use rvs_dataplane::connect_failures::ConnectFailureObserver;
 use rvs_dataplane::plane::Drained;
 use rvs_dataplane::{DataPlane, PlaneError, PlaneReport, Prepared, Publication};
@@ -40,8 +39,13 @@ impl DataPlane for L7Engine {
         }
     }
 
-    fn zero_counters(&self, service: Option<&ServiceKey>) {
-        self.zero(service);
+    fn zero_counters(&self, service: Option<&rvs_core::ServiceKey>) {
+        // An http service is an address; a firewall mark's counters are not this engine's.
+        match service {
+            None => self.zero(None),
+            Some(rvs_core::ServiceKey::Addr(a)) => self.zero(Some(a)),
+            Some(rvs_core::ServiceKey::Mark(_)) => {}
+        }
     }
 
     fn observe_connect_failures(&self, observer: ConnectFailureObserver) {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
-use rvs_core::{Binding, ProxyProtocol, SchedRequest, ServiceKey, VirtualService};
+use rvs_core::{Binding, ProxyProtocol, SchedRequest, ServiceAddr, VirtualService};
 use rvs_dataplane::hasher::UnkeyedMap;
 
 use crate::request_view::RequestView;
@@ -95,7 +95,7 @@ impl PoolRuntime {
 /// An L7 virtual service as published.
 #[derive(Debug)]
 pub(crate) struct ServiceRuntime {
-    pub key: ServiceKey,
+    pub key: ServiceAddr,
     pub rules: Vec<RuleRuntime>,
     pub pools: Vec<Arc<PoolRuntime>>,
     pub default_pool: Option<usize>,

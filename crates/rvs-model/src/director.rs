@@ -5,14 +5,14 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use rvs_core::{Health, RealServerSettings, ServiceKey, TableModel};
+use rvs_core::{Health, RealServerSettings, ServiceAddr, TableModel};
 
 use crate::http::{L7ServiceConfig, PoolConfig, Rule};
 
 /// A real server of an http service's pool, as health checks and verdicts name it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PoolServer {
-    pub service: ServiceKey,
+    pub service: ServiceAddr,
     pub pool: String,
     pub server: SocketAddr,
 }
@@ -52,7 +52,7 @@ pub struct DirectorModel {
 
 impl DirectorModel {
     /// The http service at `key`.
-    pub fn http_service(&self, key: &ServiceKey) -> Option<&L7ServiceConfig> {
+    pub fn http_service(&self, key: &ServiceAddr) -> Option<&L7ServiceConfig> {
         self.http.iter().find(|s| s.key == *key)
     }
 
@@ -74,27 +74,27 @@ impl DirectorModel {
 pub enum HttpChange {
     /// A rule, before the rule named `before` (or last).
     AddRule {
-        service: ServiceKey,
+        service: ServiceAddr,
         rule: Rule,
         before: Option<String>,
     },
     DeleteRule {
-        service: ServiceKey,
+        service: ServiceAddr,
         name: String,
     },
     AddServer {
-        service: ServiceKey,
+        service: ServiceAddr,
         pool: String,
         server: RealServerSettings,
     },
     /// The real server of `pool` at `server.addr` takes these settings.
     EditServer {
-        service: ServiceKey,
+        service: ServiceAddr,
         pool: String,
         server: RealServerSettings,
     },
     DeleteServer {
-        service: ServiceKey,
+        service: ServiceAddr,
         pool: String,
         addr: SocketAddr,
     },
@@ -109,7 +109,7 @@ pub enum HttpChange {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpChangeError {
     #[error("no such http virtual service {}", .0.addr)]
-    NoService(ServiceKey),
+    NoService(ServiceAddr),
     #[error("rule `{0}` already exists")]
     RuleExists(String),
     /// The rule a new one was to go before.
@@ -118,7 +118,7 @@ pub enum HttpChangeError {
     #[error("no rule `{0}`")]
     NoRule(String),
     #[error("no pool `{pool}` in {}", .service.addr)]
-    NoPool { service: ServiceKey, pool: String },
+    NoPool { service: ServiceAddr, pool: String },
     #[error("real server {0} already exists")]
     ServerExists(SocketAddr),
     #[error("no real server {addr} in pool `{pool}`")]
@@ -126,11 +126,11 @@ pub enum HttpChangeError {
 }
 
 impl DirectorModel {
-    fn http_mut(&mut self, service: &ServiceKey) -> Result<&mut L7ServiceConfig, HttpChangeError> {
+    fn http_mut(&mut self, service: &ServiceAddr) -> Result<&mut L7ServiceConfig, HttpChangeError> {
         self.http.iter_mut().find(|s| s.key == *service).ok_or(HttpChangeError::NoService(*service))
     }
 
-    fn pool_mut(&mut self, service: &ServiceKey, pool: &str) -> Result<&mut PoolConfig, HttpChangeError> {
+    fn pool_mut(&mut self, service: &ServiceAddr, pool: &str) -> Result<&mut PoolConfig, HttpChangeError> {
         let svc = self.http_mut(service)?;
         svc.pools
             .iter_mut()
@@ -212,8 +212,8 @@ mod tests {
     use super::*;
     use rvs_core::SchedulerKind;
 
-    fn model() -> (DirectorModel, ServiceKey) {
-        let key = ServiceKey::tcp("127.0.0.1:80".parse().unwrap());
+    fn model() -> (DirectorModel, ServiceAddr) {
+        let key = ServiceAddr::tcp("127.0.0.1:80".parse().unwrap());
         let pool = PoolConfig::new("web", SchedulerKind::Rr).unwrap().server("127.0.0.2:80".parse().unwrap());
         let svc = L7ServiceConfig::new(key).pool(pool).rule(Rule::parse("a", &["path^=/a"], "web").unwrap());
         (DirectorModel { http: vec![svc], ..Default::default() }, key)

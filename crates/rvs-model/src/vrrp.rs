@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use rvs_core::ServiceKey;
+use rvs_core::ServiceAddr;
 
 use crate::health::NotifyCommand;
 
@@ -64,7 +64,7 @@ pub struct TrackInterface {
 /// A tracked virtual service: up while it has quorum.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TrackService {
-    pub service: ServiceKey,
+    pub service: ServiceAddr,
     pub weight: i32,
 }
 

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 use rvs_bpf::sockmap::KernelRelay;
-use rvs_core::{Applied, ConnState, Protocol, ServiceKey, Snapshot};
+use std::collections::HashMap;
+
+use rvs_core::{Applied, ConnState, Protocol, ServiceAddr, ServiceKey, Snapshot, VirtualService};
 use rvs_dataplane::clock::Clock;
 use rvs_dataplane::conn_limit::{ConnLimit, ServiceCaps};
 use rvs_dataplane::connect_failures::{ConnectFailureObserver, ConnectFailures, FailedConnect};
@@ -71,13 +73,15 @@ impl Default for RelayMode {
 /// Listeners and UDP sockets bound for a change, not yet serving.
 #[derive(Debug)]
 pub(crate) struct BoundSockets {
-    tcp: Vec<(ServiceKey, TcpListener)>,
-    udp: Vec<(ServiceKey, UdpSocket)>,
+    tcp: Vec<(ServiceAddr, TcpListener)>,
+    udp: Vec<(ServiceAddr, UdpSocket)>,
 }
 
 pub struct Engine {
     cfg: EngineConfig,
     snapshot: ArcSwap<Snapshot>,
+    /// The service of each listening address (a firewall mark's service has several).
+    routes: ArcSwap<HashMap<ServiceAddr, Arc<VirtualService>>>,
     listeners: ListenerSet<TcpListener>,
     /// The TCP event loops.
     loops: Vec<LoopHandle>,
@@ -96,7 +100,7 @@ pub struct Engine {
     /// The director's cap on client connections (shared with the L7 engine).
     pub(crate) limit: Arc<ConnLimit>,
     /// Each TCP service's own cap (`max_connections`).
-    service_caps: ServiceCaps,
+    service_caps: ServiceCaps<ServiceKey>,
     /// The runtime the helpers' connection tasks (FTP) run on.
     runtime: tokio::runtime::Handle,
 }
@@ -125,6 +129,7 @@ impl Engine {
         let engine = Arc::new_cyclic(|weak| Self {
             cfg,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            routes: ArcSwap::from_pointee(HashMap::new()),
             listeners: ListenerSet::new(cfg.backlog),
             loops: (0..cfg.loops.max(1))
                 .filter_map(|n| match event_loop::spawn(weak.clone(), n) {
@@ -152,8 +157,11 @@ impl Engine {
 
     /// Binds the listeners and UDP sockets of the services in `keys` that have none yet,
     /// keeping nothing: what [`Self::adopt`] takes when the change is published. All or nothing.
-    pub(crate) fn bind_missing(&self, keys: impl IntoIterator<Item = ServiceKey>) -> Result<BoundSockets, ListenError> {
-        let (udp, tcp): (Vec<ServiceKey>, Vec<ServiceKey>) =
+    pub(crate) fn bind_missing(
+        &self,
+        keys: impl IntoIterator<Item = ServiceAddr>,
+    ) -> Result<BoundSockets, ListenError> {
+        let (udp, tcp): (Vec<ServiceAddr>, Vec<ServiceAddr>) =
             keys.into_iter().partition(|k| k.protocol == Protocol::Udp);
         Ok(BoundSockets { tcp: self.listeners.bind_missing(tcp)?, udp: self.udp.bind_missing(udp)? })
     }
@@ -164,7 +172,7 @@ impl Engine {
     pub(crate) fn publish(
         self: &Arc<Self>,
         bound: BoundSockets,
-        keys: Vec<ServiceKey>,
+        listeners: Vec<(ServiceAddr, ServiceKey)>,
         snapshot: Arc<Snapshot>,
         applied: &Applied,
     ) {
@@ -173,15 +181,20 @@ impl Engine {
             snapshot
                 .services
                 .iter()
-                .filter(|(k, _)| k.protocol == Protocol::Tcp)
+                .filter(|(k, _)| k.protocol() != Some(Protocol::Udp))
                 .map(|(k, s)| (*k, s.settings().max_connections)),
         );
+        let routes = listeners.iter().filter_map(|(l, k)| snapshot.services.get(k).map(|s| (*l, s.clone()))).collect();
+        let of: HashMap<ServiceAddr, ServiceKey> = listeners.iter().copied().collect();
+        let keys: Vec<ServiceAddr> = listeners.iter().map(|(l, _)| *l).collect();
+        self.routes.store(Arc::new(routes));
         self.snapshot.store(snapshot);
         self.listeners.adopt(bound.tcp);
         self.udp.adopt(bound.udp);
         for (key, listener, stop) in self.listeners.retain(&keys, "virtual service") {
             info!(service = %key, "accepting");
-            let (listener, cap) = (Arc::new(listener), self.service_caps.get(&key));
+            let cap = self.service_caps.get(&of.get(&key).copied().unwrap_or(key.into()));
+            let listener = Arc::new(listener);
             for l in &self.loops {
                 l.send(Cmd::Listen { key, listener: listener.clone(), cap: cap.clone() });
             }
@@ -231,6 +244,11 @@ impl Engine {
         self.snapshot.load_full()
     }
 
+    /// The virtual service that listening address `key` serves.
+    pub(crate) fn service(&self, key: &ServiceAddr) -> Option<Arc<VirtualService>> {
+        self.routes.load().get(key).cloned()
+    }
+
     /// The published snapshot, borrowed for a moment (no reference count taken).
     pub(crate) fn snapshot_ref(&self) -> Guard<Arc<Snapshot>> {
         self.snapshot.load()
@@ -250,8 +268,10 @@ impl Engine {
     }
 
     /// Tells the observer of failed connects (passive health checking) of one.
-    pub(crate) fn connect_failed(&self, key: ServiceKey, dest: SocketAddr, reason: &str) {
-        self.on_connect_failure.report(&FailedConnect { service: key, pool: None, server: dest, reason });
+    pub(crate) fn connect_failed(&self, key: ServiceAddr, dest: SocketAddr, reason: &str) {
+        // The service's own key: a firewall mark's listening addresses are many.
+        let service = self.service(&key).map_or(key.into(), |s| s.key);
+        self.on_connect_failure.report(&FailedConnect { service, pool: None, server: dest, reason });
     }
 
     /// Sets the observer of failed connects (once; later calls are ignored).

@@ -22,7 +22,7 @@ use rustix::net::SocketFlags;
 use slab::Slab;
 use tracing::{debug, warn};
 
-use rvs_core::{Binding, Helper, Protocol, ServiceKey};
+use rvs_core::{Binding, Helper, Protocol, ServiceAddr};
 use rvs_dataplane::accept::ACCEPT_BACKOFF;
 use rvs_dataplane::conn_limit::try_places;
 use rvs_dataplane::ConnLimit;
@@ -51,9 +51,9 @@ const KIND_WAKE: u64 = 3;
 /// What the engine tells a loop.
 pub(crate) enum Cmd {
     /// Accept on a TCP virtual service's listener (shared by every loop) under its cap.
-    Listen { key: ServiceKey, listener: Arc<TcpListener>, cap: Arc<ConnLimit> },
+    Listen { key: ServiceAddr, listener: Arc<TcpListener>, cap: Arc<ConnLimit> },
     /// Stop accepting on a service (its listener closes when the last loop lets it go).
-    Unlisten { key: ServiceKey },
+    Unlisten { key: ServiceAddr },
     /// Relay a related connection whose two sides are up (an FTP data connection).
     Relate(Box<Related>),
 }
@@ -61,6 +61,8 @@ pub(crate) enum Cmd {
 /// A related connection handed to a loop: its entry in the table, its control connection's,
 /// its two sockets and its accounting.
 pub(crate) struct Related {
+    /// The listening address of its control connection.
+    pub key: ServiceAddr,
     pub entry: Arc<ConnEntry>,
     pub control: Arc<ConnEntry>,
     pub client: TcpStream,
@@ -156,7 +158,7 @@ fn reuse(field: &mut Vec<usize>, mut list: Vec<usize>) {
 }
 
 struct Listener {
-    key: ServiceKey,
+    key: ServiceAddr,
     socket: Arc<TcpListener>,
     cap: Arc<ConnLimit>,
     /// Out of the epoll set: at a cap, or backing off after an accept error, until then.
@@ -389,7 +391,7 @@ impl EventLoop {
 
     /// A related connection, relayed as any other from now on.
     fn relate(&mut self, engine: &Engine, now_ms: u64, r: Related) {
-        let Related { entry, control, client, server, binding } = r;
+        let Related { key, entry, control, client, server, binding } = r;
         let index = self.conns.vacant_key();
         let watched = register(self.epoll.as_fd(), &client, token(index, CLIENT, 0))
             .and_then(|()| register(self.epoll.as_fd(), &server, token(index, SERVER, 0)));
@@ -401,7 +403,7 @@ impl EventLoop {
         }
         entry.cancel.watch(self.waker.clone());
         let kernel = engine.kernel_relay().cloned();
-        self.conns.insert(TcpConn::related(entry, control, client, server, binding, kernel));
+        self.conns.insert(TcpConn::related(key, entry, control, client, server, binding, kernel));
         self.with_conn(engine, now_ms, index, |c, cx| c.drive(cx));
     }
 
@@ -476,12 +478,12 @@ impl EventLoop {
         &mut self,
         engine: &Arc<Engine>,
         now_ms: u64,
-        key: ServiceKey,
+        key: ServiceAddr,
         client: TcpStream,
         peer: SocketAddr,
         places: rvs_dataplane::ConnSlots,
     ) {
-        let Some(service) = engine.snapshot_ref().services.get(&key).cloned() else { return };
+        let Some(service) = engine.service(&key) else { return };
         // The listener is bound to the service's own address (never a wildcard), so that is
         // the local address: no getsockname per connection. TCP options: inherited from it.
         let entry = engine.conns.enter(Protocol::Tcp, peer, key.addr, now_ms);
@@ -489,7 +491,7 @@ impl EventLoop {
             engine.conns.remove(entry.id);
             return;
         }
-        if service.settings().helper_for(&key) == Helper::Ftp {
+        if service.settings().helper_for(&service.key) == Helper::Ftp {
             // Its control stream is read line by line: a task of its own, not this relay.
             engine.serve_ftp(FtpStart { entry, places, key, service, client });
             return;

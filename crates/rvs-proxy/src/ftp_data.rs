@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rvs_core::{ConnState, Protocol, RealServer, ServiceKey, VirtualService};
+use rvs_core::{ConnState, Protocol, RealServer, ServiceAddr, VirtualService};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::AbortHandle;
 use tracing::debug;
@@ -43,7 +43,7 @@ pub(crate) enum Mode {
 #[derive(Clone)]
 pub(crate) struct Control {
     pub engine: Arc<Engine>,
-    pub key: ServiceKey,
+    pub key: ServiceAddr,
     pub service: Arc<VirtualService>,
     pub dest: Arc<RealServer>,
     pub entry: Arc<ConnEntry>,
@@ -162,7 +162,7 @@ async fn connect_and_relay(ctl: Control, mode: Mode, accepted: (TcpStream, Socke
     let _ = server_side.set_nodelay(true);
     match (client_side.into_std(), server_side.into_std()) {
         (Ok(client), Ok(server)) => {
-            engine.relay_related(Related { entry, control: ctl.entry.clone(), client, server, binding });
+            engine.relay_related(Related { key: ctl.key, entry, control: ctl.entry.clone(), client, server, binding });
         }
         (Err(e), _) | (_, Err(e)) => {
             debug!(service = %ctl.key, error = %e, "FTP data connection: cannot hand it to an event loop");

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream as StdTcpStream};
 use std::sync::Arc;
 
 use rvs_core::sched::SchedRequest;
-use rvs_core::{Binding, ConnState, ServiceKey, VirtualService};
+use rvs_core::{Binding, ConnState, ServiceAddr, VirtualService};
 use rvs_dataplane::ftp::{self, Lines, Piece};
 use rvs_dataplane::{proxy_protocol, ConnSlots};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,7 +28,7 @@ const READ_BUF: usize = 4096;
 pub(crate) struct FtpStart {
     pub entry: Arc<ConnEntry>,
     pub places: ConnSlots,
-    pub key: ServiceKey,
+    pub key: ServiceAddr,
     pub service: Arc<VirtualService>,
     pub client: StdTcpStream,
 }
@@ -52,7 +52,7 @@ pub(crate) async fn serve(engine: Arc<Engine>, start: FtpStart) {
 async fn run(
     engine: &Arc<Engine>,
     entry: &Arc<ConnEntry>,
-    key: ServiceKey,
+    key: ServiceAddr,
     service: &Arc<VirtualService>,
     client: StdTcpStream,
 ) -> io::Result<()> {
@@ -87,7 +87,7 @@ async fn run(
 async fn connect(
     engine: &Engine,
     entry: &ConnEntry,
-    key: ServiceKey,
+    key: ServiceAddr,
     service: &Arc<VirtualService>,
 ) -> Option<(TcpStream, Binding)> {
     let mut tried: Vec<SocketAddr> = Vec::new();

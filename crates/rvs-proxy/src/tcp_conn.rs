@@ -22,7 +22,7 @@ use tracing::debug;
 use rvs_bpf::socket::bytes_written;
 use rvs_bpf::sockmap::{KernelRelay, KernelRelayError, Link};
 use rvs_core::sched::SchedRequest;
-use rvs_core::{Binding, ConnState, ServiceKey, VirtualService};
+use rvs_core::{Binding, ConnState, ServiceAddr, VirtualService};
 use rvs_dataplane::splice::{give_pipe, take_pipe, Pipe};
 use rvs_dataplane::{proxy_protocol, tcp_options, ConnSlots};
 
@@ -148,7 +148,7 @@ pub(crate) struct TcpConn {
     /// The connection this one is related to (an FTP data connection's control connection),
     /// kept from idling out while this one moves bytes.
     related: Option<Arc<ConnEntry>>,
-    key: ServiceKey,
+    key: ServiceAddr,
     service: Arc<VirtualService>,
     client: TcpStream,
     server: Option<TcpStream>,
@@ -176,7 +176,7 @@ impl TcpConn {
     pub fn new(
         entry: Arc<ConnEntry>,
         places: ConnSlots,
-        key: ServiceKey,
+        key: ServiceAddr,
         service: Arc<VirtualService>,
         client: TcpStream,
         kernel: Option<Arc<KernelRelay>>,
@@ -209,6 +209,7 @@ impl TcpConn {
     /// A related connection whose two sides are up already (an FTP data connection, accounted
     /// by `binding`): relayed from the start, never scheduled.
     pub fn related(
+        key: ServiceAddr,
         entry: Arc<ConnEntry>,
         control: Arc<ConnEntry>,
         client: TcpStream,
@@ -216,7 +217,7 @@ impl TcpConn {
         binding: Binding,
         kernel: Option<Arc<KernelRelay>>,
     ) -> Self {
-        let (key, service) = (binding.service.key, binding.service.clone());
+        let service = binding.service.clone();
         Self {
             entry,
             _places: None,
@@ -264,7 +265,7 @@ impl TcpConn {
                 return Next::CLOSE;
             };
             self.entry.set_dest(Some(binding.dest.clone()));
-            let addr = binding.dest.addr;
+            let addr = binding.target(self.key.addr);
             self.attempt = self.attempt.wrapping_add(1);
             match start_connect(addr, cx.epoll, token(cx.index, SERVER, self.attempt)) {
                 Ok(sock) => {

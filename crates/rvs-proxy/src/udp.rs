@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rvs_core::sched::SchedRequest;
-use rvs_core::{Binding, Protocol, ServiceKey};
+use rvs_core::{Binding, Protocol, ServiceAddr};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -51,13 +51,13 @@ type FlowKey = (SocketAddr, Option<SocketAddr>);
 
 /// Whether the service at `key` schedules each datagram (looked at once a second: an edit of
 /// the setting takes effect within that).
-fn schedules_each_datagram(engine: &Engine, key: &ServiceKey) -> bool {
-    engine.snapshot().services.get(key).is_some_and(|s| s.schedules_each_datagram())
+fn schedules_each_datagram(engine: &Engine, key: &ServiceAddr) -> bool {
+    engine.service(key).is_some_and(|s| s.schedules_each_datagram())
 }
 
 /// Receives the datagrams of the UDP service `key` until `stop`; ends its flows then (at a
 /// shutdown, once they are quiet).
-pub(crate) async fn serve(engine: Arc<Engine>, key: ServiceKey, socket: UdpSocket, stop: CancellationToken) {
+pub(crate) async fn serve(engine: Arc<Engine>, key: ServiceAddr, socket: UdpSocket, stop: CancellationToken) {
     let socket = Arc::new(socket);
     let mut flows: HashMap<FlowKey, Flow<'_>> = HashMap::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -150,9 +150,9 @@ const LINGER: Duration = Duration::from_secs(2);
 const QUIET_MS: u64 = 300;
 
 /// Schedules a new client's flow.
-fn schedule(engine: &Engine, key: ServiceKey, client: SocketAddr) -> Option<Binding> {
+fn schedule(engine: &Engine, key: ServiceAddr, client: SocketAddr) -> Option<Binding> {
     let snapshot = engine.snapshot();
-    let service = snapshot.services.get(&key)?;
+    let service = engine.service(&key)?;
     let req = SchedRequest { client, destination: key.addr, now_ms: engine.clock.now_ms() };
     let binding = service.schedule(&req, &[], snapshot.options.expire_quiescent_template);
     if binding.is_none() {
@@ -163,9 +163,9 @@ fn schedule(engine: &Engine, key: ServiceKey, client: SocketAddr) -> Option<Bind
 
 /// Schedules one datagram of a service that schedules each (see the module's doc); `None`
 /// when it is dropped: no real server, or no Call-ID for the sip engine (as IPVS drops it).
-fn schedule_datagram(engine: &Engine, key: ServiceKey, client: SocketAddr, datagram: &[u8]) -> Option<Binding> {
+fn schedule_datagram(engine: &Engine, key: ServiceAddr, client: SocketAddr, datagram: &[u8]) -> Option<Binding> {
     let snapshot = engine.snapshot();
-    let service = snapshot.services.get(&key)?;
+    let service = engine.service(&key)?;
     let req = SchedRequest { client, destination: key.addr, now_ms: engine.clock.now_ms() };
     match service.schedule_datagram(&req, datagram, snapshot.options.expire_quiescent_template) {
         Ok(Some(b)) => Some(b),
@@ -183,13 +183,13 @@ fn schedule_datagram(engine: &Engine, key: ServiceKey, client: SocketAddr, datag
 /// Opens a flow's socket towards the real server `binding` is to.
 async fn open_flow<'a>(
     engine: &'a Arc<Engine>,
-    key: ServiceKey,
+    key: ServiceAddr,
     client: SocketAddr,
     socket: &Arc<UdpSocket>,
     binding: Binding,
 ) -> Option<Flow<'a>> {
     let now = engine.clock.now_ms();
-    let dest = binding.dest.addr;
+    let dest = binding.target(key.addr);
     let local: SocketAddr = if dest.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
     let upstream = match connected(local, dest).await {
         Ok(s) => Arc::new(s),
@@ -222,7 +222,7 @@ async fn connected(local: SocketAddr, dest: SocketAddr) -> io::Result<UdpSocket>
 
 /// A flow ends on an error; when its real server refused (ICMP port unreachable), passive
 /// health checking hears of it.
-fn end_flow(engine: &Engine, key: ServiceKey, binding: &Binding, cancel: &Closer, e: &io::Error) {
+fn end_flow(engine: &Engine, key: ServiceAddr, binding: &Binding, cancel: &Closer, e: &io::Error) {
     if e.kind() == io::ErrorKind::ConnectionRefused {
         engine.connect_failed(key, binding.dest.addr, "port unreachable");
     }
@@ -233,7 +233,7 @@ fn end_flow(engine: &Engine, key: ServiceKey, binding: &Binding, cancel: &Closer
 /// flow is closed or the real server refuses.
 async fn relay_replies(
     engine: Arc<Engine>,
-    key: ServiceKey,
+    key: ServiceAddr,
     client: SocketAddr,
     binding: Arc<Binding>,
     upstream: Arc<UdpSocket>,

@@ -2,7 +2,7 @@
 //! that are up or down, and from them an instance's effective priority or FAULT. A weight
 //! above 0 adds while up, below 0 subtracts while down, 0 forces FAULT while down.
 
-use rvs_core::ServiceKey;
+use rvs_core::ServiceAddr;
 use rvs_model::vrrp::VrrpInstanceSpec;
 
 /// What an instance tracks.
@@ -11,7 +11,7 @@ pub enum TrackKey {
     /// An interface, up or down (the instance's own interface is tracked with weight 0).
     Interface(String),
     /// A virtual service, up while it has quorum.
-    Service(ServiceKey),
+    Service(ServiceAddr),
 }
 
 /// What tracking makes of an instance.

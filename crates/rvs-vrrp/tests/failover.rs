@@ -414,7 +414,7 @@ fn a_tracked_interface_going_down_lowers_the_priority_and_moves_the_master() {
     let a = net.add(&[spec(1, 100)]);
     let b = net.add(&[spec(1, 80)]);
     // A tracks eth1 with weight -30 and a service's quorum with +10 (110 while both are up).
-    let svc = TrackKey::Service(rvs_core::ServiceKey::tcp("198.18.1.1:80".parse().unwrap()));
+    let svc = TrackKey::Service(rvs_core::ServiceAddr::tcp("198.18.1.1:80".parse().unwrap()));
     let addr = net.nodes[a].addr;
     net.nodes[a].group = Net::group(&[spec(1, 100)], addr, |s| {
         Tracking::new(s.priority).track(eth1.clone(), -30).track(svc.clone(), 10)

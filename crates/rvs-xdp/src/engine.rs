@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 use rvs_bpf::tc_check::MARK_BASE;
 use rvs_bpf::xdp::{now_ticks, Lasting, PacketProgram, PinnedState, XdpAttach, XdpError, XdpMode};
 use rvs_bpf::xdp_maps as maps;
-use rvs_core::{RealServer, VirtualService};
+use rvs_core::{RealServer, ServiceKey, VirtualService};
 use rvs_dataplane::clock::Clock;
 use rvs_dataplane::connect_failures::ConnectFailureObserver;
 use rvs_dataplane::plane::{Drained, PacketReport};
@@ -73,6 +73,8 @@ pub enum StartError {
 #[derive(Debug, Default)]
 pub struct Published {
     by_id: HashMap<u32, Arc<VirtualService>>,
+    /// The firewall marks, to tell which service a packet's address is for.
+    marks: std::collections::BTreeMap<rvs_core::Mark, rvs_core::MarkDef>,
     pub assignment: Assignment,
     pub expire_quiescent_template: bool,
     pub(crate) config: maps::Config,
@@ -82,6 +84,12 @@ impl Published {
     /// The virtual service in slot `id`.
     pub fn service(&self, id: u32) -> Option<&Arc<VirtualService>> {
         self.by_id.get(&id)
+    }
+
+    /// The packet engine's service a packet of `protocol` to `dest` is for, and its slot.
+    pub fn service_for(&self, protocol: rvs_core::Protocol, dest: SocketAddr) -> Option<(ServiceKey, u32)> {
+        let key = rvs_core::fwmark::classify(&self.marks, protocol, dest, |k| self.assignment.service_id(k).is_some())?;
+        self.assignment.service_id(&key).map(|id| (key, id))
     }
 
     /// The timeout of a flow in kernel state `state`, in milliseconds.
@@ -247,6 +255,7 @@ impl PacketEngine {
                 &|id| program.service_info(id),
                 &program.dests(),
                 &program.reverse_keys(),
+                &program.marks(),
             );
             // Counters count from this rvsd's start: the kernel's totals so far are the baseline.
             let read: HashMap<u32, maps::DestCounters> =
@@ -434,7 +443,7 @@ impl PacketEngine {
                 .and_then(|svc| svc.adopt(key.client(), dk.addr, now_ms));
             match binding {
                 Some(binding) => {
-                    let protocol = dk.service.protocol;
+                    let Some(protocol) = rvs_core::Protocol::from_number(key.proto) else { continue };
                     self.flows.insert(key, Flow { binding, dest_id: conn.dest, protocol }, now_ms);
                     adopted += 1;
                 }
@@ -498,7 +507,9 @@ impl PacketEngine {
         };
         let mut paths = CheckPaths::new();
         for s in &plan.services {
-            let vip = s.key.addr;
+            // A firewall mark has no one address to check through: its checks go to the real
+            // servers themselves.
+            let Some(vip) = s.key.addr().map(|a| a.addr) else { continue };
             let local = road.is_ok() && is_local(vip.ip());
             for (dk, id, dest) in &s.dests {
                 if dest.method != maps::FWD_GATE && dest.method != maps::FWD_TUNNEL {
@@ -588,8 +599,20 @@ impl PacketEngine {
                     }
                 }
             }
-            if let Err(e) = p.put_service(&s.map_key, &maps::Service { id: s.id, flags: s.flags }) {
-                log("a service", e);
+            if s.by_address {
+                if let Err(e) = p.put_service(&s.map_key, &maps::Service { id: s.id, flags: s.flags }) {
+                    log("a service", e);
+                }
+            }
+        }
+        for (k, v) in &plan.marks {
+            if let Err(e) = p.put_mark(k, v) {
+                log("a firewall mark", e);
+            }
+        }
+        for k in &plan.removed_marks {
+            if let Err(e) = p.remove_mark(k) {
+                log("a firewall mark", e);
             }
         }
         for id in &plan.newly_retired {
@@ -597,7 +620,7 @@ impl PacketEngine {
                 log("a deleted real server", e);
             }
         }
-        for key in &plan.removed_services {
+        for key in plan.removed_services.iter().filter_map(ServiceKey::addr) {
             if let Err(e) = p.remove_service(&maps::ServiceKey::new(key.addr, key.protocol.number())) {
                 log("a deleted service", e);
             }
@@ -651,6 +674,7 @@ impl DataPlane for PacketEngine {
             .collect();
         self.published.store(Arc::new(Published {
             by_id,
+            marks: next.services.marks.clone(),
             assignment: plan.next.clone(),
             expire_quiescent_template: next.services.options.expire_quiescent_template,
             config: plan.config,
@@ -749,7 +773,7 @@ mod tests {
     #[test]
     fn without_an_attached_engine_gate_and_tunnel_checks_have_no_path_and_masq_ones_none_to_take() {
         let mut model = DirectorModel::default();
-        let key = ServiceKey { protocol: Protocol::Tcp, addr: "198.18.1.10:80".parse().unwrap() };
+        let key = ServiceKey::new(Protocol::Tcp, "198.18.1.10:80".parse().unwrap());
         let server =
             |addr: &str, method| RealServerSettings { method, ..RealServerSettings::new(addr.parse().unwrap()) };
         let servers = vec![

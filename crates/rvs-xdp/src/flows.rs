@@ -278,8 +278,10 @@ mod tests {
     fn flow(t: &ServiceTable, key: &ServiceKey, client: &str) -> (maps::ConnKey, Flow) {
         let svc = t.service(key).unwrap();
         let client: SocketAddr = client.parse().unwrap();
-        let binding = svc.schedule(&SchedRequest { client, destination: key.addr, now_ms: 0 }, &[], false).unwrap();
-        (maps::ConnKey::new(client, key.addr, 6), Flow { binding, dest_id: 0, protocol: Protocol::Tcp })
+        let binding = svc
+            .schedule(&SchedRequest { client, destination: key.addr().unwrap().addr, now_ms: 0 }, &[], false)
+            .unwrap();
+        (maps::ConnKey::new(client, key.addr().unwrap().addr, 6), Flow { binding, dest_id: 0, protocol: Protocol::Tcp })
     }
 
     #[test]

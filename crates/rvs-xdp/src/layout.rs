@@ -9,7 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use rvs_bpf::xdp_maps as maps;
 use rvs_core::forwarding::Engine;
-use rvs_core::{ForwardingMethod, Protocol, ServiceKey, ServiceModel, TableModel, Timeouts};
+use rvs_core::fwmark::Family;
+use rvs_core::{ForwardingMethod, MarkKey, Protocol, ServiceKey, ServiceModel, TableModel, Timeouts};
 
 use crate::ids::IdPool;
 
@@ -29,6 +30,7 @@ pub struct Assignment {
     /// Slots of real servers no longer in the model, kept until their last flow is gone.
     retired: BTreeMap<u32, DestKey>,
     reverse: HashSet<maps::ReverseKey>,
+    marks: HashSet<maps::MarkKey>,
     service_ids: IdPool,
     dest_ids: IdPool,
 }
@@ -40,6 +42,7 @@ impl Default for Assignment {
             dests: HashMap::new(),
             retired: BTreeMap::new(),
             reverse: HashSet::new(),
+            marks: HashSet::new(),
             service_ids: IdPool::new(maps::MAX_SERVICES),
             dest_ids: IdPool::new(maps::MAX_DESTS),
         }
@@ -80,7 +83,7 @@ impl Assignment {
     /// The slots a previous rvsd left in the pinned maps: `services` from `rvs_services` (key,
     /// slot) checked against `service_info` (`rvs_service_info`, the VIP of a slot), `dests`
     /// from `rvs_dests` (the slots that hold a real server), `reverse` the keys of
-    /// `rvs_reverse`. Each slot keeps meaning the same virtual service and real server, so the
+    /// `rvs_reverse`, `marks` the entries of `rvs_marks`. Each slot keeps meaning the same virtual service and real server, so the
     /// flows in the kernel's table go on to theirs; a real server whose service is not among
     /// `services` is left out (its slot is free). The next [`plan`] retires what the new
     /// model no longer has.
@@ -89,6 +92,7 @@ impl Assignment {
         service_info: &dyn Fn(u32) -> Option<maps::ServiceInfo>,
         dests: &[(u32, maps::Dest)],
         reverse: &[maps::ReverseKey],
+        marks: &[(maps::MarkKey, maps::MarkPorts)],
     ) -> Assignment {
         let mut a = Assignment::default();
         let mut by_slot: HashMap<u32, (ServiceKey, u8)> = HashMap::new();
@@ -97,9 +101,24 @@ impl Assignment {
             if service_info(v.id).is_some_and(|i| i.vip != *k) || !a.service_ids.reserve(v.id) {
                 continue;
             }
-            let key = ServiceKey { protocol, addr: k.addr() };
+            let key = ServiceKey::new(protocol, k.addr());
             a.services.insert(key, v.id);
             by_slot.insert(v.id, (key, k.family));
+        }
+        for (mk, ports) in marks {
+            a.marks.insert(*mk);
+            for r in ports.ranges() {
+                let id = r.service.id;
+                if by_slot.contains_key(&id) {
+                    continue;
+                }
+                let Some(key) = service_info(id).and_then(|i| mark_of_info(&i.vip)) else { continue };
+                if !a.service_ids.reserve(id) {
+                    continue;
+                }
+                a.services.insert(key, id);
+                by_slot.insert(id, (key, mk.family));
+            }
         }
         for (id, d) in dests {
             let Some((service, family)) = by_slot.get(&d.service) else { continue };
@@ -134,6 +153,9 @@ pub struct Plan {
     pub newly_retired: Vec<u32>,
     pub reverse: Vec<(maps::ReverseKey, maps::Reverse)>,
     pub removed_reverse: Vec<maps::ReverseKey>,
+    /// The firewall-mark prefixes and their port ranges (every entry, on every change).
+    pub marks: Vec<(maps::MarkKey, maps::MarkPorts)>,
+    pub removed_marks: Vec<maps::MarkKey>,
     pub config: maps::Config,
 }
 
@@ -142,7 +164,10 @@ pub struct Plan {
 pub struct PlannedService {
     pub key: ServiceKey,
     pub id: u32,
+    /// Its entry in `rvs_services` (an address service), or what `rvs_service_info` says of a
+    /// firewall-mark service (whose packets find it in `rvs_marks`).
     pub map_key: maps::ServiceKey,
+    pub by_address: bool,
     /// `maps::SVC_F_*`: whether rvsd schedules each of its datagrams.
     pub flags: u32,
     /// Its real servers (and sorry server) with their slots; `flags` left 0: whether each is
@@ -168,13 +193,89 @@ pub enum LayoutError {
     TooManyReverse { addr: SocketAddr },
     #[error("tunnel real server {addr}: the kernel has no route to it ({source})")]
     NoRoute { addr: SocketAddr, source: io::Error },
+    #[error(
+        "virtual service {service}: real server {addr} is masq, but the packet engine serves a firewall mark \
+         with gate or tunnel only (a masq reply names no virtual address to put back); use gate, tunnel, or \
+         fullnat (the proxy engine)"
+    )]
+    MarkMasq { service: MarkKey, addr: SocketAddr },
+    #[error(
+        "firewall marks: {prefix} ({protocol}) lies in more than {} port ranges of the marks' matches; the packet \
+         engine holds at most that many per prefix",
+        maps::MARK_RANGES
+    )]
+    TooManyMarkRanges { prefix: String, protocol: Protocol },
+    #[error("firewall marks: more than {} prefixes", maps::MAX_MARK_PREFIXES)]
+    TooManyMarkPrefixes,
 }
 
 impl LayoutError {
     /// The service at fault, when there is one.
     pub fn service(&self) -> Option<ServiceKey> {
-        None
+        match self {
+            LayoutError::MarkMasq { service, .. } => Some(ServiceKey::Mark(*service)),
+            _ => None,
+        }
     }
+}
+
+/// What `rvs_service_info` says of a firewall-mark service: protocol 0, port 0, the mark in
+/// the first word of the address.
+fn mark_info(m: MarkKey) -> maps::ServiceKey {
+    maps::ServiceKey {
+        addr: [m.mark.get(), 0, 0, 0],
+        port: 0,
+        proto: 0,
+        family: if m.family == Family::V4 { maps::FAMILY_V4 } else { maps::FAMILY_V6 },
+    }
+}
+
+fn mark_of_info(k: &maps::ServiceKey) -> Option<ServiceKey> {
+    if k.proto != 0 {
+        return None;
+    }
+    let family = if k.family == maps::FAMILY_V6 { Family::V6 } else { Family::V4 };
+    rvs_core::Mark::new(k.addr[0]).map(|mark| ServiceKey::Mark(MarkKey { mark, family }))
+}
+
+/// The `rvs_marks` entries of the firewall-mark services `served` (key, slot, flags): for
+/// every prefix of a match, the port ranges of every match whose prefix contains it.
+fn mark_entries(
+    table: &TableModel,
+    served: &[(MarkKey, u32, u32)],
+) -> Result<Vec<(maps::MarkKey, maps::MarkPorts)>, LayoutError> {
+    let matches: Vec<(rvs_core::MarkMatch, maps::Service)> = served
+        .iter()
+        .filter_map(|(k, id, flags)| table.marks.get(&k.mark).map(|d| (d, k, *id, *flags)))
+        .flat_map(|(d, k, id, flags)| d.matches_of(k.family).map(move |m| (*m, maps::Service { id, flags })))
+        .collect();
+    let mut out: BTreeMap<maps::MarkKey, Vec<maps::MarkRange>> = BTreeMap::new();
+    for (m, _) in &matches {
+        let key = maps::MarkKey::new(m.dest.addr(), m.dest.prefix_len(), proto(m.protocol));
+        if out.contains_key(&key) {
+            continue;
+        }
+        let ranges: Vec<maps::MarkRange> = matches
+            .iter()
+            .filter(|(o, _)| {
+                o.protocol == m.protocol && o.dest.contains(m.dest.addr()) && o.dest.prefix_len() <= m.dest.prefix_len()
+            })
+            .map(|(o, svc)| maps::MarkRange { lo: o.ports.lo(), hi: o.ports.hi(), service: *svc })
+            .collect();
+        out.insert(key, ranges);
+    }
+    if out.len() > maps::MAX_MARK_PREFIXES as usize {
+        return Err(LayoutError::TooManyMarkPrefixes);
+    }
+    out.into_iter()
+        .map(|(k, ranges)| {
+            let (addr, len) = k.prefix();
+            maps::MarkPorts::new(&ranges).map(|p| (k, p)).ok_or_else(|| LayoutError::TooManyMarkRanges {
+                prefix: format!("{addr}/{len}"),
+                protocol: Protocol::from_number(k.proto).unwrap_or(Protocol::Tcp),
+            })
+        })
+        .collect()
 }
 
 fn proto(p: Protocol) -> u8 {
@@ -253,7 +354,13 @@ pub fn plan(
     });
     let mut services = Vec::new();
     let mut reverse: HashMap<maps::ReverseKey, Vec<u32>> = HashMap::new();
+    let mut served_marks = Vec::new();
     for (key, m) in wanted {
+        if let ServiceKey::Mark(mk) = key {
+            if let Some(s) = m.servers.iter().find(|s| s.method == ForwardingMethod::Masq) {
+                return Err(LayoutError::MarkMasq { service: *mk, addr: s.addr });
+            }
+        }
         let id = match next.services.get(key) {
             Some(id) => *id,
             None => {
@@ -293,14 +400,14 @@ pub fn plan(
             // service's port whatever it says, as IPVS does (it is kept to name the server).
             // An all-port service's flows keep the client's port: its masq real servers are
             // written with port 0 (what the program reads as "keep it").
-            let wire = if key.addr.port() == 0 { SocketAddr::new(addr.ip(), 0) } else { addr };
+            let wire = if key.keeps_port() { SocketAddr::new(addr.ip(), 0) } else { addr };
             let mut dest = maps::Dest::new(wire, method(fwd), id).with_available(false);
             if fwd == ForwardingMethod::Tunnel {
                 let src = route_source(addr.ip()).map_err(|source| LayoutError::NoRoute { addr, source })?;
                 dest = dest.with_tunnel_src(src);
             }
-            if fwd == ForwardingMethod::Masq {
-                let ids = reverse.entry(maps::ReverseKey::new(wire, proto(key.protocol))).or_default();
+            if let (ForwardingMethod::Masq, Some(a)) = (fwd, key.addr()) {
+                let ids = reverse.entry(maps::ReverseKey::new(wire, proto(a.protocol))).or_default();
                 if !ids.contains(&id) {
                     if ids.len() >= maps::REVERSE_SLOTS {
                         return Err(LayoutError::TooManyReverse { addr });
@@ -310,27 +417,28 @@ pub fn plan(
             }
             dests.push((dk, dest_id, dest));
         }
-        services.push(PlannedService {
-            key: *key,
-            id,
-            map_key: maps::ServiceKey::new(key.addr, proto(key.protocol)),
-            flags: if m.settings.schedules_each_datagram() { maps::SVC_F_EACH_PACKET } else { 0 },
-            dests,
-        });
+        let flags = if m.settings.schedules_each_datagram() { maps::SVC_F_EACH_PACKET } else { 0 };
+        let map_key = match key {
+            ServiceKey::Addr(a) => maps::ServiceKey::new(a.addr, proto(a.protocol)),
+            ServiceKey::Mark(mk) => {
+                served_marks.push((*mk, id, flags));
+                mark_info(*mk)
+            }
+        };
+        services.push(PlannedService { key: *key, id, map_key, by_address: key.addr().is_some(), flags, dests });
     }
+    let marks = mark_entries(table, &served_marks)?;
+    let removed_marks = next.marks.iter().filter(|k| !marks.iter().any(|(m, _)| m == *k)).copied().collect();
+    next.marks = marks.iter().map(|(k, _)| *k).collect();
     let removed_reverse = next.reverse.iter().filter(|k| !reverse.contains_key(k)).copied().collect();
     next.reverse = reverse.keys().copied().collect();
     let reverse = reverse.into_iter().map(|(k, ids)| (k, maps::Reverse::new(&ids))).collect();
     let masq = !next.reverse.is_empty();
-    Ok(Plan {
-        next,
-        services,
-        removed_services,
-        newly_retired,
-        reverse,
-        removed_reverse,
-        config: config(&table.timeouts, table.options.expire_nodest_conn, masq),
-    })
+    let mut config = config(&table.timeouts, table.options.expire_nodest_conn, masq);
+    if marks.is_empty() {
+        config.flags |= maps::CFG_F_NO_MARKS;
+    }
+    Ok(Plan { next, services, removed_services, newly_retired, reverse, removed_reverse, marks, removed_marks, config })
 }
 
 #[cfg(test)]
@@ -346,7 +454,7 @@ mod tests {
         let mut t = TableModel::default();
         for (addr, protocol, servers) in services {
             t.services.insert(
-                ServiceKey { protocol: *protocol, addr: addr.parse().unwrap() },
+                ServiceKey::new(*protocol, addr.parse().unwrap()),
                 ServiceModel { settings: ServiceSettings::default(), servers: servers.clone() },
             );
         }
@@ -424,7 +532,7 @@ mod tests {
         let dests: Vec<(u32, maps::Dest)> =
             p.services.iter().flat_map(|s| s.dests.iter().map(|d| (d.1, d.2))).collect();
         let reverse: Vec<maps::ReverseKey> = p.reverse.iter().map(|r| r.0).collect();
-        let rebuilt = Assignment::from_maps(&services, &|id| info.get(&id).copied(), &dests, &reverse);
+        let rebuilt = Assignment::from_maps(&services, &|id| info.get(&id).copied(), &dests, &reverse, &[]);
         for s in &p.services {
             assert_eq!(rebuilt.service_id(&s.key), Some(s.id));
             for (dk, id, _) in &s.dests {
@@ -447,7 +555,9 @@ mod tests {
         let new = p2
             .services
             .iter()
-            .find(|s| s.key.addr.port() == 80 && s.key.addr.ip().to_string() == "198.18.1.12")
+            .find(|s| {
+                s.key.addr().unwrap().addr.port() == 80 && s.key.addr().unwrap().addr.ip().to_string() == "198.18.1.12"
+            })
             .unwrap();
         assert!(!p.services.iter().any(|s| s.id == new.id));
         assert!(!dests.iter().any(|d| d.0 == new.dests[0].1));
@@ -491,11 +601,11 @@ mod tests {
 
     #[test]
     fn an_sctp_service_is_planned_with_its_protocol_number() {
-        let key = ServiceKey { protocol: Protocol::Sctp, addr: "198.18.1.10:80".parse().unwrap() };
+        let key = ServiceKey::new(Protocol::Sctp, "198.18.1.10:80".parse().unwrap());
         let mut t = TableModel::default();
         t.apply(&rvs_core::Command::AddService { key, settings: rvs_core::ServiceSettings::default() }).unwrap();
         let p = plan(&Assignment::default(), &t, &no_route).unwrap();
         assert_eq!(p.services.len(), 1, "an SCTP service without real servers is still the packet engine's");
-        assert_eq!(p.services[0].map_key, maps::ServiceKey::new(key.addr, maps::IPPROTO_SCTP));
+        assert_eq!(p.services[0].map_key, maps::ServiceKey::new(key.addr().unwrap().addr, maps::IPPROTO_SCTP));
     }
 }

@@ -127,7 +127,8 @@ impl Scheduler {
             match published.assignment.dest_id(&key) {
                 Some(dest_id) => {
                     verdict = maps::Verdict::scheduled(dest_id);
-                    let protocol = service.key.protocol;
+                    let protocol = service.key.protocol().or(rvs_core::Protocol::from_number(event.key.proto));
+                    let Some(protocol) = protocol else { return };
                     self.flows.insert(event.key, Flow { binding, dest_id, protocol }, now_ms);
                     self.sync.created(event.key);
                 }

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use rvs_bpf::xdp::now_ticks;
 use rvs_bpf::xdp_maps as maps;
-use rvs_core::{ForwardingMethod, Protocol, ServiceKey};
+use rvs_core::{ForwardingMethod, Protocol};
 use rvs_sync::message::Entry;
 use rvs_sync::{FlowEntry, Method, TemplateEntry};
 
@@ -154,8 +154,8 @@ impl PacketEngine {
                     }
                 }
                 Entry::Template(t) => {
-                    let key = ServiceKey { protocol: protocol(t.protocol), addr: t.vip };
-                    let svc = published.assignment.service_id(&key).and_then(|id| published.service(id));
+                    let svc =
+                        published.service_for(protocol(t.protocol), t.vip).and_then(|(_, id)| published.service(id));
                     let remaining = u64::from(t.timeout_ms);
                     if svc.is_some_and(|s| s.restore_template(t.client_net, t.real_server, now_ms, remaining)) {
                         done.templates += 1;
@@ -170,8 +170,10 @@ impl PacketEngine {
 
     fn install_flow(&self, f: &FlowEntry, published: &crate::engine::Published, now_ms: u64) -> bool {
         let Some(r) = &self.running else { return false };
-        let service = ServiceKey { protocol: protocol(f.protocol), addr: f.vip };
-        let Some(svc) = published.assignment.service_id(&service).and_then(|id| published.service(id)) else {
+        let Some((service, svc)) = published
+            .service_for(protocol(f.protocol), f.vip)
+            .and_then(|(key, id)| published.service(id).map(|s| (key, s)))
+        else {
             return false;
         };
         let rs: SocketAddr = f.real_server;
@@ -200,7 +202,7 @@ impl PacketEngine {
         }
         if self.flows.dest_of(&key) != Some(dest_id) {
             let Some(binding) = svc.adopt(f.client, rs, now_ms) else { return false };
-            self.flows.insert(key, Flow { binding, dest_id, protocol: service.protocol }, now_ms);
+            self.flows.insert(key, Flow { binding, dest_id, protocol: protocol(f.protocol) }, now_ms);
         }
         true
     }

@@ -29,7 +29,7 @@ pub async fn start(
         tokio::spawn(serve_http(listener, name));
         servers.push(RealServerSettings::new(addr));
     }
-    let mut http = L7ServiceConfig::new(ServiceKey::tcp(http_vip));
+    let mut http = L7ServiceConfig::new(rvs_core::ServiceAddr::tcp(http_vip));
     let mut only_rs1 = PoolConfig::new("rs1", SchedulerKind::Rr).map_err(std::io::Error::other)?;
     only_rs1.servers.push(servers[0]);
     let mut all = PoolConfig::new("all", SchedulerKind::Rr).map_err(std::io::Error::other)?;
@@ -46,7 +46,7 @@ pub async fn start(
         },
     );
     table.services.insert(
-        ServiceKey { protocol: Protocol::Udp, addr: vip },
+        ServiceKey::new(Protocol::Udp, vip),
         ServiceModel { settings: ServiceSettings { scheduler: SchedulerKind::Rr, ..Default::default() }, servers },
     );
     Ok(Config {

@@ -111,11 +111,12 @@ impl HealthPlane {
             }
         }
         for svc in &model.http {
-            let Some(h) = settings.get(&svc.key) else { continue };
+            let Some(h) = settings.get(&svc.key.into()) else { continue };
             for pool in &svc.pools {
                 let Some(spec) = h.pool_checks.get(&pool.name) else { continue };
                 for rs in &pool.servers {
-                    target(HealthKey { service: svc.key, pool: Some(pool.name.clone()), server: rs.addr }, spec, None)?;
+                    let hk = HealthKey { service: svc.key.into(), pool: Some(pool.name.clone()), server: rs.addr };
+                    target(hk, spec, None)?;
                 }
             }
         }
@@ -272,6 +273,7 @@ fn on_event(director: &Director, plane: &HealthPlane, ev: HealthEvent<HealthKey>
         }
         return on_l4_transition(director, plane, service, server, &dest, t, weight);
     };
+    let Some(service) = service.addr() else { return };
     let key = PoolServer { service, pool, server };
     let Some(configured) = director.model().pool_server(&key).copied() else { return };
     let weight = t.weight.map(|h| h.apply(configured.weight));
@@ -288,7 +290,7 @@ fn on_event(director: &Director, plane: &HealthPlane, ev: HealthEvent<HealthKey>
         info!(%service, pool = %p, %server, from = %t.from, to = %t.to, weight = ?weight, reason = %t.reason, "real server health");
     }
     let svc_name = format!("{service} pool {p}");
-    let spec = lock(&plane.config).get(&service).and_then(|h| h.pool_checks.get(&p)).cloned();
+    let spec = lock(&plane.config).get(&service.into()).and_then(|h| h.pool_checks.get(&p)).cloned();
     plane.record(svc_name, server, verdict.weight_for(configured.weight), t, spec.as_ref());
 }
 

@@ -424,16 +424,17 @@ fn print_demo_help(director: &Director, socket: &std::path::Path) {
             println!("  -> {} weight {}", d.addr, d.weight());
         }
         println!("try:");
-        if svc.key.protocol == rvs_core::Protocol::Udp {
+        let Some(key) = svc.key.addr() else { continue };
+        if key.protocol == rvs_core::Protocol::Udp {
             println!(
                 "  python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
                  s.sendto(b\"hi\", (\"{}\", {})); print(s.recv(100))'   # a new client port: the next server",
-                svc.key.addr.ip(),
-                svc.key.addr.port()
+                key.addr.ip(),
+                key.addr.port()
             );
             continue;
         }
-        println!("  curl http://{}/            # repeat it: each answer names its real server", svc.key.addr);
+        println!("  curl http://{}/            # repeat it: each answer names its real server", key.addr);
         println!("  curl -s --unix-socket {} http://rvsd/v1/services", socket.display());
         println!("  cargo run -p rvsadm -- --api {} -L -n --stats   # ipvsadm -L, from rvs", socket.display());
     }

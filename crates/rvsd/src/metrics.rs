@@ -40,11 +40,8 @@ pub fn render(director: &Director) -> Response<Full<Bytes>> {
             writeln!(out, "# HELP rvs_service_{name} {help}, per virtual service.\n# TYPE rvs_service_{name} counter");
         for svc in table.services() {
             let v = counter(&svc.stats.counters.read(), name);
-            let _ = writeln!(
-                out,
-                "rvs_service_{name}{{protocol=\"{}\",service=\"{}\"}} {v}",
-                svc.key.protocol, svc.key.addr
-            );
+            let id = rvs_api::id_from_core(&svc.key);
+            let _ = writeln!(out, "rvs_service_{name}{{protocol=\"{}\",service=\"{}\"}} {v}", id.protocol, id.address);
         }
     }
     let families: [(&str, &str, &str); 9] = [
@@ -61,7 +58,8 @@ pub fn render(director: &Director) -> Response<Full<Bytes>> {
     for (name, kind, help) in families {
         let _ = writeln!(out, "# HELP rvs_real_server_{name} {help}\n# TYPE rvs_real_server_{name} {kind}");
         for svc in table.services() {
-            let vs = format!("protocol=\"{}\",service=\"{}\"", svc.key.protocol, svc.key.addr);
+            let id = rvs_api::id_from_core(&svc.key);
+            let vs = format!("protocol=\"{}\",service=\"{}\"", id.protocol, id.address);
             for d in svc.dests().iter() {
                 let v = match name {
                     "active_connections" => u64::from(d.active()),

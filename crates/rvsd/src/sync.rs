@@ -284,12 +284,15 @@ fn fullnat_templates(d: &Director, sent: &mut SentTemplates) -> Vec<Entry> {
                 Some((_, _, at)) if held => now.saturating_sub(*at) > timeout / 2,
                 Some((_, expires, _)) => (now + left).abs_diff(*expires) > 1_000,
             };
+            // A firewall mark's template names one address of the mark, which the backup
+            // classifies back to the mark.
+            let Some((protocol, vip)) = table.model().wire_address(&svc.key) else { continue };
             if fresh {
                 sent.insert(k, (t.dest, now + left, now));
                 out.push(Entry::Template(TemplateEntry {
-                    protocol: svc.key.protocol.number(),
+                    protocol: protocol.number(),
                     client_net: t.client_net,
-                    vip: svc.key.addr,
+                    vip,
                     real_server: t.dest,
                     timeout_ms: left.min(u64::from(u32::MAX)) as u32,
                 }));
@@ -371,11 +374,11 @@ fn backup(
                     let table = d.table();
                     m.entries.retain(|e| {
                         let Entry::Template(t) = e else { return true };
-                        let key = ServiceKey {
-                            protocol: Protocol::from_number(t.protocol).unwrap_or(Protocol::Tcp),
-                            addr: t.vip,
-                        };
-                        let ok = table.service(&key).is_some_and(|s| {
+                        // The template's address finds its service as a packet would (a
+                        // firewall mark's first).
+                        let protocol = Protocol::from_number(t.protocol).unwrap_or(Protocol::Tcp);
+                        let key = table.model().service_for(protocol, t.vip);
+                        let ok = key.and_then(|k| table.service(&k)).is_some_and(|s| {
                             s.restore_template(t.client_net, t.real_server, now, u64::from(t.timeout_ms))
                         });
                         let n = if ok { &c.installed_templates } else { &c.skipped };

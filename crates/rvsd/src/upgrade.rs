@@ -40,7 +40,7 @@ use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer, SendAncillaryMessage,
     SendFlags,
 };
-use rvs_core::{Protocol, ServiceKey};
+use rvs_core::{Protocol, ServiceAddr};
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 use tokio::sync::mpsc::UnboundedSender;
@@ -329,8 +329,8 @@ pub fn take_over(api: &Path) -> Result<Takeover, UpgradeError> {
     }
     for (entry, fd) in entries.into_iter().zip(fds) {
         match entry {
-            Entry::Tcp { address } => services.push((ServiceKey { protocol: Protocol::Tcp, addr: address }, fd)),
-            Entry::Udp { address } => services.push((ServiceKey { protocol: Protocol::Udp, addr: address }, fd)),
+            Entry::Tcp { address } => services.push((ServiceAddr { protocol: Protocol::Tcp, addr: address }, fd)),
+            Entry::Udp { address } => services.push((ServiceAddr { protocol: Protocol::Udp, addr: address }, fd)),
             Entry::ApiUnix { path } => t.api_unix = Some((path, fd)),
             Entry::ApiTcp { address } => t.api_tcp = Some((address, fd)),
             Entry::Upgrade { path } => t.upgrade = Some((path, fd)),

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use rvs_core::{Health, SchedulerKind, ServiceKey};
+use rvs_core::{Health, SchedulerKind, ServiceAddr};
 use rvs_dataplane::{Clock, DataPlane, PlaneError, Publication};
 use rvs_l7::{L7Engine, L7EngineConfig, L7Error};
 use rvs_model::http::{L7ServiceConfig, PoolConfig};
@@ -32,7 +32,7 @@ pub trait Drive {
     /// A health checker's verdict on a real server of a pool.
     fn set_health(
         &self,
-        key: &ServiceKey,
+        key: &ServiceAddr,
         pool: &str,
         server: SocketAddr,
         health: Health,
@@ -70,7 +70,7 @@ impl Drive for Arc<L7Engine> {
 
     fn set_health(
         &self,
-        key: &ServiceKey,
+        key: &ServiceAddr,
         pool: &str,
         server: SocketAddr,
         health: Health,
@@ -221,7 +221,7 @@ pub async fn start_limited(
 ) -> (Arc<L7Engine>, SocketAddr) {
     let engine = L7Engine::new(ecfg, Clock::default(), limit);
     for _ in 0..5 {
-        cfg.key = ServiceKey::tcp(free_addr());
+        cfg.key = ServiceAddr::tcp(free_addr());
         match Drive::publish(&engine, vec![cfg.clone()]) {
             Ok(()) => return (engine, cfg.key.addr),
             Err(L7Error::Listen(_)) => continue,
@@ -232,7 +232,7 @@ pub async fn start_limited(
 }
 
 pub fn service() -> L7ServiceConfig {
-    L7ServiceConfig::new(ServiceKey::tcp(free_addr()))
+    L7ServiceConfig::new(ServiceAddr::tcp(free_addr()))
 }
 
 pub fn pool(name: &str, sched: SchedulerKind, servers: &[SocketAddr]) -> PoolConfig {

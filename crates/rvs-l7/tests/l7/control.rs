@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rvs_core::{Health, SchedulerKind, ServiceKey};
+use rvs_core::{Health, SchedulerKind, ServiceAddr};
 use rvs_l7::L7Error;
 use rvs_model::http::{ConfigError, Rule};
 
@@ -46,7 +46,7 @@ async fn reload_applies_to_open_connections_and_keeps_counters() {
     // Refused: a second service on an address in use.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut other = cfg.clone();
-    other.key = ServiceKey::tcp(taken.local_addr().unwrap());
+    other.key = ServiceAddr::tcp(taken.local_addr().unwrap());
     assert!(matches!(engine.publish(vec![cfg.clone(), other]), Err(L7Error::Listen(_))));
     assert_eq!(engine.services().len(), 1);
 

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use rvs_core::{CommandError, ServiceKey};
+use rvs_core::{CommandError, ServiceAddr};
 
 /// A configuration refused before anything changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,7 +43,7 @@ pub enum ConfigError {
     #[error("limit: {0}")]
     Limit(String),
     #[error("L7 virtual service {0} is declared twice")]
-    DuplicateService(ServiceKey),
+    DuplicateService(ServiceAddr),
 }
 
 impl From<rvs_core::pattern::PatternError> for ConfigError {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rvs_core::ServiceKey;
+use rvs_core::ServiceAddr;
 
 use super::error::ConfigError;
 use super::pool::PoolConfig;
@@ -84,7 +84,7 @@ impl Default for HttpTimeouts {
 #[derive(Debug, Clone, PartialEq)]
 pub struct L7ServiceConfig {
     /// The address it listens on (TCP).
-    pub key: ServiceKey,
+    pub key: ServiceAddr,
     pub rules: Vec<Rule>,
     pub pools: Vec<PoolConfig>,
     /// Takes requests no rule matches; without one they get 503.
@@ -102,7 +102,7 @@ pub struct L7ServiceConfig {
 }
 
 impl L7ServiceConfig {
-    pub fn new(key: ServiceKey) -> Self {
+    pub fn new(key: ServiceAddr) -> Self {
         Self {
             key,
             rules: Vec::new(),

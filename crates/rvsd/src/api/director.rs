@@ -68,11 +68,17 @@ pub(crate) async fn route(at: &Route<'_>, rest: &[&str], req: Request<Incoming>)
                 .flat_map(|s| {
                     let pe_name = s.settings().persistence.and_then(|p| p.engine).map(|e| e.name().to_string());
                     s.templates(now).into_iter().map(move |(t, left)| TemplateView {
-                        protocol: s.key.protocol.name().into(),
+                        // A firewall mark's templates are IPVS's protocol IP, on the mark's
+                        // own address.
+                        protocol: s.key.protocol().map_or("ip", |p| p.name()).into(),
                         client_net: t.client_net.to_string(),
                         pe_name: t.pe_data.as_ref().and(pe_name.clone()),
                         pe_data: t.pe_data.as_deref().map(|d| String::from_utf8_lossy(d).into_owned()),
-                        virtual_address: s.key.addr.to_string(),
+                        virtual_address: match s.key {
+                            rvs_core::ServiceKey::Addr(a) => a.addr,
+                            rvs_core::ServiceKey::Mark(m) => m.template_vaddr(),
+                        }
+                        .to_string(),
                         real_server: t.dest.to_string(),
                         expires_ms: left,
                         connections: t.controlled(),

@@ -11,7 +11,7 @@ use rvs_core::http_stats::L7ServiceStats;
 use rvs_model::http::Rule;
 use rvs_model::{DirectorModel, HttpChange};
 
-use super::{body, changed, error, not_allowed, path_key, Resp, Route};
+use super::{body, changed, error, not_allowed, path_addr, Resp, Route};
 use crate::change::Change;
 use crate::health::HealthKey;
 
@@ -30,7 +30,7 @@ pub(crate) async fn route(at: &Route<'_>, rest: &[&str], req: Request<Incoming>)
             Ok(super::json(StatusCode::OK, &list))
         }
         (&Method::POST, [addr, "rules"]) => {
-            let service = path_key("tcp", addr)?;
+            let service = path_addr(addr)?;
             let spec: HttpRuleSpec = body(req).await?;
             let matches: Vec<&str> = spec.matches.iter().map(String::as_str).collect();
             let rule = Rule::parse(spec.name.clone(), &matches, spec.pool.clone())
@@ -38,17 +38,17 @@ pub(crate) async fn route(at: &Route<'_>, rest: &[&str], req: Request<Incoming>)
             apply(HttpChange::AddRule { service, rule, before: spec.before }, StatusCode::OK)
         }
         (&Method::DELETE, [addr, "rules", name]) => {
-            let service = path_key("tcp", addr)?;
+            let service = path_addr(addr)?;
             apply(HttpChange::DeleteRule { service, name: name.to_string() }, StatusCode::OK)
         }
         (&Method::POST, [addr, "pools", pool, "servers"]) => {
-            let service = path_key("tcp", addr)?;
+            let service = path_addr(addr)?;
             let spec: RealServerSpec = body(req).await?;
-            let server = spec.to_core(&service, None, "server").map_err(invalid)?;
+            let server = spec.to_core(&service.into(), None, "server").map_err(invalid)?;
             apply(HttpChange::AddServer { service, pool: pool.to_string(), server }, StatusCode::CREATED)
         }
         (m, [addr, "pools", pool, "servers", raddr]) => {
-            let service = path_key("tcp", addr)?;
+            let service = path_addr(addr)?;
             let addr = rvs_core::addr::parse_endpoint(raddr, Some(service.addr.port()))
                 .map_err(|e| error(StatusCode::BAD_REQUEST, ApiError::field("path", e)))?;
             let pool = pool.to_string();
@@ -58,7 +58,7 @@ pub(crate) async fn route(at: &Route<'_>, rest: &[&str], req: Request<Incoming>)
                     let key = rvs_model::PoolServer { service, pool: pool.clone(), server: addr };
                     // Absent fields keep their value; a missing server is the change's refusal.
                     let base = director.model().pool_server(&key).copied();
-                    let server = spec.to_core(&service, base, "server").map_err(invalid)?;
+                    let server = spec.to_core(&service.into(), base, "server").map_err(invalid)?;
                     if server.addr != addr {
                         return Err(invalid(ApiError::field(
                             "server.address",
@@ -89,7 +89,7 @@ pub(crate) fn list(
         .iter()
         .map(|st| {
             let check = |pool: &str, server| {
-                checks.get(&HealthKey { service: st.key, pool: Some(pool.to_string()), server }).cloned()
+                checks.get(&HealthKey { service: st.key.into(), pool: Some(pool.to_string()), server }).cloned()
             };
             view_http_service(st, model.http_service(&st.key), check)
         })

@@ -187,6 +187,13 @@ pub(crate) fn path_key(proto: &str, addr: &str) -> Result<ServiceKey, Resp> {
         .map_err(|e| error(StatusCode::BAD_REQUEST, e))
 }
 
+/// The address of an http service in a path (`/v1/http/ADDR/...`).
+pub(crate) fn path_addr(addr: &str) -> Result<rvs_core::ServiceAddr, Resp> {
+    rvs_core::addr::parse_endpoint(addr, None)
+        .map(rvs_core::ServiceAddr::tcp)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, ApiError::field("path", e)))
+}
+
 async fn handle(ctx: &Ctx, kill: Arc<Notify>, req: Request<Incoming>) -> Response<AnyBody> {
     let resp = match (ctx.tcp, ctx.dash.access.as_ref()) {
         (false, _) => answer(ctx, kill, req).await,

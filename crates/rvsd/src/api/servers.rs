@@ -27,7 +27,7 @@ pub(crate) async fn route(
             Ok(created(&spec, &outcome))
         }
         (m, [raddr]) => {
-            let raddr = rvs_core::addr::parse_endpoint(raddr, Some(key.addr.port()))
+            let raddr = rvs_core::addr::parse_endpoint(raddr, Some(key.port()))
                 .map_err(|e| error(StatusCode::BAD_REQUEST, ApiError::field("path", e)))?;
             match *m {
                 Method::DELETE => {

@@ -268,7 +268,7 @@ impl Shell<'_> {
         // Tracked services: up while they have quorum, as the apply path last set it.
         if let Some(director) = self.director.upgrade() {
             for t in self.members.iter().flat_map(|m| &m.inst.spec.track_services) {
-                let up = director.table().service(&t.service).is_some_and(|s| !s.quorum_lost());
+                let up = director.table().service(&t.service.into()).is_some_and(|s| !s.quorum_lost());
                 out.extend(group.set_tracked(&TrackKey::Service(t.service), up, now));
             }
         }
