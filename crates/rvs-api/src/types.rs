@@ -338,6 +338,12 @@ pub struct MarkSpec {
     pub matches: Vec<MarkMatchSpec>,
 }
 
+/// `GET /v1/marks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkList {
+    pub marks: Vec<MarkSpec>,
+}
+
 /// One match of a firewall mark: `{"protocol": "tcp", "address": "198.18.0.0/24", "ports": "80"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -315,7 +315,9 @@ pub enum MarkError {
         "firewall mark {mark_b}'s match {b} overlaps firewall mark {mark_a}'s match {a}: a packet would have two marks"
     )]
     Overlap { a: MarkMatch, mark_a: Mark, b: MarkMatch, mark_b: Mark },
-    #[error("firewall mark {0} is not defined")]
+    #[error(
+        "firewall mark {0} is not defined: give it its matches first ([[firewall_mark]] in the file, or PUT /v1/marks/{0})"
+    )]
     Undefined(Mark),
     #[error("firewall mark {mark} has no {family} match for its {family} service")]
     NoMatchOfFamily { mark: Mark, family: &'static str },

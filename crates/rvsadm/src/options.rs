@@ -425,7 +425,7 @@ pub const OPTIONS: &[OptDef] = &[
         "service-address",
         SERVICE,
         S,
-        "service-address is host[:port] (not supported by rvs yet)",
+        "service-address is host[:port] (the packet engine serves SCTP)",
     ),
     opt(
         "fwmark-service",
@@ -435,7 +435,7 @@ pub const OPTIONS: &[OptDef] = &[
         "service-address",
         SERVICE,
         S,
-        "fwmark is an integer greater than zero (not supported by rvs yet)",
+        "fwmark is an integer greater than zero (its matches defined in the file or the API)",
     ),
     opt("ipv6", &['6'], Flag, Opt::Ipv6, "", ANY, O, "fwmark entry uses IPv6"),
     with_values(

@@ -18,15 +18,40 @@ pub const DEFAULT_SCHEDULER: &str = "wlc";
 
 /// A virtual service as rvsd keys it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServiceRef {
-    /// `tcp`, `udp` or `sctp`.
-    pub protocol: &'static str,
-    pub addr: SocketAddr,
+pub enum ServiceRef {
+    /// `-t`, `-u`, `--sctp-service`: `tcp`, `udp` or `sctp`, and the address.
+    Addr { protocol: &'static str, addr: SocketAddr },
+    /// `-f MARK`, with `-6` for IPv6.
+    Mark { mark: u32, ipv6: bool },
 }
 
 impl ServiceRef {
     pub fn id(&self) -> rvs_api::ServiceId {
-        rvs_api::ServiceId { protocol: self.protocol.to_string(), address: self.addr.to_string() }
+        match self {
+            ServiceRef::Addr { protocol, addr } => {
+                rvs_api::ServiceId { protocol: protocol.to_string(), address: addr.to_string() }
+            }
+            ServiceRef::Mark { mark, ipv6 } => rvs_api::ServiceId {
+                protocol: if *ipv6 { rvs_api::FWMARK6 } else { rvs_api::FWMARK }.to_string(),
+                address: mark.to_string(),
+            },
+        }
+    }
+
+    /// The port a real server given without one gets (0 for a firewall mark: the packet's).
+    pub fn port(&self) -> u16 {
+        match self {
+            ServiceRef::Addr { addr, .. } => addr.port(),
+            ServiceRef::Mark { .. } => 0,
+        }
+    }
+
+    /// The address of an address service (an http service's, for the rule commands).
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match self {
+            ServiceRef::Addr { addr, .. } => Some(*addr),
+            ServiceRef::Mark { .. } => None,
+        }
     }
 }
 
@@ -370,6 +395,7 @@ struct State {
     svc_proto: Option<&'static str>,
     svc: Option<Endpoint>,
     fwmark: Option<u32>,
+    fwmark_v6: bool,
     scheduler: Option<String>,
     persistent: Option<u32>,
     netmask: Option<String>,
@@ -552,6 +578,7 @@ fn option(st: &mut State, o: Opt, def: &'static OptDef, value: Option<String>) -
             if st.fwmark.is_none() {
                 return Err(ParseError::fail("-6 used before -f\n"));
             }
+            st.fwmark_v6 = true;
         }
         Opt::Scheduler => st.scheduler = Some(v),
         Opt::Persistent => {
@@ -803,12 +830,12 @@ fn not_in_rvs(what: &str) -> ParseError {
 }
 
 fn service_ref(st: &State) -> Result<Option<ServiceRef>> {
-    if st.fwmark.is_some() {
-        return Err(not_in_rvs("fwmark services (-f/--fwmark-service) are"));
+    if let Some(mark) = st.fwmark {
+        return Ok(Some(ServiceRef::Mark { mark, ipv6: st.fwmark_v6 }));
     }
     match (st.svc_proto, st.svc) {
         (Some(protocol), Some(e)) => {
-            Ok(Some(ServiceRef { protocol, addr: SocketAddr::new(e.ip, e.port.unwrap_or(0)) }))
+            Ok(Some(ServiceRef::Addr { protocol, addr: SocketAddr::new(e.ip, e.port.unwrap_or(0)) }))
         }
         _ => Ok(None),
     }
@@ -839,7 +866,7 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
     };
     generic_opt_check(&st, cmd)?;
 
-    let is_v6 = st.svc.is_some_and(|e| e.ip.is_ipv6());
+    let is_v6 = st.svc.is_some_and(|e| e.ip.is_ipv6()) || (st.fwmark.is_some() && st.fwmark_v6);
     if matches!(cmd, Cmd::Add | Cmd::Edit) {
         if st.fwmark.is_none() && st.svc.is_some_and(|e| e.port.unwrap_or(0) == 0) && st.persistent.is_none() {
             return Err(ParseError::fail("Zero port specified for non-persistent service"));
@@ -852,8 +879,9 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
     // of an http pool (`--pool`, rvs's own) is full NAT: the proxy engine forwards HTTP.
     let method = st.method.unwrap_or(if st.pool.is_some() { Method::FullNat } else { Method::Gate });
     if matches!(cmd, Cmd::AddServer | Cmd::EditServer) {
-        if let (Some(d), Some(s)) = (st.dest.as_mut(), st.svc) {
-            if d.ip.is_ipv6() != s.ip.is_ipv6() && method != Method::Tunnel {
+        let service_v6 = st.svc.map(|s| s.ip.is_ipv6()).or(st.fwmark.map(|_| st.fwmark_v6));
+        if let (Some(d), Some(v6)) = (st.dest.as_mut(), service_v6) {
+            if d.ip.is_ipv6() != v6 && method != Method::Tunnel {
                 return Err(ParseError::fail("Different address family is allowed only for tunneling servers"));
             }
         }
@@ -880,6 +908,11 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
         }
     }
 
+    if (matches!(cmd, Cmd::AddRule | Cmd::DelRule | Cmd::ListRules) || st.pool.is_some()) && st.fwmark.is_some() {
+        return Err(ParseError::fail(
+            "http virtual services listen on an address: name them with -t (--tcp-service), not -f",
+        ));
+    }
     if matches!(cmd, Cmd::AddRule | Cmd::DelRule | Cmd::ListRules) && st.svc_proto == Some("udp") {
         return Err(ParseError::fail("http virtual services are TCP services: name them with -t (--tcp-service)"));
     }
@@ -913,16 +946,16 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
         netmask: netmask.clone(),
         sched_flags: flags.clone(),
         mh_table_size: st.mh_table_size,
-        sorry_server: st.sorry_server.map(|e| SocketAddr::new(e.ip, e.port.unwrap_or(service.addr.port()))),
+        sorry_server: st.sorry_server.map(|e| SocketAddr::new(e.ip, e.port.unwrap_or(service.port()))),
         max_connections: st.max_connections,
         pe: st.pe.clone(),
         one_packet: st.has(Opt::Ops),
     };
     let server_args = |service: ServiceRef| -> ServerArgs {
         let d = st.dest.expect("checked: real-server is compulsory");
-        let mut port = d.port.unwrap_or(service.addr.port());
+        let mut port = d.port.unwrap_or(service.port());
         if matches!(method, Method::Gate | Method::Tunnel) {
-            port = service.addr.port();
+            port = service.port();
         }
         ServerArgs {
             addr: SocketAddr::new(d.ip, port),
@@ -946,7 +979,7 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
         Cmd::DeleteServer => {
             let service = need(service);
             let d = st.dest.expect("checked: real-server is compulsory");
-            let addr = SocketAddr::new(d.ip, d.port.unwrap_or(service.addr.port()));
+            let addr = SocketAddr::new(d.ip, d.port.unwrap_or(service.port()));
             Command::DeleteServer { service, addr, pool: st.pool.clone() }
         }
         Cmd::Set => Command::SetTimeouts { tcp: timeouts.0, tcpfin: timeouts.1, udp: timeouts.2 },
@@ -1029,7 +1062,7 @@ mod tests {
     fn add_service_defaults() {
         let Command::AddService(a) = ok("-A -t 10.0.0.1:80") else { panic!() };
         assert_eq!(a.scheduler, "wlc");
-        assert_eq!(a.service.addr, "10.0.0.1:80".parse().unwrap());
+        assert_eq!(a.service.addr(), Some("10.0.0.1:80".parse().unwrap()));
         assert_eq!(a.persistent, None);
         let Command::AddService(a) = ok("-A -t 10.0.0.1:80 -s rr -p -M 255.255.255.0") else { panic!() };
         assert_eq!((a.persistent, a.netmask.as_deref()), (Some(360), Some("255.255.255.0")), "ipvsadm's 360 s");
@@ -1040,14 +1073,36 @@ mod tests {
     }
 
     #[test]
+    fn firewall_mark_services() {
+        let Command::AddService(a) = ok("-A -f 1 -s sh -p 600") else { panic!() };
+        assert_eq!((a.service, a.persistent), (ServiceRef::Mark { mark: 1, ipv6: false }, Some(600)));
+        assert_eq!((a.service.id().protocol.as_str(), a.service.id().address.as_str()), ("fwmark", "1"));
+        let Command::AddService(a) = ok("-A -f 16 -6 -p -M 64") else { panic!() };
+        assert_eq!(a.service, ServiceRef::Mark { mark: 16, ipv6: true });
+        assert_eq!((a.service.id().protocol.as_str(), a.netmask.as_deref()), ("fwmark6", Some("64")));
+        // A real server without a port keeps the packet's (port 0), as ipvsadm sends it.
+        let Command::AddServer(s) = ok("-a -f 1 -r 198.18.1.2 -m") else { panic!() };
+        assert_eq!(s.addr, "198.18.1.2:0".parse().unwrap());
+        let Command::AddServer(s) = ok("-a -f 1 -r 198.18.1.2:8080 -m") else { panic!() };
+        assert_eq!(s.addr, "198.18.1.2:8080".parse().unwrap());
+        assert_eq!(
+            err("-a -f 1 -6 -r 198.18.1.2 -g").0,
+            "Different address family is allowed only for tunneling servers"
+        );
+        assert_eq!(err("-A -f 0").0, "invalid fwmark value `0' specified");
+        assert_eq!(err("-A -6 -f 1").0, "-6 used before -f\n");
+        assert!(err("-a -f 1 -r 198.18.1.2 --pool web").0.contains("not -f"));
+    }
+
+    #[test]
     fn sctp_services() {
         let Command::AddService(a) = ok("-A --sctp-service 198.18.1.10:80 -s rr") else { panic!() };
-        assert_eq!((a.service.protocol, a.service.addr), ("sctp", "198.18.1.10:80".parse().unwrap()));
+        assert_eq!(a.service, ServiceRef::Addr { protocol: "sctp", addr: "198.18.1.10:80".parse().unwrap() });
         assert_eq!(a.service.id().protocol, "sctp");
         let Command::AddServer(s) = ok("-a --sctp-service=198.18.1.10:80 -r 198.18.0.11 -g -w 1") else { panic!() };
-        assert_eq!((s.service.protocol, s.method, s.addr.port()), ("sctp", Method::Gate, 80));
+        assert_eq!((s.service.id().protocol.as_str(), s.method, s.addr.port()), ("sctp", Method::Gate, 80));
         let Command::DeleteService(d) = ok("-D --sctp-service [2001:db8::10]:36412") else { panic!() };
-        assert_eq!(d.protocol, "sctp");
+        assert_eq!(d.id().protocol, "sctp");
         assert!(err("-A --sctp-service 198.18.1.10:80 -o").0.contains("One-Packet Scheduling is only for UDP"));
     }
 
@@ -1126,7 +1181,6 @@ mod tests {
 
     #[test]
     fn refusals_name_the_option() {
-        assert!(err("-A -f 1").0.contains("fwmark services (-f/--fwmark-service) are not supported by rvs yet"));
         assert_eq!(err("-A -u 10.0.0.1:5060 -p --pe foo").0, "persistence engine `foo' is not known (rvs has sip)");
         assert_eq!(err("--start-daemon foo").0, "illegal start-daemon parameter specified");
         assert_eq!(err("--stop-daemon foo").0, "illegal start_daemon specified");
@@ -1209,7 +1263,7 @@ mod tests {
         let line = "--add-rule -t 10.0.0.1:80 --rule api --match path^=/api/ --match=host=*.example.com --pool api \
                     --before web";
         let Command::AddRule(r) = ok(line) else { panic!() };
-        assert_eq!(r.service, ServiceRef { protocol: "tcp", addr: "10.0.0.1:80".parse().unwrap() });
+        assert_eq!(r.service, ServiceRef::Addr { protocol: "tcp", addr: "10.0.0.1:80".parse().unwrap() });
         assert_eq!((r.name.as_str(), r.pool.as_str(), r.before.as_deref()), ("api", "api", Some("web")));
         assert_eq!(r.matches, ["path^=/api/", "host=*.example.com"]);
         let spec = r.spec();
@@ -1219,7 +1273,7 @@ mod tests {
         assert_eq!(
             ok("--del-rule --tcp-service 10.0.0.1:80 --rule=api"),
             Command::DeleteRule {
-                service: ServiceRef { protocol: "tcp", addr: "10.0.0.1:80".parse().unwrap() },
+                service: ServiceRef::Addr { protocol: "tcp", addr: "10.0.0.1:80".parse().unwrap() },
                 name: "api".into()
             }
         );
@@ -1288,7 +1342,7 @@ mod tests {
             err("--add-rule -u 10.0.0.1:80 --rule a --match path=/ --pool p").0,
             "http virtual services are TCP services: name them with -t (--tcp-service)"
         );
-        assert!(err("--list-rules -f 1").0.contains("fwmark services"));
+        assert!(err("--list-rules -f 1").0.contains("not -f"));
         assert_eq!(err(&format!("--add-rule {t} --rule= --match path=/ --pool p")).0, "empty rule name specified");
         assert_eq!(err(&format!("--add-rule {t} --rule a --match= --pool p")).0, "empty match condition specified");
         assert_eq!(err(&format!("--add-rule {t} --rule a --match")), ("--match: missing argument".into(), 255));

@@ -8,9 +8,10 @@ use rvs_api::{ApiCommand, RealServerSpec, ServiceSpec, TimeoutsView};
 use crate::parse::{Command, Method, ServerArgs, ServiceArgs};
 
 fn service_spec(a: &ServiceArgs) -> ServiceSpec {
+    let id = a.service.id();
     ServiceSpec {
-        protocol: a.service.protocol.to_string(),
-        address: a.service.addr.to_string(),
+        protocol: id.protocol,
+        address: id.address,
         scheduler: Some(a.scheduler.clone()),
         persistent: a.persistent,
         netmask: a.netmask.clone(),

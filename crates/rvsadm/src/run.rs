@@ -113,20 +113,16 @@ pub fn run(client: &Client, cmd: &Command) -> Result<String> {
             http_change::<Value>(client, "DELETE", &format!("/v1/sync/{}", encode_segment(state)), None)
         }
         Command::AddRule(a) => {
-            let path = format!("/v1/http/{}/rules", encode_segment(&a.service.addr.to_string()));
+            let path = format!("/v1/http/{}/rules", http_segment(&a.service));
             http_change(client, "POST", &path, Some(&a.spec()))
         }
         Command::DeleteRule { service, name } => {
-            let path = format!("/v1/http/{}/rules/{}", encode_segment(&service.addr.to_string()), encode_segment(name));
+            let path = format!("/v1/http/{}/rules/{}", http_segment(service), encode_segment(name));
             http_change::<Value>(client, "DELETE", &path, None)
         }
         Command::AddServer(a) | Command::EditServer(a) if a.pool.is_some() => {
             let pool = a.pool.as_deref().unwrap_or_default();
-            let base = format!(
-                "/v1/http/{}/pools/{}/servers",
-                encode_segment(&a.service.addr.to_string()),
-                encode_segment(pool)
-            );
+            let base = format!("/v1/http/{}/pools/{}/servers", http_segment(&a.service), encode_segment(pool));
             let spec = request::server_spec(a, a.method);
             let (method, path) = match cmd {
                 Command::AddServer(_) => ("POST", base),
@@ -137,7 +133,7 @@ pub fn run(client: &Client, cmd: &Command) -> Result<String> {
         Command::DeleteServer { service, addr, pool: Some(pool) } => {
             let path = format!(
                 "/v1/http/{}/pools/{}/servers/{}",
-                encode_segment(&service.addr.to_string()),
+                http_segment(service),
                 encode_segment(pool),
                 encode_segment(&addr.to_string())
             );
@@ -261,7 +257,13 @@ fn resolver(numeric: bool) -> Box<dyn Resolver> {
 }
 
 fn service_path(s: &ServiceRef) -> String {
-    format!("/v1/services/{}/{}", s.protocol, encode_segment(&s.addr.to_string()))
+    let id = s.id();
+    format!("/v1/services/{}/{}", id.protocol, encode_segment(&id.address))
+}
+
+/// An http service's address as a path segment (parsing refuses `-f` with the http commands).
+fn http_segment(s: &ServiceRef) -> String {
+    encode_segment(&s.id().address)
 }
 
 fn save(client: &Client, numeric: bool, as_json: bool) -> Result<String> {
@@ -345,8 +347,8 @@ pub fn list(client: &Client, args: &ListArgs) -> Result<String> {
             let svc = list
                 .services
                 .into_iter()
-                .find(|v| v.address.parse::<std::net::SocketAddr>().is_ok_and(|a| a == s.addr))
-                .ok_or_else(|| Failure::new(format!("no such http virtual service {}", s.addr), 1))?;
+                .find(|v| v.address.parse::<std::net::SocketAddr>().is_ok_and(|a| Some(a) == s.addr()))
+                .ok_or_else(|| Failure::new(format!("no such http virtual service {}", s.id().address), 1))?;
             if args.json {
                 json(&svc)
             } else {

@@ -611,12 +611,8 @@ fn bad_input_is_refused_and_changes_nothing() {
             2,
             "multiple 'scheduler' options specified",
         ),
-        // What rvs does not have yet, by name.
-        (
-            vec!["-A".into(), "-f".into(), "1".into()],
-            2,
-            "fwmark services (-f/--fwmark-service) are not supported by rvs yet",
-        ),
+        // A firewall mark the director has no matches for.
+        (vec!["-A".into(), "-f".into(), "1".into()], 255, "firewall mark 1 is not defined"),
         (
             vec!["-A".into(), "-t".into(), vip2.clone(), "-p".into(), "--pe".into(), "sip".into()],
             255,

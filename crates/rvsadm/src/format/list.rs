@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use rvs_api::{ServiceList, ServiceView, TimeoutsView};
 
-use super::{is_v6, largenum, name, protocol_name, sorted, truncate, TABLE_SIZE};
+use super::{fwmark_name, is_v6, largenum, name, protocol_name, service_is_v6, sorted, truncate, TABLE_SIZE};
 use crate::addr::Resolver;
 use crate::parse::ListFormat;
 
@@ -65,10 +65,10 @@ fn persistence_text(svc: &ServiceView) -> String {
     if let Some(t) = svc.persistent {
         let _ = write!(out, " persistent {t}");
         match svc.netmask.as_deref() {
-            Some(m) if is_v6(&svc.address) && m != "128" => {
+            Some(m) if service_is_v6(svc) && m != "128" => {
                 let _ = write!(out, " mask {m}");
             }
-            Some(m) if !is_v6(&svc.address) && m != "255.255.255.255" => {
+            Some(m) if !service_is_v6(svc) && m != "255.255.255.255" => {
                 let _ = write!(out, " mask {m}");
             }
             _ => {}
@@ -88,10 +88,11 @@ fn service_entry(out: &mut String, svc: &ServiceView, fmt: &ListFormat, res: &dy
     let proto = svc.protocol.as_str();
     let vname = name(&svc.address, proto, res);
     // "%-4s %s", cut to 33 characters for IPv4
-    let mut svc_name = format!("{:<4} {}", protocol_name(proto), vname);
-    if !is_v6(&svc.address) {
-        svc_name = truncate(svc_name, 33);
-    }
+    let svc_name = match fwmark_name(svc, false) {
+        Some(n) => n,
+        None if is_v6(&svc.address) => format!("{:<4} {}", protocol_name(proto), vname),
+        None => truncate(format!("{:<4} {}", protocol_name(proto), vname), 33),
+    };
     let exact = fmt.exact;
     if fmt.stats {
         let s = &svc.stats;

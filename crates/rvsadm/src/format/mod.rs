@@ -44,9 +44,35 @@ pub fn largenum(i: u64, exact: bool) -> String {
 /// The protocol as ipvsadm's listings name it.
 pub fn protocol_name(p: &str) -> String {
     match p {
-        "tcp" | "udp" | "sctp" => p.to_ascii_uppercase(),
+        "tcp" | "udp" | "sctp" | "ip" => p.to_ascii_uppercase(),
+        rvs_api::FWMARK | rvs_api::FWMARK6 => "FWM".to_string(),
         _ => "?".to_string(),
     }
+}
+
+/// The firewall mark of a `-f` service (the API names it by protocol `fwmark`/`fwmark6`).
+pub(crate) fn fwmark(svc: &ServiceView) -> Option<u32> {
+    match svc.protocol.as_str() {
+        rvs_api::FWMARK | rvs_api::FWMARK6 => svc.address.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Whether a service is IPv6: its address, or `-f MARK -6`.
+pub(crate) fn service_is_v6(svc: &ServiceView) -> bool {
+    svc.protocol == rvs_api::FWMARK6 || is_v6(&svc.address)
+}
+
+/// ipvsadm's service name: `FWM  MARK` (` IPv6`), or as `rule` (-S) `-f MARK` (` -6`).
+pub(crate) fn fwmark_name(svc: &ServiceView, rule: bool) -> Option<String> {
+    let mark = fwmark(svc)?;
+    let v6 = svc.protocol == rvs_api::FWMARK6;
+    Some(match (rule, v6) {
+        (true, false) => format!("-f {mark}"),
+        (true, true) => format!("-f {mark} -6"),
+        (false, false) => format!("FWM  {mark}"),
+        (false, true) => format!("FWM  {mark} IPv6"),
+    })
 }
 
 fn ip_key(ip: IpAddr) -> (u8, u128) {
@@ -72,11 +98,14 @@ fn addr_cmp(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// ipvsadm's `ipvs_cmp_services`: address family, protocol, address, port.
+/// ipvsadm's `ipvs_cmp_services`: firewall mark (0 for an address service), address family,
+/// protocol, address, port.
 fn service_cmp(a: &ServiceView, b: &ServiceView) -> Ordering {
-    let fam = |s: &ServiceView| s.address.parse::<SocketAddr>().map(|x| u8::from(x.is_ipv6())).unwrap_or(2);
-    fam(a)
-        .cmp(&fam(b))
+    let fam = |s: &ServiceView| u8::from(service_is_v6(s));
+    let mark = |s: &ServiceView| fwmark(s).unwrap_or(0);
+    mark(a)
+        .cmp(&mark(b))
+        .then(fam(a).cmp(&fam(b)))
         .then(protocol_number(&a.protocol).cmp(&protocol_number(&b.protocol)))
         .then_with(|| addr_cmp(&a.address, &b.address))
 }

@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use rvs_api::ServiceList;
 
-use super::{is_v6, name, sorted};
+use super::{fwmark_name, name, service_is_v6, sorted};
 use crate::addr::Resolver;
 
 /// rvs's default Maglev table size (not printed).
@@ -40,15 +40,16 @@ pub fn save(list: &ServiceList, res: &dyn Resolver) -> String {
     let mut out = String::new();
     for svc in sorted(&list.services, false) {
         let proto = svc.protocol.as_str();
-        let svc_name = format!("{} {}", service_switch(proto), name(&svc.address, proto, res));
+        let svc_name = fwmark_name(&svc, true)
+            .unwrap_or_else(|| format!("{} {}", service_switch(proto), name(&svc.address, proto, res)));
         let _ = write!(out, "-A {svc_name} -s {}", svc.scheduler);
         if let Some(t) = svc.persistent {
             let _ = write!(out, " -p {t}");
             match svc.netmask.as_deref() {
-                Some(m) if is_v6(&svc.address) && m != "128" => {
+                Some(m) if service_is_v6(&svc) && m != "128" => {
                     let _ = write!(out, " -M {m}");
                 }
-                Some(m) if !is_v6(&svc.address) && m != "255.255.255.255" => {
+                Some(m) if !service_is_v6(&svc) && m != "255.255.255.255" => {
                     let _ = write!(out, " -M {m}");
                 }
                 _ => {}

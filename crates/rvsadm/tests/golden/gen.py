@@ -13,6 +13,8 @@ ipvsadm's formats. The only departures are rvs's, written out here:
   - rvs's tunnels are IP-in-IP only (ipvsadm's default type), so --tun-info prints "ipip"
     for a tunnel and -S writes "--tun-type ipip" after its weight, as fwd_tun_info and
     print_tunnel_rule do for that type;
+  - firewall marks are rvs's to classify (no iptables): the API names a -f service by protocol
+    "fwmark" ("fwmark6" for -6) and its mark as the address; printed as ipvsadm prints se->fwmark;
   - sorting uses the true numeric order (ipvsadm subtracts 32-bit values in an int, which
     misorders addresses that differ by 2^31 or more).
 
@@ -88,13 +90,24 @@ def ip_key(addr):
     return (1 if v6 else 0, int(ipaddress.ip_address(host)), port)
 
 
+def fwmark(s):
+    return int(s["address"]) if s["protocol"] in ("fwmark", "fwmark6") else 0
+
+
 def svc_key(s):
+    # ipvs_cmp_services: fwmark, af, protocol (a -f service's is TCP), address, port
+    if fwmark(s):
+        return (fwmark(s), 1 if s["protocol"] == "fwmark6" else 0, 6, 0, 0)
     fam, ip, port = ip_key(s["address"])
-    return (fam, PROTO_NUM[s["protocol"]], ip, port)
+    return (0, fam, PROTO_NUM[s["protocol"]], ip, port)
+
+
+def svc_v6(se):
+    return se["protocol"] == "fwmark6" or (not fwmark(se) and split(se["address"])[2])
 
 
 def mask_text(se):
-    v6 = split(se["address"])[2]
+    v6 = svc_v6(se)
     m = se.get("netmask")
     if m is None:
         return None
@@ -108,14 +121,23 @@ def print_service_entry(se, fmt):
     numeric = "numeric" in fmt
     exact = "exact" in fmt
     proto = se["protocol"]
-    vname = addrport_to_anyname(se["address"], proto, numeric)
-    v6 = split(se["address"])[2]
-    if "rule" in fmt:
-        svc_name = "%s %s" % (PROTO_OPT[proto], vname)
+    if fwmark(se):
+        # -f services: their protocol is ipvsadm's default, TCP (for service names)
+        v6 = se["protocol"] == "fwmark6"
+        proto = "tcp"
+        if "rule" in fmt:
+            svc_name = ("-f %d -6" if v6 else "-f %d") % fwmark(se)
+        else:
+            svc_name = ("FWM  %d IPv6" if v6 else "FWM  %d") % fwmark(se)
     else:
-        svc_name = "%-4s %s" % (proto.upper(), vname)
-        if not v6:
-            svc_name = svc_name[:33]
+        vname = addrport_to_anyname(se["address"], proto, numeric)
+        v6 = split(se["address"])[2]
+        if "rule" in fmt:
+            svc_name = "%s %s" % (PROTO_OPT[proto], vname)
+        else:
+            svc_name = "%-4s %s" % (proto.upper(), vname)
+            if not v6:
+                svc_name = svc_name[:33]
     if "rule" in fmt:
         out += "-A %s -s %s" % (svc_name, se["scheduler"])
         if se.get("persistent") is not None:

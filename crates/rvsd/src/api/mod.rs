@@ -39,6 +39,7 @@ pub(crate) mod director;
 mod errors;
 pub(crate) mod health;
 pub(crate) mod http;
+mod marks;
 mod servers;
 mod services;
 mod sync;
@@ -267,6 +268,7 @@ async fn route(director: &Director, dash: &Dashboard, req: Request<Incoming>) ->
             [proto, addr, "servers", rest @ ..] => servers::route(&at, proto, addr, rest, req).await,
             _ => services::route(&at, rest, req).await,
         },
+        ["v1", "marks", rest @ ..] => marks::route(&at, rest, req).await,
         ["v1", "http", rest @ ..] => http::route(&at, rest, req).await,
         ["v1", "events"] => health::events(&at, &req),
         ["v1", "sync", rest @ ..] => sync::route(&at, rest, req).await,
