@@ -183,7 +183,7 @@ impl RealServerSpec {
         if let Some(p) = &self.proxy_protocol {
             s.proxy_protocol = p.parse().map_err(|e: String| ApiError::field(f("proxy_protocol"), e))?;
         }
-        s.validate().map_err(|e| {
+        s.validate_in(service).map_err(|e| {
             use rvs_core::real_server::RealServerError as E;
             let name = match e {
                 E::Weight(_) => "weight",

@@ -40,6 +40,16 @@ impl RealServerSettings {
     }
 
     pub fn validate(&self) -> Result<(), RealServerError> {
+        self.check(false)
+    }
+
+    /// As [`Self::validate`], for a real server of `service`: a firewall mark's full NAT real
+    /// server may have no port (it takes the connection's, as IPVS keeps the port then).
+    pub fn validate_in(&self, service: &crate::ServiceKey) -> Result<(), RealServerError> {
+        self.check(service.mark().is_some())
+    }
+
+    fn check(&self, port_from_connection: bool) -> Result<(), RealServerError> {
         if self.weight > MAX_WEIGHT {
             return Err(RealServerError::Weight(self.weight));
         }
@@ -48,7 +58,8 @@ impl RealServerSettings {
         }
         // The packet engine's methods keep the client's port for port 0 (an all-port
         // service's real servers); full NAT must connect somewhere.
-        if self.addr.port() == 0 && self.method == crate::forwarding::ForwardingMethod::FullNat {
+        if self.addr.port() == 0 && self.method == crate::forwarding::ForwardingMethod::FullNat && !port_from_connection
+        {
             return Err(RealServerError::PortZero);
         }
         if self.addr.ip().is_unspecified() {

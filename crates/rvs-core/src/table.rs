@@ -262,7 +262,7 @@ fn check_service(key: &ServiceKey, settings: &ServiceSettings) -> Result<(), Com
 }
 
 fn check_server(service: &ServiceKey, server: &RealServerSettings) -> Result<(), CommandError> {
-    server.validate().map_err(|source| CommandError::Server { addr: server.addr, source })?;
+    server.validate_in(service).map_err(|source| CommandError::Server { addr: server.addr, source })?;
     if service.addr().is_some_and(|a| a.addr.port() == 0) && server.method == ForwardingMethod::FullNat {
         return Err(CommandError::Unsupported(format!(
             "virtual service {service}: an all-port service (port 0) is served by the packet engine only: \

@@ -67,6 +67,11 @@ pub(crate) fn proxy_listeners(model: &DirectorModel) -> Result<Vec<(ServiceAddr,
             }
             ServiceKey::Mark(mk) => *mk,
         };
+        // A mark without real servers yet is no engine's: it may be meant for the packet
+        // engine (networks, SCTP), which its first gate or tunnel real server will say.
+        if m.servers.is_empty() {
+            continue;
+        }
         let Some(def) = model.table.marks.get(&mk.mark) else { continue };
         if def.matches_of(mk.family).map(|m| m.ports.count()).sum::<u32>() > MAX_MARK_LISTENERS {
             return Err(MarkListenError::TooManyPorts { service: mk });
