@@ -1654,7 +1654,11 @@ __attribute__((noinline)) int ftp_in(struct xdp_md *ctx, const struct pkt *p, co
 		if (s && (s->delta || s->previous_delta)) {
 			__u32 raw = th->ack_seq;
 			__u32 ack = bpf_ntohl(raw);
-			__s32 dl = seq_after(ack, s->init_seq + s->delta) ? s->delta : s->previous_delta;
+			/* The delta for an ack past the start of the changed packet as the client saw
+			 * it (init_seq + previous_delta). IPVS compares with init_seq + delta, which
+			 * takes an ack of just that start (nothing of the packet received) for one
+			 * past it when the packet shrank. */
+			__s32 dl = seq_after(ack, s->init_seq + s->previous_delta) ? s->delta : s->previous_delta;
 			__u32 nack = bpf_htonl(ack - dl);
 			csum_replace4(&th->check, raw, nack);
 			th->ack_seq = nack;
