@@ -282,6 +282,45 @@ fn fixtures() -> Vec<String> {
         let input = at_client(true, dc, with_port(v, port), 7200, 0, SYN, b"");
         fx.expect(&format!("nothing expected on {port}"), &input, false, XDP_PASS, &input);
     }
+
+    // IPv6: EPSV and EPRT work as on IPv4 (no rewrite); a 227 or PORT (IPv4 only) goes on as it is.
+    let (c, v, r): (SocketAddr, SocketAddr, SocketAddr) = (
+        "[2001:db8:1::100]:40000".parse().unwrap(),
+        "[2001:db8:2::1]:21".parse().unwrap(),
+        "[2001:db8::12]:21".parse().unwrap(),
+    );
+    let key6 = ServiceKey::new(v, IPPROTO_TCP);
+    fx.p.put_service(&key6, &Service { id: 2, flags: SVC_F_FTP }).unwrap();
+    fx.p.set_service_info(2, &ServiceInfo::new(key6)).unwrap();
+    fx.p.set_dest(2, &Dest::new(r, FWD_MASQ, 2)).unwrap();
+    fx.p.put_reverse(&ReverseKey::new(r, IPPROTO_TCP), &Reverse::new(&[2])).unwrap();
+    let conn = Conn { flags: CONN_F_FTP, ..Conn::new(2, S_ESTABLISHED, xdp::now_ticks()) };
+    fx.p.insert_conn(&ConnKey::new(c, v, IPPROTO_TCP), &conn).unwrap();
+    let (sseq, cseq) = (1000u32, 500u32);
+    let p227 = b"227 Entering Passive Mode (198,18,0,18,117,48).\r\n";
+    let input = at_rs(true, r, c, sseq, cseq, PSH_ACK, p227);
+    fx.expect("v6 227 unchanged", &input, true, XDP_REDIRECT, &at_client(false, v, c, sseq, cseq, PSH_ACK, p227));
+    let p229 = b"229 Entering Extended Passive Mode (|||30040|)\r\n";
+    let input = at_rs(true, r, c, sseq, cseq, PSH_ACK, p229);
+    fx.expect("v6 229", &input, true, XDP_REDIRECT, &at_client(false, v, c, sseq, cseq, PSH_ACK, p229));
+    let dc = with_port(c, 50000);
+    let input = at_client(true, dc, with_port(v, 30040), 7000, 0, SYN, b"");
+    fx.expect(
+        "v6 EPSV data SYN",
+        &input,
+        false,
+        XDP_REDIRECT,
+        &at_rs(false, dc, with_port(r, 30040), 7000, 0, SYN, b""),
+    );
+    let input = at_rs(true, with_port(r, 30040), dc, 9000, 7001, SYN_ACK, b"");
+    let want = at_client(false, with_port(v, 30040), dc, 9000, 7001, SYN_ACK, b"");
+    fx.expect("v6 EPSV data SYN ACK", &input, true, XDP_REDIRECT, &want);
+    let eprt = b"EPRT |2|2001:db8:1::100|30041|\r\n";
+    let input = at_client(true, c, v, cseq, sseq, PSH_ACK, eprt);
+    fx.expect("v6 EPRT", &input, false, XDP_REDIRECT, &at_rs(false, c, r, cseq, sseq, PSH_ACK, eprt));
+    let (ec, er, ev) = (with_port(c, 30041), with_port(r, 41000), with_port(v, 41000));
+    let input = at_rs(true, er, ec, 3000, 0, SYN, b"");
+    fx.expect("v6 EPRT data SYN", &input, true, XDP_REDIRECT, &at_client(false, ev, ec, 3000, 0, SYN, b""));
     fx.failures
 }
 
