@@ -1487,6 +1487,14 @@ fn ftp_through_masq_on_port_21_in_every_mode_with_the_227_rewritten() {
     let vip_ip = "198.18.101.100";
     farm.client.run(&format!("ip route add {vip_ip}/32 via 198.18.0.1"));
     farm.client.run("ip addr add 198.18.0.4/24 dev eth0");
+    // The client shares the real servers' segment: so that only the helper can make the data
+    // connections work, it can neither reach the real servers' own addresses (a 227 left
+    // naming one fails) nor take packets from them (strict reverse-path filter: an active data
+    // connection left coming from a real server's address is dropped).
+    for a in &farm.rs4 {
+        farm.client.run(&format!("ip route add prohibit {a}/32"));
+    }
+    farm.client.run("sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.eth0.rp_filter=1");
     for rs in &farm.servers {
         rs.run("ip route add 198.18.0.2/32 via 198.18.0.1 && ip route add 198.18.0.4/32 via 198.18.0.1");
     }
