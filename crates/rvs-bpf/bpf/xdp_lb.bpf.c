@@ -46,6 +46,9 @@
  *         ring buffer full                            DROP        NEWFLOW_RINGBUF_FULL
  *   TCP/UDP/SCTP from a masq real server (rvs_reverse, source -> VIP, forwarded to the client
  *     a flow whose dest is that address and port)     (FORWARDED); else PASS (PASS)
+ *   FTP on masq (a service with RVS_SVC_F_FTP): its control connections' packets are read
+ *     and adjusted before NAT, and TCP to no service or from no masq service's port may be an
+ *     FTP data connection (see "the FTP helper on masq" below; off with RVS_CFG_F_NO_FTP)
  *   ICMP dest unreachable / time exceeded (v4), dest unreachable / packet too big / time
  *     exceeded (v6) about a flow:
  *     to the VIP, embedded VIP:vport -> client:cport  forwarded to the flow's real server by
