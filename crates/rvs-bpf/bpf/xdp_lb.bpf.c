@@ -1744,6 +1744,19 @@ static __always_inline int ftp_related_new(struct ftp_buf *b, const struct pkt *
 	conn_key(&b->rk, b->key.client, b->key.client_port, d->addr, rport, b->key.proto, b->key.family);
 	addr_copy(b->rel.vip, b->key.vip);
 	bpf_map_update_elem(&rvs_ftp_related, &b->rk, &b->rel, BPF_ANY);
+	/* rvsd accounts it to the real server (a header-only record). */
+	struct rvs_newflow *ev = bpf_ringbuf_reserve(&rvs_newflows, __builtin_offsetof(struct rvs_newflow, frame), 0);
+	if (ev) {
+		__builtin_memcpy(&ev->key, &b->key, sizeof(ev->key));
+		ev->service = RVS_NEWFLOW_RELATED;
+		ev->ifindex = did;
+		ev->rx_queue = 0;
+		ev->len = 0;
+		ev->_pad = 0;
+		bpf_ringbuf_submit(ev, 0);
+	} else {
+		stat_inc(RVS_STAT_NEWFLOW_RINGBUF_FULL);
+	}
 	return did;
 }
 

@@ -186,6 +186,10 @@ struct rvs_newflow {
  * (key.vip[], key.family) unresolved on interface `ifindex` and dropped the packet; rvsd asks
  * the kernel to resolve it (the client's retransmission then goes through). len is 0. */
 #define RVS_NEWFLOW_NEIGH 0xffffffff
+/* rvs_newflow.service for a flow the program made itself: an FTP data connection (key) on masq,
+ * to the control connection's real server, whose dest id is in `ifindex`, for rvsd to account
+ * (IPVS's controlled connections). len is 0, and the record holds the header only. */
+#define RVS_NEWFLOW_RELATED 0xfffffffe
 
 #define RVS_VERDICT_MAGIC 0x52565356 /* "RVSV" */
 #define RVS_VERDICT_SCHEDULED 1 /* create the flow to dest, then forward */

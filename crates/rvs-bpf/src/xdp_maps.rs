@@ -97,6 +97,9 @@ pub const STAT_NAMES: [&str; STAT_COUNT] = [
 ];
 
 pub const NEWFLOW_NEIGH: u32 = 0xffff_ffff;
+/// `RVS_NEWFLOW_RELATED`: an event for a flow the program made (an FTP data connection on
+/// masq): its key, and its real server's dest id in `ifindex`.
+pub const NEWFLOW_RELATED: u32 = 0xffff_fffe;
 
 pub const VERDICT_MAGIC: u32 = 0x5256_5356;
 pub const VERDICT_SCHEDULED: u32 = 1;
@@ -560,6 +563,7 @@ S(rvs_ftp_expect) F(rvs_ftp_expect, dest) F(rvs_ftp_expect, vip) F(rvs_ftp_expec
 S(rvs_ftp_related) F(rvs_ftp_related, vip)
 printf("ftp %d %d %d %d %d %d\n", RVS_CFG_F_NO_FTP, RVS_SVC_F_FTP, RVS_CONN_F_FTP, RVS_CONN_F_RELATED, RVS_FTP_EXPECT_MS, RVS_FTP_ENTRIES);
 printf("ftp_related %d\n", RVS_FTP_RELATED_ENTRIES);
+printf("newflow_related %u\n", RVS_NEWFLOW_RELATED);
 printf("newflow_total %zu\n", sizeof(struct rvs_newflow));
 printf("const %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d\n", RVS_MAX_SERVICES, RVS_MAX_DESTS, RVS_REVERSE_SLOTS,
   RVS_NEWFLOW_MAX_FRAME, RVS_FWD_GATE, RVS_FWD_MASQ, RVS_FWD_TUNNEL, RVS_S_UDP, RVS_S_COUNT, RVS_STAT_COUNT,
@@ -629,6 +633,7 @@ return 0;
             [CFG_F_NO_FTP, SVC_F_FTP, u32::from(CONN_F_FTP), u32::from(CONN_F_RELATED), FTP_EXPECT_MS, FTP_ENTRIES]
         );
         assert_eq!(c["ftp_related"].parse::<u32>().unwrap(), FTP_RELATED_ENTRIES);
+        assert_eq!(c["newflow_related"].parse::<u32>().unwrap(), NEWFLOW_RELATED);
     }
 
     #[test]

@@ -125,7 +125,8 @@ fn ftp_masq_fixtures() {
 }
 
 fn fixtures() -> Vec<String> {
-    let p = PacketProgram::load(4096).expect("load the XDP program");
+    let mut p = PacketProgram::load(4096).expect("load the XDP program");
+    let mut ring = p.take_newflows().unwrap();
     let key = ServiceKey::new(vip(), IPPROTO_TCP);
     p.put_service(&key, &Service { id: ID, flags: SVC_F_FTP }).unwrap();
     p.set_service_info(ID, &ServiceInfo::new(key)).unwrap();
@@ -321,6 +322,21 @@ fn fixtures() -> Vec<String> {
     let (ec, er, ev) = (with_port(c, 30041), with_port(r, 41000), with_port(v, 41000));
     let input = at_rs(true, er, ec, 3000, 0, SYN, b"");
     fx.expect("v6 EPRT data SYN", &input, true, XDP_REDIRECT, &at_client(false, ev, ec, 3000, 0, SYN, b""));
+
+    // Each data flow made was told to rvsd (to account it to its real server), in order.
+    let events: Vec<(u32, u32, SocketAddr, SocketAddr)> =
+        std::iter::from_fn(|| ring.next()).map(|e| (e.service, e.ifindex, e.key.client(), e.key.vip())).collect();
+    let c4 = client();
+    let (v4, v6) = (vip(), v);
+    let want = vec![
+        (NEWFLOW_RELATED, ID, with_port(c4, 50000), with_port(v4, 30000)),
+        (NEWFLOW_RELATED, ID, with_port(c4, 50000), with_port(v4, 30010)),
+        (NEWFLOW_RELATED, ID, with_port(c4, 30020), with_port(v4, 20)),
+        (NEWFLOW_RELATED, ID, with_port(c4, 30021), with_port(v4, 41000)),
+        (NEWFLOW_RELATED, 2, with_port(c, 50000), with_port(v6, 30040)),
+        (NEWFLOW_RELATED, 2, with_port(c, 30041), with_port(v6, 41000)),
+    ];
+    fx.check("related flow events", events == want, || format!("{events:#?}"));
     fx.failures
 }
 

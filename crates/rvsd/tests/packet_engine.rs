@@ -1539,6 +1539,15 @@ fn ftp_through_masq_on_port_21_in_every_mode_with_the_227_rewritten() {
         }
     }
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["rs1", "rs2"], "sessions spread over both real servers");
+    // Each session is three connections of the service (control, name.txt, the MiB), the data
+    // connections accounted to their control connection's real server as IPVS accounts them.
+    let sessions = 16;
+    let conns = || service_view(&rvsd, ftp_vip)["stats"]["conns"].as_u64().unwrap_or(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while conns() < 3 * sessions && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(conns(), 3 * sessions, "control and data connections counted: {}", service_view(&rvsd, ftp_vip));
     // The real servers saw every session from the clients' own addresses (masq keeps them),
     // and the passive replies went out naming the VIP.
     for v in &servers {
