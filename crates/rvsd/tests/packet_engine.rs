@@ -1556,6 +1556,56 @@ fn ftp_through_masq_on_port_21_in_every_mode_with_the_227_rewritten() {
     }
 }
 
+/// FTP on masq over IPv6: EPSV and EPRT (the modes IPv6 has) need no rewrite, only the data
+/// connections they announce made into flows to the control connection's real server.
+#[test]
+fn ftp_through_masq_on_ipv6_with_epsv_and_eprt() {
+    use rvs_testkit::ftp::{ftp_client, ftp_file, ftp_tools, FtpMode, Vsftpd};
+    if !ftp_tools() {
+        eprintln!("note: vsftpd or python3's ftplib missing (.ci/run installs them): skipped");
+        return;
+    }
+    let farm = Farm::one_segment(2);
+    // As on IPv4: the client can neither reach the real servers' own addresses nor take
+    // packets from them (IPv6 has no reverse-path sysctl: a filter rule drops them).
+    for a in &farm.rs6 {
+        farm.client.run(&format!("ip -6 route add prohibit {a}/128"));
+    }
+    farm.client.run(&format!(
+        "nft add table ip6 rvs_test && nft 'add chain ip6 rvs_test input {{ type filter hook input priority 0; }}' \
+         && nft 'add rule ip6 rvs_test input ip6 saddr {{ {} }} drop'",
+        farm.rs6.join(", ")
+    ));
+    for rs in &farm.servers {
+        rs.run("ip -6 route add 2001:db8::2/128 via 2001:db8::1");
+    }
+    let servers: Vec<Vsftpd> = farm
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, rs)| {
+            let addr: SocketAddr = format!("[{}]:21", farm.rs6[i]).parse().unwrap();
+            rs.enter(|| Vsftpd::start(&format!("rs{}", i + 1), addr, (30000, 30049)))
+        })
+        .collect();
+    let ftp_vip: SocketAddr = format!("[{VIP6}]:21").parse().unwrap();
+    let rss: Vec<(String, &str)> = farm.rs6.iter().map(|a| (format!("[{a}]:21"), "masq")).collect();
+    let rvsd = farm.rvsd(&service("tcp", ftp_vip, "rr", "", &rss));
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for mode in [FtpMode::Epsv, FtpMode::Eprt, FtpMode::Epsv, FtpMode::Eprt] {
+        let local = dir.path().join(format!("{mode:?}.bin"));
+        let name = farm
+            .client
+            .enter(|| ftp_client(ftp_vip, None, mode, "retr", &local, "file.bin"))
+            .unwrap_or_else(|e| panic!("masq v6 {mode:?}: {e}\n{}", diag(&rvsd)));
+        assert_eq!(std::fs::read(&local).unwrap(), ftp_file(&name), "masq v6 {mode:?}: 1 MiB byte-exact");
+        seen.insert(name);
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["rs1", "rs2"], "sessions spread over both real servers");
+    drop(servers);
+}
+
 #[test]
 fn ftp_through_gate_and_tunnel_with_a_persistent_all_port_service_in_every_mode() {
     use rvs_testkit::ftp::{ftp_client, ftp_file, ftp_tools, FtpMode, Vsftpd};
