@@ -1603,7 +1603,6 @@ __attribute__((noinline)) int ftp_out(struct xdp_md *ctx, struct pkt *p, const s
 	__u32 new_sum = ftp_sum(b->out, nl);
 	__u16 old_tcp = bpf_htons(p->ip_len - IP4_LEN);
 	__u16 new_tcp = bpf_htons(p->ip_len - IP4_LEN + diff);
-	__u16 old_tot = bpf_htons(p->ip_len);
 	__u16 new_tot = bpf_htons(p->ip_len + diff);
 	if (diff && bpf_xdp_adjust_tail(ctx, diff))
 		return -1;
@@ -1619,7 +1618,6 @@ __attribute__((noinline)) int ftp_out(struct xdp_md *ctx, struct pkt *p, const s
 	ip->tot_len = new_tot;
 	__u32 sum = (__u16)~th->check;
 	sum += (__u16)~csum_fold(old_sum) + csum_fold(new_sum) + (__u16)~old_tcp + new_tcp;
-	(void)old_tot;
 	th->check = ~csum_fold(sum);
 	p->ip_len += diff;
 	if (diff) {
