@@ -1844,9 +1844,9 @@ __attribute__((noinline)) int ftp_related_out(const struct pkt *p)
 
 /* A real server's packet that no masq flow of a service took: an FTP data connection's, sent
  * on to the client, or PASS. */
-static __always_inline int ftp_reply(struct xdp_md *ctx, const struct pkt *p)
+static __always_inline int ftp_reply(struct xdp_md *ctx, const struct pkt *p, const struct rvs_config *cfg)
 {
-	if (ftp_related_out(p))
+	if (p->proto != IPPROTO_TCP || !ftp_enabled(cfg) || ftp_related_out(p))
 		return count(RVS_STAT_PASS, XDP_PASS);
 	__u32 zero = 0;
 	struct ftp_buf *b = bpf_map_lookup_elem(&rvs_ftp_buf, &zero);
@@ -1936,7 +1936,7 @@ static __always_inline int from_server(struct xdp_md *ctx, struct pkt *p, const 
 	rk.family = p->family;
 	struct rvs_reverse *r = reverse_of(&rk);
 	if (!r)
-		return ftp_reply(ctx, p);
+		return ftp_reply(ctx, p, cfg);
 	__u32 now = now_ticks();
 	__u32 n = r->count;
 	for (int i = 0; i < RVS_REVERSE_SLOTS; i++) {
@@ -1966,7 +1966,7 @@ static __always_inline int from_server(struct xdp_md *ctx, struct pkt *p, const 
 		dest_count(did, p->ip_len, 1, 0);
 		return forward_out(ctx, p, &info->vip, 0);
 	}
-	return ftp_reply(ctx, p);
+	return ftp_reply(ctx, p, cfg);
 }
 
 /* An ICMP error: about a flow (see the table at the top) or left to the kernel. */
@@ -2226,7 +2226,7 @@ int rvs_xdp_lb(struct xdp_md *ctx)
 	struct rvs_service *svc = service_of(&sk);
 	if (svc)
 		return to_service(ctx, &p, svc, &key, fc, cfg, gen, jif);
-	int did = ftp_related_in(&p, &key);
+	int did = p.proto == IPPROTO_TCP && ftp_enabled(cfg) ? ftp_related_in(&p, &key) : -1;
 	if (did == -2)
 		return count(RVS_STAT_DROP_NODEST, XDP_DROP);
 	if (did >= 0) {
