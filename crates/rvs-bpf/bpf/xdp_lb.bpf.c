@@ -1279,8 +1279,9 @@ static __always_inline struct rvs_reverse *reverse_of(struct rvs_reverse_key *rk
  * connection's real server (ports kept, addresses NATed as masq) and takes the expectation
  * away; rvs_ftp_related finds the flow for the real server's packets. A payload longer than
  * FTP_MAX bytes, a frame with bytes after its IP packet, or a line that does not parse goes on
- * unread and unchanged (as IPVS); a line split over two packets is not put together (nor in
- * IPVS). Every loop below is bounded (FTP_MAX). */
+ * unread and unchanged (as IPVS); a line split over two packets is not put together, nor are
+ * SACK blocks adjusted (neither in IPVS). An expectation lives RVS_FTP_EXPECT_MS. Every loop
+ * below is bounded (FTP_MAX). */
 #define FTP_MAX 128
 
 struct {
