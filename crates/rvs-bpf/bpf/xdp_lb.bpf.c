@@ -46,6 +46,9 @@
  *         ring buffer full                            DROP        NEWFLOW_RINGBUF_FULL
  *   TCP/UDP/SCTP from a masq real server (rvs_reverse, source -> VIP, forwarded to the client
  *     a flow whose dest is that address and port)     (FORWARDED); else PASS (PASS)
+ *   FTP on masq (a service with RVS_SVC_F_FTP): its control connections' packets are read
+ *     and adjusted before NAT, and TCP to no service or from no masq service's port may be an
+ *     FTP data connection (see "the FTP helper on masq" below; off with RVS_CFG_F_NO_FTP)
  *   ICMP dest unreachable / time exceeded (v4), dest unreachable / packet too big / time
  *     exceeded (v6) about a flow:
  *     to the VIP, embedded VIP:vport -> client:cport  forwarded to the flow's real server by
@@ -1077,8 +1080,9 @@ static __always_inline int xmit_nh(struct xdp_md *ctx, const struct rvs_nexthop 
 
 /* Sends a client's packet (or an ICMP error about a flow, icmp = 1) on to real server d (dest
  * id did), through its cached next hop (rvs_nexthops) or bpf_fib_lookup. */
-static __always_inline int forward_in(struct xdp_md *ctx, const struct pkt *p, __u32 did, const struct rvs_dest *d,
-				      int icmp, const struct rvs_config *cfg, __u32 jif)
+static __always_inline int forward_in_nat(struct xdp_md *ctx, const struct pkt *p, __u32 did,
+					  const struct rvs_dest *d, int icmp, const struct rvs_config *cfg, __u32 jif,
+					  __u16 port)
 {
 	int v6 = p->v6;
 	int tunnel = d->method == RVS_FWD_TUNNEL;
@@ -1118,7 +1122,7 @@ static __always_inline int forward_in(struct xdp_md *ctx, const struct pkt *p, _
 	}
 	if (d->method == RVS_FWD_MASQ) {
 		int rc = icmp ? nat_icmp(ctx, v6, 1, d->addr, d->port)
-			      : nat_l4(ctx, v6, p->proto, 1, d->addr, d->port, p->ip_len - (v6 ? IP6_LEN : IP4_LEN));
+			      : nat_l4(ctx, v6, p->proto, 1, d->addr, port, p->ip_len - (v6 ? IP6_LEN : IP4_LEN));
 		if (rc)
 			return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
 	} else if (tunnel) {
@@ -1128,6 +1132,20 @@ static __always_inline int forward_in(struct xdp_md *ctx, const struct pkt *p, _
 		return count(RVS_STAT_FIB_FAILED, XDP_DROP);
 	}
 	return xmit_nh(ctx, nh);
+}
+
+static __always_inline int forward_in(struct xdp_md *ctx, const struct pkt *p, __u32 did, const struct rvs_dest *d,
+				      int icmp, const struct rvs_config *cfg, __u32 jif)
+{
+	return forward_in_nat(ctx, p, did, d, icmp, cfg, jif, d->port);
+}
+
+/* The same for a client's packet of a flow whose ports masq keeps (port 0: an FTP data
+ * connection's). */
+static __always_inline int forward_in_port(struct xdp_md *ctx, const struct pkt *p, __u32 did,
+					   const struct rvs_dest *d, const struct rvs_config *cfg, __u32 jif, __u16 port)
+{
+	return forward_in_nat(ctx, p, did, d, 0, cfg, jif, port);
 }
 
 /* Sends a masq real server's packet (or ICMP error) on to the client as from vip. */
@@ -1284,6 +1302,599 @@ static __always_inline struct rvs_reverse *reverse_of(struct rvs_reverse_key *rk
 	return r;
 }
 
+/* ---- the FTP helper on masq (IPVS's ip_vs_ftp and ip_vs_app) ----
+ * A masq service with RVS_SVC_F_FTP marks its flows RVS_CONN_F_FTP. On such a control
+ * connection, before NAT:
+ *   real server -> client: seq + delta (rvs_ftp_seq); a payload that starts "227 " (IPv4) has
+ *     the address of its "(h1,h2,h3,h4,p1,p2)" replaced by the VIP's (the packet changes
+ *     length: the IP length and both checksums follow, and the delta grows from this packet's
+ *     seq on, as IPVS's vs_seq_update: not again for a retransmission); "227 " and "229 "
+ *     (|||port|) expect a data connection from the client to VIP:port (rvs_ftp_expect).
+ *   client -> real server: ack - delta; a payload that starts "PORT " (IPv4) or "EPRT " names a
+ *     port on the client: a data connection from the real server to the client's control
+ *     address and that port is expected (no rewrite: masq keeps the client's address; a PORT
+ *     naming another address expects nothing, so no FTP bounce through the VIP).
+ * A SYN that meets an expectation makes an RVS_CONN_F_RELATED flow to the control
+ * connection's real server (ports kept, addresses NATed as masq) and takes the expectation
+ * away; rvs_ftp_related finds the flow for the real server's packets. A payload longer than
+ * FTP_MAX bytes, a frame with bytes after its IP packet, or a line that does not parse goes on
+ * unread and unchanged (as IPVS); a line split over two packets is not put together, nor are
+ * SACK blocks adjusted (neither in IPVS). An expectation lives RVS_FTP_EXPECT_MS. Every loop
+ * below is bounded (FTP_MAX). */
+#define FTP_MAX 128
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, RVS_FTP_ENTRIES);
+	__type(key, struct rvs_conn_key);
+	__type(value, struct rvs_ftp_seq);
+} rvs_ftp_seq SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, RVS_FTP_ENTRIES);
+	__type(key, struct rvs_ftp_expect_key);
+	__type(value, struct rvs_ftp_expect);
+} rvs_ftp_expect SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, RVS_FTP_RELATED_ENTRIES);
+	__type(key, struct rvs_conn_key);
+	__type(value, struct rvs_ftp_related);
+} rvs_ftp_related SEC(".maps");
+
+/* Scratch: a payload as read, and as rewritten (the program's own). */
+struct ftp_buf {
+	__u8 in[256];
+	__u8 out[256];
+	__u32 tmp;
+	__u32 addr;
+	__u16 port;
+	__u16 _pad;
+	/* What the subprograms would otherwise hold on the stack (the main program's frame leaves
+	 * them little). */
+	struct rvs_ftp_expect_key ek;
+	struct rvs_ftp_expect ev;
+	struct rvs_conn_key key;
+	struct rvs_conn_key rk;
+	struct rvs_conn conn;
+	struct rvs_ftp_related rel;
+	struct rvs_ftp_seq seq;
+	struct rvs_service_key vk; /* a related flow's VIP for forward_out (port 0) */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ftp_buf);
+} rvs_ftp_buf SEC(".maps");
+
+static __always_inline int seq_after(__u32 a, __u32 b)
+{
+	return (__s32)(a - b) > 0;
+}
+
+/* v as a number the verifier knows only as 0-255: a value through memory it does not follow.
+ * An index the parsers found is otherwise a different constant on each path, and every path
+ * after it would be verified once per value. */
+static __always_inline __u32 ftp_opaque(struct ftp_buf *b, __u32 v)
+{
+	*(volatile __u32 *)&b->tmp = v;
+	return *(volatile __u32 *)&b->tmp & 255;
+}
+
+static __always_inline int ftp_enabled(const struct rvs_config *cfg)
+{
+	return !cfg || !(cfg->flags & RVS_CFG_F_NO_FTP);
+}
+
+/* The index of the first `c` in in[i..len), or -1. */
+static __always_inline int ftp_find(const __u8 *in, __u32 i, __u32 len, __u8 c)
+{
+#pragma clang loop unroll(disable)
+	for (int k = 0; k < FTP_MAX; k++) {
+		__u32 j = i + k;
+		if (j >= len)
+			return -1;
+		if (in[j & 255] == c)
+			return j;
+	}
+	return -1;
+}
+
+/* A port (1 to 5 digits, 1-65535) at in[i..len) ended by `end`, or -1. */
+static __always_inline int ftp_port(const __u8 *in, __u32 i, __u32 len, __u8 end)
+{
+	__u32 val = 0;
+#pragma clang loop unroll(disable)
+	for (int k = 0; k < 6; k++) {
+		__u32 j = i + k;
+		if (j >= len)
+			return -1;
+		__u8 ch = in[j & 255];
+		if (ch == end && k > 0)
+			return val >= 1 && val <= 65535 ? (int)val : -1;
+		if (ch < '0' || ch > '9')
+			return -1;
+		val = val * 10 + (ch - '0');
+	}
+	return -1;
+}
+
+/* "h1,h2,h3,h4,p1,p2" at in[i..len) (each 0-255, 1 to 3 digits): the address (network order),
+ * the port, and the index of the byte that ends p2 (there must be one), or -1. */
+static __always_inline int ftp_six(struct ftp_buf *b, __u32 i, __u32 len)
+{
+	const __u8 *in = b->in;
+	__u32 field = 0, digits = 0, val = 0, a = 0, pt = 0;
+#pragma clang loop unroll(disable)
+	for (int k = 0; k < FTP_MAX; k++) {
+		__u32 j = i + k;
+		if (j >= len)
+			return -1;
+		__u8 ch = in[j & 255];
+		if (ch >= '0' && ch <= '9') {
+			digits++;
+			val = val * 10 + (ch - '0');
+			if (digits > 3 || val > 255)
+				return -1;
+			continue;
+		}
+		if (!digits)
+			return -1;
+		if (field < 4)
+			a = (a << 8) | val;
+		else
+			pt = (pt << 8) | val;
+		field++;
+		if (field == 6) {
+			b->addr = bpf_htonl(a);
+			b->port = pt;
+			return j;
+		}
+		if (ch != ',')
+			return -1;
+		digits = 0;
+		val = 0;
+	}
+	return -1;
+}
+
+/* Writes v (0-255) in decimal at out[o]; the index after it. */
+static __always_inline __u32 ftp_put_dec(__u8 *out, __u32 o, __u32 v)
+{
+	if (v >= 100) {
+		out[o & 255] = '0' + v / 100;
+		o++;
+	}
+	if (v >= 10) {
+		out[o & 255] = '0' + (v / 10) % 10;
+		o++;
+	}
+	out[o & 255] = '0' + v % 10;
+	return o + 1;
+}
+
+/* The ones' complement sum of buf[0..n) as 16-bit words (buf[n] must be 0 when n is odd). */
+static __always_inline __u32 ftp_sum(const __u8 *buf, __u32 n)
+{
+	__u32 s = 0;
+#pragma clang loop unroll(disable)
+	for (int k = 0; k < 2 * FTP_MAX; k += 2) {
+		if (k >= n)
+			break;
+		s += *(const __u16 *)(buf + (k & 254));
+	}
+	return s;
+}
+
+static __always_inline void ftp_expect(struct ftp_buf *b, const __u32 *src, const __u32 *dst, __u16 port, __u8 family,
+				       __u32 did, const __u32 *vip, __u8 active, __u32 now)
+{
+	struct rvs_ftp_expect_key *k = &b->ek;
+	addr_copy(k->src, src);
+	addr_copy(k->dst, dst);
+	k->dport = bpf_htons(port);
+	k->proto = IPPROTO_TCP;
+	k->family = family;
+	struct rvs_ftp_expect *e = &b->ev;
+	e->dest = did;
+	addr_copy(e->vip, vip);
+	e->created = now;
+	e->active = active;
+	e->_pad[0] = e->_pad[1] = e->_pad[2] = 0;
+	bpf_map_update_elem(&rvs_ftp_expect, k, e, BPF_ANY);
+}
+
+/* Where the TCP payload of the frame starts and how long it is, when the frame is the IP
+ * packet exactly and the payload is 8 to FTP_MAX bytes (else -1). */
+static __always_inline int ftp_payload(struct xdp_md *ctx, const struct pkt *p, __u32 *off, __u32 *len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 l3 = p->v6 ? IP6_LEN : IP4_LEN;
+	struct tcphdr *th = data + (p->v6 ? L4_V6 : L4_V4);
+	if ((void *)(th + 1) > data_end)
+		return -1;
+	__u32 hl = th->doff * 4;
+	if (l3 + hl > p->ip_len || (__u32)(data_end - data) != ETH_LEN + p->ip_len)
+		return -1;
+	__u32 n = p->ip_len - l3 - hl;
+	if (n < 8 || n > FTP_MAX)
+		return -1;
+	*off = ETH_LEN + l3 + hl;
+	*len = n;
+	return 0;
+}
+
+/* Reads the payload into b->in (and a 0 after it); its length, or -1. */
+static __always_inline int ftp_load(struct xdp_md *ctx, struct ftp_buf *b, __u32 off, __u32 len)
+{
+	__u64 n = len;
+	asm volatile("" : "+r"(n));
+	if (n < 1 || n > FTP_MAX || bpf_xdp_load_bytes(ctx, off, b->in, n) < 0)
+		return -1;
+	b->in[n & 255] = 0;
+	return (int)n;
+}
+
+/* A control connection's packet from its real server, before NAT (see above). p->ip_len
+ * follows a change of length; -1 when the frame could not be changed (drop it). */
+__attribute__((noinline)) int ftp_out(struct xdp_md *ctx, struct pkt *p, const struct rvs_conn_key *key, __u32 did,
+				      const struct rvs_service_key *vk)
+{
+	if (!p || !key || !vk)
+		return 0;
+	const __u32 *vip = vk->addr;
+	__u32 now = now_ticks();
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct tcphdr *th = data + (p->v6 ? L4_V6 : L4_V4);
+	if ((void *)(th + 1) > data_end)
+		return -1;
+	__u32 raw_seq = th->seq;
+	__u32 seq = bpf_ntohl(raw_seq);
+	struct rvs_ftp_seq *s = bpf_map_lookup_elem(&rvs_ftp_seq, key);
+	if (s && (s->delta || s->previous_delta)) {
+		__u32 nseq = bpf_htonl(seq + (seq_after(seq, s->init_seq) ? s->delta : s->previous_delta));
+		csum_replace4(&th->check, raw_seq, nseq);
+		th->seq = nseq;
+	}
+	__u32 off, len;
+	if (ftp_payload(ctx, p, &off, &len))
+		return 0;
+	__u32 zero = 0;
+	struct ftp_buf *b = bpf_map_lookup_elem(&rvs_ftp_buf, &zero);
+	if (!b)
+		return 0;
+	int n = ftp_load(ctx, b, off, len);
+	if (n < 8)
+		return 0;
+	if (b->in[0] != '2' || b->in[1] != '2' || b->in[3] != ' ')
+		return 0;
+	if (b->in[2] == '9') {
+		/* 229 Entering Extended Passive Mode (|||port|) */
+		int j = ftp_find(b->in, 4, n, '(');
+		if (j < 0)
+			return 0;
+		j = ftp_opaque(b, j);
+		__u8 d = b->in[(j + 1) & 255];
+		if (b->in[(j + 2) & 255] != d || b->in[(j + 3) & 255] != d)
+			return 0;
+		int port = ftp_port(b->in, j + 4, n, d);
+		if (port > 0)
+			ftp_expect(b, key->client, vip, port, p->family, did, vip, 0, now);
+		return 0;
+	}
+	if (b->in[2] != '7' || p->v6)
+		return 0;
+	/* 227 Entering Passive Mode (h1,h2,h3,h4,p1,p2) */
+	int j = ftp_find(b->in, 4, n, '(');
+	if (j < 0)
+		return 0;
+	j = ftp_opaque(b, j);
+	int end = ftp_six(b, j + 1, n);
+	__u16 port = b->port;
+	if (end < 0 || !port)
+		return 0;
+	end = ftp_opaque(b, end);
+	if (end > n)
+		return 0;
+	ftp_expect(b, key->client, vip, port, p->family, did, vip, 0, now);
+
+	/* The new payload: up to "(", the VIP and the port, the rest from the end of p2. */
+	__u32 o = j + 1;
+#pragma clang loop unroll(disable)
+	for (int k = 0; k < FTP_MAX; k++) {
+		if (k >= (int)o)
+			break;
+		b->out[k & 255] = b->in[k & 255];
+	}
+	const __u8 *va = (const __u8 *)vip;
+	__u8 v0 = va[0], v1 = va[1], v2 = va[2], v3 = va[3];
+	o = ftp_opaque(b, ftp_put_dec(b->out, o, v0));
+	b->out[o++ & 255] = ',';
+	o = ftp_opaque(b, ftp_put_dec(b->out, o, v1));
+	b->out[o++ & 255] = ',';
+	o = ftp_opaque(b, ftp_put_dec(b->out, o, v2));
+	b->out[o++ & 255] = ',';
+	o = ftp_opaque(b, ftp_put_dec(b->out, o, v3));
+	b->out[o++ & 255] = ',';
+	o = ftp_opaque(b, ftp_put_dec(b->out, o, port >> 8));
+	b->out[o++ & 255] = ',';
+	o = ftp_opaque(b, ftp_put_dec(b->out, o, port & 0xff));
+	__u32 tail = n - end;
+#pragma clang loop unroll(disable)
+	for (int k = 0; k < FTP_MAX; k++) {
+		if (k >= (int)tail)
+			break;
+		b->out[(o + k) & 255] = b->in[(end + k) & 255];
+	}
+	__u64 nl = o + tail;
+	asm volatile("" : "+r"(nl));
+	if (nl < 1 || nl > 250)
+		return 0;
+	b->out[nl & 255] = 0;
+	int diff = (int)nl - n;
+
+	__u32 old_sum = ftp_sum(b->in, n);
+	__u32 new_sum = ftp_sum(b->out, nl);
+	__u16 old_tcp = bpf_htons(p->ip_len - IP4_LEN);
+	__u16 new_tcp = bpf_htons(p->ip_len - IP4_LEN + diff);
+	__u16 new_tot = bpf_htons(p->ip_len + diff);
+	if (diff && bpf_xdp_adjust_tail(ctx, diff))
+		return -1;
+	if (bpf_xdp_store_bytes(ctx, off, b->out, nl))
+		return -1;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	struct iphdr *ip = data + ETH_LEN;
+	th = data + L4_V4;
+	if ((void *)(th + 1) > data_end)
+		return -1;
+	csum_replace2(&ip->check, ip->tot_len, new_tot);
+	ip->tot_len = new_tot;
+	__u32 sum = (__u16)~th->check;
+	sum += (__u16)~csum_fold(old_sum) + csum_fold(new_sum) + (__u16)~old_tcp + new_tcp;
+	th->check = ~csum_fold(sum);
+	p->ip_len += diff;
+	if (diff) {
+		s = bpf_map_lookup_elem(&rvs_ftp_seq, key);
+		if (!s) {
+			struct rvs_ftp_seq *ns = &b->seq;
+			ns->init_seq = seq;
+			ns->delta = diff;
+			ns->previous_delta = 0;
+			ns->_pad = 0;
+			bpf_map_update_elem(&rvs_ftp_seq, key, ns, BPF_ANY);
+		} else if (seq_after(seq, s->init_seq)) {
+			s->previous_delta = s->delta;
+			s->delta += diff;
+			s->init_seq = seq;
+		}
+	}
+	return 0;
+}
+
+/* A control connection's packet from its client, before NAT (see above). */
+__attribute__((noinline)) int ftp_in(struct xdp_md *ctx, const struct pkt *p, const struct rvs_conn_key *key,
+				     __u32 did, const struct rvs_dest *d)
+{
+	if (!p || !key || !d)
+		return 0;
+	__u32 now = now_ticks();
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct tcphdr *th = data + (p->v6 ? L4_V6 : L4_V4);
+	if ((void *)(th + 1) > data_end)
+		return 0;
+	if (p->tcp_flags & TCP_ACK) {
+		struct rvs_ftp_seq *s = bpf_map_lookup_elem(&rvs_ftp_seq, key);
+		if (s && (s->delta || s->previous_delta)) {
+			__u32 raw = th->ack_seq;
+			__u32 ack = bpf_ntohl(raw);
+			/* The delta for an ack past the start of the changed packet as the client saw
+			 * it (init_seq + previous_delta). IPVS compares with init_seq + delta, which
+			 * takes an ack of just that start (nothing of the packet received) for one
+			 * past it when the packet shrank. */
+			__s32 dl = seq_after(ack, s->init_seq + s->previous_delta) ? s->delta : s->previous_delta;
+			__u32 nack = bpf_htonl(ack - dl);
+			csum_replace4(&th->check, raw, nack);
+			th->ack_seq = nack;
+		}
+	}
+	__u32 off, len;
+	if (ftp_payload(ctx, p, &off, &len))
+		return 0;
+	__u32 zero = 0;
+	struct ftp_buf *b = bpf_map_lookup_elem(&rvs_ftp_buf, &zero);
+	if (!b)
+		return 0;
+	int n = ftp_load(ctx, b, off, len);
+	if (n < 8 || b->in[4] != ' ')
+		return 0;
+	__u32 cmd = ((__u32)(b->in[0] & 0xdf) << 24) | ((__u32)(b->in[1] & 0xdf) << 16) |
+		    ((__u32)(b->in[2] & 0xdf) << 8) | (b->in[3] & 0xdf);
+	int port = -1;
+	if (cmd == 0x504f5254 /* PORT */ && !p->v6) {
+		if (ftp_six(b, 5, n) < 0 || b->addr != key->client[0])
+			return 0;
+		port = b->port;
+	} else if (cmd == 0x45505254 /* EPRT */) {
+		/* EPRT |af|addr|port| */
+		__u8 dl = b->in[5];
+		if (b->in[6] != (p->v6 ? '2' : '1') || b->in[7] != dl)
+			return 0;
+		int j = ftp_find(b->in, 8, n, dl);
+		if (j < 0)
+			return 0;
+		port = ftp_port(b->in, ftp_opaque(b, j) + 1, n, dl);
+	}
+	if (port > 0)
+		ftp_expect(b, d->addr, key->client, port, p->family, did, key->vip, 1, now);
+	return 0;
+}
+
+/* The live expectation of ek (passive: active 0), or NULL (an old one is deleted). */
+static __always_inline struct rvs_ftp_expect *ftp_expected(const struct rvs_ftp_expect_key *ek, __u8 active, __u32 now)
+{
+	struct rvs_ftp_expect *e = bpf_map_lookup_elem(&rvs_ftp_expect, ek);
+	if (!e || e->active != active)
+		return 0;
+	if (since(now, e->created) > ms_to_ticks(RVS_FTP_EXPECT_MS)) {
+		bpf_map_delete_elem(&rvs_ftp_expect, ek);
+		return 0;
+	}
+	return e;
+}
+
+static __always_inline void ftp_expect_key(struct rvs_ftp_expect_key *ek, const struct pkt *p)
+{
+	addr_copy(ek->src, p->saddr);
+	addr_copy(ek->dst, p->daddr);
+	ek->dport = p->dport;
+	ek->proto = p->proto;
+	ek->family = p->family;
+}
+
+/* A related flow made from expectation e (b->ek) by its first packet (b->key: the flow in the
+ * client's orientation; rip, if given, must be the real server's address): the flow, its
+ * reply entry (the real server's address and port rport), the expectation deleted. Its dest
+ * id, or -1. */
+static __always_inline int ftp_related_new(struct ftp_buf *b, const struct pkt *p, const struct rvs_ftp_expect *e,
+					   const __u32 *rip, __u16 rport, enum tcp_dir dir, __u32 now)
+{
+	__u32 did = e->dest;
+	struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
+	if (!d || !(d->flags & RVS_DEST_F_AVAILABLE) || d->method != RVS_FWD_MASQ || (rip && !addr_eq(d->addr, rip)))
+		return -1;
+	struct rvs_conn *nc = &b->conn;
+	nc->dest = did;
+	nc->last_seen = now;
+	nc->state = next_state(p, RVS_S_NONE, dir);
+	nc->flags = RVS_CONN_F_RELATED;
+	nc->_pad = 0;
+	nc->created = now;
+	bpf_map_update_elem(&rvs_conns, &b->key, nc, BPF_ANY);
+	bpf_map_delete_elem(&rvs_ftp_expect, &b->ek);
+	conn_key(&b->rk, b->key.client, b->key.client_port, d->addr, rport, b->key.proto, b->key.family);
+	addr_copy(b->rel.vip, b->key.vip);
+	bpf_map_update_elem(&rvs_ftp_related, &b->rk, &b->rel, BPF_ANY);
+	/* rvsd accounts it to the real server (a header-only record). */
+	struct rvs_newflow *ev = bpf_ringbuf_reserve(&rvs_newflows, __builtin_offsetof(struct rvs_newflow, frame), 0);
+	if (ev) {
+		__builtin_memcpy(&ev->key, &b->key, sizeof(ev->key));
+		ev->service = RVS_NEWFLOW_RELATED;
+		ev->ifindex = did;
+		ev->rx_queue = 0;
+		ev->len = 0;
+		ev->_pad = 0;
+		bpf_ringbuf_submit(ev, 0);
+	} else {
+		stat_inc(RVS_STAT_NEWFLOW_RINGBUF_FULL);
+	}
+	return did;
+}
+
+/* A TCP packet to no virtual service (key: its flow's): a related flow's packet from its
+ * client, or the SYN of an expected passive data connection. The dest id to forward it to
+ * (ports kept; counted, the flow touched), -1 if neither, -2 if its real server is gone. */
+__attribute__((noinline)) int ftp_related_in(const struct pkt *p, const struct rvs_conn_key *key)
+{
+	__u32 zero = 0;
+	const struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &zero);
+	struct ftp_buf *b = bpf_map_lookup_elem(&rvs_ftp_buf, &zero);
+	if (!p || !key || !b || p->proto != IPPROTO_TCP || !ftp_enabled(cfg))
+		return -1;
+	__u32 now = now_ticks();
+	struct rvs_conn *c = live_conn(key, cfg, now);
+	if (c) {
+		if (!(c->flags & RVS_CONN_F_RELATED))
+			return -1;
+		__u32 did = c->dest;
+		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
+		if (!d || !(d->flags & RVS_DEST_F_AVAILABLE))
+			return -2;
+		touch(c, cfg, next_state(p, c->state, TCP_DIR_INPUT), now);
+		dest_count(did, p->ip_len, 0, 0);
+		return did;
+	}
+	if ((p->tcp_flags & (TCP_SYN | TCP_RST | TCP_ACK)) != TCP_SYN)
+		return -1;
+	ftp_expect_key(&b->ek, p);
+	struct rvs_ftp_expect *e = ftp_expected(&b->ek, 0, now);
+	if (!e)
+		return -1;
+	__builtin_memcpy(&b->key, key, sizeof(b->key));
+	int did = ftp_related_new(b, p, e, 0, p->dport, TCP_DIR_INPUT, now);
+	if (did >= 0)
+		dest_count(did, p->ip_len, 0, 1);
+	return did;
+}
+
+/* A TCP packet from no masq service's real server: a related flow's packet from its real
+ * server, or the SYN of an expected active data connection. 0 to forward it to the client
+ * from b->vk (counted, the flow touched), -1 if neither. */
+__attribute__((noinline)) int ftp_related_out(const struct pkt *p)
+{
+	__u32 zero = 0;
+	const struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &zero);
+	struct ftp_buf *b = bpf_map_lookup_elem(&rvs_ftp_buf, &zero);
+	if (!p || !b || p->proto != IPPROTO_TCP || !ftp_enabled(cfg))
+		return -1;
+	__u32 now = now_ticks();
+	struct rvs_service_key *vk = &b->vk;
+	__builtin_memset(vk, 0, sizeof(*vk));
+	vk->proto = p->proto;
+	vk->family = p->family;
+	conn_key(&b->rk, p->daddr, p->dport, p->saddr, p->sport, p->proto, p->family);
+	struct rvs_ftp_related *rel = bpf_map_lookup_elem(&rvs_ftp_related, &b->rk);
+	if (rel) {
+		conn_key(&b->key, p->daddr, p->dport, rel->vip, p->sport, p->proto, p->family);
+		struct rvs_conn *c = live_conn(&b->key, cfg, now);
+		if (!c || !(c->flags & RVS_CONN_F_RELATED)) {
+			bpf_map_delete_elem(&rvs_ftp_related, &b->rk);
+			return -1;
+		}
+		__u32 did = c->dest;
+		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
+		if (!d || d->method != RVS_FWD_MASQ || !addr_eq(d->addr, p->saddr))
+			return -1;
+		touch(c, cfg, next_state(p, c->state, TCP_DIR_OUTPUT), now);
+		addr_copy(vk->addr, b->key.vip);
+		dest_count(did, p->ip_len, 1, 0);
+		return 0;
+	}
+	if ((p->tcp_flags & (TCP_SYN | TCP_RST | TCP_ACK)) != TCP_SYN)
+		return -1;
+	ftp_expect_key(&b->ek, p);
+	struct rvs_ftp_expect *e = ftp_expected(&b->ek, 1, now);
+	if (!e)
+		return -1;
+	addr_copy(vk->addr, e->vip);
+	conn_key(&b->key, p->daddr, p->dport, vk->addr, p->sport, p->proto, p->family);
+	int did = ftp_related_new(b, p, e, p->saddr, p->sport, TCP_DIR_OUTPUT, now);
+	if (did < 0)
+		return -1;
+	dest_count(did, p->ip_len, 1, 1);
+	return 0;
+}
+
+/* A real server's packet that no masq flow of a service took: an FTP data connection's, sent
+ * on to the client, or PASS. */
+static __always_inline int ftp_reply(struct xdp_md *ctx, const struct pkt *p, const struct rvs_config *cfg)
+{
+	if (p->proto != IPPROTO_TCP || !ftp_enabled(cfg) || ftp_related_out(p))
+		return count(RVS_STAT_PASS, XDP_PASS);
+	__u32 zero = 0;
+	struct ftp_buf *b = bpf_map_lookup_elem(&rvs_ftp_buf, &zero);
+	if (!b)
+		return count(RVS_STAT_PASS, XDP_PASS);
+	return forward_out(ctx, p, &b->vk, 0);
+}
+
 /* A TCP/UDP packet to a virtual service without a live flow to an available real server: c is
  * its flow's entry as looked up (NULL, expired, or to a real server not available). */
 static __always_inline int to_service(struct xdp_md *ctx, const struct pkt *p, const struct rvs_service *svc,
@@ -1300,7 +1911,11 @@ static __always_inline int to_service(struct xdp_md *ctx, const struct pkt *p, c
 		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
 		if (d && (d->flags & RVS_DEST_F_AVAILABLE)) {
 			touch(c, cfg, next_state(p, c->state, input_dir(d)), now);
-			flow_cache_fill(fc, key, c, cfg, gen, jif);
+			/* An FTP control connection's packets are each read (never from the cache). */
+			if (c->flags & RVS_CONN_F_FTP)
+				ftp_in(ctx, p, key, did, d);
+			else
+				flow_cache_fill(fc, key, c, cfg, gen, jif);
 			dest_count(did, p->ip_len, 0, 0);
 			return forward_in(ctx, p, did, d, 0, cfg, jif);
 		}
@@ -1340,13 +1955,17 @@ static __always_inline int to_service(struct xdp_md *ctx, const struct pkt *p, c
 		.state = next_state(p, p->proto == IPPROTO_SCTP ? RVS_S_SCTP_NONE : RVS_S_NONE, input_dir(d)),
 		.created = now,
 	};
+	if ((svc->flags & RVS_SVC_F_FTP) && p->proto == IPPROTO_TCP && d->method == RVS_FWD_MASQ) {
+		nc.flags = RVS_CONN_F_FTP;
+		bpf_map_delete_elem(&rvs_ftp_seq, key); /* a delta of an earlier flow of this key */
+	}
 	bpf_map_update_elem(&rvs_conns, key, &nc, BPF_ANY);
 	dest_count(did, p->ip_len, 0, 1);
 	return forward_in(ctx, p, did, d, 0, cfg, jif);
 }
 
 /* A TCP/UDP packet that may be a masq real server's reply (source in rvs_reverse). */
-static __always_inline int from_server(struct xdp_md *ctx, const struct pkt *p, const struct rvs_config *cfg)
+static __always_inline int from_server(struct xdp_md *ctx, struct pkt *p, const struct rvs_config *cfg)
 {
 	if (cfg && (cfg->flags & RVS_CFG_F_NO_MASQ))
 		return count(RVS_STAT_PASS, XDP_PASS);
@@ -1357,7 +1976,7 @@ static __always_inline int from_server(struct xdp_md *ctx, const struct pkt *p, 
 	rk.family = p->family;
 	struct rvs_reverse *r = reverse_of(&rk);
 	if (!r)
-		return count(RVS_STAT_PASS, XDP_PASS);
+		return ftp_reply(ctx, p, cfg);
 	__u32 now = now_ticks();
 	__u32 n = r->count;
 	for (int i = 0; i < RVS_REVERSE_SLOTS; i++) {
@@ -1382,10 +2001,12 @@ static __always_inline int from_server(struct xdp_md *ctx, const struct pkt *p, 
 		 * moves the flow to tcpfin's timeout as it does in IPVS NAT, its INIT ACK and COOKIE
 		 * ACK take an SCTP association through its handshake. */
 		touch(c, cfg, p->proto == IPPROTO_UDP ? c->state : next_state(p, c->state, TCP_DIR_OUTPUT), now);
+		if ((c->flags & RVS_CONN_F_FTP) && ftp_out(ctx, p, &key, did, &info->vip))
+			return count(RVS_STAT_DROP_MALFORMED, XDP_DROP);
 		dest_count(did, p->ip_len, 1, 0);
 		return forward_out(ctx, p, &info->vip, 0);
 	}
-	return count(RVS_STAT_PASS, XDP_PASS);
+	return ftp_reply(ctx, p, cfg);
 }
 
 /* An ICMP error: about a flow (see the table at the top) or left to the kernel. */
@@ -1645,6 +2266,16 @@ int rvs_xdp_lb(struct xdp_md *ctx)
 	struct rvs_service *svc = service_of(&sk);
 	if (svc)
 		return to_service(ctx, &p, svc, &key, fc, cfg, gen, jif);
+	int did = p.proto == IPPROTO_TCP && ftp_enabled(cfg) ? ftp_related_in(&p, &key) : -1;
+	if (did == -2)
+		return count(RVS_STAT_DROP_NODEST, XDP_DROP);
+	if (did >= 0) {
+		__u32 id = did;
+		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &id);
+		if (!d)
+			return count(RVS_STAT_DROP_NODEST, XDP_DROP);
+		return forward_in_port(ctx, &p, id, d, cfg, jif, 0);
+	}
 	return from_server(ctx, &p, cfg);
 }
 

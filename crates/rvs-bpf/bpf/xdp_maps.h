@@ -33,8 +33,11 @@
  * holds no entry: clear it before putting the first, set it after removing the last. Clear
  * (the default) is always correct. */
 #define RVS_CFG_F_NO_MASQ 2
+/* No masq service runs the FTP helper: the program skips its lookups for FTP data connections
+ * (rvs_ftp_related, rvs_ftp_expect). Clear (the default) is always correct. */
+#define RVS_CFG_F_NO_FTP 4
 /* rvs_marks is empty: the program skips its firewall-mark lookup (same rules as NO_MASQ). */
-#define RVS_CFG_F_NO_MARKS 4
+#define RVS_CFG_F_NO_MARKS 8
 
 /* Connection states (IPVS's names, struct rvs_conn.state); each has a timeout in
  * struct rvs_config.timeout_ms. */
@@ -82,6 +85,7 @@ struct rvs_service {
 
 /* struct rvs_service.flags */
 #define RVS_SVC_F_EACH_PACKET 1 /* every datagram scheduled by rvsd (ops, persistence engine) */
+#define RVS_SVC_F_FTP 2         /* the ftp helper (IPVS's ip_vs_ftp): masq control connections read */
 
 /* Firewall marks (rvs_marks, an LPM trie): the service of a packet by protocol, family,
  * destination prefix and port range. prefixlen counts the bits after it: 32 for proto, family
@@ -143,10 +147,14 @@ struct rvs_conn {
 	__u32 dest;      /* dest id */
 	__u32 last_seen; /* bpf_ktime_get_ns() >> 20: "ticks" of 1.048576 ms, wrapping */
 	__u8 state;      /* RVS_S_* */
-	__u8 flags;      /* reserved, 0 */
+	__u8 flags;      /* RVS_CONN_F_* */
 	__u16 _pad;
 	__u32 created;   /* last_seen at creation */
 };
+
+/* struct rvs_conn.flags */
+#define RVS_CONN_F_FTP 1     /* an FTP control connection of a masq service (its data read) */
+#define RVS_CONN_F_RELATED 2 /* an FTP data connection: masq rewrites addresses, ports kept */
 
 /* Counters per dest id (a per-CPU array); here a packet is an IP packet. */
 struct rvs_dest_counters {
@@ -207,6 +215,10 @@ struct rvs_newflow {
  * (key.vip[], key.family) unresolved on interface `ifindex` and dropped the packet; rvsd asks
  * the kernel to resolve it (the client's retransmission then goes through). len is 0. */
 #define RVS_NEWFLOW_NEIGH 0xffffffff
+/* rvs_newflow.service for a flow the program made itself: an FTP data connection (key) on masq,
+ * to the control connection's real server, whose dest id is in `ifindex`, for rvsd to account
+ * (IPVS's controlled connections). len is 0, and the record holds the header only. */
+#define RVS_NEWFLOW_RELATED 0xfffffffe
 
 #define RVS_VERDICT_MAGIC 0x52565356 /* "RVSV" */
 #define RVS_VERDICT_SCHEDULED 1 /* create the flow to dest, then forward */
@@ -231,6 +243,49 @@ struct rvs_reverse_key {
 struct rvs_reverse {
 	__u32 count;
 	__u32 service[RVS_REVERSE_SLOTS];
+};
+
+/* The FTP helper on masq (IPVS's ip_vs_ftp). A control connection's flow (RVS_CONN_F_FTP) has
+ * its sequence numbers adjusted once a 227 reply changed length (rvs_ftp_seq, by the flow's
+ * key, as IPVS's ip_vs_seq: server-to-client seq + delta, client-to-server ack - delta, for
+ * sequence numbers after init_seq; previous_delta before it, for retransmissions). */
+struct rvs_ftp_seq {
+	__u32 init_seq; /* the (server's, unadjusted) seq of the last packet that changed length */
+	__s32 delta;
+	__s32 previous_delta;
+	__u32 _pad;
+};
+
+/* A data connection a control connection announced (rvs_ftp_expect): the first SYN from src to
+ * dst:dport (any source port) becomes a flow to the control connection's real server, and the
+ * entry goes. Passive (227, 229): src is the client, dst the VIP. Active (PORT, EPRT): src is
+ * the real server, dst the client. */
+struct rvs_ftp_expect_key {
+	__u32 src[4];
+	__u32 dst[4];
+	__u16 dport;
+	__u8 proto;
+	__u8 family;
+};
+
+struct rvs_ftp_expect {
+	__u32 dest;    /* the control connection's dest id */
+	__u32 vip[4];  /* the virtual address (active: the source the client sees) */
+	__u32 created; /* ticks, as rvs_conn.last_seen; unused after RVS_FTP_EXPECT_MS */
+	__u8 active;   /* 1: PORT/EPRT, 0: 227/229 */
+	__u8 _pad[3];
+};
+
+#define RVS_FTP_EXPECT_MS 30000
+/* The sizes of rvs_ftp_seq and rvs_ftp_expect (LRU), and of rvs_ftp_related (LRU). */
+#define RVS_FTP_ENTRIES 16384
+#define RVS_FTP_RELATED_ENTRIES 65536
+
+/* A data connection's replies (rvs_ftp_related): keyed as an rvs_conn_key whose vip and
+ * vip_port are the real server's address and port, the value is the virtual address of its
+ * flow (client, client port, vip, the same port). */
+struct rvs_ftp_related {
+	__u32 vip[4];
 };
 
 #endif

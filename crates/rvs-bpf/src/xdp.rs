@@ -828,6 +828,29 @@ const PINNED_MAPS: &[PinnedMap] = &[
         entries: Some(MAX_DESTS),
     },
     PinnedMap { name: "rvs_stats", kind: MapType::PerCpuArray, key: 4, value: 8, entries: Some(STAT_COUNT as u32) },
+    // The FTP helper on masq: control connections' sequence adjustments, announced and open
+    // data connections (a restart keeps them with their flows).
+    PinnedMap {
+        name: "rvs_ftp_seq",
+        kind: MapType::LruHash,
+        key: size_of::<ConnKey>(),
+        value: size_of::<FtpSeq>(),
+        entries: Some(FTP_ENTRIES),
+    },
+    PinnedMap {
+        name: "rvs_ftp_expect",
+        kind: MapType::LruHash,
+        key: size_of::<FtpExpectKey>(),
+        value: size_of::<FtpExpect>(),
+        entries: Some(FTP_ENTRIES),
+    },
+    PinnedMap {
+        name: "rvs_ftp_related",
+        kind: MapType::LruHash,
+        key: size_of::<ConnKey>(),
+        value: size_of::<FtpRelated>(),
+        entries: Some(FTP_RELATED_ENTRIES),
+    },
 ];
 
 /// The layout the maps follow: a hash of `xdp_maps.h` (comments and white space left out), so

@@ -22,9 +22,12 @@ pub const DEST_F_AVAILABLE: u8 = 1;
 pub const CFG_F_EXPIRE_NODEST_CONN: u32 = 1;
 /// rvs_reverse is empty: the program skips masq reply lookups (see xdp_maps.h).
 pub const CFG_F_NO_MASQ: u32 = 2;
-pub const CFG_F_NO_MARKS: u32 = 4;
+pub const CFG_F_NO_MARKS: u32 = 8;
 pub const MARK_RANGES: usize = 8;
 pub const MAX_MARK_PREFIXES: u32 = 4096;
+/// `RVS_CFG_F_NO_FTP`: no masq service runs the FTP helper (the program skips its data
+/// connection lookups). Clear is always correct.
+pub const CFG_F_NO_FTP: u32 = 4;
 
 pub const S_NONE: u8 = 0;
 pub const S_ESTABLISHED: u8 = 1;
@@ -97,6 +100,9 @@ pub const STAT_NAMES: [&str; STAT_COUNT] = [
 ];
 
 pub const NEWFLOW_NEIGH: u32 = 0xffff_ffff;
+/// `RVS_NEWFLOW_RELATED`: an event for a flow the program made (an FTP data connection on
+/// masq): its key, and its real server's dest id in `ifindex`.
+pub const NEWFLOW_RELATED: u32 = 0xffff_fffe;
 
 pub const VERDICT_MAGIC: u32 = 0x5256_5356;
 pub const VERDICT_SCHEDULED: u32 = 1;
@@ -161,6 +167,8 @@ pub struct Service {
 
 /// `struct rvs_service.flags`: every datagram is scheduled by rvsd (`RVS_SVC_F_EACH_PACKET`).
 pub const SVC_F_EACH_PACKET: u32 = 1;
+/// `RVS_SVC_F_FTP`: the ftp helper (IPVS's `ip_vs_ftp`) reads its masq control connections.
+pub const SVC_F_FTP: u32 = 2;
 
 impl Service {
     pub fn new(id: u32) -> Self {
@@ -271,6 +279,58 @@ pub struct Conn {
     pub _pad: u16,
     pub created: u32,
 }
+
+/// `struct rvs_conn.flags`: an FTP control connection of a masq service (`RVS_CONN_F_FTP`).
+pub const CONN_F_FTP: u8 = 1;
+/// `RVS_CONN_F_RELATED`: an FTP data connection (addresses rewritten, ports kept).
+pub const CONN_F_RELATED: u8 = 2;
+
+/// `struct rvs_ftp_seq`: a control connection's sequence-number adjustment (IPVS's
+/// `ip_vs_seq`), by its flow's key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FtpSeq {
+    pub init_seq: u32,
+    pub delta: i32,
+    pub previous_delta: i32,
+    pub _pad: u32,
+}
+
+/// `struct rvs_ftp_expect_key`: a data connection announced on a control connection.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FtpExpectKey {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub dport: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+
+/// `struct rvs_ftp_expect`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FtpExpect {
+    pub dest: u32,
+    pub vip: [u32; 4],
+    pub created: u32,
+    pub active: u8,
+    pub _pad: [u8; 3],
+}
+
+/// `struct rvs_ftp_related`: a data connection's virtual address, by its reply key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FtpRelated {
+    pub vip: [u32; 4],
+}
+
+/// `RVS_FTP_EXPECT_MS`: how long an announced data connection is expected.
+pub const FTP_EXPECT_MS: u32 = 30_000;
+/// `RVS_FTP_ENTRIES`: the size of `rvs_ftp_seq` and `rvs_ftp_expect`.
+pub const FTP_ENTRIES: u32 = 16384;
+/// `RVS_FTP_RELATED_ENTRIES`: the size of `rvs_ftp_related`.
+pub const FTP_RELATED_ENTRIES: u32 = 65536;
 
 impl Conn {
     /// A flow to `dest` in `state`, seen now (`now` in ticks: [`crate::xdp::now_ticks`]).
@@ -514,7 +574,11 @@ pod!(
     MarkKey,
     MarkData,
     MarkRange,
-    MarkPorts
+    MarkPorts,
+    FtpSeq,
+    FtpExpectKey,
+    FtpExpect,
+    FtpRelated
 );
 
 #[cfg(test)]
@@ -547,6 +611,10 @@ mod tests {
         s!("rvs_mark_key", MarkKey, prefixlen, proto, family, _pad, addr);
         s!("rvs_mark_range", MarkRange, lo, hi, service);
         s!("rvs_mark_ports", MarkPorts, count, range);
+        s!("rvs_ftp_seq", FtpSeq, init_seq, delta, previous_delta, _pad);
+        s!("rvs_ftp_expect_key", FtpExpectKey, src, dst, dport, proto, family);
+        s!("rvs_ftp_expect", FtpExpect, dest, vip, created, active, _pad);
+        s!("rvs_ftp_related", FtpRelated, vip);
         v
     }
 
@@ -574,6 +642,13 @@ S(rvs_mark_key) F(rvs_mark_key, prefixlen) F(rvs_mark_key, proto) F(rvs_mark_key
 S(rvs_mark_range) F(rvs_mark_range, lo) F(rvs_mark_range, hi) F(rvs_mark_range, service)
 S(rvs_mark_ports) F(rvs_mark_ports, count) F(rvs_mark_ports, range)
 printf("marks %d %d %d\n", RVS_MARK_RANGES, RVS_MAX_MARK_PREFIXES, RVS_CFG_F_NO_MARKS);
+S(rvs_ftp_seq) F(rvs_ftp_seq, init_seq) F(rvs_ftp_seq, delta) F(rvs_ftp_seq, previous_delta) F(rvs_ftp_seq, _pad)
+S(rvs_ftp_expect_key) F(rvs_ftp_expect_key, src) F(rvs_ftp_expect_key, dst) F(rvs_ftp_expect_key, dport) F(rvs_ftp_expect_key, proto) F(rvs_ftp_expect_key, family)
+S(rvs_ftp_expect) F(rvs_ftp_expect, dest) F(rvs_ftp_expect, vip) F(rvs_ftp_expect, created) F(rvs_ftp_expect, active) F(rvs_ftp_expect, _pad)
+S(rvs_ftp_related) F(rvs_ftp_related, vip)
+printf("ftp %d %d %d %d %d %d\n", RVS_CFG_F_NO_FTP, RVS_SVC_F_FTP, RVS_CONN_F_FTP, RVS_CONN_F_RELATED, RVS_FTP_EXPECT_MS, RVS_FTP_ENTRIES);
+printf("ftp_related %d\n", RVS_FTP_RELATED_ENTRIES);
+printf("newflow_related %u\n", RVS_NEWFLOW_RELATED);
 printf("newflow_total %zu\n", sizeof(struct rvs_newflow));
 printf("const %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d\n", RVS_MAX_SERVICES, RVS_MAX_DESTS, RVS_REVERSE_SLOTS,
   RVS_NEWFLOW_MAX_FRAME, RVS_FWD_GATE, RVS_FWD_MASQ, RVS_FWD_TUNNEL, RVS_S_UDP, RVS_S_COUNT, RVS_STAT_COUNT,
@@ -638,6 +713,14 @@ return 0;
             S_SCTP_CLOSED as u64,
         ];
         assert_eq!(got, want);
+        let ftp = text.lines().find_map(|l| l.strip_prefix("ftp ")).unwrap();
+        let got: Vec<u32> = ftp.split(' ').map(|v| v.parse().unwrap()).collect();
+        assert_eq!(
+            got,
+            [CFG_F_NO_FTP, SVC_F_FTP, u32::from(CONN_F_FTP), u32::from(CONN_F_RELATED), FTP_EXPECT_MS, FTP_ENTRIES]
+        );
+        assert_eq!(c["ftp_related"].parse::<u32>().unwrap(), FTP_RELATED_ENTRIES);
+        assert_eq!(c["newflow_related"].parse::<u32>().unwrap(), NEWFLOW_RELATED);
     }
 
     #[test]

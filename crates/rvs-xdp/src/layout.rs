@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use rvs_bpf::xdp_maps as maps;
 use rvs_core::forwarding::Engine;
 use rvs_core::fwmark::Family;
-use rvs_core::{ForwardingMethod, MarkKey, Protocol, ServiceKey, ServiceModel, TableModel, Timeouts};
+use rvs_core::{ForwardingMethod, Helper, MarkKey, Protocol, ServiceKey, ServiceModel, TableModel, Timeouts};
 
 use crate::ids::IdPool;
 
@@ -294,8 +294,9 @@ fn method(m: ForwardingMethod) -> u8 {
 
 /// Timeouts in the program's ticks (ms), per state, as IPVS sets them: `tcp`, `tcpfin` and `udp`
 /// from the table; the others IPVS's defaults. Without masq real servers (`masq` false) the
-/// program skips looking for masq replies.
-pub fn config(timeouts: &Timeouts, expire_nodest_conn: bool, masq: bool) -> maps::Config {
+/// program skips looking for masq replies; without a masq service running the FTP helper
+/// (`ftp` false), for FTP data connections.
+pub fn config(timeouts: &Timeouts, expire_nodest_conn: bool, masq: bool, ftp: bool) -> maps::Config {
     let s = |secs: u32| secs.saturating_mul(1000);
     let mut timeout_ms = [0u32; maps::S_COUNT];
     timeout_ms[maps::S_NONE as usize] = s(2);
@@ -315,7 +316,8 @@ pub fn config(timeouts: &Timeouts, expire_nodest_conn: bool, masq: bool) -> maps
     maps::Config {
         timeout_ms,
         flags: if expire_nodest_conn { maps::CFG_F_EXPIRE_NODEST_CONN } else { 0 }
-            | if masq { 0 } else { maps::CFG_F_NO_MASQ },
+            | if masq { 0 } else { maps::CFG_F_NO_MASQ }
+            | if ftp { 0 } else { maps::CFG_F_NO_FTP },
         ..Default::default()
     }
 }
@@ -355,6 +357,7 @@ pub fn plan(
     let mut services = Vec::new();
     let mut reverse: HashMap<maps::ReverseKey, Vec<u32>> = HashMap::new();
     let mut served_marks = Vec::new();
+    let mut ftp = false;
     for (key, m) in wanted {
         if let ServiceKey::Mark(mk) = key {
             if let Some(s) = m.servers.iter().find(|s| s.method == ForwardingMethod::Masq) {
@@ -370,6 +373,10 @@ pub fn plan(
             }
         };
         let first_method = m.servers.first().map_or(ForwardingMethod::Gate, |s| s.method);
+        // The FTP helper reads masq control connections (IPVS's ip_vs_ftp); gate and tunnel
+        // need none (see the README's FTP section).
+        let ftp_helper = key.protocol() == Some(Protocol::Tcp) && m.settings.helper_for(key) == Helper::Ftp;
+        ftp |= ftp_helper && m.servers.iter().any(|s| s.method == ForwardingMethod::Masq);
         let servers = m
             .servers
             .iter()
@@ -417,7 +424,8 @@ pub fn plan(
             }
             dests.push((dk, dest_id, dest));
         }
-        let flags = if m.settings.schedules_each_datagram() { maps::SVC_F_EACH_PACKET } else { 0 };
+        let flags = if m.settings.schedules_each_datagram() { maps::SVC_F_EACH_PACKET } else { 0 }
+            | if ftp_helper { maps::SVC_F_FTP } else { 0 };
         let map_key = match key {
             ServiceKey::Addr(a) => maps::ServiceKey::new(a.addr, proto(a.protocol)),
             ServiceKey::Mark(mk) => {
@@ -434,7 +442,7 @@ pub fn plan(
     next.reverse = reverse.keys().copied().collect();
     let reverse = reverse.into_iter().map(|(k, ids)| (k, maps::Reverse::new(&ids))).collect();
     let masq = !next.reverse.is_empty();
-    let mut config = config(&table.timeouts, table.options.expire_nodest_conn, masq);
+    let mut config = config(&table.timeouts, table.options.expire_nodest_conn, masq, ftp);
     if marks.is_empty() {
         config.flags |= maps::CFG_F_NO_MARKS;
     }
@@ -585,18 +593,38 @@ mod tests {
 
     #[test]
     fn timeouts_follow_the_table() {
-        let c = config(&Timeouts { tcp_secs: 10, tcpfin_secs: 5, udp_secs: 7 }, true, true);
+        let c = config(&Timeouts { tcp_secs: 10, tcpfin_secs: 5, udp_secs: 7 }, true, true, true);
         assert_eq!(c.timeout_ms[maps::S_ESTABLISHED as usize], 10_000);
         assert_eq!(c.timeout_ms[maps::S_FIN_WAIT as usize], 5_000);
         assert_eq!(c.timeout_ms[maps::S_UDP as usize], 7_000);
         assert_eq!(c.flags, maps::CFG_F_EXPIRE_NODEST_CONN);
-        let c = config(&Timeouts::default(), false, false);
+        let c = config(&Timeouts::default(), false, false, true);
         assert_eq!(c.flags, maps::CFG_F_NO_MASQ, "no masq real server: no reply lookups");
         // SCTP's are IPVS's fixed table, whatever --set says, and the loader's defaults.
         assert_eq!(c.timeout_ms[maps::S_SCTP_ESTABLISHED as usize], 900_000);
         assert_eq!(c.timeout_ms[maps::S_SCTP_CLOSED as usize], 61_000);
         assert_eq!(c.timeout_ms[maps::S_SCTP_INIT1 as usize], 4_000);
         assert_eq!(c.timeout_ms, maps::Config::default().timeout_ms);
+    }
+
+    #[test]
+    fn an_ftp_service_on_masq_turns_the_helper_on() {
+        let flags = |services: &[(&str, Protocol, Vec<RealServerSettings>)]| {
+            let p = plan(&Assignment::default(), &table(services), &local).unwrap();
+            let by_port: Vec<(u16, u32)> = p.services.iter().map(|s| (s.key.port(), s.flags)).collect();
+            (by_port, p.config.flags & maps::CFG_F_NO_FTP)
+        };
+        let masq = server("198.18.0.11:21", ForwardingMethod::Masq);
+        let gate = server("198.18.0.12:21", ForwardingMethod::Gate);
+        // Port 21 runs the helper by default (ip_vs_ftp's ports=21); its lookups are on only
+        // with a masq real server behind it.
+        assert_eq!(flags(&[("198.18.1.10:21", Protocol::Tcp, vec![masq])]), (vec![(21, maps::SVC_F_FTP)], 0));
+        assert_eq!(
+            flags(&[("198.18.1.10:21", Protocol::Tcp, vec![gate])]),
+            (vec![(21, maps::SVC_F_FTP)], maps::CFG_F_NO_FTP)
+        );
+        let http = server("198.18.0.11:80", ForwardingMethod::Masq);
+        assert_eq!(flags(&[("198.18.1.10:80", Protocol::Tcp, vec![http])]), (vec![(80, 0)], maps::CFG_F_NO_FTP));
     }
 
     #[test]

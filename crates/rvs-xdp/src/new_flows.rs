@@ -84,12 +84,34 @@ impl Scheduler {
                     }
                     continue;
                 }
+                if event.service == maps::NEWFLOW_RELATED {
+                    self.related(&event);
+                    continue;
+                }
                 let started = Instant::now();
                 self.schedule(&event);
                 self.counters.busy_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
             }
         }
         let _ = ring.as_fd();
+    }
+
+    /// Accounts an FTP data connection the program made on masq (from what its control
+    /// connection announced) to the control connection's real server, without scheduling, as
+    /// IPVS's controlled connections are: a connection of the service and the real server,
+    /// listed, and read back by the sweep like any flow.
+    fn related(&self, event: &NewFlowEvent) {
+        let published = self.published.load();
+        let dest_id = event.ifindex;
+        let Some(dk) = published.assignment.dest_of(dest_id) else { return };
+        let Some(service) = published.assignment.service_id(&dk.service).and_then(|id| published.service(id)) else {
+            return;
+        };
+        let Some(dest) = service.dest(dk.addr) else { return };
+        let Some(protocol) = rvs_core::Protocol::from_number(event.key.proto) else { return };
+        let now_ms = self.clock.now_ms();
+        let binding = service.related(dest, now_ms);
+        self.flows.insert(event.key, Flow { binding, dest_id, protocol }, now_ms);
     }
 
     /// Schedules one first packet and hands it back.

@@ -1469,6 +1469,143 @@ fn sipp_calls_through_the_packet_engine_each_stay_on_one_real_server() {
 /// connections (PASV and EPSV to any port of the VIP) follow its control connection to one
 /// real server, and active ones (PORT, EPRT) go from the real server straight to the client.
 /// Debian's vsftpd on the VIP of each real server, Python's ftplib in the client namespace.
+/// FTP on masq (the `ftp` helper, IPVS's ip_vs_ftp, in the XDP program): a service on port 21
+/// only, two vsftpd real servers on their own addresses. The virtual address is longer than
+/// the real servers' (`198,18,101,100` against `198,18,0,11` in a 227), so every rewritten 227
+/// grows its packet and the control connection's sequence numbers must be adjusted after it:
+/// each session opens two data connections (so two 227s in PASV mode), and a wrong adjustment
+/// breaks the session. Active mode: the real server's data connection (from an ephemeral port,
+/// vsftpd's connect_from_port_20=NO) must come to the client from the VIP.
+#[test]
+fn ftp_through_masq_on_port_21_in_every_mode_with_the_227_rewritten() {
+    use rvs_testkit::ftp::{ftp_client, ftp_file, ftp_tools, FtpMode, Vsftpd};
+    if !ftp_tools() {
+        eprintln!("note: vsftpd or python3's ftplib missing (.ci/run installs them): skipped");
+        return;
+    }
+    let farm = Farm::one_segment(2);
+    let vip_ip = "198.18.101.100";
+    farm.client.run(&format!("ip route add {vip_ip}/32 via 198.18.0.1"));
+    farm.client.run("ip addr add 198.18.0.4/24 dev eth0");
+    // The client shares the real servers' segment: so that only the helper can make the data
+    // connections work, it can neither reach the real servers' own addresses (a 227 left
+    // naming one fails) nor take packets from them (strict reverse-path filter: an active data
+    // connection left coming from a real server's address is dropped).
+    for a in &farm.rs4 {
+        farm.client.run(&format!("ip route add prohibit {a}/32"));
+    }
+    farm.client.run("sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.eth0.rp_filter=1");
+    for rs in &farm.servers {
+        rs.run("ip route add 198.18.0.2/32 via 198.18.0.1 && ip route add 198.18.0.4/32 via 198.18.0.1");
+    }
+    let servers: Vec<Vsftpd> = farm
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, rs)| {
+            let addr: SocketAddr = format!("{}:21", farm.rs4[i]).parse().unwrap();
+            rs.enter(|| Vsftpd::start(&format!("rs{}", i + 1), addr, (30000, 30049)))
+        })
+        .collect();
+    let ftp_vip: SocketAddr = format!("{vip_ip}:21").parse().unwrap();
+    let rss: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:21"), "masq")).collect();
+    // No `helper` line: port 21 runs it by default.
+    let rvsd = farm.rvsd(&service("tcp", ftp_vip, "rr", "", &rss));
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for src in ["198.18.0.2", "198.18.0.4"] {
+        let ip: std::net::IpAddr = src.parse().unwrap();
+        for mode in [FtpMode::Pasv, FtpMode::Epsv, FtpMode::Port, FtpMode::Eprt] {
+            let local = dir.path().join(format!("{src}-{mode:?}.bin"));
+            let name = farm
+                .client
+                .enter(|| ftp_client(ftp_vip, Some(ip), mode, "retr", &local, "file.bin"))
+                .unwrap_or_else(|e| panic!("masq {mode:?} from {src}: {e}\n{}", diag(&rvsd)));
+            assert_eq!(std::fs::read(&local).unwrap(), ftp_file(&name), "masq {mode:?}: 1 MiB byte-exact");
+            seen.insert(name);
+            let remote = format!("up-{src}-{mode:?}.bin");
+            let name = farm
+                .client
+                .enter(|| ftp_client(ftp_vip, Some(ip), mode, "stor", &local, &format!("incoming/{remote}")))
+                .unwrap_or_else(|e| panic!("masq {mode:?} upload from {src}: {e}\n{}", diag(&rvsd)));
+            let on = servers.iter().find(|v| v.name == name).unwrap();
+            let sent = std::fs::read(&local).unwrap();
+            assert_eq!(
+                on.uploaded(&remote).as_deref(),
+                Some(&sent[..]),
+                "masq {mode:?} upload: on its control's server"
+            );
+            seen.insert(name);
+        }
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["rs1", "rs2"], "sessions spread over both real servers");
+    // Each session is three connections of the service (control, name.txt, the MiB), the data
+    // connections accounted to their control connection's real server as IPVS accounts them.
+    let sessions = 16;
+    let conns = || service_view(&rvsd, ftp_vip)["stats"]["conns"].as_u64().unwrap_or(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while conns() < 3 * sessions && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(conns(), 3 * sessions, "control and data connections counted: {}", service_view(&rvsd, ftp_vip));
+    // The real servers saw every session from the clients' own addresses (masq keeps them),
+    // and the passive replies went out naming the VIP.
+    for v in &servers {
+        let log = v.log();
+        assert!(log.contains("198.18.0.2") && log.contains("198.18.0.4"), "{}: {log}", v.name);
+    }
+}
+
+/// FTP on masq over IPv6: EPSV and EPRT (the modes IPv6 has) need no rewrite, only the data
+/// connections they announce made into flows to the control connection's real server.
+#[test]
+fn ftp_through_masq_on_ipv6_with_epsv_and_eprt() {
+    use rvs_testkit::ftp::{ftp_client, ftp_file, ftp_tools, FtpMode, Vsftpd};
+    if !ftp_tools() {
+        eprintln!("note: vsftpd or python3's ftplib missing (.ci/run installs them): skipped");
+        return;
+    }
+    let farm = Farm::one_segment(2);
+    // As on IPv4: the client can neither reach the real servers' own addresses nor take
+    // packets from them (IPv6 has no reverse-path sysctl: a filter rule drops them).
+    for a in &farm.rs6 {
+        farm.client.run(&format!("ip -6 route add prohibit {a}/128"));
+    }
+    farm.client.run(&format!(
+        "nft add table ip6 rvs_test && nft 'add chain ip6 rvs_test input {{ type filter hook input priority 0; }}' \
+         && nft 'add rule ip6 rvs_test input ip6 saddr {{ {} }} drop'",
+        farm.rs6.join(", ")
+    ));
+    for rs in &farm.servers {
+        rs.run("ip -6 route add 2001:db8::2/128 via 2001:db8::1");
+    }
+    let servers: Vec<Vsftpd> = farm
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, rs)| {
+            let addr: SocketAddr = format!("[{}]:21", farm.rs6[i]).parse().unwrap();
+            rs.enter(|| Vsftpd::start(&format!("rs{}", i + 1), addr, (30000, 30049)))
+        })
+        .collect();
+    let ftp_vip: SocketAddr = format!("[{VIP6}]:21").parse().unwrap();
+    let rss: Vec<(String, &str)> = farm.rs6.iter().map(|a| (format!("[{a}]:21"), "masq")).collect();
+    let rvsd = farm.rvsd(&service("tcp", ftp_vip, "rr", "", &rss));
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for mode in [FtpMode::Epsv, FtpMode::Eprt, FtpMode::Epsv, FtpMode::Eprt] {
+        let local = dir.path().join(format!("{mode:?}.bin"));
+        let name = farm
+            .client
+            .enter(|| ftp_client(ftp_vip, None, mode, "retr", &local, "file.bin"))
+            .unwrap_or_else(|e| panic!("masq v6 {mode:?}: {e}\n{}", diag(&rvsd)));
+        assert_eq!(std::fs::read(&local).unwrap(), ftp_file(&name), "masq v6 {mode:?}: 1 MiB byte-exact");
+        seen.insert(name);
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["rs1", "rs2"], "sessions spread over both real servers");
+    drop(servers);
+}
+
 #[test]
 fn ftp_through_gate_and_tunnel_with_a_persistent_all_port_service_in_every_mode() {
     use rvs_testkit::ftp::{ftp_client, ftp_file, ftp_tools, FtpMode, Vsftpd};
