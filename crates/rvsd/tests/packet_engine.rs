@@ -1370,6 +1370,81 @@ fn an_all_port_service_keeps_each_port_and_persistence_holds_a_client_on_one_rea
 }
 
 #[test]
+fn a_firewall_mark_groups_tcp_and_udp_ports_and_both_families_on_one_real_server_per_client_gate() {
+    let farm = Farm::one_segment(2);
+    farm.real_servers_dr();
+    let mut backends = Vec::new();
+    for port in [80, 443] {
+        backends.extend(echo_servers(&farm, format!("{VIP4}:{port}").parse().unwrap()));
+    }
+    backends.extend(echo_servers(&farm, format!("[{VIP6}]:80").parse().unwrap()));
+    udp_servers(&farm, format!("{VIP4}:53").parse().unwrap());
+    // Mark 1: HTTP and HTTPS and DNS of VIP4 (its IPv4 service, `-f 1`), HTTP of VIP6 (`-f 1 -6`).
+    let m = |proto: &str, addr: &str, ports: &str| {
+        format!("  [[firewall_mark.match]]\n  protocol = \"{proto}\"\n  address = \"{addr}\"\n  ports = \"{ports}\"\n")
+    };
+    let mut body = String::from("[[firewall_mark]]\nmark = 1\n");
+    body += &(m("tcp", VIP4, "80") + &m("tcp", VIP4, "443") + &m("udp", VIP4, "53") + &m("tcp", VIP6, "80"));
+    for (family, servers) in [("ipv4", &farm.rs4), ("ipv6", &farm.rs6)] {
+        body +=
+            &format!("[[service]]\nfirewall_mark = 1\nfamily = \"{family}\"\nscheduler = \"rr\"\npersistent = 60\n");
+        for a in servers {
+            let a = if family == "ipv6" { format!("[{a}]") } else { a.clone() };
+            body += &format!("  [[service.real_server]]\n  address = \"{a}\"\n  method = \"gate\"\n");
+        }
+    }
+    let rvsd = farm.rvsd(&body);
+    let mut seen = Vec::new();
+    for port in [80, 443, 80, 443] {
+        let to: SocketAddr = format!("{VIP4}:{port}").parse().unwrap();
+        let (mut s, name) = connect_name_through(&farm, &rvsd, to);
+        assert_eq!(s.peer_addr().unwrap(), to);
+        echo_line(&mut s, "ping\n", &format!("{name} on port {port}"));
+        seen.push(name);
+    }
+    let c = farm.udp(false);
+    seen.push(udp_ask(&c, format!("{VIP4}:53").parse().unwrap(), b"q", &rvsd));
+    seen.dedup();
+    assert_eq!(seen.len(), 1, "one client on one real server across the mark's ports and protocols: {seen:?}");
+    let v6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
+    let (mut s, name6) = connect_name_through(&farm, &rvsd, v6);
+    echo_line(&mut s, "ping\n", &format!("{name6} on IPv6"));
+    for (path, conns) in [("fwmark/1", 5), ("fwmark6/1", 1)] {
+        let (st, v) = rvsd.api("GET", &format!("/v1/services/{path}"), None);
+        assert_eq!((st, v["stats"]["conns"].as_u64()), (200, Some(conns)), "{path}: {v}");
+    }
+    let (_, t) = rvsd.api("GET", "/v1/templates", None);
+    let vaddrs: Vec<&str> =
+        t["templates"].as_array().unwrap().iter().map(|t| t["virtual_address"].as_str().unwrap()).collect();
+    assert_eq!(vaddrs.len(), 2, "one template per family: {t}");
+    assert!(vaddrs.contains(&"0.0.0.1:0") && vaddrs.contains(&"[0:1::]:0"), "IPVS's fwmark template addresses: {t}");
+    // Masq cannot serve a mark in the packet engine (a reply names no one virtual address).
+    let (st, v) = rvsd.api(
+        "POST",
+        "/v1/services/fwmark/1/servers",
+        Some(r#"{"address": "198.18.0.20:0", "method": "masq"}"#),
+    );
+    assert!((400..500).contains(&st) && v.to_string().contains("gate or tunnel"), "{st} {v}");
+    // Deleting the services and the mark takes its entries out of the program.
+    for path in ["fwmark/1", "fwmark6/1"] {
+        assert_eq!(rvsd.api("DELETE", &format!("/v1/services/{path}"), None).0, 200);
+    }
+    assert_eq!(rvsd.api("DELETE", "/v1/marks/1", None).0, 200);
+    let (_, marks) = rvsd.api("GET", "/v1/marks", None);
+    assert_eq!(marks["marks"].as_array().map(Vec::len), Some(0), "{marks}");
+    let gone = farm.connect(format!("{VIP4}:443").parse().unwrap());
+    assert!(
+        gone.is_err()
+            || gone.is_ok_and(|mut s| {
+                let mut b = [0u8; 1];
+                s.set_read_timeout(Some(Duration::from_millis(500))).ok();
+                !matches!(std::io::Read::read(&mut s, &mut b), Ok(1))
+            }),
+        "no service after the mark went"
+    );
+}
+
+#[test]
 fn one_packet_scheduling_in_the_packet_engine_spreads_the_datagrams_of_one_flow() {
     let farm = Farm::one_segment(2);
     farm.real_servers_dr();
