@@ -1419,11 +1419,8 @@ fn a_firewall_mark_groups_tcp_and_udp_ports_and_both_families_on_one_real_server
     assert_eq!(vaddrs.len(), 2, "one template per family: {t}");
     assert!(vaddrs.contains(&"0.0.0.1:0") && vaddrs.contains(&"[0:1::]:0"), "IPVS's fwmark template addresses: {t}");
     // Masq cannot serve a mark in the packet engine (a reply names no one virtual address).
-    let (st, v) = rvsd.api(
-        "POST",
-        "/v1/services/fwmark/1/servers",
-        Some(r#"{"address": "198.18.0.20:0", "method": "masq"}"#),
-    );
+    let (st, v) =
+        rvsd.api("POST", "/v1/services/fwmark/1/servers", Some(r#"{"address": "198.18.0.20:0", "method": "masq"}"#));
     assert!((400..500).contains(&st) && v.to_string().contains("gate or tunnel"), "{st} {v}");
     // Deleting the services and the mark takes its entries out of the program.
     for path in ["fwmark/1", "fwmark6/1"] {
@@ -1682,7 +1679,7 @@ fn ftp_through_masq_on_ipv6_with_epsv_and_eprt() {
 }
 
 #[test]
-fn ftp_through_gate_and_tunnel_with_a_persistent_all_port_service_in_every_mode() {
+fn ftp_through_gate_and_tunnel_with_a_persistent_all_port_or_firewall_mark_service_in_every_mode() {
     use rvs_testkit::ftp::{ftp_client, ftp_file, ftp_tools, FtpMode, Vsftpd};
     if !ftp_tools() {
         eprintln!("note: vsftpd or python3's ftplib missing (.ci/run installs them): skipped");
@@ -1703,9 +1700,25 @@ fn ftp_through_gate_and_tunnel_with_a_persistent_all_port_service_in_every_mode(
             .enumerate()
             .map(|(i, rs)| rs.enter(|| Vsftpd::start(&format!("rs{}", i + 1), ftp_vip, (30000, 30049))))
             .collect();
-        let all_ports: SocketAddr = format!("{VIP4}:0").parse().unwrap();
         let rss: Vec<(String, &str)> = farm.rs4.iter().map(|a| (a.clone(), method)).collect();
-        let rvsd = farm.rvsd(&service("tcp", all_ports, "rr", "persistent = 300", &rss));
+        // The two LVS recipes: gate with an all-port service, tunnel with a firewall mark of
+        // the control port, port 20 and the unprivileged ports, as the classic iptables rules
+        // mark them (passive data connections go to one of those; the client's answers to an
+        // active one come back to the port it was opened from).
+        let rvsd = if method == "gate" {
+            let all_ports: SocketAddr = format!("{VIP4}:0").parse().unwrap();
+            farm.rvsd(&service("tcp", all_ports, "rr", "persistent = 300", &rss))
+        } else {
+            let mut body = format!(
+                "[[firewall_mark]]\nmark = 21\n  [[firewall_mark.match]]\n  address = \"{VIP4}\"\n  ports = \"20-21\"\n  \
+                 [[firewall_mark.match]]\n  address = \"{VIP4}\"\n  ports = \"1024-65535\"\n\
+                 [[service]]\nfirewall_mark = 21\nscheduler = \"rr\"\npersistent = 300\n"
+            );
+            for (a, m) in &rss {
+                body += &format!("  [[service.real_server]]\n  address = \"{a}\"\n  method = \"{m}\"\n");
+            }
+            farm.rvsd(&body)
+        };
         // A second client address: the two clients are spread over the two real servers.
         farm.client.run("ip addr add 198.18.0.4/24 dev eth0");
         let dir = tempfile::tempdir().unwrap();
