@@ -12,7 +12,7 @@ use rvs_bpf::xdp::now_ticks;
 use rvs_bpf::xdp_maps as maps;
 use rvs_core::{ForwardingMethod, Protocol, ServiceKey};
 use rvs_sync::message::Entry;
-use rvs_sync::{FlowEntry, Method, TemplateEntry};
+use rvs_sync::{FlowEntry, Method, PeData, TemplateEntry};
 
 use crate::engine::{PacketEngine, MS_PER_TICK};
 use crate::flows::Flow;
@@ -110,7 +110,9 @@ impl PacketEngine {
             if !seen.insert((key, new)) {
                 continue;
             }
-            let (Some(c), Some((svc, dest))) = (r.program.conn(&key), self.flows.bound(&key)) else { continue };
+            let (Some(c), Some((svc, dest, pe_data))) = (r.program.conn(&key), self.flows.bound(&key)) else {
+                continue;
+            };
             let Some(m) = method(dest.settings().method) else { continue };
             let idle_ms = (now.wrapping_sub(c.last_seen) as f64 * MS_PER_TICK) as u64;
             let left = published.timeout_ms(c.state).saturating_sub(idle_ms);
@@ -131,6 +133,7 @@ impl PacketEngine {
                     vip: key.vip(),
                     real_server: dest.addr,
                     timeout_ms: p.timeout_secs.saturating_mul(1000),
+                    pe: pe_data.zip(p.engine).and_then(|(d, e)| PeData::new(e.name(), &d).ok()),
                 }));
             }
         }
@@ -157,7 +160,8 @@ impl PacketEngine {
                     let key = ServiceKey { protocol: protocol(t.protocol), addr: t.vip };
                     let svc = published.assignment.service_id(&key).and_then(|id| published.service(id));
                     let remaining = u64::from(t.timeout_ms);
-                    if svc.is_some_and(|s| s.restore_template(t.client_net, t.real_server, now_ms, remaining)) {
+                    let pe = t.pe.as_ref().map(|p| (p.name(), p.data()));
+                    if svc.is_some_and(|s| s.restore_template(t.client_net, pe, t.real_server, now_ms, remaining)) {
                         done.templates += 1;
                     } else {
                         done.skipped += 1;
