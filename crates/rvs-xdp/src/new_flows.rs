@@ -128,8 +128,8 @@ impl Scheduler {
                 Some(dest_id) => {
                     verdict = maps::Verdict::scheduled(dest_id);
                     let protocol = service.key.protocol;
+                    self.sync.created(event.key, &binding);
                     self.flows.insert(event.key, Flow { binding, dest_id, protocol }, now_ms);
-                    self.sync.created(event.key);
                 }
                 None => tracing::error!(dest = %key.addr, "packet engine: a scheduled real server has no slot"),
             }
