@@ -11,7 +11,8 @@
 #   http ka    an http service (rvsd's L7 engine; HAProxy mode http), keep-alive
 #   http close the same, -H 'Connection: close'
 # The backend is one nginx (worker_processes 1) on 127.0.0.1:18201. Prints one table: requests,
-# non-2xx answers and wrk's socket errors (connect, read, write, timeout) per case.
+# requests/s (wrk's, over the whole phase), non-2xx answers and wrk's socket errors (connect,
+# read, write, timeout) per case.
 #   bench/upgrade.sh                     # builds rvsd (release) unless RVSD_BIN names a binary
 #   UPGRADES=10 RELOADS=100 HAPROXY_RELOADS=0 bench/upgrade.sh
 # Traffic to 127.0.0.1 only (ports 18201, 18211-18214); every loop is bounded.
@@ -142,13 +143,14 @@ row() {
   local phase=$1 events=$2 f
   for f in "l4 ka" "l4 close" "http ka" "http close"; do
     local out="$W/$phase.${f// /-}.wrk"
-    local reqs non2xx errs
+    local reqs rate non2xx errs
     reqs=$(awk '/requests in/ {print $1}' "$out")
+    rate=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' "$out")
     non2xx=$(awk '/Non-2xx/ {print $NF}' "$out")
     errs=$(awk '/Socket errors/ {gsub(",", ""); print $4 "/" $6 "/" $8 "/" $10}' "$out")
-    printf '| %-22s | %-10s | %9s | %8s | %-28s |\n' "$phase" "$f" "${reqs:-?}" "${non2xx:-0}" "${errs:-0/0/0/0}"
+    printf '| %-22s | %-15s | %9s | %8s | %8s | %-37s |\n' "$phase" "$f" "${reqs:-?}" "${rate:-?}" "${non2xx:-0}" "${errs:-0/0/0/0}"
   done
-  printf '| %-22s | %-10s | %9s | %8s | %-28s |\n' "" "($events)" "" "" ""
+  printf '| %-22s | %-15s | %9s | %8s | %8s | %-37s |\n' "" "($events)" "" "" "" ""
 }
 
 # --- rvsd: binary upgrades --------------------------------------------------------------
@@ -227,8 +229,8 @@ fi
 echo
 echo "rvsd $("$RVSD" --version | awk '{print $2}'): $UPGRADES binary upgrades in ${UPGRADE_SECS}s ($LEFT old processes still draining at the end), $RELOADED reloads in ${RELOAD_SECS}s; wrk -t1 -c$CONNS per case"
 echo
-printf '| %-22s | %-10s | %9s | %8s | %-28s |\n' "phase" "case" "requests" "non-2xx" "socket errors conn/read/write/timeout"
-printf '|%s|%s|%s|%s|%s|\n' "------------------------" "------------" "-----------" "----------" "------------------------------"
+printf '| %-22s | %-15s | %9s | %8s | %8s | %-37s |\n' "phase" "case" "requests" "req/s" "non-2xx" "socket errors conn/read/write/timeout"
+printf '|%s|%s|%s|%s|%s|%s|\n' "------------------------" "-----------------" "-----------" "----------" "----------" "---------------------------------------"
 row "rvsd upgrade" "$UPGRADES upgrades"
 row "rvsd reload (SIGHUP)" "$RELOADS reloads"
 ((HAPROXY_RELOADS > 0)) && row "haproxy -sf" "$HAPROXY_RELOADS reloads"

@@ -22,8 +22,13 @@ else
     mapfile -t targets < <(awk '/^\[\[bin\]\]/ { bin = 1; next } bin && /^name *=/ { gsub(/[" ]/, "", $0); sub(/^name=/, "", $0); print; bin = 0 }' fuzz/Cargo.toml)
 fi
 ((${#targets[@]})) || { echo "no fuzz targets in fuzz/Cargo.toml" >&2; exit 1; }
-# One build of all the targets (one cargo invocation), then each run starts at once.
-cargo fuzz build --sanitizer "$sanitizer"
+# One build of all the targets (one cargo invocation), then each run starts at once; one
+# target named: only it is built.
+if ((${#targets[@]} == 1)); then
+    cargo fuzz build --sanitizer "$sanitizer" "${targets[0]}"
+else
+    cargo fuzz build --sanitizer "$sanitizer"
+fi
 for target in "${targets[@]}"; do
     mkdir -p "fuzz/work/$target"
     echo "== $target (${secs}s)"

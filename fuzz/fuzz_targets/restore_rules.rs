@@ -2,26 +2,28 @@
 //! without `--fullnat` (the first byte). Nothing panics; the whole input answers as its lines
 //! do one by one (the first bad line is the one named, with its number); each accepted
 //! command reads back from its JSON (what goes to rvsd) as the same command, and converts to a
-//! core command as rvsd would, or is refused with a field named.
+//! core command as rvsd would, or is refused with a field named. Host names are not looked up
+//! (numeric addresses only): a run never waits on a resolver.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use rvs_api::ApiCommand;
 use rvs_core::TableModel;
-use rvsadm::restore::parse_rules;
+use rvsadm::addr::Lookup;
+use rvsadm::restore::parse_rules_with;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, text)) = data.split_first() else { return };
     let Ok(text) = std::str::from_utf8(text) else { return };
     let fullnat = flags & 1 != 0;
-    let whole = parse_rules(text, fullnat);
+    let whole = parse_rules_with(text, fullnat, Lookup::Numeric);
 
     // Line by line: the same commands, or the error of the first line that has one.
     let mut by_line = Vec::new();
     let mut first_error = None;
     for (i, line) in text.lines().enumerate() {
-        match parse_rules(line, fullnat) {
+        match parse_rules_with(line, fullnat, Lookup::Numeric) {
             Ok(cmds) => by_line.extend(cmds.into_iter().map(|(n, c)| {
                 assert_eq!(n, 1);
                 (i + 1, c)

@@ -79,6 +79,11 @@ impl Binding {
         }
     }
 
+    /// The persistence template this connection was created under, if any.
+    pub fn template(&self) -> Option<&Arc<Template>> {
+        self.template.as_ref().map(|(t, _)| t)
+    }
+
     pub fn state(&self) -> ConnState {
         ConnState::from_u8(self.state.load(Ordering::Relaxed))
     }

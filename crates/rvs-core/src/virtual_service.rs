@@ -246,14 +246,24 @@ impl VirtualService {
         Binding::new(self.clone(), dest, None, now_ms)
     }
 
-    /// Installs a persistence template learnt from a sync master: `client_net` stays on `dest`
-    /// for `remaining_ms` more. False when the service is not persistent or has no such real
-    /// server.
-    pub fn restore_template(&self, client_net: IpAddr, dest: SocketAddr, now_ms: u64, remaining_ms: u64) -> bool {
-        if self.settings.load().persistence.is_none() || self.dest(dest).is_none() {
+    /// Installs a persistence template learnt from a sync master: `client_net` (with `pe`, the
+    /// persistence engine's name and data: a SIP Call-ID) stays on `dest` for `remaining_ms`
+    /// more. False when the service is not persistent, has no such real server, or its
+    /// persistence engine is not the template's (none for none).
+    pub fn restore_template(
+        &self,
+        client_net: IpAddr,
+        pe: Option<(&str, &[u8])>,
+        dest: SocketAddr,
+        now_ms: u64,
+        remaining_ms: u64,
+    ) -> bool {
+        let Some(p) = self.settings.load().persistence else { return false };
+        if self.dest(dest).is_none() || p.engine.map(PersistenceEngine::name) != pe.map(|(name, _)| name) {
             return false;
         }
-        lock(&self.templates).restore(&TemplateKey::net(client_net), dest, now_ms + remaining_ms);
+        let key = TemplateKey { client_net, pe_data: pe.map(|(_, data)| Box::from(data)) };
+        lock(&self.templates).restore(&key, dest, now_ms + remaining_ms);
         true
     }
 

@@ -370,3 +370,34 @@ fn an_sctp_service_is_the_packet_engine_s_and_refuses_full_nat() {
 fn vip_addr() -> std::net::SocketAddr {
     sa("10.0.0.1:80")
 }
+
+#[test]
+fn a_synced_sip_template_keeps_its_call_on_its_real_server() {
+    let key = ServiceKey::new(rvs_core::Protocol::Udp, sa("10.0.0.1:5060"));
+    let mut t = ServiceTable::new(1);
+    let settings = ServiceSettings {
+        scheduler: SchedulerKind::Rr,
+        persistence: Some(
+            Persistence::new(60, Netmask::host(sa("10.1.0.1:1").ip())).with_engine(Some(PersistenceEngine::Sip)),
+        ),
+        ..Default::default()
+    };
+    let server = |addr: &str| Command::AddServer { service: key, server: RealServerSettings::new(sa(addr)) };
+    t.apply_batch(&[Command::AddService { key, settings }, server("10.0.1.1:5060"), server("10.0.1.2:5060")]).unwrap();
+    let svc = t.service(&key).unwrap().clone();
+    let (client, second) = (sa("10.1.0.1:5060"), sa("10.0.1.2:5060"));
+    // Not this service's engine (none, or another name): refused.
+    assert!(!svc.restore_template(client.ip(), None, second, 0, 60_000));
+    assert!(!svc.restore_template(client.ip(), Some(("other", b"call-a")), second, 0, 60_000));
+    assert!(svc.restore_template(client.ip(), Some(("sip", b"call-a")), second, 0, 60_000));
+    let msg = |id: &str| format!("INVITE sip:b@example.com SIP/2.0\r\nCall-ID: {id}\r\n\r\n").into_bytes();
+    let r = SchedRequest { client, destination: sa("10.0.0.1:5060"), now_ms: 10 };
+    // rr's first pick would be the first real server: the Call-ID's template wins.
+    let b = svc.schedule_datagram(&r, &msg("call-a"), false).unwrap().unwrap();
+    assert_eq!(b.dest.addr, second);
+    let (tpl, _) = svc.templates(10).into_iter().find(|(t, _)| t.pe_data.as_deref() == Some(&b"call-a"[..])).unwrap();
+    assert_eq!(tpl.dest, second);
+    // Another call from the same client is rr's.
+    let other = svc.schedule_datagram(&r, &msg("call-b"), false).unwrap().unwrap();
+    assert_eq!(other.dest.addr, sa("10.0.1.1:5060"));
+}

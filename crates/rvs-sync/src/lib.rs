@@ -7,4 +7,4 @@
 pub mod message;
 pub mod socket;
 
-pub use message::{DecodeError, FlowEntry, Message, Method, TemplateEntry};
+pub use message::{DecodeError, FlowEntry, Message, Method, PeData, TemplateEntry};

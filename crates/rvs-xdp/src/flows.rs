@@ -13,6 +13,9 @@ use rvs_bpf::xdp_maps as maps;
 use rvs_core::{Binding, ConnState, Protocol, RealServer, SctpState};
 use rvs_dataplane::ConnInfo;
 
+/// What [`Flows::bound`] gives: service, real server, persistence engine data.
+pub type Bound = (Arc<rvs_core::VirtualService>, Arc<RealServer>, Option<Box<[u8]>>);
+
 /// One flow: its binding, the slot of its real server and its key in the kernel table.
 #[derive(Debug)]
 pub struct Flow {
@@ -199,9 +202,13 @@ impl Flows {
         }
     }
 
-    /// The service and real server of a flow rvsd knows.
-    pub fn bound(&self, key: &maps::ConnKey) -> Option<(Arc<rvs_core::VirtualService>, Arc<RealServer>)> {
-        lock(&self.map).flows.get(key).map(|e| (e.flow.binding.service.clone(), e.flow.binding.dest.clone()))
+    /// The service and real server of a flow rvsd knows, and the persistence engine's data of
+    /// the template it was scheduled under (a SIP Call-ID), if any.
+    pub fn bound(&self, key: &maps::ConnKey) -> Option<Bound> {
+        lock(&self.map).flows.get(key).map(|e| {
+            let b = &e.flow.binding;
+            (b.service.clone(), b.dest.clone(), b.template().and_then(|t| t.pe_data.clone()))
+        })
     }
 
     /// Ends every flow to `dest` (`expire_nodest_conn`); their keys, for the caller to delete

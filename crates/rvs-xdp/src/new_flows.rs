@@ -151,8 +151,8 @@ impl Scheduler {
                     verdict = maps::Verdict::scheduled(dest_id);
                     let protocol = service.key.protocol().or(rvs_core::Protocol::from_number(event.key.proto));
                     let Some(protocol) = protocol else { return };
+                    self.sync.created(event.key, &binding);
                     self.flows.insert(event.key, Flow { binding, dest_id, protocol }, now_ms);
-                    self.sync.created(event.key);
                 }
                 None => tracing::error!(dest = %key.addr, "packet engine: a scheduled real server has no slot"),
             }

@@ -6,45 +6,51 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rvs_bpf::xdp::now_ticks;
 use rvs_bpf::xdp_maps as maps;
-use rvs_core::{ForwardingMethod, Protocol};
+use rvs_core::persistence::Template;
+use rvs_core::{Binding, ForwardingMethod, Persistence, Protocol};
 use rvs_sync::message::Entry;
-use rvs_sync::{FlowEntry, Method, TemplateEntry};
+use rvs_sync::{FlowEntry, Method, PeData, TemplateEntry};
 
 use crate::engine::{PacketEngine, MS_PER_TICK};
 use crate::flows::Flow;
 use crate::layout::DestKey;
 
+/// One noted flow: its key, whether it is new (its persistence template goes with it), and
+/// for a persistence engine's service the template it was scheduled under (one flow of a SIP
+/// service carries many calls, each datagram scheduled by its Call-ID, each call's template
+/// to its own real server).
+type Noted = (maps::ConnKey, bool, Option<Arc<Template>>);
+
 /// Flows to send, noted as they change.
 #[derive(Debug, Default)]
 pub struct SyncQueue {
     on: AtomicBool,
-    /// Keys with whether the flow is new (its persistence template goes with it).
-    pending: Mutex<Vec<(maps::ConnKey, bool)>>,
+    pending: Mutex<Vec<Noted>>,
 }
 
 /// The most keys held between two sends (beyond: dropped, as a full sync queue is in IPVS).
 const MAX_PENDING: usize = 1 << 16;
 
 impl SyncQueue {
-    fn note(&self, key: maps::ConnKey, new: bool) {
+    fn note(&self, key: maps::ConnKey, new: bool, template: Option<&Arc<Template>>) {
         if self.on.load(Ordering::Relaxed) {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             if p.len() < MAX_PENDING {
-                p.push((key, new));
+                p.push((key, new, template.filter(|t| t.pe_data.is_some()).cloned()));
             }
         }
     }
-    /// A flow was scheduled.
-    pub fn created(&self, key: maps::ConnKey) {
-        self.note(key, true);
+    /// A flow was scheduled (or a datagram of a SIP service, under its Call-ID's template).
+    pub fn created(&self, key: maps::ConnKey, binding: &Binding) {
+        self.note(key, true, binding.template());
     }
     /// The sweep saw a flow's kernel state change.
     pub fn changed(&self, key: maps::ConnKey) {
-        self.note(key, false);
+        self.note(key, false, None);
     }
 }
 
@@ -64,6 +70,18 @@ fn method(m: ForwardingMethod) -> Option<Method> {
         ForwardingMethod::Tunnel => Some(Method::Tunnel),
         ForwardingMethod::FullNat => None,
     }
+}
+
+/// The template entry of a new flow's client (with the persistence engine's data, if any).
+fn template_entry(key: &maps::ConnKey, p: Persistence, real_server: SocketAddr, pe_data: Option<Box<[u8]>>) -> Entry {
+    Entry::Template(TemplateEntry {
+        protocol: key.proto,
+        client_net: p.netmask.apply(key.client().ip()),
+        vip: key.vip(),
+        real_server,
+        timeout_ms: p.timeout_secs.saturating_mul(1000),
+        pe: pe_data.zip(p.engine).and_then(|(d, e)| PeData::new(e.name(), &d).ok()),
+    })
 }
 
 fn protocol(p: u8) -> Protocol {
@@ -86,7 +104,7 @@ impl PacketEngine {
         let keys = self.flows.keys();
         let mut pending = self.sync.pending.lock().unwrap_or_else(|e| e.into_inner());
         let room = MAX_PENDING.saturating_sub(pending.len());
-        pending.extend(keys.into_iter().take(room).map(|k| (k, true)));
+        pending.extend(keys.into_iter().take(room).map(|k| (k, true, None)));
     }
 
     /// How many flow changes are noted and not yet taken.
@@ -106,14 +124,29 @@ impl PacketEngine {
         let now = now_ticks();
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        for (key, new) in pending {
-            if !seen.insert((key, new)) {
+        let mut flows_sent = HashSet::new();
+        for (key, new, template) in pending {
+            if !seen.insert((key, new, template.as_ref().and_then(|t| t.pe_data.clone()))) {
                 continue;
             }
-            let (Some(c), Some((svc, dest))) = (r.program.conn(&key), self.flows.bound(&key)) else { continue };
+            let (Some(c), Some((svc, dest, pe_data))) = (r.program.conn(&key), self.flows.bound(&key)) else {
+                continue;
+            };
             let Some(m) = method(dest.settings().method) else { continue };
             let idle_ms = (now.wrapping_sub(c.last_seen) as f64 * MS_PER_TICK) as u64;
             let left = published.timeout_ms(c.state).saturating_sub(idle_ms);
+            // A template noted with its flow names its own real server and Call-ID; else the
+            // flow's binding does (a refresh: the last call's).
+            let (real_server, pe_data) = match &template {
+                Some(t) => (t.dest, t.pe_data.clone()),
+                None => (dest.addr, pe_data),
+            };
+            if !flows_sent.insert(key) {
+                if let Some(p) = svc.settings().persistence.filter(|_| new) {
+                    out.push(template_entry(&key, p, real_server, pe_data));
+                }
+                continue;
+            }
             out.push(Entry::Flow(FlowEntry {
                 protocol: key.proto,
                 client: key.client(),
@@ -125,13 +158,7 @@ impl PacketEngine {
                 timeout_ms: left.min(u64::from(u32::MAX)) as u32,
             }));
             if let Some(p) = svc.settings().persistence.filter(|_| new) {
-                out.push(Entry::Template(TemplateEntry {
-                    protocol: key.proto,
-                    client_net: p.netmask.apply(key.client().ip()),
-                    vip: key.vip(),
-                    real_server: dest.addr,
-                    timeout_ms: p.timeout_secs.saturating_mul(1000),
-                }));
+                out.push(template_entry(&key, p, real_server, pe_data));
             }
         }
         out
@@ -157,7 +184,8 @@ impl PacketEngine {
                     let svc =
                         published.service_for(protocol(t.protocol), t.vip).and_then(|(_, id)| published.service(id));
                     let remaining = u64::from(t.timeout_ms);
-                    if svc.is_some_and(|s| s.restore_template(t.client_net, t.real_server, now_ms, remaining)) {
+                    let pe = t.pe.as_ref().map(|p| (p.name(), p.data()));
+                    if svc.is_some_and(|s| s.restore_template(t.client_net, pe, t.real_server, now_ms, remaining)) {
                         done.templates += 1;
                     } else {
                         done.skipped += 1;

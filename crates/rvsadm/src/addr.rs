@@ -68,9 +68,20 @@ pub fn inet_aton(s: &str) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::from(addr as u32))
 }
 
-/// An IPv4 address for a host name, as `gethostbyname` gives it.
-fn host_to_addr(name: &str) -> Option<Ipv4Addr> {
-    if name.is_empty() {
+/// Whether a parser looks host names up ([`Lookup::Names`], what ipvsadm's `-A`/`-a` do with
+/// `gethostbyname`) or takes numeric addresses only ([`Lookup::Numeric`]: a caller that must
+/// never wait on a resolver, such as a fuzz target or a test).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lookup {
+    #[default]
+    Names,
+    Numeric,
+}
+
+/// An IPv4 address for a host name, as `gethostbyname` gives it. Only a name that could be a
+/// host's reaches the resolver ([`could_be_host_name`]).
+fn host_to_addr(name: &str, lookup: Lookup) -> Option<Ipv4Addr> {
+    if lookup == Lookup::Numeric || !could_be_host_name(name) {
         return None;
     }
     let addrs = (name, 0u16).to_socket_addrs().ok()?;
@@ -78,6 +89,27 @@ fn host_to_addr(name: &str) -> Option<Ipv4Addr> {
         IpAddr::V4(v4) => Some(v4),
         IpAddr::V6(_) => None,
     })
+}
+
+/// Whether `name` could be a host name worth asking the resolver about: letters, digits, `-`,
+/// `_` and dots, at most 253 bytes, and not numeric. A numeric form that `inet_aton` refused
+/// (`1.2.3.256`, `1.2.3.4.5`, `0x1.08`) is refused without a query, as glibc's
+/// `gethostbyname` answers digits-and-dots itself.
+pub fn could_be_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !looks_numeric(name)
+}
+
+/// `inet_aton`'s shape: a digit first, then dot-separated parts (empty ones too), each decimal
+/// digits or `0x` and hex digits.
+fn looks_numeric(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_digit())
+        && name.split('.').all(|p| match p.strip_prefix("0x").or_else(|| p.strip_prefix("0X")) {
+            Some(h) => h.bytes().all(|b| b.is_ascii_hexdigit()),
+            None => p.bytes().all(|b| b.is_ascii_digit()),
+        })
 }
 
 /// `/etc/services`, read once.
@@ -123,8 +155,9 @@ pub struct Endpoint {
 }
 
 /// ipvsadm's `parse_service`: `host`, `host:port`, `v6`, `[v6]:port`; ports by number or by
-/// service name for `proto` (`tcp`, `udp`, `sctp`). `None` is ipvsadm's SERVICE_NONE.
-pub fn parse_service(buf: &str, proto: &str) -> Option<Endpoint> {
+/// service name for `proto` (`tcp`, `udp`, `sctp`). `None` is ipvsadm's SERVICE_NONE. Host
+/// names are looked up as `lookup` says.
+pub fn parse_service(buf: &str, proto: &str, lookup: Lookup) -> Option<Endpoint> {
     if buf.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -144,7 +177,7 @@ pub fn parse_service(buf: &str, proto: &str) -> Option<Endpoint> {
             None => (host, None),
         };
         port_text = p;
-        IpAddr::V4(inet_aton(h).or_else(|| host_to_addr(h))?)
+        IpAddr::V4(inet_aton(h).or_else(|| host_to_addr(h, lookup))?)
     };
     let port = match port_text {
         None => None,
@@ -156,9 +189,9 @@ pub fn parse_service(buf: &str, proto: &str) -> Option<Endpoint> {
     Some(Endpoint { ip, port })
 }
 
-/// ipvsadm's `parse_netmask` (IPv4): `inet_aton` or a host name.
-pub fn parse_netmask(buf: &str) -> Option<Ipv4Addr> {
-    inet_aton(buf).or_else(|| host_to_addr(buf))
+/// ipvsadm's `parse_netmask` (IPv4): `inet_aton` or a host name (looked up as `lookup` says).
+pub fn parse_netmask(buf: &str, lookup: Lookup) -> Option<Ipv4Addr> {
+    inet_aton(buf).or_else(|| host_to_addr(buf, lookup))
 }
 
 /// Names for addresses and ports in listings without `-n`.
@@ -261,7 +294,7 @@ mod tests {
 
     #[test]
     fn services() {
-        let p = |s| parse_service(s, "tcp");
+        let p = |s| parse_service(s, "tcp", Lookup::Numeric);
         assert_eq!(p("10.0.0.1:80"), Some(Endpoint { ip: "10.0.0.1".parse().unwrap(), port: Some(80) }));
         assert_eq!(p("10.0.0.1"), Some(Endpoint { ip: "10.0.0.1".parse().unwrap(), port: None }));
         assert_eq!(p("[::1]:80"), Some(Endpoint { ip: "::1".parse().unwrap(), port: Some(80) }));
@@ -270,6 +303,24 @@ mod tests {
         assert_eq!(p("80"), None);
         assert_eq!(p("10.0.0.1:99999"), None);
         assert_eq!(p("10.0.0.1:"), None);
+        // Names only with lookups on.
+        assert_eq!(p("localhost:80"), None);
+        assert_eq!(parse_netmask("255.255.255.0", Lookup::Numeric), Some(Ipv4Addr::new(255, 255, 255, 0)));
+        assert_eq!(parse_netmask("localhost", Lookup::Numeric), None);
+    }
+
+    #[test]
+    fn numeric_forms_never_reach_the_resolver() {
+        for numeric in ["1.2.3.256", "1.2.3.4.5", "4294967296", "0x1.0x100000000", "10.0.0.", "1..2"] {
+            assert_eq!(inet_aton(numeric), None, "{numeric}");
+            assert!(!could_be_host_name(numeric), "{numeric}");
+        }
+        for junk in ["", "a b", "host:80", "[::1", "h\u{e9}te", "a\0b", &"a".repeat(254)] {
+            assert!(!could_be_host_name(junk), "{junk:?}");
+        }
+        for name in ["localhost", "www.example.com", "rs-1", "1e100.net", "0x1g", "1.2.3.abc", "_sip._udp"] {
+            assert!(could_be_host_name(name), "{name}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::addr::{self, Endpoint};
+use crate::addr::{self, Endpoint, Lookup};
 use crate::options::{self, Action, ArgKind, Cmd, Opt, OptDef, OPTIONS};
 
 /// ipvsadm's MAX_TIMEOUT: 31 days.
@@ -425,6 +425,7 @@ struct State {
     mcast_interface: Option<String>,
     mcast_port: Option<u16>,
     sync_peer: Option<String>,
+    lookup: Lookup,
 }
 
 impl State {
@@ -450,11 +451,17 @@ fn number(text: &str, min: i64, max: i64, what: &str) -> Result<u32> {
         .ok_or_else(|| ParseError::fail(format!("illegal {what} specified")))
 }
 
-/// Parses `argv` (with the program name first).
+/// Parses `argv` (with the program name first), host names looked up as ipvsadm does.
 pub fn parse(argv: &[String]) -> Result<Invocation> {
+    parse_with(argv, Lookup::Names)
+}
+
+/// [`parse`], with host names looked up as `lookup` says ([`Lookup::Numeric`]: numeric
+/// addresses only, no resolver).
+pub fn parse_with(argv: &[String], lookup: Lookup) -> Result<Invocation> {
     let program = program_name(argv.first().map(String::as_str).unwrap_or("rvsadm"));
     let mut scanner = Scanner::new(argv.get(1..).unwrap_or(&[]));
-    let mut st = State::default();
+    let mut st = State { lookup, ..State::default() };
     let mut first = true;
     // `--watch` before any command implies -L; a -L (or --list-rules) after it is that command.
     let mut implied_list = false;
@@ -564,7 +571,7 @@ fn option(st: &mut State, o: Opt, def: &'static OptDef, value: Option<String>) -
             };
             st.svc_proto = Some(proto);
             st.svc = Some(
-                addr::parse_service(&v, proto)
+                addr::parse_service(&v, proto, st.lookup)
                     .ok_or_else(|| ParseError::fail("illegal virtual server address[:port] specified"))?,
             );
         }
@@ -591,7 +598,7 @@ fn option(st: &mut State, o: Opt, def: &'static OptDef, value: Option<String>) -
         Opt::RealServer => {
             let proto = st.svc_proto.unwrap_or("tcp");
             st.dest = Some(
-                addr::parse_service(&v, proto)
+                addr::parse_service(&v, proto, st.lookup)
                     .ok_or_else(|| ParseError::fail("illegal real server address[:port] specified"))?,
             );
         }
@@ -659,7 +666,7 @@ fn option(st: &mut State, o: Opt, def: &'static OptDef, value: Option<String>) -
         Opt::SorryServer => {
             let proto = st.svc_proto.unwrap_or("tcp");
             st.sorry_server = Some(
-                addr::parse_service(&v, proto)
+                addr::parse_service(&v, proto, st.lookup)
                     .ok_or_else(|| ParseError::fail("illegal sorry server address[:port] specified"))?,
             );
         }
@@ -931,7 +938,7 @@ fn finish(mut st: State, cmd: Cmd) -> Result<Invocation> {
             st.persistent.map(|_| n.to_string())
         }
         (Some(m), _) => {
-            let mask = addr::parse_netmask(m)
+            let mask = addr::parse_netmask(m, st.lookup)
                 .ok_or_else(|| ParseError::fail("illegal virtual server persistent mask specified"))?;
             // ipvsadm sends the mask either way; it counts only with persistence.
             st.persistent.map(|_| mask.to_string())

@@ -6,6 +6,7 @@
 
 use rvs_api::ApiCommand;
 
+use crate::addr::Lookup;
 use crate::parse;
 use crate::request;
 
@@ -49,7 +50,14 @@ fn without_tunnel_options(words: Vec<String>) -> Vec<String> {
 
 /// The commands of `text`, each with its line number. `fullnat` makes every real server
 /// full NAT (`-R --fullnat`, to take in a real ipvsadm's rules; their tunnel options go too).
+/// Host names are looked up, as ipvsadm's `-R` does.
 pub fn parse_rules(text: &str, fullnat: bool) -> Result<Vec<(usize, ApiCommand)>, RestoreError> {
+    parse_rules_with(text, fullnat, Lookup::Names)
+}
+
+/// [`parse_rules`], with host names looked up as `lookup` says ([`Lookup::Numeric`]: numeric
+/// addresses only, the resolver never asked).
+pub fn parse_rules_with(text: &str, fullnat: bool, lookup: Lookup) -> Result<Vec<(usize, ApiCommand)>, RestoreError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line_no = i + 1;
@@ -61,7 +69,11 @@ pub fn parse_rules(text: &str, fullnat: bool) -> Result<Vec<(usize, ApiCommand)>
             continue;
         }
         let argv: Vec<String> = std::iter::once("rvsadm".to_string()).chain(words).collect();
-        let inv = parse::parse(&argv).map_err(|e| RestoreError { line: line_no, message: e.message, code: e.code })?;
+        let inv = parse::parse_with(&argv, lookup).map_err(|e| RestoreError {
+            line: line_no,
+            message: e.message,
+            code: e.code,
+        })?;
         if inv.api.is_some() {
             return Err(RestoreError {
                 line: line_no,

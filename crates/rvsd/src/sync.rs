@@ -3,6 +3,8 @@
 //! validates what it receives (malformed: counted by reason, dropped) and installs the rest.
 //! Full-NAT services' persistence templates (read from the service table once a second, sent
 //! when new or moved) are synced too; their connections are not (they end with the director).
+//! A template of a persistence engine (`--pe sip`) carries the engine's name and data (the
+//! Call-ID), so the backup keeps each call, not only each client, on its real server.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -12,10 +14,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rvs_api::SyncDaemonSpec;
-use rvs_core::{ForwardingMethod, Protocol, ServiceKey};
+use rvs_core::{ForwardingMethod, Protocol, ServiceKey, TemplateKey};
 use rvs_sync::message::{Entry, Message, DEFAULT_PORT, MAX_DATAGRAM, REASONS};
 use rvs_sync::socket::{Endpoint, Receiver, Sender};
-use rvs_sync::TemplateEntry;
+use rvs_sync::{PeData, TemplateEntry};
 use rvs_xdp::PacketEngine;
 
 use crate::director::Director;
@@ -254,8 +256,9 @@ fn batches(syncid: u8, entries: Vec<Entry>) -> Vec<Message> {
     out
 }
 
-/// What a master last sent of one template: its real server, its expiry, and when.
-type SentTemplates = HashMap<(ServiceKey, IpAddr), (SocketAddr, u64, u64)>;
+/// What a master last sent of one template (by service, client network and Call-ID): its real
+/// server, its expiry, and when.
+type SentTemplates = HashMap<(ServiceKey, TemplateKey), (SocketAddr, u64, u64)>;
 
 /// The templates of full-NAT persistent services that are new or moved since `sent` (a held
 /// one, whose expiry restarts when its connections end, again each half of its timeout).
@@ -270,14 +273,15 @@ fn fullnat_templates(d: &Director, sent: &mut SentTemplates) -> Vec<Entry> {
             continue;
         }
         let timeout = u64::from(p.timeout_secs) * 1000;
+        let engine = p.engine.map(|e| e.name());
         for (t, left) in svc.templates(now) {
             let held = t.controlled() > 0;
             let left = if held { timeout } else { left };
             if left == 0 {
                 continue;
             }
-            let k = (svc.key, t.client_net);
-            live.insert(k);
+            let k = (svc.key, TemplateKey { client_net: t.client_net, pe_data: t.pe_data.clone() });
+            live.insert(k.clone());
             let fresh = match sent.get(&k) {
                 None => true,
                 Some((dest, _, _)) if *dest != t.dest => true,
@@ -289,12 +293,21 @@ fn fullnat_templates(d: &Director, sent: &mut SentTemplates) -> Vec<Entry> {
             let Some((protocol, vip)) = table.model().wire_address(&svc.key) else { continue };
             if fresh {
                 sent.insert(k, (t.dest, now + left, now));
+                let pe = match (engine, &t.pe_data) {
+                    (Some(name), Some(data)) => match PeData::new(name, data) {
+                        Ok(pe) => Some(pe),
+                        // Not made: the engine's data is at most MAX_PE_DATA bytes.
+                        Err(_) => continue,
+                    },
+                    _ => None,
+                };
                 out.push(Entry::Template(TemplateEntry {
                     protocol: protocol.number(),
                     client_net: t.client_net,
                     vip,
                     real_server: t.dest,
                     timeout_ms: left.min(u64::from(u32::MAX)) as u32,
+                    pe,
                 }));
             }
         }
@@ -378,8 +391,9 @@ fn backup(
                         // firewall mark's first).
                         let protocol = Protocol::from_number(t.protocol).unwrap_or(Protocol::Tcp);
                         let key = table.model().service_for(protocol, t.vip);
+                        let pe = t.pe.as_ref().map(|p| (p.name(), p.data()));
                         let ok = key.and_then(|k| table.service(&k)).is_some_and(|s| {
-                            s.restore_template(t.client_net, t.real_server, now, u64::from(t.timeout_ms))
+                            s.restore_template(t.client_net, pe, t.real_server, now, u64::from(t.timeout_ms))
                         });
                         let n = if ok { &c.installed_templates } else { &c.skipped };
                         n.fetch_add(1, Ordering::Relaxed);

@@ -1501,6 +1501,36 @@ fn the_sip_engine_in_the_packet_engine_keeps_each_call_on_one_real_server() {
 }
 
 #[test]
+fn sync_sip_templates_carry_their_call_ids_and_the_backup_keeps_each_call_on_its_real_server() {
+    let farm = Farm::one_segment(2);
+    farm.real_servers_dr();
+    let vip: SocketAddr = format!("{VIP4}:5060").parse().unwrap();
+    udp_servers(&farm, vip);
+    let gate: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:5060"), "gate")).collect();
+    let config = service("udp", vip, "rr", "persistent = 60\npersistence_engine = \"sip\"", &gate);
+    let dir_b = farm.backup_director();
+    let a = farm.rvsd(&config);
+    let b = farm.rvsd_on(&dir_b, &config);
+    start_sync(&b, r#"{"state": "backup", "syncid": 9, "mcast_interface": "eth0"}"#);
+    start_sync(&a, r#"{"state": "master", "syncid": 9, "peer": "198.18.0.3"}"#);
+    // Four calls on one client socket (one flow) through A, within one sync interval.
+    let c = farm.udp(false);
+    let msg = |call: usize| format!("INVITE sip:svc@{VIP4} SIP/2.0\r\nCall-ID: s{call}@198.18.0.2\r\n\r\n");
+    let on_a: Vec<String> = (0..4).map(|call| udp_ask(&c, vip, msg(call).as_bytes(), &a)).collect();
+    assert_eq!(on_a.iter().filter(|n| *n == "rs1").count(), 2, "rr over the calls: {on_a:?}");
+    let calls_on_b = || {
+        let (_, t) = b.api("GET", "/v1/templates", None);
+        t["templates"].as_array().into_iter().flatten().filter(|t| t["pe_name"] == "sip").count()
+    };
+    wait_until(Duration::from_secs(5), "the four calls' templates on the backup", || calls_on_b() == 4);
+    // Takeover: each call's next message through B reaches its real server.
+    farm.route_vip_via("198.18.0.3");
+    for call in [3, 1, 2, 0] {
+        assert_eq!(udp_ask(&c, vip, msg(call).as_bytes(), &b), on_a[call], "call {call} through the backup");
+    }
+}
+
+#[test]
 fn sipp_calls_through_the_packet_engine_each_stay_on_one_real_server() {
     use rvs_testkit::sipp::{calls_received, sipp_calls, sipp_installed, SippServer};
     if !sipp_installed() {
