@@ -8,8 +8,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use rvs_api::{
-    command_to_api, service_key, ApiCommand, ApiError, CommandBatch, HttpRuleSpec, OptionsView, RealServerSpec,
-    ServiceId, ServiceSpec, SyncDaemonSpec, TimeoutsView,
+    command_to_api, service_key, ApiCommand, ApiError, CommandBatch, HttpRuleSpec, MarkSpec, OptionsView,
+    RealServerSpec, ServiceId, ServiceSpec, SyncDaemonSpec, TimeoutsView,
 };
 use rvs_core::TableModel;
 use serde::de::DeserializeOwned;
@@ -17,7 +17,7 @@ use serde::Serialize;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&kind, body)) = data.split_first() else { return };
-    match kind % 8 {
+    match kind % 9 {
         0 => {
             let Some(batch) = round_trip::<CommandBatch>(body) else { return };
             let mut model = TableModel::default();
@@ -58,8 +58,17 @@ fuzz_target!(|data: &[u8]| {
             let Some(service) = round_trip::<Option<ServiceId>>(body) else { return };
             convert(&ApiCommand::Zero { service }, &TableModel::default());
         }
-        _ => {
+        7 => {
             round_trip::<SyncDaemonSpec>(body);
+        }
+        _ => {
+            // A firewall mark (PUT /v1/marks/N): accepted ones come back the same.
+            let Some(mark) = round_trip::<MarkSpec>(body) else { return };
+            match mark.to_core("mark") {
+                Ok(def) => assert_eq!(MarkSpec::from_core(&def).to_core("mark"), Ok(def)),
+                Err(e) => named(&e),
+            }
+            convert(&ApiCommand::SetMark { mark }, &TableModel::default());
         }
     }
 });
