@@ -206,9 +206,13 @@ impl<C: ClientIo> Session<C> {
             match self.timer.wait(deadline, true, self.inbuf.read_from(&mut self.io)).await {
                 // At a stop, a connection that just had an answer waits a moment for its next
                 // request (answered with `Connection: close`): closing it at once would race
-                // a request already on its way.
+                // a request already on its way. One that has had no request yet is not idle:
+                // its client is sending the first (it waits up to the header timeout).
                 Waited::Expired | Waited::Tick
-                    if self.inbuf.is_empty() && self.engine.is_stopping() && self.last.elapsed() >= STOP_IDLE_GRACE =>
+                    if self.inbuf.is_empty()
+                        && !self.first
+                        && self.engine.is_stopping()
+                        && self.last.elapsed() >= STOP_IDLE_GRACE =>
                 {
                     return Ok(Read::Closed)
                 }

@@ -82,3 +82,25 @@ async fn shutdown_lets_requests_in_flight_finish() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(idle.is_closed(), "idle keep-alive connections close at shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_a_connection_that_has_not_sent_its_first_request_yet_is_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = backend("a").await;
+    let (engine, addr) = start(service().pool(pool("p", SchedulerKind::Rr, &[a.addr])).default_pool("p")).await;
+    // Accepted before the stop, its request comes later than an idle keep-alive one may wait:
+    // it is no idle connection (its client has asked nothing yet), so it is answered.
+    let mut fresh = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stop = {
+        let e = engine.clone();
+        tokio::spawn(async move { e.shutdown(Duration::from_secs(5)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    fresh.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    fresh.read_to_string(&mut text).await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("Connection: close"), "{text}");
+    assert_eq!(stop.await.unwrap(), 0);
+}
