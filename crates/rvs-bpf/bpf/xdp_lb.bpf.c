@@ -234,6 +234,13 @@ struct {
 	__type(value, struct rvs_mark_ports);
 } rvs_marks SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, RVS_MARK_REPLY_ENTRIES);
+	__type(key, struct rvs_conn_key);
+	__type(value, struct rvs_mark_reply);
+} rvs_mark_replies SEC(".maps");
+
 /* The next hop to a real server as bpf_fib_lookup last gave it, per CPU, by dest id: the
  * program's own (rvsd neither reads nor writes it). An entry is used only while it is for the
  * same real server address and method, the same ingress interface, rvs_config.cache_gen is
@@ -1895,6 +1902,83 @@ static __always_inline int ftp_reply(struct xdp_md *ctx, const struct pkt *p, co
 	return forward_out(ctx, p, &b->vk, 0);
 }
 
+/* Firewall-mark masq flows: what the real server's replies go back from (see rvs_mark_replies). */
+struct mark_buf {
+	struct rvs_conn_key rk;
+	struct rvs_conn_key key;
+	struct rvs_mark_reply rel;
+	struct rvs_service_key vk;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mark_buf);
+} rvs_mark_buf SEC(".maps");
+
+/* Records where the replies of the new masq flow key (to real server d) go back from. */
+__attribute__((noinline)) int mark_reply_put(const struct rvs_conn_key *key, const struct rvs_dest *d)
+{
+	__u32 zero = 0;
+	struct mark_buf *b = bpf_map_lookup_elem(&rvs_mark_buf, &zero);
+	if (!key || !d || !b)
+		return -1;
+	__u16 rport = d->port ? d->port : key->vip_port;
+	conn_key(&b->rk, key->client, key->client_port, d->addr, rport, key->proto, key->family);
+	addr_copy(b->rel.vip, key->vip);
+	b->rel.vport = key->vip_port;
+	b->rel._pad = 0;
+	return bpf_map_update_elem(&rvs_mark_replies, &b->rk, &b->rel, BPF_ANY);
+}
+
+/* A real server's packet that may answer a firewall mark's masq flow: 0 when it does (the flow
+ * touched and counted; the virtual address to send it from in the buffer's vk), -1 if not. */
+__attribute__((noinline)) int mark_reply_out(const struct pkt *p)
+{
+	__u32 zero = 0;
+	const struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &zero);
+	struct mark_buf *b = bpf_map_lookup_elem(&rvs_mark_buf, &zero);
+	if (!p || !b || (cfg && (cfg->flags & RVS_CFG_F_NO_MARKS)))
+		return -1;
+	conn_key(&b->rk, p->daddr, p->dport, p->saddr, p->sport, p->proto, p->family);
+	struct rvs_mark_reply *rel = bpf_map_lookup_elem(&rvs_mark_replies, &b->rk);
+	if (!rel)
+		return -1;
+	conn_key(&b->key, p->daddr, p->dport, rel->vip, rel->vport, p->proto, p->family);
+	__u32 now = now_ticks();
+	struct rvs_conn *c = live_conn(&b->key, cfg, now);
+	if (!c) {
+		bpf_map_delete_elem(&rvs_mark_replies, &b->rk);
+		return -1;
+	}
+	__u32 did = c->dest;
+	struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &did);
+	if (!d || d->method != RVS_FWD_MASQ || !addr_eq(d->addr, p->saddr))
+		return -1;
+	touch(c, cfg, p->proto == IPPROTO_UDP ? c->state : next_state(p, c->state, TCP_DIR_OUTPUT), now);
+	__builtin_memset(&b->vk, 0, sizeof(b->vk));
+	addr_copy(b->vk.addr, rel->vip);
+	b->vk.port = rel->vport;
+	b->vk.proto = p->proto;
+	b->vk.family = p->family;
+	dest_count(did, p->ip_len, 1, 0);
+	return 0;
+}
+
+/* A real server's packet that no masq flow of an address service took: a firewall mark's, an
+ * FTP data connection's, or PASS. */
+static __always_inline int mark_or_ftp_reply(struct xdp_md *ctx, const struct pkt *p, const struct rvs_config *cfg)
+{
+	if (mark_reply_out(p) == 0) {
+		__u32 zero = 0;
+		struct mark_buf *b = bpf_map_lookup_elem(&rvs_mark_buf, &zero);
+		if (b)
+			return forward_out(ctx, p, &b->vk, 0);
+	}
+	return ftp_reply(ctx, p, cfg);
+}
+
 /* A TCP/UDP packet to a virtual service without a live flow to an available real server: c is
  * its flow's entry as looked up (NULL, expired, or to a real server not available). */
 static __always_inline int to_service(struct xdp_md *ctx, const struct pkt *p, const struct rvs_service *svc,
@@ -1960,6 +2044,8 @@ static __always_inline int to_service(struct xdp_md *ctx, const struct pkt *p, c
 		bpf_map_delete_elem(&rvs_ftp_seq, key); /* a delta of an earlier flow of this key */
 	}
 	bpf_map_update_elem(&rvs_conns, key, &nc, BPF_ANY);
+	if ((svc->flags & RVS_SVC_F_MARK) && d->method == RVS_FWD_MASQ)
+		mark_reply_put(key, d);
 	dest_count(did, p->ip_len, 0, 1);
 	return forward_in(ctx, p, did, d, 0, cfg, jif);
 }
@@ -1976,7 +2062,7 @@ static __always_inline int from_server(struct xdp_md *ctx, struct pkt *p, const 
 	rk.family = p->family;
 	struct rvs_reverse *r = reverse_of(&rk);
 	if (!r)
-		return ftp_reply(ctx, p, cfg);
+		return mark_or_ftp_reply(ctx, p, cfg);
 	__u32 now = now_ticks();
 	__u32 n = r->count;
 	for (int i = 0; i < RVS_REVERSE_SLOTS; i++) {
@@ -2006,7 +2092,7 @@ static __always_inline int from_server(struct xdp_md *ctx, struct pkt *p, const 
 		dest_count(did, p->ip_len, 1, 0);
 		return forward_out(ctx, p, &info->vip, 0);
 	}
-	return ftp_reply(ctx, p, cfg);
+	return mark_or_ftp_reply(ctx, p, cfg);
 }
 
 /* An ICMP error: about a flow (see the table at the top) or left to the kernel. */

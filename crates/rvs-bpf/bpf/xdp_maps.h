@@ -86,6 +86,7 @@ struct rvs_service {
 /* struct rvs_service.flags */
 #define RVS_SVC_F_EACH_PACKET 1 /* every datagram scheduled by rvsd (ops, persistence engine) */
 #define RVS_SVC_F_FTP 2         /* the ftp helper (IPVS's ip_vs_ftp): masq control connections read */
+#define RVS_SVC_F_MARK 4        /* a firewall mark's: its masq flows' replies found in rvs_mark_replies */
 
 /* Firewall marks (rvs_marks, an LPM trie): the service of a packet by protocol, family,
  * destination prefix and port range. prefixlen counts the bits after it: 32 for proto, family
@@ -113,8 +114,19 @@ struct rvs_mark_ports {
 	struct rvs_mark_range range[RVS_MARK_RANGES];
 };
 
+/* A masq flow of a firewall-mark service (rvs_mark_replies): keyed as an rvs_conn_key whose
+ * vip and vip_port are the real server's address and port, the value is the virtual address
+ * and port the client sent to (a mark has many, so its service cannot say which). */
+#define RVS_MARK_REPLY_ENTRIES 65536
+
+struct rvs_mark_reply {
+	__u32 vip[4];
+	__u16 vport;
+	__u16 _pad;
+};
+
 /* What a masq reply needs of its service: the address to put back as the source. A
- * firewall-mark service's: proto 0, port 0, addr[0] the mark (it has no masq real servers). */
+ * firewall-mark service's: proto 0, port 0, addr[0] the mark (its replies use rvs_mark_replies). */
 struct rvs_service_info {
 	struct rvs_service_key vip;
 };

@@ -83,6 +83,7 @@ struct Maps {
     config: Array<MapData, Config>,
     reverse: BpfHashMap<MapData, ReverseKey, Reverse>,
     marks: LpmTrie<MapData, MarkData, MarkPorts>,
+    mark_replies: BpfHashMap<MapData, ConnKey, MarkReply>,
     /// The settings as last given to `set_config` (its `cache_gen` is ours).
     settings: Config,
     /// `rvs_config.cache_gen`: the generation of the program's per-CPU caches of flows and
@@ -340,6 +341,7 @@ impl PacketProgram {
             config: take(&mut ebpf, "rvs_config")?,
             reverse: take(&mut ebpf, "rvs_reverse")?,
             marks: take(&mut ebpf, "rvs_marks")?,
+            mark_replies: take(&mut ebpf, "rvs_mark_replies")?,
             settings: Config::default(),
             cache_gen: 0,
         };
@@ -609,6 +611,12 @@ impl PacketProgram {
         m.bump()
     }
 
+    /// Where the replies of a firewall mark's masq flow go back from (`rvs_mark_replies`, by
+    /// the reply's key: client, real server).
+    pub fn put_mark_reply(&self, k: &ConnKey, v: &MarkReply) -> Result<(), XdpError> {
+        self.maps().mark_replies.insert(k, v, 0).map_err(map_err("rvs_mark_replies"))
+    }
+
     pub fn remove_conn(&self, k: &ConnKey) -> Result<(), XdpError> {
         let mut m = self.maps();
         let r = m.conns.remove(k).map_err(map_err("rvs_conns"));
@@ -850,6 +858,13 @@ const PINNED_MAPS: &[PinnedMap] = &[
         key: size_of::<ConnKey>(),
         value: size_of::<FtpRelated>(),
         entries: Some(FTP_RELATED_ENTRIES),
+    },
+    PinnedMap {
+        name: "rvs_mark_replies",
+        kind: MapType::LruHash,
+        key: size_of::<ConnKey>(),
+        value: size_of::<MarkReply>(),
+        entries: Some(MARK_REPLY_ENTRIES),
     },
 ];
 

@@ -169,6 +169,27 @@ pub struct Service {
 pub const SVC_F_EACH_PACKET: u32 = 1;
 /// `RVS_SVC_F_FTP`: the ftp helper (IPVS's `ip_vs_ftp`) reads its masq control connections.
 pub const SVC_F_FTP: u32 = 2;
+/// `RVS_SVC_F_MARK`: a firewall mark's service (its masq flows' replies in `rvs_mark_replies`).
+pub const SVC_F_MARK: u32 = 4;
+/// `RVS_MARK_REPLY_ENTRIES`: the size of `rvs_mark_replies`.
+pub const MARK_REPLY_ENTRIES: u32 = 65536;
+
+/// `struct rvs_mark_reply`: the virtual address and port a firewall mark's masq flow was sent
+/// to, by its reply key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MarkReply {
+    pub vip: [u32; 4],
+    pub vport: u16,
+    pub _pad: u16,
+}
+
+impl MarkReply {
+    /// Replies go back from `vip` (its port too).
+    pub fn new(vip: SocketAddr) -> Self {
+        Self { vip: addr_words(vip.ip()).0, vport: vip.port().to_be(), _pad: 0 }
+    }
+}
 
 impl Service {
     pub fn new(id: u32) -> Self {
@@ -578,7 +599,8 @@ pod!(
     FtpSeq,
     FtpExpectKey,
     FtpExpect,
-    FtpRelated
+    FtpRelated,
+    MarkReply
 );
 
 #[cfg(test)]
@@ -615,6 +637,7 @@ mod tests {
         s!("rvs_ftp_expect_key", FtpExpectKey, src, dst, dport, proto, family);
         s!("rvs_ftp_expect", FtpExpect, dest, vip, created, active, _pad);
         s!("rvs_ftp_related", FtpRelated, vip);
+        s!("rvs_mark_reply", MarkReply, vip, vport, _pad);
         v
     }
 
@@ -648,6 +671,8 @@ S(rvs_ftp_expect) F(rvs_ftp_expect, dest) F(rvs_ftp_expect, vip) F(rvs_ftp_expec
 S(rvs_ftp_related) F(rvs_ftp_related, vip)
 printf("ftp %d %d %d %d %d %d\n", RVS_CFG_F_NO_FTP, RVS_SVC_F_FTP, RVS_CONN_F_FTP, RVS_CONN_F_RELATED, RVS_FTP_EXPECT_MS, RVS_FTP_ENTRIES);
 printf("ftp_related %d\n", RVS_FTP_RELATED_ENTRIES);
+S(rvs_mark_reply) F(rvs_mark_reply, vip) F(rvs_mark_reply, vport) F(rvs_mark_reply, _pad)
+printf("mark_reply %d %d\n", RVS_SVC_F_MARK, RVS_MARK_REPLY_ENTRIES);
 printf("newflow_related %u\n", RVS_NEWFLOW_RELATED);
 printf("newflow_total %zu\n", sizeof(struct rvs_newflow));
 printf("const %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d\n", RVS_MAX_SERVICES, RVS_MAX_DESTS, RVS_REVERSE_SLOTS,
@@ -720,6 +745,8 @@ return 0;
             [CFG_F_NO_FTP, SVC_F_FTP, u32::from(CONN_F_FTP), u32::from(CONN_F_RELATED), FTP_EXPECT_MS, FTP_ENTRIES]
         );
         assert_eq!(c["ftp_related"].parse::<u32>().unwrap(), FTP_RELATED_ENTRIES);
+        let mr = text.lines().find_map(|l| l.strip_prefix("mark_reply ")).unwrap();
+        assert_eq!(mr, format!("{SVC_F_MARK} {MARK_REPLY_ENTRIES}"));
         assert_eq!(c["newflow_related"].parse::<u32>().unwrap(), NEWFLOW_RELATED);
     }
 

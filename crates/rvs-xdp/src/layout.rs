@@ -194,12 +194,6 @@ pub enum LayoutError {
     #[error("tunnel real server {addr}: the kernel has no route to it ({source})")]
     NoRoute { addr: SocketAddr, source: io::Error },
     #[error(
-        "virtual service {service}: real server {addr} is masq, but the packet engine serves a firewall mark \
-         with gate or tunnel only (a masq reply names no virtual address to put back); use gate, tunnel, or \
-         fullnat (the proxy engine)"
-    )]
-    MarkMasq { service: MarkKey, addr: SocketAddr },
-    #[error(
         "firewall marks: {prefix} ({protocol}) lies in more than {} port ranges of the marks' matches; the packet \
          engine holds at most that many per prefix",
         maps::MARK_RANGES
@@ -212,10 +206,7 @@ pub enum LayoutError {
 impl LayoutError {
     /// The service at fault, when there is one.
     pub fn service(&self) -> Option<ServiceKey> {
-        match self {
-            LayoutError::MarkMasq { service, .. } => Some(ServiceKey::Mark(*service)),
-            _ => None,
-        }
+        None
     }
 }
 
@@ -358,12 +349,8 @@ pub fn plan(
     let mut reverse: HashMap<maps::ReverseKey, Vec<u32>> = HashMap::new();
     let mut served_marks = Vec::new();
     let mut ftp = false;
+    let mut mark_masq = false;
     for (key, m) in wanted {
-        if let ServiceKey::Mark(mk) = key {
-            if let Some(s) = m.servers.iter().find(|s| s.method == ForwardingMethod::Masq) {
-                return Err(LayoutError::MarkMasq { service: *mk, addr: s.addr });
-            }
-        }
         let id = match next.services.get(key) {
             Some(id) => *id,
             None => {
@@ -407,7 +394,9 @@ pub fn plan(
             // service's port whatever it says, as IPVS does (it is kept to name the server).
             // An all-port service's flows keep the client's port: its masq real servers are
             // written with port 0 (what the program reads as "keep it").
-            let wire = if key.keeps_port() { SocketAddr::new(addr.ip(), 0) } else { addr };
+            // A firewall mark's real server keeps its own port (0: the connection's).
+            let wire =
+                if key.addr().is_some_and(|a| a.addr.port() == 0) { SocketAddr::new(addr.ip(), 0) } else { addr };
             let mut dest = maps::Dest::new(wire, method(fwd), id).with_available(false);
             if fwd == ForwardingMethod::Tunnel {
                 let src = route_source(addr.ip()).map_err(|source| LayoutError::NoRoute { addr, source })?;
@@ -424,11 +413,14 @@ pub fn plan(
             }
             dests.push((dk, dest_id, dest));
         }
-        let flags = if m.settings.schedules_each_datagram() { maps::SVC_F_EACH_PACKET } else { 0 }
+        let mut flags = if m.settings.schedules_each_datagram() { maps::SVC_F_EACH_PACKET } else { 0 }
             | if ftp_helper { maps::SVC_F_FTP } else { 0 };
         let map_key = match key {
             ServiceKey::Addr(a) => maps::ServiceKey::new(a.addr, proto(a.protocol)),
             ServiceKey::Mark(mk) => {
+                // Its masq replies find their flows in rvs_mark_replies, not rvs_reverse.
+                flags |= maps::SVC_F_MARK;
+                mark_masq |= m.servers.iter().any(|s| s.method == ForwardingMethod::Masq);
                 served_marks.push((*mk, id, flags));
                 mark_info(*mk)
             }
@@ -441,7 +433,7 @@ pub fn plan(
     let removed_reverse = next.reverse.iter().filter(|k| !reverse.contains_key(k)).copied().collect();
     next.reverse = reverse.keys().copied().collect();
     let reverse = reverse.into_iter().map(|(k, ids)| (k, maps::Reverse::new(&ids))).collect();
-    let masq = !next.reverse.is_empty();
+    let masq = !next.reverse.is_empty() || mark_masq;
     let mut config = config(&table.timeouts, table.options.expire_nodest_conn, masq, ftp);
     if marks.is_empty() {
         config.flags |= maps::CFG_F_NO_MARKS;

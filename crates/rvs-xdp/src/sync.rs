@@ -228,6 +228,14 @@ impl PacketEngine {
             tracing::warn!(client = %f.client, "connection sync: installing a flow: {e}");
             return false;
         }
+        // A firewall mark's masq flow: its replies find it by the real server's address.
+        if service.mark().is_some() && f.method == Method::Masq {
+            let rport = if rs.port() == 0 { f.vip.port() } else { rs.port() };
+            let reply = maps::ConnKey::new(f.client, SocketAddr::new(rs.ip(), rport), f.protocol);
+            if let Err(e) = r.program.put_mark_reply(&reply, &maps::MarkReply::new(f.vip)) {
+                tracing::warn!(client = %f.client, "connection sync: installing a flow's reply entry: {e}");
+            }
+        }
         if self.flows.dest_of(&key) != Some(dest_id) {
             let Some(binding) = svc.adopt(f.client, rs, now_ms) else { return false };
             self.flows.insert(key, Flow { binding, dest_id, protocol: protocol(f.protocol) }, now_ms);

@@ -1418,10 +1418,6 @@ fn a_firewall_mark_groups_tcp_and_udp_ports_and_both_families_on_one_real_server
         t["templates"].as_array().unwrap().iter().map(|t| t["virtual_address"].as_str().unwrap()).collect();
     assert_eq!(vaddrs.len(), 2, "one template per family: {t}");
     assert!(vaddrs.contains(&"0.0.0.1:0") && vaddrs.contains(&"[0:1::]:0"), "IPVS's fwmark template addresses: {t}");
-    // Masq cannot serve a mark in the packet engine (a reply names no one virtual address).
-    let (st, v) =
-        rvsd.api("POST", "/v1/services/fwmark/1/servers", Some(r#"{"address": "198.18.0.20:0", "method": "masq"}"#));
-    assert!((400..500).contains(&st) && v.to_string().contains("gate or tunnel"), "{st} {v}");
     // Deleting the services and the mark takes its entries out of the program.
     for path in ["fwmark/1", "fwmark6/1"] {
         assert_eq!(rvsd.api("DELETE", &format!("/v1/services/{path}"), None).0, 200);
@@ -1439,6 +1435,45 @@ fn a_firewall_mark_groups_tcp_and_udp_ports_and_both_families_on_one_real_server
             }),
         "no service after the mark went"
     );
+}
+
+#[test]
+fn a_firewall_mark_through_masq_puts_each_reply_back_on_the_address_and_port_the_client_used() {
+    let farm = Farm::one_segment(2);
+    // Two virtual addresses in one mark; the real servers answer on their own addresses, their
+    // replies routed back through the director, which must give each the address it came to.
+    let (a1, a2) = ("198.18.1.11", "198.18.1.12");
+    for a in [a1, a2] {
+        farm.client.run(&format!("ip route add {a}/32 via 198.18.0.1"));
+    }
+    let mut backends = Vec::new();
+    for (i, rs) in farm.servers.iter().enumerate() {
+        rs.run("ip route add 198.18.0.2/32 via 198.18.0.1");
+        for port in [80, 443] {
+            let a: SocketAddr = format!("{}:{port}", farm.rs4[i]).parse().unwrap();
+            backends.push(rs.enter(|| Backend::start_on(&format!("rs{}", i + 1), a)));
+        }
+    }
+    let m =
+        |addr: &str, ports: &str| format!("  [[firewall_mark.match]]\n  address = \"{addr}\"\n  ports = \"{ports}\"\n");
+    let mut body = String::from("[[firewall_mark]]\nmark = 7\n") + &m(a1, "80") + &m(a1, "443") + &m(a2, "80");
+    body += "[[service]]\nfirewall_mark = 7\nscheduler = \"rr\"\npersistent = 60\n";
+    for a in &farm.rs4 {
+        body += &format!("  [[service.real_server]]\n  address = \"{a}\"\n  method = \"masq\"\n");
+    }
+    let rvsd = farm.rvsd(&body);
+    let mut seen = Vec::new();
+    for to in [format!("{a1}:80"), format!("{a1}:443"), format!("{a2}:80"), format!("{a1}:443")] {
+        let to: SocketAddr = to.parse().unwrap();
+        let (mut s, name) = connect_name_through(&farm, &rvsd, to);
+        assert_eq!(s.peer_addr().unwrap(), to, "the reply comes from the address and port asked");
+        echo_line(&mut s, "ping\n", &format!("{name} at {to}"));
+        seen.push(name);
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 1, "one client on one real server across the mark: {seen:?}");
+    let (_, v) = rvsd.api("GET", "/v1/services/fwmark/7", None);
+    assert_eq!(v["stats"]["conns"], 4, "{v}");
 }
 
 #[test]
