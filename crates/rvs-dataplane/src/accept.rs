@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::conn_limit::{acquire_places, ConnLimit, ConnSlots};
+use crate::conn_limit::{acquire_places, try_places, ConnLimit, ConnSlots};
 
 /// How long the loop pauses after a failed accept (EMFILE and friends) instead of spinning.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
@@ -40,12 +40,17 @@ pub async fn accept_loop<F>(
         };
         match accepted {
             Ok((stream, peer)) => {
-                // At the service's or the director's cap this connection waits here, and the
-                // next ones in the listen backlog.
-                let places = tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => break,
-                    p = acquire_places(service_cap, director_cap) => p,
+                // Accepted is served: a stop that comes now does not drop it (its client is
+                // sending already; dropping it would reset a request a binary upgrade must not
+                // lose). Only at the service's or the director's cap does it wait here (and
+                // the next ones in the listen backlog), and a stop then ends the wait.
+                let places = match try_places(service_cap, director_cap) {
+                    Ok(p) => p,
+                    Err(_) => tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => break,
+                        p = acquire_places(service_cap, director_cap) => p,
+                    },
                 };
                 serve(stream, peer, places);
             }
