@@ -152,12 +152,6 @@ impl ServiceKey {
     pub fn packet_engine_only(&self) -> bool {
         self.addr().is_some_and(|a| a.addr.port() == 0 || !a.protocol.proxied())
     }
-
-    /// Whether connections keep their destination port to a real server with port 0: an
-    /// all-port service, a firewall mark.
-    pub fn keeps_port(&self) -> bool {
-        self.port() == 0
-    }
 }
 
 impl From<ServiceAddr> for ServiceKey {
