@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         let id = ServiceId { protocol: proto.to_string(), address: addr.to_string() };
         match service_key(&id, "path") {
             Ok(key) => {
-                let printed = ServiceId { protocol: key.protocol.name().into(), address: key.addr.to_string() };
+                let printed = rvs_api::id_from_core(&key);
                 assert_eq!(service_key(&printed, "path"), Ok(key), "{id:?} printed as {printed:?}");
             }
             Err(e) => assert!(e.field.is_some_and(|f| f.starts_with("path."))),
