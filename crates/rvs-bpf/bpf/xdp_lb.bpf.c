@@ -1252,10 +1252,10 @@ static __always_inline int key_eq(const struct rvs_conn_key *a, const struct rvs
 }
 
 /* The virtual service of sk: its own port's, else the address's all-port (port 0) service. */
-/* The firewall-mark service of a packet to sk, if a mark matches it. */
-static __always_inline struct rvs_service *mark_of(const struct rvs_service_key *sk)
+/* The firewall-mark service of a packet to sk, if a mark matches it (cfg: the packet's
+ * rvs_config, as its caller looked it up). */
+static __always_inline struct rvs_service *mark_of(const struct rvs_service_key *sk, const struct rvs_config *cfg)
 {
-	struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &(__u32){0});
 	if (cfg && (cfg->flags & RVS_CFG_F_NO_MARKS))
 		return 0;
 	struct rvs_mark_key mk = {
@@ -1280,9 +1280,9 @@ static __always_inline struct rvs_service *mark_of(const struct rvs_service_key 
 
 /* The service of a packet to sk: a firewall mark's first (as IPVS looks fwmark services up
  * before addresses), then the address and port's, then the address's on port 0 (all-port). */
-static __always_inline struct rvs_service *service_of(struct rvs_service_key *sk)
+static __always_inline struct rvs_service *service_of(struct rvs_service_key *sk, const struct rvs_config *cfg)
 {
-	struct rvs_service *svc = mark_of(sk);
+	struct rvs_service *svc = mark_of(sk, cfg);
 	if (svc)
 		return svc;
 	svc = bpf_map_lookup_elem(&rvs_services, sk);
@@ -2147,7 +2147,7 @@ static __always_inline int icmp_error(struct xdp_md *ctx, const struct pkt *p)
 	sk.port = esport;
 	sk.proto = eproto;
 	sk.family = p->family;
-	if (addr_eq(p->daddr, es) && service_of(&sk)) {
+	if (addr_eq(p->daddr, es) && service_of(&sk, cfg)) {
 		conn_key(&key, ed, edport, es, esport, eproto, p->family);
 		struct rvs_conn *c = live_conn(&key, cfg, now);
 		if (!c)
@@ -2349,7 +2349,7 @@ int rvs_xdp_lb(struct xdp_md *ctx)
 	sk.port = p.dport;
 	sk.proto = p.proto;
 	sk.family = p.family;
-	struct rvs_service *svc = service_of(&sk);
+	struct rvs_service *svc = service_of(&sk, cfg);
 	if (svc)
 		return to_service(ctx, &p, svc, &key, fc, cfg, gen, jif);
 	int did = p.proto == IPPROTO_TCP && ftp_enabled(cfg) ? ftp_related_in(&p, &key) : -1;
