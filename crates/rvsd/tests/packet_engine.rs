@@ -1615,7 +1615,7 @@ fn sipp_calls_through_the_packet_engine_each_stay_on_one_real_server() {
 /// vsftpd's connect_from_port_20=NO) must come to the client from the VIP.
 #[test]
 fn ftp_through_masq_on_port_21_in_every_mode_with_the_227_rewritten() {
-    use rvs_testkit::ftp::{ftp_client, ftp_file, ftp_tools, FtpMode, Vsftpd};
+    use rvs_testkit::ftp::{ftp_client, ftp_file, ftp_tools, FtpMode};
     if !ftp_tools() {
         eprintln!("note: vsftpd or python3's ftplib missing (.ci/run installs them): skipped");
         return;
@@ -1635,15 +1635,7 @@ fn ftp_through_masq_on_port_21_in_every_mode_with_the_227_rewritten() {
     for rs in &farm.servers {
         rs.run("ip route add 198.18.0.2/32 via 198.18.0.1 && ip route add 198.18.0.4/32 via 198.18.0.1");
     }
-    let servers: Vec<Vsftpd> = farm
-        .servers
-        .iter()
-        .enumerate()
-        .map(|(i, rs)| {
-            let addr: SocketAddr = format!("{}:21", farm.rs4[i]).parse().unwrap();
-            rs.enter(|| Vsftpd::start(&format!("rs{}", i + 1), addr, (30000, 30049)))
-        })
-        .collect();
+    let servers = vsftpd_each(&farm, |i| format!("{}:21", farm.rs4[i]).parse().unwrap());
     let ftp_vip: SocketAddr = format!("{vip_ip}:21").parse().unwrap();
     let rss: Vec<(String, &str)> = farm.rs4.iter().map(|a| (format!("{a}:21"), "masq")).collect();
     // No `helper` line: port 21 runs it by default.
@@ -1697,7 +1689,7 @@ fn ftp_through_masq_on_port_21_in_every_mode_with_the_227_rewritten() {
 /// connections they announce made into flows to the control connection's real server.
 #[test]
 fn ftp_through_masq_on_ipv6_with_epsv_and_eprt() {
-    use rvs_testkit::ftp::{ftp_client, ftp_file, ftp_tools, FtpMode, Vsftpd};
+    use rvs_testkit::ftp::{ftp_client, ftp_file, ftp_tools, FtpMode};
     if !ftp_tools() {
         eprintln!("note: vsftpd or python3's ftplib missing (.ci/run installs them): skipped");
         return;
@@ -1716,15 +1708,7 @@ fn ftp_through_masq_on_ipv6_with_epsv_and_eprt() {
     for rs in &farm.servers {
         rs.run("ip -6 route add 2001:db8::2/128 via 2001:db8::1");
     }
-    let servers: Vec<Vsftpd> = farm
-        .servers
-        .iter()
-        .enumerate()
-        .map(|(i, rs)| {
-            let addr: SocketAddr = format!("[{}]:21", farm.rs6[i]).parse().unwrap();
-            rs.enter(|| Vsftpd::start(&format!("rs{}", i + 1), addr, (30000, 30049)))
-        })
-        .collect();
+    let servers = vsftpd_each(&farm, |i| format!("[{}]:21", farm.rs6[i]).parse().unwrap());
     let ftp_vip: SocketAddr = format!("[{VIP6}]:21").parse().unwrap();
     let rss: Vec<(String, &str)> = farm.rs6.iter().map(|a| (format!("[{a}]:21"), "masq")).collect();
     let rvsd = farm.rvsd(&service("tcp", ftp_vip, "rr", "", &rss));
@@ -1745,7 +1729,7 @@ fn ftp_through_masq_on_ipv6_with_epsv_and_eprt() {
 
 #[test]
 fn ftp_through_gate_and_tunnel_with_a_persistent_all_port_or_firewall_mark_service_in_every_mode() {
-    use rvs_testkit::ftp::{ftp_client, ftp_file, ftp_tools, FtpMode, Vsftpd};
+    use rvs_testkit::ftp::{ftp_client, ftp_file, ftp_tools, FtpMode};
     if !ftp_tools() {
         eprintln!("note: vsftpd or python3's ftplib missing (.ci/run installs them): skipped");
         return;
@@ -1759,12 +1743,7 @@ fn ftp_through_gate_and_tunnel_with_a_persistent_all_port_or_firewall_mark_servi
             }
         }
         let ftp_vip: SocketAddr = format!("{VIP4}:21").parse().unwrap();
-        let servers: Vec<Vsftpd> = farm
-            .servers
-            .iter()
-            .enumerate()
-            .map(|(i, rs)| rs.enter(|| Vsftpd::start(&format!("rs{}", i + 1), ftp_vip, (30000, 30049))))
-            .collect();
+        let servers = vsftpd_each(&farm, |_| ftp_vip);
         let rss: Vec<(String, &str)> = farm.rs4.iter().map(|a| (a.clone(), method)).collect();
         // The two LVS recipes: gate with an all-port service, tunnel with a firewall mark of
         // the control port, port 20 and the unprivileged ports, as the classic iptables rules
@@ -1811,4 +1790,14 @@ fn ftp_through_gate_and_tunnel_with_a_persistent_all_port_or_firewall_mark_servi
         names.sort();
         assert_eq!(names, ["rs1", "rs2"], "{method}: the two clients on the two real servers");
     }
+}
+
+/// Debian's vsftpd in each real server's namespace, real server `i` on `addr(i)`, passive ports
+/// 30000-30049 (named rs1, rs2, ...).
+fn vsftpd_each(farm: &Farm, addr: impl Fn(usize) -> SocketAddr) -> Vec<rvs_testkit::ftp::Vsftpd> {
+    let start = |(i, rs): (usize, &Netns)| {
+        let a = addr(i);
+        rs.enter(|| rvs_testkit::ftp::Vsftpd::start(&format!("rs{}", i + 1), a, (30000, 30049)))
+    };
+    farm.servers.iter().enumerate().map(start).collect()
 }
